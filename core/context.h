@@ -1,0 +1,29 @@
+/* strata — run contexts: thread pool and seeded random generator. */
+#pragma once
+
+#include <strata/strata.h>
+
+G_BEGIN_DECLS
+
+typedef struct _StRng StRng;
+typedef struct _StPool StPool;
+
+StRng  *st_rng_new (guint64 seed);
+void    st_rng_free (StRng *rng);
+/* Copies a generator's state (for checkpoints). */
+void    st_rng_get_state (const StRng *rng, guint64 state[4]);
+void    st_rng_set_state (StRng *rng, const guint64 state[4]);
+
+/* A pool of n_threads workers (the caller counts as one); n_threads <= 0
+ * means one per core. */
+StPool *st_pool_new (int n_threads);
+void    st_pool_free (StPool *pool);
+int     st_pool_threads (const StPool *pool);
+
+/* A context owning a new pool and generator. */
+StRunContext *st_run_context_new (int n_threads, guint64 seed);
+void          st_run_context_free (StRunContext *ctx);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (StRunContext, st_run_context_free)
+
+G_END_DECLS

@@ -1,0 +1,5 @@
+/* strata — the plugin SDK: include this one header. */
+#pragma once
+
+#include <strata/tensor.h>
+#include <strata/plugin.h>

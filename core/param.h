@@ -1,0 +1,21 @@
+/* strata — parsing and validating stage parameters from their specs. */
+#pragma once
+
+#include <strata/strata.h>
+
+G_BEGIN_DECLS
+
+/* Parses text as spec says and stores it in config at spec->offset.  The
+ * error says what was expected and what was found, without naming the
+ * stage or key (the caller does). */
+gboolean    st_param_parse (const StParamSpec *spec, const char *text,
+                            void *config, GError **error);
+/* Frees the strings and lists stored in config. */
+void        st_param_clear (const StKind *kind, void *config);
+/* "int", "double list", "enum" ... */
+const char *st_param_type_name (StParamType type);
+/* The range or choices in words ("1 to 64", "zero|edge|reflect|wrap"), or
+ * NULL when unconstrained. */
+char       *st_param_describe_range (const StParamSpec *spec);
+
+G_END_DECLS

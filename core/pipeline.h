@@ -1,0 +1,53 @@
+/* strata — pipelines: stages wired into a graph from a pipeline file. */
+#pragma once
+
+#include <strata/strata.h>
+#include "registry.h"
+
+G_BEGIN_DECLS
+
+typedef struct _StPipeline StPipeline;
+
+/* PIPELINE as the command line takes it: an existing file, an installed
+ * pipeline's name ("sharpen"), or an inline chain ("grayscale ! kernel
+ * preset=emboss").  Everything is checked, shapes included, before return;
+ * every error names the file (or "inline pipeline"), the stage and the key. */
+StPipeline *st_pipeline_load (StRegistry *reg, const char *spec, GError **error);
+StPipeline *st_pipeline_load_file (StRegistry *reg, const char *path, GError **error);
+/* A key file given as text; display_name stands for the file in errors. */
+StPipeline *st_pipeline_load_data (StRegistry *reg, const char *data,
+                                   const char *display_name, GError **error);
+StPipeline *st_pipeline_load_inline (StRegistry *reg, const char *chain, GError **error);
+/* A fresh, independent copy (for another worker thread). */
+StPipeline *st_pipeline_copy (const StPipeline *p, GError **error);
+void        st_pipeline_free (StPipeline *p);
+
+const char *st_pipeline_name (const StPipeline *p);         /* file or "inline pipeline" */
+const char *st_pipeline_description (const StPipeline *p);  /* may be NULL */
+/* The fixed input [1, C, H, W] from "input=", FALSE when the pipeline takes any image. */
+gboolean    st_pipeline_fixed_input (const StPipeline *p, StShape *shape);
+const char *const *st_pipeline_labels (const StPipeline *p); /* NULL-terminated or NULL */
+const char *st_pipeline_weights_path (const StPipeline *p); /* resolved, or NULL */
+
+int       st_pipeline_n_stages (const StPipeline *p);
+StStage  *st_pipeline_stage (const StPipeline *p, int index);   /* in run order */
+/* Names of a stage's inputs ("image" for the pipeline input). */
+const char *const *st_pipeline_stage_inputs (const StPipeline *p, int index);
+
+/* Infers every stage's shape for this input shape. */
+gboolean  st_pipeline_prepare (StPipeline *p, StShape input, GError **error);
+StShape   st_pipeline_output_shape (const StPipeline *p);
+
+/* Runs the graph on input and returns the last stage's output.  With
+ * keep_activations the per-stage outputs stay available for backward and
+ * st_pipeline_activation(). */
+StTensor *st_pipeline_forward (StPipeline *p, const StRunContext *ctx,
+                               const StTensor *input, gboolean keep_activations,
+                               GError **error);
+/* Back-propagates grad_output through the last forward (which must have kept
+ * its activations), accumulating parameter gradients. */
+gboolean  st_pipeline_backward (StPipeline *p, const StRunContext *ctx,
+                                const StTensor *grad_output, GError **error);
+const StTensor *st_pipeline_activation (const StPipeline *p, int index);
+
+G_END_DECLS

@@ -1,0 +1,44 @@
+/* strata — stage instances: a kind plus validated parameters. */
+#pragma once
+
+#include <strata/strata.h>
+#include "param.h"
+
+G_BEGIN_DECLS
+
+/* Stage parameters stored by the core. */
+typedef struct {
+  char *full_name;             /* "<stage>.<name>" */
+  int rank;
+  int dims[4];
+  gboolean trainable;
+  StTensor *value;
+  StTensor *grad;              /* NULL until st_stage_enable_grads() */
+} StParam;
+
+/* A stage of the given kind whose parameters come from parallel arrays of
+ * keys and values (as text); n_keys may be 0.  Every key is checked against
+ * the kind's specs and every value against its type and range.  The error
+ * message is "stage 'NAME': key 'KEY': expected ..., found ...", without a
+ * file name (the caller adds it). */
+StStage *st_stage_new (const StKind *kind, const char *name,
+                       const char *const *keys, const char *const *values,
+                       int n_keys, GError **error);
+void     st_stage_free (StStage *stage);
+
+/* Runs kind->infer for these input shapes; the error names the stage. */
+gboolean st_stage_infer (StStage *stage, const StShape *in_shapes,
+                         int n_inputs, GError **error);
+
+/* Parameters by index. */
+int      st_stage_n_params (const StStage *stage);
+StParam *st_stage_get_param (const StStage *stage, int index);
+/* Allocates (zeroed) gradients for every parameter. */
+void     st_stage_enable_grads (StStage *stage);
+void     st_stage_zero_grads (StStage *stage);
+/* Seeds the generator used by parameter initialisation (per stage, from the
+ * pipeline seed and the stage name, so initial weights do not depend on the
+ * order stages are declared). */
+void     st_stage_set_seed (StStage *stage, guint64 seed);
+
+G_END_DECLS
