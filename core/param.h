@@ -19,3 +19,13 @@ const char *st_param_type_name (StParamType type);
 char       *st_param_describe_range (const StParamSpec *spec);
 
 G_END_DECLS
+
+G_BEGIN_DECLS
+/* strcmp for g_ptr_array_sort on an array of strings. */
+gint  st_compare_strings (gconstpointer a, gconstpointer b);
+/* Levenshtein distance, for "did you mean" suggestions. */
+int   st_edit_distance (const char *a, const char *b);
+/* The candidates within a small distance of name (at most max, closest
+ * first) joined as "'a', 'b'", or NULL when none is close. */
+char *st_suggest (const char *name, const char *const *candidates, int max);
+G_END_DECLS

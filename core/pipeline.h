@@ -50,4 +50,19 @@ gboolean  st_pipeline_backward (StPipeline *p, const StRunContext *ctx,
                                 const StTensor *grad_output, GError **error);
 const StTensor *st_pipeline_activation (const StPipeline *p, int index);
 
+/* The number of leading stages (in run order) that only prepare the input:
+ * no parameters, one input, and nothing after them reads anything but the
+ * last of them.  Training runs them once per sample and batches the rest. */
+int       st_pipeline_prefix_length (const StPipeline *p);
+/* Stages first..last alone, input standing for the output of stage
+ * first - 1 (the image when first is 0). */
+gboolean  st_pipeline_prepare_range (StPipeline *p, StShape input, int first, int last,
+                                     GError **error);
+StTensor *st_pipeline_forward_range (StPipeline *p, const StRunContext *ctx,
+                                     const StTensor *input, int first, int last,
+                                     gboolean keep_activations, GError **error);
+/* Back-propagates from stage last (within the last forward's range). */
+gboolean  st_pipeline_backward_range (StPipeline *p, const StRunContext *ctx,
+                                      const StTensor *grad_output, int last, GError **error);
+
 G_END_DECLS

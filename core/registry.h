@@ -32,7 +32,7 @@ GPtrArray  *st_registry_providers (StRegistry *reg, const char *name);
 GPtrArray  *st_registry_kind_names (StRegistry *reg);
 /* "path: reason" for each plugin that did not load. */
 GPtrArray  *st_registry_load_errors (StRegistry *reg);
-/* Up to max names within a small edit distance of name, for suggestions. */
-char      **st_registry_near_names (StRegistry *reg, const char *name, int max);
+/* Kind names close to name, as "'a', 'b'", or NULL: for "did you mean". */
+char       *st_registry_suggest (StRegistry *reg, const char *name);
 
 G_END_DECLS

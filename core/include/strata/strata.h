@@ -3,3 +3,5 @@
 
 #include <strata/tensor.h>
 #include <strata/plugin.h>
+#include <strata/activation.h>
+#include <strata/gradcheck.h>

@@ -1,0 +1,242 @@
+/* strata — run contexts: a seeded generator and a small thread pool. */
+#include "context.h"
+
+#include <math.h>
+
+/* xoshiro256**: fast, small state, and its state can be saved in a
+ * checkpoint, which is what bit-identical resumes need. */
+struct _StRng {
+  guint64 s[4];
+};
+
+static inline guint64
+rotl (guint64 x, int k)
+{
+  return (x << k) | (x >> (64 - k));
+}
+
+static guint64
+splitmix64 (guint64 *x)
+{
+  guint64 z = (*x += G_GUINT64_CONSTANT (0x9e3779b97f4a7c15));
+  z = (z ^ (z >> 30)) * G_GUINT64_CONSTANT (0xbf58476d1ce4e5b9);
+  z = (z ^ (z >> 27)) * G_GUINT64_CONSTANT (0x94d049bb133111eb);
+  return z ^ (z >> 31);
+}
+
+StRng *
+st_rng_new (guint64 seed)
+{
+  StRng *rng = g_new (StRng, 1);
+  for (int i = 0; i < 4; i++)
+    rng->s[i] = splitmix64 (&seed);
+  return rng;
+}
+
+void
+st_rng_free (StRng *rng)
+{
+  g_free (rng);
+}
+
+void
+st_rng_get_state (const StRng *rng, guint64 state[4])
+{
+  for (int i = 0; i < 4; i++)
+    state[i] = rng->s[i];
+}
+
+void
+st_rng_set_state (StRng *rng, const guint64 state[4])
+{
+  for (int i = 0; i < 4; i++)
+    rng->s[i] = state[i];
+}
+
+guint64
+st_rng_next (StRng *rng)
+{
+  guint64 *s = rng->s;
+  guint64 result = rotl (s[1] * 5, 7) * 9;
+  guint64 t = s[1] << 17;
+  s[2] ^= s[0];
+  s[3] ^= s[1];
+  s[1] ^= s[2];
+  s[0] ^= s[3];
+  s[2] ^= t;
+  s[3] = rotl (s[3], 45);
+  return result;
+}
+
+double
+st_rng_uniform (StRng *rng)
+{
+  return (st_rng_next (rng) >> 11) * 0x1.0p-53;
+}
+
+double
+st_rng_normal (StRng *rng)
+{
+  /* Box-Muller; one value per call keeps the stream simple to replay. */
+  double u1 = 1.0 - st_rng_uniform (rng);
+  double u2 = st_rng_uniform (rng);
+  return sqrt (-2.0 * log (u1)) * cos (2.0 * G_PI * u2);
+}
+
+/* ---- Thread pool --------------------------------------------------------
+ * Workers wait on a generation counter; st_parallel_for hands each of them
+ * one contiguous range and runs the first range itself. */
+
+struct _StPool {
+  int n_threads;
+  GThread **threads;
+  GMutex lock;
+  GCond work_cond;
+  GCond done_cond;
+  guint64 generation;
+  int pending;
+  gboolean quit;
+  StRangeFunc fn;
+  gpointer data;
+  gsize total;
+};
+
+typedef struct {
+  StPool *pool;
+  int index;
+} Worker;
+
+static gpointer
+worker_main (gpointer user_data)
+{
+  Worker *w = user_data;
+  StPool *pool = w->pool;
+  int index = w->index;
+  g_free (w);
+  guint64 seen = 0;
+
+  g_mutex_lock (&pool->lock);
+  for (;;)
+    {
+      while (pool->generation == seen && !pool->quit)
+        g_cond_wait (&pool->work_cond, &pool->lock);
+      if (pool->quit)
+        break;
+      seen = pool->generation;
+      StRangeFunc fn = pool->fn;
+      gpointer data = pool->data;
+      gsize total = pool->total;
+      g_mutex_unlock (&pool->lock);
+
+      gsize begin = total * index / pool->n_threads;
+      gsize end = total * (index + 1) / pool->n_threads;
+      if (begin < end)
+        fn (begin, end, data);
+
+      g_mutex_lock (&pool->lock);
+      if (--pool->pending == 0)
+        g_cond_signal (&pool->done_cond);
+    }
+  g_mutex_unlock (&pool->lock);
+  return NULL;
+}
+
+StPool *
+st_pool_new (int n_threads)
+{
+  if (n_threads <= 0)
+    n_threads = (int) g_get_num_processors ();
+  StPool *pool = g_new0 (StPool, 1);
+  pool->n_threads = n_threads;
+  g_mutex_init (&pool->lock);
+  g_cond_init (&pool->work_cond);
+  g_cond_init (&pool->done_cond);
+  pool->threads = g_new0 (GThread *, n_threads);
+  for (int i = 1; i < n_threads; i++)
+    {
+      Worker *w = g_new (Worker, 1);
+      w->pool = pool;
+      w->index = i;
+      pool->threads[i] = g_thread_new ("strata-worker", worker_main, w);
+    }
+  return pool;
+}
+
+void
+st_pool_free (StPool *pool)
+{
+  if (!pool)
+    return;
+  g_mutex_lock (&pool->lock);
+  pool->quit = TRUE;
+  g_cond_broadcast (&pool->work_cond);
+  g_mutex_unlock (&pool->lock);
+  for (int i = 1; i < pool->n_threads; i++)
+    g_thread_join (pool->threads[i]);
+  g_free (pool->threads);
+  g_mutex_clear (&pool->lock);
+  g_cond_clear (&pool->work_cond);
+  g_cond_clear (&pool->done_cond);
+  g_free (pool);
+}
+
+int
+st_pool_threads (const StPool *pool)
+{
+  return pool ? pool->n_threads : 1;
+}
+
+void
+st_parallel_for (const StRunContext *ctx, gsize n, StRangeFunc fn, gpointer data)
+{
+  StPool *pool = ctx ? ctx->pool : NULL;
+  if (n == 0)
+    return;
+  if (!pool || pool->n_threads == 1 || n == 1)
+    {
+      fn (0, n, data);
+      return;
+    }
+  g_mutex_lock (&pool->lock);
+  pool->fn = fn;
+  pool->data = data;
+  pool->total = n;
+  pool->pending = pool->n_threads - 1;
+  pool->generation++;
+  g_cond_broadcast (&pool->work_cond);
+  g_mutex_unlock (&pool->lock);
+
+  gsize end = n / pool->n_threads;
+  if (end > 0)
+    fn (0, end, data);
+
+  g_mutex_lock (&pool->lock);
+  while (pool->pending > 0)
+    g_cond_wait (&pool->done_cond, &pool->lock);
+  g_mutex_unlock (&pool->lock);
+}
+
+int
+st_parallel_threads (const StRunContext *ctx)
+{
+  return ctx ? st_pool_threads (ctx->pool) : 1;
+}
+
+StRunContext *
+st_run_context_new (int n_threads, guint64 seed)
+{
+  StRunContext *ctx = g_new0 (StRunContext, 1);
+  ctx->rng = st_rng_new (seed);
+  ctx->pool = st_pool_new (n_threads);
+  return ctx;
+}
+
+void
+st_run_context_free (StRunContext *ctx)
+{
+  if (!ctx)
+    return;
+  st_rng_free (ctx->rng);
+  st_pool_free (ctx->pool);
+  g_free (ctx);
+}

@@ -1,0 +1,303 @@
+/* strata — checking a stage's backward against finite differences.
+ *
+ * The loss is L = Σ out · R for a fixed random R, so grad_output = R and
+ * one backward gives every analytic gradient at once; each numeric one is
+ * (L(v + h) − L(v − h)) / 2h for one element v.  Values stay float, as
+ * stages compute them, but L is summed in double and h is the step the
+ * float actually took, so the only noise left is the stage's own rounding.
+ *
+ * Piecewise-linear stages (relu, maxpool) have kinks where a central
+ * difference straddling them averages two slopes.  When the central
+ * difference disagrees, the half step is tried (a kink between h/2 and h
+ * away), and where the two one-sided differences clearly differ (the
+ * element sits on a kink) the gradient may match either one: that is the
+ * subgradient convention the stage picked (PyTorch's relu'(0) = 0, the
+ * first maximum of a tie).  A gradient that is simply wrong matches none
+ * of these and fails. */
+#include "context.h"
+#include "stage.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Elements checked per tensor: enough to catch an indexing mistake, few
+ * enough that a large layer checks in well under a second. */
+#define MAX_CHECKED_PER_TENSOR 200
+
+/* One-sided differences that disagree by more than this (relative) mark a
+ * kink; smooth stages stay far below it for steps of 1e-2 and less. */
+#define KINK_JUMP 0.1
+
+typedef struct {
+  StStage *stage;
+  StRunContext *ctx;
+  guint64 rng_state[4];        /* the context's generator before every forward */
+  StTensor **inputs;
+  StTensor *output;
+  StTensor *r;                 /* the loss weights, also grad_output */
+} Check;
+
+static double
+rel_error (double a, double b)
+{
+  return fabs (a - b) / MAX (MAX (fabs (a), fabs (b)), 1e-2);
+}
+
+static void
+fill_uniform (StTensor *t, StRng *rng)
+{
+  gsize n = st_tensor_numel (t);
+  for (gsize i = 0; i < n; i++)
+    t->data[i] = (float) (2.0 * st_rng_uniform (rng) - 1.0);
+}
+
+/* L = Σ out · R for the current inputs and parameters.  The generator is
+ * reset first, so a stochastic stage (dropout) draws the same mask on every
+ * call and the loss is a function of the values alone. */
+static gboolean
+loss (Check *c, double *value, GError **error)
+{
+  st_rng_set_state (c->ctx->rng, c->rng_state);
+  st_tensor_zero (c->output);
+  if (!c->stage->kind->forward (c->stage, c->ctx, (const StTensor *const *) c->inputs,
+                                c->output, error))
+    return FALSE;
+  double sum = 0.0;
+  gsize n = st_tensor_numel (c->output);
+  for (gsize i = 0; i < n; i++)
+    sum += (double) c->output->data[i] * (double) c->r->data[i];
+  *value = sum;
+  return TRUE;
+}
+
+/* (L(v + h) − L(v − h)) / 2h, where v is *value and h the float step that
+ * eps rounds to; also the two one-sided differences around base. */
+static gboolean
+central_difference (Check *c, float *value, double eps, double base,
+                    double *central, double *forward, double *backward,
+                    GError **error)
+{
+  float v = *value;
+  float vp = (float) (v + eps), vm = (float) (v - eps);
+  double lp, lm;
+  *value = vp;
+  gboolean ok = loss (c, &lp, error);
+  *value = vm;
+  ok = ok && loss (c, &lm, error);
+  *value = v;
+  if (!ok)
+    return FALSE;
+  double hp = (double) vp - v, hm = v - (double) vm;
+  *central = (lp - lm) / (hp + hm);
+  *forward = (lp - base) / hp;
+  *backward = (base - lm) / hm;
+  return TRUE;
+}
+
+/* Up to max indices of [0, n), picked from rng without repeats. */
+static gsize *
+pick_indices (gsize n, gsize max, StRng *rng, gsize *n_picked)
+{
+  gsize *idx = g_new (gsize, n);
+  for (gsize i = 0; i < n; i++)
+    idx[i] = i;
+  gsize k = MIN (n, max);
+  if (k < n)
+    for (gsize i = 0; i < k; i++)
+      {
+        gsize j = i + (gsize) (st_rng_next (rng) % (n - i));
+        gsize t = idx[i];
+        idx[i] = idx[j];
+        idx[j] = t;
+      }
+  *n_picked = k;
+  return idx;
+}
+
+/* "(1,0,2,3)" for element i of a tensor whose leading rank dims are dims. */
+static void
+format_coords (char *buf, gsize size, gsize i, const int *dims, int rank)
+{
+  gsize coord[4];
+  for (int d = rank - 1; d >= 0; d--)
+    {
+      coord[d] = i % (gsize) dims[d];
+      i /= (gsize) dims[d];
+    }
+  gsize len = g_strlcpy (buf, "(", size);
+  for (int d = 0; d < rank && len < size; d++)
+    len += snprintf (buf + len, size - len, d ? ",%" G_GSIZE_FORMAT : "%" G_GSIZE_FORMAT,
+                     coord[d]);
+  if (len < size)
+    g_strlcat (buf, ")", size);
+}
+
+/* Compares the analytic gradient grad of tensor values with differences,
+ * updating the worst error in result. */
+static gboolean
+check_tensor (Check *c, const char *what, float *values, const float *grad,
+              const int *dims, int rank, gsize numel, double eps, double tolerance,
+              double base, StRng *pick_rng, StGradcheckResult *result,
+              GError **error)
+{
+  gsize n_picked;
+  g_autofree gsize *idx = pick_indices (numel, MAX_CHECKED_PER_TENSOR, pick_rng, &n_picked);
+  for (gsize k = 0; k < n_picked; k++)
+    {
+      gsize i = idx[k];
+      double a = grad[i];
+      double num, fwd, bwd;
+      if (!central_difference (c, &values[i], eps, base, &num, &fwd, &bwd, error))
+        return FALSE;
+      double err = rel_error (a, num);
+      if (err > tolerance)
+        {
+          /* Maybe a kink within the step: a half step may clear it, and on
+           * the kink itself either one-sided slope is a valid gradient. */
+          double num2, fwd2, bwd2;
+          if (!central_difference (c, &values[i], eps / 2, base, &num2, &fwd2, &bwd2, error))
+            return FALSE;
+          if (rel_error (a, num2) < err)
+            {
+              err = rel_error (a, num2);
+              num = num2;
+            }
+          if (rel_error (fwd, bwd) > KINK_JUMP)
+            {
+              double side = rel_error (a, fwd) < rel_error (a, bwd) ? fwd : bwd;
+              if (rel_error (a, side) < err)
+                {
+                  err = rel_error (a, side);
+                  num = side;
+                }
+            }
+        }
+      result->n_checked++;
+      if (err > result->max_rel_error || result->n_checked == 1)
+        {
+          char coords[96];
+          format_coords (coords, sizeof coords, i, dims, rank);
+          result->max_rel_error = err;
+          snprintf (result->worst, sizeof result->worst,
+                    "%s %s: analytic %.7g, numeric %.7g", what, coords, a, num);
+        }
+    }
+  return TRUE;
+}
+
+gboolean
+st_gradcheck (const StKind *kind, const char *const *keys,
+              const char *const *values, int n_keys,
+              const StShape *in_shapes, int n_inputs,
+              gboolean training, guint64 seed, double eps,
+              double tolerance, StGradcheckResult *result,
+              GError **error)
+{
+  StGradcheckResult local_result;
+  if (!result)
+    result = &local_result;
+  memset (result, 0, sizeof *result);
+
+  if (!kind->backward)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_PLUGIN,
+                   "kind '%s' has no backward: it is inference-only", kind->name);
+      return FALSE;
+    }
+  if (!(eps > 0.0))
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_USAGE, "gradcheck step must be positive, found %g", eps);
+      return FALSE;
+    }
+
+  StStage *stage = st_stage_new (kind, kind->name, keys, values, n_keys, error);
+  if (!stage)
+    return FALSE;
+  gboolean ok = FALSE;
+  g_autoptr (StRunContext) ctx = st_run_context_new (1, seed);
+  StRng *rng = st_rng_new (seed ^ G_GUINT64_CONSTANT (0x5eed6ad1c4ec4000));
+  StTensor **inputs = g_new0 (StTensor *, MAX (n_inputs, 1));
+  StTensor **grad_inputs = g_new0 (StTensor *, MAX (n_inputs, 1));
+  StTensor *output = NULL, *r = NULL;
+
+  if (!st_stage_infer (stage, in_shapes, n_inputs, error))
+    goto out;
+  st_stage_enable_grads (stage);
+  ctx->training = training;
+
+  for (int i = 0; i < n_inputs; i++)
+    {
+      if (!(inputs[i] = st_tensor_new (in_shapes[i], error))
+          || !(grad_inputs[i] = st_tensor_new (in_shapes[i], error)))
+        goto out;
+      fill_uniform (inputs[i], rng);
+      /* Elementwise kinks sit at 0 (relu, leaky_relu, elu's curvature):
+       * keep inputs a step clear of them. */
+      for (gsize k = 0; k < st_tensor_numel (inputs[i]) && eps < 0.25; k++)
+        while (fabsf (inputs[i]->data[k]) < 2 * eps)
+          inputs[i]->data[k] = (float) (2.0 * st_rng_uniform (rng) - 1.0);
+    }
+  /* Saved statistics (batchnorm's running_var) keep their initial values,
+   * which are valid ones; random values could be, say, negative. */
+  for (int p = 0; p < st_stage_n_params (stage); p++)
+    if (st_stage_get_param (stage, p)->trainable)
+      fill_uniform (st_stage_get_param (stage, p)->value, rng);
+  if (!(output = st_tensor_new (stage->out_shape, error))
+      || !(r = st_tensor_new (stage->out_shape, error)))
+    goto out;
+  fill_uniform (r, rng);
+
+  Check c = { stage, ctx, { 0 }, inputs, output, r };
+  st_rng_get_state (ctx->rng, c.rng_state);
+
+  /* Analytic: one forward, one backward with grad_output = R. */
+  double base;
+  if (!loss (&c, &base, error)
+      || !kind->backward (stage, ctx, (const StTensor *const *) inputs, output, r,
+                          grad_inputs, error))
+    goto out;
+
+  for (int i = 0; i < n_inputs; i++)
+    {
+      char what[32];
+      StShape s = in_shapes[i];
+      int dims[4] = { s.n, s.c, s.h, s.w };
+      snprintf (what, sizeof what, "input %d", i);
+      if (!check_tensor (&c, what, inputs[i]->data, grad_inputs[i]->data, dims, 4,
+                         st_tensor_numel (inputs[i]), eps, tolerance, base, rng,
+                         result, error))
+        goto out;
+    }
+  for (int p = 0; p < st_stage_n_params (stage); p++)
+    {
+      StParam *param = st_stage_get_param (stage, p);
+      if (!param->trainable)
+        continue;
+      g_autofree char *what = g_strdup_printf ("parameter '%s'", param->full_name);
+      if (!check_tensor (&c, what, param->value->data, param->grad->data, param->dims,
+                         param->rank, st_tensor_numel (param->value), eps, tolerance,
+                         base, rng, result, error))
+        goto out;
+    }
+
+  ok = result->max_rel_error <= tolerance;
+  if (!ok)
+    g_set_error (error, ST_ERROR, ST_ERROR_FAILED,
+                 "kind '%s': gradient off by relative error %.3g (tolerance %.3g) at %s",
+                 kind->name, result->max_rel_error, tolerance, result->worst);
+
+out:
+  for (int i = 0; i < n_inputs; i++)
+    {
+      st_tensor_free (inputs[i]);
+      st_tensor_free (grad_inputs[i]);
+    }
+  g_free (inputs);
+  g_free (grad_inputs);
+  st_tensor_free (output);
+  st_tensor_free (r);
+  st_rng_free (rng);
+  st_stage_free (stage);
+  return ok;
+}

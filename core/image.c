@@ -1,0 +1,1274 @@
+/* strata — reading and writing PNG and JPEG images as tensors.
+ *
+ * libpng and libjpeg report errors by calling a handler that must not
+ * return; both are given handlers that record the reason and longjmp back.
+ * Each setjmp lives in a small *_run() function whose state is kept in a
+ * struct reached through a pointer argument, so nothing the cleanup code
+ * reads is a local variable clobbered by the longjmp.  The caller of a
+ * *_run() function frees whatever the struct holds, on success or failure.
+ *
+ * Nothing here prints: warnings are dropped, errors become GErrors whose
+ * message starts with the file's path. */
+#include "image.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+#include <jpeglib.h>
+#include <jerror.h>
+#include <libexif/exif-data.h>
+#include <png.h>
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+#define REASON_SIZE 512
+
+/* Enough of the file to tell its format and, for a PNG, to read the IHDR
+ * chunk (signature 8 + length 4 + type 4 + data 13 + CRC 4). */
+#define HEAD_SIZE 33
+
+/* Rows handed to libjpeg per jpeg_read_scanlines() call. */
+#define JPEG_ROWS_PER_READ 16
+
+/* Columns per block when writing a rotated image, so the rows of one batch
+ * fill each destination cache line before it is evicted. */
+#define TRANSPOSE_BLOCK 256
+
+/* Pixels per block when converting floats to bytes for writing: small
+ * enough that a block of every plane stays in L1. */
+#define PACK_BLOCK 256
+
+static const guint8 png_signature[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+static const guint8 jpeg_signature[3] = { 0xff, 0xd8, 0xff };
+
+StImageFormat
+st_image_format_from_name (const char *path)
+{
+  g_return_val_if_fail (path != NULL, ST_FORMAT_UNKNOWN);
+
+  const char *slash = strrchr (path, G_DIR_SEPARATOR);
+  const char *dot = strrchr (slash ? slash + 1 : path, '.');
+  if (!dot)
+    return ST_FORMAT_UNKNOWN;
+  const char *ext = dot + 1;
+  if (g_ascii_strcasecmp (ext, "png") == 0)
+    return ST_FORMAT_PNG;
+  if (g_ascii_strcasecmp (ext, "jpg") == 0 || g_ascii_strcasecmp (ext, "jpeg") == 0)
+    return ST_FORMAT_JPEG;
+  return ST_FORMAT_UNKNOWN;
+}
+
+/* ---- Shared helpers ---------------------------------------------------- */
+
+static void
+fill_unit_table (float table[256])
+{
+  for (int i = 0; i < 256; i++)
+    table[i] = (float) i / 255.0f;
+}
+
+/* Clamps to [0, 1] (NaN becomes 0) and rounds to the nearest step. */
+static inline guint8
+unit_to_u8 (float v)
+{
+  v = v * 255.0f + 0.5f;
+  v = v > 0.0f ? v : 0.0f;
+  v = v < 255.0f ? v : 255.0f;
+  return (guint8) (int) v;     /* via int: one vector conversion instruction */
+}
+
+static inline guint16
+unit_to_u16 (float v)
+{
+  v = v * 65535.0f + 0.5f;
+  v = v > 0.0f ? v : 0.0f;
+  v = v < 65535.0f ? v : 65535.0f;
+  return (guint16) v;
+}
+
+static void
+format_pixel_count (guint64 n, char *buf, gsize size)
+{
+  if (n < 1000000)
+    g_snprintf (buf, size, "%" G_GUINT64_FORMAT " pixels", n);
+  else if (n % 1000000 == 0)
+    g_snprintf (buf, size, "%" G_GUINT64_FORMAT " megapixels", n / 1000000);
+  else
+    g_snprintf (buf, size, "%.1f megapixels", (double) n / 1e6);
+}
+
+/* Width and height come from 32-bit header fields, so their product fits
+ * in 64 bits. */
+static gboolean
+check_pixel_limit (const char *path, guint64 width, guint64 height,
+                   guint64 max_pixels, GError **error)
+{
+  guint64 pixels = width * height;
+  if (max_pixels == 0 || pixels <= max_pixels)
+    return TRUE;
+  char have[64], limit[64];
+  format_pixel_count (pixels, have, sizeof have);
+  format_pixel_count (max_pixels, limit, sizeof limit);
+  g_set_error (error, ST_ERROR, ST_ERROR_IMAGE,
+               "%s: image is %" G_GUINT64_FORMAT "x%" G_GUINT64_FORMAT
+               " (%s), more than the limit of %s (--max-pixels)",
+               path, width, height, have, limit);
+  return FALSE;
+}
+
+static StTensor *
+new_image_tensor (const char *path, int channels, guint64 height, guint64 width,
+                  GError **error)
+{
+  if (height > G_MAXINT || width > G_MAXINT)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_IMAGE,
+                   "%s: image is %" G_GUINT64_FORMAT "x%" G_GUINT64_FORMAT
+                   ", too large to hold", path, width, height);
+      return NULL;
+    }
+  StTensor *t = st_tensor_new ((StShape) { 1, channels, (int) height, (int) width }, error);
+  if (!t)
+    g_prefix_error (error, "%s: ", path);
+  return t;
+}
+
+/* ---- Input ------------------------------------------------------------- */
+
+/* An open file whose first bytes were already read to tell its format;
+ * reads serve those bytes again first, so the file need not be seekable. */
+typedef struct {
+  const char *path;
+  FILE *fp;
+  guint8 head[HEAD_SIZE];
+  gsize head_len;
+  gsize head_pos;
+} Input;
+
+static gsize
+input_read (Input *in, void *buf, gsize size)
+{
+  gsize done = 0;
+  if (in->head_pos < in->head_len)
+    {
+      done = MIN (size, in->head_len - in->head_pos);
+      memcpy (buf, in->head + in->head_pos, done);
+      in->head_pos += done;
+    }
+  if (done < size)
+    done += fread ((guint8 *) buf + done, 1, size - done, in->fp);
+  return done;
+}
+
+/* Where source pixel (x, y) lands in a plane of the output tensor:
+ * origin + x * xstep + y * ystep.  Encodes the EXIF orientations. */
+typedef struct {
+  ptrdiff_t origin, xstep, ystep;
+} Placement;
+
+/* The EXIF orientation tag says how the stored rows must be transformed to
+ * show the picture upright; for 5 to 8 the output's width is the source's
+ * height.  Source is width x height. */
+static Placement
+placement_for_orientation (int orientation, ptrdiff_t width, ptrdiff_t height)
+{
+  ptrdiff_t w = width, h = height;
+  switch (orientation)
+    {
+    case 2: return (Placement) { w - 1, -1, w };                    /* mirrored */
+    case 3: return (Placement) { (h - 1) * w + w - 1, -1, -w };     /* rotated 180 */
+    case 4: return (Placement) { (h - 1) * w, 1, -w };              /* flipped */
+    case 5: return (Placement) { 0, h, 1 };                         /* transposed */
+    case 6: return (Placement) { h - 1, h, -1 };                    /* needs 90 clockwise */
+    case 7: return (Placement) { (w - 1) * h + h - 1, -h, -1 };     /* transversed */
+    case 8: return (Placement) { (w - 1) * h, -h, 1 };              /* needs 90 counter-clockwise */
+    default: return (Placement) { 0, 1, w };
+    }
+}
+
+#ifdef __SSE2__
+/* Converts the leading pixels of a row into contiguous planes, 4 or 16 at
+ * a time, and returns how many it did.  divps is correctly rounded, so the
+ * values equal the lookup table's i / 255 exactly. */
+static int
+bytes_to_planes_sse2 (float *const *planes, int channels, const guint8 *src,
+                      int pixel_bytes, int width)
+{
+  const __m128 scale = _mm_set1_ps (255.0f);
+  int x = 0;
+  if (pixel_bytes == 4 && channels >= 3)
+    {
+      /* Little-endian: channel c of a 32-bit pixel is bits 8c to 8c + 7. */
+      const __m128i mask = _mm_set1_epi32 (0xff);
+      for (; x + 4 <= width; x += 4)
+        {
+          const __m128i v = _mm_loadu_si128 ((const __m128i *) (src + 4 * x));
+          _mm_storeu_ps (planes[0] + x, _mm_div_ps (_mm_cvtepi32_ps (_mm_and_si128 (v, mask)), scale));
+          _mm_storeu_ps (planes[1] + x, _mm_div_ps (_mm_cvtepi32_ps (
+                             _mm_and_si128 (_mm_srli_epi32 (v, 8), mask)), scale));
+          _mm_storeu_ps (planes[2] + x, _mm_div_ps (_mm_cvtepi32_ps (
+                             _mm_and_si128 (_mm_srli_epi32 (v, 16), mask)), scale));
+          if (channels == 4)
+            _mm_storeu_ps (planes[3] + x, _mm_div_ps (_mm_cvtepi32_ps (_mm_srli_epi32 (v, 24)), scale));
+        }
+    }
+  else if (pixel_bytes == 1 && channels == 1)
+    {
+      const __m128i zero = _mm_setzero_si128 ();
+      for (; x + 16 <= width; x += 16)
+        {
+          const __m128i v = _mm_loadu_si128 ((const __m128i *) (src + x));
+          const __m128i lo = _mm_unpacklo_epi8 (v, zero), hi = _mm_unpackhi_epi8 (v, zero);
+          const __m128i quarters[4] = {
+            _mm_unpacklo_epi16 (lo, zero), _mm_unpackhi_epi16 (lo, zero),
+            _mm_unpacklo_epi16 (hi, zero), _mm_unpackhi_epi16 (hi, zero),
+          };
+          for (int k = 0; k < 4; k++)
+            _mm_storeu_ps (planes[0] + x + 4 * k, _mm_div_ps (_mm_cvtepi32_ps (quarters[k]), scale));
+        }
+    }
+  return x;
+}
+#endif
+
+/* Converts n_rows 8-bit rows (source rows y0 ...) of pixel_bytes-byte
+ * pixels, whose first bytes are the tensor's channels, into its planes. */
+static void
+store_rows_u8 (StTensor *t, const Placement *place, int width, guint8 *const *rows,
+               int pixel_bytes, int y0, int n_rows, const float *table)
+{
+  const int channels = t->shape.c;
+  const gsize plane_size = (gsize) t->shape.h * (gsize) t->shape.w;
+
+  if (place->xstep == 1)
+    {
+      for (int r = 0; r < n_rows; r++)
+        {
+          const ptrdiff_t start = place->origin + (ptrdiff_t) (y0 + r) * place->ystep;
+          float *planes[4];
+          for (int c = 0; c < channels; c++)
+            planes[c] = t->data + c * plane_size + start;
+          int done = 0;
+#ifdef __SSE2__
+          done = bytes_to_planes_sse2 (planes, channels, rows[r], pixel_bytes, width);
+#endif
+          for (int c = 0; c < channels; c++)
+            {
+              float *restrict dst = planes[c];
+              const guint8 *restrict src = rows[r] + c;
+              for (int x = done; x < width; x++)
+                dst[x] = table[src[x * pixel_bytes]];
+            }
+        }
+      return;
+    }
+
+  const ptrdiff_t xstep = place->xstep;
+  for (int c = 0; c < channels; c++)
+    {
+      float *plane = t->data + c * plane_size;
+      for (int x0 = 0; x0 < width; x0 += TRANSPOSE_BLOCK)
+        {
+          const int x1 = MIN (width, x0 + TRANSPOSE_BLOCK);
+          for (int r = 0; r < n_rows; r++)
+            {
+              float *restrict dst = plane + place->origin + (ptrdiff_t) (y0 + r) * place->ystep;
+              const guint8 *restrict src = rows[r] + c;
+              for (int x = x0; x < x1; x++)
+                dst[x * xstep] = table[src[x * pixel_bytes]];
+            }
+        }
+    }
+}
+
+/* Big-endian 16-bit samples, as libpng delivers them, into row y. */
+static void
+store_row_u16be (StTensor *t, int y, const guint8 *row)
+{
+  const int channels = t->shape.c, width = t->shape.w;
+  const gsize plane_size = (gsize) t->shape.h * (gsize) width;
+
+  for (int c = 0; c < channels; c++)
+    {
+      float *restrict dst = t->data + c * plane_size + (gsize) y * width;
+      const guint8 *restrict src = row + 2 * c;
+      for (int x = 0; x < width; x++)
+        {
+          const guint8 *s = src + 2 * x * channels;
+          dst[x] = (float) ((s[0] << 8) | s[1]) / 65535.0f;
+        }
+    }
+}
+
+/* ---- PNG reading ------------------------------------------------------- */
+
+typedef struct {
+  Input *in;
+  guint64 max_pixels;
+  png_structp png;
+  png_infop info;
+  guint8 *pixels;              /* one row, or the whole image when interlaced */
+  guint8 **row_pointers;
+  StTensor *tensor;
+  int bit_depth;
+  gboolean has_alpha;
+  GError *error;               /* set for errors found outside libpng */
+  int code;                    /* for the libpng error in reason */
+  gboolean reason_is_final;    /* reason was written by us, not by libpng */
+  char reason[REASON_SIZE];
+} PngLoad;
+
+static void
+png_load_error (png_structp png, png_const_charp message)
+{
+  PngLoad *ld = png_get_error_ptr (png);
+  if (!ld->reason_is_final)
+    g_snprintf (ld->reason, sizeof ld->reason, "invalid PNG file (%s)", message);
+  png_longjmp (png, 1);
+}
+
+static void
+png_ignore_warning (G_GNUC_UNUSED png_structp png, G_GNUC_UNUSED png_const_charp message)
+{
+}
+
+static void
+png_load_read (png_structp png, png_bytep data, size_t length)
+{
+  PngLoad *ld = png_get_io_ptr (png);
+  if (input_read (ld->in, data, length) == length)
+    return;
+  if (ferror (ld->in->fp))
+    {
+      ld->code = ST_ERROR_IO;
+      g_snprintf (ld->reason, sizeof ld->reason, "cannot read: %s", g_strerror (errno));
+    }
+  else
+    g_strlcpy (ld->reason, "truncated PNG file (it ends before the image is complete)",
+               sizeof ld->reason);
+  ld->reason_is_final = TRUE;
+  png_error (png, ld->reason);
+}
+
+static guint32
+read_be32 (const guint8 *p)
+{
+  return (guint32) p[0] << 24 | (guint32) p[1] << 16 | (guint32) p[2] << 8 | p[3];
+}
+
+static guint32
+png_crc (const guint8 *data, gsize length)
+{
+  guint32 crc = 0xffffffffu;
+  for (gsize i = 0; i < length; i++)
+    {
+      crc ^= data[i];
+      for (int k = 0; k < 8; k++)
+        crc = (crc >> 1) ^ (0xedb88320u & -(crc & 1));
+    }
+  return crc ^ 0xffffffffu;
+}
+
+/* Checks the size an intact IHDR declares before libpng reads on, so that a
+ * file holding little more than a huge header gets the size message rather
+ * than one about what follows.  The check after png_read_info() covers the
+ * rest. */
+static gboolean
+png_check_declared_size (Input *in, guint64 max_pixels, GError **error)
+{
+  const guint8 *chunk = in->head + 8;
+  if (in->head_len < HEAD_SIZE || read_be32 (chunk) != 13
+      || memcmp (chunk + 4, "IHDR", 4) != 0
+      || png_crc (chunk + 4, 17) != read_be32 (chunk + 21))
+    return TRUE;
+  return check_pixel_limit (in->path, read_be32 (chunk + 8), read_be32 (chunk + 12),
+                            max_pixels, error);
+}
+
+static gboolean
+png_load_run (PngLoad *ld)
+{
+  if (setjmp (png_jmpbuf (ld->png)))
+    return FALSE;
+
+  png_structp png = ld->png;
+  png_infop info = ld->info;
+
+  png_set_read_fn (png, ld, png_load_read);
+  /* libpng's own limit (1000000 a side) would refuse with a vaguer message
+   * than ours, so it only guards what fits in an int. */
+  png_set_user_limits (png, G_MAXINT, G_MAXINT);
+  png_read_info (png, info);
+
+  png_uint_32 width, height;
+  int depth, colour, interlace;
+  png_get_IHDR (png, info, &width, &height, &depth, &colour, &interlace, NULL, NULL);
+  if (!check_pixel_limit (ld->in->path, width, height, ld->max_pixels, &ld->error))
+    return FALSE;
+
+  if (colour == PNG_COLOR_TYPE_PALETTE)
+    png_set_palette_to_rgb (png);
+  if (colour == PNG_COLOR_TYPE_GRAY && depth < 8)
+    png_set_expand_gray_1_2_4_to_8 (png);
+  if (png_get_valid (png, info, PNG_INFO_tRNS))
+    png_set_tRNS_to_alpha (png);
+  const int passes = png_set_interlace_handling (png);
+  png_read_update_info (png, info);
+
+  const int channels = png_get_channels (png, info);
+  ld->bit_depth = png_get_bit_depth (png, info);
+  ld->has_alpha = channels == 2 || channels == 4;
+  const gsize rowbytes = png_get_rowbytes (png, info);
+  if (channels < 1 || channels > 4 || (ld->bit_depth != 8 && ld->bit_depth != 16))
+    {
+      g_set_error (&ld->error, ST_ERROR, ST_ERROR_IMAGE,
+                   "%s: unsupported PNG layout (%d channels of %d bits)",
+                   ld->in->path, channels, ld->bit_depth);
+      return FALSE;
+    }
+
+  ld->tensor = new_image_tensor (ld->in->path, channels, height, width, &ld->error);
+  if (!ld->tensor)
+    return FALSE;
+
+  float table[256];
+  fill_unit_table (table);
+  const Placement place = placement_for_orientation (1, width, height);
+
+  if (passes > 1)
+    {
+      /* Adam7 fills each row over seven passes, so the rows must all stay. */
+      gsize bytes;
+      if (!g_size_checked_mul (&bytes, rowbytes, height)
+          || !(ld->pixels = g_try_malloc (bytes)))
+        {
+          g_set_error (&ld->error, ST_ERROR, ST_ERROR_IMAGE,
+                       "%s: not enough memory for an interlaced %ux%u image",
+                       ld->in->path, (unsigned) width, (unsigned) height);
+          return FALSE;
+        }
+      ld->row_pointers = g_new (guint8 *, height);
+      for (png_uint_32 y = 0; y < height; y++)
+        ld->row_pointers[y] = ld->pixels + y * rowbytes;
+      png_read_image (png, ld->row_pointers);
+      for (png_uint_32 y = 0; y < height; y++)
+        {
+          if (ld->bit_depth == 16)
+            store_row_u16be (ld->tensor, y, ld->row_pointers[y]);
+          else
+            store_rows_u8 (ld->tensor, &place, width, &ld->row_pointers[y], channels, y, 1, table);
+        }
+    }
+  else
+    {
+      ld->pixels = g_malloc (rowbytes);
+      for (png_uint_32 y = 0; y < height; y++)
+        {
+          png_read_row (png, ld->pixels, NULL);
+          if (ld->bit_depth == 16)
+            store_row_u16be (ld->tensor, y, ld->pixels);
+          else
+            store_rows_u8 (ld->tensor, &place, width, &ld->pixels, channels, y, 1, table);
+        }
+    }
+  /* Reads up to IEND, so a file cut after its last row is still refused. */
+  png_read_end (png, NULL);
+  return TRUE;
+}
+
+static StTensor *
+png_load (Input *in, guint64 max_pixels, StImageInfo *info, GError **error)
+{
+  if (!png_check_declared_size (in, max_pixels, error))
+    return NULL;
+
+  PngLoad ld = { .in = in, .max_pixels = max_pixels, .code = ST_ERROR_IMAGE };
+  ld.png = png_create_read_struct (PNG_LIBPNG_VER_STRING, &ld, png_load_error,
+                                   png_ignore_warning);
+  if (ld.png)
+    ld.info = png_create_info_struct (ld.png);
+  if (!ld.png || !ld.info)
+    {
+      png_destroy_read_struct (ld.png ? &ld.png : NULL, NULL, NULL);
+      g_set_error (error, ST_ERROR, ST_ERROR_IMAGE, "%s: cannot start libpng", in->path);
+      return NULL;
+    }
+
+  gboolean ok = png_load_run (&ld);
+  png_destroy_read_struct (&ld.png, &ld.info, NULL);
+  g_free (ld.row_pointers);
+  g_free (ld.pixels);
+  if (!ok)
+    {
+      st_tensor_free (ld.tensor);
+      if (ld.error)
+        g_propagate_error (error, ld.error);
+      else
+        g_set_error (error, ST_ERROR, ld.code, "%s: %s", in->path, ld.reason);
+      return NULL;
+    }
+  if (info)
+    *info = (StImageInfo) { ST_FORMAT_PNG, ld.bit_depth, ld.has_alpha };
+  return ld.tensor;
+}
+
+/* ---- JPEG reading ------------------------------------------------------ */
+
+#define JPEG_INPUT_BUFFER 65536
+
+typedef struct {
+  struct jpeg_decompress_struct cinfo;
+  struct jpeg_error_mgr jerr;
+  struct jpeg_source_mgr source;
+  jmp_buf jump;
+  gboolean created;
+  Input *in;
+  guint64 max_pixels;
+  StTensor *tensor;
+  GError *error;               /* set for errors found outside libjpeg */
+  int code;                    /* for the libjpeg error in reason */
+  char reason[REASON_SIZE];
+  guint8 buffer[JPEG_INPUT_BUFFER];
+} JpegLoad;
+
+static G_NORETURN void
+jpeg_load_fail (JpegLoad *ld, int code, const char *reason)
+{
+  ld->code = code;
+  g_strlcpy (ld->reason, reason, sizeof ld->reason);
+  longjmp (ld->jump, 1);
+}
+
+static void
+jpeg_load_error_exit (j_common_ptr cinfo)
+{
+  JpegLoad *ld = cinfo->client_data;
+  char message[JMSG_LENGTH_MAX];
+  cinfo->err->format_message (cinfo, message);
+  g_snprintf (ld->reason, sizeof ld->reason, "invalid JPEG file (%s)", message);
+  longjmp (ld->jump, 1);
+}
+
+static void
+jpeg_silent_output (G_GNUC_UNUSED j_common_ptr cinfo)
+{
+}
+
+/* libjpeg reports missing entropy data as a warning and fills the rest of
+ * the image with grey; that is a broken file, not a picture.  Other
+ * warnings (such as stray bytes between markers) are harmless and dropped. */
+static void
+jpeg_load_emit (j_common_ptr cinfo, int level)
+{
+  if (level >= 0)
+    return;
+  if (cinfo->err->msg_code == JWRN_HIT_MARKER || cinfo->err->msg_code == JWRN_JPEG_EOF)
+    cinfo->err->error_exit (cinfo);
+  cinfo->err->num_warnings++;
+}
+
+static void
+jpeg_source_init (G_GNUC_UNUSED j_decompress_ptr cinfo)
+{
+}
+
+static boolean
+jpeg_source_fill (j_decompress_ptr cinfo)
+{
+  JpegLoad *ld = cinfo->client_data;
+  gsize n = input_read (ld->in, ld->buffer, sizeof ld->buffer);
+  if (n == 0)
+    {
+      if (ferror (ld->in->fp))
+        {
+          char reason[REASON_SIZE];
+          g_snprintf (reason, sizeof reason, "cannot read: %s", g_strerror (errno));
+          jpeg_load_fail (ld, ST_ERROR_IO, reason);
+        }
+      /* libjpeg would insert an EOI, warn and pad the image with grey. */
+      jpeg_load_fail (ld, ST_ERROR_IMAGE,
+                      "truncated JPEG file (it ends before the image is complete)");
+    }
+  ld->source.next_input_byte = ld->buffer;
+  ld->source.bytes_in_buffer = n;
+  return TRUE;
+}
+
+static void
+jpeg_source_skip (j_decompress_ptr cinfo, long count)
+{
+  struct jpeg_source_mgr *src = cinfo->src;
+  if (count <= 0)
+    return;
+  while ((size_t) count > src->bytes_in_buffer)
+    {
+      count -= (long) src->bytes_in_buffer;
+      jpeg_source_fill (cinfo);
+    }
+  src->next_input_byte += count;
+  src->bytes_in_buffer -= count;
+}
+
+static void
+jpeg_source_term (G_GNUC_UNUSED j_decompress_ptr cinfo)
+{
+}
+
+/* The EXIF orientation (1 to 8) from a saved APP1 marker, 1 if none. */
+static int
+jpeg_exif_orientation (j_decompress_ptr cinfo)
+{
+  for (jpeg_saved_marker_ptr m = cinfo->marker_list; m; m = m->next)
+    {
+      if (m->marker != JPEG_APP0 + 1 || m->data_length < 6
+          || memcmp (m->data, "Exif\0\0", 6) != 0)
+        continue;
+      ExifData *exif = exif_data_new ();
+      if (!exif)
+        return 1;
+      /* Only reading: keep libexif from "fixing" (adding) entries. */
+      exif_data_unset_option (exif, EXIF_DATA_OPTION_FOLLOW_SPECIFICATION);
+      exif_data_load_data (exif, m->data, m->data_length);
+      int orientation = 1;
+      ExifEntry *entry = exif_data_get_entry (exif, EXIF_TAG_ORIENTATION);
+      if (entry && entry->format == EXIF_FORMAT_SHORT && entry->components >= 1
+          && entry->size >= 2)
+        orientation = exif_get_short (entry->data, exif_data_get_byte_order (exif));
+      exif_data_unref (exif);
+      return orientation >= 1 && orientation <= 8 ? orientation : 1;
+    }
+  return 1;
+}
+
+/* Adobe CMYK (the common kind, from Photoshop) stores inverted inks: 255 is
+ * no ink.  Without the Adobe marker, values are plain ink amounts.  Converts
+ * naively (no colour profile), in place, to RGBX. */
+static void
+cmyk_to_rgbx_row (guint8 *row, int width, gboolean inverted)
+{
+  const unsigned flip = inverted ? 0 : 255;
+  for (guint8 *p = row; p < row + 4 * (gsize) width; p += 4)
+    {
+      const unsigned k = p[3] ^ flip;
+      p[0] = ((p[0] ^ flip) * k + 127) / 255;
+      p[1] = ((p[1] ^ flip) * k + 127) / 255;
+      p[2] = ((p[2] ^ flip) * k + 127) / 255;
+    }
+}
+
+static gboolean
+jpeg_load_run (JpegLoad *ld)
+{
+  j_decompress_ptr cinfo = &ld->cinfo;
+
+  if (setjmp (ld->jump))
+    return FALSE;
+
+  jpeg_create_decompress (cinfo);
+  ld->created = TRUE;
+  cinfo->src = &ld->source;
+  jpeg_save_markers (cinfo, JPEG_APP0 + 1, 0xffff);
+  if (jpeg_read_header (cinfo, TRUE) != JPEG_HEADER_OK)
+    jpeg_load_fail (ld, ST_ERROR_IMAGE, "invalid JPEG file (it holds no image)");
+
+  if (!check_pixel_limit (ld->in->path, cinfo->image_width, cinfo->image_height,
+                          ld->max_pixels, &ld->error))
+    return FALSE;
+
+  gboolean cmyk = FALSE;
+  switch (cinfo->jpeg_color_space)
+    {
+    case JCS_GRAYSCALE:
+      cinfo->out_color_space = JCS_GRAYSCALE;
+      break;
+    case JCS_YCbCr:
+    case JCS_RGB:
+#ifdef JCS_EXTENSIONS
+      /* libjpeg-turbo's RGBX: whole 32-bit pixels, quick to split. */
+      cinfo->out_color_space = JCS_EXT_RGBX;
+#else
+      cinfo->out_color_space = JCS_RGB;
+#endif
+      break;
+    case JCS_CMYK:
+    case JCS_YCCK:
+      cinfo->out_color_space = JCS_CMYK;
+      cmyk = TRUE;
+      break;
+    default:
+      {
+        char reason[REASON_SIZE];
+        g_snprintf (reason, sizeof reason,
+                    "unsupported JPEG colour space (%d components; expected gray, RGB or CMYK)",
+                    cinfo->num_components);
+        jpeg_load_fail (ld, ST_ERROR_IMAGE, reason);
+      }
+    }
+
+  const int orientation = jpeg_exif_orientation (cinfo);
+  jpeg_start_decompress (cinfo);
+
+  const int width = cinfo->output_width, height = cinfo->output_height;
+  const int pixel_bytes = cinfo->output_components;
+  const int channels = pixel_bytes == 1 ? 1 : 3;
+  const gboolean transposed = orientation >= 5;
+  ld->tensor = new_image_tensor (ld->in->path, channels,
+                                 transposed ? width : height,
+                                 transposed ? height : width, &ld->error);
+  if (!ld->tensor)
+    return FALSE;
+
+  float table[256];
+  fill_unit_table (table);
+  const Placement place = placement_for_orientation (orientation, width, height);
+  JSAMPARRAY rows = cinfo->mem->alloc_sarray ((j_common_ptr) cinfo, JPOOL_IMAGE,
+                                              (JDIMENSION) width * pixel_bytes,
+                                              JPEG_ROWS_PER_READ);
+  while (cinfo->output_scanline < cinfo->output_height)
+    {
+      const int y0 = cinfo->output_scanline;
+      const int n = jpeg_read_scanlines (cinfo, rows, JPEG_ROWS_PER_READ);
+      if (n <= 0)
+        jpeg_load_fail (ld, ST_ERROR_IMAGE, "truncated JPEG file");
+      if (cmyk)
+        for (int r = 0; r < n; r++)
+          cmyk_to_rgbx_row (rows[r], width, cinfo->saw_Adobe_marker);
+      store_rows_u8 (ld->tensor, &place, width, rows, pixel_bytes, y0, n, table);
+    }
+  /* Reads on to EOI, so a file that lacks it is refused as truncated
+   * whether or not libjpeg's read-ahead happened to reach the end. */
+  jpeg_finish_decompress (cinfo);
+  return TRUE;
+}
+
+static StTensor *
+jpeg_load (Input *in, guint64 max_pixels, StImageInfo *info, GError **error)
+{
+  JpegLoad *ld = g_new0 (JpegLoad, 1);
+  ld->in = in;
+  ld->max_pixels = max_pixels;
+  ld->code = ST_ERROR_IMAGE;
+  ld->cinfo.client_data = ld;
+  ld->cinfo.err = jpeg_std_error (&ld->jerr);
+  ld->jerr.error_exit = jpeg_load_error_exit;
+  ld->jerr.output_message = jpeg_silent_output;
+  ld->jerr.emit_message = jpeg_load_emit;
+  ld->source.init_source = jpeg_source_init;
+  ld->source.fill_input_buffer = jpeg_source_fill;
+  ld->source.skip_input_data = jpeg_source_skip;
+  ld->source.resync_to_restart = jpeg_resync_to_restart;
+  ld->source.term_source = jpeg_source_term;
+
+  gboolean ok = jpeg_load_run (ld);
+  if (ld->created)
+    jpeg_destroy_decompress (&ld->cinfo);
+  StTensor *tensor = ld->tensor;
+  if (!ok)
+    {
+      st_tensor_free (tensor);
+      tensor = NULL;
+      if (ld->error)
+        g_propagate_error (error, ld->error);
+      else
+        g_set_error (error, ST_ERROR, ld->code, "%s: %s", in->path, ld->reason);
+    }
+  else if (info)
+    *info = (StImageInfo) { ST_FORMAT_JPEG, 8, FALSE };
+  g_free (ld);
+  return tensor;
+}
+
+/* ---- Loading ----------------------------------------------------------- */
+
+StTensor *
+st_image_load (const char *path, guint64 max_pixels, StImageInfo *info,
+               GError **error)
+{
+  g_return_val_if_fail (path != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  Input in = { .path = path };
+  in.fp = fopen (path, "rbe");
+  if (!in.fp)
+    {
+      int saved = errno;
+      g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot open: %s",
+                   path, g_strerror (saved));
+      return NULL;
+    }
+  in.head_len = fread (in.head, 1, sizeof in.head, in.fp);
+
+  StTensor *tensor = NULL;
+  if (ferror (in.fp))
+    {
+      int saved = errno;
+      g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot read: %s",
+                   path, g_strerror (saved));
+    }
+  else if (in.head_len == 0)
+    g_set_error (error, ST_ERROR, ST_ERROR_IMAGE, "%s: empty file", path);
+  else if (in.head_len >= sizeof png_signature
+           && memcmp (in.head, png_signature, sizeof png_signature) == 0)
+    tensor = png_load (&in, max_pixels, info, error);
+  else if (in.head_len >= sizeof jpeg_signature
+           && memcmp (in.head, jpeg_signature, sizeof jpeg_signature) == 0)
+    tensor = jpeg_load (&in, max_pixels, info, error);
+  else if (memcmp (in.head, png_signature, MIN (in.head_len, sizeof png_signature)) == 0)
+    g_set_error (error, ST_ERROR, ST_ERROR_IMAGE, "%s: truncated PNG file", path);
+  else if (memcmp (in.head, jpeg_signature, MIN (in.head_len, sizeof jpeg_signature)) == 0)
+    g_set_error (error, ST_ERROR, ST_ERROR_IMAGE, "%s: truncated JPEG file", path);
+  else
+    g_set_error (error, ST_ERROR, ST_ERROR_IMAGE,
+                 "%s: not a PNG or JPEG image (unrecognised file signature)", path);
+
+  fclose (in.fp);
+  return tensor;
+}
+
+/* ---- Writing ----------------------------------------------------------- */
+
+/* Clamps, rounds and narrows n floats to bytes: the same arithmetic as
+ * unit_to_u8, 16 values at a time where SSE2 is available (all x86-64). */
+static void
+unit_span_to_u8 (const float *restrict src, guint8 *restrict dst, int n)
+{
+  int x = 0;
+#ifdef __SSE2__
+  const __m128 scale = _mm_set1_ps (255.0f), half = _mm_set1_ps (0.5f);
+  const __m128 low = _mm_setzero_ps (), high = _mm_set1_ps (255.0f);
+  for (; x + 16 <= n; x += 16)
+    {
+      __m128i q[4];
+      for (int k = 0; k < 4; k++)
+        {
+          __m128 v = _mm_add_ps (_mm_mul_ps (_mm_loadu_ps (src + x + 4 * k), scale), half);
+          /* maxps returns its second operand for NaN: NaN becomes 0. */
+          v = _mm_min_ps (_mm_max_ps (v, low), high);
+          q[k] = _mm_cvttps_epi32 (v);
+        }
+      _mm_storeu_si128 ((__m128i *) (dst + x),
+                        _mm_packus_epi16 (_mm_packs_epi32 (q[0], q[1]),
+                                          _mm_packs_epi32 (q[2], q[3])));
+    }
+#endif
+  for (; x < n; x++)
+    dst[x] = unit_to_u8 (src[x]);
+}
+
+static void
+interleave_2 (const guint8 *restrict a, const guint8 *restrict b, guint8 *restrict out, int n)
+{
+  int x = 0;
+#ifdef __SSE2__
+  for (; x + 16 <= n; x += 16)
+    {
+      const __m128i va = _mm_loadu_si128 ((const __m128i *) (a + x));
+      const __m128i vb = _mm_loadu_si128 ((const __m128i *) (b + x));
+      _mm_storeu_si128 ((__m128i *) (out + 2 * x), _mm_unpacklo_epi8 (va, vb));
+      _mm_storeu_si128 ((__m128i *) (out + 2 * x + 16), _mm_unpackhi_epi8 (va, vb));
+    }
+#endif
+  for (; x < n; x++)
+    out[2 * x] = a[x], out[2 * x + 1] = b[x];
+}
+
+static void
+interleave_3 (const guint8 *restrict a, const guint8 *restrict b, const guint8 *restrict c,
+              guint8 *restrict out, int n)
+{
+  for (int x = 0; x < n; x++, out += 3)
+    out[0] = a[x], out[1] = b[x], out[2] = c[x];
+}
+
+static void
+interleave_4 (const guint8 *restrict a, const guint8 *restrict b, const guint8 *restrict c,
+              const guint8 *restrict d, guint8 *restrict out, int n)
+{
+  int x = 0;
+#ifdef __SSE2__
+  for (; x + 16 <= n; x += 16)
+    {
+      const __m128i va = _mm_loadu_si128 ((const __m128i *) (a + x));
+      const __m128i vb = _mm_loadu_si128 ((const __m128i *) (b + x));
+      const __m128i vc = _mm_loadu_si128 ((const __m128i *) (c + x));
+      const __m128i vd = _mm_loadu_si128 ((const __m128i *) (d + x));
+      const __m128i ab_lo = _mm_unpacklo_epi8 (va, vb), ab_hi = _mm_unpackhi_epi8 (va, vb);
+      const __m128i cd_lo = _mm_unpacklo_epi8 (vc, vd), cd_hi = _mm_unpackhi_epi8 (vc, vd);
+      __m128i *o = (__m128i *) (out + 4 * x);
+      _mm_storeu_si128 (o, _mm_unpacklo_epi16 (ab_lo, cd_lo));
+      _mm_storeu_si128 (o + 1, _mm_unpackhi_epi16 (ab_lo, cd_lo));
+      _mm_storeu_si128 (o + 2, _mm_unpacklo_epi16 (ab_hi, cd_hi));
+      _mm_storeu_si128 (o + 3, _mm_unpackhi_epi16 (ab_hi, cd_hi));
+    }
+#endif
+  for (; x < n; x++)
+    out[4 * x] = a[x], out[4 * x + 1] = b[x], out[4 * x + 2] = c[x], out[4 * x + 3] = d[x];
+}
+
+/* Packs row y of the first `planes` planes of t into `channels` interleaved
+ * bytes a pixel; channels past `planes` (an RGBX filler) are 255.  Each
+ * block is converted plane by plane, then interleaved. */
+static void
+pack_row_u8 (const StTensor *t, int y, int planes, int channels, guint8 *restrict dst)
+{
+  const int width = t->shape.w;
+  const gsize plane_size = (gsize) t->shape.h * (gsize) width;
+  const float *row = t->data + (gsize) y * width;
+  guint8 block[4][PACK_BLOCK];
+
+  for (int c = planes; c < channels; c++)
+    memset (block[c], 0xff, PACK_BLOCK);
+  for (int x0 = 0; x0 < width; x0 += PACK_BLOCK)
+    {
+      const int n = MIN (PACK_BLOCK, width - x0);
+      guint8 *out = dst + (gsize) x0 * channels;
+      if (channels == 1)
+        {
+          unit_span_to_u8 (row + x0, out, n);
+          continue;
+        }
+      for (int c = 0; c < planes; c++)
+        unit_span_to_u8 (row + c * plane_size + x0, block[c], n);
+      switch (channels)
+        {
+        case 2: interleave_2 (block[0], block[1], out, n); break;
+        case 3: interleave_3 (block[0], block[1], block[2], out, n); break;
+        default: interleave_4 (block[0], block[1], block[2], block[3], out, n); break;
+        }
+    }
+}
+
+static void
+pack_row_u16be (const StTensor *t, int y, guint8 *restrict dst)
+{
+  const int channels = t->shape.c, width = t->shape.w;
+  const gsize plane_size = (gsize) t->shape.h * (gsize) width;
+  for (int c = 0; c < channels; c++)
+    {
+      const float *restrict src = t->data + c * plane_size + (gsize) y * width;
+      guint8 *restrict d = dst + 2 * c;
+      for (int x = 0; x < width; x++)
+        {
+          const guint16 v = unit_to_u16 (src[x]);
+          d[2 * x * channels] = v >> 8;
+          d[2 * x * channels + 1] = v & 0xff;
+        }
+    }
+}
+
+typedef struct {
+  const StTensor *image;
+  FILE *fp;
+  int bit_depth;
+  png_structp png;
+  png_infop info;
+  guint8 *row;
+  int code;
+  gboolean reason_is_final;
+  char reason[REASON_SIZE];
+} PngSave;
+
+static void
+png_save_error (png_structp png, png_const_charp message)
+{
+  PngSave *job = png_get_error_ptr (png);
+  if (!job->reason_is_final)
+    g_snprintf (job->reason, sizeof job->reason, "cannot write PNG (%s)", message);
+  png_longjmp (png, 1);
+}
+
+static void
+png_save_write (png_structp png, png_bytep data, size_t length)
+{
+  PngSave *job = png_get_io_ptr (png);
+  if (fwrite (data, 1, length, job->fp) == length)
+    return;
+  job->code = ST_ERROR_IO;
+  g_snprintf (job->reason, sizeof job->reason, "cannot write: %s", g_strerror (errno));
+  job->reason_is_final = TRUE;
+  png_error (png, job->reason);
+}
+
+static void
+png_save_flush (G_GNUC_UNUSED png_structp png)
+{
+}
+
+static gboolean
+png_save_run (PngSave *job)
+{
+  if (setjmp (png_jmpbuf (job->png)))
+    return FALSE;
+
+  static const int colour_types[] = {
+    PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA,
+    PNG_COLOR_TYPE_RGB, PNG_COLOR_TYPE_RGB_ALPHA,
+  };
+  const StShape s = job->image->shape;
+  png_set_write_fn (job->png, job, png_save_write, png_save_flush);
+  png_set_IHDR (job->png, job->info, s.w, s.h, job->bit_depth, colour_types[s.c - 1],
+                PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_write_info (job->png, job->info);
+  for (int y = 0; y < s.h; y++)
+    {
+      if (job->bit_depth == 16)
+        pack_row_u16be (job->image, y, job->row);
+      else
+        pack_row_u8 (job->image, y, s.c, s.c, job->row);
+      png_write_row (job->png, job->row);
+    }
+  png_write_end (job->png, NULL);
+  return TRUE;
+}
+
+static gboolean
+png_save (const StTensor *image, FILE *fp, int bit_depth, int *code, char *reason)
+{
+  PngSave job = { .image = image, .fp = fp, .bit_depth = bit_depth, .code = ST_ERROR_IMAGE };
+  job.png = png_create_write_struct (PNG_LIBPNG_VER_STRING, &job, png_save_error,
+                                     png_ignore_warning);
+  if (job.png)
+    job.info = png_create_info_struct (job.png);
+  if (!job.png || !job.info)
+    {
+      png_destroy_write_struct (job.png ? &job.png : NULL, NULL);
+      g_strlcpy (reason, "cannot start libpng", REASON_SIZE);
+      *code = ST_ERROR_IMAGE;
+      return FALSE;
+    }
+  job.row = g_malloc ((gsize) image->shape.w * image->shape.c * (bit_depth / 8));
+  gboolean ok = png_save_run (&job);
+  png_destroy_write_struct (&job.png, &job.info);
+  g_free (job.row);
+  if (!ok)
+    {
+      *code = job.code;
+      g_strlcpy (reason, job.reason, REASON_SIZE);
+    }
+  return ok;
+}
+
+typedef struct {
+  struct jpeg_compress_struct cinfo;
+  struct jpeg_error_mgr jerr;
+  jmp_buf jump;
+  gboolean created;
+  const StTensor *image;
+  FILE *fp;
+  int quality;
+  char reason[REASON_SIZE];
+} JpegSave;
+
+static void
+jpeg_save_error_exit (j_common_ptr cinfo)
+{
+  JpegSave *job = cinfo->client_data;
+  char message[JMSG_LENGTH_MAX];
+  cinfo->err->format_message (cinfo, message);
+  g_snprintf (job->reason, sizeof job->reason, "cannot write JPEG (%s)", message);
+  longjmp (job->jump, 1);
+}
+
+static void
+jpeg_save_emit (G_GNUC_UNUSED j_common_ptr cinfo, G_GNUC_UNUSED int level)
+{
+}
+
+static gboolean
+jpeg_save_run (JpegSave *job)
+{
+  j_compress_ptr cinfo = &job->cinfo;
+
+  if (setjmp (job->jump))
+    return FALSE;
+
+  jpeg_create_compress (cinfo);
+  job->created = TRUE;
+  jpeg_stdio_dest (cinfo, job->fp);
+
+  const StShape s = job->image->shape;
+  /* JPEG has no alpha: gray + alpha becomes gray, RGBA becomes RGB. */
+  const int planes = s.c >= 3 ? 3 : 1;
+  int channels = planes;
+  cinfo->in_color_space = planes == 3 ? JCS_RGB : JCS_GRAYSCALE;
+#ifdef JCS_EXTENSIONS
+  /* libjpeg-turbo takes RGBX, which packs into whole 32-bit pixels. */
+  if (planes == 3)
+    {
+      channels = 4;
+      cinfo->in_color_space = JCS_EXT_RGBX;
+    }
+#endif
+  cinfo->image_width = s.w;
+  cinfo->image_height = s.h;
+  cinfo->input_components = channels;
+  jpeg_set_defaults (cinfo);
+  jpeg_set_quality (cinfo, job->quality, TRUE);
+  /* Exact and, with libjpeg-turbo's SIMD, about as fast as the float DCT;
+   * optimize_coding stays off: it costs a second pass for ~5% size. */
+  cinfo->dct_method = JDCT_ISLOW;
+  jpeg_start_compress (cinfo, TRUE);
+
+  JSAMPARRAY row = cinfo->mem->alloc_sarray ((j_common_ptr) cinfo, JPOOL_IMAGE,
+                                             (JDIMENSION) s.w * channels, 1);
+  for (int y = 0; y < s.h; y++)
+    {
+      pack_row_u8 (job->image, y, planes, channels, row[0]);
+      jpeg_write_scanlines (cinfo, row, 1);
+    }
+  jpeg_finish_compress (cinfo);
+  return TRUE;
+}
+
+static gboolean
+jpeg_save (const StTensor *image, FILE *fp, int quality, int *code, char *reason)
+{
+  JpegSave *job = g_new0 (JpegSave, 1);
+  job->image = image;
+  job->fp = fp;
+  job->quality = quality;
+  job->cinfo.client_data = job;
+  job->cinfo.err = jpeg_std_error (&job->jerr);
+  job->jerr.error_exit = jpeg_save_error_exit;
+  job->jerr.output_message = jpeg_silent_output;
+  job->jerr.emit_message = jpeg_save_emit;
+
+  gboolean ok = jpeg_save_run (job);
+  if (job->created)
+    jpeg_destroy_compress (&job->cinfo);
+  if (!ok)
+    {
+      /* libjpeg's stdio destination reports only a failed fwrite. */
+      *code = job->jerr.msg_code == JERR_FILE_WRITE ? ST_ERROR_IO : ST_ERROR_IMAGE;
+      g_strlcpy (reason, job->reason, REASON_SIZE);
+    }
+  g_free (job);
+  return ok;
+}
+
+static gboolean
+check_save_arguments (const StTensor *image, const char *path, StImageFormat format,
+                      int bit_depth, int jpeg_quality, GError **error)
+{
+  const StShape s = image->shape;
+  if (s.n != 1 || s.c < 1 || s.c > 4 || s.h < 1 || s.w < 1)
+    {
+      char buf[64];
+      g_set_error (error, ST_ERROR, ST_ERROR_IMAGE,
+                   "%s: cannot save a tensor of shape %s as an image (expected 1xCxHxW "
+                   "with C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA))",
+                   path, st_shape_format (s, buf, sizeof buf));
+      return FALSE;
+    }
+  if (format == ST_FORMAT_PNG && bit_depth != 8 && bit_depth != 16)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_IMAGE,
+                   "%s: cannot write a PNG of bit depth %d (expected 8 or 16)",
+                   path, bit_depth);
+      return FALSE;
+    }
+  if (format == ST_FORMAT_JPEG)
+    {
+      if (jpeg_quality < 1 || jpeg_quality > 100)
+        {
+          g_set_error (error, ST_ERROR, ST_ERROR_IMAGE,
+                       "%s: JPEG quality %d is out of range (expected 1 to 100)",
+                       path, jpeg_quality);
+          return FALSE;
+        }
+      if (s.w > JPEG_MAX_DIMENSION || s.h > JPEG_MAX_DIMENSION)
+        {
+          g_set_error (error, ST_ERROR, ST_ERROR_IMAGE,
+                       "%s: a JPEG is at most %d pixels a side, this image is %dx%d",
+                       path, (int) JPEG_MAX_DIMENSION, s.w, s.h);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+gboolean
+st_image_save (const StTensor *image, const char *path, StImageFormat format,
+               int bit_depth, int jpeg_quality, GError **error)
+{
+  g_return_val_if_fail (image != NULL && image->data != NULL, FALSE);
+  g_return_val_if_fail (path != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (format == ST_FORMAT_UNKNOWN)
+    format = st_image_format_from_name (path);
+  if (format != ST_FORMAT_PNG && format != ST_FORMAT_JPEG)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_IMAGE,
+                   "%s: unknown image format (name the file .png, .jpg or .jpeg)", path);
+      return FALSE;
+    }
+  if (!check_save_arguments (image, path, format, bit_depth, jpeg_quality, error))
+    return FALSE;
+
+  /* A hidden name in the same folder, so rename() is atomic; the base name
+   * is shortened so the temporary name stays within NAME_MAX. */
+  g_autofree char *dir = g_path_get_dirname (path);
+  g_autofree char *base = g_path_get_basename (path);
+  if (strlen (base) > 200)
+    base[200] = '\0';
+  g_autofree char *temp_name = g_strdup_printf (".%s.XXXXXX", base);
+  g_autofree char *temp_path = g_build_filename (dir, temp_name, NULL);
+  /* 0666 through the umask, as for any new file (g_mkstemp would use 0600). */
+  int fd = g_mkstemp_full (temp_path, O_WRONLY | O_CLOEXEC, 0666);
+  if (fd < 0)
+    {
+      int saved = errno;
+      g_set_error (error, ST_ERROR, ST_ERROR_IO,
+                   "%s: cannot create a temporary file in %s: %s",
+                   path, dir, g_strerror (saved));
+      return FALSE;
+    }
+  FILE *fp = fdopen (fd, "wb");
+  if (!fp)
+    {
+      int saved = errno;
+      close (fd);
+      g_unlink (temp_path);
+      g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot write: %s",
+                   path, g_strerror (saved));
+      return FALSE;
+    }
+
+  int code = ST_ERROR_IMAGE;
+  char reason[REASON_SIZE] = "";
+  gboolean ok = format == ST_FORMAT_PNG
+                ? png_save (image, fp, bit_depth, &code, reason)
+                : jpeg_save (image, fp, jpeg_quality, &code, reason);
+  if (ok && (fflush (fp) != 0 || ferror (fp)))
+    {
+      ok = FALSE;
+      code = ST_ERROR_IO;
+      g_snprintf (reason, sizeof reason, "cannot write: %s", g_strerror (errno));
+    }
+  if (fclose (fp) != 0 && ok)
+    {
+      ok = FALSE;
+      code = ST_ERROR_IO;
+      g_snprintf (reason, sizeof reason, "cannot write: %s", g_strerror (errno));
+    }
+  if (ok && g_rename (temp_path, path) != 0)
+    {
+      ok = FALSE;
+      code = ST_ERROR_IO;
+      g_snprintf (reason, sizeof reason, "cannot replace the file: %s", g_strerror (errno));
+    }
+  if (!ok)
+    {
+      g_unlink (temp_path);
+      g_set_error (error, ST_ERROR, code, "%s: %s", path, reason);
+    }
+  return ok;
+}

@@ -1,0 +1,112 @@
+/* strata — activation functions shared by the activation stage and the
+ * fused activation= of conv2d and dense, so that both compute the same
+ * thing.  Header-only: plugins include it without linking anything new. */
+#pragma once
+
+#include <glib.h>
+#include <math.h>
+
+G_BEGIN_DECLS
+
+typedef enum {
+  ST_ACT_NONE,
+  ST_ACT_RELU,
+  ST_ACT_LEAKY_RELU,           /* x < 0: slope * x */
+  ST_ACT_SIGMOID,
+  ST_ACT_TANH,
+  ST_ACT_ELU,                  /* x < 0: slope * (exp(x) - 1), slope being alpha */
+  ST_ACT_GELU,                 /* exact: x * Phi(x), as PyTorch's default */
+} StActivation;
+
+/* Choices for an ST_PARAM_ENUM parameter whose index is an StActivation. */
+#define ST_ACTIVATION_CHOICES \
+  ((const char *const[]) { "none", "relu", "leaky_relu", "sigmoid", "tanh", "elu", "gelu", NULL })
+
+/* y = act(x), n values; x and y may be the same array. */
+static inline void
+st_activation_forward (StActivation act, float slope, const float *x, float *y, gsize n)
+{
+  switch (act)
+    {
+    case ST_ACT_NONE:
+      if (x != y)
+        for (gsize i = 0; i < n; i++)
+          y[i] = x[i];
+      break;
+    case ST_ACT_RELU:
+      for (gsize i = 0; i < n; i++)
+        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+      break;
+    case ST_ACT_LEAKY_RELU:
+      for (gsize i = 0; i < n; i++)
+        y[i] = x[i] > 0.0f ? x[i] : slope * x[i];
+      break;
+    case ST_ACT_SIGMOID:
+      for (gsize i = 0; i < n; i++)
+        y[i] = 1.0f / (1.0f + expf (-x[i]));
+      break;
+    case ST_ACT_TANH:
+      for (gsize i = 0; i < n; i++)
+        y[i] = tanhf (x[i]);
+      break;
+    case ST_ACT_ELU:
+      for (gsize i = 0; i < n; i++)
+        y[i] = x[i] > 0.0f ? x[i] : slope * expm1f (x[i]);
+      break;
+    case ST_ACT_GELU:
+      for (gsize i = 0; i < n; i++)
+        y[i] = 0.5f * x[i] * (1.0f + erff (x[i] * (float) M_SQRT1_2));
+      break;
+    }
+}
+
+/* Whether the backward pass needs the activation's input x, not only its
+ * output y (so a fused stage must keep x). */
+static inline gboolean
+st_activation_needs_input (StActivation act)
+{
+  return act == ST_ACT_GELU;
+}
+
+/* grad *= act'(x), n values, from the output y (and x where needed). */
+static inline void
+st_activation_backward (StActivation act, float slope, const float *x, const float *y,
+                        float *grad, gsize n)
+{
+  switch (act)
+    {
+    case ST_ACT_NONE:
+      break;
+    case ST_ACT_RELU:
+      for (gsize i = 0; i < n; i++)
+        grad[i] = y[i] > 0.0f ? grad[i] : 0.0f;
+      break;
+    case ST_ACT_LEAKY_RELU:
+      /* With slope > 0 the output's sign is the input's. */
+      for (gsize i = 0; i < n; i++)
+        grad[i] *= y[i] > 0.0f ? 1.0f : slope;
+      break;
+    case ST_ACT_SIGMOID:
+      for (gsize i = 0; i < n; i++)
+        grad[i] *= y[i] * (1.0f - y[i]);
+      break;
+    case ST_ACT_TANH:
+      for (gsize i = 0; i < n; i++)
+        grad[i] *= 1.0f - y[i] * y[i];
+      break;
+    case ST_ACT_ELU:
+      for (gsize i = 0; i < n; i++)
+        grad[i] *= y[i] > 0.0f ? 1.0f : y[i] + slope;
+      break;
+    case ST_ACT_GELU:
+      for (gsize i = 0; i < n; i++)
+        {
+          float cdf = 0.5f * (1.0f + erff (x[i] * (float) M_SQRT1_2));
+          float pdf = expf (-0.5f * x[i] * x[i]) * 0.3989422804014327f;
+          grad[i] *= cdf + x[i] * pdf;
+        }
+      break;
+    }
+}
+
+G_END_DECLS

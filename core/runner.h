@@ -1,0 +1,32 @@
+/* strata — running a pipeline over files and folders. */
+#pragma once
+
+#include "pipeline.h"
+#include "image.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+  const char *output;          /* -o: a file (one input image) or a folder */
+  StImageFormat format;        /* ST_FORMAT_UNKNOWN keeps each input's format */
+  int jpeg_quality;            /* 1-100 */
+  int jobs;                    /* threads in all; <= 0: one per core */
+  gboolean overwrite;
+  gboolean quiet;              /* no progress bar and no summary */
+  guint64 max_pixels;
+} StRunOptions;
+
+typedef struct {
+  guint written, skipped, failed;
+} StRunSummary;
+
+/* Runs p on every image named by inputs (files, or folders searched
+ * recursively for .png, .jpg and .jpeg).  Each failing image is reported on
+ * stderr as "path: reason" and counted; the others still run.  Returns FALSE
+ * with error set only for problems that stop the whole run (no images, a bad
+ * output path). */
+gboolean st_run_images (StPipeline *p, const char *const *inputs,
+                        const StRunOptions *options, StRunSummary *summary,
+                        GError **error);
+
+G_END_DECLS

@@ -1,0 +1,88 @@
+/* strata — tensors. */
+#include <strata/tensor.h>
+#include <strata/plugin.h>
+#include <stdlib.h>
+#include <string.h>
+
+G_DEFINE_QUARK (strata-error-quark, st_error)
+
+const char *
+st_shape_format (StShape s, char *buf, gsize size)
+{
+  g_snprintf (buf, size, "%dx%dx%dx%d", s.n, s.c, s.h, s.w);
+  return buf;
+}
+
+StTensor *
+st_tensor_new (StShape shape, GError **error)
+{
+  gsize numel = 1;
+  const int dims[4] = { shape.n, shape.c, shape.h, shape.w };
+  for (int i = 0; i < 4; i++)
+    {
+      if (dims[i] <= 0 || !g_size_checked_mul (&numel, numel, (gsize) dims[i])
+          || numel > G_MAXSIZE / sizeof (float) - ST_TENSOR_ALIGN)
+        {
+          char buf[64];
+          g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
+                       "invalid tensor shape %s",
+                       st_shape_format (shape, buf, sizeof buf));
+          return NULL;
+        }
+    }
+  /* Round the byte size up so whole 64-byte vectors can be read at the end. */
+  gsize bytes = (numel * sizeof (float) + ST_TENSOR_ALIGN - 1) & ~(gsize) (ST_TENSOR_ALIGN - 1);
+  /* calloc rather than an aligned alloc and memset: large blocks come
+   * straight from the kernel already zero, so the pages are first touched
+   * by the stage that fills them, on its own threads, in one pass.  The
+   * block's start is kept just before the aligned data. */
+  void *raw = calloc (1, bytes + ST_TENSOR_ALIGN + sizeof (void *));
+  if (!raw)
+    g_error ("out of memory allocating %" G_GSIZE_FORMAT " bytes", bytes);
+  guintptr start = (guintptr) raw + sizeof (void *);
+  float *data = (float *) ((start + ST_TENSOR_ALIGN - 1) & ~(guintptr) (ST_TENSOR_ALIGN - 1));
+  ((void **) data)[-1] = raw;
+  StTensor *t = g_new (StTensor, 1);
+  t->shape = shape;
+  t->data = data;
+  return t;
+}
+
+StTensor *
+st_tensor_new0 (int n, int c, int h, int w)
+{
+  g_autoptr (GError) error = NULL;
+  StTensor *t = st_tensor_new ((StShape) { n, c, h, w }, &error);
+  if (!t)
+    g_error ("%s", error->message);
+  return t;
+}
+
+StTensor *
+st_tensor_copy (const StTensor *src)
+{
+  StTensor *t = st_tensor_new0 (src->shape.n, src->shape.c, src->shape.h, src->shape.w);
+  memcpy (t->data, src->data, st_tensor_numel (src) * sizeof (float));
+  return t;
+}
+
+void
+st_tensor_free (StTensor *t)
+{
+  if (!t)
+    return;
+  free (((void **) t->data)[-1]);
+  g_free (t);
+}
+
+void
+st_tensor_zero (StTensor *t)
+{
+  memset (t->data, 0, st_tensor_numel (t) * sizeof (float));
+}
+
+gsize
+st_tensor_numel (const StTensor *t)
+{
+  return st_shape_numel (t->shape);
+}

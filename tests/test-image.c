@@ -1,0 +1,1225 @@
+/* strata — tests of PNG and JPEG reading and writing (core/image.c).
+ *
+ * Every test gets a fresh temporary folder (setup/teardown below) and makes
+ * its own fixtures there: with st_image_save for round trips, and with
+ * libpng/libjpeg directly for layouts our writer never produces (palettes,
+ * low bit depths, interlacing, CMYK, EXIF) and for damaged files. */
+#include "image.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <glib/gstdio.h>
+#include <jpeglib.h>
+#include <png.h>
+
+typedef struct {
+  char *dir;
+} TempDir;
+
+static void
+temp_dir_setup (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  GError *error = NULL;
+  fx->dir = g_dir_make_tmp ("strata-test-image-XXXXXX", &error);
+  g_assert_no_error (error);
+}
+
+static void
+remove_tree (const char *path)
+{
+  GDir *dir = g_dir_open (path, 0, NULL);
+  if (dir)
+    {
+      const char *name;
+      while ((name = g_dir_read_name (dir)))
+        {
+          g_autofree char *child = g_build_filename (path, name, NULL);
+          remove_tree (child);
+        }
+      g_dir_close (dir);
+    }
+  g_remove (path);
+}
+
+static void
+temp_dir_teardown (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  remove_tree (fx->dir);
+  g_free (fx->dir);
+}
+
+static char *
+temp_path (TempDir *fx, const char *name)
+{
+  return g_build_filename (fx->dir, name, NULL);
+}
+
+static int
+count_entries (const char *path)
+{
+  GDir *dir = g_dir_open (path, 0, NULL);
+  g_assert_nonnull (dir);
+  int n = 0;
+  while (g_dir_read_name (dir))
+    n++;
+  g_dir_close (dir);
+  return n;
+}
+
+static void
+write_bytes (const char *path, const void *data, gsize size)
+{
+  FILE *fp = fopen (path, "wb");
+  g_assert_nonnull (fp);
+  g_assert_cmpuint (fwrite (data, 1, size, fp), ==, size);
+  g_assert_cmpint (fclose (fp), ==, 0);
+}
+
+static guint8 *
+read_bytes (const char *path, gsize *size)
+{
+  char *data = NULL;
+  GError *error = NULL;
+  g_assert_true (g_file_get_contents (path, &data, size, &error));
+  g_assert_no_error (error);
+  return (guint8 *) data;
+}
+
+static inline float
+at (const StTensor *t, int c, int y, int x)
+{
+  return t->data[((gsize) c * t->shape.h + y) * t->shape.w + x];
+}
+
+static inline void
+set_at (StTensor *t, int c, int y, int x, float v)
+{
+  t->data[((gsize) c * t->shape.h + y) * t->shape.w + x] = v;
+}
+
+/* Values k / levels for random k, so a lossless round trip is exact. */
+static StTensor *
+random_levels (int channels, int height, int width, int levels, guint32 seed)
+{
+  StTensor *t = st_tensor_new0 (1, channels, height, width);
+  GRand *rand = g_rand_new_with_seed (seed);
+  for (gsize i = 0; i < st_tensor_numel (t); i++)
+    t->data[i] = (float) g_rand_int_range (rand, 0, levels + 1) / (float) levels;
+  g_rand_free (rand);
+  return t;
+}
+
+/* A smooth picture: what JPEG is made for. */
+static StTensor *
+gradient (int channels, int height, int width)
+{
+  StTensor *t = st_tensor_new0 (1, channels, height, width);
+  for (int c = 0; c < channels; c++)
+    for (int y = 0; y < height; y++)
+      for (int x = 0; x < width; x++)
+        {
+          float v = c == 0 ? (float) x / (width - 1)
+                  : c == 1 ? (float) y / (height - 1)
+                  : c == 2 ? (float) (x + y) / (width + height - 2)
+                  : 0.5f;
+          set_at (t, c, y, x, v);
+        }
+  return t;
+}
+
+static void
+assert_tensors_equal (const StTensor *a, const StTensor *b)
+{
+  g_assert_true (st_shape_equal (a->shape, b->shape));
+  for (gsize i = 0; i < st_tensor_numel (a); i++)
+    if (a->data[i] != b->data[i])
+      g_error ("element %" G_GSIZE_FORMAT " differs: %.9g != %.9g", i, a->data[i], b->data[i]);
+}
+
+static double
+mean_abs_error (const StTensor *a, const StTensor *b)
+{
+  g_assert_true (st_shape_equal (a->shape, b->shape));
+  double sum = 0;
+  for (gsize i = 0; i < st_tensor_numel (a); i++)
+    sum += fabs (a->data[i] - b->data[i]);
+  return sum / st_tensor_numel (a);
+}
+
+static StTensor *
+load_ok (const char *path, StImageInfo *info)
+{
+  GError *error = NULL;
+  StTensor *t = st_image_load (path, ST_DEFAULT_MAX_PIXELS, info, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (t);
+  return t;
+}
+
+static void
+save_ok (const StTensor *t, const char *path, StImageFormat format, int bit_depth,
+         int quality)
+{
+  GError *error = NULL;
+  g_assert_true (st_image_save (t, path, format, bit_depth, quality, &error));
+  g_assert_no_error (error);
+}
+
+/* Loading fails with a message that starts with the path and contains
+ * `reason`. */
+static void
+assert_load_fails (const char *path, guint64 max_pixels, int code, const char *reason)
+{
+  GError *error = NULL;
+  StImageInfo info = { 0 };
+  StTensor *t = st_image_load (path, max_pixels, &info, &error);
+  g_assert_null (t);
+  g_assert_error (error, ST_ERROR, code);
+  g_test_message ("%s", error->message);
+  g_assert_true (g_str_has_prefix (error->message, path));
+  g_assert_true (g_str_has_prefix (error->message + strlen (path), ": "));
+  if (reason && !strstr (error->message, reason))
+    g_error ("message \"%s\" lacks \"%s\"", error->message, reason);
+  g_error_free (error);
+}
+
+/* ---- PNG fixtures written with libpng ---------------------------------- */
+
+/* rows: height rows of packed samples as libpng takes them (one byte per
+ * pixel for depths below 8, which png_set_packing packs). */
+static void
+write_png_raw (const char *path, int width, int height, int depth, int colour,
+               gboolean interlaced, const png_color *palette, int n_palette,
+               const guint8 *alpha, int n_alpha, const png_color_16 *trans_colour,
+               guint8 **rows)
+{
+  FILE *fp = fopen (path, "wb");
+  g_assert_nonnull (fp);
+  png_structp png = png_create_write_struct (PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+  png_infop info = png_create_info_struct (png);
+  g_assert_true (png && info);
+  if (setjmp (png_jmpbuf (png)))
+    g_error ("libpng failed writing a fixture");
+  png_init_io (png, fp);
+  png_set_IHDR (png, info, width, height, depth, colour,
+                interlaced ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE,
+                PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  if (palette)
+    png_set_PLTE (png, info, palette, n_palette);
+  if (alpha || trans_colour)
+    png_set_tRNS (png, info, alpha, n_alpha, trans_colour);
+  png_write_info (png, info);
+  if (depth < 8)
+    png_set_packing (png);
+  if (interlaced)
+    png_set_interlace_handling (png);
+  png_write_image (png, rows);
+  png_write_end (png, NULL);
+  png_destroy_write_struct (&png, &info);
+  g_assert_cmpint (fclose (fp), ==, 0);
+}
+
+static guint8 **
+alloc_rows (int height, gsize rowbytes)
+{
+  guint8 **rows = g_new (guint8 *, height);
+  for (int y = 0; y < height; y++)
+    rows[y] = g_malloc0 (rowbytes);
+  return rows;
+}
+
+static void
+free_rows (guint8 **rows, int height)
+{
+  for (int y = 0; y < height; y++)
+    g_free (rows[y]);
+  g_free (rows);
+}
+
+static guint32
+crc32_of (const guint8 *data, gsize length)
+{
+  guint32 crc = 0xffffffffu;
+  for (gsize i = 0; i < length; i++)
+    {
+      crc ^= data[i];
+      for (int k = 0; k < 8; k++)
+        crc = (crc >> 1) ^ (0xedb88320u & -(crc & 1));
+    }
+  return crc ^ 0xffffffffu;
+}
+
+static void
+put_be32 (GByteArray *out, guint32 v)
+{
+  guint8 b[4] = { v >> 24, v >> 16, v >> 8, v };
+  g_byte_array_append (out, b, 4);
+}
+
+static void
+append_chunk (GByteArray *out, const char *type, const guint8 *data, guint32 length)
+{
+  put_be32 (out, length);
+  guint8 *body = g_malloc (length + 4);
+  memcpy (body, type, 4);
+  if (length)
+    memcpy (body + 4, data, length);
+  g_byte_array_append (out, body, length + 4);
+  put_be32 (out, crc32_of (body, length + 4));
+  g_free (body);
+}
+
+static guint32
+get_be32 (const guint8 *p)
+{
+  return (guint32) p[0] << 24 | (guint32) p[1] << 16 | (guint32) p[2] << 8 | p[3];
+}
+
+static const guint8 png_sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+
+/* ---- JPEG fixtures written with libjpeg -------------------------------- */
+
+typedef struct {
+  int components;              /* 1, 3 or 4 */
+  J_COLOR_SPACE in_space;
+  J_COLOR_SPACE jpeg_space;    /* JCS_UNKNOWN: libjpeg's default for in_space */
+  gboolean no_adobe_marker;
+  int orientation;             /* 0: no EXIF block */
+  gboolean big_endian_exif;
+  gboolean progressive;
+  int quality;
+} JpegFixture;
+
+/* A minimal EXIF block: TIFF header, IFD0 with one Orientation entry. */
+static gsize
+make_exif_orientation (guint8 *out, int orientation, gboolean big_endian)
+{
+  guint8 le[] = {
+    'E', 'x', 'i', 'f', 0, 0,
+    'I', 'I', 42, 0, 8, 0, 0, 0,          /* TIFF header, IFD0 at 8 */
+    1, 0,                                 /* one entry */
+    0x12, 0x01, 3, 0, 1, 0, 0, 0,         /* Orientation, SHORT, count 1 */
+    orientation, 0, 0, 0,
+    0, 0, 0, 0,                           /* no next IFD */
+  };
+  guint8 be[] = {
+    'E', 'x', 'i', 'f', 0, 0,
+    'M', 'M', 0, 42, 0, 0, 0, 8,
+    0, 1,
+    0x01, 0x12, 0, 3, 0, 0, 0, 1,
+    0, orientation, 0, 0,
+    0, 0, 0, 0,
+  };
+  G_STATIC_ASSERT (sizeof le == sizeof be);
+  memcpy (out, big_endian ? be : le, sizeof le);
+  return sizeof le;
+}
+
+/* pixels: interleaved rows of width * components bytes. */
+static void
+write_jpeg_raw (const char *path, int width, int height, const guint8 *pixels,
+                const JpegFixture *f)
+{
+  struct jpeg_compress_struct cinfo;
+  struct jpeg_error_mgr jerr;
+  FILE *fp = fopen (path, "wb");
+  g_assert_nonnull (fp);
+  cinfo.err = jpeg_std_error (&jerr);
+  jpeg_create_compress (&cinfo);
+  jpeg_stdio_dest (&cinfo, fp);
+  cinfo.image_width = width;
+  cinfo.image_height = height;
+  cinfo.input_components = f->components;
+  cinfo.in_color_space = f->in_space;
+  jpeg_set_defaults (&cinfo);
+  if (f->jpeg_space != JCS_UNKNOWN)
+    jpeg_set_colorspace (&cinfo, f->jpeg_space);
+  if (f->no_adobe_marker)
+    cinfo.write_Adobe_marker = FALSE;
+  jpeg_set_quality (&cinfo, f->quality ? f->quality : 95, TRUE);
+  if (f->progressive)
+    jpeg_simple_progression (&cinfo);
+  jpeg_start_compress (&cinfo, TRUE);
+  if (f->orientation)
+    {
+      guint8 exif[64];
+      gsize n = make_exif_orientation (exif, f->orientation, f->big_endian_exif);
+      jpeg_write_marker (&cinfo, JPEG_APP0 + 1, exif, n);
+    }
+  while (cinfo.next_scanline < cinfo.image_height)
+    {
+      JSAMPROW row = (JSAMPROW) pixels + (gsize) cinfo.next_scanline * width * f->components;
+      jpeg_write_scanlines (&cinfo, &row, 1);
+    }
+  jpeg_finish_compress (&cinfo);
+  jpeg_destroy_compress (&cinfo);
+  g_assert_cmpint (fclose (fp), ==, 0);
+}
+
+/* ---- Format names ------------------------------------------------------ */
+
+static void
+test_format_from_name (void)
+{
+  g_assert_cmpint (st_image_format_from_name ("a.png"), ==, ST_FORMAT_PNG);
+  g_assert_cmpint (st_image_format_from_name ("dir/A.PNG"), ==, ST_FORMAT_PNG);
+  g_assert_cmpint (st_image_format_from_name ("a.jpg"), ==, ST_FORMAT_JPEG);
+  g_assert_cmpint (st_image_format_from_name ("a.JpEg"), ==, ST_FORMAT_JPEG);
+  g_assert_cmpint (st_image_format_from_name ("a.png.txt"), ==, ST_FORMAT_UNKNOWN);
+  g_assert_cmpint (st_image_format_from_name ("png"), ==, ST_FORMAT_UNKNOWN);
+  g_assert_cmpint (st_image_format_from_name ("x.png/file"), ==, ST_FORMAT_UNKNOWN);
+  g_assert_cmpint (st_image_format_from_name ("a.jpgx"), ==, ST_FORMAT_UNKNOWN);
+}
+
+/* ---- PNG round trips --------------------------------------------------- */
+
+static void
+png_round_trip (TempDir *fx, int bit_depth)
+{
+  const int levels = bit_depth == 16 ? 65535 : 255;
+  for (int channels = 1; channels <= 4; channels++)
+    {
+      g_autofree char *name = g_strdup_printf ("rt-%d-%d.png", channels, bit_depth);
+      g_autofree char *path = temp_path (fx, name);
+      g_autoptr (StTensor) src = random_levels (channels, 7, 13, levels, channels);
+      /* The extremes must survive too. */
+      src->data[0] = 0.0f;
+      src->data[1] = 1.0f;
+      save_ok (src, path, ST_FORMAT_PNG, bit_depth, 0);
+      StImageInfo info;
+      g_autoptr (StTensor) back = load_ok (path, &info);
+      assert_tensors_equal (src, back);
+      g_assert_cmpint (info.format, ==, ST_FORMAT_PNG);
+      g_assert_cmpint (info.bit_depth, ==, bit_depth);
+      g_assert_cmpint (info.has_alpha, ==, channels == 2 || channels == 4);
+    }
+  g_assert_cmpint (count_entries (fx->dir), ==, 4);
+}
+
+static void
+test_png_round_trip_8 (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  png_round_trip (fx, 8);
+}
+
+static void
+test_png_round_trip_16 (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  png_round_trip (fx, 16);
+}
+
+/* Our writer's 16-bit samples, read back by libpng itself: checks the byte
+ * order independently of our reader. */
+static void
+test_png_16_bit_samples (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autofree char *path = temp_path (fx, "samples16.png");
+  g_autoptr (StTensor) t = st_tensor_new0 (1, 3, 1, 2);
+  const guint16 want[6] = { 0x1234, 0xfedc, 0x0001, 0x8000, 0xffff, 0x0000 };
+  for (int c = 0; c < 3; c++)
+    for (int x = 0; x < 2; x++)
+      set_at (t, c, 0, x, want[x * 3 + c] / 65535.0f);
+  save_ok (t, path, ST_FORMAT_PNG, 16, 0);
+
+  FILE *fp = fopen (path, "rb");
+  png_structp png = png_create_read_struct (PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+  png_infop info = png_create_info_struct (png);
+  if (setjmp (png_jmpbuf (png)))
+    g_error ("libpng could not read our file");
+  png_init_io (png, fp);
+  png_read_png (png, info, PNG_TRANSFORM_IDENTITY, NULL);
+  g_assert_cmpint (png_get_bit_depth (png, info), ==, 16);
+  g_assert_cmpint (png_get_color_type (png, info), ==, PNG_COLOR_TYPE_RGB);
+  png_bytepp rows = png_get_rows (png, info);
+  for (int i = 0; i < 6; i++)
+    g_assert_cmpuint ((rows[0][2 * i] << 8) | rows[0][2 * i + 1], ==, want[i]);
+  png_destroy_read_struct (&png, &info, NULL);
+  fclose (fp);
+}
+
+static void
+test_png_palette (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  const png_color palette[4] = { { 255, 0, 0 }, { 0, 255, 0 }, { 0, 0, 255 }, { 10, 20, 30 } };
+  const guint8 alpha[2] = { 0, 128 };     /* entries 2 and 3 stay opaque */
+  const int width = 5, height = 3;
+
+  for (int with_trns = 0; with_trns <= 1; with_trns++)
+    for (int depth = 2; depth <= 8; depth += 6)
+      {
+        g_autofree char *name = g_strdup_printf ("palette-%d-%d.png", depth, with_trns);
+        g_autofree char *path = temp_path (fx, name);
+        guint8 **rows = alloc_rows (height, width);
+        for (int y = 0; y < height; y++)
+          for (int x = 0; x < width; x++)
+            rows[y][x] = (x + y) % 4;
+        write_png_raw (path, width, height, depth, PNG_COLOR_TYPE_PALETTE, FALSE,
+                       palette, 4, with_trns ? alpha : NULL, with_trns ? 2 : 0, NULL, rows);
+        free_rows (rows, height);
+
+        StImageInfo info;
+        g_autoptr (StTensor) t = load_ok (path, &info);
+        const int channels = with_trns ? 4 : 3;
+        g_assert_cmpint (t->shape.c, ==, channels);
+        g_assert_cmpint (t->shape.h, ==, height);
+        g_assert_cmpint (t->shape.w, ==, width);
+        g_assert_cmpint (info.bit_depth, ==, 8);
+        g_assert_cmpint (info.has_alpha, ==, with_trns);
+        for (int y = 0; y < height; y++)
+          for (int x = 0; x < width; x++)
+            {
+              const int i = (x + y) % 4;
+              g_assert_cmpfloat (at (t, 0, y, x), ==, palette[i].red / 255.0f);
+              g_assert_cmpfloat (at (t, 1, y, x), ==, palette[i].green / 255.0f);
+              g_assert_cmpfloat (at (t, 2, y, x), ==, palette[i].blue / 255.0f);
+              if (with_trns)
+                g_assert_cmpfloat (at (t, 3, y, x), ==, (i < 2 ? alpha[i] : 255) / 255.0f);
+            }
+      }
+}
+
+static void
+test_png_gray_low_depth (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  const int width = 9, height = 2;
+  for (int depth = 1; depth <= 4; depth *= 2)
+    {
+      const int max = (1 << depth) - 1;
+      g_autofree char *name = g_strdup_printf ("gray%d.png", depth);
+      g_autofree char *path = temp_path (fx, name);
+      guint8 **rows = alloc_rows (height, width);
+      for (int y = 0; y < height; y++)
+        for (int x = 0; x < width; x++)
+          rows[y][x] = (x + y) % (max + 1);
+      write_png_raw (path, width, height, depth, PNG_COLOR_TYPE_GRAY, FALSE,
+                     NULL, 0, NULL, 0, NULL, rows);
+      free_rows (rows, height);
+
+      StImageInfo info;
+      g_autoptr (StTensor) t = load_ok (path, &info);
+      g_assert_cmpint (t->shape.c, ==, 1);
+      g_assert_cmpint (info.bit_depth, ==, 8);
+      g_assert_false (info.has_alpha);
+      for (int y = 0; y < height; y++)
+        for (int x = 0; x < width; x++)
+          g_assert_cmpfloat (at (t, 0, y, x), ==,
+                             (float) ((x + y) % (max + 1) * (255 / max)) / 255.0f);
+    }
+}
+
+/* A gray or RGB PNG's tRNS names one transparent colour. */
+static void
+test_png_trns_colour (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autofree char *path = temp_path (fx, "gray-trns.png");
+  const int width = 4, height = 2;
+  guint8 **rows = alloc_rows (height, width);
+  for (int y = 0; y < height; y++)
+    for (int x = 0; x < width; x++)
+      rows[y][x] = x == 1 ? 7 : 200;
+  png_color_16 transparent = { .gray = 7 };
+  write_png_raw (path, width, height, 8, PNG_COLOR_TYPE_GRAY, FALSE,
+                 NULL, 0, NULL, 0, &transparent, rows);
+  free_rows (rows, height);
+
+  StImageInfo info;
+  g_autoptr (StTensor) t = load_ok (path, &info);
+  g_assert_cmpint (t->shape.c, ==, 2);
+  g_assert_true (info.has_alpha);
+  for (int y = 0; y < height; y++)
+    for (int x = 0; x < width; x++)
+      {
+        g_assert_cmpfloat (at (t, 0, y, x), ==, (x == 1 ? 7 : 200) / 255.0f);
+        g_assert_cmpfloat (at (t, 1, y, x), ==, x == 1 ? 0.0f : 1.0f);
+      }
+}
+
+static void
+test_png_interlaced (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  /* Sizes that are not multiples of the 8x8 Adam7 block. */
+  const int width = 13, height = 11;
+
+  g_autofree char *rgb_path = temp_path (fx, "adam7-rgb8.png");
+  guint8 **rows = alloc_rows (height, width * 3);
+  for (int y = 0; y < height; y++)
+    for (int x = 0; x < width * 3; x++)
+      rows[y][x] = (guint8) (y * 31 + x * 7);
+  write_png_raw (rgb_path, width, height, 8, PNG_COLOR_TYPE_RGB, TRUE,
+                 NULL, 0, NULL, 0, NULL, rows);
+  g_autoptr (StTensor) rgb = load_ok (rgb_path, NULL);
+  g_assert_cmpint (rgb->shape.c, ==, 3);
+  for (int y = 0; y < height; y++)
+    for (int x = 0; x < width; x++)
+      for (int c = 0; c < 3; c++)
+        g_assert_cmpfloat (at (rgb, c, y, x), ==, rows[y][x * 3 + c] / 255.0f);
+  free_rows (rows, height);
+
+  g_autofree char *ga_path = temp_path (fx, "adam7-ga16.png");
+  rows = alloc_rows (height, width * 4);
+  for (int y = 0; y < height; y++)
+    for (int x = 0; x < width; x++)
+      {
+        guint16 gray = (guint16) (y * 4099 + x * 257 + 1), alpha = (guint16) (65535 - x * 999);
+        guint8 *p = rows[y] + 4 * x;
+        p[0] = gray >> 8, p[1] = gray & 0xff, p[2] = alpha >> 8, p[3] = alpha & 0xff;
+      }
+  write_png_raw (ga_path, width, height, 16, PNG_COLOR_TYPE_GRAY_ALPHA, TRUE,
+                 NULL, 0, NULL, 0, NULL, rows);
+  StImageInfo info;
+  g_autoptr (StTensor) ga = load_ok (ga_path, &info);
+  g_assert_cmpint (ga->shape.c, ==, 2);
+  g_assert_cmpint (info.bit_depth, ==, 16);
+  g_assert_true (info.has_alpha);
+  for (int y = 0; y < height; y++)
+    for (int x = 0; x < width; x++)
+      {
+        const guint8 *p = rows[y] + 4 * x;
+        g_assert_cmpfloat (at (ga, 0, y, x), ==, ((p[0] << 8) | p[1]) / 65535.0f);
+        g_assert_cmpfloat (at (ga, 1, y, x), ==, ((p[2] << 8) | p[3]) / 65535.0f);
+      }
+  free_rows (rows, height);
+}
+
+/* The format comes from the contents, not the name. */
+static void
+test_format_by_signature (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autofree char *png_path = temp_path (fx, "really-a-png.jpg");
+  g_autofree char *jpeg_path = temp_path (fx, "really-a-jpeg.png");
+  g_autoptr (StTensor) src = random_levels (3, 8, 8, 255, 1);
+  save_ok (src, png_path, ST_FORMAT_PNG, 8, 0);
+  save_ok (src, jpeg_path, ST_FORMAT_JPEG, 8, 90);
+
+  StImageInfo info;
+  g_autoptr (StTensor) a = load_ok (png_path, &info);
+  g_assert_cmpint (info.format, ==, ST_FORMAT_PNG);
+  assert_tensors_equal (src, a);
+  g_autoptr (StTensor) b = load_ok (jpeg_path, &info);
+  g_assert_cmpint (info.format, ==, ST_FORMAT_JPEG);
+  g_assert_cmpint (info.bit_depth, ==, 8);
+  g_assert_false (info.has_alpha);
+}
+
+/* ---- JPEG round trips -------------------------------------------------- */
+
+static void
+test_jpeg_round_trip (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  /* 37 x 23: not a whole number of blocks, pixels or vectors. */
+  for (int channels = 1; channels <= 3; channels += 2)
+    for (int odd = 0; odd <= 1; odd++)
+      {
+        g_autofree char *name = g_strdup_printf ("gradient-%d-%d.jpg", channels, odd);
+        g_autofree char *path = temp_path (fx, name);
+        g_autoptr (StTensor) src = gradient (channels, odd ? 23 : 48, odd ? 37 : 64);
+        save_ok (src, path, ST_FORMAT_JPEG, 8, 95);
+        StImageInfo info;
+        g_autoptr (StTensor) back = load_ok (path, &info);
+        g_assert_cmpint (info.format, ==, ST_FORMAT_JPEG);
+        g_assert_cmpint (info.bit_depth, ==, 8);
+        g_assert_false (info.has_alpha);
+        double err = mean_abs_error (src, back);
+        g_test_message ("%d channels, %dx%d: mean absolute error %.4f", channels,
+                        src->shape.w, src->shape.h, err);
+        g_assert_cmpfloat (err, <, 0.02);
+        /* Every value is a whole number of 255ths. */
+        for (gsize i = 0; i < st_tensor_numel (back); i++)
+          g_assert_cmpfloat (back->data[i], ==, (float) lrintf (back->data[i] * 255) / 255.0f);
+      }
+}
+
+/* JPEG has no alpha: it is dropped, and gray + alpha becomes gray. */
+static void
+test_jpeg_drops_alpha (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  for (int channels = 2; channels <= 4; channels += 2)
+    {
+      g_autofree char *name = g_strdup_printf ("alpha-%d.jpg", channels);
+      g_autofree char *path = temp_path (fx, name);
+      g_autoptr (StTensor) src = gradient (channels, 32, 40);
+      save_ok (src, path, ST_FORMAT_JPEG, 16, 95);   /* 16 is ignored for JPEG */
+      g_autoptr (StTensor) back = load_ok (path, NULL);
+      g_assert_cmpint (back->shape.c, ==, channels - 1);
+      g_autoptr (StTensor) opaque = st_tensor_new0 (1, channels - 1, 32, 40);
+      memcpy (opaque->data, src->data, st_tensor_numel (opaque) * sizeof (float));
+      g_assert_cmpfloat (mean_abs_error (opaque, back), <, 0.02);
+    }
+}
+
+static void
+test_jpeg_progressive (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autofree char *path = temp_path (fx, "progressive.jpg");
+  const int width = 40, height = 24;
+  guint8 *pixels = g_malloc (width * height * 3);
+  for (int i = 0; i < width * height * 3; i++)
+    pixels[i] = (guint8) (i / 3 % width * 6);
+  write_jpeg_raw (path, width, height, pixels,
+                  &(JpegFixture) { 3, JCS_RGB, .progressive = TRUE });
+  g_autoptr (StTensor) t = load_ok (path, NULL);
+  g_assert_cmpint (t->shape.c, ==, 3);
+  g_assert_cmpint (t->shape.w, ==, width);
+  for (int x = 0; x < width; x++)
+    g_assert_cmpfloat (fabsf (at (t, 1, 10, x) - x * 6 / 255.0f), <, 0.03);
+  g_free (pixels);
+}
+
+/* Four quadrants of distinct colours; after applying the orientation the
+ * output corners must show the right source corners. */
+enum { TL, TR, BL, BR };
+
+static const guint8 corner_colours[4][3] = {
+  [TL] = { 255, 0, 0 }, [TR] = { 0, 255, 0 }, [BL] = { 0, 0, 255 }, [BR] = { 255, 255, 255 },
+};
+
+/* For each orientation, the source corner seen at each output corner
+ * (TL, TR, BL, BR), from the EXIF definitions of the 0th row and column. */
+static const int orientation_corners[9][4] = {
+  [1] = { TL, TR, BL, BR },   /* top-left */
+  [2] = { TR, TL, BR, BL },   /* top-right: mirrored */
+  [3] = { BR, BL, TR, TL },   /* bottom-right: rotated 180 */
+  [4] = { BL, BR, TL, TR },   /* bottom-left: flipped */
+  [5] = { TL, BL, TR, BR },   /* left-top: transposed */
+  [6] = { BL, TL, BR, TR },   /* right-top: turn 90 clockwise */
+  [7] = { BR, TR, BL, TL },   /* right-bottom: transversed */
+  [8] = { TR, BR, TL, BL },   /* left-bottom: turn 90 counter-clockwise */
+};
+
+static void
+check_corner (const StTensor *t, int y, int x, int source_corner, int orientation)
+{
+  for (int c = 0; c < 3; c++)
+    if (fabsf (at (t, c, y, x) - corner_colours[source_corner][c] / 255.0f) > 0.05f)
+      g_error ("orientation %d: pixel (%d, %d) channel %d is %.3f, expected source corner %d",
+               orientation, x, y, c, at (t, c, y, x), source_corner);
+}
+
+static void
+test_jpeg_exif_orientation (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  const int width = 64, height = 32;
+  guint8 *pixels = g_malloc (width * height * 3);
+  for (int y = 0; y < height; y++)
+    for (int x = 0; x < width; x++)
+      {
+        int corner = (y < height / 2 ? 0 : 2) + (x < width / 2 ? 0 : 1);
+        memcpy (pixels + (y * width + x) * 3, corner_colours[corner], 3);
+      }
+
+  for (int orientation = 1; orientation <= 8; orientation++)
+    for (int big_endian = 0; big_endian <= 1; big_endian++)
+      {
+        g_autofree char *name = g_strdup_printf ("orient-%d-%d.jpg", orientation, big_endian);
+        g_autofree char *path = temp_path (fx, name);
+        write_jpeg_raw (path, width, height, pixels,
+                        &(JpegFixture) { 3, JCS_RGB, .orientation = orientation,
+                                         .big_endian_exif = big_endian, .quality = 100 });
+        g_autoptr (StTensor) t = load_ok (path, NULL);
+        const gboolean swapped = orientation >= 5;
+        g_assert_cmpint (t->shape.c, ==, 3);
+        g_assert_cmpint (t->shape.w, ==, swapped ? height : width);
+        g_assert_cmpint (t->shape.h, ==, swapped ? width : height);
+        /* A few pixels in from each corner, away from chroma bleeding. */
+        const int w = t->shape.w, h = t->shape.h, m = 3;
+        check_corner (t, m, m, orientation_corners[orientation][TL], orientation);
+        check_corner (t, m, w - 1 - m, orientation_corners[orientation][TR], orientation);
+        check_corner (t, h - 1 - m, m, orientation_corners[orientation][BL], orientation);
+        check_corner (t, h - 1 - m, w - 1 - m, orientation_corners[orientation][BR], orientation);
+      }
+
+  /* An out-of-range orientation is ignored. */
+  g_autofree char *path = temp_path (fx, "orient-9.jpg");
+  write_jpeg_raw (path, width, height, pixels,
+                  &(JpegFixture) { 3, JCS_RGB, .orientation = 9, .quality = 100 });
+  g_autoptr (StTensor) t = load_ok (path, NULL);
+  g_assert_cmpint (t->shape.w, ==, width);
+  check_corner (t, 3, 3, TL, 9);
+  g_free (pixels);
+}
+
+/* The exact pixel mapping of a rotated gray image, larger than one batch
+ * of rows and one transpose block. */
+static void
+test_jpeg_orientation_exact (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  const int width = 300, height = 40;
+  g_autofree char *plain_path = temp_path (fx, "plain.jpg");
+  guint8 *pixels = g_malloc (width * height);
+  for (int y = 0; y < height; y++)
+    for (int x = 0; x < width; x++)
+      pixels[y * width + x] = (guint8) ((x * 5 + y * 3) ^ (x * y));
+  write_jpeg_raw (plain_path, width, height, pixels,
+                  &(JpegFixture) { 1, JCS_GRAYSCALE, .quality = 90 });
+  g_autoptr (StTensor) plain = load_ok (plain_path, NULL);
+
+  for (int orientation = 2; orientation <= 8; orientation++)
+    {
+      g_autofree char *name = g_strdup_printf ("gray-orient-%d.jpg", orientation);
+      g_autofree char *path = temp_path (fx, name);
+      write_jpeg_raw (path, width, height, pixels,
+                      &(JpegFixture) { 1, JCS_GRAYSCALE, .orientation = orientation,
+                                       .quality = 90 });
+      g_autoptr (StTensor) t = load_ok (path, NULL);
+      const int w = width, h = height;
+      for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+          {
+            int ox, oy;
+            switch (orientation)
+              {
+              case 2: ox = w - 1 - x, oy = y; break;
+              case 3: ox = w - 1 - x, oy = h - 1 - y; break;
+              case 4: ox = x, oy = h - 1 - y; break;
+              case 5: ox = y, oy = x; break;
+              case 6: ox = h - 1 - y, oy = x; break;
+              case 7: ox = h - 1 - y, oy = w - 1 - x; break;
+              default: ox = y, oy = w - 1 - x; break;
+              }
+            g_assert_cmpfloat (at (t, 0, oy, ox), ==, at (plain, 0, y, x));
+          }
+    }
+  g_free (pixels);
+}
+
+/* Three 16x16 patches: no ink, red (magenta + yellow), black (K only). */
+static guint8 *
+cmyk_patches (int *width, int *height, gboolean inverted)
+{
+  static const guint8 ink[3][4] = { { 0, 0, 0, 0 }, { 0, 255, 255, 0 }, { 0, 0, 0, 255 } };
+  *width = 48, *height = 16;
+  guint8 *pixels = g_malloc (48 * 16 * 4);
+  for (int y = 0; y < 16; y++)
+    for (int x = 0; x < 48; x++)
+      for (int c = 0; c < 4; c++)
+        pixels[(y * 48 + x) * 4 + c] = inverted ? 255 - ink[x / 16][c] : ink[x / 16][c];
+  return pixels;
+}
+
+static void
+test_jpeg_cmyk (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  static const float rgb[3][3] = { { 1, 1, 1 }, { 1, 0, 0 }, { 0, 0, 0 } };
+  static const struct {
+    const char *name;
+    J_COLOR_SPACE jpeg_space;
+    gboolean no_adobe;
+  } cases[] = {
+    { "adobe-cmyk.jpg", JCS_CMYK, FALSE },   /* Photoshop's kind: inverted */
+    { "adobe-ycck.jpg", JCS_YCCK, FALSE },
+    { "plain-cmyk.jpg", JCS_CMYK, TRUE },    /* no Adobe marker: plain inks */
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *path = temp_path (fx, cases[i].name);
+      int width, height;
+      guint8 *pixels = cmyk_patches (&width, &height, !cases[i].no_adobe);
+      write_jpeg_raw (path, width, height, pixels,
+                      &(JpegFixture) { 4, JCS_CMYK, cases[i].jpeg_space,
+                                       .no_adobe_marker = cases[i].no_adobe });
+      g_free (pixels);
+      g_autoptr (StTensor) t = load_ok (path, NULL);
+      g_assert_cmpint (t->shape.c, ==, 3);
+      g_assert_cmpint (t->shape.w, ==, width);
+      for (int patch = 0; patch < 3; patch++)
+        for (int c = 0; c < 3; c++)
+          if (fabsf (at (t, c, 8, patch * 16 + 8) - rgb[patch][c]) > 0.04f)
+            g_error ("%s: patch %d channel %d is %.3f, expected %.0f", cases[i].name,
+                     patch, c, at (t, c, 8, patch * 16 + 8), rgb[patch][c]);
+    }
+}
+
+/* ---- Damaged and hostile input ----------------------------------------- */
+
+static void
+test_missing_file (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autofree char *path = temp_path (fx, "nowhere.png");
+  assert_load_fails (path, 0, ST_ERROR_IO, "cannot open");
+  assert_load_fails (fx->dir, 0, ST_ERROR_IO, "cannot read");
+}
+
+static void
+test_empty_file (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autofree char *path = temp_path (fx, "empty.png");
+  write_bytes (path, "", 0);
+  assert_load_fails (path, 0, ST_ERROR_IMAGE, "empty file");
+}
+
+static void
+test_text_named_jpeg (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autofree char *path = temp_path (fx, "notes.jpg");
+  const char *text = "This is not a picture.\nIt is a text file with a .jpg name.\n";
+  write_bytes (path, text, strlen (text));
+  assert_load_fails (path, 0, ST_ERROR_IMAGE, "not a PNG or JPEG");
+}
+
+static void
+test_random_bytes (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  GRand *rand = g_rand_new_with_seed (42);
+  guint8 bytes[4096];
+  for (gsize i = 0; i < sizeof bytes; i++)
+    bytes[i] = (guint8) g_rand_int (rand);
+  g_rand_free (rand);
+
+  g_autofree char *path = temp_path (fx, "random.png");
+  bytes[0] = 'R';
+  write_bytes (path, bytes, sizeof bytes);
+  assert_load_fails (path, 0, ST_ERROR_IMAGE, "not a PNG or JPEG");
+
+  /* Noise behind a valid signature reaches the decoders. */
+  g_autofree char *png_path = temp_path (fx, "random-after-signature.png");
+  memcpy (bytes, png_sig, 8);
+  write_bytes (png_path, bytes, sizeof bytes);
+  assert_load_fails (png_path, 0, ST_ERROR_IMAGE, "PNG");
+
+  g_autofree char *jpeg_path = temp_path (fx, "random-after-signature.jpg");
+  memcpy (bytes, "\xff\xd8\xff", 3);
+  write_bytes (jpeg_path, bytes, sizeof bytes);
+  assert_load_fails (jpeg_path, 0, ST_ERROR_IMAGE, "JPEG");
+}
+
+static void
+test_truncated_png (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autofree char *path = temp_path (fx, "whole.png");
+  g_autoptr (StTensor) noise = random_levels (3, 64, 64, 255, 7);
+  save_ok (noise, path, ST_FORMAT_PNG, 8, 0);
+  gsize size;
+  g_autofree guint8 *bytes = read_bytes (path, &size);
+
+  g_autofree char *cut = temp_path (fx, "cut.png");
+  write_bytes (cut, bytes, size * 6 / 10);
+  assert_load_fails (cut, 0, ST_ERROR_IMAGE, "truncated");
+  write_bytes (cut, bytes, 20);                /* inside IHDR */
+  assert_load_fails (cut, 0, ST_ERROR_IMAGE, "truncated");
+  write_bytes (cut, bytes, 5);                 /* inside the signature */
+  assert_load_fails (cut, 0, ST_ERROR_IMAGE, "truncated");
+  write_bytes (cut, bytes, size - 4);          /* rows complete, IEND cut */
+  assert_load_fails (cut, 0, ST_ERROR_IMAGE, "truncated");
+}
+
+/* An IDAT that is short but intact (valid CRC, followed by IEND): the file
+ * is whole, its image data is not. */
+static void
+test_truncated_idat (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autofree char *path = temp_path (fx, "whole.png");
+  g_autoptr (StTensor) noise = random_levels (1, 64, 64, 255, 8);
+  save_ok (noise, path, ST_FORMAT_PNG, 8, 0);
+  gsize size;
+  g_autofree guint8 *bytes = read_bytes (path, &size);
+
+  GByteArray *idat = g_byte_array_new ();
+  GByteArray *out = g_byte_array_new ();
+  g_byte_array_append (out, bytes, 8);
+  for (gsize pos = 8; pos + 12 <= size;)
+    {
+      const guint32 length = get_be32 (bytes + pos);
+      const guint8 *type = bytes + pos + 4;
+      if (memcmp (type, "IDAT", 4) == 0)
+        g_byte_array_append (idat, type + 4, length);
+      else if (memcmp (type, "IEND", 4) != 0)
+        g_byte_array_append (out, bytes + pos, length + 12);
+      pos += length + 12;
+    }
+  g_assert_cmpuint (idat->len, >, 100);
+  append_chunk (out, "IDAT", idat->data, idat->len / 2);
+  append_chunk (out, "IEND", NULL, 0);
+  g_autofree char *cut = temp_path (fx, "short-idat.png");
+  write_bytes (cut, out->data, out->len);
+  assert_load_fails (cut, 0, ST_ERROR_IMAGE, "invalid PNG");
+  g_byte_array_unref (idat);
+  g_byte_array_unref (out);
+}
+
+static void
+test_truncated_jpeg (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autofree char *path = temp_path (fx, "whole.jpg");
+  g_autoptr (StTensor) noise = random_levels (3, 64, 64, 255, 9);
+  save_ok (noise, path, ST_FORMAT_JPEG, 8, 90);
+  gsize size;
+  g_autofree guint8 *bytes = read_bytes (path, &size);
+
+  g_autofree char *cut = temp_path (fx, "cut.jpg");
+  write_bytes (cut, bytes, size / 2);
+  assert_load_fails (cut, 0, ST_ERROR_IMAGE, "truncated");
+  write_bytes (cut, bytes, 40);                /* in the headers */
+  assert_load_fails (cut, 0, ST_ERROR_IMAGE, "truncated");
+  write_bytes (cut, bytes, 2);                 /* inside the signature */
+  assert_load_fails (cut, 0, ST_ERROR_IMAGE, "truncated");
+
+  /* Cut entropy data followed by an EOI marker: libjpeg would pad with
+   * grey and warn; we refuse. */
+  guint8 *patched = g_memdup2 (bytes, size);
+  patched[size / 2] = 0xff;
+  patched[size / 2 + 1] = 0xd9;
+  write_bytes (cut, patched, size / 2 + 2);
+  assert_load_fails (cut, 0, ST_ERROR_IMAGE, "Corrupt JPEG data");
+  g_free (patched);
+
+  /* Lacking only its EOI marker, the file is still cut short. */
+  write_bytes (cut, bytes, size - 2);
+  assert_load_fails (cut, 0, ST_ERROR_IMAGE, "truncated");
+}
+
+/* Every prefix of a small image must fail cleanly, never crash or leak
+ * (run under AddressSanitizer), and flipped bytes must not crash. */
+static void
+test_every_prefix_and_bit_flips (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  const char *names[] = { "small.png", "small.jpg", "small16.png" };
+  g_autoptr (StTensor) src = random_levels (4, 9, 11, 255, 11);
+  for (gsize n = 0; n < G_N_ELEMENTS (names); n++)
+    {
+      g_autofree char *path = temp_path (fx, names[n]);
+      save_ok (src, path, st_image_format_from_name (path), n == 2 ? 16 : 8, 80);
+      gsize size;
+      g_autofree guint8 *bytes = read_bytes (path, &size);
+      g_autofree char *cut = temp_path (fx, "cut");
+      for (gsize len = 0; len < size; len++)
+        {
+          write_bytes (cut, bytes, len);
+          GError *error = NULL;
+          StTensor *t = st_image_load (cut, 0, NULL, &error);
+          if (t)
+            g_error ("%s cut to %" G_GSIZE_FORMAT " of %" G_GSIZE_FORMAT " bytes loaded",
+                     names[n], len, size);
+          g_assert_error (error, ST_ERROR, ST_ERROR_IMAGE);
+          g_assert_true (g_str_has_prefix (error->message, cut));
+          g_error_free (error);
+        }
+
+      GRand *rand = g_rand_new_with_seed (n);
+      for (int trial = 0; trial < 300; trial++)
+        {
+          guint8 *damaged = g_memdup2 (bytes, size);
+          for (int k = 0; k < 3; k++)
+            damaged[g_rand_int_range (rand, 0, size)] ^= 1 << g_rand_int_range (rand, 0, 8);
+          write_bytes (cut, damaged, size);
+          g_free (damaged);
+          GError *error = NULL;
+          StTensor *t = st_image_load (cut, 0, NULL, &error);
+          g_assert_true ((t == NULL) == (error != NULL));
+          if (t)
+            g_assert_cmpint (t->shape.c, >=, 1);
+          st_tensor_free (t);
+          g_clear_error (&error);
+        }
+      g_rand_free (rand);
+    }
+}
+
+/* A header declaring 100000 x 100000 pixels, and nothing else. */
+static void
+test_huge_png_header (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autofree char *path = temp_path (fx, "huge.png");
+  GByteArray *out = g_byte_array_new ();
+  g_byte_array_append (out, png_sig, 8);
+  guint8 ihdr[13] = { 0, 0x01, 0x86, 0xa0, 0, 0x01, 0x86, 0xa0, 8, 2, 0, 0, 0 };
+  append_chunk (out, "IHDR", ihdr, sizeof ihdr);
+  write_bytes (path, out->data, out->len);
+  g_byte_array_unref (out);
+
+  g_autofree char *expected = g_strdup_printf (
+      "%s: image is 100000x100000 (10000 megapixels), more than the limit of "
+      "200 megapixels (--max-pixels)", path);
+  GError *error = NULL;
+  g_assert_null (st_image_load (path, ST_DEFAULT_MAX_PIXELS, NULL, &error));
+  g_assert_error (error, ST_ERROR, ST_ERROR_IMAGE);
+  g_assert_cmpstr (error->message, ==, expected);
+  g_clear_error (&error);
+
+  /* Without a limit it is still refused, for its missing data. */
+  assert_load_fails (path, 0, ST_ERROR_IMAGE, "truncated");
+}
+
+static void
+test_max_pixels (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autoptr (StTensor) src = gradient (3, 48, 64);
+  const char *names[] = { "limit.png", "limit.jpg" };
+  for (gsize i = 0; i < G_N_ELEMENTS (names); i++)
+    {
+      g_autofree char *path = temp_path (fx, names[i]);
+      save_ok (src, path, ST_FORMAT_UNKNOWN, 8, 90);
+      GError *error = NULL;
+      StTensor *t = st_image_load (path, 64 * 48, NULL, &error);
+      g_assert_no_error (error);
+      st_tensor_free (t);
+      t = st_image_load (path, 0, NULL, &error);
+      g_assert_no_error (error);
+      st_tensor_free (t);
+      assert_load_fails (path, 64 * 48 - 1, ST_ERROR_IMAGE,
+                         "image is 64x48 (3072 pixels), more than the limit of 3071 pixels");
+    }
+}
+
+/* The library never prints: every failure above, run again in a child
+ * whose stderr and stdout must stay empty. */
+static void
+test_silent (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  if (g_test_subprocess ())
+    {
+      test_truncated_png (fx, NULL);
+      test_truncated_idat (fx, NULL);
+      test_truncated_jpeg (fx, NULL);
+      test_random_bytes (fx, NULL);
+      test_huge_png_header (fx, NULL);
+      return;
+    }
+  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+  g_test_trap_assert_stdout ("");
+  g_test_trap_assert_stderr ("");
+}
+
+/* ---- Saving ------------------------------------------------------------ */
+
+static void
+assert_save_fails (const StTensor *t, const char *path, StImageFormat format,
+                   int bit_depth, int quality, int code, const char *reason)
+{
+  GError *error = NULL;
+  g_assert_false (st_image_save (t, path, format, bit_depth, quality, &error));
+  g_assert_error (error, ST_ERROR, code);
+  g_test_message ("%s", error->message);
+  g_assert_true (g_str_has_prefix (error->message, path));
+  if (reason && !strstr (error->message, reason))
+    g_error ("message \"%s\" lacks \"%s\"", error->message, reason);
+  g_error_free (error);
+}
+
+static void
+test_save_missing_folder (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autoptr (StTensor) t = gradient (3, 4, 4);
+  g_autofree char *path = g_build_filename (fx->dir, "no-such-folder", "out.png", NULL);
+  assert_save_fails (t, path, ST_FORMAT_PNG, 8, 0, ST_ERROR_IO, "No such file");
+  assert_save_fails (t, path, ST_FORMAT_JPEG, 8, 90, ST_ERROR_IO, "No such file");
+  g_assert_cmpint (count_entries (fx->dir), ==, 0);
+}
+
+static void
+test_save_bad_arguments (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autofree char *png = temp_path (fx, "out.png");
+  g_autofree char *jpeg = temp_path (fx, "out.jpg");
+  g_autofree char *other = temp_path (fx, "out.tiff");
+  g_autoptr (StTensor) five = st_tensor_new0 (1, 5, 4, 4);
+  g_autoptr (StTensor) batch = st_tensor_new0 (2, 3, 4, 4);
+  g_autoptr (StTensor) rgb = gradient (3, 4, 4);
+
+  assert_save_fails (five, png, ST_FORMAT_PNG, 8, 0, ST_ERROR_IMAGE, "1x5x4x4");
+  assert_save_fails (five, jpeg, ST_FORMAT_JPEG, 8, 90, ST_ERROR_IMAGE, "1x5x4x4");
+  assert_save_fails (batch, png, ST_FORMAT_PNG, 8, 0, ST_ERROR_IMAGE, "2x3x4x4");
+  assert_save_fails (rgb, png, ST_FORMAT_PNG, 12, 0, ST_ERROR_IMAGE, "bit depth 12");
+  assert_save_fails (rgb, jpeg, ST_FORMAT_JPEG, 8, 0, ST_ERROR_IMAGE, "quality 0");
+  assert_save_fails (rgb, jpeg, ST_FORMAT_JPEG, 8, 101, ST_ERROR_IMAGE, "quality 101");
+  assert_save_fails (rgb, other, ST_FORMAT_UNKNOWN, 8, 90, ST_ERROR_IMAGE, "unknown image format");
+  g_assert_cmpint (count_entries (fx->dir), ==, 0);
+}
+
+/* A target that cannot be replaced (a folder) fails at the rename, and the
+ * temporary file goes away. */
+static void
+test_save_rename_fails (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autofree char *path = temp_path (fx, "taken.png");
+  g_assert_cmpint (g_mkdir (path, 0700), ==, 0);
+  g_autoptr (StTensor) t = gradient (3, 4, 4);
+  assert_save_fails (t, path, ST_FORMAT_PNG, 8, 0, ST_ERROR_IO, "cannot replace");
+  g_assert_cmpint (count_entries (fx->dir), ==, 1);
+  g_assert_true (g_file_test (path, G_FILE_TEST_IS_DIR));
+}
+
+static void
+test_save_replaces (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autofree char *path = temp_path (fx, "replace.png");
+  write_bytes (path, "old contents", 12);
+  mode_t old_mask = umask (022);
+  g_autoptr (StTensor) t = random_levels (4, 5, 6, 255, 3);
+  save_ok (t, path, ST_FORMAT_PNG, 8, 0);
+  umask (old_mask);
+  g_autoptr (StTensor) back = load_ok (path, NULL);
+  assert_tensors_equal (t, back);
+  g_assert_cmpint (count_entries (fx->dir), ==, 1);
+  struct stat st;
+  g_assert_cmpint (g_stat (path, &st), ==, 0);
+  g_assert_cmpint (st.st_mode & 0777, ==, 0644);
+}
+
+/* Out-of-range values clamp, NaN becomes 0, halves round up. */
+static void
+test_save_clamps (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autofree char *path8 = temp_path (fx, "clamp8.png");
+  g_autofree char *path16 = temp_path (fx, "clamp16.png");
+  g_autoptr (StTensor) t = st_tensor_new0 (1, 1, 1, 6);
+  const float in[6] = { -0.5f, 1.5f, NAN, 0.5f, INFINITY, -INFINITY };
+  memcpy (t->data, in, sizeof in);
+  save_ok (t, path8, ST_FORMAT_PNG, 8, 0);
+  save_ok (t, path16, ST_FORMAT_PNG, 16, 0);
+  g_autoptr (StTensor) b8 = load_ok (path8, NULL);
+  g_autoptr (StTensor) b16 = load_ok (path16, NULL);
+  const float want8[6] = { 0, 1, 0, 128 / 255.0f, 1, 0 };
+  const float want16[6] = { 0, 1, 0, 32768 / 65535.0f, 1, 0 };
+  for (int i = 0; i < 6; i++)
+    {
+      g_assert_cmpfloat (b8->data[i], ==, want8[i]);
+      g_assert_cmpfloat (b16->data[i], ==, want16[i]);
+    }
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+
+#define ADD(name, fn) g_test_add (name, TempDir, NULL, temp_dir_setup, fn, temp_dir_teardown)
+  g_test_add_func ("/image/format-from-name", test_format_from_name);
+  ADD ("/image/png/round-trip-8", test_png_round_trip_8);
+  ADD ("/image/png/round-trip-16", test_png_round_trip_16);
+  ADD ("/image/png/16-bit-samples", test_png_16_bit_samples);
+  ADD ("/image/png/palette", test_png_palette);
+  ADD ("/image/png/gray-low-depth", test_png_gray_low_depth);
+  ADD ("/image/png/trns-colour", test_png_trns_colour);
+  ADD ("/image/png/interlaced", test_png_interlaced);
+  ADD ("/image/format-by-signature", test_format_by_signature);
+  ADD ("/image/jpeg/round-trip", test_jpeg_round_trip);
+  ADD ("/image/jpeg/drops-alpha", test_jpeg_drops_alpha);
+  ADD ("/image/jpeg/progressive", test_jpeg_progressive);
+  ADD ("/image/jpeg/exif-orientation", test_jpeg_exif_orientation);
+  ADD ("/image/jpeg/orientation-exact", test_jpeg_orientation_exact);
+  ADD ("/image/jpeg/cmyk", test_jpeg_cmyk);
+  ADD ("/image/bad/missing-file", test_missing_file);
+  ADD ("/image/bad/empty-file", test_empty_file);
+  ADD ("/image/bad/text-named-jpeg", test_text_named_jpeg);
+  ADD ("/image/bad/random-bytes", test_random_bytes);
+  ADD ("/image/bad/truncated-png", test_truncated_png);
+  ADD ("/image/bad/truncated-idat", test_truncated_idat);
+  ADD ("/image/bad/truncated-jpeg", test_truncated_jpeg);
+  ADD ("/image/bad/every-prefix-and-bit-flips", test_every_prefix_and_bit_flips);
+  ADD ("/image/bad/huge-png-header", test_huge_png_header);
+  ADD ("/image/bad/max-pixels", test_max_pixels);
+  ADD ("/image/bad/silent", test_silent);
+  ADD ("/image/save/missing-folder", test_save_missing_folder);
+  ADD ("/image/save/bad-arguments", test_save_bad_arguments);
+  ADD ("/image/save/rename-fails", test_save_rename_fails);
+  ADD ("/image/save/replaces", test_save_replaces);
+  ADD ("/image/save/clamps", test_save_clamps);
+#undef ADD
+
+  return g_test_run ();
+}
