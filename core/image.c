@@ -1,11 +1,16 @@
 /* strata — reading and writing PNG and JPEG images as tensors.
  *
+ * Both directions stream: a reader decodes rows as they are asked for, a
+ * writer encodes rows as they are given, so a large image can pass through
+ * in strips; st_image_load and st_image_save are one call of each.
+ *
  * libpng and libjpeg report errors by calling a handler that must not
  * return; both are given handlers that record the reason and longjmp back.
  * Each setjmp lives in a small *_run() function whose state is kept in a
  * struct reached through a pointer argument, so nothing the cleanup code
- * reads is a local variable clobbered by the longjmp.  The caller of a
- * *_run() function frees whatever the struct holds, on success or failure.
+ * reads is a local variable clobbered by the longjmp.  A stream is one such
+ * struct, and every call into the library goes through a *_run() function
+ * of its own.
  *
  * Nothing here prints: warnings are dropped, errors become GErrors whose
  * message starts with the file's path. */
@@ -34,8 +39,9 @@
  * chunk (signature 8 + length 4 + type 4 + data 13 + CRC 4). */
 #define HEAD_SIZE 33
 
-/* Rows handed to libjpeg per jpeg_read_scanlines() call. */
-#define JPEG_ROWS_PER_READ 16
+/* Rows handed to libjpeg per jpeg_read_scanlines() or
+ * jpeg_write_scanlines() call. */
+#define JPEG_ROWS_PER_CALL 16
 
 /* Columns per block when writing a rotated image, so the rows of one batch
  * fill each destination cache line before it is evicted. */
@@ -44,6 +50,7 @@
 /* Pixels per block when converting floats to bytes for writing: small
  * enough that a block of every plane stays in L1. */
 #define PACK_BLOCK 256
+
 
 static const guint8 png_signature[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
 static const guint8 jpeg_signature[3] = { 0xff, 0xd8, 0xff };
@@ -140,6 +147,16 @@ new_image_tensor (const char *path, int channels, guint64 height, guint64 width,
   return t;
 }
 
+
+/* Pointers to row `row` of each plane of t. */
+static void
+row_planes (const StTensor *t, int row, float **planes)
+{
+  const gsize plane_size = (gsize) t->shape.h * (gsize) t->shape.w;
+  for (int c = 0; c < t->shape.c; c++)
+    planes[c] = t->data + c * plane_size + (gsize) row * t->shape.w;
+}
+
 /* ---- Input ------------------------------------------------------------- */
 
 /* An open file whose first bytes were already read to tell its format;
@@ -193,6 +210,14 @@ placement_for_orientation (int orientation, ptrdiff_t width, ptrdiff_t height)
     }
 }
 
+/* Orientations 1 and 2 keep the stored row order, so rows can be handed
+ * on as they are decoded; the others need the whole image first. */
+static gboolean
+orientation_streams (int orientation)
+{
+  return orientation <= 2;
+}
+
 #ifdef __SSE2__
 /* Converts the leading pixels of a row into contiguous planes, 4 or 16 at
  * a time, and returns how many it did.  divps is correctly rounded, so the
@@ -238,8 +263,50 @@ bytes_to_planes_sse2 (float *const *planes, int channels, const guint8 *src,
 }
 #endif
 
-/* Converts n_rows 8-bit rows (source rows y0 ...) of pixel_bytes-byte
- * pixels, whose first bytes are the tensor's channels, into its planes. */
+/* One row of 8-bit pixels of pixel_bytes bytes, whose first bytes are the
+ * channels, into the planes: channel c of source pixel x goes to
+ * planes[c][x * xstep], xstep 1, or -1 for a mirrored row (planes then
+ * point at the row's last pixel). */
+static void
+row_u8_to_planes (float *const *planes, int channels, ptrdiff_t xstep,
+                  const guint8 *src, int pixel_bytes, int width, const float *table)
+{
+  int done = 0;
+#ifdef __SSE2__
+  if (xstep == 1)
+    done = bytes_to_planes_sse2 (planes, channels, src, pixel_bytes, width);
+#endif
+  for (int c = 0; c < channels; c++)
+    {
+      float *restrict dst = planes[c];
+      const guint8 *restrict s = src + c;
+      if (xstep == 1)
+        for (int x = done; x < width; x++)
+          dst[x] = table[s[x * pixel_bytes]];
+      else
+        for (int x = done; x < width; x++)
+          dst[x * xstep] = table[s[x * pixel_bytes]];
+    }
+}
+
+/* Big-endian 16-bit samples, as libpng delivers them. */
+static void
+row_u16be_to_planes (float *const *planes, int channels, const guint8 *src, int width)
+{
+  for (int c = 0; c < channels; c++)
+    {
+      float *restrict dst = planes[c];
+      const guint8 *restrict s = src + 2 * c;
+      for (int x = 0; x < width; x++)
+        {
+          const guint8 *p = s + 2 * x * channels;
+          dst[x] = (float) ((p[0] << 8) | p[1]) / 65535.0f;
+        }
+    }
+}
+
+/* Converts n_rows 8-bit rows (source rows y0 ...) into the planes of a
+ * whole-image tensor, placed as the orientation says. */
 static void
 store_rows_u8 (StTensor *t, const Placement *place, int width, guint8 *const *rows,
                int pixel_bytes, int y0, int n_rows, const float *table)
@@ -247,7 +314,7 @@ store_rows_u8 (StTensor *t, const Placement *place, int width, guint8 *const *ro
   const int channels = t->shape.c;
   const gsize plane_size = (gsize) t->shape.h * (gsize) t->shape.w;
 
-  if (place->xstep == 1)
+  if (place->xstep == 1 || place->xstep == -1)
     {
       for (int r = 0; r < n_rows; r++)
         {
@@ -255,17 +322,7 @@ store_rows_u8 (StTensor *t, const Placement *place, int width, guint8 *const *ro
           float *planes[4];
           for (int c = 0; c < channels; c++)
             planes[c] = t->data + c * plane_size + start;
-          int done = 0;
-#ifdef __SSE2__
-          done = bytes_to_planes_sse2 (planes, channels, rows[r], pixel_bytes, width);
-#endif
-          for (int c = 0; c < channels; c++)
-            {
-              float *restrict dst = planes[c];
-              const guint8 *restrict src = rows[r] + c;
-              for (int x = done; x < width; x++)
-                dst[x] = table[src[x * pixel_bytes]];
-            }
+          row_u8_to_planes (planes, channels, place->xstep, rows[r], pixel_bytes, width, table);
         }
       return;
     }
@@ -288,25 +345,6 @@ store_rows_u8 (StTensor *t, const Placement *place, int width, guint8 *const *ro
     }
 }
 
-/* Big-endian 16-bit samples, as libpng delivers them, into row y. */
-static void
-store_row_u16be (StTensor *t, int y, const guint8 *row)
-{
-  const int channels = t->shape.c, width = t->shape.w;
-  const gsize plane_size = (gsize) t->shape.h * (gsize) width;
-
-  for (int c = 0; c < channels; c++)
-    {
-      float *restrict dst = t->data + c * plane_size + (gsize) y * width;
-      const guint8 *restrict src = row + 2 * c;
-      for (int x = 0; x < width; x++)
-        {
-          const guint8 *s = src + 2 * x * channels;
-          dst[x] = (float) ((s[0] << 8) | s[1]) / 65535.0f;
-        }
-    }
-}
-
 /* ---- PNG reading ------------------------------------------------------- */
 
 typedef struct {
@@ -314,11 +352,16 @@ typedef struct {
   guint64 max_pixels;
   png_structp png;
   png_infop info;
-  guint8 *pixels;              /* one row, or the whole image when interlaced */
-  guint8 **row_pointers;
-  StTensor *tensor;
-  int bit_depth;
-  gboolean has_alpha;
+  guint8 *pixels;              /* one row, or every row when interlaced */
+  guint8 **row_pointers;       /* while an interlaced image is read */
+  gsize rowbytes;
+  gboolean interlaced;
+  int width, height, channels, bit_depth;
+  int next_row;
+  /* The current read: n_rows rows into dst from row dst_row on. */
+  StTensor *dst;
+  int dst_row, n_rows;
+  const float *table;
   GError *error;               /* set for errors found outside libpng */
   int code;                    /* for the libpng error in reason */
   gboolean reason_is_final;    /* reason was written by us, not by libpng */
@@ -392,8 +435,10 @@ png_check_declared_size (Input *in, guint64 max_pixels, GError **error)
                             max_pixels, error);
 }
 
+/* Reads the header and sets the transformations; an interlaced image is
+ * decoded whole here, to bytes. */
 static gboolean
-png_load_run (PngLoad *ld)
+png_open_run (PngLoad *ld)
 {
   if (setjmp (png_jmpbuf (ld->png)))
     return FALSE;
@@ -422,101 +467,128 @@ png_load_run (PngLoad *ld)
   const int passes = png_set_interlace_handling (png);
   png_read_update_info (png, info);
 
-  const int channels = png_get_channels (png, info);
+  ld->width = width;
+  ld->height = height;
+  ld->channels = png_get_channels (png, info);
   ld->bit_depth = png_get_bit_depth (png, info);
-  ld->has_alpha = channels == 2 || channels == 4;
-  const gsize rowbytes = png_get_rowbytes (png, info);
-  if (channels < 1 || channels > 4 || (ld->bit_depth != 8 && ld->bit_depth != 16))
+  ld->rowbytes = png_get_rowbytes (png, info);
+  if (ld->channels < 1 || ld->channels > 4 || (ld->bit_depth != 8 && ld->bit_depth != 16))
     {
       g_set_error (&ld->error, ST_ERROR, ST_ERROR_IMAGE,
                    "%s: unsupported PNG layout (%d channels of %d bits)",
-                   ld->in->path, channels, ld->bit_depth);
+                   ld->in->path, ld->channels, ld->bit_depth);
       return FALSE;
     }
 
-  ld->tensor = new_image_tensor (ld->in->path, channels, height, width, &ld->error);
-  if (!ld->tensor)
-    return FALSE;
-
-  float table[256];
-  fill_unit_table (table);
-  const Placement place = placement_for_orientation (1, width, height);
-
-  if (passes > 1)
+  if (passes == 1)
     {
-      /* Adam7 fills each row over seven passes, so the rows must all stay. */
-      gsize bytes;
-      if (!g_size_checked_mul (&bytes, rowbytes, height)
-          || !(ld->pixels = g_try_malloc (bytes)))
-        {
-          g_set_error (&ld->error, ST_ERROR, ST_ERROR_IMAGE,
-                       "%s: not enough memory for an interlaced %ux%u image",
-                       ld->in->path, (unsigned) width, (unsigned) height);
-          return FALSE;
-        }
-      ld->row_pointers = g_new (guint8 *, height);
-      for (png_uint_32 y = 0; y < height; y++)
-        ld->row_pointers[y] = ld->pixels + y * rowbytes;
-      png_read_image (png, ld->row_pointers);
-      for (png_uint_32 y = 0; y < height; y++)
-        {
-          if (ld->bit_depth == 16)
-            store_row_u16be (ld->tensor, y, ld->row_pointers[y]);
-          else
-            store_rows_u8 (ld->tensor, &place, width, &ld->row_pointers[y], channels, y, 1, table);
-        }
+      ld->pixels = g_malloc (ld->rowbytes);
+      return TRUE;
     }
-  else
+
+  /* Adam7 fills each row over seven passes, so the rows must all stay. */
+  ld->interlaced = TRUE;
+  gsize bytes;
+  if (!g_size_checked_mul (&bytes, ld->rowbytes, height)
+      || !(ld->pixels = g_try_malloc (bytes)))
     {
-      ld->pixels = g_malloc (rowbytes);
-      for (png_uint_32 y = 0; y < height; y++)
-        {
-          png_read_row (png, ld->pixels, NULL);
-          if (ld->bit_depth == 16)
-            store_row_u16be (ld->tensor, y, ld->pixels);
-          else
-            store_rows_u8 (ld->tensor, &place, width, &ld->pixels, channels, y, 1, table);
-        }
+      g_set_error (&ld->error, ST_ERROR, ST_ERROR_IMAGE,
+                   "%s: not enough memory for an interlaced %ux%u image",
+                   ld->in->path, (unsigned) width, (unsigned) height);
+      return FALSE;
     }
+  ld->row_pointers = g_new (guint8 *, height);
+  for (png_uint_32 y = 0; y < height; y++)
+    ld->row_pointers[y] = ld->pixels + y * ld->rowbytes;
+  png_read_image (png, ld->row_pointers);
   /* Reads up to IEND, so a file cut after its last row is still refused. */
   png_read_end (png, NULL);
+  g_clear_pointer (&ld->row_pointers, g_free);
   return TRUE;
 }
 
-static StTensor *
-png_load (Input *in, guint64 max_pixels, StImageInfo *info, GError **error)
+static void
+png_store_row (PngLoad *ld, int row, const guint8 *src)
+{
+  float *planes[4];
+  row_planes (ld->dst, row, planes);
+  if (ld->bit_depth == 16)
+    row_u16be_to_planes (planes, ld->channels, src, ld->width);
+  else
+    row_u8_to_planes (planes, ld->channels, 1, src, ld->channels, ld->width, ld->table);
+}
+
+static gboolean
+png_rows_run (PngLoad *ld)
+{
+  if (setjmp (png_jmpbuf (ld->png)))
+    return FALSE;
+
+  for (int k = 0; k < ld->n_rows; k++)
+    {
+      if (ld->interlaced)
+        png_store_row (ld, ld->dst_row + k, ld->pixels + (gsize) ld->next_row * ld->rowbytes);
+      else
+        {
+          png_read_row (ld->png, ld->pixels, NULL);
+          png_store_row (ld, ld->dst_row + k, ld->pixels);
+        }
+      ld->next_row++;
+    }
+  if (!ld->interlaced && ld->next_row == ld->height)
+    png_read_end (ld->png, NULL);
+  return TRUE;
+}
+
+static void
+png_load_take_error (PngLoad *ld, GError **error)
+{
+  if (ld->error)
+    g_propagate_error (error, g_steal_pointer (&ld->error));
+  else
+    g_set_error (error, ST_ERROR, ld->code, "%s: %s", ld->in->path, ld->reason);
+}
+
+static void
+png_load_free (PngLoad *ld)
+{
+  if (!ld)
+    return;
+  if (ld->png)
+    png_destroy_read_struct (&ld->png, ld->info ? &ld->info : NULL, NULL);
+  g_free (ld->row_pointers);
+  g_free (ld->pixels);
+  g_clear_error (&ld->error);
+  g_free (ld);
+}
+
+static PngLoad *
+png_load_open (Input *in, guint64 max_pixels, GError **error)
 {
   if (!png_check_declared_size (in, max_pixels, error))
     return NULL;
 
-  PngLoad ld = { .in = in, .max_pixels = max_pixels, .code = ST_ERROR_IMAGE };
-  ld.png = png_create_read_struct (PNG_LIBPNG_VER_STRING, &ld, png_load_error,
-                                   png_ignore_warning);
-  if (ld.png)
-    ld.info = png_create_info_struct (ld.png);
-  if (!ld.png || !ld.info)
+  PngLoad *ld = g_new0 (PngLoad, 1);
+  ld->in = in;
+  ld->max_pixels = max_pixels;
+  ld->code = ST_ERROR_IMAGE;
+  ld->png = png_create_read_struct (PNG_LIBPNG_VER_STRING, ld, png_load_error,
+                                    png_ignore_warning);
+  if (ld->png)
+    ld->info = png_create_info_struct (ld->png);
+  if (!ld->png || !ld->info)
     {
-      png_destroy_read_struct (ld.png ? &ld.png : NULL, NULL, NULL);
+      png_load_free (ld);
       g_set_error (error, ST_ERROR, ST_ERROR_IMAGE, "%s: cannot start libpng", in->path);
       return NULL;
     }
-
-  gboolean ok = png_load_run (&ld);
-  png_destroy_read_struct (&ld.png, &ld.info, NULL);
-  g_free (ld.row_pointers);
-  g_free (ld.pixels);
-  if (!ok)
+  if (!png_open_run (ld))
     {
-      st_tensor_free (ld.tensor);
-      if (ld.error)
-        g_propagate_error (error, ld.error);
-      else
-        g_set_error (error, ST_ERROR, ld.code, "%s: %s", in->path, ld.reason);
+      png_load_take_error (ld, error);
+      png_load_free (ld);
       return NULL;
     }
-  if (info)
-    *info = (StImageInfo) { ST_FORMAT_PNG, ld.bit_depth, ld.has_alpha };
-  return ld.tensor;
+  return ld;
 }
 
 /* ---- JPEG reading ------------------------------------------------------ */
@@ -531,7 +603,16 @@ typedef struct {
   gboolean created;
   Input *in;
   guint64 max_pixels;
-  StTensor *tensor;
+  gboolean cmyk;
+  int orientation;
+  int pixel_bytes;             /* per decoded pixel: 1, or 4 (RGBX, CMYK) or 3 */
+  int channels;                /* of the tensor: 1 or 3 */
+  JSAMPARRAY rows;
+  StTensor *whole;             /* orientations 3 to 8: the image, decoded when opened */
+  /* The current read: n_rows rows into dst from row dst_row on. */
+  StTensor *dst;
+  int dst_row, n_rows;
+  const float *table;
   GError *error;               /* set for errors found outside libjpeg */
   int code;                    /* for the libjpeg error in reason */
   char reason[REASON_SIZE];
@@ -663,8 +744,18 @@ cmyk_to_rgbx_row (guint8 *row, int width, gboolean inverted)
     }
 }
 
+static void
+jpeg_cmyk_rows (JpegLoad *ld, int n)
+{
+  if (ld->cmyk)
+    for (int r = 0; r < n; r++)
+      cmyk_to_rgbx_row (ld->rows[r], ld->cinfo.output_width, ld->cinfo.saw_Adobe_marker);
+}
+
+/* Reads the header and starts decompressing; an image whose orientation
+ * reorders the rows is decoded whole here. */
 static gboolean
-jpeg_load_run (JpegLoad *ld)
+jpeg_open_run (JpegLoad *ld)
 {
   j_decompress_ptr cinfo = &ld->cinfo;
 
@@ -682,7 +773,6 @@ jpeg_load_run (JpegLoad *ld)
                           ld->max_pixels, &ld->error))
     return FALSE;
 
-  gboolean cmyk = FALSE;
   switch (cinfo->jpeg_color_space)
     {
     case JCS_GRAYSCALE:
@@ -700,7 +790,7 @@ jpeg_load_run (JpegLoad *ld)
     case JCS_CMYK:
     case JCS_YCCK:
       cinfo->out_color_space = JCS_CMYK;
-      cmyk = TRUE;
+      ld->cmyk = TRUE;
       break;
     default:
       {
@@ -712,35 +802,33 @@ jpeg_load_run (JpegLoad *ld)
       }
     }
 
-  const int orientation = jpeg_exif_orientation (cinfo);
+  ld->orientation = jpeg_exif_orientation (cinfo);
   jpeg_start_decompress (cinfo);
 
   const int width = cinfo->output_width, height = cinfo->output_height;
-  const int pixel_bytes = cinfo->output_components;
-  const int channels = pixel_bytes == 1 ? 1 : 3;
-  const gboolean transposed = orientation >= 5;
-  ld->tensor = new_image_tensor (ld->in->path, channels,
-                                 transposed ? width : height,
-                                 transposed ? height : width, &ld->error);
-  if (!ld->tensor)
-    return FALSE;
+  ld->pixel_bytes = cinfo->output_components;
+  ld->channels = ld->pixel_bytes == 1 ? 1 : 3;
+  ld->rows = cinfo->mem->alloc_sarray ((j_common_ptr) cinfo, JPOOL_IMAGE,
+                                       (JDIMENSION) width * ld->pixel_bytes,
+                                       JPEG_ROWS_PER_CALL);
+  if (orientation_streams (ld->orientation))
+    return TRUE;
 
-  float table[256];
-  fill_unit_table (table);
-  const Placement place = placement_for_orientation (orientation, width, height);
-  JSAMPARRAY rows = cinfo->mem->alloc_sarray ((j_common_ptr) cinfo, JPOOL_IMAGE,
-                                              (JDIMENSION) width * pixel_bytes,
-                                              JPEG_ROWS_PER_READ);
+  const gboolean transposed = ld->orientation >= 5;
+  ld->whole = new_image_tensor (ld->in->path, ld->channels,
+                                transposed ? width : height,
+                                transposed ? height : width, &ld->error);
+  if (!ld->whole)
+    return FALSE;
+  const Placement place = placement_for_orientation (ld->orientation, width, height);
   while (cinfo->output_scanline < cinfo->output_height)
     {
       const int y0 = cinfo->output_scanline;
-      const int n = jpeg_read_scanlines (cinfo, rows, JPEG_ROWS_PER_READ);
+      const int n = jpeg_read_scanlines (cinfo, ld->rows, JPEG_ROWS_PER_CALL);
       if (n <= 0)
         jpeg_load_fail (ld, ST_ERROR_IMAGE, "truncated JPEG file");
-      if (cmyk)
-        for (int r = 0; r < n; r++)
-          cmyk_to_rgbx_row (rows[r], width, cinfo->saw_Adobe_marker);
-      store_rows_u8 (ld->tensor, &place, width, rows, pixel_bytes, y0, n, table);
+      jpeg_cmyk_rows (ld, n);
+      store_rows_u8 (ld->whole, &place, width, ld->rows, ld->pixel_bytes, y0, n, ld->table);
     }
   /* Reads on to EOI, so a file that lacks it is refused as truncated
    * whether or not libjpeg's read-ahead happened to reach the end. */
@@ -748,12 +836,68 @@ jpeg_load_run (JpegLoad *ld)
   return TRUE;
 }
 
-static StTensor *
-jpeg_load (Input *in, guint64 max_pixels, StImageInfo *info, GError **error)
+static gboolean
+jpeg_rows_run (JpegLoad *ld)
+{
+  j_decompress_ptr cinfo = &ld->cinfo;
+
+  if (setjmp (ld->jump))
+    return FALSE;
+
+  const int width = cinfo->output_width;
+  const ptrdiff_t xstep = ld->orientation == 2 ? -1 : 1;
+  for (int done = 0; done < ld->n_rows;)
+    {
+      const int n = jpeg_read_scanlines (cinfo, ld->rows,
+                                         MIN (JPEG_ROWS_PER_CALL, ld->n_rows - done));
+      if (n <= 0)
+        jpeg_load_fail (ld, ST_ERROR_IMAGE, "truncated JPEG file");
+      jpeg_cmyk_rows (ld, n);
+      for (int r = 0; r < n; r++)
+        {
+          float *planes[3];
+          row_planes (ld->dst, ld->dst_row + done + r, planes);
+          if (xstep < 0)
+            for (int c = 0; c < ld->channels; c++)
+              planes[c] += width - 1;
+          row_u8_to_planes (planes, ld->channels, xstep, ld->rows[r], ld->pixel_bytes,
+                            width, ld->table);
+        }
+      done += n;
+    }
+  if (cinfo->output_scanline == cinfo->output_height)
+    jpeg_finish_decompress (cinfo);
+  return TRUE;
+}
+
+static void
+jpeg_load_take_error (JpegLoad *ld, GError **error)
+{
+  if (ld->error)
+    g_propagate_error (error, g_steal_pointer (&ld->error));
+  else
+    g_set_error (error, ST_ERROR, ld->code, "%s: %s", ld->in->path, ld->reason);
+}
+
+static void
+jpeg_load_free (JpegLoad *ld)
+{
+  if (!ld)
+    return;
+  if (ld->created)
+    jpeg_destroy_decompress (&ld->cinfo);
+  st_tensor_free (ld->whole);
+  g_clear_error (&ld->error);
+  g_free (ld);
+}
+
+static JpegLoad *
+jpeg_load_open (Input *in, guint64 max_pixels, const float *table, GError **error)
 {
   JpegLoad *ld = g_new0 (JpegLoad, 1);
   ld->in = in;
   ld->max_pixels = max_pixels;
+  ld->table = table;
   ld->code = ST_ERROR_IMAGE;
   ld->cinfo.client_data = ld;
   ld->cinfo.err = jpeg_std_error (&ld->jerr);
@@ -766,26 +910,209 @@ jpeg_load (Input *in, guint64 max_pixels, StImageInfo *info, GError **error)
   ld->source.resync_to_restart = jpeg_resync_to_restart;
   ld->source.term_source = jpeg_source_term;
 
-  gboolean ok = jpeg_load_run (ld);
-  if (ld->created)
-    jpeg_destroy_decompress (&ld->cinfo);
-  StTensor *tensor = ld->tensor;
-  if (!ok)
+  if (!jpeg_open_run (ld))
     {
-      st_tensor_free (tensor);
-      tensor = NULL;
-      if (ld->error)
-        g_propagate_error (error, ld->error);
-      else
-        g_set_error (error, ST_ERROR, ld->code, "%s: %s", in->path, ld->reason);
+      jpeg_load_take_error (ld, error);
+      jpeg_load_free (ld);
+      return NULL;
     }
-  else if (info)
-    *info = (StImageInfo) { ST_FORMAT_JPEG, 8, FALSE };
-  g_free (ld);
-  return tensor;
+  return ld;
 }
 
-/* ---- Loading ----------------------------------------------------------- */
+/* ---- Reader ------------------------------------------------------------ */
+
+struct _StImageReader {
+  char *path;
+  Input in;
+  StImageInfo info;
+  int width, height, channels;
+  int next_row;
+  gboolean failed;
+  PngLoad *png;
+  JpegLoad *jpeg;
+  float table[256];
+};
+
+void
+st_image_reader_close (StImageReader *reader)
+{
+  if (!reader)
+    return;
+  png_load_free (reader->png);
+  jpeg_load_free (reader->jpeg);
+  if (reader->in.fp)
+    fclose (reader->in.fp);
+  g_free (reader->path);
+  g_free (reader);
+}
+
+/* Tells the format from the signature and reads the header. */
+static gboolean
+reader_start (StImageReader *r, guint64 max_pixels, GError **error)
+{
+  const char *path = r->path;
+  Input *in = &r->in;
+  in->fp = fopen (path, "rbe");
+  if (!in->fp)
+    {
+      int saved = errno;
+      g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot open: %s",
+                   path, g_strerror (saved));
+      return FALSE;
+    }
+  in->head_len = fread (in->head, 1, sizeof in->head, in->fp);
+
+  if (ferror (in->fp))
+    {
+      int saved = errno;
+      g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot read: %s",
+                   path, g_strerror (saved));
+      return FALSE;
+    }
+  if (in->head_len == 0)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_IMAGE, "%s: empty file", path);
+      return FALSE;
+    }
+  if (in->head_len >= sizeof png_signature
+      && memcmp (in->head, png_signature, sizeof png_signature) == 0)
+    {
+      r->png = png_load_open (in, max_pixels, error);
+      if (!r->png)
+        return FALSE;
+      r->png->table = r->table;
+      r->width = r->png->width;
+      r->height = r->png->height;
+      r->channels = r->png->channels;
+      r->info = (StImageInfo) { ST_FORMAT_PNG, r->png->bit_depth,
+                                r->channels == 2 || r->channels == 4 };
+      return TRUE;
+    }
+  if (in->head_len >= sizeof jpeg_signature
+      && memcmp (in->head, jpeg_signature, sizeof jpeg_signature) == 0)
+    {
+      r->jpeg = jpeg_load_open (in, max_pixels, r->table, error);
+      if (!r->jpeg)
+        return FALSE;
+      const gboolean transposed = r->jpeg->orientation >= 5;
+      const int w = r->jpeg->cinfo.output_width, h = r->jpeg->cinfo.output_height;
+      r->width = transposed ? h : w;
+      r->height = transposed ? w : h;
+      r->channels = r->jpeg->channels;
+      r->info = (StImageInfo) { ST_FORMAT_JPEG, 8, FALSE };
+      return TRUE;
+    }
+  if (memcmp (in->head, png_signature, MIN (in->head_len, sizeof png_signature)) == 0)
+    g_set_error (error, ST_ERROR, ST_ERROR_IMAGE, "%s: truncated PNG file", path);
+  else if (memcmp (in->head, jpeg_signature, MIN (in->head_len, sizeof jpeg_signature)) == 0)
+    g_set_error (error, ST_ERROR, ST_ERROR_IMAGE, "%s: truncated JPEG file", path);
+  else
+    g_set_error (error, ST_ERROR, ST_ERROR_IMAGE,
+                 "%s: not a PNG or JPEG image (unrecognised file signature)", path);
+  return FALSE;
+}
+
+StImageReader *
+st_image_reader_open (const char *path, guint64 max_pixels, StImageInfo *info,
+                      int *width, int *height, int *channels, GError **error)
+{
+  g_return_val_if_fail (path != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  StImageReader *r = g_new0 (StImageReader, 1);
+  r->path = g_strdup (path);
+  r->in.path = r->path;
+  fill_unit_table (r->table);
+  if (!reader_start (r, max_pixels, error))
+    {
+      st_image_reader_close (r);
+      return NULL;
+    }
+  if (info)
+    *info = r->info;
+  if (width)
+    *width = r->width;
+  if (height)
+    *height = r->height;
+  if (channels)
+    *channels = r->channels;
+  return r;
+}
+
+gboolean
+st_image_reader_read (StImageReader *r, StTensor *dst, int first_row, int n_rows,
+                      GError **error)
+{
+  g_return_val_if_fail (r != NULL && dst != NULL, FALSE);
+  g_return_val_if_fail (dst->shape.n == 1 && dst->shape.c == r->channels
+                        && dst->shape.w == r->width, FALSE);
+  g_return_val_if_fail (first_row >= 0 && n_rows >= 0 && first_row <= dst->shape.h - n_rows,
+                        FALSE);
+  g_return_val_if_fail (n_rows <= r->height - r->next_row, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (r->failed)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_IMAGE, "%s: cannot read on after an error", r->path);
+      return FALSE;
+    }
+  if (n_rows == 0)
+    return TRUE;
+
+  gboolean ok = TRUE;
+  if (r->jpeg && r->jpeg->whole)
+    {
+      float *from[3], *to[3];
+      row_planes (r->jpeg->whole, r->next_row, from);
+      row_planes (dst, first_row, to);
+      for (int c = 0; c < r->channels; c++)
+        memcpy (to[c], from[c], sizeof (float) * n_rows * (gsize) r->width);
+    }
+  else if (r->png)
+    {
+      PngLoad *ld = r->png;
+      ld->dst = dst;
+      ld->dst_row = first_row;
+      ld->n_rows = n_rows;
+      ok = png_rows_run (ld);
+      ld->dst = NULL;
+      if (!ok)
+        png_load_take_error (ld, error);
+    }
+  else
+    {
+      JpegLoad *ld = r->jpeg;
+      ld->dst = dst;
+      ld->dst_row = first_row;
+      ld->n_rows = n_rows;
+      ok = jpeg_rows_run (ld);
+      ld->dst = NULL;
+      if (!ok)
+        jpeg_load_take_error (ld, error);
+    }
+  if (ok)
+    r->next_row += n_rows;
+  else
+    r->failed = TRUE;
+  return ok;
+}
+
+StTensor *
+st_image_reader_read_all (StImageReader *r, GError **error)
+{
+  g_return_val_if_fail (r != NULL && r->next_row == 0 && !r->failed, NULL);
+
+  /* Already decoded whole: hand that over rather than copy it. */
+  if (r->jpeg && r->jpeg->whole)
+    {
+      r->next_row = r->height;
+      return g_steal_pointer (&r->jpeg->whole);
+    }
+  StTensor *t = new_image_tensor (r->path, r->channels, r->height, r->width, error);
+  if (t && !st_image_reader_read (r, t, 0, r->height, error))
+    g_clear_pointer (&t, st_tensor_free);
+  return t;
+}
 
 StTensor *
 st_image_load (const char *path, guint64 max_pixels, StImageInfo *info,
@@ -794,42 +1121,16 @@ st_image_load (const char *path, guint64 max_pixels, StImageInfo *info,
   g_return_val_if_fail (path != NULL, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  Input in = { .path = path };
-  in.fp = fopen (path, "rbe");
-  if (!in.fp)
-    {
-      int saved = errno;
-      g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot open: %s",
-                   path, g_strerror (saved));
-      return NULL;
-    }
-  in.head_len = fread (in.head, 1, sizeof in.head, in.fp);
-
-  StTensor *tensor = NULL;
-  if (ferror (in.fp))
-    {
-      int saved = errno;
-      g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot read: %s",
-                   path, g_strerror (saved));
-    }
-  else if (in.head_len == 0)
-    g_set_error (error, ST_ERROR, ST_ERROR_IMAGE, "%s: empty file", path);
-  else if (in.head_len >= sizeof png_signature
-           && memcmp (in.head, png_signature, sizeof png_signature) == 0)
-    tensor = png_load (&in, max_pixels, info, error);
-  else if (in.head_len >= sizeof jpeg_signature
-           && memcmp (in.head, jpeg_signature, sizeof jpeg_signature) == 0)
-    tensor = jpeg_load (&in, max_pixels, info, error);
-  else if (memcmp (in.head, png_signature, MIN (in.head_len, sizeof png_signature)) == 0)
-    g_set_error (error, ST_ERROR, ST_ERROR_IMAGE, "%s: truncated PNG file", path);
-  else if (memcmp (in.head, jpeg_signature, MIN (in.head_len, sizeof jpeg_signature)) == 0)
-    g_set_error (error, ST_ERROR, ST_ERROR_IMAGE, "%s: truncated JPEG file", path);
-  else
-    g_set_error (error, ST_ERROR, ST_ERROR_IMAGE,
-                 "%s: not a PNG or JPEG image (unrecognised file signature)", path);
-
-  fclose (in.fp);
-  return tensor;
+  StImageInfo local_info;
+  StImageReader *r = st_image_reader_open (path, max_pixels, &local_info, NULL, NULL, NULL,
+                                           error);
+  if (!r)
+    return NULL;
+  StTensor *t = st_image_reader_read_all (r, error);
+  st_image_reader_close (r);
+  if (t && info)
+    *info = local_info;
+  return t;
 }
 
 /* ---- Writing ----------------------------------------------------------- */
@@ -912,18 +1213,17 @@ interleave_4 (const guint8 *restrict a, const guint8 *restrict b, const guint8 *
     out[4 * x] = a[x], out[4 * x + 1] = b[x], out[4 * x + 2] = c[x], out[4 * x + 3] = d[x];
 }
 
-/* Packs row y of the first `planes` planes of t into `channels` interleaved
- * bytes a pixel; channels past `planes` (an RGBX filler) are 255.  Each
- * block is converted plane by plane, then interleaved. */
+/* Packs one row, planes[c] (c < n_planes) holding its values, into
+ * `channels` interleaved bytes a pixel; channels past n_planes (an RGBX
+ * filler) are 255.  Each block is converted plane by plane, then
+ * interleaved. */
 static void
-pack_row_u8 (const StTensor *t, int y, int planes, int channels, guint8 *restrict dst)
+pack_row_u8 (const float *const *planes, int n_planes, int channels, int width,
+             guint8 *restrict dst)
 {
-  const int width = t->shape.w;
-  const gsize plane_size = (gsize) t->shape.h * (gsize) width;
-  const float *row = t->data + (gsize) y * width;
   guint8 block[4][PACK_BLOCK];
 
-  for (int c = planes; c < channels; c++)
+  for (int c = n_planes; c < channels; c++)
     memset (block[c], 0xff, PACK_BLOCK);
   for (int x0 = 0; x0 < width; x0 += PACK_BLOCK)
     {
@@ -931,11 +1231,11 @@ pack_row_u8 (const StTensor *t, int y, int planes, int channels, guint8 *restric
       guint8 *out = dst + (gsize) x0 * channels;
       if (channels == 1)
         {
-          unit_span_to_u8 (row + x0, out, n);
+          unit_span_to_u8 (planes[0] + x0, out, n);
           continue;
         }
-      for (int c = 0; c < planes; c++)
-        unit_span_to_u8 (row + c * plane_size + x0, block[c], n);
+      for (int c = 0; c < n_planes; c++)
+        unit_span_to_u8 (planes[c] + x0, block[c], n);
       switch (channels)
         {
         case 2: interleave_2 (block[0], block[1], out, n); break;
@@ -946,13 +1246,11 @@ pack_row_u8 (const StTensor *t, int y, int planes, int channels, guint8 *restric
 }
 
 static void
-pack_row_u16be (const StTensor *t, int y, guint8 *restrict dst)
+pack_row_u16be (const float *const *planes, int channels, int width, guint8 *restrict dst)
 {
-  const int channels = t->shape.c, width = t->shape.w;
-  const gsize plane_size = (gsize) t->shape.h * (gsize) width;
   for (int c = 0; c < channels; c++)
     {
-      const float *restrict src = t->data + c * plane_size + (gsize) y * width;
+      const float *restrict src = planes[c];
       guint8 *restrict d = dst + 2 * c;
       for (int x = 0; x < width; x++)
         {
@@ -963,13 +1261,29 @@ pack_row_u16be (const StTensor *t, int y, guint8 *restrict dst)
     }
 }
 
+/* The rows of the current write: planes[c] + k * width is row k of
+ * channel c. */
 typedef struct {
-  const StTensor *image;
+  const float *const *planes;
+  int n_rows;
+} RowSource;
+
+static void
+row_source_row (const RowSource *src, int channels, int width, int k, const float **row)
+{
+  for (int c = 0; c < channels; c++)
+    row[c] = src->planes[c] + (gsize) k * width;
+}
+
+/* ---- PNG writing ------------------------------------------------------- */
+
+typedef struct {
   FILE *fp;
-  int bit_depth;
   png_structp png;
   png_infop info;
   guint8 *row;
+  int width, height, channels, bit_depth;
+  RowSource src;
   int code;
   gboolean reason_is_final;
   char reason[REASON_SIZE];
@@ -1002,7 +1316,7 @@ png_save_flush (G_GNUC_UNUSED png_structp png)
 }
 
 static gboolean
-png_save_run (PngSave *job)
+png_save_start_run (PngSave *job)
 {
   if (setjmp (png_jmpbuf (job->png)))
     return FALSE;
@@ -1011,58 +1325,101 @@ png_save_run (PngSave *job)
     PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA,
     PNG_COLOR_TYPE_RGB, PNG_COLOR_TYPE_RGB_ALPHA,
   };
-  const StShape s = job->image->shape;
   png_set_write_fn (job->png, job, png_save_write, png_save_flush);
-  png_set_IHDR (job->png, job->info, s.w, s.h, job->bit_depth, colour_types[s.c - 1],
-                PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_set_IHDR (job->png, job->info, job->width, job->height, job->bit_depth,
+                colour_types[job->channels - 1], PNG_INTERLACE_NONE,
+                PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   png_write_info (job->png, job->info);
-  for (int y = 0; y < s.h; y++)
-    {
-      if (job->bit_depth == 16)
-        pack_row_u16be (job->image, y, job->row);
-      else
-        pack_row_u8 (job->image, y, s.c, s.c, job->row);
-      png_write_row (job->png, job->row);
-    }
-  png_write_end (job->png, NULL);
   return TRUE;
 }
 
 static gboolean
-png_save (const StTensor *image, FILE *fp, int bit_depth, int *code, char *reason)
+png_save_rows_run (PngSave *job)
 {
-  PngSave job = { .image = image, .fp = fp, .bit_depth = bit_depth, .code = ST_ERROR_IMAGE };
-  job.png = png_create_write_struct (PNG_LIBPNG_VER_STRING, &job, png_save_error,
-                                     png_ignore_warning);
-  if (job.png)
-    job.info = png_create_info_struct (job.png);
-  if (!job.png || !job.info)
+  if (setjmp (png_jmpbuf (job->png)))
+    return FALSE;
+
+  for (int k = 0; k < job->src.n_rows; k++)
     {
-      png_destroy_write_struct (job.png ? &job.png : NULL, NULL);
+      const float *row[4];
+      row_source_row (&job->src, job->channels, job->width, k, row);
+      if (job->bit_depth == 16)
+        pack_row_u16be (row, job->channels, job->width, job->row);
+      else
+        pack_row_u8 (row, job->channels, job->channels, job->width, job->row);
+      png_write_row (job->png, job->row);
+    }
+  return TRUE;
+}
+
+static gboolean
+png_save_end_run (PngSave *job)
+{
+  if (setjmp (png_jmpbuf (job->png)))
+    return FALSE;
+  png_write_end (job->png, NULL);
+  return TRUE;
+}
+
+static void
+png_save_free (PngSave *job)
+{
+  if (!job)
+    return;
+  if (job->png)
+    png_destroy_write_struct (&job->png, job->info ? &job->info : NULL);
+  g_free (job->row);
+  g_free (job);
+}
+
+static PngSave *
+png_save_open (FILE *fp, int width, int height, int channels, int bit_depth,
+               int *code, char *reason)
+{
+  PngSave *job = g_new0 (PngSave, 1);
+  job->fp = fp;
+  job->width = width;
+  job->height = height;
+  job->channels = channels;
+  job->bit_depth = bit_depth;
+  job->code = ST_ERROR_IMAGE;
+  job->png = png_create_write_struct (PNG_LIBPNG_VER_STRING, job, png_save_error,
+                                      png_ignore_warning);
+  if (job->png)
+    job->info = png_create_info_struct (job->png);
+  if (!job->png || !job->info)
+    {
+      png_save_free (job);
       g_strlcpy (reason, "cannot start libpng", REASON_SIZE);
       *code = ST_ERROR_IMAGE;
-      return FALSE;
+      return NULL;
     }
-  job.row = g_malloc ((gsize) image->shape.w * image->shape.c * (bit_depth / 8));
-  gboolean ok = png_save_run (&job);
-  png_destroy_write_struct (&job.png, &job.info);
-  g_free (job.row);
-  if (!ok)
+  job->row = g_malloc ((gsize) width * channels * (bit_depth / 8));
+  if (!png_save_start_run (job))
     {
-      *code = job.code;
-      g_strlcpy (reason, job.reason, REASON_SIZE);
+      *code = job->code;
+      g_strlcpy (reason, job->reason, REASON_SIZE);
+      png_save_free (job);
+      return NULL;
     }
-  return ok;
+  return job;
 }
+
+/* ---- JPEG writing ------------------------------------------------------ */
 
 typedef struct {
   struct jpeg_compress_struct cinfo;
   struct jpeg_error_mgr jerr;
   jmp_buf jump;
   gboolean created;
-  const StTensor *image;
   FILE *fp;
+  int width, height;
+  int planes;                  /* taken from the source: 1 or 3 */
+  int channels;                /* bytes a pixel given to libjpeg */
   int quality;
+  JSAMPARRAY rows;
+  RowSource src;
+  int code;
   char reason[REASON_SIZE];
 } JpegSave;
 
@@ -1070,9 +1427,21 @@ static void
 jpeg_save_error_exit (j_common_ptr cinfo)
 {
   JpegSave *job = cinfo->client_data;
-  char message[JMSG_LENGTH_MAX];
-  cinfo->err->format_message (cinfo, message);
-  g_snprintf (job->reason, sizeof job->reason, "cannot write JPEG (%s)", message);
+  /* libjpeg's stdio destination raises JERR_FILE_WRITE right after a short
+   * fwrite, so errno still says why ("out of disk space?" only guesses). */
+  const int saved_errno = errno;
+  if (cinfo->err->msg_code == JERR_FILE_WRITE)
+    {
+      job->code = ST_ERROR_IO;
+      g_snprintf (job->reason, sizeof job->reason, "cannot write: %s", g_strerror (saved_errno));
+    }
+  else
+    {
+      char message[JMSG_LENGTH_MAX];
+      cinfo->err->format_message (cinfo, message);
+      job->code = ST_ERROR_IMAGE;
+      g_snprintf (job->reason, sizeof job->reason, "cannot write JPEG (%s)", message);
+    }
   longjmp (job->jump, 1);
 }
 
@@ -1082,7 +1451,7 @@ jpeg_save_emit (G_GNUC_UNUSED j_common_ptr cinfo, G_GNUC_UNUSED int level)
 }
 
 static gboolean
-jpeg_save_run (JpegSave *job)
+jpeg_save_start_run (JpegSave *job)
 {
   j_compress_ptr cinfo = &job->cinfo;
 
@@ -1093,80 +1462,129 @@ jpeg_save_run (JpegSave *job)
   job->created = TRUE;
   jpeg_stdio_dest (cinfo, job->fp);
 
-  const StShape s = job->image->shape;
-  /* JPEG has no alpha: gray + alpha becomes gray, RGBA becomes RGB. */
-  const int planes = s.c >= 3 ? 3 : 1;
-  int channels = planes;
-  cinfo->in_color_space = planes == 3 ? JCS_RGB : JCS_GRAYSCALE;
+  cinfo->in_color_space = job->planes == 3 ? JCS_RGB : JCS_GRAYSCALE;
+  job->channels = job->planes;
 #ifdef JCS_EXTENSIONS
   /* libjpeg-turbo takes RGBX, which packs into whole 32-bit pixels. */
-  if (planes == 3)
+  if (job->planes == 3)
     {
-      channels = 4;
+      job->channels = 4;
       cinfo->in_color_space = JCS_EXT_RGBX;
     }
 #endif
-  cinfo->image_width = s.w;
-  cinfo->image_height = s.h;
-  cinfo->input_components = channels;
+  cinfo->image_width = job->width;
+  cinfo->image_height = job->height;
+  cinfo->input_components = job->channels;
+  /* libjpeg's defaults: 4:2:0 chroma, no Huffman optimisation (a second
+   * pass for a few percent of size). */
   jpeg_set_defaults (cinfo);
   jpeg_set_quality (cinfo, job->quality, TRUE);
-  /* Exact and, with libjpeg-turbo's SIMD, about as fast as the float DCT;
-   * optimize_coding stays off: it costs a second pass for ~5% size. */
+  /* The accurate integer DCT; with libjpeg-turbo's SIMD it costs little
+   * more than JDCT_IFAST. */
   cinfo->dct_method = JDCT_ISLOW;
   jpeg_start_compress (cinfo, TRUE);
-
-  JSAMPARRAY row = cinfo->mem->alloc_sarray ((j_common_ptr) cinfo, JPOOL_IMAGE,
-                                             (JDIMENSION) s.w * channels, 1);
-  for (int y = 0; y < s.h; y++)
-    {
-      pack_row_u8 (job->image, y, planes, channels, row[0]);
-      jpeg_write_scanlines (cinfo, row, 1);
-    }
-  jpeg_finish_compress (cinfo);
+  job->rows = cinfo->mem->alloc_sarray ((j_common_ptr) cinfo, JPOOL_IMAGE,
+                                        (JDIMENSION) job->width * job->channels,
+                                        JPEG_ROWS_PER_CALL);
   return TRUE;
 }
 
 static gboolean
-jpeg_save (const StTensor *image, FILE *fp, int quality, int *code, char *reason)
+jpeg_save_rows_run (JpegSave *job)
+{
+  if (setjmp (job->jump))
+    return FALSE;
+
+  for (int k0 = 0; k0 < job->src.n_rows; k0 += JPEG_ROWS_PER_CALL)
+    {
+      const int n = MIN (JPEG_ROWS_PER_CALL, job->src.n_rows - k0);
+      for (int r = 0; r < n; r++)
+        {
+          const float *row[3];
+          row_source_row (&job->src, job->planes, job->width, k0 + r, row);
+          pack_row_u8 (row, job->planes, job->channels, job->width, job->rows[r]);
+        }
+      jpeg_write_scanlines (&job->cinfo, job->rows, n);
+    }
+  return TRUE;
+}
+
+static gboolean
+jpeg_save_end_run (JpegSave *job)
+{
+  if (setjmp (job->jump))
+    return FALSE;
+  jpeg_finish_compress (&job->cinfo);
+  return TRUE;
+}
+
+static void
+jpeg_save_free (JpegSave *job)
+{
+  if (!job)
+    return;
+  if (job->created)
+    jpeg_destroy_compress (&job->cinfo);
+  g_free (job);
+}
+
+static JpegSave *
+jpeg_save_open (FILE *fp, int width, int height, int channels, int quality,
+                int *code, char *reason)
 {
   JpegSave *job = g_new0 (JpegSave, 1);
-  job->image = image;
   job->fp = fp;
+  job->width = width;
+  job->height = height;
+  /* JPEG has no alpha: gray + alpha becomes gray, RGBA becomes RGB. */
+  job->planes = channels >= 3 ? 3 : 1;
   job->quality = quality;
   job->cinfo.client_data = job;
   job->cinfo.err = jpeg_std_error (&job->jerr);
   job->jerr.error_exit = jpeg_save_error_exit;
   job->jerr.output_message = jpeg_silent_output;
   job->jerr.emit_message = jpeg_save_emit;
-
-  gboolean ok = jpeg_save_run (job);
-  if (job->created)
-    jpeg_destroy_compress (&job->cinfo);
-  if (!ok)
+  if (!jpeg_save_start_run (job))
     {
-      /* libjpeg's stdio destination reports only a failed fwrite. */
-      *code = job->jerr.msg_code == JERR_FILE_WRITE ? ST_ERROR_IO : ST_ERROR_IMAGE;
+      *code = job->code;
       g_strlcpy (reason, job->reason, REASON_SIZE);
+      jpeg_save_free (job);
+      return NULL;
     }
-  g_free (job);
-  return ok;
+  return job;
 }
 
+/* ---- Writer ------------------------------------------------------------ */
+
+struct _StImageWriter {
+  char *path;
+  char *temp_path;
+  FILE *fp;
+  int width, height, channels;
+  int next_row;
+  gboolean failed;
+  PngSave *png;
+  JpegSave *jpeg;
+};
+
 static gboolean
-check_save_arguments (const StTensor *image, const char *path, StImageFormat format,
-                      int bit_depth, int jpeg_quality, GError **error)
+check_write_arguments (const char *path, StImageFormat format, int width, int height,
+                       int channels, int bit_depth, int quality, GError **error)
 {
-  const StShape s = image->shape;
-  if (s.n != 1 || s.c < 1 || s.c > 4 || s.h < 1 || s.w < 1)
+  if (format != ST_FORMAT_PNG && format != ST_FORMAT_JPEG)
     {
-      char buf[64];
       g_set_error (error, ST_ERROR, ST_ERROR_IMAGE,
-                   "%s: cannot save a tensor of shape %s as an image (expected 1xCxHxW "
-                   "with C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA))",
-                   path, st_shape_format (s, buf, sizeof buf));
+                   "%s: unknown image format (name the file .png, .jpg or .jpeg)", path);
       return FALSE;
     }
+  if (channels < 1 || channels > 4 || width < 1 || height < 1)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_IMAGE,
+                   "%s: cannot write a %dx%d image of %d channels (expected 1 (gray), "
+                   "2 (gray + alpha), 3 (RGB) or 4 (RGBA))", path, width, height, channels);
+      return FALSE;
+    }
+  /* A JPEG is always 8-bit, whatever bit depth the caller keeps. */
   if (format == ST_FORMAT_PNG && bit_depth != 8 && bit_depth != 16)
     {
       g_set_error (error, ST_ERROR, ST_ERROR_IMAGE,
@@ -1176,22 +1594,230 @@ check_save_arguments (const StTensor *image, const char *path, StImageFormat for
     }
   if (format == ST_FORMAT_JPEG)
     {
-      if (jpeg_quality < 1 || jpeg_quality > 100)
+      if (quality < 1 || quality > 100)
         {
           g_set_error (error, ST_ERROR, ST_ERROR_IMAGE,
                        "%s: JPEG quality %d is out of range (expected 1 to 100)",
-                       path, jpeg_quality);
+                       path, quality);
           return FALSE;
         }
-      if (s.w > JPEG_MAX_DIMENSION || s.h > JPEG_MAX_DIMENSION)
+      if (width > JPEG_MAX_DIMENSION || height > JPEG_MAX_DIMENSION)
         {
           g_set_error (error, ST_ERROR, ST_ERROR_IMAGE,
                        "%s: a JPEG is at most %d pixels a side, this image is %dx%d",
-                       path, (int) JPEG_MAX_DIMENSION, s.w, s.h);
+                       path, (int) JPEG_MAX_DIMENSION, width, height);
           return FALSE;
         }
     }
   return TRUE;
+}
+
+/* Frees the codec and closes the file; the temporary file stays. */
+static gboolean
+writer_close (StImageWriter *w)
+{
+  png_save_free (g_steal_pointer (&w->png));
+  jpeg_save_free (g_steal_pointer (&w->jpeg));
+  gboolean ok = fclose (w->fp) == 0;
+  w->fp = NULL;
+  return ok;
+}
+
+static void
+writer_free (StImageWriter *w)
+{
+  g_free (w->path);
+  g_free (w->temp_path);
+  g_free (w);
+}
+
+void
+st_image_writer_abort (StImageWriter *w)
+{
+  if (!w)
+    return;
+  if (w->fp)
+    writer_close (w);
+  g_unlink (w->temp_path);
+  writer_free (w);
+}
+
+StImageWriter *
+st_image_writer_open (const char *path, StImageFormat format, int width, int height,
+                      int channels, int bit_depth, int quality, GError **error)
+{
+  g_return_val_if_fail (path != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (format == ST_FORMAT_UNKNOWN)
+    format = st_image_format_from_name (path);
+  if (!check_write_arguments (path, format, width, height, channels, bit_depth, quality,
+                              error))
+    return NULL;
+
+  /* A hidden name in the same folder, so rename() is atomic; the base name
+   * is shortened so the temporary name stays within NAME_MAX. */
+  g_autofree char *dir = g_path_get_dirname (path);
+  g_autofree char *base = g_path_get_basename (path);
+  if (strlen (base) > 200)
+    base[200] = '\0';
+  g_autofree char *temp_name = g_strdup_printf (".%s.XXXXXX", base);
+  g_autofree char *temp_path = g_build_filename (dir, temp_name, NULL);
+  /* 0666 through the umask, as for any new file (g_mkstemp would use 0600). */
+  int fd = g_mkstemp_full (temp_path, O_WRONLY | O_CLOEXEC, 0666);
+  if (fd < 0)
+    {
+      int saved = errno;
+      g_set_error (error, ST_ERROR, ST_ERROR_IO,
+                   "%s: cannot create a temporary file in %s: %s",
+                   path, dir, g_strerror (saved));
+      return NULL;
+    }
+  FILE *fp = fdopen (fd, "wb");
+  if (!fp)
+    {
+      int saved = errno;
+      close (fd);
+      g_unlink (temp_path);
+      g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot write: %s",
+                   path, g_strerror (saved));
+      return NULL;
+    }
+
+  StImageWriter *w = g_new0 (StImageWriter, 1);
+  w->path = g_strdup (path);
+  w->temp_path = g_steal_pointer (&temp_path);
+  w->fp = fp;
+  w->width = width;
+  w->height = height;
+  w->channels = channels;
+  int code = ST_ERROR_IMAGE;
+  char reason[REASON_SIZE] = "";
+  if (format == ST_FORMAT_PNG)
+    w->png = png_save_open (fp, width, height, channels, bit_depth, &code, reason);
+  else
+    w->jpeg = jpeg_save_open (fp, width, height, channels, quality, &code, reason);
+  if (!w->png && !w->jpeg)
+    {
+      g_set_error (error, ST_ERROR, code, "%s: %s", path, reason);
+      st_image_writer_abort (w);
+      return NULL;
+    }
+  return w;
+}
+
+gboolean
+st_image_writer_write_planes (StImageWriter *w, const float *const *planes, int n_rows,
+                              GError **error)
+{
+  g_return_val_if_fail (w != NULL && planes != NULL, FALSE);
+  g_return_val_if_fail (n_rows >= 0 && n_rows <= w->height - w->next_row, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (w->failed)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_IMAGE, "%s: cannot write on after an error",
+                   w->path);
+      return FALSE;
+    }
+  if (n_rows == 0)
+    return TRUE;
+
+  const RowSource src = { planes, n_rows };
+  gboolean ok;
+  if (w->png)
+    {
+      w->png->src = src;
+      ok = png_save_rows_run (w->png);
+      if (!ok)
+        g_set_error (error, ST_ERROR, w->png->code, "%s: %s", w->path, w->png->reason);
+    }
+  else
+    {
+      w->jpeg->src = src;
+      ok = jpeg_save_rows_run (w->jpeg);
+      if (!ok)
+        g_set_error (error, ST_ERROR, w->jpeg->code, "%s: %s", w->path, w->jpeg->reason);
+    }
+  if (ok)
+    w->next_row += n_rows;
+  else
+    w->failed = TRUE;
+  return ok;
+}
+
+gboolean
+st_image_writer_write (StImageWriter *w, const StTensor *src, int src_first_row, int n_rows,
+                       GError **error)
+{
+  g_return_val_if_fail (w != NULL && src != NULL, FALSE);
+  g_return_val_if_fail (src->shape.n == 1 && src->shape.c == w->channels
+                        && src->shape.w == w->width, FALSE);
+  g_return_val_if_fail (src_first_row >= 0 && n_rows >= 0
+                        && src_first_row <= src->shape.h - n_rows, FALSE);
+
+  float *planes[4];
+  row_planes (src, src_first_row, planes);
+  return st_image_writer_write_planes (w, (const float *const *) planes, n_rows, error);
+}
+
+gboolean
+st_image_writer_finish (StImageWriter *w, GError **error)
+{
+  g_return_val_if_fail (w != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  int code = ST_ERROR_IMAGE;
+  char reason[REASON_SIZE] = "";
+  gboolean ok = TRUE;
+  if (w->failed)
+    {
+      ok = FALSE;
+      g_strlcpy (reason, "cannot finish after a failed write", sizeof reason);
+    }
+  else if (w->next_row != w->height)
+    {
+      ok = FALSE;
+      g_snprintf (reason, sizeof reason, "cannot finish: %d of %d rows were written",
+                  w->next_row, w->height);
+    }
+  else if (w->png && !png_save_end_run (w->png))
+    {
+      ok = FALSE;
+      code = w->png->code;
+      g_strlcpy (reason, w->png->reason, sizeof reason);
+    }
+  else if (w->jpeg && !jpeg_save_end_run (w->jpeg))
+    {
+      ok = FALSE;
+      code = w->jpeg->code;
+      g_strlcpy (reason, w->jpeg->reason, sizeof reason);
+    }
+  if (ok && (fflush (w->fp) != 0 || ferror (w->fp)))
+    {
+      ok = FALSE;
+      code = ST_ERROR_IO;
+      g_snprintf (reason, sizeof reason, "cannot write: %s", g_strerror (errno));
+    }
+  if (!writer_close (w) && ok)
+    {
+      ok = FALSE;
+      code = ST_ERROR_IO;
+      g_snprintf (reason, sizeof reason, "cannot write: %s", g_strerror (errno));
+    }
+  if (ok && g_rename (w->temp_path, w->path) != 0)
+    {
+      ok = FALSE;
+      code = ST_ERROR_IO;
+      g_snprintf (reason, sizeof reason, "cannot replace the file: %s", g_strerror (errno));
+    }
+  if (!ok)
+    {
+      g_unlink (w->temp_path);
+      g_set_error (error, ST_ERROR, code, "%s: %s", w->path, reason);
+    }
+  writer_free (w);
+  return ok;
 }
 
 gboolean
@@ -1210,65 +1836,24 @@ st_image_save (const StTensor *image, const char *path, StImageFormat format,
                    "%s: unknown image format (name the file .png, .jpg or .jpeg)", path);
       return FALSE;
     }
-  if (!check_save_arguments (image, path, format, bit_depth, jpeg_quality, error))
+  const StShape s = image->shape;
+  if (s.n != 1 || s.c < 1 || s.c > 4 || s.h < 1 || s.w < 1)
+    {
+      char buf[64];
+      g_set_error (error, ST_ERROR, ST_ERROR_IMAGE,
+                   "%s: cannot save a tensor of shape %s as an image (expected 1xCxHxW "
+                   "with C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA))",
+                   path, st_shape_format (s, buf, sizeof buf));
+      return FALSE;
+    }
+  StImageWriter *w = st_image_writer_open (path, format, s.w, s.h, s.c, bit_depth,
+                                           jpeg_quality, error);
+  if (!w)
     return FALSE;
-
-  /* A hidden name in the same folder, so rename() is atomic; the base name
-   * is shortened so the temporary name stays within NAME_MAX. */
-  g_autofree char *dir = g_path_get_dirname (path);
-  g_autofree char *base = g_path_get_basename (path);
-  if (strlen (base) > 200)
-    base[200] = '\0';
-  g_autofree char *temp_name = g_strdup_printf (".%s.XXXXXX", base);
-  g_autofree char *temp_path = g_build_filename (dir, temp_name, NULL);
-  /* 0666 through the umask, as for any new file (g_mkstemp would use 0600). */
-  int fd = g_mkstemp_full (temp_path, O_WRONLY | O_CLOEXEC, 0666);
-  if (fd < 0)
+  if (!st_image_writer_write (w, image, 0, s.h, error))
     {
-      int saved = errno;
-      g_set_error (error, ST_ERROR, ST_ERROR_IO,
-                   "%s: cannot create a temporary file in %s: %s",
-                   path, dir, g_strerror (saved));
+      st_image_writer_abort (w);
       return FALSE;
     }
-  FILE *fp = fdopen (fd, "wb");
-  if (!fp)
-    {
-      int saved = errno;
-      close (fd);
-      g_unlink (temp_path);
-      g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot write: %s",
-                   path, g_strerror (saved));
-      return FALSE;
-    }
-
-  int code = ST_ERROR_IMAGE;
-  char reason[REASON_SIZE] = "";
-  gboolean ok = format == ST_FORMAT_PNG
-                ? png_save (image, fp, bit_depth, &code, reason)
-                : jpeg_save (image, fp, jpeg_quality, &code, reason);
-  if (ok && (fflush (fp) != 0 || ferror (fp)))
-    {
-      ok = FALSE;
-      code = ST_ERROR_IO;
-      g_snprintf (reason, sizeof reason, "cannot write: %s", g_strerror (errno));
-    }
-  if (fclose (fp) != 0 && ok)
-    {
-      ok = FALSE;
-      code = ST_ERROR_IO;
-      g_snprintf (reason, sizeof reason, "cannot write: %s", g_strerror (errno));
-    }
-  if (ok && g_rename (temp_path, path) != 0)
-    {
-      ok = FALSE;
-      code = ST_ERROR_IO;
-      g_snprintf (reason, sizeof reason, "cannot replace the file: %s", g_strerror (errno));
-    }
-  if (!ok)
-    {
-      g_unlink (temp_path);
-      g_set_error (error, ST_ERROR, code, "%s: %s", path, reason);
-    }
-  return ok;
+  return st_image_writer_finish (w, error);
 }

@@ -39,4 +39,57 @@ gboolean st_image_save (const StTensor *image, const char *path,
                         StImageFormat format, int bit_depth, int jpeg_quality,
                         GError **error);
 
+/* ---- Streaming ----------------------------------------------------------
+ * st_image_load and st_image_save are built on these: an image read or
+ * written a band of rows at a time, so a large image never has to be held
+ * whole.  Rows are decoded as they are asked for, except where the file
+ * makes that impossible: an interlaced PNG (its rows fill in over seven
+ * passes) keeps its decoded bytes, and a JPEG whose EXIF orientation flips
+ * it upside down or turns it is decoded whole when opened. */
+
+typedef struct _StImageReader StImageReader;
+typedef struct _StImageWriter StImageWriter;
+
+/* Opens an image and reads its header: what st_image_load checks (the
+ * signature, the size limit) is checked here.  width, height and channels
+ * are what the rows will be (after orientation, alpha included); info and
+ * the three may be NULL. */
+StImageReader *st_image_reader_open (const char *path, guint64 max_pixels,
+                                     StImageInfo *info, int *width, int *height,
+                                     int *channels, GError **error);
+/* Reads the next n_rows rows of the image, in order, into rows first_row to
+ * first_row + n_rows - 1 of dst, a [1, C, H, W] tensor of the image's width
+ * and channels.  Reading the last row also checks the rest of the file, so
+ * a file cut short fails here.  After a failure the reader only closes. */
+gboolean st_image_reader_read (StImageReader *reader, StTensor *dst,
+                               int first_row, int n_rows, GError **error);
+/* Every row, into a new tensor; only before any row was read. */
+StTensor *st_image_reader_read_all (StImageReader *reader, GError **error);
+void st_image_reader_close (StImageReader *reader);
+
+/* Starts writing a width x height image of channels channels (1 to 4, as
+ * st_image_save takes them) to a temporary file in path's folder.  format
+ * ST_FORMAT_UNKNOWN: from path's extension.  bit_depth and quality as for
+ * st_image_save. */
+StImageWriter *st_image_writer_open (const char *path, StImageFormat format,
+                                     int width, int height, int channels,
+                                     int bit_depth, int quality, GError **error);
+/* Writes rows src_first_row to src_first_row + n_rows - 1 of src (a
+ * [1, C, H, W] tensor of the writer's width and channels) as the image's
+ * next n_rows rows. */
+gboolean st_image_writer_write (StImageWriter *writer, const StTensor *src,
+                                int src_first_row, int n_rows, GError **error);
+/* The same from one pointer per channel: planes[c] points at the first
+ * row's values of channel c, each row width floats after the one before. */
+gboolean st_image_writer_write_planes (StImageWriter *writer,
+                                       const float *const *planes, int n_rows,
+                                       GError **error);
+/* Completes the file (every row must have been written) and renames it into
+ * place; on failure removes it.  Frees the writer either way. */
+gboolean st_image_writer_finish (StImageWriter *writer, GError **error);
+/* Removes the temporary file and frees the writer. */
+void st_image_writer_abort (StImageWriter *writer);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (StImageReader, st_image_reader_close)
+
 G_END_DECLS

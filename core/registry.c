@@ -28,19 +28,23 @@ running_from_build_tree (void)
   return exe && g_str_has_prefix (exe, ST_BUILD_ROOT "/");
 }
 
-/* Debian's OpenBLAS 0.3.21 does not recognise recent AVX-512 CPUs (AMD Zen 4
- * and 5) and falls back to its Haswell kernels at half the speed.  OpenBLAS
- * reads OPENBLAS_CORETYPE once, when it is loaded, which happens only with
- * the first plugin that links it: set it here, before any plugin loads,
- * unless the user chose a core type already. */
+/* OpenBLAS reads its settings once, when it is loaded, which happens with
+ * the first plugin that links it: set them here, before any plugin loads,
+ * unless the user chose otherwise.
+ * - One OpenBLAS thread: strata has one thread pool for everything, and
+ *   stages split their matrix products over it.  OpenBLAS's own threads
+ *   spin (sched_yield) after loading and took a third of the time of
+ *   filter pipelines that never call it.
+ * - Debian's OpenBLAS 0.3.21 does not recognise recent AVX-512 CPUs (AMD
+ *   Zen 4 and 5) and falls back to its Haswell kernels at half the speed. */
 static void
 prepare_blas_environment (void)
 {
+  g_setenv ("OPENBLAS_NUM_THREADS", "1", FALSE);
 #if defined(__x86_64__) && defined(__GNUC__)
   __builtin_cpu_init ();
-  if (!g_getenv ("OPENBLAS_CORETYPE") && __builtin_cpu_supports ("avx512f")
-      && __builtin_cpu_supports ("avx512bw") && __builtin_cpu_supports ("avx512dq")
-      && __builtin_cpu_supports ("avx512vl"))
+  if (__builtin_cpu_supports ("avx512f") && __builtin_cpu_supports ("avx512bw")
+      && __builtin_cpu_supports ("avx512dq") && __builtin_cpu_supports ("avx512vl"))
     g_setenv ("OPENBLAS_CORETYPE", "SKYLAKEX", FALSE);
 #endif
 }

@@ -2,6 +2,7 @@
 #include "runner.h"
 #include "context.h"
 #include "param.h"
+#include "train.h"
 
 #include <glib/gstdio.h>
 
@@ -14,6 +15,8 @@ typedef struct {
   char *input;
   char *output;
   StImageFormat format;
+  float *probabilities;        /* classifiers: one per class, once run */
+  gboolean in_strips;          /* ran in strips of rows */
 } Job;
 
 static void
@@ -22,6 +25,7 @@ job_free (gpointer p)
   Job *job = p;
   g_free (job->input);
   g_free (job->output);
+  g_free (job->probabilities);
   g_free (job);
 }
 
@@ -92,6 +96,7 @@ typedef struct {
   StPipeline *pipeline;
   const StRunOptions *opt;
   int threads_per_worker;
+  gboolean classify;
 } Run;
 
 static void
@@ -172,12 +177,350 @@ join_alpha (StTensor *colour, const StTensor *alpha)
 }
 
 static gboolean
+classify_one (StPipeline *p, StRunContext *ctx, Job *job, StTensor *image, GError **error)
+{
+  g_autoptr (GError) local = NULL;
+  g_autoptr (StTensor) scores = st_pipeline_forward (p, ctx, image, FALSE, &local);
+  if (!scores)
+    {
+      g_set_error (error, ST_ERROR, local->code, "%s: %s", job->input, local->message);
+      return FALSE;
+    }
+  st_scores_to_probabilities (p, scores);
+  job->probabilities = g_memdup2 (scores->data, sizeof (float) * scores->shape.c);
+  return TRUE;
+}
+
+/* Large images run in strips: below this many pixels the whole image is
+ * quicker (one forward call, no halo rows filtered twice). */
+#define STRIP_MIN_PIXELS G_GUINT64_CONSTANT (4000000)
+/* Output rows a strip: enough that the halo rows redone per strip cost
+ * little, few enough that a strip's tensors stay in the caches. */
+#define STRIP_ROWS 64
+
+/* Where the output goes; created before the first row is written. */
+static gboolean
+make_output_folder (const Job *job, GError **error)
+{
+  g_autofree char *dir = g_path_get_dirname (job->output);
+  if (g_mkdir_with_parents (dir, 0777) != 0)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot create folder: %s", dir,
+                   g_strerror (errno));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+check_output_channels (const Job *job, const StTensor *out, GError **error)
+{
+  if (out->shape.c == 1 || out->shape.c == 3)
+    return TRUE;
+  g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
+               "%s: the pipeline's output has %d channels; an image needs 1 or 3",
+               job->input, out->shape.c);
+  return FALSE;
+}
+
+/* The rows of input around every output row that a strip must carry, when
+ * p can run on strips of an image of this shape: every stage local (a halo,
+ * not ST_HALO_WHOLE) and of the image's height and width, and an image out.
+ * Summing every stage's halo bounds the deepest path through the graph.
+ * -1 when p needs the whole image. */
+static int
+strip_halo (StPipeline *p, StShape shape)
+{
+  if (!st_pipeline_prepare (p, shape, NULL))
+    return -1;
+  int total = 0;
+  for (int i = 0; i < st_pipeline_n_stages (p); i++)
+    {
+      const StStage *stage = st_pipeline_stage (p, i);
+      StShape out = stage->out_shape;
+      if (stage->halo < 0 || out.n != 1 || out.h != shape.h || out.w != shape.w)
+        return -1;
+      total += stage->halo;
+      if (total >= shape.h)
+        return -1;
+    }
+  int c = st_pipeline_output_shape (p).c;
+  return c == 1 || c == 3 ? total : -1;
+}
+
+/* Strips of input, decoded ahead of the filters.  Strip k covers output
+ * rows [k * rows, (k + 1) * rows) and is held in buffer k % FEED_BUFFERS with
+ * `halo` rows either side (fewer at the image's top and bottom).  Its first
+ * rows are the last ones of strip k - 1, copied over rather than decoded
+ * again.  On a machine with a core to spare a thread of its own decodes
+ * while the caller filters and encodes the strip before: decoding and
+ * encoding each take about as long as everything else together. */
+#define FEED_BUFFERS 3
+
+typedef struct {
+  StImageReader *reader;
+  int width, height, channels, rows, halo;
+  int n_strips;
+  StTensor *buffers[FEED_BUFFERS];
+  StTensor strips[FEED_BUFFERS];   /* views of the buffers, as filled */
+  int firsts[FEED_BUFFERS];        /* the image row each view starts at */
+  GThread *thread;
+  GMutex lock;
+  GCond cond;
+  int filled;                      /* strips decoded */
+  int released;                    /* strips the consumer is done with */
+  gboolean cancel;
+  GError *error;                   /* the decoder's, once it stopped */
+} Feed;
+
+/* Copies n rows of every plane of src, from row src_row on, to dst's rows
+ * from dst_row on. */
+static void
+copy_rows (const StTensor *src, int src_row, StTensor *dst, int dst_row, int n)
+{
+  const gsize w = src->shape.w;
+  for (int c = 0; c < src->shape.c; c++)
+    memcpy (dst->data + ((gsize) c * dst->shape.h + dst_row) * w,
+            src->data + ((gsize) c * src->shape.h + src_row) * w,
+            sizeof (float) * w * n);
+}
+
+/* Decodes strip k; strip k - 1 must still be held. */
+static gboolean
+feed_fill (Feed *f, int k, GError **error)
+{
+  const int y0 = k * f->rows, y1 = MIN (f->height, y0 + f->rows);
+  const int first = MAX (0, y0 - f->halo), last = MIN (f->height, y1 + f->halo);
+  const int slot = k % FEED_BUFFERS;
+  StTensor *in = &f->strips[slot];
+  *in = (StTensor) { { 1, f->channels, last - first, f->width }, f->buffers[slot]->data };
+  f->firsts[slot] = first;
+  int read_from = first;
+  if (k > 0)
+    {
+      const int prev = (k - 1) % FEED_BUFFERS;
+      const int held_last = f->firsts[prev] + f->strips[prev].shape.h;
+      if (held_last > first)
+        copy_rows (&f->strips[prev], first - f->firsts[prev], in, 0, held_last - first);
+      read_from = MAX (held_last, first);
+    }
+  return st_image_reader_read (f->reader, in, read_from - first, last - read_from, error);
+}
+
+static gpointer
+feed_thread (gpointer data)
+{
+  Feed *f = data;
+  for (int k = 0; k < f->n_strips; k++)
+    {
+      g_mutex_lock (&f->lock);
+      /* Strip k reuses the buffer of strip k - FEED_BUFFERS. */
+      while (!f->cancel && k - f->released >= FEED_BUFFERS)
+        g_cond_wait (&f->cond, &f->lock);
+      gboolean cancel = f->cancel;
+      g_mutex_unlock (&f->lock);
+      if (cancel)
+        break;
+      GError *error = NULL;
+      gboolean ok = feed_fill (f, k, &error);
+      g_mutex_lock (&f->lock);
+      if (ok)
+        f->filled = k + 1;
+      else
+        f->error = error;
+      g_cond_broadcast (&f->cond);
+      g_mutex_unlock (&f->lock);
+      if (!ok)
+        break;
+    }
+  return NULL;
+}
+
+static void
+feed_init (Feed *f, StImageReader *reader, int width, int height, int channels, int rows,
+           int halo, gboolean threaded)
+{
+  *f = (Feed) { .reader = reader, .width = width, .height = height, .channels = channels,
+                .rows = rows, .halo = halo, .n_strips = (height + rows - 1) / rows };
+  const int capacity = MIN (height, rows + 2 * halo);
+  for (int i = 0; i < FEED_BUFFERS; i++)
+    f->buffers[i] = st_tensor_new0 (1, channels, capacity, width);
+  g_mutex_init (&f->lock);
+  g_cond_init (&f->cond);
+  if (threaded)
+    f->thread = g_thread_try_new ("strata-decode", feed_thread, f, NULL);
+}
+
+/* Strip k, decoded; NULL with error set when decoding failed. */
+static const StTensor *
+feed_get (Feed *f, int k, int *first, GError **error)
+{
+  if (!f->thread)
+    {
+      if (!feed_fill (f, k, error))
+        return NULL;
+    }
+  else
+    {
+      g_mutex_lock (&f->lock);
+      while (f->filled <= k && !f->error)
+        g_cond_wait (&f->cond, &f->lock);
+      gboolean ok = f->filled > k;
+      if (!ok)
+        g_propagate_error (error, g_steal_pointer (&f->error));
+      g_mutex_unlock (&f->lock);
+      if (!ok)
+        return NULL;
+    }
+  *first = f->firsts[k % FEED_BUFFERS];
+  return &f->strips[k % FEED_BUFFERS];
+}
+
+static void
+feed_release (Feed *f, int k)
+{
+  g_mutex_lock (&f->lock);
+  f->released = k + 1;
+  g_cond_broadcast (&f->cond);
+  g_mutex_unlock (&f->lock);
+}
+
+static void
+feed_clear (Feed *f)
+{
+  if (f->thread)
+    {
+      g_mutex_lock (&f->lock);
+      f->cancel = TRUE;
+      g_cond_broadcast (&f->cond);
+      g_mutex_unlock (&f->lock);
+      g_thread_join (f->thread);
+    }
+  g_clear_error (&f->error);
+  g_mutex_clear (&f->lock);
+  g_cond_clear (&f->cond);
+  for (int i = 0; i < FEED_BUFFERS; i++)
+    st_tensor_free (f->buffers[i]);
+}
+
+/* Runs p a strip at a time.  Each strip's input carries `halo` rows either
+ * side of its output rows, so those are exactly what the whole image gives
+ * them: interior strip edges fall only in rows that are thrown away, while
+ * the image's own top and bottom see the stages' border handling as
+ * before.  Memory stays at a few strips whatever the image's size. */
+static gboolean
+run_strips (Run *run, StPipeline *p, StRunContext *ctx, Job *job, StImageReader *reader,
+            const StImageInfo *info, int width, int height, int channels, int halo,
+            GError **error)
+{
+  const int colour = info->has_alpha ? channels - 1 : channels;
+  const int rows = run->opt->strip_rows > 0 ? run->opt->strip_rows : STRIP_ROWS;
+  Feed feed;
+  /* A worker with one thread shares the machine with other workers, which
+   * keep the cores busy already. */
+  feed_init (&feed, reader, width, height, channels, rows, halo, st_parallel_threads (ctx) > 1);
+  StImageWriter *writer = NULL;
+  gboolean ok = TRUE;
+
+  for (int k = 0; ok && k < feed.n_strips; k++)
+    {
+      const int y0 = k * rows, y1 = MIN (height, y0 + rows);
+      int first;
+      const StTensor *in = feed_get (&feed, k, &first, error);
+      if (!in)
+        {
+          ok = FALSE;
+          break;
+        }
+      /* Alpha, the last plane, stays out of the filters, as in run_one. */
+      const StTensor picture = { { 1, colour, in->shape.h, width }, in->data };
+      g_autoptr (GError) local = NULL;
+      g_autoptr (StTensor) out = st_pipeline_forward (p, ctx, &picture, FALSE, &local);
+      if (!out)
+        {
+          g_set_error (error, ST_ERROR, local->code, "%s: %s", job->input, local->message);
+          ok = FALSE;
+          break;
+        }
+      if (out->shape.h != in->shape.h || out->shape.w != width)
+        {
+          g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
+                       "%s: the pipeline made a strip of %dx%d pixels %dx%d", job->input,
+                       width, in->shape.h, out->shape.w, out->shape.h);
+          ok = FALSE;
+          break;
+        }
+      if (!writer)
+        {
+          if (!check_output_channels (job, out, error) || !make_output_folder (job, error))
+            {
+              ok = FALSE;
+              break;
+            }
+          const int depth = job->format == ST_FORMAT_PNG ? info->bit_depth : 8;
+          writer = st_image_writer_open (job->output, job->format, width, height,
+                                         out->shape.c + (info->has_alpha ? 1 : 0), depth,
+                                         run->opt->jpeg_quality, error);
+          if (!writer)
+            {
+              ok = FALSE;
+              break;
+            }
+        }
+      const float *planes[4];
+      const gsize skip = (gsize) (y0 - first) * width;
+      for (int c = 0; c < out->shape.c; c++)
+        planes[c] = out->data + (gsize) c * out->shape.h * width + skip;
+      if (info->has_alpha)
+        planes[out->shape.c] = in->data + (gsize) colour * in->shape.h * width + skip;
+      ok = st_image_writer_write_planes (writer, planes, y1 - y0, error);
+      feed_release (&feed, k);
+    }
+
+  feed_clear (&feed);
+  if (ok)
+    ok = st_image_writer_finish (writer, error);
+  else
+    st_image_writer_abort (writer);
+  job->in_strips = ok;
+  return ok;
+}
+
+static gboolean
 run_one (Run *run, StPipeline *p, StRunContext *ctx, Job *job, GError **error)
 {
+  if (run->classify)
+    {
+      StImageInfo info;
+      g_autoptr (StTensor) image = st_image_load (job->input, run->opt->max_pixels, &info, error);
+      if (!image)
+        return FALSE;
+      g_autoptr (StTensor) alpha = info.has_alpha ? split_alpha (&image) : NULL;
+      return classify_one (p, ctx, job, image, error);
+    }
+
   StImageInfo info;
-  g_autoptr (StTensor) image = st_image_load (job->input, run->opt->max_pixels, &info, error);
+  int width, height, channels;
+  g_autoptr (StImageReader) reader = st_image_reader_open (job->input, run->opt->max_pixels,
+                                                           &info, &width, &height, &channels,
+                                                           error);
+  if (!reader)
+    return FALSE;
+  const guint64 min_pixels = run->opt->strip_min_pixels ? run->opt->strip_min_pixels
+                                                        : STRIP_MIN_PIXELS;
+  if ((guint64) width * (guint64) height > min_pixels)
+    {
+      const int colour = info.has_alpha ? channels - 1 : channels;
+      const int halo = strip_halo (p, (StShape) { 1, colour, height, width });
+      if (halo >= 0)
+        return run_strips (run, p, ctx, job, reader, &info, width, height, channels, halo,
+                           error);
+    }
+
+  g_autoptr (StTensor) image = st_image_reader_read_all (reader, error);
   if (!image)
     return FALSE;
+  g_clear_pointer (&reader, st_image_reader_close);
   g_autoptr (StTensor) alpha = info.has_alpha ? split_alpha (&image) : NULL;
 
   g_autoptr (GError) local = NULL;
@@ -187,13 +530,8 @@ run_one (Run *run, StPipeline *p, StRunContext *ctx, Job *job, GError **error)
       g_set_error (error, ST_ERROR, local->code, "%s: %s", job->input, local->message);
       return FALSE;
     }
-  if (out->shape.c != 1 && out->shape.c != 3)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
-                   "%s: the pipeline's output has %d channels; an image needs 1 or 3",
-                   job->input, out->shape.c);
-      return FALSE;
-    }
+  if (!check_output_channels (job, out, error))
+    return FALSE;
   /* Alpha passes through unchanged when the picture keeps its size. */
   if (alpha && out->shape.h == alpha->shape.h && out->shape.w == alpha->shape.w)
     {
@@ -202,13 +540,8 @@ run_one (Run *run, StPipeline *p, StRunContext *ctx, Job *job, GError **error)
       out = joined;
     }
 
-  g_autofree char *dir = g_path_get_dirname (job->output);
-  if (g_mkdir_with_parents (dir, 0777) != 0)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot create folder: %s", dir,
-                   g_strerror (errno));
-      return FALSE;
-    }
+  if (!make_output_folder (job, error))
+    return FALSE;
   int depth = job->format == ST_FORMAT_PNG ? info.bit_depth : 8;
   return st_image_save (out, job->output, job->format, depth, run->opt->jpeg_quality, error);
 }
@@ -237,6 +570,8 @@ worker (gpointer data)
           outcome = 2;
           local = g_error_copy (error);
         }
+      else if (run->classify)
+        outcome = run_one (run, p, ctx, job, &local) ? 0 : 2;
       else if (same_file (job->input, job->output))
         {
           outcome = 2;
@@ -251,7 +586,10 @@ worker (gpointer data)
       g_mutex_lock (&run->lock);
       run->done++;
       if (outcome == 0)
-        run->summary.written++;
+        {
+          run->summary.written++;
+          run->summary.in_strips += job->in_strips;
+        }
       else if (outcome == 1)
         run->summary.skipped++;
       else
@@ -268,11 +606,155 @@ worker (gpointer data)
 }
 
 gboolean
+st_pipeline_is_classifier (const StPipeline *p)
+{
+  StShape out = st_pipeline_output_shape (p);
+  return out.h == 1 && out.w == 1 && out.c >= 2;
+}
+
+/* CSV fields with commas, quotes or line breaks are quoted (RFC 4180). */
+static void
+append_csv_field (GString *s, const char *field)
+{
+  if (!strpbrk (field, ",\"\r\n"))
+    {
+      g_string_append (s, field);
+      return;
+    }
+  g_string_append_c (s, '"');
+  for (const char *c = field; *c; c++)
+    {
+      if (*c == '"')
+        g_string_append_c (s, '"');
+      g_string_append_c (s, *c);
+    }
+  g_string_append_c (s, '"');
+}
+
+static void
+append_json_string (GString *s, const char *text)
+{
+  g_string_append_c (s, '"');
+  for (const unsigned char *c = (const unsigned char *) text; *c; c++)
+    {
+      if (*c == '"' || *c == '\\')
+        g_string_append_printf (s, "\\%c", *c);
+      else if (*c < 0x20)
+        g_string_append_printf (s, "\\u%04x", *c);
+      else
+        g_string_append_c (s, *c);
+    }
+  g_string_append_c (s, '"');
+}
+
+/* One row per image that ran, in input order: the path, the best label and
+ * its probability, then the top k labels with theirs. */
+static gboolean
+write_predictions (const StPipeline *p, GPtrArray *jobs, const StRunOptions *opt,
+                   const char *path, GError **error)
+{
+  int n_classes = st_pipeline_output_shape (p).c;
+  const char *const *labels = st_pipeline_labels (p);
+  int k = MIN (opt->top_k > 0 ? opt->top_k : 5, n_classes);
+  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  for (int c = 0; c < n_classes; c++)
+    g_ptr_array_add (names, labels && c < (int) g_strv_length ((char **) labels)
+                            ? g_strdup (labels[c]) : g_strdup_printf ("%d", c));
+  g_autoptr (GString) out = g_string_new (NULL);
+  if (!opt->jsonl)
+    {
+      g_string_append (out, "path,label,probability");
+      for (int i = 2; i <= k; i++)
+        g_string_append_printf (out, ",label_%d,probability_%d", i, i);
+      g_string_append_c (out, '\n');
+    }
+  g_autofree int *order = g_new (int, n_classes);
+  for (guint j = 0; j < jobs->len; j++)
+    {
+      Job *job = jobs->pdata[j];
+      if (!job->probabilities)
+        continue;
+      for (int c = 0; c < n_classes; c++)
+        order[c] = c;
+      /* Top k by probability; ties keep class order. */
+      for (int a = 0; a < k; a++)
+        for (int b = a + 1; b < n_classes; b++)
+          if (job->probabilities[order[b]] > job->probabilities[order[a]])
+            {
+              int t = order[a];
+              order[a] = order[b];
+              order[b] = t;
+            }
+      if (opt->jsonl)
+        {
+          g_string_append (out, "{\"path\":");
+          append_json_string (out, job->input);
+          g_string_append (out, ",\"label\":");
+          append_json_string (out, names->pdata[order[0]]);
+          g_string_append_printf (out, ",\"probability\":%.6g,\"top\":[", job->probabilities[order[0]]);
+          for (int i = 0; i < k; i++)
+            {
+              g_string_append (out, i ? ",{\"label\":" : "{\"label\":");
+              append_json_string (out, names->pdata[order[i]]);
+              g_string_append_printf (out, ",\"probability\":%.6g}", job->probabilities[order[i]]);
+            }
+          g_string_append (out, "]}\n");
+        }
+      else
+        {
+          append_csv_field (out, job->input);
+          for (int i = 0; i < k; i++)
+            {
+              g_string_append_c (out, ',');
+              append_csv_field (out, names->pdata[order[i]]);
+              g_string_append_printf (out, ",%.6f", job->probabilities[order[i]]);
+            }
+          g_string_append_c (out, '\n');
+        }
+    }
+  if (!path)
+    {
+      fputs (out->str, stdout);
+      fflush (stdout);
+      return TRUE;
+    }
+  g_autoptr (GError) local = NULL;
+  if (!g_file_set_contents_full (path, out->str, out->len, G_FILE_SET_CONTENTS_CONSISTENT,
+                                 0666, &local))
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot write predictions: %s", path,
+                   local->message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
 st_run_images (StPipeline *pipeline, const char *const *inputs,
                const StRunOptions *opt, StRunSummary *summary, GError **error)
 {
   memset (summary, 0, sizeof *summary);
-  if (!opt->output)
+  gboolean classify = st_pipeline_is_classifier (pipeline);
+  const char *to_stdout = NULL;
+  if (classify)
+    {
+      if (!opt->output || strcmp (opt->output, "-") == 0)
+        to_stdout = "-";
+      else if (g_file_test (opt->output, G_FILE_TEST_IS_DIR))
+        {
+          g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
+                       "%s: is a folder; a classifier writes one predictions file (-o FILE.csv)",
+                       opt->output);
+          return FALSE;
+        }
+      else if (!opt->overwrite && g_file_test (opt->output, G_FILE_TEST_EXISTS))
+        {
+          g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
+                       "%s: exists (use --overwrite to replace it)", opt->output);
+          return FALSE;
+        }
+    }
+  else if (!opt->output)
     {
       g_set_error (error, ST_ERROR, ST_ERROR_USAGE, "no output given (expected -o FILE or -o FOLDER)");
       return FALSE;
@@ -285,7 +767,8 @@ st_run_images (StPipeline *pipeline, const char *const *inputs,
     }
 
   /* One image file in, and -o is not a folder: -o names the output file. */
-  gboolean single = n_inputs == 1 && g_file_test (inputs[0], G_FILE_TEST_IS_REGULAR)
+  const char *out_root = to_stdout ? "." : opt->output;
+  gboolean single = !classify && n_inputs == 1 && g_file_test (inputs[0], G_FILE_TEST_IS_REGULAR)
                     && !g_file_test (opt->output, G_FILE_TEST_IS_DIR)
                     && is_image_name (opt->output);
   g_autoptr (GPtrArray) jobs = g_ptr_array_new_with_free_func (job_free);
@@ -293,12 +776,12 @@ st_run_images (StPipeline *pipeline, const char *const *inputs,
   for (int i = 0; i < n_inputs; i++)
     {
       if (g_file_test (inputs[i], G_FILE_TEST_IS_DIR))
-        collect_folder (jobs, inputs[i], opt->output, opt);
+        collect_folder (jobs, inputs[i], out_root, opt);
       else if (g_file_test (inputs[i], G_FILE_TEST_IS_REGULAR))
         {
           g_autofree char *base = g_path_get_basename (inputs[i]);
           g_autofree char *out = single ? g_strdup (opt->output)
-                                        : g_build_filename (opt->output, base, NULL);
+                                        : g_build_filename (out_root, base, NULL);
           add_job (jobs, inputs[i], out, opt);
           if (single && !opt->format)
             ((Job *) jobs->pdata[jobs->len - 1])->format = st_image_format_from_name (out);
@@ -330,6 +813,7 @@ st_run_images (StPipeline *pipeline, const char *const *inputs,
     .start_us = g_get_monotonic_time (),
     /* Fewer images than threads: the spare threads work inside each image. */
     .threads_per_worker = MAX (1, threads / workers),
+    .classify = classify,
   };
   g_mutex_init (&run.lock);
   GThread **threads_v = g_new (GThread *, workers);
@@ -345,5 +829,7 @@ st_run_images (StPipeline *pipeline, const char *const *inputs,
 
   *summary = run.summary;
   summary->failed += missing;
+  if (classify)
+    return write_predictions (pipeline, jobs, opt, to_stdout ? NULL : opt->output, error);
   return TRUE;
 }

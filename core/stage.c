@@ -185,6 +185,19 @@ st_stage_infer (StStage *stage, const StShape *in_shapes, int n_inputs,
   return TRUE;
 }
 
+static void init_tensor (StTensor *t, StInit init, double arg, int fan_in, StRng *rng);
+
+void
+st_stage_reset_params (StStage *stage, guint64 seed)
+{
+  st_stage_set_seed (stage, seed);
+  for (guint i = 0; i < stage->core->params->len; i++)
+    {
+      StParam *p = stage->core->params->pdata[i];
+      init_tensor (p->value, p->init, p->init_arg, p->fan_in, stage->core->init_rng);
+    }
+}
+
 static void
 init_tensor (StTensor *t, StInit init, double arg, int fan_in, StRng *rng)
 {
@@ -247,12 +260,15 @@ st_stage_declare_param (StStage *stage, const char *name, const int *dims,
   p->full_name = g_steal_pointer (&full);
   p->rank = rank;
   p->trainable = trainable;
+  p->init = init;
+  p->init_arg = init_arg;
   p->value = st_tensor_new ((StShape) { padded[0], padded[1], padded[2], padded[3] }, error);
   if (!p->value)
     {
       param_free (p);
       return -1;
     }
+  p->fan_in = fan_in;
   init_tensor (p->value, init, init_arg, fan_in, stage->core->init_rng);
   g_ptr_array_add (params, p);
   return (int) params->len - 1;

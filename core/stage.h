@@ -14,6 +14,9 @@ typedef struct {
   gboolean trainable;
   StTensor *value;
   StTensor *grad;              /* NULL until st_stage_enable_grads() */
+  StInit init;                 /* how it was initialised, for st_stage_reset_params() */
+  double init_arg;
+  int fan_in;
 } StParam;
 
 /* A stage of the given kind whose parameters come from parallel arrays of
@@ -40,5 +43,8 @@ void     st_stage_zero_grads (StStage *stage);
  * pipeline seed and the stage name, so initial weights do not depend on the
  * order stages are declared). */
 void     st_stage_set_seed (StStage *stage, guint64 seed);
+/* Re-initialises every parameter as declared, from a generator seeded with
+ * seed and the stage name: what `strata train --seed` starts from. */
+void     st_stage_reset_params (StStage *stage, guint64 seed);
 
 G_END_DECLS

@@ -10,6 +10,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <glib/gstdio.h>
@@ -600,6 +602,7 @@ test_format_by_signature (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
   g_assert_cmpint (info.format, ==, ST_FORMAT_PNG);
   assert_tensors_equal (src, a);
   g_autoptr (StTensor) b = load_ok (jpeg_path, &info);
+  g_assert_cmpint (b->shape.c, ==, 3);
   g_assert_cmpint (info.format, ==, ST_FORMAT_JPEG);
   g_assert_cmpint (info.bit_depth, ==, 8);
   g_assert_false (info.has_alpha);
@@ -840,7 +843,7 @@ test_missing_file (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
   g_autofree char *path = temp_path (fx, "nowhere.png");
   assert_load_fails (path, 0, ST_ERROR_IO, "cannot open");
-  assert_load_fails (fx->dir, 0, ST_ERROR_IO, "cannot read");
+  assert_load_fails (fx->dir, 0, ST_ERROR_IO, "Is a directory");
 }
 
 static void
@@ -1160,6 +1163,30 @@ test_save_replaces (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
   g_assert_cmpint (st.st_mode & 0777, ==, 0644);
 }
 
+/* A write that fails midway (here: past a file-size limit, as on a full
+ * disk) is reported with the path and leaves no file behind. */
+static void
+test_save_write_error (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  if (!g_test_subprocess ())
+    {
+      g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+      g_test_trap_assert_passed ();
+      g_test_trap_assert_stderr ("");
+      return;
+    }
+  g_autoptr (StTensor) noise = random_levels (3, 256, 256, 255, 5);
+  signal (SIGXFSZ, SIG_IGN);
+  struct rlimit limit = { 4096, 4096 };
+  g_assert_cmpint (setrlimit (RLIMIT_FSIZE, &limit), ==, 0);
+  g_autofree char *png = temp_path (fx, "big.png");
+  g_autofree char *jpeg = temp_path (fx, "big.jpg");
+  assert_save_fails (noise, png, ST_FORMAT_PNG, 8, 0, ST_ERROR_IO, NULL);
+  assert_save_fails (noise, png, ST_FORMAT_PNG, 16, 0, ST_ERROR_IO, NULL);
+  assert_save_fails (noise, jpeg, ST_FORMAT_JPEG, 8, 95, ST_ERROR_IO, NULL);
+  g_assert_cmpint (count_entries (fx->dir), ==, 0);
+}
+
 /* Out-of-range values clamp, NaN becomes 0, halves round up. */
 static void
 test_save_clamps (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
@@ -1218,6 +1245,7 @@ main (int argc, char **argv)
   ADD ("/image/save/bad-arguments", test_save_bad_arguments);
   ADD ("/image/save/rename-fails", test_save_rename_fails);
   ADD ("/image/save/replaces", test_save_replaces);
+  ADD ("/image/save/write-error", test_save_write_error);
   ADD ("/image/save/clamps", test_save_clamps);
 #undef ADD
 

@@ -5,7 +5,13 @@
 #include "runner.h"
 #include "stage.h"
 #include "param.h"
+#include "dataset.h"
+#include "train.h"
+#include "weights.h"
+#include "context.h"
+#include "visualize.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -169,27 +175,99 @@ format_count (double v)
   return g_string_free (s, FALSE);
 }
 
+/* Defined with the helpers shared by run, eval and train, below. */
+static gboolean load_weights (StPipeline *p, const char *weights, GError **error);
+
+/* A picture goes to a .png that is not the image it is drawn from. */
+static gboolean
+check_picture_path (const char *option, const char *path, const char *image_path)
+{
+  if (st_image_format_from_name (path) != ST_FORMAT_PNG)
+    {
+      fprintf (stderr, "strata inspect: %s: expected a .png file, found '%s'\n", option, path);
+      return FALSE;
+    }
+  g_autofree char *a = g_canonicalize_filename (path, NULL);
+  g_autofree char *b = image_path ? g_canonicalize_filename (image_path, NULL) : NULL;
+  if (b && strcmp (a, b) == 0)
+    {
+      fprintf (stderr, "strata inspect: %s: '%s' is the input IMAGE; it is never overwritten\n",
+               option, path);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static int
 cmd_inspect (int argc, char **argv)
 {
-  g_autoptr (GOptionContext) octx = make_context ("PIPELINE",
-    "Prints a pipeline's stages, output shapes, parameters and multiply-adds.", NULL);
+  char *output = NULL, *weights = NULL, *weights_image = NULL;
+  const GOptionEntry entries[] = {
+    { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output,
+      "With IMAGE: the picture of every stage's feature maps (PNG)", "MAPS.png" },
+    { "weights", 'w', 0, G_OPTION_ARG_FILENAME, &weights, "Weights file (default: the pipeline's)", "FILE" },
+    { "weights-image", 0, 0, G_OPTION_ARG_FILENAME, &weights_image,
+      "The picture of the first convolution's filters (PNG)", "FILTERS.png" },
+    { NULL }
+  };
+  g_autoptr (GOptionContext) octx = make_context ("PIPELINE [IMAGE]",
+    "Prints a pipeline's stages, output shapes, parameters and multiply-adds.\n"
+    "With IMAGE and -o, also draws every stage's output for that image; with\n"
+    "--weights-image, the filters of the first conv2d stage.", entries);
   if (!parse_options (octx, &argc, &argv))
     return EXIT_USAGE;
-  if (argc != 2)
+  g_autofree char *output_owned = output, *weights_owned = weights;
+  g_autofree char *weights_image_owned = weights_image;
+  if (argc != 2 && argc != 3)
     {
-      fprintf (stderr, "strata inspect: expected one PIPELINE\n");
+      fprintf (stderr, "strata inspect: expected PIPELINE and at most one IMAGE\n");
       return EXIT_USAGE;
     }
+  const char *image_path = argc == 3 ? argv[2] : NULL;
+  if (image_path && !output)
+    {
+      fprintf (stderr, "strata inspect: with IMAGE, -o MAPS.png names the picture to write\n");
+      return EXIT_USAGE;
+    }
+  if (output && !image_path)
+    {
+      fprintf (stderr, "strata inspect: -o: feature maps need an IMAGE to run on\n");
+      return EXIT_USAGE;
+    }
+  if ((output && !check_picture_path ("-o", output, image_path))
+      || (weights_image && !check_picture_path ("--weights-image", weights_image, image_path)))
+    return EXIT_USAGE;
   g_autoptr (GError) error = NULL;
   StPipeline *p = st_pipeline_load (st_registry_get_default (), argv[1], &error);
   if (!p)
     return fail (error);
+  g_autoptr (StTensor) image = NULL;
+  if (image_path)
+    {
+      StImageInfo info;
+      image = st_image_load (image_path, ST_DEFAULT_MAX_PIXELS, &info, &error);
+      if (image && info.has_alpha)
+        {
+          /* Pipelines see colour only, as in `strata run`. */
+          StShape s = image->shape;
+          StTensor *colour = st_tensor_new0 (1, s.c - 1, s.h, s.w);
+          memcpy (colour->data, image->data, st_tensor_numel (colour) * sizeof (float));
+          st_tensor_free (image);
+          image = colour;
+        }
+      if (!image)
+        {
+          st_pipeline_free (p);
+          return fail (error);
+        }
+    }
   StShape in;
   gboolean fixed = st_pipeline_fixed_input (p, &in);
   if (!fixed)
-    in = (StShape) { 1, 3, 256, 256 };
-  if (!st_pipeline_prepare (p, in, &error))
+    in = image ? image->shape : (StShape) { 1, 3, 256, 256 };
+  /* Drawing needs the weights; the table alone does not. */
+  if (!st_pipeline_prepare (p, in, &error)
+      || ((image || weights || weights_image) && !load_weights (p, weights, &error)))
     {
       st_pipeline_free (p);
       return fail (error);
@@ -197,7 +275,8 @@ cmd_inspect (int argc, char **argv)
   printf ("%s%s%s\n", st_pipeline_name (p), st_pipeline_description (p) ? " — " : "",
           st_pipeline_description (p) ? st_pipeline_description (p) : "");
   printf ("input %dx%dx%d%s\n\n", in.c, in.h, in.w,
-          fixed ? "" : " (a filter pipeline takes any image; shown for 3x256x256)");
+          fixed ? "" : image ? " (a filter pipeline takes any image; shown for IMAGE)"
+                             : " (a filter pipeline takes any image; shown for 3x256x256)");
   printf ("%-16s %-14s %-16s %-14s %12s %16s\n", "STAGE", "KIND", "INPUT", "OUTPUT",
           "PARAMS", "MULT-ADDS");
   double total_params = 0, total_macs = 0;
@@ -224,8 +303,395 @@ cmd_inspect (int argc, char **argv)
   if (any_floored)
     printf ("\n* output size rounded down: (W - F + 2P) / S is not a whole number, "
             "so the last rows or columns of the input are not used.\n");
+  gboolean ok = TRUE;
+  if (image)
+    {
+      ok = st_draw_feature_maps (p, image, output, &error);
+      if (ok)
+        printf ("\nfeature maps: %s\n", output);
+      else if (error->code != ST_ERROR_IO)
+        {
+          /* A stage's complaint about shapes reads better beside both shapes. */
+          StShape s = image->shape;
+          if (fixed && !st_shape_equal (in, s))
+            {
+              char *msg = g_strdup_printf ("%s (the pipeline takes %dx%dx%d, the image is %dx%dx%d)",
+                                           error->message, in.c, in.h, in.w, s.c, s.h, s.w);
+              g_free (error->message);
+              error->message = msg;
+            }
+          g_prefix_error (&error, "%s: ", image_path);
+        }
+    }
+  if (ok && weights_image)
+    {
+      ok = st_draw_weights (p, weights_image, &error);
+      if (ok)
+        printf ("%sfilters: %s\n", image ? "" : "\n", weights_image);
+    }
   st_pipeline_free (p);
-  return EXIT_OK;
+  return ok ? EXIT_OK : fail (error);
+}
+
+
+/* ---- Weights and data, shared by run, eval and train -------------------- */
+
+/* --weights, or the file the pipeline names; a classifier must have one. */
+static gboolean
+load_weights (StPipeline *p, const char *weights, GError **error)
+{
+  const char *path = weights ? weights : st_pipeline_weights_path (p);
+  if (path)
+    return st_pipeline_load_weights (p, path, error);
+  if (st_pipeline_is_classifier (p))
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
+                   "%s: no weights: name a file with weights= in the [pipeline] group or --weights",
+                   st_pipeline_name (p));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+is_idx_dir (const char *dir)
+{
+  const char *names[] = { "train-images-idx3-ubyte", "train-images-idx3-ubyte.gz",
+                          "t10k-images-idx3-ubyte", "t10k-images-idx3-ubyte.gz" };
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    {
+      g_autofree char *path = g_build_filename (dir, names[i], NULL);
+      if (g_file_test (path, G_FILE_TEST_IS_REGULAR))
+        return TRUE;
+    }
+  return FALSE;
+}
+
+typedef struct {
+  StPipeline *p;
+  StRunContext *ctx;
+  int prefix;
+  StShape fixed;
+  gboolean has_fixed;
+} SampleMaker;
+
+/* A folder image becomes a sample by going through the pipeline's
+ * preparation stages (grayscale, resize, ...). */
+static StTensor *
+make_sample (const StTensor *image, gpointer data, GError **error)
+{
+  SampleMaker *m = data;
+  g_autoptr (StTensor) colour = NULL;
+  const StTensor *in = image;
+  /* Alpha is not part of what a classifier sees. */
+  if (image->shape.c == 2 || image->shape.c == 4)
+    {
+      colour = st_tensor_new0 (1, image->shape.c - 1, image->shape.h, image->shape.w);
+      memcpy (colour->data, image->data, st_tensor_numel (colour) * sizeof (float));
+      in = colour;
+    }
+  if (m->prefix == 0)
+    {
+      if (m->has_fixed && !st_shape_equal (in->shape, m->fixed))
+        {
+          char a[64], b[64];
+          g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
+                       "image is %s, the pipeline takes %s (add grayscale or resize stages)",
+                       st_shape_format (in->shape, a, sizeof a), st_shape_format (m->fixed, b, sizeof b));
+          return NULL;
+        }
+      return st_tensor_copy (in);
+    }
+  return st_pipeline_forward_range (m->p, m->ctx, in, 0, m->prefix - 1, FALSE, error);
+}
+
+/* IDX files or a folder of class folders, as samples ready for the part
+ * of the pipeline after its preparation stages. */
+static StDataset *
+load_data (StPipeline *p, const char *dir, gboolean test_set, int limit, int threads,
+           guint64 max_pixels, GError **error)
+{
+  StDataset *ds;
+  if (is_idx_dir (dir))
+    {
+      ds = st_dataset_load_idx_dir (dir, test_set, error);
+      if (!ds)
+        return NULL;
+      if (limit > 0 && limit < ds->n)
+        st_dataset_truncate (ds, limit);
+      StShape fixed;
+      StShape sample = { 1, ds->x->shape.c, ds->x->shape.h, ds->x->shape.w };
+      if (st_pipeline_fixed_input (p, &fixed) && !st_shape_equal (fixed, sample))
+        {
+          char a[64], b[64];
+          g_set_error (error, ST_ERROR, ST_ERROR_DATA, "%s: images are %s, the pipeline %s takes %s",
+                       dir, st_shape_format (sample, a, sizeof a), st_pipeline_name (p),
+                       st_shape_format (fixed, b, sizeof b));
+          st_dataset_free (ds);
+          return NULL;
+        }
+      if (!st_dataset_apply_prefix (ds, p, threads, error))
+        {
+          st_dataset_free (ds);
+          return NULL;
+        }
+    }
+  else
+    {
+      g_autoptr (StRunContext) ctx = st_run_context_new (threads, 0);
+      SampleMaker maker = { .p = p, .ctx = ctx, .prefix = st_pipeline_prefix_length (p) };
+      maker.has_fixed = st_pipeline_fixed_input (p, &maker.fixed);
+      ds = st_dataset_load_folder (dir, st_pipeline_labels (p), make_sample, &maker, max_pixels, error);
+      if (!ds)
+        return NULL;
+      if (limit > 0 && limit < ds->n)
+        st_dataset_truncate (ds, limit);
+      if (ds->n_skipped)
+        fprintf (stderr, "%s: %u unreadable images skipped\n", dir, ds->n_skipped);
+    }
+  return ds;
+}
+
+/* ---- strata train -------------------------------------------------------- */
+
+static gboolean
+parse_choice (const char *option, const char *value, const char *const *names, int *out)
+{
+  for (int i = 0; names[i]; i++)
+    if (g_ascii_strcasecmp (value, names[i]) == 0)
+      {
+        *out = i;
+        return TRUE;
+      }
+  g_autofree char *all = g_strjoinv ("|", (char **) names);
+  fprintf (stderr, "strata: %s: expected %s, found '%s'\n", option, all, value);
+  return FALSE;
+}
+
+static char *
+default_path (const char *weights, const char *suffix)
+{
+  const char *dot = strrchr (weights, '.');
+  const char *slash = strrchr (weights, '/');
+  gsize stem = dot && (!slash || dot > slash) ? (gsize) (dot - weights) : strlen (weights);
+  return g_strdup_printf ("%.*s%s", (int) stem, weights, suffix);
+}
+
+static int
+cmd_train (int argc, char **argv)
+{
+  StTrainOptions opt;
+  st_train_options_init (&opt);
+  char *data = NULL, *test = NULL, *output = NULL, *optimizer = NULL, *schedule = NULL;
+  char *checkpoint = NULL, *resume = NULL, *log = NULL, *plot = NULL;
+  double val_split = 0, lr = -1, momentum = -1, weight_decay = 0, gamma = 0.1;
+  int epochs = 10, batch = 64, threads = 0, limit = 0, step_epochs = 10;
+  gint64 seed = 1;
+  gboolean nesterov = FALSE, no_shuffle = FALSE, quiet = FALSE;
+  const GOptionEntry entries[] = {
+    { "data", 0, 0, G_OPTION_ARG_FILENAME, &data, "Training data: IDX files or a folder of class folders", "DIR" },
+    { "test", 0, 0, G_OPTION_ARG_FILENAME, &test, "Test data, measured after each epoch", "DIR" },
+    { "val-split", 0, 0, G_OPTION_ARG_DOUBLE, &val_split, "Hold out this fraction of the training data to test on", "F" },
+    { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "Weights file to write (safetensors)", "WEIGHTS" },
+    { "epochs", 0, 0, G_OPTION_ARG_INT, &epochs, "Passes over the data (default 10)", "N" },
+    { "batch", 'b', 0, G_OPTION_ARG_INT, &batch, "Batch size (default 64)", "N" },
+    { "optimizer", 0, 0, G_OPTION_ARG_STRING, &optimizer, "sgd, adam (default) or adamw", "NAME" },
+    { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &lr, "Learning rate (default 0.001 for adam, 0.01 for sgd)", "X" },
+    { "momentum", 0, 0, G_OPTION_ARG_DOUBLE, &momentum, "SGD momentum (default 0.9)", "X" },
+    { "nesterov", 0, 0, G_OPTION_ARG_NONE, &nesterov, "SGD with Nesterov momentum", NULL },
+    { "weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &weight_decay, "L2 penalty (decoupled for adamw)", "X" },
+    { "schedule", 0, 0, G_OPTION_ARG_STRING, &schedule, "Learning rate: constant (default), step or cosine", "NAME" },
+    { "step-epochs", 0, 0, G_OPTION_ARG_INT, &step_epochs, "step schedule: epochs between decays (default 10)", "N" },
+    { "gamma", 0, 0, G_OPTION_ARG_DOUBLE, &gamma, "step schedule: decay factor (default 0.1)", "X" },
+    { "seed", 0, 0, G_OPTION_ARG_INT64, &seed, "Seed of initial weights, shuffling and dropout (default 1)", "N" },
+    { "no-shuffle", 0, 0, G_OPTION_ARG_NONE, &no_shuffle, "Keep the data's order", NULL },
+    { "jobs", 'j', 0, G_OPTION_ARG_INT, &threads, "Threads (default: one per core)", "N" },
+    { "limit", 0, 0, G_OPTION_ARG_INT, &limit, "Use only the first N training images", "N" },
+    { "checkpoint", 0, 0, G_OPTION_ARG_FILENAME, &checkpoint, "Checkpoint file (default WEIGHTS.ckpt.safetensors)", "FILE" },
+    { "resume", 0, 0, G_OPTION_ARG_FILENAME, &resume, "Continue from a checkpoint", "FILE" },
+    { "log", 0, 0, G_OPTION_ARG_FILENAME, &log, "Per-epoch CSV log (default WEIGHTS.csv)", "FILE" },
+    { "plot", 0, 0, G_OPTION_ARG_FILENAME, &plot, "Training curves PNG (default WEIGHTS.png)", "FILE" },
+    { "quiet", 0, 0, G_OPTION_ARG_NONE, &quiet, "No progress or per-epoch lines", NULL },
+    { NULL }
+  };
+  g_autoptr (GOptionContext) octx = make_context ("PIPELINE --data DIR -o WEIGHTS",
+    "Trains a classifier pipeline with softmax cross-entropy.", entries);
+  if (!parse_options (octx, &argc, &argv))
+    return EXIT_USAGE;
+  g_autofree char *o1 = data, *o2 = test, *o3 = output, *o4 = optimizer, *o5 = schedule,
+                  *o6 = checkpoint, *o7 = resume, *o8 = log, *o9 = plot;
+  if (argc != 2 || !data || !output)
+    {
+      fprintf (stderr, "strata train: expected PIPELINE, --data DIR and -o WEIGHTS (see --help)\n");
+      return EXIT_USAGE;
+    }
+  static const char *const optimizers[] = { "sgd", "adam", "adamw", NULL };
+  static const char *const schedules[] = { "constant", "step", "cosine", NULL };
+  int choice;
+  if (optimizer)
+    {
+      if (!parse_choice ("--optimizer", optimizer, optimizers, &choice))
+        return EXIT_USAGE;
+      opt.optimizer = choice;
+    }
+  if (schedule)
+    {
+      if (!parse_choice ("--schedule", schedule, schedules, &choice))
+        return EXIT_USAGE;
+      opt.schedule = choice;
+    }
+  const char *bad = NULL;
+  if (epochs < 1)
+    bad = "--epochs: expected at least 1";
+  else if (batch < 1)
+    bad = "--batch: expected at least 1";
+  else if (lr == 0 || (lr < 0 && lr != -1) || !isfinite (lr))
+    bad = "--lr: expected a positive number";
+  else if (momentum != -1 && (momentum < 0 || momentum >= 1))
+    bad = "--momentum: expected 0 to less than 1";
+  else if (weight_decay < 0)
+    bad = "--weight-decay: expected 0 or more";
+  else if (val_split < 0 || val_split >= 1)
+    bad = "--val-split: expected 0 to less than 1";
+  else if (step_epochs < 1 || gamma <= 0)
+    bad = "--step-epochs and --gamma: expected positive numbers";
+  else if (seed < 0)
+    bad = "--seed: expected 0 or more";
+  else if (threads < 0)
+    bad = "--jobs: expected a positive number";
+  if (bad)
+    {
+      fprintf (stderr, "strata train: %s\n", bad);
+      return EXIT_USAGE;
+    }
+  opt.lr = lr > 0 ? lr : opt.optimizer == ST_OPTIM_SGD ? 0.01 : 1e-3;
+  if (momentum >= 0)
+    opt.momentum = momentum;
+  opt.nesterov = nesterov;
+  opt.weight_decay = weight_decay;
+  opt.step_epochs = step_epochs;
+  opt.gamma = gamma;
+  opt.batch_size = batch;
+  opt.epochs = epochs;
+  opt.shuffle = !no_shuffle;
+  opt.seed = (guint64) seed;
+  opt.threads = threads;
+  opt.quiet = quiet;
+  opt.weights_out = output;
+  g_autofree char *ckpt = checkpoint ? g_strdup (checkpoint) : default_path (output, ".ckpt.safetensors");
+  g_autofree char *csv = log ? g_strdup (log) : default_path (output, ".csv");
+  g_autofree char *png = plot ? g_strdup (plot) : default_path (output, ".png");
+  opt.checkpoint = ckpt;
+  opt.log_csv = csv;
+  opt.plot_png = png;
+  opt.resume = resume;
+
+  g_autoptr (GError) error = NULL;
+  StPipeline *p = st_pipeline_load (st_registry_get_default (), argv[1], &error);
+  if (!p)
+    return fail (error);
+  int rc = EXIT_USAGE;
+  StDataset *train = NULL, *held = NULL;
+  if (!st_train_check_pipeline (p, 0, &error))
+    goto out;
+  train = load_data (p, data, FALSE, limit, threads, ST_DEFAULT_MAX_PIXELS, &error);
+  if (!train)
+    goto out;
+  if (!st_train_check_pipeline (p, train->n_classes, &error))
+    goto out;
+  if (val_split > 0)
+    held = st_dataset_split (train, val_split, opt.seed);
+  else if (test)
+    held = load_data (p, test, TRUE, 0, threads, ST_DEFAULT_MAX_PIXELS, &error);
+  else if (is_idx_dir (data))
+    held = load_data (p, data, TRUE, 0, threads, ST_DEFAULT_MAX_PIXELS, &error);
+  if ((test || (is_idx_dir (data) && val_split == 0)) && !held)
+    goto out;
+  if (!quiet)
+    fprintf (stderr, "training on %d images%s%d%s, %d epochs, batch %d, %s, seed %" G_GINT64_FORMAT "\n",
+             train->n, held ? ", testing on " : "", held ? held->n : 0, held ? " images" : "",
+             epochs, batch, optimizers[opt.optimizer], seed);
+  gint64 start = g_get_monotonic_time ();
+  if (!st_train (p, train, held, &opt, &error))
+    {
+      rc = g_error_matches (error, ST_ERROR, ST_ERROR_FAILED) ? 130 : EXIT_USAGE;
+      if (rc == 130)
+        g_clear_error (&error);
+      goto out;
+    }
+  if (!quiet)
+    fprintf (stderr, "wrote %s in %.1f s (log %s, plot %s)\n", output,
+             (g_get_monotonic_time () - start) / 1e6, csv, png);
+  rc = EXIT_OK;
+out:
+  if (error)
+    fail (error);
+  st_dataset_free (train);
+  st_dataset_free (held);
+  st_pipeline_free (p);
+  return rc;
+}
+
+/* ---- strata eval ---------------------------------------------------------- */
+
+static int
+cmd_eval (int argc, char **argv)
+{
+  char *data = NULL, *weights = NULL, *format = NULL;
+  int threads = 0, limit = 0, batch = 256;
+  const GOptionEntry entries[] = {
+    { "data", 0, 0, G_OPTION_ARG_FILENAME, &data, "IDX files (their test set) or a folder of class folders", "DIR" },
+    { "weights", 'w', 0, G_OPTION_ARG_FILENAME, &weights, "Weights file (default: the pipeline's)", "FILE" },
+    { "format", 0, 0, G_OPTION_ARG_STRING, &format, "text (default) or json", "FMT" },
+    { "batch", 'b', 0, G_OPTION_ARG_INT, &batch, "Images per batch (default 256)", "N" },
+    { "jobs", 'j', 0, G_OPTION_ARG_INT, &threads, "Threads (default: one per core)", "N" },
+    { "limit", 0, 0, G_OPTION_ARG_INT, &limit, "Use only the first N images", "N" },
+    { NULL }
+  };
+  g_autoptr (GOptionContext) octx = make_context ("PIPELINE --data DIR",
+    "Measures a classifier: accuracy, per-class precision and recall, confusion matrix.", entries);
+  if (!parse_options (octx, &argc, &argv))
+    return EXIT_USAGE;
+  g_autofree char *o1 = data, *o2 = weights, *o3 = format;
+  gboolean json = format && g_ascii_strcasecmp (format, "json") == 0;
+  if (argc != 2 || !data || batch < 1 || (format && !json && g_ascii_strcasecmp (format, "text") != 0))
+    {
+      fprintf (stderr, "strata eval: expected PIPELINE and --data DIR, --format text|json (see --help)\n");
+      return EXIT_USAGE;
+    }
+  g_autoptr (GError) error = NULL;
+  StPipeline *p = st_pipeline_load (st_registry_get_default (), argv[1], &error);
+  if (!p)
+    return fail (error);
+  int rc = EXIT_USAGE;
+  StDataset *ds = NULL;
+  g_autofree guint64 *confusion = NULL;
+  g_autoptr (StRunContext) ctx = NULL;
+  if (!st_pipeline_is_classifier (p))
+    {
+      g_set_error (&error, ST_ERROR, ST_ERROR_PIPELINE, "%s: does not end in class scores; "
+                   "eval measures classifiers", st_pipeline_name (p));
+      goto out;
+    }
+  if (!load_weights (p, weights, &error))
+    goto out;
+  ds = load_data (p, data, TRUE, limit, threads, ST_DEFAULT_MAX_PIXELS, &error);
+  if (!ds || !st_train_check_pipeline (p, ds->n_classes, &error))
+    goto out;
+  int n = st_pipeline_output_shape (p).c;
+  confusion = g_new0 (guint64, (gsize) n * n);
+  ctx = st_run_context_new (threads, 0);
+  double loss = st_evaluate (p, ds, ctx, batch, confusion, &error);
+  if (loss < 0)
+    goto out;
+  st_print_evaluation (p, ds, confusion, loss, json);
+  rc = EXIT_OK;
+out:
+  if (error)
+    fail (error);
+  st_dataset_free (ds);
+  st_pipeline_free (p);
+  return rc;
 }
 
 /* ---- strata run --------------------------------------------------------- */
@@ -233,13 +699,16 @@ cmd_inspect (int argc, char **argv)
 static int
 cmd_run (int argc, char **argv)
 {
-  char *output = NULL, *format = NULL;
-  int quality = 90, jobs = 0;
+  char *output = NULL, *format = NULL, *weights = NULL;
+  int quality = 90, jobs = 0, top = 5;
   gboolean overwrite = FALSE, quiet = FALSE;
   gint64 max_pixels = ST_DEFAULT_MAX_PIXELS;
   const GOptionEntry entries[] = {
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "Output file (one image) or folder", "OUT" },
-    { "format", 0, 0, G_OPTION_ARG_STRING, &format, "Write png or jpeg (default: keep each input's)", "FMT" },
+    { "format", 0, 0, G_OPTION_ARG_STRING, &format,
+      "Images: png or jpeg (default: keep each input's); predictions: csv (default) or jsonl", "FMT" },
+    { "weights", 'w', 0, G_OPTION_ARG_FILENAME, &weights, "Weights file (default: the pipeline's)", "FILE" },
+    { "top", 0, 0, G_OPTION_ARG_INT, &top, "Predictions: labels listed per image (default 5)", "K" },
     { "quality", 'q', 0, G_OPTION_ARG_INT, &quality, "JPEG quality, 1-100 (default 90)", "N" },
     { "jobs", 'j', 0, G_OPTION_ARG_INT, &jobs, "Threads (default: one per core)", "N" },
     { "overwrite", 0, 0, G_OPTION_ARG_NONE, &overwrite, "Replace existing outputs", NULL },
@@ -254,7 +723,7 @@ cmd_run (int argc, char **argv)
     "inline chain ('grayscale ! kernel preset=emboss').", entries);
   if (!parse_options (octx, &argc, &argv))
     return EXIT_USAGE;
-  g_autofree char *output_owned = output, *format_owned = format;
+  g_autofree char *output_owned = output, *format_owned = format, *weights_owned = weights;
   if (argc < 3)
     {
       fprintf (stderr, "strata run: expected PIPELINE and at least one INPUT (see --help)\n");
@@ -269,9 +738,11 @@ cmd_run (int argc, char **argv)
         opt.format = ST_FORMAT_PNG;
       else if (g_ascii_strcasecmp (format, "jpeg") == 0 || g_ascii_strcasecmp (format, "jpg") == 0)
         opt.format = ST_FORMAT_JPEG;
-      else
+      else if (g_ascii_strcasecmp (format, "jsonl") == 0)
+        opt.jsonl = TRUE;
+      else if (g_ascii_strcasecmp (format, "csv") != 0)
         {
-          fprintf (stderr, "strata run: --format: expected png or jpeg, found '%s'\n", format);
+          fprintf (stderr, "strata run: --format: expected png, jpeg, csv or jsonl, found '%s'\n", format);
           return EXIT_USAGE;
         }
     }
@@ -286,9 +757,20 @@ cmd_run (int argc, char **argv)
       return EXIT_USAGE;
     }
   g_autoptr (GError) error = NULL;
+  if (top < 1)
+    {
+      fprintf (stderr, "strata run: --top: expected at least 1, found %d\n", top);
+      return EXIT_USAGE;
+    }
+  opt.top_k = top;
   StPipeline *p = st_pipeline_load (st_registry_get_default (), argv[1], &error);
   if (!p)
     return fail (error);
+  if (!load_weights (p, weights, &error))
+    {
+      st_pipeline_free (p);
+      return fail (error);
+    }
   StRunSummary summary;
   gboolean ok = st_run_images (p, (const char *const *) argv + 2, &opt, &summary, &error);
   st_pipeline_free (p);
@@ -309,6 +791,8 @@ usage (FILE *out)
            "Usage: strata COMMAND [OPTIONS...]\n\n"
            "Commands:\n"
            "  run PIPELINE INPUT... -o OUT   run a pipeline on image files and folders\n"
+           "  train PIPELINE --data DIR -o WEIGHTS   train a classifier\n"
+           "  eval PIPELINE --data DIR       accuracy, precision, recall, confusion matrix\n"
            "  inspect PIPELINE               stages, shapes, parameters, multiply-adds\n"
            "  plugins [NAME]                 list stage kinds, or one kind's parameters\n\n"
            "'strata COMMAND --help' describes a command's options.\n");
@@ -342,6 +826,10 @@ main (int argc, char **argv)
     rc = cmd_run (argc - 1, argv + 1);
   else if (strcmp (cmd, "plugins") == 0)
     rc = cmd_plugins (argc - 1, argv + 1);
+  else if (strcmp (cmd, "train") == 0)
+    rc = cmd_train (argc - 1, argv + 1);
+  else if (strcmp (cmd, "eval") == 0)
+    rc = cmd_eval (argc - 1, argv + 1);
   else if (strcmp (cmd, "inspect") == 0)
     rc = cmd_inspect (argc - 1, argv + 1);
   else

@@ -1,6 +1,10 @@
 /* strata — activation functions shared by the activation stage and the
  * fused activation= of conv2d and dense, so that both compute the same
- * thing.  Header-only: plugins include it without linking anything new. */
+ * thing.  Header-only: a plugin includes it without linking anything new
+ * (it finds the libm functions in the strata process; a program of your
+ * own that calls them links -lm).  The
+ * functions are pure: call them from any thread, inside st_parallel_for()
+ * too. */
 #pragma once
 
 #include <glib.h>
@@ -22,7 +26,8 @@ typedef enum {
 #define ST_ACTIVATION_CHOICES \
   ((const char *const[]) { "none", "relu", "leaky_relu", "sigmoid", "tanh", "elu", "gelu", NULL })
 
-/* y = act(x), n values; x and y may be the same array. */
+/* y = act(x), n values; x and y may be the same array.  slope is the
+ * negative slope of leaky_relu and the alpha of elu; the others ignore it. */
 static inline void
 st_activation_forward (StActivation act, float slope, const float *x, float *y, gsize n)
 {
@@ -55,7 +60,8 @@ st_activation_forward (StActivation act, float slope, const float *x, float *y, 
       break;
     case ST_ACT_GELU:
       for (gsize i = 0; i < n; i++)
-        y[i] = 0.5f * x[i] * (1.0f + erff (x[i] * (float) M_SQRT1_2));
+        /* 1/√2 spelt out: M_SQRT1_2 is POSIX, and -std=c11 hides it. */
+        y[i] = 0.5f * x[i] * (1.0f + erff (x[i] * (float) 0.70710678118654752440));
       break;
     }
 }
@@ -68,7 +74,8 @@ st_activation_needs_input (StActivation act)
   return act == ST_ACT_GELU;
 }
 
-/* grad *= act'(x), n values, from the output y (and x where needed). */
+/* grad *= act'(x), n values, from the output y (and x where needed; x
+ * may be NULL otherwise).  slope as for st_activation_forward(). */
 static inline void
 st_activation_backward (StActivation act, float slope, const float *x, const float *y,
                         float *grad, gsize n)
@@ -101,7 +108,7 @@ st_activation_backward (StActivation act, float slope, const float *x, const flo
     case ST_ACT_GELU:
       for (gsize i = 0; i < n; i++)
         {
-          float cdf = 0.5f * (1.0f + erff (x[i] * (float) M_SQRT1_2));
+          float cdf = 0.5f * (1.0f + erff (x[i] * (float) 0.70710678118654752440));
           float pdf = expf (-0.5f * x[i] * x[i]) * 0.3989422804014327f;
           grad[i] *= cdf + x[i] * pdf;
         }

@@ -1,0 +1,788 @@
+/* strata — labelled datasets: IDX files (MNIST, Fashion-MNIST) and image
+ * folders with one subfolder per class.
+ *
+ * IDX (http://yann.lecun.com/exdb/mnist/): a big-endian header — two zero
+ * bytes, an element type (0x08 = unsigned byte), the number of dimensions —
+ * then one big-endian u32 per dimension, then the elements.  A file is
+ * gunzipped on the fly when it starts with the gzip magic, whatever its name.
+ * Data is read in growing chunks up to what the header declares, so a header
+ * claiming billions of images in a small file costs no more memory than the
+ * file holds.
+ *
+ * A dataset with n == 0 (only what st_dataset_split or st_dataset_truncate
+ * can leave) has x == NULL and labels == NULL. */
+#include "dataset.h"
+#include "image.h"
+#include "param.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <gio/gio.h>
+
+#define IDX_IMAGES_MAGIC 0x00000803u
+#define IDX_LABELS_MAGIC 0x00000801u
+
+/* Sanity limits on an IDX header, checked before anything is allocated: no
+ * real dataset comes near them, and they keep every product in range. */
+#define IDX_MAX_SIDE 65536
+#define IDX_MAX_BYTES (G_GUINT64_CONSTANT (1) << 32)
+
+/* First read of the element data; the buffer doubles from there. */
+#define IDX_FIRST_CHUNK (1u << 20)
+
+/* Folders nested deeper than this inside a class folder are not searched:
+ * it stops a symlink loop without tracking inodes. */
+#define FOLDER_MAX_DEPTH 32
+
+/* ---- Reading an IDX file ------------------------------------------------- */
+
+typedef struct {
+  const char *path;
+  GInputStream *stream;        /* the file, or a decompressor over it */
+  gboolean gzip;
+} IdxFile;
+
+static void
+idx_file_clear (IdxFile *f)
+{
+  g_clear_object (&f->stream);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (IdxFile, idx_file_clear)
+
+/* Sets error to "PATH: message" from a stream read error, telling a corrupt
+ * or cut-short gzip stream from an I/O failure. */
+static void
+set_read_error (const IdxFile *f, GError *local, GError **error)
+{
+  if (f->gzip && g_error_matches (local, G_IO_ERROR, G_IO_ERROR_PARTIAL_INPUT))
+    g_set_error (error, ST_ERROR, ST_ERROR_DATA, "%s: corrupt gzip stream (it ends early)",
+                 f->path);
+  else if (f->gzip && g_error_matches (local, G_IO_ERROR, G_IO_ERROR_INVALID_DATA))
+    g_set_error (error, ST_ERROR, ST_ERROR_DATA, "%s: corrupt gzip stream (%s)",
+                 f->path, local->message);
+  else
+    g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot read: %s", f->path, local->message);
+  g_error_free (local);
+}
+
+/* Reads up to size bytes; *got < size only at the end of the data. */
+static gboolean
+idx_read (IdxFile *f, void *buf, gsize size, gsize *got, GError **error)
+{
+  GError *local = NULL;
+  if (!g_input_stream_read_all (f->stream, buf, size, got, NULL, &local))
+    {
+      set_read_error (f, local, error);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+idx_open (IdxFile *f, const char *path, GError **error)
+{
+  f->path = path;
+  f->stream = NULL;
+  f->gzip = FALSE;
+
+  g_autoptr (GFile) file = g_file_new_for_path (path);
+  GError *local = NULL;
+  g_autoptr (GFileInputStream) fin = g_file_read (file, NULL, &local);
+  if (!fin)
+    {
+      if (g_error_matches (local, G_IO_ERROR, G_IO_ERROR_NOT_FOUND))
+        g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: no such file", path);
+      else if (g_error_matches (local, G_IO_ERROR, G_IO_ERROR_IS_DIRECTORY))
+        g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: is a folder, not an IDX file", path);
+      else
+        g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot open: %s", path, local->message);
+      g_error_free (local);
+      return FALSE;
+    }
+
+  /* Sniff the gzip magic, then rewind: a file stream is seekable. */
+  guint8 magic[2];
+  gsize got = 0;
+  f->stream = G_INPUT_STREAM (g_object_ref (fin));
+  if (!idx_read (f, magic, sizeof magic, &got, error))
+    return FALSE;
+  if (!g_seekable_seek (G_SEEKABLE (fin), 0, G_SEEK_SET, NULL, &local))
+    {
+      set_read_error (f, local, error);
+      return FALSE;
+    }
+  if (got == 2 && magic[0] == 0x1f && magic[1] == 0x8b)
+    {
+      g_autoptr (GZlibDecompressor) z = g_zlib_decompressor_new (G_ZLIB_COMPRESSOR_FORMAT_GZIP);
+      g_object_unref (f->stream);
+      f->stream = g_converter_input_stream_new (G_INPUT_STREAM (fin), G_CONVERTER (z));
+      f->gzip = TRUE;
+    }
+  return TRUE;
+}
+
+static const char *
+idx_type_name (guint type)
+{
+  switch (type)
+    {
+    case 0x08: return "unsigned byte";
+    case 0x09: return "signed byte";
+    case 0x0b: return "int16";
+    case 0x0c: return "int32";
+    case 0x0d: return "float32";
+    case 0x0e: return "float64";
+    default: return NULL;
+    }
+}
+
+/* Reads and checks the header of an IDX file of unsigned bytes with
+ * expected_magic (which fixes the number of dimensions, at most 3), into
+ * dims.  what: "image" or "labels", for messages. */
+static gboolean
+idx_read_header (IdxFile *f, guint32 expected_magic, const char *what,
+                 guint32 dims[3], GError **error)
+{
+  const guint n_dims = expected_magic & 0xff;
+  guint8 head[4 + 4 * 3];
+  gsize want = 4 + 4 * n_dims, got = 0;
+  if (!idx_read (f, head, want, &got, error))
+    return FALSE;
+  if (got < 4)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: not an IDX %s file (only %" G_GSIZE_FORMAT " bytes)", f->path, what, got);
+      return FALSE;
+    }
+  guint32 magic = (guint32) head[0] << 24 | (guint32) head[1] << 16
+                  | (guint32) head[2] << 8 | head[3];
+  const char *type = idx_type_name (head[2]);
+  if (head[0] != 0 || head[1] != 0 || !type || head[3] != n_dims)
+    {
+      /* A labels file given for images (or the other way round) is the
+       * likely mistake: say so. */
+      const char *hint = "";
+      if (magic == IDX_LABELS_MAGIC)
+        hint = "; this is an IDX labels file";
+      else if (magic == IDX_IMAGES_MAGIC)
+        hint = "; this is an IDX image file";
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: not an IDX %s file (magic 0x%08x, expected 0x%08x%s)",
+                   f->path, what, magic, expected_magic, hint);
+      return FALSE;
+    }
+  if (head[2] != 0x08)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: IDX elements are %s (type 0x%02x), expected unsigned bytes (0x08)",
+                   f->path, type, head[2]);
+      return FALSE;
+    }
+  if (got < want)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: truncated IDX header (%" G_GSIZE_FORMAT " bytes, expected %" G_GSIZE_FORMAT ")",
+                   f->path, got, want);
+      return FALSE;
+    }
+  for (guint i = 0; i < n_dims; i++)
+    {
+      const guint8 *p = head + 4 + 4 * i;
+      dims[i] = (guint32) p[0] << 24 | (guint32) p[1] << 16 | (guint32) p[2] << 8 | p[3];
+    }
+  return TRUE;
+}
+
+/* Reads exactly size bytes of element data into a new buffer, then checks
+ * that nothing follows.  contents: what the header declares, as "60000
+ * images of 28x28", for messages. */
+static guint8 *
+idx_read_data (IdxFile *f, gsize size, const char *contents, GError **error)
+{
+  gsize cap = MIN (size, IDX_FIRST_CHUNK), filled = 0;
+  guint8 *buf = g_malloc (cap);
+  for (;;)
+    {
+      gsize got = 0;
+      if (!idx_read (f, buf + filled, cap - filled, &got, error))
+        {
+          g_free (buf);
+          return NULL;
+        }
+      filled += got;
+      if (filled < cap)
+        {
+          g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                       "%s: declares %s but holds only %" G_GSIZE_FORMAT " bytes of the %"
+                       G_GSIZE_FORMAT " needed", f->path, contents, filled, size);
+          g_free (buf);
+          return NULL;
+        }
+      if (filled == size)
+        break;
+      cap = size - cap > cap ? 2 * cap : size;
+      buf = g_realloc (buf, cap);
+    }
+
+  /* Anything after the declared data means the header and the data do not
+   * agree; count it (in a small buffer) so the message says how much. */
+  guint64 extra = 0;
+  guint8 scratch[65536];
+  for (;;)
+    {
+      gsize got = 0;
+      if (!idx_read (f, scratch, sizeof scratch, &got, error))
+        {
+          g_free (buf);
+          return NULL;
+        }
+      extra += got;
+      if (got < sizeof scratch)
+        break;
+    }
+  if (extra > 0)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: %" G_GUINT64_FORMAT " byte%s of trailing data after the %" G_GSIZE_FORMAT
+                   " bytes the header declares (%s)", f->path, extra, extra == 1 ? "" : "s",
+                   size, contents);
+      g_free (buf);
+      return NULL;
+    }
+  return buf;
+}
+
+/* [N, 1, H, W] of byte / 255. */
+static StTensor *
+idx_load_images (const char *path, GError **error)
+{
+  g_auto (IdxFile) f = { 0 };
+  guint32 dims[3];
+  if (!idx_open (&f, path, error)
+      || !idx_read_header (&f, IDX_IMAGES_MAGIC, "image", dims, error))
+    return NULL;
+
+  guint32 n = dims[0], h = dims[1], w = dims[2];
+  if (n == 0 || h == 0 || w == 0)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: declares %u images of %ux%u: no data", path, n, h, w);
+      return NULL;
+    }
+  /* h * w < 2^33 here, so nothing below overflows. */
+  if (n > G_MAXINT || h > IDX_MAX_SIDE || w > IDX_MAX_SIDE
+      || (guint64) h * w > IDX_MAX_BYTES / n
+      || (guint64) n * h * w > G_MAXSIZE / sizeof (float))
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: declares %u images of %ux%u, more than strata accepts "
+                   "(at most %d pixels a side and %" G_GUINT64_FORMAT " bytes in all)",
+                   path, n, h, w, IDX_MAX_SIDE, IDX_MAX_BYTES);
+      return NULL;
+    }
+
+  gsize size = (gsize) n * h * w;
+  g_autofree char *contents = g_strdup_printf ("%u images of %ux%u", n, h, w);
+  g_autofree guint8 *bytes = idx_read_data (&f, size, contents, error);
+  if (!bytes)
+    return NULL;
+  float table[256];
+  for (int i = 0; i < 256; i++)
+    table[i] = (float) i / 255.0f;
+  StTensor *x = st_tensor_new ((StShape) { (int) n, 1, (int) h, (int) w }, error);
+  if (x)
+    for (gsize i = 0; i < size; i++)
+      x->data[i] = table[bytes[i]];
+  return x;
+}
+
+static int *
+idx_load_labels (const char *path, int *n_out, GError **error)
+{
+  g_auto (IdxFile) f = { 0 };
+  guint32 dims[3];
+  if (!idx_open (&f, path, error)
+      || !idx_read_header (&f, IDX_LABELS_MAGIC, "labels", dims, error))
+    return NULL;
+  guint32 n = dims[0];
+  if (n == 0)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA, "%s: declares no labels", path);
+      return NULL;
+    }
+  if (n > G_MAXINT)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: declares %u labels, more than strata accepts", path, n);
+      return NULL;
+    }
+  g_autofree char *contents = g_strdup_printf ("%u labels", n);
+  g_autofree guint8 *bytes = idx_read_data (&f, n, contents, error);
+  if (!bytes)
+    return NULL;
+  int *labels = g_new (int, n);
+  for (guint32 i = 0; i < n; i++)
+    labels[i] = bytes[i];
+  *n_out = (int) n;
+  return labels;
+}
+
+StDataset *
+st_dataset_load_idx (const char *images_path, const char *labels_path, GError **error)
+{
+  g_return_val_if_fail (images_path && labels_path, NULL);
+
+  /* Labels first: they are small, and a bad labels file is reported
+   * without decompressing 47 MB of images. */
+  int n_labels = 0;
+  g_autofree int *labels = idx_load_labels (labels_path, &n_labels, error);
+  if (!labels)
+    return NULL;
+  g_autoptr (StTensor) x = idx_load_images (images_path, error);
+  if (!x)
+    return NULL;
+  if (n_labels != x->shape.n)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: labels file has %d labels, images file has %d images (%s)",
+                   labels_path, n_labels, x->shape.n, images_path);
+      return NULL;
+    }
+
+  StDataset *ds = g_new0 (StDataset, 1);
+  ds->n = n_labels;
+  int max = 0;
+  for (int i = 0; i < n_labels; i++)
+    max = MAX (max, labels[i]);
+  ds->n_classes = max + 1;
+  ds->x = g_steal_pointer (&x);
+  ds->labels = g_steal_pointer (&labels);
+  return ds;
+}
+
+/* DIR/NAME or DIR/NAME.gz for the first of names that exists, else NULL. */
+static char *
+find_idx (const char *dir, const char *const *names)
+{
+  for (int i = 0; names[i]; i++)
+    for (int gz = 0; gz < 2; gz++)
+      {
+        g_autofree char *base = g_strconcat (names[i], gz ? ".gz" : "", NULL);
+        char *path = g_build_filename (dir, base, NULL);
+        if (g_file_test (path, G_FILE_TEST_IS_REGULAR))
+          return path;
+        g_free (path);
+      }
+  return NULL;
+}
+
+StDataset *
+st_dataset_load_idx_dir (const char *dir, gboolean test_set, GError **error)
+{
+  g_return_val_if_fail (dir != NULL, NULL);
+
+  if (!g_file_test (dir, G_FILE_TEST_IS_DIR))
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_IO,
+                   g_file_test (dir, G_FILE_TEST_EXISTS) ? "%s: not a folder" : "%s: no such folder",
+                   dir);
+      return NULL;
+    }
+  const char *prefix = test_set ? "t10k" : "train";
+  /* Some copies (Kaggle's) write ".idx3" for "-idx3"; take both. */
+  g_autofree char *img_name = g_strdup_printf ("%s-images-idx3-ubyte", prefix);
+  g_autofree char *img_alt = g_strdup_printf ("%s-images.idx3-ubyte", prefix);
+  g_autofree char *lab_name = g_strdup_printf ("%s-labels-idx1-ubyte", prefix);
+  g_autofree char *lab_alt = g_strdup_printf ("%s-labels.idx1-ubyte", prefix);
+  const char *img_names[] = { img_name, img_alt, NULL };
+  const char *lab_names[] = { lab_name, lab_alt, NULL };
+  g_autofree char *images = find_idx (dir, img_names);
+  g_autofree char *labels = find_idx (dir, lab_names);
+  if (!images && !labels)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_IO,
+                   "%s: no MNIST-style %s files here: looked for %s and %s, "
+                   "each with or without .gz", dir, test_set ? "test-set" : "training-set",
+                   img_name, lab_name);
+      return NULL;
+    }
+  if (!images || !labels)
+    {
+      g_autofree char *found = g_path_get_basename (images ? images : labels);
+      g_set_error (error, ST_ERROR, ST_ERROR_IO,
+                   "%s: found %s but not %s (with or without .gz)", dir, found,
+                   images ? lab_name : img_name);
+      return NULL;
+    }
+  return st_dataset_load_idx (images, labels, error);
+}
+
+/* ---- Image folders ----------------------------------------------------- */
+
+/* Subfolder names of dir (hidden ones skipped), sorted. */
+static GPtrArray *
+list_subfolders (const char *dir, GError **error)
+{
+  GError *local = NULL;
+  g_autoptr (GDir) d = g_dir_open (dir, 0, &local);
+  if (!d)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot open folder: %s", dir,
+                   local->message);
+      g_error_free (local);
+      return NULL;
+    }
+  GPtrArray *names = g_ptr_array_new_with_free_func (g_free);
+  const char *name;
+  while ((name = g_dir_read_name (d)))
+    {
+      if (name[0] == '.')
+        continue;
+      g_autofree char *path = g_build_filename (dir, name, NULL);
+      if (g_file_test (path, G_FILE_TEST_IS_DIR))
+        g_ptr_array_add (names, g_strdup (name));
+    }
+  g_ptr_array_sort (names, st_compare_strings);
+  return names;
+}
+
+/* Appends every PNG or JPEG under dir (recursively) to paths.  A folder
+ * that cannot be listed is reported like an unreadable image. */
+static void
+collect_images (const char *dir, int depth, GPtrArray *paths, guint *n_skipped)
+{
+  GError *local = NULL;
+  g_autoptr (GDir) d = g_dir_open (dir, 0, &local);
+  if (!d)
+    {
+      fprintf (stderr, "%s: cannot open folder: %s\n", dir, local->message);
+      g_error_free (local);
+      (*n_skipped)++;
+      return;
+    }
+  const char *name;
+  while ((name = g_dir_read_name (d)))
+    {
+      if (name[0] == '.')
+        continue;
+      char *path = g_build_filename (dir, name, NULL);
+      if (g_file_test (path, G_FILE_TEST_IS_DIR))
+        {
+          if (depth < FOLDER_MAX_DEPTH)
+            collect_images (path, depth + 1, paths, n_skipped);
+          g_free (path);
+        }
+      else if (st_image_format_from_name (name) != ST_FORMAT_UNKNOWN)
+        g_ptr_array_add (paths, path);
+      else
+        g_free (path);
+    }
+}
+
+StDataset *
+st_dataset_load_folder (const char *dir, const char *const *class_names,
+                        StSampleFunc convert, gpointer user_data,
+                        guint64 max_pixels, GError **error)
+{
+  g_return_val_if_fail (dir != NULL, NULL);
+
+  if (!g_file_test (dir, G_FILE_TEST_IS_DIR))
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_IO,
+                   g_file_test (dir, G_FILE_TEST_EXISTS) ? "%s: not a folder" : "%s: no such folder",
+                   dir);
+      return NULL;
+    }
+  g_autoptr (GPtrArray) folders = list_subfolders (dir, error);
+  if (!folders)
+    return NULL;
+
+  g_auto (GStrv) classes = NULL;
+  if (class_names)
+    {
+      classes = g_strdupv ((char **) class_names);
+      for (guint i = 0; i < folders->len; i++)
+        if (!g_strv_contains (class_names, folders->pdata[i]))
+          {
+            g_autofree char *list = g_strjoinv ("', '", classes);
+            g_autofree char *path = g_build_filename (dir, folders->pdata[i], NULL);
+            g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                         "%s: folder '%s' is not one of the %u classes ('%s')", path,
+                         (const char *) folders->pdata[i], g_strv_length (classes), list);
+            return NULL;
+          }
+    }
+  else
+    {
+      if (folders->len == 0)
+        {
+          g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                       "%s: no class subfolders (expected DIR/CLASS/image.png ...)", dir);
+          return NULL;
+        }
+      classes = g_new0 (char *, folders->len + 1);
+      for (guint i = 0; i < folders->len; i++)
+        classes[i] = g_strdup (folders->pdata[i]);
+    }
+  int n_classes = (int) g_strv_length (classes);
+
+  /* Every path, class by class, sorted within each class. */
+  guint n_skipped = 0;
+  g_autoptr (GPtrArray) paths = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GArray) path_class = g_array_new (FALSE, FALSE, sizeof (int));
+  for (int c = 0; c < n_classes; c++)
+    {
+      g_autofree char *sub = g_build_filename (dir, classes[c], NULL);
+      if (!g_file_test (sub, G_FILE_TEST_IS_DIR))
+        continue;            /* a listed class without a folder: no samples */
+      guint first = paths->len;
+      collect_images (sub, 0, paths, &n_skipped);
+      if (paths->len > first)
+        qsort (paths->pdata + first, paths->len - first, sizeof (gpointer), st_compare_strings);
+      for (guint i = first; i < paths->len; i++)
+        g_array_append_val (path_class, c);
+    }
+  if (paths->len == 0)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: no images (*.png, *.jpg, *.jpeg) in its class folders", dir);
+      return NULL;
+    }
+  if (paths->len > G_MAXINT)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA, "%s: %u images, too many", dir, paths->len);
+      return NULL;
+    }
+
+  /* x is sized for every file once the first sample fixes the shape, and
+   * shrunk at the end if some were skipped: one copy of the data at most. */
+  g_autoptr (StTensor) x = NULL;
+  g_autofree int *labels = g_new (int, paths->len);
+  gsize sample_numel = 0;
+  int n = 0;
+  for (guint i = 0; i < paths->len; i++)
+    {
+      const char *path = paths->pdata[i];
+      GError *local = NULL;
+      g_autoptr (StTensor) image = st_image_load (path, max_pixels, NULL, &local);
+      if (!image)
+        {
+          /* st_image_load's messages already start with the path. */
+          fprintf (stderr, "%s\n", local->message);
+          g_error_free (local);
+          n_skipped++;
+          continue;
+        }
+      g_autoptr (StTensor) sample = NULL;
+      if (convert)
+        {
+          sample = convert (image, user_data, &local);
+          if (!sample)
+            {
+              if (g_str_has_prefix (local->message, path))
+                g_propagate_error (error, local);
+              else
+                {
+                  g_set_error (error, local->domain, local->code, "%s: %s", path, local->message);
+                  g_error_free (local);
+                }
+              return NULL;
+            }
+        }
+      else
+        sample = g_steal_pointer (&image);
+
+      char got[64], want[64];
+      if (sample->shape.n != 1)
+        {
+          g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
+                       "%s: sample shape %s is not one image (expected 1xCxHxW)", path,
+                       st_shape_format (sample->shape, got, sizeof got));
+          return NULL;
+        }
+      if (!x)
+        {
+          StShape s = sample->shape;
+          s.n = (int) paths->len;
+          x = st_tensor_new (s, error);
+          if (!x)
+            return NULL;
+          sample_numel = st_tensor_numel (sample);
+        }
+      else if (sample->shape.c != x->shape.c || sample->shape.h != x->shape.h
+               || sample->shape.w != x->shape.w)
+        {
+          StShape first = x->shape;
+          first.n = 1;
+          g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
+                       "%s: sample shape %s differs from the first image's %s", path,
+                       st_shape_format (sample->shape, got, sizeof got),
+                       st_shape_format (first, want, sizeof want));
+          return NULL;
+        }
+      memcpy (x->data + (gsize) n * sample_numel, sample->data, sample_numel * sizeof (float));
+      labels[n++] = g_array_index (path_class, int, i);
+    }
+  if (n == 0)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: none of the %u images found could be read", dir, paths->len);
+      return NULL;
+    }
+  if (n < x->shape.n)
+    {
+      StTensor *small = st_tensor_new0 (n, x->shape.c, x->shape.h, x->shape.w);
+      memcpy (small->data, x->data, (gsize) n * sample_numel * sizeof (float));
+      st_tensor_free (x);
+      x = small;
+    }
+
+  StDataset *ds = g_new0 (StDataset, 1);
+  ds->x = g_steal_pointer (&x);
+  ds->labels = g_steal_pointer (&labels);
+  ds->n = n;
+  ds->n_classes = n_classes;
+  ds->class_names = g_steal_pointer (&classes);
+  ds->n_skipped = n_skipped;
+  return ds;
+}
+
+/* ---- Split, truncate, free ----------------------------------------------- */
+
+/* splitmix64: a fixed, local generator, so a seed names the same split in
+ * every version whatever the core's own generator becomes. */
+static guint64
+splitmix64 (guint64 *state)
+{
+  guint64 z = (*state += G_GUINT64_CONSTANT (0x9e3779b97f4a7c15));
+  z = (z ^ (z >> 30)) * G_GUINT64_CONSTANT (0xbf58476d1ce4e5b9);
+  z = (z ^ (z >> 27)) * G_GUINT64_CONSTANT (0x94d049bb133111eb);
+  return z ^ (z >> 31);
+}
+
+/* Uniform in [0, bound), without modulo bias: values below 2^64 mod bound
+ * are rejected (as OpenBSD's arc4random_uniform). */
+static guint64
+bounded (guint64 *state, guint64 bound)
+{
+  guint64 threshold = -bound % bound;
+  for (;;)
+    {
+      guint64 r = splitmix64 (state);
+      if (r >= threshold)
+        return r % bound;
+    }
+}
+
+/* The samples of ds whose keep[i] == want, in order, as a new tensor and
+ * label array (NULL for none). */
+static void
+gather (const StDataset *ds, const gboolean *keep, gboolean want, int count,
+        StTensor **x, int **labels)
+{
+  *x = NULL;
+  *labels = NULL;
+  if (count == 0)
+    return;
+  const StShape s = ds->x->shape;
+  gsize numel = (gsize) s.c * s.h * s.w;
+  *x = st_tensor_new0 (count, s.c, s.h, s.w);
+  *labels = g_new (int, count);
+  int k = 0;
+  for (int i = 0; i < ds->n; i++)
+    if (keep[i] == want)
+      {
+        memcpy ((*x)->data + (gsize) k * numel, ds->x->data + (gsize) i * numel,
+                numel * sizeof (float));
+        (*labels)[k++] = ds->labels[i];
+      }
+}
+
+StDataset *
+st_dataset_split (StDataset *ds, double fraction, guint64 seed)
+{
+  g_return_val_if_fail (ds != NULL, NULL);
+  g_return_val_if_fail (fraction >= 0.0 && fraction <= 1.0, NULL);
+
+  int n = ds->n;
+  int k = (int) (fraction * n + 0.5);
+  /* A proper fraction of two or more samples leaves both sides non-empty,
+   * so a validation split of a small set is never silently empty. */
+  if (fraction > 0.0 && fraction < 1.0 && n >= 2)
+    k = CLAMP (k, 1, n - 1);
+
+  StDataset *out = g_new0 (StDataset, 1);
+  out->n_classes = ds->n_classes;
+  out->class_names = g_strdupv (ds->class_names);
+  if (k == 0)
+    return out;
+
+  /* The first k of a seeded Fisher–Yates shuffle are moved; both parts keep
+   * their original order. */
+  g_autofree int *order = g_new (int, n);
+  for (int i = 0; i < n; i++)
+    order[i] = i;
+  guint64 state = seed;
+  for (int i = 0; i < k; i++)
+    {
+      int j = i + (int) bounded (&state, (guint64) (n - i));
+      int t = order[i];
+      order[i] = order[j];
+      order[j] = t;
+    }
+  g_autofree gboolean *moved = g_new0 (gboolean, n);
+  for (int i = 0; i < k; i++)
+    moved[order[i]] = TRUE;
+
+  StTensor *keep_x, *out_x;
+  int *keep_labels, *out_labels;
+  gather (ds, moved, TRUE, k, &out_x, &out_labels);
+  gather (ds, moved, FALSE, n - k, &keep_x, &keep_labels);
+  out->x = out_x;
+  out->labels = out_labels;
+  out->n = k;
+  st_tensor_free (ds->x);
+  g_free (ds->labels);
+  ds->x = keep_x;
+  ds->labels = keep_labels;
+  ds->n = n - k;
+  return out;
+}
+
+void
+st_dataset_truncate (StDataset *ds, int n)
+{
+  g_return_if_fail (ds != NULL);
+  if (n >= ds->n)
+    return;
+  n = MAX (n, 0);
+  StTensor *x = NULL;
+  if (n > 0)
+    {
+      const StShape s = ds->x->shape;
+      /* A copy rather than a smaller shape on the same block, so the
+       * memory of the dropped samples is given back. */
+      x = st_tensor_new0 (n, s.c, s.h, s.w);
+      memcpy (x->data, ds->x->data, st_tensor_numel (x) * sizeof (float));
+    }
+  st_tensor_free (ds->x);
+  ds->x = x;
+  if (n > 0)
+    ds->labels = g_renew (int, ds->labels, n);
+  else
+    g_clear_pointer (&ds->labels, g_free);
+  ds->n = n;
+}
+
+void
+st_dataset_free (StDataset *ds)
+{
+  if (!ds)
+    return;
+  st_tensor_free (ds->x);
+  g_free (ds->labels);
+  g_strfreev (ds->class_names);
+  g_free (ds);
+}

@@ -1,0 +1,142 @@
+/* strata — activation: an elementwise nonlinearity, as PyTorch's ReLU,
+ * LeakyReLU, Sigmoid, Tanh, ELU and GELU.
+ *
+ * The math is <strata/activation.h>, the same code conv2d and dense run
+ * for their fused activation=, so a separate stage and a fused one agree
+ * bit for bit. */
+#include <strata/strata.h>
+
+#include <stddef.h>
+#include <string.h>
+
+/* ---- Metadata ----------------------------------------------------------- */
+
+typedef struct {
+  int function;                /* StActivation */
+  double slope;
+  double alpha;
+} ActivationConfig;
+
+static const StParamSpec activation_params[] = {
+  { .name = "function", .type = ST_PARAM_ENUM, .default_value = "relu",
+    .choices = ST_ACTIVATION_CHOICES,
+    .help = "the nonlinearity (gelu is the exact erf form, PyTorch's default)",
+    .offset = offsetof (ActivationConfig, function) },
+  /* Non-negative: the backward reads the input's sign from the output's. */
+  { .name = "slope", .type = ST_PARAM_DOUBLE, .default_value = "0.01",
+    .flags = ST_PARAM_HAS_MIN, .min = 0,
+    .help = "leaky_relu: slope for negative inputs (PyTorch's negative_slope)",
+    .offset = offsetof (ActivationConfig, slope) },
+  { .name = "alpha", .type = ST_PARAM_DOUBLE, .default_value = "1",
+    .flags = ST_PARAM_HAS_MIN, .min = 0,
+    .help = "elu: alpha * (exp(x) - 1) for negative inputs",
+    .offset = offsetof (ActivationConfig, alpha) },
+};
+
+static gboolean activation_infer (StStage *stage, GError **error);
+static gboolean activation_run (StStage *stage, const StRunContext *ctx,
+                                const StTensor *const *inputs, StTensor *output,
+                                GError **error);
+static gboolean activation_run_backward (StStage *stage, const StRunContext *ctx,
+                                         const StTensor *const *inputs,
+                                         const StTensor *output,
+                                         const StTensor *grad_output,
+                                         StTensor *const *grad_inputs,
+                                         GError **error);
+
+static const StKind activation_kind = {
+  ST_KIND_HEADER,
+  .name = "activation",
+  .summary = "elementwise relu, leaky_relu, sigmoid, tanh, elu or gelu",
+  .category = ST_CATEGORY_LAYER,
+  .rank = 0,
+  .min_inputs = 1,
+  .max_inputs = 1,
+  .params = activation_params,
+  .n_params = G_N_ELEMENTS (activation_params),
+  .config_size = sizeof (ActivationConfig),
+  .infer = activation_infer,
+  .forward = activation_run,
+  .backward = activation_run_backward,
+};
+
+ST_PLUGIN_DEFINE (&activation_kind)
+
+/* ---- Implementation ------------------------------------------------------- */
+
+static gboolean
+activation_infer (StStage *stage, GError **error)
+{
+  stage->out_shape = stage->in_shapes[0];
+  stage->halo = 0;
+  stage->macs = (double) st_shape_numel (stage->out_shape);
+  return TRUE;
+}
+
+/* The one number the shared math takes: leaky_relu's slope or elu's alpha. */
+static float
+shape_arg (const ActivationConfig *cfg)
+{
+  return (float) (cfg->function == ST_ACT_ELU ? cfg->alpha : cfg->slope);
+}
+
+/* Elements per work item: large enough that scheduling costs nothing. */
+#define CHUNK 16384
+
+typedef struct {
+  StActivation act;
+  float arg;
+  const float *inp;
+  const float *out;            /* backward only */
+  float *dst;                  /* out, or dinp */
+  const float *dout;           /* backward only */
+  gsize numel;
+} Job;
+
+/* out = act(inp); [numel]. */
+static void
+forward_range (gsize begin, gsize end, gpointer data)
+{
+  const Job *j = data;
+  gsize lo = begin * CHUNK, hi = MIN (end * CHUNK, j->numel);
+  st_activation_forward (j->act, j->arg, j->inp + lo, j->dst + lo, hi - lo);
+}
+
+/* dinp = dout ⊙ act'(inp); [numel].  dinp arrives zero-filled, so writing
+ * it is adding into it. */
+static void
+backward_range (gsize begin, gsize end, gpointer data)
+{
+  const Job *j = data;
+  gsize lo = begin * CHUNK, hi = MIN (end * CHUNK, j->numel);
+  memcpy (j->dst + lo, j->dout + lo, (hi - lo) * sizeof (float));
+  st_activation_backward (j->act, j->arg, j->inp + lo, j->out + lo, j->dst + lo, hi - lo);
+}
+
+static gboolean
+activation_run (StStage *stage, const StRunContext *ctx,
+                const StTensor *const *inputs, StTensor *output, GError **error)
+{
+  const ActivationConfig *cfg = stage->config;
+  Job j = { cfg->function, shape_arg (cfg), inputs[0]->data, NULL, output->data,
+            NULL, st_tensor_numel (output) };
+  st_parallel_for (ctx, (j.numel + CHUNK - 1) / CHUNK, forward_range, &j);
+  return TRUE;
+}
+
+/* The input the backward of gelu needs is the one forward saw, which the
+ * core hands back: no copy kept here. */
+static gboolean
+activation_run_backward (StStage *stage, const StRunContext *ctx,
+                         const StTensor *const *inputs, const StTensor *output,
+                         const StTensor *grad_output, StTensor *const *grad_inputs,
+                         GError **error)
+{
+  const ActivationConfig *cfg = stage->config;
+  if (!grad_inputs[0])
+    return TRUE;
+  Job j = { cfg->function, shape_arg (cfg), inputs[0]->data, output->data,
+            grad_inputs[0]->data, grad_output->data, st_tensor_numel (output) };
+  st_parallel_for (ctx, (j.numel + CHUNK - 1) / CHUNK, backward_range, &j);
+  return TRUE;
+}

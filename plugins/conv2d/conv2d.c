@@ -1,0 +1,890 @@
+/* strata — conv2d: the 2-D convolution layer.
+ *
+ * Cross-correlation, as PyTorch's Conv2d and Keras' Conv2D compute it:
+ *
+ *     out(n, o, y, x) = b(o) + Σ_c Σ_i Σ_j w(o, c, i, j) ·
+ *                       in(n, g·C/G + c, y·S − pt + i·D, x·S − pl + j·D)
+ *
+ * with c running over the C/G input channels of output channel o's group g,
+ * zero outside the input, then the fused activation.  Weights are
+ * [out, in/groups, kh, kw], PyTorch's layout, so state_dicts move unchanged.
+ *
+ * Each group is one SGEMM per block of output pixels:
+ *
+ *     out_g [M/G, pixels] = W_g [M/G, K] × col [K, pixels],   K = C/G·kh·kw
+ *
+ * where col is the input unrolled tap by tap (im2col).  A block holds
+ * several small images side by side (a 3×3 map is a useless GEMM width on
+ * its own) or a piece of one large image; the blocks are shared among the
+ * core's threads and OpenBLAS runs single-threaded inside each, so packing,
+ * bias and activation run in parallel too and the two thread pools never
+ * compete for the cores.  A 1×1 convolution at stride 1 without padding
+ * reads the input as its own col matrix. */
+#include <strata/strata.h>
+
+#include <cblas.h>
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+#include <stdlib.h>
+
+/* The packing loops must vectorise; see plugins/kernel/kernel.c. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize ("O3")
+#endif
+
+/* OpenBLAS's own extension, declared by its cblas.h but not by others. */
+void openblas_set_num_threads (int num_threads);
+
+/* ---- Metadata ----------------------------------------------------------- */
+
+/* The symbolic values of the int param 'padding'. */
+enum { PADDING_SAME = -1, PADDING_VALID = -2 };
+
+typedef struct {
+  int filters;
+  StIntList size;
+  StIntList stride;
+  int padding;
+  StIntList dilation;
+  int groups;
+  gboolean bias;
+  int activation;
+  double slope;
+  double alpha;
+} ConvConfig;
+
+static const char *const padding_names[] = { "same", "valid", NULL };
+
+static const StParamSpec conv_params[] = {
+  { .name = "filters", .type = ST_PARAM_INT, .flags = ST_PARAM_REQUIRED
+    | ST_PARAM_HAS_MIN | ST_PARAM_HAS_MAX, .min = 1, .max = 65536,
+    .help = "output channels",
+    .offset = offsetof (ConvConfig, filters) },
+  { .name = "size", .type = ST_PARAM_INT_LIST, .default_value = "3",
+    .flags = ST_PARAM_HAS_MIN | ST_PARAM_HAS_MAX, .min = 1, .max = 1024,
+    .help = "kernel size: one value, or kh,kw",
+    .offset = offsetof (ConvConfig, size) },
+  { .name = "stride", .type = ST_PARAM_INT_LIST, .default_value = "1",
+    .flags = ST_PARAM_HAS_MIN | ST_PARAM_HAS_MAX, .min = 1, .max = 4096,
+    .help = "step between output pixels: one value, or sh,sw",
+    .offset = offsetof (ConvConfig, stride) },
+  { .name = "padding", .type = ST_PARAM_INT, .default_value = "valid",
+    .flags = ST_PARAM_HAS_MIN | ST_PARAM_HAS_MAX, .min = 0, .max = 65536,
+    .choices = padding_names,
+    .help = "valid (none), N zero pixels on every side, or same: output = ceil(input/stride) "
+            "with the padding split as TensorFlow does (extra pixel after; PyTorch's 'same' at stride 1)",
+    .offset = offsetof (ConvConfig, padding) },
+  { .name = "dilation", .type = ST_PARAM_INT_LIST, .default_value = "1",
+    .flags = ST_PARAM_HAS_MIN | ST_PARAM_HAS_MAX, .min = 1, .max = 1024,
+    .help = "spacing between kernel taps: one value, or dh,dw",
+    .offset = offsetof (ConvConfig, dilation) },
+  { .name = "groups", .type = ST_PARAM_INT, .default_value = "1",
+    .flags = ST_PARAM_HAS_MIN | ST_PARAM_HAS_MAX, .min = 1, .max = 65536,
+    .help = "channel groups; input channels and filters must divide by it (groups = channels: depthwise)",
+    .offset = offsetof (ConvConfig, groups) },
+  { .name = "bias", .type = ST_PARAM_BOOL, .default_value = "true",
+    .help = "add a learned bias per filter",
+    .offset = offsetof (ConvConfig, bias) },
+  { .name = "activation", .type = ST_PARAM_ENUM, .default_value = "none",
+    .choices = ST_ACTIVATION_CHOICES,
+    .help = "activation applied to the output",
+    .offset = offsetof (ConvConfig, activation) },
+  /* As the activation stage's: non-negative, since the backward reads the
+   * input's sign from the output's. */
+  { .name = "slope", .type = ST_PARAM_DOUBLE, .default_value = "0.01",
+    .flags = ST_PARAM_HAS_MIN, .min = 0,
+    .help = "leaky_relu: slope for negative inputs (PyTorch's negative_slope)",
+    .offset = offsetof (ConvConfig, slope) },
+  { .name = "alpha", .type = ST_PARAM_DOUBLE, .default_value = "1",
+    .flags = ST_PARAM_HAS_MIN, .min = 0,
+    .help = "elu: alpha * (exp(x) - 1) for negative inputs",
+    .offset = offsetof (ConvConfig, alpha) },
+};
+
+static gboolean conv_infer (StStage *stage, GError **error);
+static gboolean conv_forward (StStage *stage, const StRunContext *ctx,
+                              const StTensor *const *inputs, StTensor *output,
+                              GError **error);
+static gboolean conv_backward (StStage *stage, const StRunContext *ctx,
+                               const StTensor *const *inputs, const StTensor *output,
+                               const StTensor *grad_output, StTensor *const *grad_inputs,
+                               GError **error);
+static void conv_finalize (StStage *stage);
+
+static const StKind conv_kind = {
+  ST_KIND_HEADER,
+  .name = "conv2d",
+  .summary = "2-D convolution layer (im2col + OpenBLAS SGEMM), with groups, dilation and fused activation",
+  .category = ST_CATEGORY_LAYER,
+  .rank = 10,
+  .min_inputs = 1,
+  .max_inputs = 1,
+  .params = conv_params,
+  .n_params = G_N_ELEMENTS (conv_params),
+  .config_size = sizeof (ConvConfig),
+  .infer = conv_infer,
+  .forward = conv_forward,
+  .backward = conv_backward,
+  .finalize = conv_finalize,
+};
+
+ST_PLUGIN_DEFINE (&conv_kind)
+
+/* The one number the shared math takes: leaky_relu's slope or elu's alpha. */
+static float
+act_param (const ConvConfig *cfg)
+{
+  return (float) (cfg->activation == ST_ACT_ELU ? cfg->alpha : cfg->slope);
+}
+
+/* ---- Geometry and state --------------------------------------------------- */
+
+typedef struct {
+  int n, c1, h1, w1;           /* input */
+  int c2, h2, w2;              /* output */
+  int kh, kw, sh, sw, dh, dw;
+  int pt, pb, pl, pr;          /* padding before/after, rows and columns */
+  int groups;
+  int cg, mg, kg;              /* per group: input channels, filters, col rows (cg·kh·kw) */
+  gboolean pointwise;          /* 1×1, stride 1, no padding: col = input */
+} Geom;
+
+/* One task's scratch, kept between calls. */
+typedef struct {
+  float *col;                  /* [kg, cols]: im2col of one group */
+  float *tmp;                  /* [c2, cols]: GEMM output, or dz in backward */
+  float *dcol;                 /* [kg, cols]: the col gradient */
+  float *dw;                   /* [c2, kg]: this task's weight gradient (tasks > 0) */
+  float *db;                   /* [c2] */
+  gsize col_n, tmp_n, dcol_n, dw_n, db_n;
+} Work;
+
+typedef struct {
+  Geom g;
+  int weight, bias;            /* parameter indices; bias -1 without one */
+  float *pre;                  /* pre-activation output, kept only when the activation's backward needs it */
+  gsize pre_n;
+  Work *work;
+  int n_work;
+} Conv;
+
+static void
+work_clear (Work *w)
+{
+  g_free (w->col);
+  g_free (w->tmp);
+  g_free (w->dcol);
+  g_free (w->dw);
+  g_free (w->db);
+  memset (w, 0, sizeof *w);
+}
+
+static void
+conv_free (Conv *cv)
+{
+  if (!cv)
+    return;
+  for (int i = 0; i < cv->n_work; i++)
+    work_clear (&cv->work[i]);
+  g_free (cv->work);
+  g_free (cv->pre);
+  g_free (cv);
+}
+
+static void
+conv_finalize (StStage *stage)
+{
+  g_clear_pointer ((Conv **) &stage->priv, conv_free);
+}
+
+/* A buffer of at least n floats; contents are not kept. */
+static float *
+scratch (float **buf, gsize *have, gsize n)
+{
+  if (*have < n)
+    {
+      g_free (*buf);
+      *buf = g_new (float, n);
+      *have = n;
+    }
+  return *buf;
+}
+
+/* The i-th value of a list given as one value or two. */
+static int
+pick (const StIntList *l, int i)
+{
+  return l->values[l->n == 1 ? 0 : i];
+}
+
+/* Padding before and after along one axis. */
+static void
+axis_padding (int padding, int in, int k, int s, int d, int *before, int *after)
+{
+  gint64 span = (gint64) d * (k - 1) + 1;
+  if (padding == PADDING_SAME)
+    {
+      /* TensorFlow's rule: as little as gives ceil(in / s) outputs, the odd
+       * pixel after.  At stride 1 that is d·(k − 1), PyTorch's 'same'. */
+      gint64 out = ((gint64) in + s - 1) / s;
+      gint64 total = MAX ((out - 1) * s + span - in, 0);
+      *before = (int) (total / 2);
+      *after = (int) (total - total / 2);
+    }
+  else if (padding == PADDING_VALID)
+    *before = *after = 0;
+  else
+    *before = *after = padding;
+}
+
+static gboolean
+check_list (const char *key, const StIntList *l, GError **error)
+{
+  if (l->n == 1 || l->n == 2)
+    return TRUE;
+  g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
+               "key '%s': expected one value or two (height,width), found %d", key, l->n);
+  return FALSE;
+}
+
+static gboolean
+conv_infer (StStage *stage, GError **error)
+{
+  const ConvConfig *cfg = stage->config;
+  StShape in = stage->in_shapes[0];
+
+  if (!check_list ("size", &cfg->size, error) || !check_list ("stride", &cfg->stride, error)
+      || !check_list ("dilation", &cfg->dilation, error))
+    return FALSE;
+  if (in.n <= 0 || in.c <= 0 || in.h <= 0 || in.w <= 0)
+    {
+      char buf[64];
+      g_set_error (error, ST_ERROR, ST_ERROR_SHAPE, "input %s is empty",
+                   st_shape_format (in, buf, sizeof buf));
+      return FALSE;
+    }
+  if (in.c % cfg->groups != 0)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
+                   "%d input channels are not divisible by groups=%d", in.c, cfg->groups);
+      return FALSE;
+    }
+  if (cfg->filters % cfg->groups != 0)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
+                   "filters=%d is not divisible by groups=%d", cfg->filters, cfg->groups);
+      return FALSE;
+    }
+
+  Geom g = {
+    .n = in.n, .c1 = in.c, .h1 = in.h, .w1 = in.w, .c2 = cfg->filters,
+    .kh = pick (&cfg->size, 0), .kw = pick (&cfg->size, 1),
+    .sh = pick (&cfg->stride, 0), .sw = pick (&cfg->stride, 1),
+    .dh = pick (&cfg->dilation, 0), .dw = pick (&cfg->dilation, 1),
+    .groups = cfg->groups,
+  };
+  axis_padding (cfg->padding, g.h1, g.kh, g.sh, g.dh, &g.pt, &g.pb);
+  axis_padding (cfg->padding, g.w1, g.kw, g.sw, g.dw, &g.pl, &g.pr);
+
+  /* 64-bit: padding may be up to 65536 on an image near INT_MAX wide. */
+  gint64 ph = (gint64) g.h1 + g.pt + g.pb, pw = (gint64) g.w1 + g.pl + g.pr;
+  gint64 eh = (gint64) g.dh * (g.kh - 1) + 1, ew = (gint64) g.dw * (g.kw - 1) + 1;
+  if (ph < eh || pw < ew)
+    {
+      if (g.dh > 1 || g.dw > 1)
+        g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
+                     "kernel %dx%d dilated by %dx%d spans %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT
+                     ", larger than the padded input %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT,
+                     g.kh, g.kw, g.dh, g.dw, eh, ew, ph, pw);
+      else
+        g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
+                     "kernel %dx%d is larger than the padded input %" G_GINT64_FORMAT
+                     "x%" G_GINT64_FORMAT, g.kh, g.kw, ph, pw);
+      return FALSE;
+    }
+  gint64 h2 = (ph - eh) / g.sh + 1, w2 = (pw - ew) / g.sw + 1;
+  gint64 k = (gint64) in.c / g.groups * g.kh * g.kw;
+  if (h2 * w2 > G_MAXINT || k > G_MAXINT / 64)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_SHAPE, "output of %" G_GINT64_FORMAT "x%"
+                   G_GINT64_FORMAT " pixels from %" G_GINT64_FORMAT " taps is too large",
+                   h2, w2, k);
+      return FALSE;
+    }
+  g.h2 = (int) h2;
+  g.w2 = (int) w2;
+  g.cg = g.c1 / g.groups;
+  g.mg = g.c2 / g.groups;
+  g.kg = (int) k;
+  g.pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1
+                && g.pt == 0 && g.pb == 0 && g.pl == 0 && g.pr == 0;
+
+  Conv *cv = stage->priv;
+  if (!cv)
+    {
+      cv = g_new0 (Conv, 1);
+      cv->bias = -1;
+      stage->priv = cv;
+    }
+  cv->g = g;
+
+  /* He/Kaiming uniform for ReLU nets; PyTorch's default bias bound. */
+  int wdims[4] = { g.c2, g.cg, g.kh, g.kw };
+  cv->weight = st_stage_declare_param (stage, "weight", wdims, 4, ST_INIT_HE_UNIFORM, 0, TRUE, error);
+  if (cv->weight < 0)
+    return FALSE;
+  if (cfg->bias)
+    {
+      cv->bias = st_stage_declare_param (stage, "bias", &g.c2, 1, ST_INIT_UNIFORM,
+                                         1.0 / sqrt ((double) g.kg), TRUE, error);
+      if (cv->bias < 0)
+        return FALSE;
+    }
+
+  stage->out_shape = (StShape) { g.n, g.c2, g.h2, g.w2 };
+  stage->floored = (ph - eh) % g.sh != 0 || (pw - ew) % g.sw != 0;
+  stage->macs = (double) g.n * g.c2 * g.h2 * g.w2 * (double) g.kg;
+  /* Strips line up with the input only at stride 1 with the kernel centred
+   * ('same', or N = the dilated radius on both sides); otherwise the runner
+   * must hand over the whole image. */
+  gboolean aligned = g.sh == 1 && g.sw == 1
+                     && g.pt + g.pb == eh - 1 && g.pt == (eh - 1) / 2
+                     && g.pl + g.pr == ew - 1 && g.pl == (ew - 1) / 2;
+  stage->halo = aligned ? MAX (MAX (g.pt, g.pb), MAX (g.pl, g.pr)) : ST_HALO_WHOLE;
+  return TRUE;
+}
+
+/* ---- Blocks of output pixels ------------------------------------------------ *
+ * Pixels are numbered over the batch, p = n·H2·W2 + y·W2 + x.  A block is
+ * either whole images [n0, n1) or a piece of one image; the first kind needs
+ * its GEMM output scattered to NCHW, the second writes in place. */
+
+/* Columns of col a block aims for: wide enough for an efficient GEMM, small
+ * enough that col stays in L2. */
+#define COL_BUDGET (256 * 1024)
+#define MIN_COLS 256
+#define MAX_COLS 4096
+/* Multiply-adds a task must have to be worth waking a thread for. */
+#define MIN_TASK_MACS 400000.0
+
+typedef struct {
+  gsize hw;                    /* pixels per image */
+  gboolean split;              /* blocks are pieces of images */
+  int per_block;               /* images per block (!split) or pieces per image (split) */
+  int n_blocks;
+  int n_tasks;
+} Plan;
+
+typedef struct {
+  gsize p0, p1;                /* pixels */
+  int n0, n1;                  /* images touched */
+  gsize q0;                    /* first pixel within image n0 */
+} Block;
+
+static Plan
+plan_blocks (const Geom *g, const StRunContext *ctx)
+{
+  Plan pl = { .hw = (gsize) g->h2 * g->w2 };
+  gsize budget = g_getenv ("XB") ? atoi (g_getenv ("XB")) : COL_BUDGET;
+  gsize mincols = g_getenv ("XMIN") ? atoi (g_getenv ("XMIN")) : MIN_COLS;
+  gsize maxcols = g_getenv ("XMAX") ? atoi (g_getenv ("XMAX")) : MAX_COLS;
+  gsize target = CLAMP (budget / (gsize) g->kg, mincols, maxcols);
+  double macs = (double) g->n * pl.hw * g->kg * g->c2;
+  int threads = MAX (1, MIN (st_parallel_threads (ctx), (int) (macs / MIN_TASK_MACS)));
+  if (g_getenv ("XBLAS"))
+    threads = 1;
+
+  if (pl.hw * 2 >= target)
+    {
+      pl.split = TRUE;
+      gsize pieces = (pl.hw + target - 1) / target;
+      if ((gsize) g->n * pieces < (gsize) threads)
+        pieces = MIN (((gsize) threads + g->n - 1) / g->n, pl.hw);
+      pl.per_block = (int) pieces;
+      pl.n_blocks = g->n * pl.per_block;
+    }
+  else
+    {
+      int per = (int) MAX (target / pl.hw, 1);
+      per = MIN (per, (g->n + threads - 1) / threads);
+      pl.per_block = per;
+      pl.n_blocks = (g->n + per - 1) / per;
+    }
+  pl.n_tasks = MIN (threads, pl.n_blocks);
+  return pl;
+}
+
+static Block
+block_at (const Plan *pl, int b, int n_images)
+{
+  Block k;
+  if (pl->split)
+    {
+      int piece = b % pl->per_block;
+      k.n0 = b / pl->per_block;
+      k.n1 = k.n0 + 1;
+      k.q0 = pl->hw * piece / pl->per_block;
+      gsize q1 = pl->hw * (piece + 1) / pl->per_block;
+      k.p0 = (gsize) k.n0 * pl->hw + k.q0;
+      k.p1 = (gsize) k.n0 * pl->hw + q1;
+    }
+  else
+    {
+      k.n0 = b * pl->per_block;
+      k.n1 = MIN (k.n0 + pl->per_block, n_images);
+      k.q0 = 0;
+      k.p0 = (gsize) k.n0 * pl->hw;
+      k.p1 = (gsize) k.n1 * pl->hw;
+    }
+  return k;
+}
+
+/* Output columns x with 0 ≤ x·s + off < w1: [*lo, *hi). */
+static void
+valid_span (int off, int s, int w1, int w2, int *lo, int *hi)
+{
+  int a = off >= 0 ? 0 : (-off + s - 1) / s;
+  int b = w1 - off <= 0 ? 0 : (w1 - off + s - 1) / s;
+  *lo = MIN (a, w2);
+  *hi = CLAMP (b, *lo, w2);
+}
+
+/* col[k][p − p0] for the pixels [p0, p1) and the group's input channels
+ * from c0: row k = (c·kh + i)·kw + j is tap (i, j) of channel c. */
+static void
+im2col (float *restrict col, const float *restrict in, const Geom *g, int c0,
+        gsize p0, gsize p1)
+{
+  const gsize hw2 = (gsize) g->h2 * g->w2, ld = p1 - p0;
+  const gsize plane = (gsize) g->h1 * g->w1;
+  for (int c = 0; c < g->cg; c++)
+    for (int i = 0; i < g->kh; i++)
+      for (int j = 0; j < g->kw; j++)
+        {
+          float *restrict dst = col + ((gsize) (c * g->kh + i) * g->kw + j) * ld;
+          const int xoff = j * g->dw - g->pl, yoff = i * g->dh - g->pt;
+          int lo, hi;
+          valid_span (xoff, g->sw, g->w1, g->w2, &lo, &hi);
+          for (gsize p = p0; p < p1;)
+            {
+              gsize n = p / hw2, q = p % hw2;
+              int y = (int) (q / g->w2), x = (int) (q % g->w2);
+              int xe = (int) MIN ((gsize) g->w2, x + (p1 - p));
+              int iy = y * g->sh + yoff;
+              if (iy < 0 || iy >= g->h1)
+                memset (dst, 0, sizeof (float) * (xe - x));
+              else
+                {
+                  const float *restrict src = in + (n * g->c1 + c0 + c) * plane
+                                              + (gsize) iy * g->w1 + xoff;
+                  int a = CLAMP (lo, x, xe), b = CLAMP (hi, a, xe);
+                  float *restrict d = dst - x;
+                  for (int xx = x; xx < a; xx++)
+                    d[xx] = 0.0f;
+                  if (g->sw == 1)
+                    memcpy (d + a, src + a, sizeof (float) * (b - a));
+                  else
+                    for (int xx = a; xx < b; xx++)
+                      d[xx] = src[(gsize) xx * g->sw];
+                  for (int xx = b; xx < xe; xx++)
+                    d[xx] = 0.0f;
+                }
+              dst += xe - x;
+              p += xe - x;
+            }
+        }
+}
+
+/* The adjoint of im2col: grad_in += each col entry at the pixel it came from. */
+static void
+col2im_add (float *restrict grad_in, const float *restrict col, const Geom *g,
+            int c0, gsize p0, gsize p1)
+{
+  const gsize hw2 = (gsize) g->h2 * g->w2, ld = p1 - p0;
+  const gsize plane = (gsize) g->h1 * g->w1;
+  for (int c = 0; c < g->cg; c++)
+    for (int i = 0; i < g->kh; i++)
+      for (int j = 0; j < g->kw; j++)
+        {
+          const float *restrict src = col + ((gsize) (c * g->kh + i) * g->kw + j) * ld;
+          const int xoff = j * g->dw - g->pl, yoff = i * g->dh - g->pt;
+          int lo, hi;
+          valid_span (xoff, g->sw, g->w1, g->w2, &lo, &hi);
+          for (gsize p = p0; p < p1;)
+            {
+              gsize n = p / hw2, q = p % hw2;
+              int y = (int) (q / g->w2), x = (int) (q % g->w2);
+              int xe = (int) MIN ((gsize) g->w2, x + (p1 - p));
+              int iy = y * g->sh + yoff;
+              if (iy >= 0 && iy < g->h1)
+                {
+                  float *restrict dst = grad_in + (n * g->c1 + c0 + c) * plane
+                                        + (gsize) iy * g->w1 + xoff;
+                  int a = CLAMP (lo, x, xe), b = CLAMP (hi, a, xe);
+                  const float *restrict s = src - x;
+                  if (g->sw == 1)
+                    for (int xx = a; xx < b; xx++)
+                      dst[xx] += s[xx];
+                  else
+                    for (int xx = a; xx < b; xx++)
+                      dst[(gsize) xx * g->sw] += s[xx];
+                }
+              src += xe - x;
+              p += xe - x;
+            }
+        }
+}
+
+static Work *
+task_work (Conv *cv, int n_tasks)
+{
+  if (cv->n_work < n_tasks)
+    {
+      cv->work = g_renew (Work, cv->work, n_tasks);
+      memset (cv->work + cv->n_work, 0, sizeof (Work) * (n_tasks - cv->n_work));
+      cv->n_work = n_tasks;
+    }
+  return cv->work;
+}
+
+/* ---- Forward ---------------------------------------------------------------- */
+
+typedef struct {
+  Conv *cv;
+  const Plan *pl;
+  const float *in;             /* [N, C1, H1, W1] */
+  const float *w;              /* [C2, C1/G, kh, kw] */
+  const float *b;              /* [C2] or NULL */
+  float *out;                  /* [N, C2, H2, W2] */
+  float *pre;                  /* like out, or NULL */
+  StActivation act;
+  float slope;
+} FwdJob;
+
+/* dst = act(src + b) over one row of one channel; src may be dst. */
+static void
+epilogue (float *dst, float *pre, const float *src, gsize n, float b,
+          StActivation act, float slope)
+{
+  for (gsize i = 0; i < n; i++)
+    dst[i] = src[i] + b;
+  if (pre)
+    memcpy (pre, dst, sizeof (float) * n);
+  st_activation_forward (act, slope, dst, dst, n);
+}
+
+static void
+forward_block (const FwdJob *j, Work *wk, const Block *k)
+{
+  const Geom *g = &j->cv->g;
+  const gsize hw = (gsize) g->h2 * g->w2, cols = k->p1 - k->p0;
+  const gboolean in_place = k->n1 - k->n0 == 1;
+
+  for (int gi = 0; gi < g->groups; gi++)
+    {
+      const float *bmat;
+      gsize ldb;
+      if (g->pointwise && in_place)
+        {
+          bmat = j->in + ((gsize) k->n0 * g->c1 + (gsize) gi * g->cg) * hw + k->q0;
+          ldb = hw;
+        }
+      else
+        {
+          im2col (wk->col, j->in, g, gi * g->cg, k->p0, k->p1);
+          bmat = wk->col;
+          ldb = cols;
+        }
+      float *cmat;
+      gsize ldc;
+      if (in_place)
+        {
+          cmat = j->out + ((gsize) k->n0 * g->c2 + (gsize) gi * g->mg) * hw + k->q0;
+          ldc = hw;
+        }
+      else
+        {
+          cmat = wk->tmp + (gsize) gi * g->mg * cols;
+          ldc = cols;
+        }
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, g->mg, (int) cols, g->kg,
+                   1.0f, j->w + (gsize) gi * g->mg * g->kg, g->kg, bmat, (int) ldb,
+                   0.0f, cmat, (int) ldc);
+    }
+
+  /* Bias and activation while the block is in cache, scattering a
+   * several-image block to NCHW on the way. */
+  for (int n = k->n0; n < k->n1; n++)
+    for (int m = 0; m < g->c2; m++)
+      {
+        gsize off = ((gsize) n * g->c2 + m) * hw + k->q0;
+        const float *src = in_place ? j->out + off
+                           : wk->tmp + (gsize) m * cols + (gsize) (n - k->n0) * hw;
+        epilogue (j->out + off, j->pre ? j->pre + off : NULL, src,
+                  in_place ? cols : hw, j->b ? j->b[m] : 0.0f, j->act, j->slope);
+      }
+}
+
+static void
+forward_tasks (gsize begin, gsize end, gpointer data)
+{
+  const FwdJob *j = data;
+  const Plan *pl = j->pl;
+  for (gsize t = begin; t < end; t++)
+    {
+      Work *wk = &j->cv->work[t];
+      int b0 = (int) ((gsize) pl->n_blocks * t / pl->n_tasks);
+      int b1 = (int) ((gsize) pl->n_blocks * (t + 1) / pl->n_tasks);
+      for (int b = b0; b < b1; b++)
+        {
+          Block k = block_at (pl, b, j->cv->g.n);
+          forward_block (j, wk, &k);
+        }
+    }
+}
+
+/* Largest block of a plan, in pixels. */
+static gsize
+plan_max_cols (const Plan *pl)
+{
+  return pl->split ? (pl->hw + pl->per_block - 1) / pl->per_block
+                   : pl->hw * pl->per_block;
+}
+
+static gboolean
+conv_forward (StStage *stage, const StRunContext *ctx,
+              const StTensor *const *inputs, StTensor *output, GError **error)
+{
+  const ConvConfig *cfg = stage->config;
+  Conv *cv = stage->priv;
+  const Geom *g = &cv->g;
+  StActivation act = cfg->activation;
+
+  /* Parallelism comes from the blocks; a BLAS thread pool on top would
+   * fight the core's for the same cores. */
+  openblas_set_num_threads (g_getenv ("XBLAS") ? st_parallel_threads (ctx) : 1);
+
+  Plan pl = plan_blocks (g, ctx);
+  gsize cols = plan_max_cols (&pl);
+  Work *work = task_work (cv, pl.n_tasks);
+  for (int t = 0; t < pl.n_tasks; t++)
+    {
+      if (!(g->pointwise && pl.split))
+        scratch (&work[t].col, &work[t].col_n, (gsize) g->kg * cols);
+      if (!pl.split)
+        scratch (&work[t].tmp, &work[t].tmp_n, (gsize) g->c2 * cols);
+    }
+  float *pre = NULL;
+  if (st_activation_needs_input (act))
+    pre = scratch (&cv->pre, &cv->pre_n, st_tensor_numel (output));
+
+  FwdJob j = {
+    .cv = cv, .pl = &pl, .in = inputs[0]->data,
+    .w = st_stage_param (stage, cv->weight)->data,
+    .b = cv->bias >= 0 ? st_stage_param (stage, cv->bias)->data : NULL,
+    .out = output->data, .pre = pre, .act = act, .slope = act_param (cfg),
+  };
+  st_parallel_for (ctx, pl.n_tasks, forward_tasks, &j);
+  return TRUE;
+}
+
+/* ---- Backward --------------------------------------------------------------- */
+
+typedef struct {
+  Conv *cv;
+  const Plan *pl;
+  const float *in;             /* [N, C1, H1, W1] */
+  const float *w;              /* [C2, C1/G, kh, kw] */
+  const float *out;            /* [N, C2, H2, W2], after the activation */
+  const float *pre;            /* before it, or NULL */
+  const float *dout;           /* [N, C2, H2, W2] */
+  float *dw;                   /* [C2, C1/G, kh, kw], or NULL */
+  float *db;                   /* [C2], or NULL */
+  float *din;                  /* [N, C1, H1, W1], or NULL */
+  GMutex *din_lock;            /* pieces of one image overlap in din; NULL when blocks are whole images */
+  StActivation act;
+  float slope;
+} BwdJob;
+
+static void
+backward_block (const BwdJob *j, Work *wk, const Block *k, float *dw, float *db)
+{
+  const Geom *g = &j->cv->g;
+  const gsize hw = (gsize) g->h2 * g->w2, cols = k->p1 - k->p0;
+  const gboolean in_place = k->n1 - k->n0 == 1;
+  const gsize seg = in_place ? cols : hw;
+
+  /* dz [C2, cols] = dout ⊙ act'(pre): gathered from NCHW, activation first. */
+  float *dz = wk->tmp;
+  for (int m = 0; m < g->c2; m++)
+    {
+      double sum = 0.0;
+      for (int n = k->n0; n < k->n1; n++)
+        {
+          gsize off = ((gsize) n * g->c2 + m) * hw + k->q0;
+          float *d = dz + (gsize) m * cols + (gsize) (n - k->n0) * hw;
+          memcpy (d, j->dout + off, sizeof (float) * seg);
+          st_activation_backward (j->act, j->slope, j->pre ? j->pre + off : NULL,
+                                  j->out + off, d, seg);
+          for (gsize i = 0; i < seg; i++)
+            sum += d[i];
+        }
+      if (db)
+        db[m] += (float) sum;
+    }
+
+  for (int gi = 0; gi < g->groups; gi++)
+    {
+      const float *dz_g = dz + (gsize) gi * g->mg * cols;
+      const float *w_g = j->w + (gsize) gi * g->mg * g->kg;
+      const float *col;
+      gsize ldcol;
+      gboolean direct = g->pointwise && in_place;
+      if (direct)
+        {
+          col = j->in + ((gsize) k->n0 * g->c1 + (gsize) gi * g->cg) * hw + k->q0;
+          ldcol = hw;
+        }
+      else
+        {
+          im2col (wk->col, j->in, g, gi * g->cg, k->p0, k->p1);
+          col = wk->col;
+          ldcol = cols;
+        }
+
+      /* dW_g [mg, kg] += dz_g [mg, cols] × col^T [cols, kg] */
+      if (dw)
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, g->mg, g->kg, (int) cols,
+                     1.0f, dz_g, (int) cols, col, (int) ldcol,
+                     1.0f, dw + (gsize) gi * g->mg * g->kg, g->kg);
+
+      /* dcol [kg, cols] = W_g^T [kg, mg] × dz_g [mg, cols], then back to pixels;
+       * a 1×1 writes straight into din (pieces are disjoint). */
+      if (!j->din)
+        continue;
+      if (direct)
+        {
+          float *d = j->din + ((gsize) k->n0 * g->c1 + (gsize) gi * g->cg) * hw + k->q0;
+          cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, g->kg, (int) cols, g->mg,
+                       1.0f, w_g, g->kg, dz_g, (int) cols, 1.0f, d, (int) hw);
+          continue;
+        }
+      cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, g->kg, (int) cols, g->mg,
+                   1.0f, w_g, g->kg, dz_g, (int) cols, 0.0f, wk->dcol, (int) cols);
+      if (j->din_lock)
+        g_mutex_lock (j->din_lock);
+      col2im_add (j->din, wk->dcol, g, gi * g->cg, k->p0, k->p1);
+      if (j->din_lock)
+        g_mutex_unlock (j->din_lock);
+    }
+}
+
+static void
+backward_tasks (gsize begin, gsize end, gpointer data)
+{
+  const BwdJob *j = data;
+  const Plan *pl = j->pl;
+  const Geom *g = &j->cv->g;
+  for (gsize t = begin; t < end; t++)
+    {
+      Work *wk = &j->cv->work[t];
+      /* Task 0 adds into the parameter gradients; the others into their
+       * own, summed afterwards in task order so results do not depend on
+       * timing. */
+      float *dw = j->dw, *db = j->db;
+      if (t > 0)
+        {
+          if (dw)
+            {
+              dw = wk->dw;
+              memset (dw, 0, sizeof (float) * g->c2 * g->kg);
+            }
+          if (db)
+            {
+              db = wk->db;
+              memset (db, 0, sizeof (float) * g->c2);
+            }
+        }
+      int b0 = (int) ((gsize) pl->n_blocks * t / pl->n_tasks);
+      int b1 = (int) ((gsize) pl->n_blocks * (t + 1) / pl->n_tasks);
+      for (int b = b0; b < b1; b++)
+        {
+          Block k = block_at (pl, b, g->n);
+          backward_block (j, wk, &k, dw, db);
+        }
+    }
+}
+
+static gboolean
+conv_backward (StStage *stage, const StRunContext *ctx,
+               const StTensor *const *inputs, const StTensor *output,
+               const StTensor *grad_output, StTensor *const *grad_inputs,
+               GError **error)
+{
+  const ConvConfig *cfg = stage->config;
+  Conv *cv = stage->priv;
+  const Geom *g = &cv->g;
+  StActivation act = cfg->activation;
+  StTensor *dw = st_stage_param_grad (stage, cv->weight);
+  StTensor *db = cv->bias >= 0 ? st_stage_param_grad (stage, cv->bias) : NULL;
+  StTensor *din = grad_inputs[0];
+
+  if (st_activation_needs_input (act) && cv->pre_n < st_tensor_numel (output))
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_FAILED,
+                   "backward without a forward of this shape before it");
+      return FALSE;
+    }
+  if (din)
+    st_tensor_zero (din);
+  if (!dw && !db && !din)
+    return TRUE;
+
+  openblas_set_num_threads (g_getenv ("XBLAS") ? st_parallel_threads (ctx) : 1);
+
+  Plan pl = plan_blocks (g, ctx);
+  gsize cols = plan_max_cols (&pl);
+  Work *work = task_work (cv, pl.n_tasks);
+  for (int t = 0; t < pl.n_tasks; t++)
+    {
+      Work *wk = &work[t];
+      scratch (&wk->tmp, &wk->tmp_n, (gsize) g->c2 * cols);
+      if (!(g->pointwise && pl.split))
+        scratch (&wk->col, &wk->col_n, (gsize) g->kg * cols);
+      if (din && !(g->pointwise && pl.split))
+        scratch (&wk->dcol, &wk->dcol_n, (gsize) g->kg * cols);
+      if (t > 0 && dw)
+        scratch (&wk->dw, &wk->dw_n, (gsize) g->c2 * g->kg);
+      if (t > 0 && db)
+        scratch (&wk->db, &wk->db_n, g->c2);
+    }
+
+  GMutex lock;
+  g_mutex_init (&lock);
+  BwdJob j = {
+    .cv = cv, .pl = &pl, .in = inputs[0]->data,
+    .w = st_stage_param (stage, cv->weight)->data,
+    .out = output->data,
+    .pre = st_activation_needs_input (act) ? cv->pre : NULL,
+    .dout = grad_output->data,
+    .dw = dw ? dw->data : NULL,
+    .db = db ? db->data : NULL,
+    .din = din ? din->data : NULL,
+    .din_lock = pl.split && pl.n_tasks > 1 ? &lock : NULL,
+    .act = act, .slope = act_param (cfg),
+  };
+  st_parallel_for (ctx, pl.n_tasks, backward_tasks, &j);
+  g_mutex_clear (&lock);
+
+  for (int t = 1; t < pl.n_tasks; t++)
+    {
+      if (dw)
+        for (gsize i = 0, n = (gsize) g->c2 * g->kg; i < n; i++)
+          dw->data[i] += work[t].dw[i];
+      if (db)
+        for (int i = 0; i < g->c2; i++)
+          db->data[i] += work[t].db[i];
+    }
+  return TRUE;
+}

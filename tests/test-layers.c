@@ -1,0 +1,918 @@
+/* strata — tests of the network layers without weights of their own or
+ * with per-channel ones: maxpool, avgpool, globalavgpool, dropout, flatten,
+ * softmax, activation, batchnorm; and of st_gradcheck itself.
+ *
+ * Every forward is compared with a plain reference written here (naive
+ * loops in double, independent of the plugins' code) over odd sizes,
+ * strides, padding and batches of 1 and 5, with 1 and 3 threads; every
+ * backward (input and parameter gradients) goes through st_gradcheck at a
+ * relative error of 1e-3.  Known answers pin the conventions: which
+ * element a maxpool routes to, softmax's stability, dropout's scaling,
+ * PyTorch's batchnorm momentum rule. */
+#include "context.h"
+#include "registry.h"
+#include "stage.h"
+
+#include <math.h>
+#include <string.h>
+
+static StRegistry *reg;
+static StRunContext *ctxs[2];        /* 1 and 3 threads */
+
+#define TOLERANCE 1e-3
+/* Steps for st_gradcheck.  Float rounding in the loss shrinks as 1/eps, so
+ * linear stages take a large one; maxpool a small one, below the spacing
+ * of st_gradcheck's inputs, so that no step crosses a tie. */
+#define EPS_LINEAR 5e-2
+#define EPS_KINKED 2e-3
+
+/* ---- Helpers ---------------------------------------------------------------- */
+
+/* keys/values from "key=value key=value" (values without spaces); free
+ * with pairs_free. */
+typedef struct {
+  int n;
+  const char *keys[16], *values[16];
+  char **split[16];
+} Pairs;
+
+static void
+pairs_parse (Pairs *p, const char *params)
+{
+  g_auto (GStrv) words = g_strsplit (params ? params : "", " ", -1);
+  p->n = 0;
+  for (int i = 0; words[i]; i++)
+    {
+      if (!*words[i])
+        continue;
+      g_assert_cmpint (p->n, <, 16);
+      p->split[p->n] = g_strsplit (words[i], "=", 2);
+      g_assert_nonnull (p->split[p->n][1]);
+      p->keys[p->n] = p->split[p->n][0];
+      p->values[p->n] = p->split[p->n][1];
+      p->n++;
+    }
+}
+
+static void
+pairs_free (Pairs *p)
+{
+  for (int i = 0; i < p->n; i++)
+    g_strfreev (p->split[i]);
+}
+
+static const StKind *
+kind_of (const char *kind_name)
+{
+  const StKindEntry *entry = st_registry_lookup (reg, kind_name);
+  if (!entry)
+    g_error ("no plugin provides kind '%s'", kind_name);
+  return entry->kind;
+}
+
+/* A stage named name of kind, inferred for shape. */
+static StStage *
+stage_new (const char *kind_name, const char *name, const char *params,
+           StShape shape, GError **error)
+{
+  Pairs p;
+  pairs_parse (&p, params);
+  StStage *stage = st_stage_new (kind_of (kind_name), name, p.keys, p.values, p.n, error);
+  pairs_free (&p);
+  if (stage && !st_stage_infer (stage, &shape, 1, error))
+    g_clear_pointer (&stage, st_stage_free);
+  return stage;
+}
+
+static StStage *
+stage_ok (const char *kind_name, const char *params, StShape shape)
+{
+  g_autoptr (GError) error = NULL;
+  StStage *stage = stage_new (kind_name, kind_name, params, shape, &error);
+  g_assert_no_error (error);
+  return stage;
+}
+
+static StTensor *
+forward (StStage *stage, StRunContext *ctx, const StTensor *in)
+{
+  g_autoptr (GError) error = NULL;
+  StTensor *out = st_tensor_new (stage->out_shape, &error);
+  g_assert_no_error (error);
+  stage->kind->forward (stage, ctx, &in, out, &error);
+  g_assert_no_error (error);
+  return out;
+}
+
+/* Input gradient for grad_output g after the last forward. */
+static StTensor *
+backward (StStage *stage, StRunContext *ctx, const StTensor *in,
+          const StTensor *out, const StTensor *g)
+{
+  g_autoptr (GError) error = NULL;
+  StTensor *din = st_tensor_new (in->shape, NULL);
+  stage->kind->backward (stage, ctx, &in, out, g, &din, &error);
+  g_assert_no_error (error);
+  return din;
+}
+
+static StTensor *
+random_tensor (int n, int c, int h, int w, guint32 seed)
+{
+  StTensor *t = st_tensor_new0 (n, c, h, w);
+  GRand *rand = g_rand_new_with_seed (seed);
+  for (gsize i = 0; i < st_tensor_numel (t); i++)
+    t->data[i] = (float) g_rand_double_range (rand, -2.0, 2.0);
+  g_rand_free (rand);
+  return t;
+}
+
+static float
+at (const StTensor *t, int n, int c, int y, int x)
+{
+  StShape s = t->shape;
+  return t->data[(((gsize) n * s.c + c) * s.h + y) * s.w + x];
+}
+
+static void
+assert_close (const StTensor *got, const double *want, double tol)
+{
+  gsize n = st_tensor_numel (got);
+  for (gsize i = 0; i < n; i++)
+    if (!(fabs (got->data[i] - want[i]) <= tol * MAX (1.0, fabs (want[i]))))
+      g_error ("element %" G_GSIZE_FORMAT ": got %.9g, want %.9g", i, got->data[i], want[i]);
+}
+
+/* st_gradcheck of a stage of kind with params on shape, asserting the
+ * relative error stays under TOLERANCE. */
+static void
+gradcheck (const char *kind_name, const char *params, StShape shape,
+           gboolean training, double eps)
+{
+  g_autoptr (GError) error = NULL;
+  StGradcheckResult result;
+  Pairs p;
+  pairs_parse (&p, params);
+  for (guint64 seed = 1; seed <= 2; seed++)
+    {
+      gboolean ok = st_gradcheck (kind_of (kind_name), p.keys, p.values, p.n, &shape, 1,
+                                  training, seed, eps, TOLERANCE, &result, &error);
+      g_test_message ("%s %s %dx%dx%dx%d%s seed %" G_GUINT64_FORMAT ": %d checked, "
+                      "max relative error %.2e at %s",
+                      kind_name, params ? params : "", shape.n, shape.c, shape.h, shape.w,
+                      training ? " training" : "", seed, result.n_checked,
+                      result.max_rel_error, result.worst);
+      g_assert_no_error (error);
+      g_assert_true (ok);
+      g_assert_cmpint (result.n_checked, >, 0);
+    }
+  pairs_free (&p);
+}
+
+static const StShape batch_shapes[] = {
+  { 1, 3, 7, 5 },
+  { 5, 2, 7, 5 },
+  { 5, 1, 4, 6 },
+};
+
+/* ---- Pooling ------------------------------------------------------------------ */
+
+/* PyTorch's max_pool2d / avg_pool2d (count_include_pad) in plain loops. */
+static double *
+pool_reference (const StTensor *in, gboolean max, int k, int s, int p, int *oh, int *ow)
+{
+  StShape sh = in->shape;
+  *oh = (sh.h + 2 * p - k) / s + 1;
+  *ow = (sh.w + 2 * p - k) / s + 1;
+  double *out = g_new (double, (gsize) sh.n * sh.c * *oh * *ow);
+  gsize o = 0;
+  for (int n = 0; n < sh.n; n++)
+    for (int c = 0; c < sh.c; c++)
+      for (int y = 0; y < *oh; y++)
+        for (int x = 0; x < *ow; x++)
+          {
+            double acc = max ? -INFINITY : 0.0;
+            for (int m = 0; m < k; m++)
+              for (int q = 0; q < k; q++)
+                {
+                  int iy = y * s - p + m, ix = x * s - p + q;
+                  if (iy < 0 || iy >= sh.h || ix < 0 || ix >= sh.w)
+                    continue;
+                  double v = at (in, n, c, iy, ix);
+                  acc = max ? MAX (acc, v) : acc + v;
+                }
+            out[o++] = max ? acc : acc / (k * k);
+          }
+  return out;
+}
+
+typedef struct {
+  const char *params;
+  int k, s, p;
+  gboolean floored_7x5;        /* for a 7x5 input */
+} PoolCase;
+
+static const PoolCase pool_cases[] = {
+  { "size=2", 2, 2, 0, TRUE },
+  { "size=3 stride=2 padding=1", 3, 2, 1, FALSE },
+  { "size=3 stride=1 padding=1", 3, 1, 1, FALSE },
+  { "size=2 stride=1", 2, 1, 0, FALSE },
+  { "size=3", 3, 3, 0, TRUE },
+  { "size=4 stride=3 padding=2", 4, 3, 2, TRUE },
+  { "size=1", 1, 1, 0, FALSE },
+};
+
+static void
+test_pool_reference (gconstpointer data)
+{
+  gboolean max = GPOINTER_TO_INT (data);
+  const char *kind = max ? "maxpool" : "avgpool";
+  for (gsize ci = 0; ci < G_N_ELEMENTS (pool_cases); ci++)
+    for (gsize si = 0; si < G_N_ELEMENTS (batch_shapes); si++)
+      for (int t = 0; t < 2; t++)
+        {
+          const PoolCase *pc = &pool_cases[ci];
+          StShape sh = batch_shapes[si];
+          g_autoptr (StTensor) in = random_tensor (sh.n, sh.c, sh.h, sh.w, 10 + ci);
+          StStage *stage = stage_ok (kind, pc->params, sh);
+          g_autoptr (StTensor) out = forward (stage, ctxs[t], in);
+          int oh, ow;
+          g_autofree double *want = pool_reference (in, max, pc->k, pc->s, pc->p, &oh, &ow);
+          g_assert_cmpint (out->shape.n, ==, sh.n);
+          g_assert_cmpint (out->shape.c, ==, sh.c);
+          g_assert_cmpint (out->shape.h, ==, oh);
+          g_assert_cmpint (out->shape.w, ==, ow);
+          if (sh.h == 7 && sh.w == 5)
+            g_assert_cmpint (stage->floored, ==, pc->floored_7x5);
+          g_assert_cmpfloat (stage->macs, ==, (double) st_tensor_numel (out) * pc->k * pc->k);
+          /* The max is one of the inputs, exactly. */
+          assert_close (out, want, max ? 0.0 : 1e-6);
+          st_stage_free (stage);
+        }
+}
+
+static void
+test_pool_gradcheck (gconstpointer data)
+{
+  gboolean max = GPOINTER_TO_INT (data);
+  for (gsize ci = 0; ci < G_N_ELEMENTS (pool_cases); ci++)
+    for (gsize si = 0; si < G_N_ELEMENTS (batch_shapes); si++)
+      gradcheck (max ? "maxpool" : "avgpool", pool_cases[ci].params, batch_shapes[si],
+                 TRUE, max ? EPS_KINKED : EPS_LINEAR);
+}
+
+static void
+test_maxpool_known (void)
+{
+  /* [[3, 1], [4, 2]]: the max is 4, and the gradient goes to it alone. */
+  g_autoptr (StTensor) in = st_tensor_new0 (1, 1, 2, 2);
+  const float v[4] = { 3, 1, 4, 2 };
+  memcpy (in->data, v, sizeof v);
+  StStage *stage = stage_ok ("maxpool", "size=2", in->shape);
+  g_autoptr (StTensor) out = forward (stage, ctxs[0], in);
+  g_assert_cmpint (st_tensor_numel (out), ==, 1);
+  g_assert_cmpfloat (out->data[0], ==, 4.0f);
+  g_assert_false (stage->floored);
+
+  g_autoptr (StTensor) g = st_tensor_new0 (1, 1, 1, 1);
+  g->data[0] = 1.0f;
+  g_autoptr (StTensor) din = backward (stage, ctxs[0], in, out, g);
+  const float want[4] = { 0, 0, 1, 0 };
+  for (int i = 0; i < 4; i++)
+    g_assert_cmpfloat (din->data[i], ==, want[i]);
+
+  /* Overlapping windows add up: 1x3 input [1, 5, 2], size 2 stride 1. */
+  g_autoptr (StTensor) in2 = st_tensor_new0 (1, 1, 2, 3);
+  const float v2[6] = { 1, 5, 2, 0, 0, 0 };
+  memcpy (in2->data, v2, sizeof v2);
+  StStage *stage2 = stage_ok ("maxpool", "size=2 stride=1", in2->shape);
+  g_autoptr (StTensor) out2 = forward (stage2, ctxs[0], in2);
+  g_assert_cmpint (out2->shape.w, ==, 2);
+  g_assert_cmpfloat (out2->data[0], ==, 5.0f);
+  g_assert_cmpfloat (out2->data[1], ==, 5.0f);
+  g_autoptr (StTensor) g2 = st_tensor_new0 (1, 1, 1, 2);
+  g2->data[0] = 1.0f;
+  g2->data[1] = 2.0f;
+  g_autoptr (StTensor) din2 = backward (stage2, ctxs[0], in2, out2, g2);
+  g_assert_cmpfloat (din2->data[1], ==, 3.0f);
+  g_assert_cmpfloat (din2->data[0] + din2->data[2] + din2->data[3], ==, 0.0f);
+
+  /* Padding never wins, even over negative values. */
+  g_autoptr (StTensor) neg = st_tensor_new0 (1, 1, 2, 2);
+  for (int i = 0; i < 4; i++)
+    neg->data[i] = -1.0f - i;
+  StStage *stage3 = stage_ok ("maxpool", "size=2 stride=1 padding=1", neg->shape);
+  g_autoptr (StTensor) out3 = forward (stage3, ctxs[0], neg);
+  g_assert_cmpint (out3->shape.h, ==, 3);
+  g_assert_cmpfloat (out3->data[0], ==, -1.0f);
+  g_assert_cmpfloat (out3->data[8], ==, -4.0f);
+
+  st_stage_free (stage);
+  st_stage_free (stage2);
+  st_stage_free (stage3);
+}
+
+static void
+test_avgpool_known (void)
+{
+  /* Padding counts as zeros in the divisor (count_include_pad=True). */
+  g_autoptr (StTensor) in = st_tensor_new0 (1, 1, 2, 2);
+  const float v[4] = { 4, 8, 12, 16 };
+  memcpy (in->data, v, sizeof v);
+  StStage *stage = stage_ok ("avgpool", "size=3 stride=2 padding=1", in->shape);
+  g_autoptr (StTensor) out = forward (stage, ctxs[0], in);
+  g_assert_cmpint (out->shape.h, ==, 1);
+  g_assert_cmpint (out->shape.w, ==, 1);
+  g_assert_cmpfloat_with_epsilon (out->data[0], 40.0f / 9.0f, 1e-6);
+  st_stage_free (stage);
+}
+
+static void
+test_globalavgpool (void)
+{
+  for (gsize si = 0; si < G_N_ELEMENTS (batch_shapes); si++)
+    for (int t = 0; t < 2; t++)
+      {
+        StShape sh = batch_shapes[si];
+        g_autoptr (StTensor) in = random_tensor (sh.n, sh.c, sh.h, sh.w, 3);
+        StStage *stage = stage_ok ("globalavgpool", NULL, sh);
+        g_assert_cmpint (stage->halo, ==, ST_HALO_WHOLE);
+        g_autoptr (StTensor) out = forward (stage, ctxs[t], in);
+        g_assert_cmpint (out->shape.n, ==, sh.n);
+        g_assert_cmpint (out->shape.c, ==, sh.c);
+        g_assert_cmpint (out->shape.h, ==, 1);
+        g_assert_cmpint (out->shape.w, ==, 1);
+        g_autofree double *want = g_new0 (double, (gsize) sh.n * sh.c);
+        for (int n = 0; n < sh.n; n++)
+          for (int c = 0; c < sh.c; c++)
+            {
+              for (int y = 0; y < sh.h; y++)
+                for (int x = 0; x < sh.w; x++)
+                  want[n * sh.c + c] += at (in, n, c, y, x);
+              want[n * sh.c + c] /= sh.h * sh.w;
+            }
+        assert_close (out, want, 1e-6);
+        st_stage_free (stage);
+        gradcheck ("globalavgpool", NULL, sh, TRUE, EPS_LINEAR);
+      }
+}
+
+static void
+test_pool_errors (void)
+{
+  g_autoptr (GError) error = NULL;
+  StStage *stage = stage_new ("maxpool", "pool1", "size=2", (StShape) { 1, 1, 1, 1 }, &error);
+  g_assert_null (stage);
+  g_assert_error (error, ST_ERROR, ST_ERROR_SHAPE);
+  g_assert_true (g_str_has_prefix (error->message, "stage 'pool1' (maxpool): "));
+  g_assert_nonnull (strstr (error->message, "pool 2x2 leaves no output for input 1x1"));
+  g_clear_error (&error);
+
+  stage = stage_new ("avgpool", "pool2", "size=5 padding=1", (StShape) { 1, 1, 2, 9 }, &error);
+  g_assert_null (stage);
+  g_assert_error (error, ST_ERROR, ST_ERROR_SHAPE);
+  g_assert_true (g_str_has_prefix (error->message, "stage 'pool2' (avgpool): "));
+  g_assert_nonnull (strstr (error->message, "pool 5x5 with padding 1 leaves no output for input 2x9"));
+  g_clear_error (&error);
+
+  /* PyTorch's limit: padding at most half the window. */
+  stage = stage_new ("maxpool", "pool3", "size=3 padding=2", (StShape) { 1, 1, 8, 8 }, &error);
+  g_assert_null (stage);
+  g_assert_error (error, ST_ERROR, ST_ERROR_PIPELINE);
+  g_assert_nonnull (strstr (error->message, "key 'padding'"));
+  g_clear_error (&error);
+
+  /* 2x2 on 2x2 is fine and exact; halo is whole unless rows line up. */
+  stage = stage_new ("maxpool", "pool4", "size=2", (StShape) { 1, 1, 2, 2 }, &error);
+  g_assert_no_error (error);
+  g_assert_false (stage->floored);
+  g_assert_cmpint (stage->halo, ==, ST_HALO_WHOLE);
+  st_stage_free (stage);
+  stage = stage_new ("maxpool", "pool5", "size=3 stride=1 padding=1", (StShape) { 1, 1, 4, 4 },
+                     &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (stage->halo, ==, 1);
+  st_stage_free (stage);
+}
+
+/* ---- Dropout --------------------------------------------------------------- */
+
+static void
+test_dropout_inference (void)
+{
+  g_autoptr (StTensor) in = random_tensor (5, 3, 7, 5, 4);
+  StStage *stage = stage_ok ("dropout", "rate=0.5", in->shape);
+  ctxs[0]->training = FALSE;
+  g_autoptr (StTensor) out = forward (stage, ctxs[0], in);
+  g_assert_cmpmem (out->data, st_tensor_numel (out) * sizeof (float),
+                   in->data, st_tensor_numel (in) * sizeof (float));
+  g_autoptr (StTensor) g = random_tensor (5, 3, 7, 5, 5);
+  g_autoptr (StTensor) din = backward (stage, ctxs[0], in, out, g);
+  g_assert_cmpmem (din->data, st_tensor_numel (din) * sizeof (float),
+                   g->data, st_tensor_numel (g) * sizeof (float));
+  st_stage_free (stage);
+}
+
+/* The mask a training forward drew with a context seeded with seed. */
+static StTensor *
+dropout_once (StStage *stage, const StTensor *in, guint64 seed)
+{
+  g_autoptr (StRunContext) ctx = st_run_context_new (1, seed);
+  ctx->training = TRUE;
+  return forward (stage, ctx, in);
+}
+
+static void
+test_dropout_training (void)
+{
+  const double rate = 0.3;
+  g_autoptr (StTensor) in = random_tensor (4, 5, 25, 20, 6);
+  gsize n = st_tensor_numel (in);
+  StStage *stage = stage_ok ("dropout", "rate=0.3", in->shape);
+  g_autoptr (StTensor) out = dropout_once (stage, in, 42);
+  float scale = (float) (1.0 / (1.0 - rate));
+  gsize zeroed = 0;
+  for (gsize i = 0; i < n; i++)
+    {
+      if (out->data[i] == 0.0f)
+        zeroed++;
+      else
+        g_assert_cmpfloat (out->data[i], ==, in->data[i] * scale);
+    }
+  /* 10000 draws: the standard deviation of the fraction is 0.0046. */
+  double frac = (double) zeroed / n;
+  g_test_message ("dropout rate 0.3 zeroed %.4f", frac);
+  g_assert_cmpfloat (fabs (frac - rate), <, 0.025);
+
+  /* Backward routes the gradient through the same mask, scaled. */
+  g_autoptr (StTensor) g = random_tensor (4, 5, 25, 20, 7);
+  g_autoptr (StRunContext) ctx = st_run_context_new (1, 0);
+  ctx->training = TRUE;
+  g_autoptr (StTensor) din = backward (stage, ctx, in, out, g);
+  for (gsize i = 0; i < n; i++)
+    g_assert_cmpfloat (din->data[i], ==, out->data[i] == 0.0f ? 0.0f : g->data[i] * scale);
+
+  /* The same seed draws the same mask; another seed another one. */
+  g_autoptr (StTensor) again = dropout_once (stage, in, 42);
+  g_assert_cmpmem (again->data, n * sizeof (float), out->data, n * sizeof (float));
+  g_autoptr (StTensor) other = dropout_once (stage, in, 43);
+  g_assert_cmpint (memcmp (other->data, out->data, n * sizeof (float)), !=, 0);
+
+  /* rate=0 keeps everything, even in training. */
+  StStage *keep = stage_ok ("dropout", "rate=0", in->shape);
+  g_autoptr (StTensor) kept = dropout_once (keep, in, 42);
+  g_assert_cmpmem (kept->data, n * sizeof (float), in->data, n * sizeof (float));
+
+  st_stage_free (stage);
+  st_stage_free (keep);
+}
+
+static void
+test_dropout_errors (void)
+{
+  g_autoptr (GError) error = NULL;
+  StStage *stage = stage_new ("dropout", "drop1", "rate=1", (StShape) { 1, 1, 2, 2 }, &error);
+  g_assert_null (stage);
+  g_assert_error (error, ST_ERROR, ST_ERROR_PIPELINE);
+  g_assert_true (g_str_has_prefix (error->message, "stage 'drop1' (dropout): key 'rate'"));
+  g_clear_error (&error);
+  stage = stage_new ("dropout", "drop2", "rate=-0.1", (StShape) { 1, 1, 2, 2 }, &error);
+  g_assert_null (stage);
+  g_assert_error (error, ST_ERROR, ST_ERROR_PIPELINE);
+}
+
+static void
+test_dropout_gradcheck (void)
+{
+  for (gsize si = 0; si < G_N_ELEMENTS (batch_shapes); si++)
+    {
+      gradcheck ("dropout", "rate=0.4", batch_shapes[si], TRUE, EPS_LINEAR);
+      gradcheck ("dropout", "rate=0.4", batch_shapes[si], FALSE, EPS_LINEAR);
+    }
+}
+
+/* ---- Flatten ----------------------------------------------------------------- */
+
+static void
+test_flatten (void)
+{
+  g_autoptr (StTensor) in = random_tensor (5, 3, 7, 5, 8);
+  StStage *stage = stage_ok ("flatten", NULL, in->shape);
+  g_autoptr (StTensor) out = forward (stage, ctxs[0], in);
+  g_assert_cmpint (out->shape.n, ==, 5);
+  g_assert_cmpint (out->shape.c, ==, 3 * 7 * 5);
+  g_assert_cmpint (out->shape.h, ==, 1);
+  g_assert_cmpint (out->shape.w, ==, 1);
+  g_assert_cmpint (stage->halo, ==, ST_HALO_WHOLE);
+  /* PyTorch's order: feature (c·H + y)·W + x of sample n. */
+  for (int n = 0; n < 5; n++)
+    for (int c = 0; c < 3; c++)
+      for (int y = 0; y < 7; y++)
+        for (int x = 0; x < 5; x++)
+          g_assert_cmpfloat (at (out, n, (c * 7 + y) * 5 + x, 0, 0), ==, at (in, n, c, y, x));
+  st_stage_free (stage);
+  for (gsize si = 0; si < G_N_ELEMENTS (batch_shapes); si++)
+    gradcheck ("flatten", NULL, batch_shapes[si], TRUE, EPS_LINEAR);
+}
+
+/* ---- Softmax --------------------------------------------------------------- */
+
+static void
+test_softmax_reference (void)
+{
+  const StShape shapes[] = { { 1, 10, 1, 1 }, { 5, 4, 3, 5 }, { 5, 1, 2, 2 }, { 2, 7, 7, 5 } };
+  for (gsize si = 0; si < G_N_ELEMENTS (shapes); si++)
+    for (int t = 0; t < 2; t++)
+      {
+        StShape sh = shapes[si];
+        g_autoptr (StTensor) in = random_tensor (sh.n, sh.c, sh.h, sh.w, 9);
+        StStage *stage = stage_ok ("softmax", NULL, sh);
+        g_assert_cmpint (stage->halo, ==, 0);
+        g_autoptr (StTensor) out = forward (stage, ctxs[t], in);
+        g_autofree double *want = g_new (double, st_tensor_numel (in));
+        for (int n = 0; n < sh.n; n++)
+          for (int y = 0; y < sh.h; y++)
+            for (int x = 0; x < sh.w; x++)
+              {
+                double sum = 0.0, total = 0.0;
+                for (int c = 0; c < sh.c; c++)
+                  sum += exp (at (in, n, c, y, x));
+                for (int c = 0; c < sh.c; c++)
+                  {
+                    double v = exp (at (in, n, c, y, x)) / sum;
+                    want[(((gsize) n * sh.c + c) * sh.h + y) * sh.w + x] = v;
+                    total += at (out, n, c, y, x);
+                  }
+                g_assert_cmpfloat (fabs (total - 1.0), <, 1e-6);
+              }
+        assert_close (out, want, 1e-6);
+        st_stage_free (stage);
+        gradcheck ("softmax", NULL, sh, TRUE, 2e-2);
+      }
+}
+
+static void
+test_softmax_stable (void)
+{
+  g_autoptr (StTensor) big = st_tensor_new0 (1, 3, 1, 1);
+  g_autoptr (StTensor) small = st_tensor_new0 (1, 3, 1, 1);
+  for (int c = 0; c < 3; c++)
+    {
+      big->data[c] = 1000.0f + c;
+      small->data[c] = (float) c;
+    }
+  StStage *stage = stage_ok ("softmax", NULL, big->shape);
+  g_autoptr (StTensor) a = forward (stage, ctxs[0], big);
+  g_autoptr (StTensor) b = forward (stage, ctxs[0], small);
+  double sum = exp (0) + exp (1) + exp (2);
+  for (int c = 0; c < 3; c++)
+    {
+      g_assert_true (isfinite (a->data[c]));
+      g_assert_cmpfloat (a->data[c], ==, b->data[c]);
+      g_assert_cmpfloat_with_epsilon (a->data[c], exp (c) / sum, 1e-6);
+    }
+  st_stage_free (stage);
+}
+
+/* ---- Activation ------------------------------------------------------------ */
+
+typedef struct {
+  const char *params;
+  double (*fn) (double x, double arg);
+  double arg;
+} ActCase;
+
+static double ref_none (double x, double a) { return x; }
+static double ref_relu (double x, double a) { return x > 0 ? x : 0; }
+static double ref_leaky (double x, double a) { return x > 0 ? x : a * x; }
+static double ref_sigmoid (double x, double a) { return 1.0 / (1.0 + exp (-x)); }
+static double ref_tanh (double x, double a) { return tanh (x); }
+static double ref_elu (double x, double a) { return x > 0 ? x : a * (exp (x) - 1.0); }
+static double ref_gelu (double x, double a) { return 0.5 * x * (1.0 + erf (x / sqrt (2.0))); }
+
+static const ActCase act_cases[] = {
+  { "", ref_relu, 0 },                                  /* relu is the default */
+  { "function=none", ref_none, 0 },
+  { "function=relu", ref_relu, 0 },
+  { "function=leaky_relu", ref_leaky, 0.01 },
+  { "function=leaky_relu slope=0.2", ref_leaky, 0.2 },
+  { "function=sigmoid", ref_sigmoid, 0 },
+  { "function=tanh", ref_tanh, 0 },
+  { "function=elu", ref_elu, 1.0 },
+  { "function=elu alpha=0.7", ref_elu, 0.7 },
+  { "function=gelu", ref_gelu, 0 },
+};
+
+static void
+test_activation (void)
+{
+  for (gsize ai = 0; ai < G_N_ELEMENTS (act_cases); ai++)
+    for (gsize si = 0; si < G_N_ELEMENTS (batch_shapes); si++)
+      {
+        const ActCase *ac = &act_cases[ai];
+        StShape sh = batch_shapes[si];
+        g_autoptr (StTensor) in = random_tensor (sh.n, sh.c, sh.h, sh.w, 11);
+        StStage *stage = stage_ok ("activation", ac->params, sh);
+        g_autoptr (StTensor) out = forward (stage, ctxs[si % 2], in);
+        g_autofree double *want = g_new (double, st_tensor_numel (in));
+        for (gsize i = 0; i < st_tensor_numel (in); i++)
+          want[i] = ac->fn (in->data[i], ac->arg);
+        assert_close (out, want, 1e-6);
+        st_stage_free (stage);
+        gradcheck ("activation", ac->params, sh, TRUE, 1e-2);
+      }
+}
+
+/* ---- Batchnorm ------------------------------------------------------------- */
+
+/* Batch statistics per channel, as PyTorch: biased var and unbiased var. */
+static void
+batch_stats (const StTensor *in, int c, double *mean, double *var, double *var_unbiased)
+{
+  StShape s = in->shape;
+  double m = (double) s.n * s.h * s.w, sum = 0.0, sq = 0.0;
+  for (int n = 0; n < s.n; n++)
+    for (int y = 0; y < s.h; y++)
+      for (int x = 0; x < s.w; x++)
+        sum += at (in, n, c, y, x);
+  *mean = sum / m;
+  for (int n = 0; n < s.n; n++)
+    for (int y = 0; y < s.h; y++)
+      for (int x = 0; x < s.w; x++)
+        sq += (at (in, n, c, y, x) - *mean) * (at (in, n, c, y, x) - *mean);
+  *var = sq / m;
+  *var_unbiased = sq / (m - 1);
+}
+
+static void
+set_param (StStage *stage, int index, const double *values)
+{
+  StTensor *t = st_stage_param (stage, index);
+  for (gsize i = 0; i < st_tensor_numel (t); i++)
+    t->data[i] = (float) values[i];
+}
+
+static void
+test_batchnorm_params (void)
+{
+  StStage *stage = stage_ok ("batchnorm", NULL, (StShape) { 2, 3, 4, 4 });
+  const char *names[] = { "batchnorm.weight", "batchnorm.bias", "batchnorm.running_mean",
+                          "batchnorm.running_var" };
+  const float init[] = { 1, 0, 0, 1 };
+  const gboolean trainable[] = { TRUE, TRUE, FALSE, FALSE };
+  g_assert_cmpint (st_stage_n_params (stage), ==, 4);
+  for (int i = 0; i < 4; i++)
+    {
+      StParam *p = st_stage_get_param (stage, i);
+      g_assert_cmpstr (p->full_name, ==, names[i]);
+      g_assert_cmpint (p->rank, ==, 1);
+      g_assert_cmpint (p->dims[0], ==, 3);
+      g_assert_cmpint (p->trainable, ==, trainable[i]);
+      for (int c = 0; c < 3; c++)
+        g_assert_cmpfloat (p->value->data[c], ==, init[i]);
+    }
+  st_stage_free (stage);
+}
+
+static void
+test_batchnorm_training (void)
+{
+  const StShape shapes[] = { { 5, 3, 7, 5 }, { 1, 2, 3, 4 }, { 8, 6, 1, 1 } };
+  const double momentum = 0.3, eps = 1e-3;
+  for (gsize si = 0; si < G_N_ELEMENTS (shapes); si++)
+    {
+      StShape sh = shapes[si];
+      g_autoptr (StTensor) in = random_tensor (sh.n, sh.c, sh.h, sh.w, 12);
+      /* Shift each channel so that the running statistics move visibly. */
+      for (gsize i = 0; i < st_tensor_numel (in); i++)
+        in->data[i] = in->data[i] * 1.5f + (float) ((i / (sh.h * sh.w)) % sh.c);
+      StStage *stage = stage_ok ("batchnorm", "momentum=0.3 eps=1e-3", sh);
+      g_autofree double *w = g_new (double, sh.c);
+      g_autofree double *b = g_new (double, sh.c);
+      g_autofree double *rm = g_new (double, sh.c);
+      g_autofree double *rv = g_new (double, sh.c);
+      for (int c = 0; c < sh.c; c++)
+        {
+          w[c] = 0.5 + c;
+          b[c] = 0.25 * c - 1.0;
+          rm[c] = 0.1 * c;
+          rv[c] = 2.0 + c;
+        }
+      set_param (stage, 0, w);
+      set_param (stage, 1, b);
+      set_param (stage, 2, rm);
+      set_param (stage, 3, rv);
+
+      ctxs[si % 2]->training = TRUE;
+      g_autoptr (StTensor) out = forward (stage, ctxs[si % 2], in);
+      ctxs[si % 2]->training = FALSE;
+
+      g_autofree double *want = g_new (double, st_tensor_numel (in));
+      for (int c = 0; c < sh.c; c++)
+        {
+          double mean, var, var_u;
+          batch_stats (in, c, &mean, &var, &var_u);
+          for (int n = 0; n < sh.n; n++)
+            for (int y = 0; y < sh.h; y++)
+              for (int x = 0; x < sh.w; x++)
+                want[(((gsize) n * sh.c + c) * sh.h + y) * sh.w + x]
+                  = (at (in, n, c, y, x) - mean) / sqrt (var + eps) * w[c] + b[c];
+          /* PyTorch: running = (1 − momentum) · running + momentum · batch,
+           * with the unbiased variance. */
+          g_assert_cmpfloat_with_epsilon (st_stage_param (stage, 2)->data[c],
+                                          (1 - momentum) * rm[c] + momentum * mean, 1e-5);
+          g_assert_cmpfloat_with_epsilon (st_stage_param (stage, 3)->data[c],
+                                          (1 - momentum) * rv[c] + momentum * var_u, 1e-5);
+        }
+      assert_close (out, want, 1e-5);
+      st_stage_free (stage);
+    }
+}
+
+static void
+test_batchnorm_inference (void)
+{
+  g_autoptr (StTensor) in = random_tensor (5, 3, 7, 5, 13);
+  StStage *stage = stage_ok ("batchnorm", NULL, in->shape);
+  const double w[3] = { 2.0, -1.0, 0.5 }, b[3] = { 0.5, 0.0, -3.0 };
+  const double rm[3] = { 0.25, -1.0, 3.0 }, rv[3] = { 4.0, 0.01, 1.0 };
+  set_param (stage, 0, w);
+  set_param (stage, 1, b);
+  set_param (stage, 2, rm);
+  set_param (stage, 3, rv);
+  ctxs[0]->training = FALSE;
+  g_autoptr (StTensor) out = forward (stage, ctxs[0], in);
+  g_autofree double *want = g_new (double, st_tensor_numel (in));
+  for (gsize i = 0; i < st_tensor_numel (in); i++)
+    {
+      int c = (int) ((i / 35) % 3);
+      want[i] = (in->data[i] - rm[c]) / sqrt (rv[c] + 1e-5) * w[c] + b[c];
+    }
+  assert_close (out, want, 1e-5);
+  /* Inference leaves the running statistics alone. */
+  for (int c = 0; c < 3; c++)
+    {
+      g_assert_cmpfloat (st_stage_param (stage, 2)->data[c], ==, (float) rm[c]);
+      g_assert_cmpfloat (st_stage_param (stage, 3)->data[c], ==, (float) rv[c]);
+    }
+  /* A known value: x = 1.25 in channel 0 gives (1.25 − 0.25) / ~2 · 2 + 0.5. */
+  in->data[0] = 1.25f;
+  g_autoptr (StTensor) out2 = forward (stage, ctxs[0], in);
+  g_assert_cmpfloat_with_epsilon (out2->data[0], 1.5f, 1e-5);
+  st_stage_free (stage);
+}
+
+static void
+test_batchnorm_errors (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StTensor) in = random_tensor (1, 3, 1, 1, 14);
+  StStage *stage = stage_ok ("batchnorm", NULL, in->shape);
+  g_autoptr (StTensor) out = st_tensor_new (stage->out_shape, NULL);
+  g_autoptr (StRunContext) ctx = st_run_context_new (1, 0);
+  ctx->training = TRUE;
+  const StTensor *ins[1] = { in };
+  g_assert_false (stage->kind->forward (stage, ctx, ins, out, &error));
+  g_assert_error (error, ST_ERROR, ST_ERROR_SHAPE);
+  g_assert_nonnull (strstr (error->message, "more than one value per channel"));
+  st_stage_free (stage);
+}
+
+static void
+test_batchnorm_gradcheck (void)
+{
+  const StShape shapes[] = { { 5, 3, 7, 5 }, { 2, 3, 3, 2 }, { 1, 2, 4, 3 }, { 8, 6, 1, 1 } };
+  for (gsize si = 0; si < G_N_ELEMENTS (shapes); si++)
+    {
+      /* Every output of a channel moves with each input: a large step to
+       * lift the difference above their rounding. */
+      gradcheck ("batchnorm", NULL, shapes[si], TRUE, 0.1);
+      gradcheck ("batchnorm", "momentum=0.5 eps=0.1", shapes[si], TRUE, 0.1);
+      gradcheck ("batchnorm", NULL, shapes[si], FALSE, 0.05);
+    }
+}
+
+/* ---- st_gradcheck itself ------------------------------------------------------- */
+
+/* A kind whose backward is wrong: out = 2·in, but grad_in = grad_out. */
+static gboolean
+double_infer (StStage *stage, GError **error)
+{
+  stage->out_shape = stage->in_shapes[0];
+  return TRUE;
+}
+
+static gboolean
+double_forward (StStage *stage, const StRunContext *ctx, const StTensor *const *inputs,
+                StTensor *output, GError **error)
+{
+  for (gsize i = 0; i < st_tensor_numel (output); i++)
+    output->data[i] = 2.0f * inputs[0]->data[i];
+  return TRUE;
+}
+
+static gboolean
+double_backward_wrong (StStage *stage, const StRunContext *ctx,
+                       const StTensor *const *inputs, const StTensor *output,
+                       const StTensor *grad_output, StTensor *const *grad_inputs,
+                       GError **error)
+{
+  memcpy (grad_inputs[0]->data, grad_output->data,
+          st_tensor_numel (grad_output) * sizeof (float));
+  grad_inputs[0]->data[0] *= 2.0f;   /* right for one element only */
+  return TRUE;
+}
+
+static const StKind wrong_kind = {
+  ST_KIND_HEADER,
+  .name = "wrong",
+  .summary = "out = 2 in, with a wrong backward",
+  .min_inputs = 1,
+  .max_inputs = 1,
+  .infer = double_infer,
+  .forward = double_forward,
+  .backward = double_backward_wrong,
+};
+
+static const StKind no_backward_kind = {
+  ST_KIND_HEADER,
+  .name = "forward-only",
+  .summary = "out = 2 in",
+  .min_inputs = 1,
+  .max_inputs = 1,
+  .infer = double_infer,
+  .forward = double_forward,
+};
+
+static void
+test_gradcheck_catches (void)
+{
+  g_autoptr (GError) error = NULL;
+  StGradcheckResult result;
+  StShape sh = { 2, 3, 4, 5 };
+  g_assert_false (st_gradcheck (&wrong_kind, NULL, NULL, 0, &sh, 1, TRUE, 1, 1e-2,
+                                TOLERANCE, &result, &error));
+  g_assert_error (error, ST_ERROR, ST_ERROR_FAILED);
+  g_test_message ("%s", error->message);
+  g_assert_cmpint (result.n_checked, ==, 120);
+  g_assert_cmpfloat (result.max_rel_error, >, 0.1);
+  g_assert_nonnull (strstr (result.worst, "input 0"));
+  g_clear_error (&error);
+
+  g_assert_false (st_gradcheck (&no_backward_kind, NULL, NULL, 0, &sh, 1, TRUE, 1, 1e-2,
+                                TOLERANCE, NULL, &error));
+  g_assert_error (error, ST_ERROR, ST_ERROR_PLUGIN);
+  g_clear_error (&error);
+
+  /* A bad parameter is the stage's error. */
+  const char *key = "size", *value = "0";
+  g_assert_false (st_gradcheck (kind_of ("maxpool"), &key, &value, 1, &sh, 1, TRUE, 1,
+                                1e-2, TOLERANCE, NULL, &error));
+  g_assert_error (error, ST_ERROR, ST_ERROR_PIPELINE);
+  g_clear_error (&error);
+
+  /* Big tensors are sampled, not checked whole. */
+  StShape big = { 4, 8, 16, 16 };
+  g_assert_true (st_gradcheck (kind_of ("flatten"), NULL, NULL, 0, &big, 1, TRUE, 1, 1e-2,
+                               TOLERANCE, &result, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (result.n_checked, <=, 200);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  reg = st_registry_new (NULL);
+  ctxs[0] = st_run_context_new (1, 1);
+  ctxs[1] = st_run_context_new (3, 1);
+
+  g_test_add_data_func ("/layers/maxpool/reference", GINT_TO_POINTER (TRUE), test_pool_reference);
+  g_test_add_data_func ("/layers/maxpool/gradcheck", GINT_TO_POINTER (TRUE), test_pool_gradcheck);
+  g_test_add_func ("/layers/maxpool/known", test_maxpool_known);
+  g_test_add_data_func ("/layers/avgpool/reference", GINT_TO_POINTER (FALSE), test_pool_reference);
+  g_test_add_data_func ("/layers/avgpool/gradcheck", GINT_TO_POINTER (FALSE), test_pool_gradcheck);
+  g_test_add_func ("/layers/avgpool/known", test_avgpool_known);
+  g_test_add_func ("/layers/globalavgpool", test_globalavgpool);
+  g_test_add_func ("/layers/pool/errors", test_pool_errors);
+  g_test_add_func ("/layers/dropout/inference", test_dropout_inference);
+  g_test_add_func ("/layers/dropout/training", test_dropout_training);
+  g_test_add_func ("/layers/dropout/errors", test_dropout_errors);
+  g_test_add_func ("/layers/dropout/gradcheck", test_dropout_gradcheck);
+  g_test_add_func ("/layers/flatten", test_flatten);
+  g_test_add_func ("/layers/softmax/reference", test_softmax_reference);
+  g_test_add_func ("/layers/softmax/stable", test_softmax_stable);
+  g_test_add_func ("/layers/activation", test_activation);
+  g_test_add_func ("/layers/batchnorm/params", test_batchnorm_params);
+  g_test_add_func ("/layers/batchnorm/training", test_batchnorm_training);
+  g_test_add_func ("/layers/batchnorm/inference", test_batchnorm_inference);
+  g_test_add_func ("/layers/batchnorm/errors", test_batchnorm_errors);
+  g_test_add_func ("/layers/batchnorm/gradcheck", test_batchnorm_gradcheck);
+  g_test_add_func ("/gradcheck/catches", test_gradcheck_catches);
+
+  int status = g_test_run ();
+  st_run_context_free (ctxs[0]);
+  st_run_context_free (ctxs[1]);
+  st_registry_free (reg);
+  return status;
+}

@@ -1,0 +1,358 @@
+/* Training end to end through the CLI: a synthetic task learnt perfectly,
+ * determinism and resume, refused options, classifier predictions, and
+ * Fashion-MNIST when its Debian package is installed. */
+#include "image.h"
+
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <string.h>
+
+static const char *exe;
+
+typedef struct {
+  int status;
+  char *out, *err;
+} Result;
+
+static Result
+run_argv (const char *const *argv)
+{
+  g_autoptr (GPtrArray) args = g_ptr_array_new ();
+  g_ptr_array_add (args, (char *) exe);
+  for (int i = 0; argv[i]; i++)
+    g_ptr_array_add (args, (char *) argv[i]);
+  g_ptr_array_add (args, NULL);
+  Result r = { 0 };
+  int wait_status;
+  g_autoptr (GError) error = NULL;
+  g_assert_true (g_spawn_sync (NULL, (char **) args->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+                               &r.out, &r.err, &wait_status, &error));
+  g_assert_true (WIFEXITED (wait_status));
+  r.status = WEXITSTATUS (wait_status);
+  g_test_message ("stdout: %s\nstderr: %s", r.out, r.err);
+  return r;
+}
+
+#define RUN(...) run_argv ((const char *const[]) { __VA_ARGS__, NULL })
+
+static void
+result_clear (Result *r)
+{
+  g_free (r->out);
+  g_free (r->err);
+}
+
+static void
+put_be32 (GByteArray *a, guint32 v)
+{
+  guint8 b[4] = { v >> 24, v >> 16, v >> 8, v };
+  g_byte_array_append (a, b, 4);
+}
+
+/* Bright-left versus bright-right 8x8 images, with noise, as IDX files. */
+static void
+write_synthetic_idx (const char *dir, const char *prefix, int n, guint32 seed)
+{
+  GRand *rand = g_rand_new_with_seed (seed);
+  g_autoptr (GByteArray) images = g_byte_array_new ();
+  g_autoptr (GByteArray) labels = g_byte_array_new ();
+  put_be32 (images, 0x803);
+  put_be32 (images, n);
+  put_be32 (images, 8);
+  put_be32 (images, 8);
+  put_be32 (labels, 0x801);
+  put_be32 (labels, n);
+  for (int i = 0; i < n; i++)
+    {
+      guint8 label = (guint8) (i % 2);
+      g_byte_array_append (labels, &label, 1);
+      for (int y = 0; y < 8; y++)
+        for (int x = 0; x < 8; x++)
+          {
+            gboolean bright = label ? x >= 4 : x < 4;
+            guint8 v = (guint8) CLAMP ((bright ? 170 : 60) + g_rand_int_range (rand, -50, 50), 0, 255);
+            g_byte_array_append (images, &v, 1);
+          }
+    }
+  g_rand_free (rand);
+  g_autofree char *ip = g_strdup_printf ("%s/%s-images-idx3-ubyte", dir, prefix);
+  g_autofree char *lp = g_strdup_printf ("%s/%s-labels-idx1-ubyte", dir, prefix);
+  g_assert_true (g_file_set_contents (ip, (char *) images->data, images->len, NULL));
+  g_assert_true (g_file_set_contents (lp, (char *) labels->data, labels->len, NULL));
+}
+
+static const char *tiny_pipeline =
+  "[pipeline]\ninput=1x8x8\nlabels=left;right\n"
+  "[conv]\ntype=conv2d\nfilters=4\nsize=3\nactivation=relu\n"
+  "[drop]\ntype=dropout\nrate=0.1\n"
+  "[fc]\ntype=dense\nunits=2\n"
+  "[prob]\ntype=softmax\n";
+
+typedef struct {
+  char *dir, *data, *ini;
+} Fixture;
+
+static void
+fixture_set_up (Fixture *f, gconstpointer unused)
+{
+  f->dir = g_dir_make_tmp ("strata-train-XXXXXX", NULL);
+  f->data = g_build_filename (f->dir, "data", NULL);
+  g_mkdir (f->data, 0755);
+  write_synthetic_idx (f->data, "train", 400, 1);
+  write_synthetic_idx (f->data, "t10k", 100, 2);
+  f->ini = g_build_filename (f->dir, "tiny.ini", NULL);
+  g_assert_true (g_file_set_contents (f->ini, tiny_pipeline, -1, NULL));
+}
+
+static void
+remove_tree (const char *path)
+{
+  if (g_file_test (path, G_FILE_TEST_IS_DIR))
+    {
+      g_autoptr (GDir) d = g_dir_open (path, 0, NULL);
+      const char *name;
+      while (d && (name = g_dir_read_name (d)))
+        {
+          g_autofree char *child = g_build_filename (path, name, NULL);
+          remove_tree (child);
+        }
+      g_rmdir (path);
+    }
+  else
+    g_unlink (path);
+}
+
+static void
+fixture_tear_down (Fixture *f, gconstpointer unused)
+{
+  remove_tree (f->dir);
+  g_free (f->dir);
+  g_free (f->data);
+  g_free (f->ini);
+}
+
+static double
+eval_accuracy (const char *ini, const char *data, const char *weights)
+{
+  Result r = RUN ("eval", ini, "--data", data, "--weights", weights, "--format", "json");
+  g_assert_cmpint (r.status, ==, 0);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_assert_true (json_parser_load_from_data (parser, r.out, -1, NULL));
+  JsonObject *o = json_node_get_object (json_parser_get_root (parser));
+  double acc = json_object_get_double_member (o, "accuracy");
+  g_assert_cmpint (json_object_get_int_member (o, "images"), ==, 100);
+  g_assert_cmpint (json_array_get_length (json_object_get_array_member (o, "confusion")), ==, 2);
+  result_clear (&r);
+  return acc;
+}
+
+static void
+test_synthetic_learns (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *w = g_build_filename (f->dir, "w.safetensors", NULL);
+  Result r = RUN ("train", f->ini, "--data", f->data, "-o", w, "--epochs", "6", "--batch", "16",
+                  "--lr", "0.01", "--seed", "3", "--quiet");
+  g_assert_cmpint (r.status, ==, 0);
+  result_clear (&r);
+  g_assert_cmpfloat (eval_accuracy (f->ini, f->data, w), ==, 1.0);
+
+  /* The log has a line per epoch, and the plot is a PNG. */
+  g_autofree char *csv = g_build_filename (f->dir, "w.csv", NULL);
+  g_autofree char *log = NULL;
+  g_assert_true (g_file_get_contents (csv, &log, NULL, NULL));
+  g_auto (GStrv) lines = g_strsplit (g_strstrip (log), "\n", -1);
+  g_assert_cmpint (g_strv_length (lines), ==, 7);
+  g_autofree char *png = g_build_filename (f->dir, "w.png", NULL);
+  StImageInfo info;
+  g_autoptr (StTensor) plot = st_image_load (png, 0, &info, NULL);
+  g_assert_nonnull (plot);
+  g_assert_cmpint (plot->shape.w, >, 400);
+}
+
+static gboolean
+same_file_contents (const char *a, const char *b)
+{
+  g_autofree char *da = NULL, *db = NULL;
+  gsize la, lb;
+  g_assert_true (g_file_get_contents (a, &da, &la, NULL));
+  g_assert_true (g_file_get_contents (b, &db, &lb, NULL));
+  return la == lb && memcmp (da, db, la) == 0;
+}
+
+static void
+test_seed_and_resume (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *a = g_build_filename (f->dir, "a.safetensors", NULL);
+  g_autofree char *b = g_build_filename (f->dir, "b.safetensors", NULL);
+  g_autofree char *c = g_build_filename (f->dir, "c.safetensors", NULL);
+  g_autofree char *d = g_build_filename (f->dir, "d.safetensors", NULL);
+  g_autofree char *ckpt = g_build_filename (f->dir, "c.ckpt.safetensors", NULL);
+  Result r = RUN ("train", f->ini, "--data", f->data, "-o", a, "--epochs", "3", "--batch", "32",
+                  "--seed", "7", "-j", "2", "--quiet");
+  g_assert_cmpint (r.status, ==, 0);
+  result_clear (&r);
+  r = RUN ("train", f->ini, "--data", f->data, "-o", b, "--epochs", "3", "--batch", "32",
+           "--seed", "7", "-j", "2", "--quiet");
+  g_assert_cmpint (r.status, ==, 0);
+  result_clear (&r);
+  g_assert_true (same_file_contents (a, b));
+
+  /* Another seed gives other weights. */
+  r = RUN ("train", f->ini, "--data", f->data, "-o", d, "--epochs", "3", "--batch", "32",
+           "--seed", "8", "-j", "2", "--quiet");
+  g_assert_cmpint (r.status, ==, 0);
+  result_clear (&r);
+  g_assert_false (same_file_contents (a, d));
+
+  /* One epoch, then two more from its checkpoint: the same as three at once. */
+  r = RUN ("train", f->ini, "--data", f->data, "-o", c, "--epochs", "1", "--batch", "32",
+           "--seed", "7", "-j", "2", "--quiet");
+  g_assert_cmpint (r.status, ==, 0);
+  result_clear (&r);
+  r = RUN ("train", f->ini, "--data", f->data, "-o", c, "--epochs", "3", "--batch", "32",
+           "--seed", "7", "-j", "2", "--quiet", "--resume", ckpt);
+  g_assert_cmpint (r.status, ==, 0);
+  result_clear (&r);
+  g_assert_true (same_file_contents (a, c));
+}
+
+static void
+test_bad_options (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *w = g_build_filename (f->dir, "w.safetensors", NULL);
+  struct { const char *args[4]; const char *message; } cases[] = {
+    { { "--lr", "-0.1" }, "--lr" },
+    { { "--batch", "0" }, "--batch" },
+    { { "--epochs", "0" }, "--epochs" },
+    { { "--optimizer", "adagrad" }, "--optimizer" },
+    { { "--val-split", "1.5" }, "--val-split" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      Result r = RUN ("train", f->ini, "--data", f->data, "-o", w, cases[i].args[0], cases[i].args[1]);
+      g_assert_cmpint (r.status, ==, 2);
+      g_assert_true (strstr (r.err, cases[i].message));
+      result_clear (&r);
+    }
+  g_assert_false (g_file_test (w, G_FILE_TEST_EXISTS));
+
+  /* A filter pipeline has nothing to train and no class scores. */
+  Result r = RUN ("train", "sharpen", "--data", f->data, "-o", w);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_true (strstr (r.err, "no stage has trainable parameters"));
+  result_clear (&r);
+  g_autofree char *not_scores = g_build_filename (f->dir, "conv.ini", NULL);
+  g_file_set_contents (not_scores, "[pipeline]\ninput=1x8x8\n[c]\ntype=conv2d\nfilters=3\nsize=3\n", -1, NULL);
+  r = RUN ("train", not_scores, "--data", f->data, "-o", w);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_true (strstr (r.err, "expected class scores"));
+  result_clear (&r);
+  /* Labels up to 1 but only one score... a 1-unit output is refused; a
+   * 2-class net on 3-class data is too. */
+  write_synthetic_idx (f->data, "train", 10, 4);
+  g_autofree char *labels = g_build_filename (f->data, "train-labels-idx1-ubyte", NULL);
+  g_autofree char *bytes = NULL;
+  gsize len;
+  g_file_get_contents (labels, &bytes, &len, NULL);
+  bytes[8] = 5;
+  g_file_set_contents (labels, bytes, len, NULL);
+  r = RUN ("train", f->ini, "--data", f->data, "-o", w);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_true (strstr (r.err, "labels up to 5"));
+  result_clear (&r);
+}
+
+static void
+test_predictions_csv (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *w = g_build_filename (f->dir, "w.safetensors", NULL);
+  Result r = RUN ("train", f->ini, "--data", f->data, "-o", w, "--epochs", "2", "--quiet");
+  g_assert_cmpint (r.status, ==, 0);
+  result_clear (&r);
+  g_autofree char *photos = g_build_filename (f->dir, "photos", NULL);
+  g_mkdir (photos, 0755);
+  for (int i = 0; i < 5; i++)
+    {
+      g_autoptr (StTensor) t = st_tensor_new0 (1, 1, 8, 8);
+      for (int x = 0; x < 64; x++)
+        t->data[x] = ((x % 8) < 4) == (i % 2) ? 0.2f : 0.7f;
+      g_autofree char *name = g_strdup_printf ("%s/p%d.png", photos, i);
+      g_assert_true (st_image_save (t, name, ST_FORMAT_PNG, 8, 90, NULL));
+    }
+  g_autofree char *bad = g_build_filename (photos, "bad.png", NULL);
+  g_file_set_contents (bad, "nope", 4, NULL);
+  g_autofree char *csv = g_build_filename (f->dir, "pred.csv", NULL);
+  r = RUN ("run", f->ini, photos, "-o", csv, "--weights", w, "--top", "2", "--quiet");
+  g_assert_cmpint (r.status, ==, 1);
+  g_assert_true (strstr (r.err, "bad.png: "));
+  result_clear (&r);
+  g_autofree char *text = NULL;
+  g_assert_true (g_file_get_contents (csv, &text, NULL, NULL));
+  g_auto (GStrv) lines = g_strsplit (g_strstrip (text), "\n", -1);
+  g_assert_cmpint (g_strv_length (lines), ==, 6);
+  g_assert_cmpstr (lines[0], ==, "path,label,probability,label_2,probability_2");
+  for (int i = 1; i < 6; i++)
+    {
+      g_auto (GStrv) cells = g_strsplit (lines[i], ",", -1);
+      g_assert_cmpint (g_strv_length (cells), ==, 5);
+      double sum = g_ascii_strtod (cells[2], NULL) + g_ascii_strtod (cells[4], NULL);
+      g_assert_cmpfloat_with_epsilon (sum, 1.0, 1e-5);
+      g_assert_true (strcmp (cells[1], "left") == 0 || strcmp (cells[1], "right") == 0);
+    }
+  /* The same as JSON lines on standard output. */
+  r = RUN ("run", f->ini, photos, "--weights", w, "--format", "jsonl", "--quiet");
+  g_assert_cmpint (r.status, ==, 1);
+  g_auto (GStrv) json_lines = g_strsplit (g_strstrip (r.out), "\n", -1);
+  g_assert_cmpint (g_strv_length (json_lines), ==, 5);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_assert_true (json_parser_load_from_data (parser, json_lines[0], -1, NULL));
+  result_clear (&r);
+  /* Without weights a classifier is refused. */
+  r = RUN ("run", f->ini, photos, "-o", csv, "--overwrite");
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_true (strstr (r.err, "no weights"));
+  result_clear (&r);
+}
+
+static void
+test_fashion_mnist_subset (Fixture *f, gconstpointer unused)
+{
+  const char *dir = "/usr/share/datasets/fashion-mnist";
+  if (!g_file_test (dir, G_FILE_TEST_IS_DIR))
+    {
+      g_test_skip ("dataset-fashion-mnist is not installed");
+      return;
+    }
+  g_autofree char *ini = g_build_filename (STRATA_SOURCE_ROOT, "pipelines", "keras-mnist.ini", NULL);
+  g_autofree char *w = g_build_filename (f->dir, "km.safetensors", NULL);
+  Result r = RUN ("train", ini, "--data", dir, "-o", w, "--epochs", "1", "--limit", "2000", "--quiet");
+  g_assert_cmpint (r.status, ==, 0);
+  result_clear (&r);
+  r = RUN ("eval", ini, "--data", dir, "--weights", w, "--limit", "2000", "--format", "json");
+  g_assert_cmpint (r.status, ==, 0);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_assert_true (json_parser_load_from_data (parser, r.out, -1, NULL));
+  double acc = json_object_get_double_member (json_node_get_object (json_parser_get_root (parser)), "accuracy");
+  g_test_message ("accuracy after one epoch on 2000 images: %.3f", acc);
+  g_assert_cmpfloat (acc, >, 0.60);
+  result_clear (&r);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  exe = g_getenv ("STRATA_EXE");
+  if (!exe)
+    {
+      g_printerr ("STRATA_EXE is not set: run this test through 'meson test'\n");
+      return 1;
+    }
+  g_test_add ("/train/synthetic-learns", Fixture, NULL, fixture_set_up, test_synthetic_learns, fixture_tear_down);
+  g_test_add ("/train/seed-and-resume", Fixture, NULL, fixture_set_up, test_seed_and_resume, fixture_tear_down);
+  g_test_add ("/train/bad-options", Fixture, NULL, fixture_set_up, test_bad_options, fixture_tear_down);
+  g_test_add ("/train/predictions", Fixture, NULL, fixture_set_up, test_predictions_csv, fixture_tear_down);
+  g_test_add ("/train/fashion-mnist-subset", Fixture, NULL, fixture_set_up, test_fashion_mnist_subset, fixture_tear_down);
+  return g_test_run ();
+}
