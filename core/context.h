@@ -5,7 +5,6 @@
 
 G_BEGIN_DECLS
 
-typedef struct _StRng StRng;
 typedef struct _StPool StPool;
 
 StRng  *st_rng_new (guint64 seed);

@@ -278,12 +278,27 @@ st_gradcheck (const StKind *kind, const char *const *keys,
   Check c = { stage, ctx, { 0 }, inputs, output, r };
   st_rng_get_state (ctx->rng, c.rng_state);
 
-  /* Analytic: one forward, one backward with grad_output = R. */
+  /* Analytic: one forward, one backward with grad_output = R.  Parameter
+   * gradients start from a known offset rather than zero, so a backward
+   * that overwrites them instead of adding into them is caught. */
+  const float offset = 0.5f;
+  for (int p = 0; p < st_stage_n_params (stage); p++)
+    {
+      StTensor *g = st_stage_get_param (stage, p)->grad;
+      for (gsize k = 0; k < st_tensor_numel (g); k++)
+        g->data[k] = offset;
+    }
   double base;
   if (!loss (&c, &base, error)
       || !kind->backward (stage, ctx, (const StTensor *const *) inputs, output, r,
                           grad_inputs, error))
     goto out;
+  for (int p = 0; p < st_stage_n_params (stage); p++)
+    {
+      StTensor *g = st_stage_get_param (stage, p)->grad;
+      for (gsize k = 0; k < st_tensor_numel (g); k++)
+        g->data[k] -= offset;
+    }
 
   for (int i = 0; i < n_inputs; i++)
     {

@@ -142,6 +142,7 @@ typedef struct _StKind StKind;
 typedef struct _StStage StStage;
 typedef struct _StStagePrivate StStagePrivate;
 typedef struct _StRunContext StRunContext;
+typedef struct _StRng StRng;   /* a seeded random generator, see st_rng_*() */
 
 #define ST_HALO_WHOLE (-1)     /* the stage needs its whole input */
 
@@ -180,7 +181,7 @@ struct _StRunContext {
   gboolean training;           /* dropout and batchnorm read it; FALSE when running a pipeline */
   /* Seeded, so a run is repeatable; use with st_rng_*() from the calling
    * thread only (not inside st_parallel_for()'s fn). */
-  struct _StRng *rng;
+  StRng *rng;
   struct _StPool *pool;        /* use through st_parallel_for() */
 };
 
@@ -250,6 +251,8 @@ typedef struct {
 /* The one symbol a plugin exports.  ST_PLUGIN_DEFINE (&a_kind, &b_kind)
  * defines it at file scope for the listed kinds, with this ABI version. */
 #define ST_PLUGIN_ENTRY "strata_plugin_info"
+/* Declared here so that a plugin's own tests can call it to get its kinds. */
+G_MODULE_EXPORT const StPluginInfo *strata_plugin_info (void);
 #define ST_PLUGIN_DEFINE(...)                                            \
   G_MODULE_EXPORT const StPluginInfo *strata_plugin_info (void);         \
   G_MODULE_EXPORT const StPluginInfo *strata_plugin_info (void)          \
@@ -325,9 +328,9 @@ void st_parallel_for (const StRunContext *ctx, gsize n, StRangeFunc fn,
 int  st_parallel_threads (const StRunContext *ctx);
 
 /* Uniform in [0, 1) and standard normal, from the context's generator. */
-double st_rng_uniform (struct _StRng *rng);
-double st_rng_normal  (struct _StRng *rng);
+double st_rng_uniform (StRng *rng);
+double st_rng_normal  (StRng *rng);
 /* 64 random bits. */
-guint64 st_rng_next   (struct _StRng *rng);
+guint64 st_rng_next   (StRng *rng);
 
 G_END_DECLS

@@ -1,15 +1,13 @@
 /* test-scale — checks the scale stage's backward against finite
  * differences with st_gradcheck, the checker strata uses on its own layers.
  *
- * scale.c is compiled into this program, so its strata_plugin_info() gives
+ * scale.c is compiled into this program, so its strata_plugin_info()
+ * (declared by the SDK, defined by ST_PLUGIN_DEFINE) gives
  * the kind directly: no plugin search path, and a failure points at the
  * source.  Exits 1 when any gradient is off. */
 #include <strata/strata.h>
 
 #include <stdio.h>
-
-/* Defined by ST_PLUGIN_DEFINE in scale.c; the SDK declares no prototype. */
-const StPluginInfo *strata_plugin_info (void);
 
 /* scale is linear in each of x, weight and bias, so a large step costs no
  * truncation error and keeps float rounding in the loss small. */
