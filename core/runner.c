@@ -4,6 +4,8 @@
 #include "param.h"
 #include "train.h"
 
+#include <json-glib/json-glib.h>
+
 #include <glib/gstdio.h>
 
 #include <errno.h>
@@ -631,20 +633,38 @@ append_csv_field (GString *s, const char *field)
   g_string_append_c (s, '"');
 }
 
+/* One JSON object on one line: {"path", "label", "probability", "top": [...]}. */
 static void
-append_json_string (GString *s, const char *text)
+append_json_line (GString *s, const char *path, GPtrArray *names, const float *probs,
+                  const int *order, int k)
 {
-  g_string_append_c (s, '"');
-  for (const unsigned char *c = (const unsigned char *) text; *c; c++)
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "path");
+  json_builder_add_string_value (b, path);
+  json_builder_set_member_name (b, "label");
+  json_builder_add_string_value (b, names->pdata[order[0]]);
+  json_builder_set_member_name (b, "probability");
+  json_builder_add_double_value (b, probs[order[0]]);
+  json_builder_set_member_name (b, "top");
+  json_builder_begin_array (b);
+  for (int i = 0; i < k; i++)
     {
-      if (*c == '"' || *c == '\\')
-        g_string_append_printf (s, "\\%c", *c);
-      else if (*c < 0x20)
-        g_string_append_printf (s, "\\u%04x", *c);
-      else
-        g_string_append_c (s, *c);
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "label");
+      json_builder_add_string_value (b, names->pdata[order[i]]);
+      json_builder_set_member_name (b, "probability");
+      json_builder_add_double_value (b, probs[order[i]]);
+      json_builder_end_object (b);
     }
-  g_string_append_c (s, '"');
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  json_generator_set_root (gen, root);
+  g_autofree char *text = json_generator_to_data (gen, NULL);
+  g_string_append (s, text);
+  g_string_append_c (s, '\n');
 }
 
 /* One row per image that ran, in input order: the path, the best label and
@@ -686,20 +706,7 @@ write_predictions (const StPipeline *p, GPtrArray *jobs, const StRunOptions *opt
               order[b] = t;
             }
       if (opt->jsonl)
-        {
-          g_string_append (out, "{\"path\":");
-          append_json_string (out, job->input);
-          g_string_append (out, ",\"label\":");
-          append_json_string (out, names->pdata[order[0]]);
-          g_string_append_printf (out, ",\"probability\":%.6g,\"top\":[", job->probabilities[order[0]]);
-          for (int i = 0; i < k; i++)
-            {
-              g_string_append (out, i ? ",{\"label\":" : "{\"label\":");
-              append_json_string (out, names->pdata[order[i]]);
-              g_string_append_printf (out, ",\"probability\":%.6g}", job->probabilities[order[i]]);
-            }
-          g_string_append (out, "]}\n");
-        }
+        append_json_line (out, job->input, names, job->probabilities, order, k);
       else
         {
           append_csv_field (out, job->input);
