@@ -495,7 +495,8 @@ test_conv_reference (void)
 /* Shapes large enough to take the threaded paths: blocks of several images
  * with a short last one, pieces of one image (whose input gradients
  * overlap), several pieces per image, a pointwise conv written in place,
- * and a 3×3 map packed many images to a block. */
+ * a 3×3 map packed many images to a block; and maps wide enough to be
+ * packed row by row rather than through the tap table. */
 static void
 test_conv_threaded (void)
 {
@@ -506,6 +507,11 @@ test_conv_threaded (void)
     { "filters=16 size=1 activation=gelu", { 1, 16, 64, 64 } },
     { "filters=64 size=3 activation=relu", { 64, 64, 5, 5 } },
     { "filters=32 size=3 groups=4 stride=2 padding=same", { 3, 8, 37, 29 } },
+    /* Rows of 16 pixels and more take the row copies, strided and padded. */
+    { "filters=6 size=5,3 stride=2 dilation=1,2 padding=2", { 2, 3, 30, 70 } },
+    { "filters=4 size=7,5 stride=3,2 padding=same groups=2", { 1, 4, 50, 90 } },
+    { "filters=5 size=3 padding=same activation=tanh", { 4, 3, 9, 16 } },
+    { "filters=8 size=3 activation=relu", { 6, 5, 13, 13 } },
   };
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     for (int t = 0; t < 2; t++)

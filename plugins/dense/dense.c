@@ -188,8 +188,7 @@ dense_infer (StStage *stage, GError **error)
 static int
 n_tasks (const StRunContext *ctx, double macs, int max)
 {
-  if (g_getenv ("XBLAS")) return 1;
-  return MAX (1, MIN (MIN (st_parallel_threads (ctx), (int) (macs / MIN_TASK_MACS)), max));
+  return MAX (1, (int) MIN (MIN (st_parallel_threads (ctx), macs / MIN_TASK_MACS), max));
 }
 
 /* ---- Forward ---------------------------------------------------------------- */
@@ -253,7 +252,7 @@ dense_forward (StStage *stage, const StRunContext *ctx,
   Dense *d = stage->priv;
   StActivation act = cfg->activation;
 
-  openblas_set_num_threads (g_getenv ("XBLAS") ? st_parallel_threads (ctx) : 1);
+  openblas_set_num_threads (1);
   gboolean by_units = d->n < 2 * st_parallel_threads (ctx);
   FwdJob j = {
     .d = d, .in = inputs[0]->data,
@@ -339,7 +338,7 @@ dense_backward (StStage *stage, const StRunContext *ctx,
       for (int u = 0; u < d->u; u++)
         db->data[u] += dz[(gsize) n * d->u + u];
 
-  openblas_set_num_threads (g_getenv ("XBLAS") ? st_parallel_threads (ctx) : 1);
+  openblas_set_num_threads (1);
   BwdJob j = {
     .d = d, .in = inputs[0]->data,
     .w = st_stage_param (stage, d->weight)->data,

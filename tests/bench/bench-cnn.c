@@ -101,9 +101,10 @@ time_network (StPipeline *p, StRunContext *ctx, const StTensor *in, gboolean bac
   return m;
 }
 
-/* Runs the PyTorch twin of the network; fills ms[] from its "key value" lines. */
+/* Runs the PyTorch twin of the network; fills ms[] and best[] from its
+ * "key median best" lines. */
 static gboolean
-run_torch (int threads, double ms[5])
+run_torch (int threads, double ms[5], double best[5])
 {
   static const char *const keys[5] = { "fwd64", "fwdbwd64", "train64", "fwd1", "fwdbwd1" };
   const char *candidates[] = { g_getenv ("PYTHON"), "python3", "/usr/bin/python3" };
@@ -146,7 +147,9 @@ run_torch (int threads, double ms[5])
               g_autofree char *prefix = g_strdup_printf ("%s ", keys[k]);
               if (g_str_has_prefix (lines[i], prefix))
                 {
-                  ms[k] = g_ascii_strtod (lines[i] + strlen (prefix), NULL);
+                  char *end;
+                  ms[k] = g_ascii_strtod (lines[i] + strlen (prefix), &end);
+                  best[k] = g_ascii_strtod (end, NULL);
                   found++;
                 }
             }
@@ -220,7 +223,7 @@ main (int argc, char **argv)
   if (!kept)
     die (error);
   st_tensor_free (kept);
-  printf ("Per layer, batch 64       MFLOP   fwd ms  GFLOP/s (best)   bwd ms | SGEMM M x N x K       GFLOP/s (best)  fwd/SGEMM\n");
+  printf ("Per layer, batch 64       MFLOP   fwd ms  GFLOP/s (best)   bwd ms | SGEMM M x N x K       GFLOP/s (best)  fwd/SGEMM (best)\n");
   double total_fwd = 0, total_bwd = 0;
   for (int i = 0; i < st_pipeline_n_stages (p); i++)
     {
@@ -279,8 +282,8 @@ main (int argc, char **argv)
                 tg[r] = now_ms () - t0;
             }
           double gbest, g = median (tg, runs, &gbest);
-          printf (" %3d x %5d x %3d  %6.1f (%5.1f)  %8.2f", m, n, k, 2e-6 * s->macs / g,
-                  2e-6 * s->macs / gbest, g / f);
+          printf (" %3d x %5d x %3d  %6.1f (%5.1f)  %5.2f (%4.2f)", m, n, k, 2e-6 * s->macs / g,
+                  2e-6 * s->macs / gbest, g / f, gbest / fbest);
           g_free (tg);
           g_free (a);
           g_free (bm);
@@ -304,15 +307,16 @@ main (int argc, char **argv)
     printf ("  %-26s %9.3f %8.3f  %9.0f\n", what[i], ms[i], best[i], batch[i] * 1e3 / ms[i]);
   printf ("\n");
 
-  double tm[5];
-  if (torch && run_torch (threads, tm))
+  double tm[5], tb[5];
+  if (torch && run_torch (threads, tm, tb))
     {
-      printf ("                             torch ms  strata ms  torch/strata (>1: strata faster)\n");
-      printf ("  forward, batch 64          %9.3f  %9.3f  %6.2f\n", tm[0], ms[0], tm[0] / ms[0]);
-      printf ("  forward+backward, batch 64 %9.3f  %9.3f  %6.2f\n", tm[1], ms[1], tm[1] / ms[1]);
-      printf ("  (torch fwd+bwd+SGD step    %9.3f)\n", tm[2]);
-      printf ("  forward, batch 1           %9.3f  %9.3f  %6.2f\n", tm[3], ms[2], tm[3] / ms[2]);
-      printf ("  forward+backward, batch 1  %9.3f  %9.3f  %6.2f\n", tm[4], ms[3], tm[4] / ms[3]);
+      /* Index of each strata figure in the torch lines. */
+      static const int twin[4] = { 0, 1, 3, 4 };
+      printf ("                             torch ms (best)   strata ms (best)   torch/strata (best)  >1: strata faster\n");
+      for (int i = 0; i < 4; i++)
+        printf ("  %-26s %8.3f %8.3f  %8.3f %8.3f  %6.2f (%4.2f)\n", what[i], tm[twin[i]],
+                tb[twin[i]], ms[i], best[i], tm[twin[i]] / ms[i], tb[twin[i]] / best[i]);
+      printf ("  %-26s %8.3f %8.3f\n", "(torch fwd+bwd+SGD step)", tm[2], tb[2]);
     }
 
   st_run_context_free (ctx);

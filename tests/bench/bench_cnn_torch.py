@@ -4,7 +4,7 @@ pipelines/keras-mnist.ini, timed the same way (median after warm-up).
 
 usage: bench_cnn_torch.py [THREADS] [RUNS]
 
-Prints "key milliseconds" lines that bench-cnn reads, and '#' comments."""
+Prints "key median-ms best-ms" lines that bench-cnn reads, and '#' comments."""
 import statistics, sys, time
 
 import torch
@@ -21,6 +21,7 @@ def net():
 
 
 def median_ms(fn, runs, warmup=3):
+    """Median and best milliseconds of fn, as "median best"."""
     for _ in range(warmup):
         fn()
     times = []
@@ -28,7 +29,7 @@ def median_ms(fn, runs, warmup=3):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return f"{statistics.median(times):.4f} {min(times):.4f}"
 
 
 def main():
@@ -62,10 +63,10 @@ def main():
             opt.step()
 
         n = runs if batch > 1 else runs * 5
-        print(f"fwd{batch} {median_ms(forward, n):.4f}")
-        print(f"fwdbwd{batch} {median_ms(forward_backward, n):.4f}")
+        print(f"fwd{batch} {median_ms(forward, n)}")
+        print(f"fwdbwd{batch} {median_ms(forward_backward, n)}")
         if batch > 1:
-            print(f"train{batch} {median_ms(train_step, n):.4f}")
+            print(f"train{batch} {median_ms(train_step, n)}")
 
 
 if __name__ == "__main__":
