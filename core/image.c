@@ -33,6 +33,18 @@
 #include <emmintrin.h>
 #endif
 
+/* The pixel conversions also get AVX2 versions, used when the CPU has AVX2
+ * and FMA: they convert between bytes and floats two to three times as
+ * fast, with results identical to the SSE2 and scalar code's (checked for
+ * every byte value by the tests), so the output does not depend on the
+ * CPU. */
+#if defined(__GNUC__) && defined(__x86_64__)
+#define HAVE_AVX2 1
+#include <immintrin.h>
+#define AVX2_FUNCTION __attribute__ ((target ("avx2")))
+#define AVX2_FMA_FUNCTION __attribute__ ((target ("avx2,fma")))
+#endif
+
 #define REASON_SIZE 512
 
 /* Enough of the file to tell its format and, for a PNG, to read the IHDR
@@ -218,16 +230,67 @@ orientation_streams (int orientation)
   return orientation <= 2;
 }
 
-#ifdef __SSE2__
-/* Converts the leading pixels of a row into contiguous planes, 4 or 16 at
- * a time, and returns how many it did.  divps is correctly rounded, so the
- * values equal the lookup table's i / 255 exactly. */
-static int
-bytes_to_planes_sse2 (float *const *planes, int channels, const guint8 *src,
+#ifdef HAVE_AVX2
+static gboolean
+cpu_has_avx2 (void)
+{
+  static gsize have = 0;       /* 1 + the answer, once known */
+  if (g_once_init_enter (&have))
+    g_once_init_leave (&have, 1 + (__builtin_cpu_supports ("avx2")
+                                   && __builtin_cpu_supports ("fma")));
+  return have == 2;
+}
+
+/* i / 255 correctly rounded, without a division: q = i * RN(1/255) is
+ * within an ulp, and one FMA step on the exact remainder i - 255 q
+ * rounds it right (for every i from 0 to 255; division is 2x slower). */
+AVX2_FMA_FUNCTION static inline __m256
+unit_from_bytes_avx2 (__m256i i)
+{
+  const __m256 inverse = _mm256_set1_ps (1.0f / 255.0f), scale = _mm256_set1_ps (255.0f);
+  const __m256 x = _mm256_cvtepi32_ps (i);
+  const __m256 q = _mm256_mul_ps (x, inverse);
+  return _mm256_fmadd_ps (_mm256_fnmadd_ps (q, scale, x), inverse, q);
+}
+
+/* As bytes_to_planes_sse2, 8 pixels at a time. */
+AVX2_FMA_FUNCTION static int
+bytes_to_planes_avx2 (float *const *planes, int channels, const guint8 *src,
                       int pixel_bytes, int width)
 {
-  const __m128 scale = _mm_set1_ps (255.0f);
   int x = 0;
+  if (pixel_bytes == 4 && channels >= 3)
+    {
+      const __m256i mask = _mm256_set1_epi32 (0xff);
+      for (; x + 8 <= width; x += 8)
+        {
+          const __m256i v = _mm256_loadu_si256 ((const __m256i *) (src + 4 * x));
+          for (int c = 0; c < channels; c++)
+            _mm256_storeu_ps (planes[c] + x, unit_from_bytes_avx2 (
+                                  _mm256_and_si256 (_mm256_srli_epi32 (v, 8 * c), mask)));
+        }
+    }
+  else if (pixel_bytes == 1 && channels == 1)
+    {
+      for (; x + 8 <= width; x += 8)
+        {
+          const __m128i v = _mm_loadl_epi64 ((const __m128i *) (src + x));
+          _mm256_storeu_ps (planes[0] + x, unit_from_bytes_avx2 (_mm256_cvtepu8_epi32 (v)));
+        }
+    }
+  return x;
+}
+#endif
+
+#ifdef __SSE2__
+/* Converts the pixels of a row from x on into contiguous planes, 4 or 16
+ * at a time, and returns how far it got.  divps is correctly rounded, so
+ * the values equal the lookup table's i / 255 exactly. */
+static int
+bytes_to_planes_sse2 (float *const *planes, int channels, const guint8 *src,
+                      int pixel_bytes, int width, int x)
+{
+  const __m128 scale = _mm_set1_ps (255.0f);
   if (pixel_bytes == 4 && channels >= 3)
     {
       /* Little-endian: channel c of a 32-bit pixel is bits 8c to 8c + 7. */
@@ -272,9 +335,13 @@ row_u8_to_planes (float *const *planes, int channels, ptrdiff_t xstep,
                   const guint8 *src, int pixel_bytes, int width, const float *table)
 {
   int done = 0;
+#ifdef HAVE_AVX2
+  if (xstep == 1 && cpu_has_avx2 ())
+    done = bytes_to_planes_avx2 (planes, channels, src, pixel_bytes, width);
+#endif
 #ifdef __SSE2__
   if (xstep == 1)
-    done = bytes_to_planes_sse2 (planes, channels, src, pixel_bytes, width);
+    done = bytes_to_planes_sse2 (planes, channels, src, pixel_bytes, width, done);
 #endif
   for (int c = 0; c < channels; c++)
     {
@@ -1188,43 +1255,88 @@ interleave_3 (const guint8 *restrict a, const guint8 *restrict b, const guint8 *
     out[0] = a[x], out[1] = b[x], out[2] = c[x];
 }
 
-static void
-interleave_4 (const guint8 *restrict a, const guint8 *restrict b, const guint8 *restrict c,
-              const guint8 *restrict d, guint8 *restrict out, int n)
+#ifdef HAVE_AVX2
+AVX2_FUNCTION static inline __m256i
+unit_to_u8_avx2 (__m256 v)
+{
+  v = _mm256_add_ps (_mm256_mul_ps (v, _mm256_set1_ps (255.0f)), _mm256_set1_ps (0.5f));
+  /* maxps returns its second operand for NaN: NaN becomes 0. */
+  v = _mm256_min_ps (_mm256_max_ps (v, _mm256_setzero_ps ()), _mm256_set1_ps (255.0f));
+  return _mm256_cvttps_epi32 (v);
+}
+
+/* As pack_pixels_4, 8 pixels at a time; returns how far it got. */
+AVX2_FUNCTION static int
+pack_pixels_4_avx2 (const float *const *planes, int n_planes, int width, guint8 *restrict dst)
 {
   int x = 0;
-#ifdef __SSE2__
-  for (; x + 16 <= n; x += 16)
+  const __m256i opaque = _mm256_set1_epi32 ((int) 0xff000000u);
+  for (; x + 8 <= width; x += 8)
     {
-      const __m128i va = _mm_loadu_si128 ((const __m128i *) (a + x));
-      const __m128i vb = _mm_loadu_si128 ((const __m128i *) (b + x));
-      const __m128i vc = _mm_loadu_si128 ((const __m128i *) (c + x));
-      const __m128i vd = _mm_loadu_si128 ((const __m128i *) (d + x));
-      const __m128i ab_lo = _mm_unpacklo_epi8 (va, vb), ab_hi = _mm_unpackhi_epi8 (va, vb);
-      const __m128i cd_lo = _mm_unpacklo_epi8 (vc, vd), cd_hi = _mm_unpackhi_epi8 (vc, vd);
-      __m128i *o = (__m128i *) (out + 4 * x);
-      _mm_storeu_si128 (o, _mm_unpacklo_epi16 (ab_lo, cd_lo));
-      _mm_storeu_si128 (o + 1, _mm_unpackhi_epi16 (ab_lo, cd_lo));
-      _mm_storeu_si128 (o + 2, _mm_unpacklo_epi16 (ab_hi, cd_hi));
-      _mm_storeu_si128 (o + 3, _mm_unpackhi_epi16 (ab_hi, cd_hi));
+      const __m256i r = unit_to_u8_avx2 (_mm256_loadu_ps (planes[0] + x));
+      const __m256i g = unit_to_u8_avx2 (_mm256_loadu_ps (planes[1] + x));
+      const __m256i b = unit_to_u8_avx2 (_mm256_loadu_ps (planes[2] + x));
+      const __m256i a = n_planes == 4
+                        ? _mm256_slli_epi32 (unit_to_u8_avx2 (_mm256_loadu_ps (planes[3] + x)), 24)
+                        : opaque;
+      const __m256i rg = _mm256_or_si256 (r, _mm256_slli_epi32 (g, 8));
+      const __m256i ba = _mm256_or_si256 (_mm256_slli_epi32 (b, 16), a);
+      _mm256_storeu_si256 ((__m256i *) (dst + 4 * x), _mm256_or_si256 (rg, ba));
+    }
+  return x;
+}
+#endif
+
+/* Packs 3 planes (RGB, with an opaque filler byte) or 4 (RGBA) into whole
+ * 32-bit pixels: each channel's integer is shifted into place, so there is
+ * no byte shuffling at all. */
+static void
+pack_pixels_4 (const float *const *planes, int n_planes, int width, guint8 *restrict dst)
+{
+  int x = 0;
+#ifdef HAVE_AVX2
+  if (cpu_has_avx2 ())
+    x = pack_pixels_4_avx2 (planes, n_planes, width, dst);
+#endif
+#ifdef __SSE2__
+  const __m128 scale = _mm_set1_ps (255.0f), half = _mm_set1_ps (0.5f);
+  const __m128 low = _mm_setzero_ps (), high = _mm_set1_ps (255.0f);
+  const __m128i opaque = _mm_set1_epi32 ((int) 0xff000000u);
+  for (; x + 4 <= width; x += 4)
+    {
+      __m128i q[4];
+      for (int c = 0; c < n_planes; c++)
+        {
+          __m128 v = _mm_add_ps (_mm_mul_ps (_mm_loadu_ps (planes[c] + x), scale), half);
+          v = _mm_min_ps (_mm_max_ps (v, low), high);
+          q[c] = _mm_slli_epi32 (_mm_cvttps_epi32 (v), 8 * c);
+        }
+      if (n_planes == 3)
+        q[3] = opaque;
+      _mm_storeu_si128 ((__m128i *) (dst + 4 * x),
+                        _mm_or_si128 (_mm_or_si128 (q[0], q[1]), _mm_or_si128 (q[2], q[3])));
     }
 #endif
-  for (; x < n; x++)
-    out[4 * x] = a[x], out[4 * x + 1] = b[x], out[4 * x + 2] = c[x], out[4 * x + 3] = d[x];
+  for (; x < width; x++)
+    for (int c = 0; c < 4; c++)
+      dst[4 * x + c] = c < n_planes ? unit_to_u8 (planes[c][x]) : 0xff;
 }
 
 /* Packs one row, planes[c] (c < n_planes) holding its values, into
  * `channels` interleaved bytes a pixel; channels past n_planes (an RGBX
- * filler) are 255.  Each block is converted plane by plane, then
- * interleaved. */
+ * filler) are 255.  Below four channels each block is converted plane by
+ * plane, then interleaved. */
 static void
 pack_row_u8 (const float *const *planes, int n_planes, int channels, int width,
              guint8 *restrict dst)
 {
-  guint8 block[4][PACK_BLOCK];
+  guint8 block[3][PACK_BLOCK];
 
-  for (int c = n_planes; c < channels; c++)
-    memset (block[c], 0xff, PACK_BLOCK);
+  if (channels == 4)
+    {
+      pack_pixels_4 (planes, n_planes, width, dst);
+      return;
+    }
   for (int x0 = 0; x0 < width; x0 += PACK_BLOCK)
     {
       const int n = MIN (PACK_BLOCK, width - x0);
@@ -1239,8 +1351,7 @@ pack_row_u8 (const float *const *planes, int n_planes, int channels, int width,
       switch (channels)
         {
         case 2: interleave_2 (block[0], block[1], out, n); break;
-        case 3: interleave_3 (block[0], block[1], block[2], out, n); break;
-        default: interleave_4 (block[0], block[1], block[2], block[3], out, n); break;
+        default: interleave_3 (block[0], block[1], block[2], out, n); break;
         }
     }
 }

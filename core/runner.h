@@ -20,7 +20,8 @@ typedef struct {
   int top_k;                   /* labels listed per image; <= 0: 5 */
   /* An image of more than strip_min_pixels pixels runs in strips of
    * strip_rows output rows when every stage is local (DESIGN.md, halo);
-   * 0 picks the defaults, G_MAXUINT64 keeps every image whole. */
+   * 0 picks the defaults (64K pixels; 32 rows or more), G_MAXUINT64 keeps
+   * every image whole. */
   int strip_rows;
   guint64 strip_min_pixels;
 } StRunOptions;
