@@ -11,6 +11,7 @@
 #include "context.h"
 #include "visualize.h"
 
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -793,7 +794,8 @@ usage (FILE *out)
            "  run PIPELINE INPUT... -o OUT   run a pipeline on image files and folders\n"
            "  train PIPELINE --data DIR -o WEIGHTS   train a classifier\n"
            "  eval PIPELINE --data DIR       accuracy, precision, recall, confusion matrix\n"
-           "  inspect PIPELINE               stages, shapes, parameters, multiply-adds\n"
+           "  inspect PIPELINE [IMAGE -o PNG]  stages, shapes, parameters, multiply-adds;\n"
+           "                                 with IMAGE, a picture of every stage's feature maps\n"
            "  plugins [NAME]                 list stage kinds, or one kind's parameters\n\n"
            "'strata COMMAND --help' describes a command's options.\n");
 }
@@ -801,6 +803,12 @@ usage (FILE *out)
 int
 main (int argc, char **argv)
 {
+  /* Stage outputs of a few MB are allocated and freed for every strip and
+   * batch; glibc would map and unmap each from the kernel, and the page
+   * faults cost more than the filters.  Keep such blocks in the heap. */
+  mallopt (M_MMAP_THRESHOLD, 32 << 20);
+  mallopt (M_TRIM_THRESHOLD, 64 << 20);
+
   if (argc < 2)
     {
       usage (stderr);
