@@ -399,6 +399,21 @@ refused () {
 check "broken plugins: exit 0, good ones listed, each bad one named with its reason" \
   refused
 
+# Two providers of one kind: the higher rank wins, and both are listed.
+ranked () {
+  mkdir -p "$tmp/ranked" || return 1
+  # shellcheck disable=SC2046
+  "$CC" -Wall -Wextra -Werror -Wno-unused-parameter -shared -fPIC \
+    $(pkg-config --cflags strata) "$src/tests/plugins/rank-invert.c" \
+    -o "$tmp/ranked/rank-invert.so" || return 1
+  list_plugins "$strata" plugins invert --plugin-dir "$tmp/ranked" || return 1
+  has "File  *$tmp/ranked/rank-invert\.so" "Rank  *10" "Also in  *.*/invert\.so (rank 0)" \
+    || return 1
+  "$strata" run invert "$photo" -o "$tmp/ranked.png" --quiet --plugin-dir "$tmp/ranked" \
+    && png_stats "$tmp/ranked.png" "451 300 3 1 64 64"
+}
+check "of two plugins providing 'invert', the higher rank runs; both are listed" ranked
+
 linked_loads () {
   list_plugins "$strata" plugins --plugin-dir "$linked" \
     && has "from $linked/threshold\.so" && ! has "Not loaded"
