@@ -791,12 +791,12 @@ usage (FILE *out)
   fprintf (out,
            "Usage: strata COMMAND [OPTIONS...]\n\n"
            "Commands:\n"
-           "  run PIPELINE INPUT... -o OUT   run a pipeline on image files and folders\n"
-           "  train PIPELINE --data DIR -o WEIGHTS   train a classifier\n"
-           "  eval PIPELINE --data DIR       accuracy, precision, recall, confusion matrix\n"
-           "  inspect PIPELINE [IMAGE -o PNG]  stages, shapes, parameters, multiply-adds;\n"
-           "                                 with IMAGE, a picture of every stage's feature maps\n"
-           "  plugins [NAME]                 list stage kinds, or one kind's parameters\n\n"
+           "  run PIPELINE INPUT... -o OUT        run a pipeline on image files and folders\n"
+           "  train PIPELINE --data DIR -o WEIGHTS  train a classifier\n"
+           "  eval PIPELINE --data DIR            accuracy, precision, recall, confusion matrix\n"
+           "  inspect PIPELINE [IMAGE -o PNG]     stages, shapes, parameters, multiply-adds;\n"
+           "                                      with IMAGE, a picture of each stage's feature maps\n"
+           "  plugins [NAME]                      list stage kinds, or one kind's parameters\n\n"
            "'strata COMMAND --help' describes a command's options.\n");
 }
 
