@@ -8,12 +8,22 @@
  * first maximum of each window (NaN counts as a maximum, as in PyTorch);
  * avgpool treats padding as zeros and always divides by K²
  * (count_include_pad=True, PyTorch's default).  The three kinds share the
- * window geometry, hence one plugin. */
+ * window geometry, hence one plugin.
+ *
+ * maxpool's forward has a fast path for windows that tile the input
+ * (stride = size, no padding: the usual 2x2): no clipping, no branch on
+ * the values but a rarely taken one for NaN, vectorised for 2x2.  It gives
+ * the general path's outputs and argmax bit for bit, NaN included, so
+ * backward is shared. */
 #include <strata/strata.h>
 
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* ---- Metadata ----------------------------------------------------------- */
 
@@ -233,6 +243,119 @@ maxpool_forward (float *out, gint32 *argmax, const float *inp, gsize planes,
     }
 }
 
+/* Stride = size and no padding: every window lies inside the input. */
+static inline gboolean
+window_tiles (const Window *g)
+{
+  return g->s == g->k && g->p == 0;
+}
+
+/* maxpool_forward's test without its branch: whether v replaces best. */
+static inline int
+max_takes (float best, float v)
+{
+  return (v > best) | (isnan (v) & !isnan (best));
+}
+
+/* Outputs [x0, x1) of one row of 2x2 windows over input rows r0, r1 = r0 + w,
+ * r0 being row i0 / w of the plane. */
+static void
+max2_row_scalar (float *o, gint32 *am, const float *r0, const float *r1, gint32 i0, int w,
+                 int x0, int x1)
+{
+  for (int x = x0; x < x1; x++)
+    {
+      const float v[4] = { r0[2 * x], r0[2 * x + 1], r1[2 * x], r1[2 * x + 1] };
+      const gint32 at[4] = { i0 + 2 * x, i0 + 2 * x + 1, i0 + w + 2 * x, i0 + w + 2 * x + 1 };
+      float best = v[0];
+      gint32 best_i = at[0];
+      for (int q = 1; q < 4; q++)
+        {
+          int take = max_takes (best, v[q]);
+          best = take ? v[q] : best;
+          best_i = take ? at[q] : best_i;
+        }
+      o[x] = best;
+      am[x] = best_i;
+    }
+}
+
+static void
+max2_row (float *o, gint32 *am, const float *r0, const float *r1, gint32 i0, int w, int ow)
+{
+  int x = 0;
+#ifdef __SSE2__
+  const __m128i one = _mm_set1_epi32 (1), down = _mm_set1_epi32 (w), step = _mm_set1_epi32 (8);
+  __m128i left = _mm_add_epi32 (_mm_set1_epi32 (i0), _mm_setr_epi32 (0, 2, 4, 6));
+  for (; x + 4 <= ow; x += 4, left = _mm_add_epi32 (left, step))
+    {
+      __m128 p0 = _mm_loadu_ps (r0 + 2 * x), q0 = _mm_loadu_ps (r0 + 2 * x + 4);
+      __m128 p1 = _mm_loadu_ps (r1 + 2 * x), q1 = _mm_loadu_ps (r1 + 2 * x + 4);
+      /* a b / c d: the corners of four windows, in scan order. */
+      __m128 a = _mm_shuffle_ps (p0, q0, _MM_SHUFFLE (2, 0, 2, 0));
+      __m128 b = _mm_shuffle_ps (p0, q0, _MM_SHUFFLE (3, 1, 3, 1));
+      __m128 c = _mm_shuffle_ps (p1, q1, _MM_SHUFFLE (2, 0, 2, 0));
+      __m128 d = _mm_shuffle_ps (p1, q1, _MM_SHUFFLE (3, 1, 3, 1));
+      /* maxps (v, best) is v > best ? v : best, max_takes without NaN: a
+       * block holding a NaN takes the scalar rule instead. */
+      __m128 nan = _mm_or_ps (_mm_cmpunord_ps (a, b), _mm_cmpunord_ps (c, d));
+      if (G_UNLIKELY (_mm_movemask_ps (nan)))
+        {
+          max2_row_scalar (o, am, r0, r1, i0, w, x, x + 4);
+          continue;
+        }
+      __m128 top = _mm_max_ps (b, a), bottom = _mm_max_ps (d, c);
+      __m128 take_b = _mm_cmpgt_ps (b, a), take_d = _mm_cmpgt_ps (d, c);
+      __m128 take_bottom = _mm_cmpgt_ps (bottom, top);
+      __m128 right = _mm_or_ps (_mm_and_ps (take_bottom, take_d),
+                                _mm_andnot_ps (take_bottom, take_b));
+      __m128i at = _mm_add_epi32 (left, _mm_and_si128 (_mm_castps_si128 (right), one));
+      at = _mm_add_epi32 (at, _mm_and_si128 (_mm_castps_si128 (take_bottom), down));
+      _mm_storeu_ps (o + x, _mm_max_ps (bottom, top));
+      _mm_storeu_si128 ((__m128i *) (am + x), at);
+    }
+#endif
+  max2_row_scalar (o, am, r0, r1, i0, w, x, ow);
+}
+
+/* maxpool_forward for windows that tile the input. */
+static void
+maxpool_tiled_forward (float *out, gint32 *argmax, const float *inp, gsize planes,
+                       const Window *g)
+{
+  int k = g->k, w = g->w;
+  for (gsize pl = 0; pl < planes; pl++)
+    {
+      const float *in = inp + pl * (gsize) g->h * w;
+      float *o = out + pl * (gsize) g->oh * g->ow;
+      gint32 *am = argmax + pl * (gsize) g->oh * g->ow;
+      for (int oy = 0; oy < g->oh; oy++, o += g->ow, am += g->ow)
+        {
+          gint32 i0 = oy * k * w;
+          if (k == 2)
+            {
+              max2_row (o, am, in + i0, in + i0 + w, i0, w, g->ow);
+              continue;
+            }
+          for (int ox = 0; ox < g->ow; ox++)
+            {
+              gint32 best_i = i0 + ox * k;
+              float best = in[best_i];
+              for (int m = 0; m < k; m++)
+                for (int n = 0; n < k; n++)
+                  {
+                    gint32 i = i0 + m * w + ox * k + n;
+                    int take = max_takes (best, in[i]);
+                    best = take ? in[i] : best;
+                    best_i = take ? i : best_i;
+                  }
+              o[ox] = best;
+              am[ox] = best_i;
+            }
+        }
+    }
+}
+
 /* dinp += dout routed to each window's argmax; dinp: [planes, h, w]. */
 static void
 maxpool_backward (float *dinp, const float *dout, const gint32 *argmax,
@@ -296,7 +419,7 @@ avgpool_backward (float *dinp, const float *dout, gsize planes, const Window *g)
 
 /* ---- Running the window kinds over planes in parallel ------------------- */
 
-typedef enum { MAX_FORWARD, MAX_BACKWARD, AVG_FORWARD, AVG_BACKWARD } Op;
+typedef enum { MAX_FORWARD, MAX_TILED_FORWARD, MAX_BACKWARD, AVG_FORWARD, AVG_BACKWARD } Op;
 
 typedef struct {
   Op op;
@@ -304,19 +427,30 @@ typedef struct {
   float *dst;                  /* out or dinp */
   const float *src;            /* inp or dout */
   gint32 *argmax;
+  gsize planes, per_item;      /* work items are runs of per_item planes */
 } Job;
 
+/* Window elements visited per work item, at least: waking the pool's
+ * threads can cost tens of microseconds, more than a small map takes
+ * (a 32x26x26 one, batch 1: 6 us). */
+#define ITEM_WORK 32768
+
 static void
-planes_range (gsize begin, gsize end, gpointer data)
+planes_range (gsize item_begin, gsize item_end, gpointer data)
 {
   const Job *j = data;
   gsize in_plane = (gsize) j->g.h * j->g.w, out_plane = (gsize) j->g.oh * j->g.ow;
+  gsize begin = item_begin * j->per_item, end = MIN (item_end * j->per_item, j->planes);
   gsize n = end - begin;
   switch (j->op)
     {
     case MAX_FORWARD:
       maxpool_forward (j->dst + begin * out_plane, j->argmax + begin * out_plane,
                        j->src + begin * in_plane, n, &j->g);
+      break;
+    case MAX_TILED_FORWARD:
+      maxpool_tiled_forward (j->dst + begin * out_plane, j->argmax + begin * out_plane,
+                             j->src + begin * in_plane, n, &j->g);
       break;
     case MAX_BACKWARD:
       maxpool_backward (j->dst + begin * in_plane, j->src + begin * out_plane,
@@ -335,9 +469,11 @@ static void
 run_planes (const StRunContext *ctx, const StStage *stage, Op op, float *dst,
             const float *src, gint32 *argmax)
 {
-  Job j = { op, window_of (stage), dst, src, argmax };
-  gsize planes = (gsize) stage->in_shapes[0].n * stage->in_shapes[0].c;
-  st_parallel_for (ctx, planes, planes_range, &j);
+  Job j = { op, window_of (stage), dst, src, argmax, 0, 0 };
+  gsize work = (gsize) j.g.oh * j.g.ow * j.g.k * j.g.k;
+  j.planes = (gsize) stage->in_shapes[0].n * stage->in_shapes[0].c;
+  j.per_item = MAX (ITEM_WORK / MAX (work, 1), 1);
+  st_parallel_for (ctx, (j.planes + j.per_item - 1) / j.per_item, planes_range, &j);
 }
 
 static gboolean
@@ -354,7 +490,9 @@ maxpool_run (StStage *stage, const StRunContext *ctx,
       st->argmax = g_new (gint32, n);
       st->n = n;
     }
-  run_planes (ctx, stage, MAX_FORWARD, output->data, inputs[0]->data, st->argmax);
+  Window g = window_of (stage);
+  run_planes (ctx, stage, window_tiles (&g) ? MAX_TILED_FORWARD : MAX_FORWARD, output->data,
+              inputs[0]->data, st->argmax);
   return TRUE;
 }
 
