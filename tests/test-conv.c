@@ -11,6 +11,7 @@
 #include "pipeline.h"
 #include "registry.h"
 #include "stage.h"
+#include "testutil.h"
 
 #include <math.h>
 #include <string.h>
@@ -19,61 +20,6 @@ static StRegistry *reg;
 static StRunContext *ctxs[2];        /* 1 and 2 threads */
 
 /* ---- Helpers ---------------------------------------------------------------- */
-
-/* Keys and values from "key=value key=value" (values without spaces). */
-typedef struct {
-  int n;
-  char *keys[32];
-  char *values[32];
-} Params;
-
-static void
-params_parse (Params *p, const char *text)
-{
-  g_auto (GStrv) words = g_strsplit (text ? text : "", " ", -1);
-  p->n = 0;
-  for (int i = 0; words[i]; i++)
-    {
-      if (!*words[i])
-        continue;
-      g_assert_cmpint (p->n, <, 32);
-      char *eq = strchr (words[i], '=');
-      g_assert_nonnull (eq);
-      p->keys[p->n] = g_strndup (words[i], eq - words[i]);
-      p->values[p->n] = g_strdup (eq + 1);
-      p->n++;
-    }
-}
-
-static void
-params_clear (Params *p)
-{
-  for (int i = 0; i < p->n; i++)
-    {
-      g_free (p->keys[i]);
-      g_free (p->values[i]);
-    }
-  p->n = 0;
-}
-
-static const StKind *
-kind (const char *name)
-{
-  const StKindEntry *e = st_registry_lookup (reg, name);
-  g_assert_nonnull (e);
-  return e->kind;
-}
-
-static StStage *
-stage_new (const char *kind_name, const char *name, const char *params, GError **error)
-{
-  Params p;
-  params_parse (&p, params);
-  StStage *s = st_stage_new (kind (kind_name), name, (const char *const *) p.keys,
-                             (const char *const *) p.values, p.n, error);
-  params_clear (&p);
-  return s;
-}
 
 static StTensor *
 random_tensor (StShape shape, GRand *rand)
@@ -267,8 +213,8 @@ typedef struct {
 static int
 param_int (const char *params, const char *key, int index, int fallback)
 {
-  Params p;
-  params_parse (&p, params);
+  TuParams p;
+  tu_params_parse (&p, params);
   int v = fallback;
   for (int i = 0; i < p.n; i++)
     if (strcmp (p.keys[i], key) == 0)
@@ -276,15 +222,15 @@ param_int (const char *params, const char *key, int index, int fallback)
         g_auto (GStrv) parts = g_strsplit (p.values[i], ",", -1);
         v = atoi (parts[g_strv_length (parts) > 1 ? index : 0]);
       }
-  params_clear (&p);
+  tu_params_clear (&p);
   return v;
 }
 
 static char *
 param_str (const char *params, const char *key, const char *fallback)
 {
-  Params p;
-  params_parse (&p, params);
+  TuParams p;
+  tu_params_parse (&p, params);
   char *v = g_strdup (fallback);
   for (int i = 0; i < p.n; i++)
     if (strcmp (p.keys[i], key) == 0)
@@ -292,7 +238,7 @@ param_str (const char *params, const char *key, const char *fallback)
         g_free (v);
         v = g_strdup (p.values[i]);
       }
-  params_clear (&p);
+  tu_params_clear (&p);
   return v;
 }
 
@@ -337,7 +283,7 @@ check_conv_case (const char *params, StShape in_shape, StRunContext *ctx, guint3
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (GRand) rand = g_rand_new_with_seed (seed);
-  StStage *s = stage_new ("conv2d", "conv", params, &error);
+  StStage *s = tu_stage_new (reg, "conv2d", "conv", params, &error);
   g_assert_no_error (error);
   st_stage_infer (s, &in_shape, 1, &error);
   g_assert_no_error (error);
@@ -419,14 +365,14 @@ static void
 gradcheck (const char *kind_name, const char *params, StShape in_shape, double eps,
            guint64 seed)
 {
-  Params p;
-  params_parse (&p, params);
+  TuParams p;
+  tu_params_parse (&p, params);
   StGradcheckResult res;
   g_autoptr (GError) error = NULL;
-  gboolean ok = st_gradcheck (kind (kind_name), (const char *const *) p.keys,
+  gboolean ok = st_gradcheck (tu_kind (reg, kind_name), (const char *const *) p.keys,
                               (const char *const *) p.values, p.n, &in_shape, 1, TRUE,
                               seed, eps, 1e-3, &res, &error);
-  params_clear (&p);
+  tu_params_clear (&p);
   if (!ok)
     g_error ("gradcheck %s [%s]: %s", kind_name, params, error ? error->message : "failed");
   g_assert_cmpint (res.n_checked, >, 0);
@@ -558,7 +504,7 @@ test_conv_known (void)
 
   for (int t = 0; t < 2; t++)
     {
-      StStage *s = stage_new ("conv2d", "conv1", "filters=1 size=2", &error);
+      StStage *s = tu_stage_new (reg, "conv2d", "conv1", "filters=1 size=2", &error);
       g_assert_no_error (error);
       st_stage_infer (s, &shape, 1, &error);
       g_assert_no_error (error);
@@ -595,7 +541,7 @@ test_conv_known (void)
 
       /* Stride 2 keeps the corners of the stride-1 answer; the bottom row
        * and right column of a 5×5 would not fit, so the size is floored. */
-      s = stage_new ("conv2d", "conv1", "filters=1 size=2 stride=2", &error);
+      s = tu_stage_new (reg, "conv2d", "conv1", "filters=1 size=2 stride=2", &error);
       g_assert_no_error (error);
       st_stage_infer (s, &shape, 1, &error);
       g_assert_no_error (error);
@@ -644,7 +590,7 @@ test_conv_shapes (void)
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
       g_autoptr (GError) error = NULL;
-      StStage *s = stage_new ("conv2d", "c", cases[i].params, &error);
+      StStage *s = tu_stage_new (reg, "conv2d", "c", cases[i].params, &error);
       g_assert_no_error (error);
       st_stage_infer (s, &cases[i].in, 1, &error);
       g_assert_no_error (error);
@@ -664,7 +610,7 @@ expect_infer_error (const char *kind_name, const char *params, StShape in,
                     StErrorCode code, const char *message)
 {
   g_autoptr (GError) error = NULL;
-  StStage *s = stage_new (kind_name, "conv7", params, &error);
+  StStage *s = tu_stage_new (reg, kind_name, "conv7", params, &error);
   g_assert_no_error (error);
   g_assert_false (st_stage_infer (s, &in, 1, &error));
   g_assert_error (error, ST_ERROR, (gint) code);
@@ -700,7 +646,7 @@ test_conv_errors (void)
   for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
     {
       g_autoptr (GError) error = NULL;
-      StStage *s = stage_new ("conv2d", "conv7", bad[i], &error);
+      StStage *s = tu_stage_new (reg, "conv2d", "conv7", bad[i], &error);
       if (s)
         g_error ("[%s] was accepted", bad[i]);
       g_assert_error (error, ST_ERROR, ST_ERROR_PIPELINE);
@@ -757,9 +703,9 @@ test_conv_equals_kernel (void)
       for (int t = 0; t < 2; t++)
         {
           g_autoptr (GError) error = NULL;
-          StStage *ks = stage_new ("kernel", "k", kparams, &error);
+          StStage *ks = tu_stage_new (reg, "kernel", "k", kparams, &error);
           g_assert_no_error (error);
-          StStage *cs = stage_new ("conv2d", "c", cparams, &error);
+          StStage *cs = tu_stage_new (reg, "conv2d", "c", cparams, &error);
           g_assert_no_error (error);
           st_stage_infer (ks, &shape, 1, &error);
           g_assert_no_error (error);
@@ -793,7 +739,7 @@ check_dense_case (const char *params, StShape in_shape, StRunContext *ctx, guint
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (GRand) rand = g_rand_new_with_seed (seed);
-  StStage *s = stage_new ("dense", "fc", params, &error);
+  StStage *s = tu_stage_new (reg, "dense", "fc", params, &error);
   g_assert_no_error (error);
   st_stage_infer (s, &in_shape, 1, &error);
   g_assert_no_error (error);
@@ -921,7 +867,7 @@ test_dense_known (void)
 {
   g_autoptr (GError) error = NULL;
   StShape shape = { 1, 2, 1, 1 };
-  StStage *s = stage_new ("dense", "fc1", "units=2 activation=relu", &error);
+  StStage *s = tu_stage_new (reg, "dense", "fc1", "units=2 activation=relu", &error);
   g_assert_no_error (error);
   st_stage_infer (s, &shape, 1, &error);
   g_assert_no_error (error);

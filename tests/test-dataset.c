@@ -7,6 +7,7 @@
  * has installed them. */
 #include "dataset.h"
 #include "image.h"
+#include "testutil.h"
 
 #include <string.h>
 
@@ -15,46 +16,10 @@
 
 #define FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
 
-typedef struct {
-  char *dir;
-} TempDir;
-
 static void
-temp_dir_setup (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+temp_dir_setup (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
-  GError *error = NULL;
-  fx->dir = g_dir_make_tmp ("strata-test-dataset-XXXXXX", &error);
-  g_assert_no_error (error);
-}
-
-static void
-remove_tree (const char *path)
-{
-  GDir *dir = g_dir_open (path, 0, NULL);
-  if (dir)
-    {
-      const char *name;
-      while ((name = g_dir_read_name (dir)))
-        {
-          g_autofree char *child = g_build_filename (path, name, NULL);
-          remove_tree (child);
-        }
-      g_dir_close (dir);
-    }
-  g_remove (path);
-}
-
-static void
-temp_dir_teardown (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
-{
-  remove_tree (fx->dir);
-  g_free (fx->dir);
-}
-
-static char *
-temp_path (TempDir *fx, const char *name)
-{
-  return g_build_filename (fx->dir, name, NULL);
+  fx->dir = tu_make_tmpdir ("strata-test-dataset-XXXXXX");
 }
 
 /* ---- IDX fixtures -------------------------------------------------------- */
@@ -71,23 +36,16 @@ fixture_pixel (gsize i)
   return (guint8) ((i * 37 + 11) % 256);
 }
 
-static void
-put_u32 (GByteArray *a, guint32 v)
-{
-  guint8 b[4] = { v >> 24, v >> 16, v >> 8, v };
-  g_byte_array_append (a, b, 4);
-}
-
 /* An IDX image file: magic, then n, h, w (as many as the magic's low byte
  * says), then n·h·w + extra pixels, less cut bytes at the end. */
 static GByteArray *
 idx_images_bytes (guint32 magic, guint32 n, guint32 h, guint32 w, gssize extra)
 {
   GByteArray *a = g_byte_array_new ();
-  put_u32 (a, magic);
+  tu_put_be32 (a, magic);
   const guint32 dims[3] = { n, h, w };
   for (guint i = 0; i < MIN (magic & 0xff, 3u); i++)
-    put_u32 (a, dims[i]);
+    tu_put_be32 (a, dims[i]);
   gsize count = (gsize) ((gssize) n * h * w + extra);
   for (gsize i = 0; i < count; i++)
     {
@@ -101,8 +59,8 @@ static GByteArray *
 idx_labels_bytes (const guint8 *labels, guint32 n_declared, guint32 n_written)
 {
   GByteArray *a = g_byte_array_new ();
-  put_u32 (a, 0x00000801);
-  put_u32 (a, n_declared);
+  tu_put_be32 (a, 0x00000801);
+  tu_put_be32 (a, n_declared);
   g_byte_array_append (a, labels, n_written);
   return a;
 }
@@ -127,9 +85,9 @@ gzip_bytes (const GByteArray *plain)
 }
 
 static char *
-write_file (TempDir *fx, const char *name, const GByteArray *bytes)
+write_file (TuTempDir *fx, const char *name, const GByteArray *bytes)
 {
-  char *path = temp_path (fx, name);
+  char *path = tu_temp_path (fx, name);
   g_autoptr (GError) error = NULL;
   g_file_set_contents (path, (const char *) bytes->data, bytes->len, &error);
   g_assert_no_error (error);
@@ -138,7 +96,7 @@ write_file (TempDir *fx, const char *name, const GByteArray *bytes)
 
 /* Writes the standard fixture (images and labels), gzipped or not. */
 static void
-write_fixture (TempDir *fx, const char *images_name, const char *labels_name,
+write_fixture (TuTempDir *fx, const char *images_name, const char *labels_name,
                gboolean gzip, char **images_path, char **labels_path)
 {
   g_autoptr (GByteArray) img = idx_images_bytes (0x00000803, N_IMAGES, IMG_H, IMG_W, 0);
@@ -178,7 +136,7 @@ assert_fixture (const StDataset *ds)
 /* ---- IDX tests ------------------------------------------------------------- */
 
 static void
-test_idx_plain (TempDir *fx, gconstpointer data)
+test_idx_plain (TuTempDir *fx, gconstpointer data)
 {
   g_autofree char *images = NULL, *labels = NULL;
   write_fixture (fx, "images", "labels", FALSE, &images, &labels);
@@ -189,7 +147,7 @@ test_idx_plain (TempDir *fx, gconstpointer data)
 }
 
 static void
-test_idx_gzip (TempDir *fx, gconstpointer data)
+test_idx_gzip (TuTempDir *fx, gconstpointer data)
 {
   /* Detected by the magic, not the name: neither file says .gz. */
   g_autofree char *images = NULL, *labels = NULL;
@@ -201,7 +159,7 @@ test_idx_gzip (TempDir *fx, gconstpointer data)
 }
 
 static void
-test_idx_dir (TempDir *fx, gconstpointer data)
+test_idx_dir (TuTempDir *fx, gconstpointer data)
 {
   g_autofree char *a = NULL, *b = NULL, *c = NULL, *d = NULL;
   write_fixture (fx, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", FALSE, &a, &b);
@@ -239,7 +197,7 @@ expect_error (const char *images, const char *labels, int code, const char *path
 #define FRAGMENTS(...) ((const char *const[]) { __VA_ARGS__, NULL })
 
 static void
-test_idx_wrong_magic (TempDir *fx, gconstpointer data)
+test_idx_wrong_magic (TuTempDir *fx, gconstpointer data)
 {
   g_autofree char *images = NULL, *labels = NULL;
   write_fixture (fx, "images", "labels", FALSE, &images, &labels);
@@ -273,7 +231,7 @@ test_idx_wrong_magic (TempDir *fx, gconstpointer data)
 }
 
 static void
-test_idx_truncated (TempDir *fx, gconstpointer data)
+test_idx_truncated (TuTempDir *fx, gconstpointer data)
 {
   g_autofree char *images = NULL, *labels = NULL;
   write_fixture (fx, "images", "labels", FALSE, &images, &labels);
@@ -305,17 +263,17 @@ test_idx_truncated (TempDir *fx, gconstpointer data)
 }
 
 static void
-test_idx_absurd_header (TempDir *fx, gconstpointer data)
+test_idx_absurd_header (TuTempDir *fx, gconstpointer data)
 {
   g_autofree char *images = NULL, *labels = NULL;
   write_fixture (fx, "images", "labels", FALSE, &images, &labels);
 
   /* Refused from the header alone. */
   GByteArray *huge = g_byte_array_new ();
-  put_u32 (huge, 0x00000803);
-  put_u32 (huge, 0x7fffffff);
-  put_u32 (huge, 0xffffffff);
-  put_u32 (huge, 0xffffffff);
+  tu_put_be32 (huge, 0x00000803);
+  tu_put_be32 (huge, 0x7fffffff);
+  tu_put_be32 (huge, 0xffffffff);
+  tu_put_be32 (huge, 0xffffffff);
   g_autofree char *huge_path = write_file (fx, "huge", huge);
   g_byte_array_unref (huge);
   expect_error (huge_path, labels, ST_ERROR_DATA, huge_path,
@@ -323,10 +281,10 @@ test_idx_absurd_header (TempDir *fx, gconstpointer data)
                            "more than strata accepts"));
 
   GByteArray *zero = g_byte_array_new ();
-  put_u32 (zero, 0x00000803);
-  put_u32 (zero, 3);
-  put_u32 (zero, 0);
-  put_u32 (zero, 28);
+  tu_put_be32 (zero, 0x00000803);
+  tu_put_be32 (zero, 3);
+  tu_put_be32 (zero, 0);
+  tu_put_be32 (zero, 28);
   g_autofree char *zero_path = write_file (fx, "zero", zero);
   g_byte_array_unref (zero);
   expect_error (zero_path, labels, ST_ERROR_DATA, zero_path, FRAGMENTS ("no data"));
@@ -334,12 +292,12 @@ test_idx_absurd_header (TempDir *fx, gconstpointer data)
   /* Plausible but far more than the file holds: a truncation, found
    * without allocating the 3.7 GB declared. */
   GByteArray *big = g_byte_array_new ();
-  put_u32 (big, 0x00000803);
-  put_u32 (big, 600000);
-  put_u32 (big, 28);
-  put_u32 (big, 220);
+  tu_put_be32 (big, 0x00000803);
+  tu_put_be32 (big, 600000);
+  tu_put_be32 (big, 28);
+  tu_put_be32 (big, 220);
   for (int i = 0; i < 100; i++)
-    put_u32 (big, 0);
+    tu_put_be32 (big, 0);
   g_autofree char *big_path = write_file (fx, "big", big);
   g_byte_array_unref (big);
   expect_error (big_path, labels, ST_ERROR_DATA, big_path,
@@ -348,7 +306,7 @@ test_idx_absurd_header (TempDir *fx, gconstpointer data)
 }
 
 static void
-test_idx_trailing (TempDir *fx, gconstpointer data)
+test_idx_trailing (TuTempDir *fx, gconstpointer data)
 {
   g_autofree char *images = NULL, *labels = NULL;
   write_fixture (fx, "images", "labels", FALSE, &images, &labels);
@@ -370,7 +328,7 @@ test_idx_trailing (TempDir *fx, gconstpointer data)
 }
 
 static void
-test_idx_count_mismatch (TempDir *fx, gconstpointer data)
+test_idx_count_mismatch (TuTempDir *fx, gconstpointer data)
 {
   g_autofree char *images = NULL, *labels = NULL;
   write_fixture (fx, "images", "labels", FALSE, &images, &labels);
@@ -381,7 +339,7 @@ test_idx_count_mismatch (TempDir *fx, gconstpointer data)
 }
 
 static void
-test_idx_corrupt_gzip (TempDir *fx, gconstpointer data)
+test_idx_corrupt_gzip (TuTempDir *fx, gconstpointer data)
 {
   g_autofree char *images = NULL, *labels = NULL;
   write_fixture (fx, "images", "labels", FALSE, &images, &labels);
@@ -419,11 +377,11 @@ test_idx_corrupt_gzip (TempDir *fx, gconstpointer data)
 }
 
 static void
-test_idx_missing (TempDir *fx, gconstpointer data)
+test_idx_missing (TuTempDir *fx, gconstpointer data)
 {
   g_autofree char *images = NULL, *labels = NULL;
   write_fixture (fx, "images", "labels", FALSE, &images, &labels);
-  g_autofree char *none = temp_path (fx, "none");
+  g_autofree char *none = tu_temp_path (fx, "none");
   expect_error (none, labels, ST_ERROR_IO, none, FRAGMENTS ("no such file"));
   expect_error (images, none, ST_ERROR_IO, none, FRAGMENTS ("no such file"));
   expect_error (fx->dir, labels, ST_ERROR_IO, fx->dir, FRAGMENTS ("is a folder"));
@@ -450,7 +408,7 @@ test_idx_missing (TempDir *fx, gconstpointer data)
                             "t10k-labels-idx1-ubyte (with or without .gz)"));
   g_clear_error (&error);
 
-  g_autofree char *nowhere = temp_path (fx, "nowhere");
+  g_autofree char *nowhere = tu_temp_path (fx, "nowhere");
   ds = st_dataset_load_idx_dir (nowhere, FALSE, &error);
   g_assert_null (ds);
   g_assert_error (error, ST_ERROR, ST_ERROR_IO);
@@ -510,9 +468,9 @@ folder_image (int seed, int h, int w)
 }
 
 static void
-save_image (TempDir *fx, const char *rel, int seed, int h, int w)
+save_image (TuTempDir *fx, const char *rel, int seed, int h, int w)
 {
-  g_autofree char *path = temp_path (fx, rel);
+  g_autofree char *path = tu_temp_path (fx, rel);
   g_autofree char *parent = g_path_get_dirname (path);
   g_assert_cmpint (g_mkdir_with_parents (parent, 0755), ==, 0);
   g_autoptr (StTensor) t = folder_image (seed, h, w);
@@ -523,9 +481,9 @@ save_image (TempDir *fx, const char *rel, int seed, int h, int w)
 }
 
 static void
-save_text (TempDir *fx, const char *rel, const char *text)
+save_text (TuTempDir *fx, const char *rel, const char *text)
 {
-  g_autofree char *path = temp_path (fx, rel);
+  g_autofree char *path = tu_temp_path (fx, rel);
   g_autoptr (GError) error = NULL;
   g_file_set_contents (path, text, -1, &error);
   g_assert_no_error (error);
@@ -535,7 +493,7 @@ save_text (TempDir *fx, const char *rel, const char *text)
  * with an upper-case extension, one JPEG; plus a damaged PNG, a text
  * file and a hidden folder, which are not samples. */
 static void
-write_folder (TempDir *fx)
+write_folder (TuTempDir *fx)
 {
   save_image (fx, "cat/c1.png", 5, FOLDER_H, FOLDER_W);
   save_image (fx, "ant/sub/a2.PNG", 2, FOLDER_H, FOLDER_W);
@@ -571,7 +529,7 @@ load_folder_subprocess (const char *dir)
 }
 
 static void
-test_folder (TempDir *fx, gconstpointer data)
+test_folder (TuTempDir *fx, gconstpointer data)
 {
   write_folder (fx);
   g_autoptr (GError) error = NULL;
@@ -603,7 +561,7 @@ test_folder (TempDir *fx, gconstpointer data)
   g_setenv ("STRATA_TEST_FOLDER", fx->dir, TRUE);
   g_test_trap_subprocess ("/folder/stderr-subprocess", 0, G_TEST_SUBPROCESS_DEFAULT);
   g_test_trap_assert_passed ();
-  g_autofree char *bad = temp_path (fx, "cat/bad.png");
+  g_autofree char *bad = tu_temp_path (fx, "cat/bad.png");
   g_autofree char *pattern = g_strdup_printf ("%s: *\n", bad);
   g_test_trap_assert_stderr (pattern);
 }
@@ -621,7 +579,7 @@ test_folder_subprocess (void)
 }
 
 static void
-test_folder_class_names (TempDir *fx, gconstpointer data)
+test_folder_class_names (TuTempDir *fx, gconstpointer data)
 {
   write_folder (fx);
   g_autoptr (GError) error = NULL;
@@ -649,7 +607,7 @@ test_folder_class_names (TempDir *fx, gconstpointer data)
   g_assert_null (none);
   g_assert_error (error, ST_ERROR, ST_ERROR_DATA);
   g_test_message ("%s", error->message);
-  g_autofree char *cat = temp_path (fx, "cat");
+  g_autofree char *cat = tu_temp_path (fx, "cat");
   g_assert_true (g_str_has_prefix (error->message, cat));
   g_assert_nonnull (strstr (error->message, "'cat' is not one of the 2 classes ('ant', 'bee')"));
 }
@@ -680,7 +638,7 @@ convert_corner (const StTensor *image, gpointer user_data, GError **error)
 }
 
 static void
-test_folder_convert (TempDir *fx, gconstpointer data)
+test_folder_convert (TuTempDir *fx, gconstpointer data)
 {
   write_folder (fx);
   /* Another size: fine, since convert makes every sample 1x1x2x2. */
@@ -708,7 +666,7 @@ test_folder_convert (TempDir *fx, gconstpointer data)
 
   /* A failing convert names the image. */
   g_autoptr (StTensor) gray = st_tensor_new0 (1, 1, 4, 4);
-  g_autofree char *gray_path = temp_path (fx, "bee/gray.png");
+  g_autofree char *gray_path = tu_temp_path (fx, "bee/gray.png");
   g_assert_true (st_image_save (gray, gray_path, ST_FORMAT_PNG, 8, 0, &error));
   g_autoptr (StDataset) none = st_dataset_load_folder (fx->dir, NULL, convert_corner, &cd, 0, &error);
   g_assert_null (none);
@@ -719,7 +677,7 @@ test_folder_convert (TempDir *fx, gconstpointer data)
 }
 
 static void
-test_folder_errors (TempDir *fx, gconstpointer data)
+test_folder_errors (TuTempDir *fx, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
 
@@ -732,7 +690,7 @@ test_folder_errors (TempDir *fx, gconstpointer data)
 
   /* Class folders without images. */
   save_text (fx, "readme.txt", "not a class");
-  g_autofree char *a = temp_path (fx, "a");
+  g_autofree char *a = tu_temp_path (fx, "a");
   g_assert_cmpint (g_mkdir (a, 0755), ==, 0);
   save_text (fx, "a/list.txt", "x");
   ds = st_dataset_load_folder (fx->dir, NULL, NULL, NULL, 0, &error);
@@ -758,7 +716,7 @@ test_folder_errors (TempDir *fx, gconstpointer data)
   g_assert_null (ds);
   g_assert_error (error, ST_ERROR, ST_ERROR_SHAPE);
   g_test_message ("%s", error->message);
-  g_autofree char *y2 = temp_path (fx, "b/y2.png");
+  g_autofree char *y2 = tu_temp_path (fx, "b/y2.png");
   g_autofree char *want = g_strdup_printf ("%s: sample shape 1x3x28x28 differs from the first "
                                            "image's 1x3x6x5", y2);
   g_assert_cmpstr (error->message, ==, want);
@@ -770,7 +728,7 @@ test_folder_errors (TempDir *fx, gconstpointer data)
   g_assert_cmpint (ds->n, ==, 1);
   g_assert_cmpuint (ds->n_skipped, ==, 2);
 
-  g_autofree char *nowhere = temp_path (fx, "nowhere");
+  g_autofree char *nowhere = tu_temp_path (fx, "nowhere");
   g_autoptr (StDataset) none = st_dataset_load_folder (nowhere, NULL, NULL, NULL, 0, &error);
   g_assert_null (none);
   g_assert_error (error, ST_ERROR, ST_ERROR_IO);
@@ -894,7 +852,7 @@ main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
 
-#define ADD(path, fn) g_test_add (path, TempDir, NULL, temp_dir_setup, fn, temp_dir_teardown)
+#define ADD(path, fn) g_test_add (path, TuTempDir, NULL, temp_dir_setup, fn, tu_temp_dir_teardown)
   ADD ("/idx/plain", test_idx_plain);
   ADD ("/idx/gzip", test_idx_gzip);
   ADD ("/idx/dir", test_idx_dir);

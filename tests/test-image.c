@@ -5,6 +5,7 @@
  * libpng/libjpeg directly for layouts our writer never produces (palettes,
  * low bit depths, interlacing, CMYK, EXIF) and for damaged files. */
 #include "image.h"
+#include "testutil.h"
 
 #include <errno.h>
 #include <math.h>
@@ -18,46 +19,10 @@
 #include <jpeglib.h>
 #include <png.h>
 
-typedef struct {
-  char *dir;
-} TempDir;
-
 static void
-temp_dir_setup (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+temp_dir_setup (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
-  GError *error = NULL;
-  fx->dir = g_dir_make_tmp ("strata-test-image-XXXXXX", &error);
-  g_assert_no_error (error);
-}
-
-static void
-remove_tree (const char *path)
-{
-  GDir *dir = g_dir_open (path, 0, NULL);
-  if (dir)
-    {
-      const char *name;
-      while ((name = g_dir_read_name (dir)))
-        {
-          g_autofree char *child = g_build_filename (path, name, NULL);
-          remove_tree (child);
-        }
-      g_dir_close (dir);
-    }
-  g_remove (path);
-}
-
-static void
-temp_dir_teardown (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
-{
-  remove_tree (fx->dir);
-  g_free (fx->dir);
-}
-
-static char *
-temp_path (TempDir *fx, const char *name)
-{
-  return g_build_filename (fx->dir, name, NULL);
+  fx->dir = tu_make_tmpdir ("strata-test-image-XXXXXX");
 }
 
 static int
@@ -70,15 +35,6 @@ count_entries (const char *path)
     n++;
   g_dir_close (dir);
   return n;
-}
-
-static void
-write_bytes (const char *path, const void *data, gsize size)
-{
-  FILE *fp = fopen (path, "wb");
-  g_assert_nonnull (fp);
-  g_assert_cmpuint (fwrite (data, 1, size, fp), ==, size);
-  g_assert_cmpint (fclose (fp), ==, 0);
 }
 
 static guint8 *
@@ -242,36 +198,16 @@ free_rows (guint8 **rows, int height)
   g_free (rows);
 }
 
-static guint32
-crc32_of (const guint8 *data, gsize length)
-{
-  guint32 crc = 0xffffffffu;
-  for (gsize i = 0; i < length; i++)
-    {
-      crc ^= data[i];
-      for (int k = 0; k < 8; k++)
-        crc = (crc >> 1) ^ (0xedb88320u & -(crc & 1));
-    }
-  return crc ^ 0xffffffffu;
-}
-
-static void
-put_be32 (GByteArray *out, guint32 v)
-{
-  guint8 b[4] = { v >> 24, v >> 16, v >> 8, v };
-  g_byte_array_append (out, b, 4);
-}
-
 static void
 append_chunk (GByteArray *out, const char *type, const guint8 *data, guint32 length)
 {
-  put_be32 (out, length);
+  tu_put_be32 (out, length);
   guint8 *body = g_malloc (length + 4);
   memcpy (body, type, 4);
   if (length)
     memcpy (body + 4, data, length);
   g_byte_array_append (out, body, length + 4);
-  put_be32 (out, crc32_of (body, length + 4));
+  tu_put_be32 (out, tu_crc32 (body, length + 4));
   g_free (body);
 }
 
@@ -380,13 +316,13 @@ test_format_from_name (void)
 /* ---- PNG round trips --------------------------------------------------- */
 
 static void
-png_round_trip (TempDir *fx, int bit_depth)
+png_round_trip (TuTempDir *fx, int bit_depth)
 {
   const int levels = bit_depth == 16 ? 65535 : 255;
   for (int channels = 1; channels <= 4; channels++)
     {
       g_autofree char *name = g_strdup_printf ("rt-%d-%d.png", channels, bit_depth);
-      g_autofree char *path = temp_path (fx, name);
+      g_autofree char *path = tu_temp_path (fx, name);
       g_autoptr (StTensor) src = random_levels (channels, 7, 13, levels, channels);
       /* The extremes must survive too. */
       src->data[0] = 0.0f;
@@ -403,13 +339,13 @@ png_round_trip (TempDir *fx, int bit_depth)
 }
 
 static void
-test_png_round_trip_8 (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_png_round_trip_8 (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
   png_round_trip (fx, 8);
 }
 
 static void
-test_png_round_trip_16 (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_png_round_trip_16 (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
   png_round_trip (fx, 16);
 }
@@ -417,9 +353,9 @@ test_png_round_trip_16 (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
 /* Our writer's 16-bit samples, read back by libpng itself: checks the byte
  * order independently of our reader. */
 static void
-test_png_16_bit_samples (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_png_16_bit_samples (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
-  g_autofree char *path = temp_path (fx, "samples16.png");
+  g_autofree char *path = tu_temp_path (fx, "samples16.png");
   g_autoptr (StTensor) t = st_tensor_new0 (1, 3, 1, 2);
   const guint16 want[6] = { 0x1234, 0xfedc, 0x0001, 0x8000, 0xffff, 0x0000 };
   for (int c = 0; c < 3; c++)
@@ -444,7 +380,7 @@ test_png_16_bit_samples (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
 }
 
 static void
-test_png_palette (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_png_palette (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
   const png_color palette[4] = { { 255, 0, 0 }, { 0, 255, 0 }, { 0, 0, 255 }, { 10, 20, 30 } };
   const guint8 alpha[2] = { 0, 128 };     /* entries 2 and 3 stay opaque */
@@ -454,7 +390,7 @@ test_png_palette (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
     for (int depth = 2; depth <= 8; depth += 6)
       {
         g_autofree char *name = g_strdup_printf ("palette-%d-%d.png", depth, with_trns);
-        g_autofree char *path = temp_path (fx, name);
+        g_autofree char *path = tu_temp_path (fx, name);
         guint8 **rows = alloc_rows (height, width);
         for (int y = 0; y < height; y++)
           for (int x = 0; x < width; x++)
@@ -485,14 +421,14 @@ test_png_palette (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
 }
 
 static void
-test_png_gray_low_depth (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_png_gray_low_depth (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
   const int width = 9, height = 2;
   for (int depth = 1; depth <= 4; depth *= 2)
     {
       const int max = (1 << depth) - 1;
       g_autofree char *name = g_strdup_printf ("gray%d.png", depth);
-      g_autofree char *path = temp_path (fx, name);
+      g_autofree char *path = tu_temp_path (fx, name);
       guint8 **rows = alloc_rows (height, width);
       for (int y = 0; y < height; y++)
         for (int x = 0; x < width; x++)
@@ -515,9 +451,9 @@ test_png_gray_low_depth (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
 
 /* A gray or RGB PNG's tRNS names one transparent colour. */
 static void
-test_png_trns_colour (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_png_trns_colour (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
-  g_autofree char *path = temp_path (fx, "gray-trns.png");
+  g_autofree char *path = tu_temp_path (fx, "gray-trns.png");
   const int width = 4, height = 2;
   guint8 **rows = alloc_rows (height, width);
   for (int y = 0; y < height; y++)
@@ -541,12 +477,12 @@ test_png_trns_colour (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
 }
 
 static void
-test_png_interlaced (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_png_interlaced (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
   /* Sizes that are not multiples of the 8x8 Adam7 block. */
   const int width = 13, height = 11;
 
-  g_autofree char *rgb_path = temp_path (fx, "adam7-rgb8.png");
+  g_autofree char *rgb_path = tu_temp_path (fx, "adam7-rgb8.png");
   guint8 **rows = alloc_rows (height, width * 3);
   for (int y = 0; y < height; y++)
     for (int x = 0; x < width * 3; x++)
@@ -561,7 +497,7 @@ test_png_interlaced (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
         g_assert_cmpfloat (at (rgb, c, y, x), ==, rows[y][x * 3 + c] / 255.0f);
   free_rows (rows, height);
 
-  g_autofree char *ga_path = temp_path (fx, "adam7-ga16.png");
+  g_autofree char *ga_path = tu_temp_path (fx, "adam7-ga16.png");
   rows = alloc_rows (height, width * 4);
   for (int y = 0; y < height; y++)
     for (int x = 0; x < width; x++)
@@ -589,10 +525,10 @@ test_png_interlaced (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
 
 /* The format comes from the contents, not the name. */
 static void
-test_format_by_signature (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_format_by_signature (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
-  g_autofree char *png_path = temp_path (fx, "really-a-png.jpg");
-  g_autofree char *jpeg_path = temp_path (fx, "really-a-jpeg.png");
+  g_autofree char *png_path = tu_temp_path (fx, "really-a-png.jpg");
+  g_autofree char *jpeg_path = tu_temp_path (fx, "really-a-jpeg.png");
   g_autoptr (StTensor) src = random_levels (3, 8, 8, 255, 1);
   save_ok (src, png_path, ST_FORMAT_PNG, 8, 0);
   save_ok (src, jpeg_path, ST_FORMAT_JPEG, 8, 90);
@@ -611,14 +547,14 @@ test_format_by_signature (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
 /* ---- JPEG round trips -------------------------------------------------- */
 
 static void
-test_jpeg_round_trip (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_jpeg_round_trip (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
   /* 37 x 23: not a whole number of blocks, pixels or vectors. */
   for (int channels = 1; channels <= 3; channels += 2)
     for (int odd = 0; odd <= 1; odd++)
       {
         g_autofree char *name = g_strdup_printf ("gradient-%d-%d.jpg", channels, odd);
-        g_autofree char *path = temp_path (fx, name);
+        g_autofree char *path = tu_temp_path (fx, name);
         g_autoptr (StTensor) src = gradient (channels, odd ? 23 : 48, odd ? 37 : 64);
         save_ok (src, path, ST_FORMAT_JPEG, 8, 95);
         StImageInfo info;
@@ -638,12 +574,12 @@ test_jpeg_round_trip (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
 
 /* JPEG has no alpha: it is dropped, and gray + alpha becomes gray. */
 static void
-test_jpeg_drops_alpha (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_jpeg_drops_alpha (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
   for (int channels = 2; channels <= 4; channels += 2)
     {
       g_autofree char *name = g_strdup_printf ("alpha-%d.jpg", channels);
-      g_autofree char *path = temp_path (fx, name);
+      g_autofree char *path = tu_temp_path (fx, name);
       g_autoptr (StTensor) src = gradient (channels, 32, 40);
       save_ok (src, path, ST_FORMAT_JPEG, 16, 95);   /* 16 is ignored for JPEG */
       g_autoptr (StTensor) back = load_ok (path, NULL);
@@ -655,9 +591,9 @@ test_jpeg_drops_alpha (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
 }
 
 static void
-test_jpeg_progressive (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_jpeg_progressive (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
-  g_autofree char *path = temp_path (fx, "progressive.jpg");
+  g_autofree char *path = tu_temp_path (fx, "progressive.jpg");
   const int width = 40, height = 24;
   guint8 *pixels = g_malloc (width * height * 3);
   for (int i = 0; i < width * height * 3; i++)
@@ -703,7 +639,7 @@ check_corner (const StTensor *t, int y, int x, int source_corner, int orientatio
 }
 
 static void
-test_jpeg_exif_orientation (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_jpeg_exif_orientation (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
   const int width = 64, height = 32;
   guint8 *pixels = g_malloc (width * height * 3);
@@ -718,7 +654,7 @@ test_jpeg_exif_orientation (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
     for (int big_endian = 0; big_endian <= 1; big_endian++)
       {
         g_autofree char *name = g_strdup_printf ("orient-%d-%d.jpg", orientation, big_endian);
-        g_autofree char *path = temp_path (fx, name);
+        g_autofree char *path = tu_temp_path (fx, name);
         write_jpeg_raw (path, width, height, pixels,
                         &(JpegFixture) { 3, JCS_RGB, .orientation = orientation,
                                          .big_endian_exif = big_endian, .quality = 100 });
@@ -736,7 +672,7 @@ test_jpeg_exif_orientation (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
       }
 
   /* An out-of-range orientation is ignored. */
-  g_autofree char *path = temp_path (fx, "orient-9.jpg");
+  g_autofree char *path = tu_temp_path (fx, "orient-9.jpg");
   write_jpeg_raw (path, width, height, pixels,
                   &(JpegFixture) { 3, JCS_RGB, .orientation = 9, .quality = 100 });
   g_autoptr (StTensor) t = load_ok (path, NULL);
@@ -748,10 +684,10 @@ test_jpeg_exif_orientation (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
 /* The exact pixel mapping of a rotated gray image, larger than one batch
  * of rows and one transpose block. */
 static void
-test_jpeg_orientation_exact (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_jpeg_orientation_exact (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
   const int width = 300, height = 40;
-  g_autofree char *plain_path = temp_path (fx, "plain.jpg");
+  g_autofree char *plain_path = tu_temp_path (fx, "plain.jpg");
   guint8 *pixels = g_malloc (width * height);
   for (int y = 0; y < height; y++)
     for (int x = 0; x < width; x++)
@@ -763,7 +699,7 @@ test_jpeg_orientation_exact (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
   for (int orientation = 2; orientation <= 8; orientation++)
     {
       g_autofree char *name = g_strdup_printf ("gray-orient-%d.jpg", orientation);
-      g_autofree char *path = temp_path (fx, name);
+      g_autofree char *path = tu_temp_path (fx, name);
       write_jpeg_raw (path, width, height, pixels,
                       &(JpegFixture) { 1, JCS_GRAYSCALE, .orientation = orientation,
                                        .quality = 90 });
@@ -804,7 +740,7 @@ cmyk_patches (int *width, int *height, gboolean inverted)
 }
 
 static void
-test_jpeg_cmyk (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_jpeg_cmyk (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
   static const float rgb[3][3] = { { 1, 1, 1 }, { 1, 0, 0 }, { 0, 0, 0 } };
   static const struct {
@@ -818,7 +754,7 @@ test_jpeg_cmyk (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
   };
   for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
     {
-      g_autofree char *path = temp_path (fx, cases[i].name);
+      g_autofree char *path = tu_temp_path (fx, cases[i].name);
       int width, height;
       guint8 *pixels = cmyk_patches (&width, &height, !cases[i].no_adobe);
       write_jpeg_raw (path, width, height, pixels,
@@ -839,32 +775,32 @@ test_jpeg_cmyk (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
 /* ---- Damaged and hostile input ----------------------------------------- */
 
 static void
-test_missing_file (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_missing_file (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
-  g_autofree char *path = temp_path (fx, "nowhere.png");
+  g_autofree char *path = tu_temp_path (fx, "nowhere.png");
   assert_load_fails (path, 0, ST_ERROR_IO, "cannot open");
   assert_load_fails (fx->dir, 0, ST_ERROR_IO, "Is a directory");
 }
 
 static void
-test_empty_file (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_empty_file (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
-  g_autofree char *path = temp_path (fx, "empty.png");
-  write_bytes (path, "", 0);
+  g_autofree char *path = tu_temp_path (fx, "empty.png");
+  tu_write_bytes (path, "", 0);
   assert_load_fails (path, 0, ST_ERROR_IMAGE, "empty file");
 }
 
 static void
-test_text_named_jpeg (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_text_named_jpeg (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
-  g_autofree char *path = temp_path (fx, "notes.jpg");
+  g_autofree char *path = tu_temp_path (fx, "notes.jpg");
   const char *text = "This is not a picture.\nIt is a text file with a .jpg name.\n";
-  write_bytes (path, text, strlen (text));
+  tu_write_bytes (path, text, strlen (text));
   assert_load_fails (path, 0, ST_ERROR_IMAGE, "not a PNG or JPEG");
 }
 
 static void
-test_random_bytes (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_random_bytes (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
   GRand *rand = g_rand_new_with_seed (42);
   guint8 bytes[4096];
@@ -872,49 +808,49 @@ test_random_bytes (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
     bytes[i] = (guint8) g_rand_int (rand);
   g_rand_free (rand);
 
-  g_autofree char *path = temp_path (fx, "random.png");
+  g_autofree char *path = tu_temp_path (fx, "random.png");
   bytes[0] = 'R';
-  write_bytes (path, bytes, sizeof bytes);
+  tu_write_bytes (path, bytes, sizeof bytes);
   assert_load_fails (path, 0, ST_ERROR_IMAGE, "not a PNG or JPEG");
 
   /* Noise behind a valid signature reaches the decoders. */
-  g_autofree char *png_path = temp_path (fx, "random-after-signature.png");
+  g_autofree char *png_path = tu_temp_path (fx, "random-after-signature.png");
   memcpy (bytes, png_sig, 8);
-  write_bytes (png_path, bytes, sizeof bytes);
+  tu_write_bytes (png_path, bytes, sizeof bytes);
   assert_load_fails (png_path, 0, ST_ERROR_IMAGE, "PNG");
 
-  g_autofree char *jpeg_path = temp_path (fx, "random-after-signature.jpg");
+  g_autofree char *jpeg_path = tu_temp_path (fx, "random-after-signature.jpg");
   memcpy (bytes, "\xff\xd8\xff", 3);
-  write_bytes (jpeg_path, bytes, sizeof bytes);
+  tu_write_bytes (jpeg_path, bytes, sizeof bytes);
   assert_load_fails (jpeg_path, 0, ST_ERROR_IMAGE, "JPEG");
 }
 
 static void
-test_truncated_png (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_truncated_png (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
-  g_autofree char *path = temp_path (fx, "whole.png");
+  g_autofree char *path = tu_temp_path (fx, "whole.png");
   g_autoptr (StTensor) noise = random_levels (3, 64, 64, 255, 7);
   save_ok (noise, path, ST_FORMAT_PNG, 8, 0);
   gsize size;
   g_autofree guint8 *bytes = read_bytes (path, &size);
 
-  g_autofree char *cut = temp_path (fx, "cut.png");
-  write_bytes (cut, bytes, size * 6 / 10);
+  g_autofree char *cut = tu_temp_path (fx, "cut.png");
+  tu_write_bytes (cut, bytes, size * 6 / 10);
   assert_load_fails (cut, 0, ST_ERROR_IMAGE, "truncated");
-  write_bytes (cut, bytes, 20);                /* inside IHDR */
+  tu_write_bytes (cut, bytes, 20);                /* inside IHDR */
   assert_load_fails (cut, 0, ST_ERROR_IMAGE, "truncated");
-  write_bytes (cut, bytes, 5);                 /* inside the signature */
+  tu_write_bytes (cut, bytes, 5);                 /* inside the signature */
   assert_load_fails (cut, 0, ST_ERROR_IMAGE, "truncated");
-  write_bytes (cut, bytes, size - 4);          /* rows complete, IEND cut */
+  tu_write_bytes (cut, bytes, size - 4);          /* rows complete, IEND cut */
   assert_load_fails (cut, 0, ST_ERROR_IMAGE, "truncated");
 }
 
 /* An IDAT that is short but intact (valid CRC, followed by IEND): the file
  * is whole, its image data is not. */
 static void
-test_truncated_idat (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_truncated_idat (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
-  g_autofree char *path = temp_path (fx, "whole.png");
+  g_autofree char *path = tu_temp_path (fx, "whole.png");
   g_autoptr (StTensor) noise = random_levels (1, 64, 64, 255, 8);
   save_ok (noise, path, ST_FORMAT_PNG, 8, 0);
   gsize size;
@@ -936,28 +872,28 @@ test_truncated_idat (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
   g_assert_cmpuint (idat->len, >, 100);
   append_chunk (out, "IDAT", idat->data, idat->len / 2);
   append_chunk (out, "IEND", NULL, 0);
-  g_autofree char *cut = temp_path (fx, "short-idat.png");
-  write_bytes (cut, out->data, out->len);
+  g_autofree char *cut = tu_temp_path (fx, "short-idat.png");
+  tu_write_bytes (cut, out->data, out->len);
   assert_load_fails (cut, 0, ST_ERROR_IMAGE, "invalid PNG");
   g_byte_array_unref (idat);
   g_byte_array_unref (out);
 }
 
 static void
-test_truncated_jpeg (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_truncated_jpeg (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
-  g_autofree char *path = temp_path (fx, "whole.jpg");
+  g_autofree char *path = tu_temp_path (fx, "whole.jpg");
   g_autoptr (StTensor) noise = random_levels (3, 64, 64, 255, 9);
   save_ok (noise, path, ST_FORMAT_JPEG, 8, 90);
   gsize size;
   g_autofree guint8 *bytes = read_bytes (path, &size);
 
-  g_autofree char *cut = temp_path (fx, "cut.jpg");
-  write_bytes (cut, bytes, size / 2);
+  g_autofree char *cut = tu_temp_path (fx, "cut.jpg");
+  tu_write_bytes (cut, bytes, size / 2);
   assert_load_fails (cut, 0, ST_ERROR_IMAGE, "truncated");
-  write_bytes (cut, bytes, 40);                /* in the headers */
+  tu_write_bytes (cut, bytes, 40);                /* in the headers */
   assert_load_fails (cut, 0, ST_ERROR_IMAGE, "truncated");
-  write_bytes (cut, bytes, 2);                 /* inside the signature */
+  tu_write_bytes (cut, bytes, 2);                 /* inside the signature */
   assert_load_fails (cut, 0, ST_ERROR_IMAGE, "truncated");
 
   /* Cut entropy data followed by an EOI marker: libjpeg would pad with
@@ -965,32 +901,32 @@ test_truncated_jpeg (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
   guint8 *patched = g_memdup2 (bytes, size);
   patched[size / 2] = 0xff;
   patched[size / 2 + 1] = 0xd9;
-  write_bytes (cut, patched, size / 2 + 2);
+  tu_write_bytes (cut, patched, size / 2 + 2);
   assert_load_fails (cut, 0, ST_ERROR_IMAGE, "Corrupt JPEG data");
   g_free (patched);
 
   /* Lacking only its EOI marker, the file is still cut short. */
-  write_bytes (cut, bytes, size - 2);
+  tu_write_bytes (cut, bytes, size - 2);
   assert_load_fails (cut, 0, ST_ERROR_IMAGE, "truncated");
 }
 
 /* Every prefix of a small image must fail cleanly, never crash or leak
  * (run under AddressSanitizer), and flipped bytes must not crash. */
 static void
-test_every_prefix_and_bit_flips (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_every_prefix_and_bit_flips (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
   const char *names[] = { "small.png", "small.jpg", "small16.png" };
   g_autoptr (StTensor) src = random_levels (4, 9, 11, 255, 11);
   for (gsize n = 0; n < G_N_ELEMENTS (names); n++)
     {
-      g_autofree char *path = temp_path (fx, names[n]);
+      g_autofree char *path = tu_temp_path (fx, names[n]);
       save_ok (src, path, st_image_format_from_name (path), n == 2 ? 16 : 8, 80);
       gsize size;
       g_autofree guint8 *bytes = read_bytes (path, &size);
-      g_autofree char *cut = temp_path (fx, "cut");
+      g_autofree char *cut = tu_temp_path (fx, "cut");
       for (gsize len = 0; len < size; len++)
         {
-          write_bytes (cut, bytes, len);
+          tu_write_bytes (cut, bytes, len);
           GError *error = NULL;
           StTensor *t = st_image_load (cut, 0, NULL, &error);
           if (t)
@@ -1007,7 +943,7 @@ test_every_prefix_and_bit_flips (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
           guint8 *damaged = g_memdup2 (bytes, size);
           for (int k = 0; k < 3; k++)
             damaged[g_rand_int_range (rand, 0, size)] ^= 1 << g_rand_int_range (rand, 0, 8);
-          write_bytes (cut, damaged, size);
+          tu_write_bytes (cut, damaged, size);
           g_free (damaged);
           GError *error = NULL;
           StTensor *t = st_image_load (cut, 0, NULL, &error);
@@ -1023,14 +959,14 @@ test_every_prefix_and_bit_flips (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
 
 /* A header declaring 100000 x 100000 pixels, and nothing else. */
 static void
-test_huge_png_header (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_huge_png_header (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
-  g_autofree char *path = temp_path (fx, "huge.png");
+  g_autofree char *path = tu_temp_path (fx, "huge.png");
   GByteArray *out = g_byte_array_new ();
   g_byte_array_append (out, png_sig, 8);
   guint8 ihdr[13] = { 0, 0x01, 0x86, 0xa0, 0, 0x01, 0x86, 0xa0, 8, 2, 0, 0, 0 };
   append_chunk (out, "IHDR", ihdr, sizeof ihdr);
-  write_bytes (path, out->data, out->len);
+  tu_write_bytes (path, out->data, out->len);
   g_byte_array_unref (out);
 
   g_autofree char *expected = g_strdup_printf (
@@ -1047,13 +983,13 @@ test_huge_png_header (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
 }
 
 static void
-test_max_pixels (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_max_pixels (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
   g_autoptr (StTensor) src = gradient (3, 48, 64);
   const char *names[] = { "limit.png", "limit.jpg" };
   for (gsize i = 0; i < G_N_ELEMENTS (names); i++)
     {
-      g_autofree char *path = temp_path (fx, names[i]);
+      g_autofree char *path = tu_temp_path (fx, names[i]);
       save_ok (src, path, ST_FORMAT_UNKNOWN, 8, 90);
       GError *error = NULL;
       StTensor *t = st_image_load (path, 64 * 48, NULL, &error);
@@ -1070,7 +1006,7 @@ test_max_pixels (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
 /* The library never prints: every failure above, run again in a child
  * whose stderr and stdout must stay empty. */
 static void
-test_silent (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_silent (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
   if (g_test_subprocess ())
     {
@@ -1104,7 +1040,7 @@ assert_save_fails (const StTensor *t, const char *path, StImageFormat format,
 }
 
 static void
-test_save_missing_folder (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_save_missing_folder (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
   g_autoptr (StTensor) t = gradient (3, 4, 4);
   g_autofree char *path = g_build_filename (fx->dir, "no-such-folder", "out.png", NULL);
@@ -1114,11 +1050,11 @@ test_save_missing_folder (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
 }
 
 static void
-test_save_bad_arguments (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_save_bad_arguments (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
-  g_autofree char *png = temp_path (fx, "out.png");
-  g_autofree char *jpeg = temp_path (fx, "out.jpg");
-  g_autofree char *other = temp_path (fx, "out.tiff");
+  g_autofree char *png = tu_temp_path (fx, "out.png");
+  g_autofree char *jpeg = tu_temp_path (fx, "out.jpg");
+  g_autofree char *other = tu_temp_path (fx, "out.tiff");
   g_autoptr (StTensor) five = st_tensor_new0 (1, 5, 4, 4);
   g_autoptr (StTensor) batch = st_tensor_new0 (2, 3, 4, 4);
   g_autoptr (StTensor) rgb = gradient (3, 4, 4);
@@ -1136,9 +1072,9 @@ test_save_bad_arguments (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
 /* A target that cannot be replaced (a folder) fails at the rename, and the
  * temporary file goes away. */
 static void
-test_save_rename_fails (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_save_rename_fails (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
-  g_autofree char *path = temp_path (fx, "taken.png");
+  g_autofree char *path = tu_temp_path (fx, "taken.png");
   g_assert_cmpint (g_mkdir (path, 0700), ==, 0);
   g_autoptr (StTensor) t = gradient (3, 4, 4);
   assert_save_fails (t, path, ST_FORMAT_PNG, 8, 0, ST_ERROR_IO, "cannot replace");
@@ -1147,10 +1083,10 @@ test_save_rename_fails (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
 }
 
 static void
-test_save_replaces (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_save_replaces (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
-  g_autofree char *path = temp_path (fx, "replace.png");
-  write_bytes (path, "old contents", 12);
+  g_autofree char *path = tu_temp_path (fx, "replace.png");
+  tu_write_bytes (path, "old contents", 12);
   mode_t old_mask = umask (022);
   g_autoptr (StTensor) t = random_levels (4, 5, 6, 255, 3);
   save_ok (t, path, ST_FORMAT_PNG, 8, 0);
@@ -1166,7 +1102,7 @@ test_save_replaces (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
 /* A write that fails midway (here: past a file-size limit, as on a full
  * disk) is reported with the path and leaves no file behind. */
 static void
-test_save_write_error (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_save_write_error (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
   if (!g_test_subprocess ())
     {
@@ -1179,8 +1115,8 @@ test_save_write_error (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
   signal (SIGXFSZ, SIG_IGN);
   struct rlimit limit = { 4096, 4096 };
   g_assert_cmpint (setrlimit (RLIMIT_FSIZE, &limit), ==, 0);
-  g_autofree char *png = temp_path (fx, "big.png");
-  g_autofree char *jpeg = temp_path (fx, "big.jpg");
+  g_autofree char *png = tu_temp_path (fx, "big.png");
+  g_autofree char *jpeg = tu_temp_path (fx, "big.jpg");
   assert_save_fails (noise, png, ST_FORMAT_PNG, 8, 0, ST_ERROR_IO, NULL);
   assert_save_fails (noise, png, ST_FORMAT_PNG, 16, 0, ST_ERROR_IO, NULL);
   assert_save_fails (noise, jpeg, ST_FORMAT_JPEG, 8, 95, ST_ERROR_IO, NULL);
@@ -1189,10 +1125,10 @@ test_save_write_error (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
 
 /* Out-of-range values clamp, NaN becomes 0, halves round up. */
 static void
-test_save_clamps (TempDir *fx, G_GNUC_UNUSED gconstpointer data)
+test_save_clamps (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
-  g_autofree char *path8 = temp_path (fx, "clamp8.png");
-  g_autofree char *path16 = temp_path (fx, "clamp16.png");
+  g_autofree char *path8 = tu_temp_path (fx, "clamp8.png");
+  g_autofree char *path16 = tu_temp_path (fx, "clamp16.png");
   g_autoptr (StTensor) t = st_tensor_new0 (1, 1, 1, 6);
   const float in[6] = { -0.5f, 1.5f, NAN, 0.5f, INFINITY, -INFINITY };
   memcpy (t->data, in, sizeof in);
@@ -1214,7 +1150,7 @@ main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
 
-#define ADD(name, fn) g_test_add (name, TempDir, NULL, temp_dir_setup, fn, temp_dir_teardown)
+#define ADD(name, fn) g_test_add (name, TuTempDir, NULL, temp_dir_setup, fn, tu_temp_dir_teardown)
   g_test_add_func ("/image/format-from-name", test_format_from_name);
   ADD ("/image/png/round-trip-8", test_png_round_trip_8);
   ADD ("/image/png/round-trip-16", test_png_round_trip_16);

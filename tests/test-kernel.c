@@ -10,6 +10,7 @@
 #include "pipeline.h"
 #include "registry.h"
 #include "stage.h"
+#include "testutil.h"
 
 #include <math.h>
 #include <string.h>
@@ -19,82 +20,11 @@ static StRunContext *ctxs[2];        /* 1 and 2 threads */
 
 /* ---- Helpers ---------------------------------------------------------------- */
 
-/* A stage of kind from "key=value key=value" (values without spaces). */
-static StStage *
-stage_new (const char *kind_name, const char *params, GError **error)
-{
-  const StKindEntry *entry = st_registry_lookup (reg, kind_name);
-  g_assert_nonnull (entry);
-  g_auto (GStrv) words = g_strsplit (params ? params : "", " ", -1);
-  int n = 0;
-  const char *keys[32], *values[32];
-  char **pairs[32];
-  for (int i = 0; words[i]; i++)
-    {
-      if (!*words[i])
-        continue;
-      g_assert_cmpint (n, <, 32);
-      pairs[n] = g_strsplit (words[i], "=", 2);
-      g_assert_nonnull (pairs[n][1]);
-      keys[n] = pairs[n][0];
-      values[n] = pairs[n][1];
-      n++;
-    }
-  StStage *stage = st_stage_new (entry->kind, kind_name, keys, values, n, error);
-  for (int i = 0; i < n; i++)
-    g_strfreev (pairs[i]);
-  return stage;
-}
-
-/* Infers for the inputs' shapes and runs forward into a new tensor. */
-static StTensor *
-stage_run (StStage *stage, const StTensor *const *inputs, int n_inputs,
-           StRunContext *ctx, GError **error)
-{
-  StShape shapes[8];
-  g_assert_cmpint (n_inputs, <=, 8);
-  for (int i = 0; i < n_inputs; i++)
-    shapes[i] = inputs[i]->shape;
-  if (!st_stage_infer (stage, shapes, n_inputs, error))
-    return NULL;
-  StTensor *out = st_tensor_new (stage->out_shape, error);
-  g_assert_nonnull (out);
-  if (!stage->kind->forward (stage, ctx, inputs, out, error))
-    {
-      st_tensor_free (out);
-      return NULL;
-    }
-  return out;
-}
-
 /* One stage, one input, one thread count; asserts success. */
 static StTensor *
 run1 (const char *kind_name, const char *params, const StTensor *in, int ctx_index)
 {
-  g_autoptr (GError) error = NULL;
-  StStage *stage = stage_new (kind_name, params, &error);
-  g_assert_no_error (error);
-  StTensor *out = stage_run (stage, &in, 1, ctxs[ctx_index], &error);
-  g_assert_no_error (error);
-  st_stage_free (stage);
-  return out;
-}
-
-static StTensor *
-tensor_from (int n, int c, int h, int w, const float *values)
-{
-  StTensor *t = st_tensor_new0 (n, c, h, w);
-  memcpy (t->data, values, sizeof (float) * st_tensor_numel (t));
-  return t;
-}
-
-static StTensor *
-tensor_random (GRand *rand, int n, int c, int h, int w)
-{
-  StTensor *t = st_tensor_new0 (n, c, h, w);
-  for (gsize i = 0; i < st_tensor_numel (t); i++)
-    t->data[i] = (float) g_rand_double (rand);
-  return t;
+  return tu_run1 (reg, kind_name, params, in, ctxs[ctx_index]);
 }
 
 static void
@@ -117,7 +47,7 @@ assert_close (const StTensor *got, const StTensor *want, double tol, const char 
 static void
 assert_values (const StTensor *got, int h, int w, const float *want, const char *what)
 {
-  g_autoptr (StTensor) expected = tensor_from (1, 1, h, w, want);
+  g_autoptr (StTensor) expected = tu_tensor_from (1, 1, h, w, want);
   assert_close (got, expected, 1e-6, what);
 }
 
@@ -348,7 +278,7 @@ test_kernel_reference (void)
       {
         /* One channel runs as a batch of two, for the batch indexing. */
         int batch = channels[ci] == 1 ? 2 : 1;
-        g_autoptr (StTensor) in = tensor_random (rand, batch, channels[ci],
+        g_autoptr (StTensor) in = tu_tensor_random (rand, batch, channels[ci],
                                                  sizes[si][0], sizes[si][1]);
         for (guint ki = 0; ki < cases->len; ki++)
           for (int border = 0; border < 4; border++)
@@ -378,10 +308,10 @@ test_kernel_reference (void)
                   for (int t = 0; t < 2; t++)
                     {
                       g_autoptr (GError) error = NULL;
-                      StStage *stage = stage_new ("kernel", params, &error);
+                      StStage *stage = tu_stage_new (reg, "kernel", "kernel", params, &error);
                       g_assert_no_error (error);
                       const StTensor *inputs[] = { in };
-                      got[t] = stage_run (stage, inputs, 1, ctxs[t], &error);
+                      got[t] = tu_stage_run (stage, inputs, 1, ctxs[t], &error);
                       if (!want)
                         {
                           /* Kernel larger than the padded input. */
@@ -422,7 +352,7 @@ static void
 test_kernel_2x2_valid (void)
 {
   static const float in16[] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
-  g_autoptr (StTensor) in = tensor_from (1, 1, 4, 4, in16);
+  g_autoptr (StTensor) in = tu_tensor_from (1, 1, 4, 4, in16);
   for (int t = 0; t < 2; t++)
     {
       /* out(i,j) = I(i,j) + 2 I(i,j+1) + 3 I(i+1,j) + 4 I(i+1,j+1):
@@ -453,7 +383,7 @@ static void
 test_kernel_emboss (void)
 {
   static const float in9[] = { 1, 2, 3, 4, 5, 6, 7, 8, 9 };
-  g_autoptr (StTensor) in = tensor_from (1, 1, 3, 3, in9);
+  g_autoptr (StTensor) in = tu_tensor_from (1, 1, 3, 3, in9);
   /* Emboss -2,-1,0;-1,1,1;0,1,2 correlated, zero outside.  Centre:
    * -2·1 - 1·2 + 0·3 - 1·4 + 1·5 + 1·6 + 0·7 + 1·8 + 2·9 = 29; top left:
    * 1·1 + 1·2 + 1·4 + 2·5 = 17; bottom right: -2·5 - 1·6 - 1·8 + 1·9 = -15. */
@@ -471,7 +401,7 @@ static void
 test_kernel_flip (void)
 {
   g_autoptr (GRand) rand = g_rand_new_with_seed (3);
-  g_autoptr (StTensor) in = tensor_random (rand, 1, 2, 9, 8);
+  g_autoptr (StTensor) in = tu_tensor_random (rand, 1, 2, 9, 8);
   /* flip=true is correlation with the kernel rotated 180°, odd and even. */
   static const char *const pairs[][2] = {
     { "matrix=1,2,3;4,5,6;7,8,10", "matrix=10,8,7;6,5,4;3,2,1" },
@@ -516,7 +446,7 @@ test_kernel_borders_by_hand (void)
   /* One row 1 2 3 4 through a 1x5 box-like kernel that picks the leftmost
    * tap only (offset -2 from the centre): the padding shows directly. */
   static const float row[] = { 1, 2, 3, 4 };
-  g_autoptr (StTensor) in = tensor_from (1, 1, 1, 4, row);
+  g_autoptr (StTensor) in = tu_tensor_from (1, 1, 1, 4, row);
   static const struct { const char *border; float want[4]; } cases[] = {
     { "zero", { 0, 0, 1, 2 } },
     { "edge", { 1, 1, 1, 2 } },
@@ -534,7 +464,7 @@ test_kernel_borders_by_hand (void)
   /* Reflect further than the image is wide: a 1-pixel-wide image
    * reflects to itself, a 2-pixel one bounces 1 2 1 2 ... */
   static const float one[] = { 7 };
-  g_autoptr (StTensor) single = tensor_from (1, 1, 1, 1, one);
+  g_autoptr (StTensor) single = tu_tensor_from (1, 1, 1, 1, one);
   for (int t = 0; t < 2; t++)
     {
       g_autoptr (StTensor) out = run1 ("kernel", "preset=box size=5 border=reflect", single, t);
@@ -542,7 +472,7 @@ test_kernel_borders_by_hand (void)
       assert_values (out, 1, 1, want, "reflect 1x1");
     }
   static const float two[] = { 1, 2 };
-  g_autoptr (StTensor) pair = tensor_from (1, 1, 1, 2, two);
+  g_autoptr (StTensor) pair = tu_tensor_from (1, 1, 1, 2, two);
   for (int t = 0; t < 2; t++)
     {
       /* Padded by 4: 1 2 1 2 | 1 2 | 1 2 1 2, read by the 1x1 identity. */
@@ -583,7 +513,7 @@ test_kernel_shapes (void)
   };
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
-      StStage *stage = stage_new ("kernel", cases[i].params, &error);
+      StStage *stage = tu_stage_new (reg, "kernel", "kernel", cases[i].params, &error);
       g_assert_no_error (error);
       StShape in = { 2, 3, cases[i].h, cases[i].w };
       g_assert_true (st_stage_infer (stage, &in, 1, &error));
@@ -653,7 +583,7 @@ test_kernel_errors (void)
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
       g_autoptr (GError) error = NULL;
-      StStage *stage = stage_new ("kernel", cases[i].params, &error);
+      StStage *stage = tu_stage_new (reg, "kernel", "kernel", cases[i].params, &error);
       if (cases[i].at_new)
         {
           g_assert_null (stage);
@@ -661,7 +591,7 @@ test_kernel_errors (void)
       else
         {
           g_assert_no_error (error);
-          g_autoptr (StTensor) out = stage_run (stage, inputs, 1, ctxs[0], &error);
+          g_autoptr (StTensor) out = tu_stage_run (stage, inputs, 1, ctxs[0], &error);
           g_assert_null (out);
           st_stage_free (stage);
         }
@@ -683,7 +613,7 @@ test_grayscale (void)
 {
   /* Two pixels: pure red and (0.2, 0.4, 0.6). */
   static const float rgb[] = { 1, 0.2f, 0, 0.4f, 0, 0.6f };
-  g_autoptr (StTensor) in = tensor_from (1, 3, 1, 2, rgb);
+  g_autoptr (StTensor) in = tu_tensor_from (1, 3, 1, 2, rgb);
   for (int t = 0; t < 2; t++)
     {
       g_autoptr (StTensor) out = run1 ("grayscale", NULL, in, t);
@@ -697,7 +627,7 @@ test_grayscale (void)
 
       /* A batch of two, larger, against the formula. */
       g_autoptr (GRand) rand = g_rand_new_with_seed (5);
-      g_autoptr (StTensor) big = tensor_random (rand, 2, 3, 17, 9);
+      g_autoptr (StTensor) big = tu_tensor_random (rand, 2, 3, 17, 9);
       g_autoptr (StTensor) gray = run1 ("grayscale", NULL, big, t);
       g_assert_cmpint (gray->shape.c, ==, 1);
       gsize plane = 17 * 9;
@@ -710,7 +640,7 @@ test_grayscale (void)
           }
 
       /* Gray passes through. */
-      g_autoptr (StTensor) one = tensor_random (rand, 1, 1, 4, 5);
+      g_autoptr (StTensor) one = tu_tensor_random (rand, 1, 1, 4, 5);
       g_autoptr (StTensor) same = run1 ("grayscale", NULL, one, t);
       assert_close (same, one, 0, "gray passthrough");
     }
@@ -720,8 +650,8 @@ test_grayscale (void)
       g_autoptr (GError) error = NULL;
       g_autoptr (StTensor) bad = st_tensor_new0 (1, c, 2, 2);
       const StTensor *inputs[] = { bad };
-      StStage *stage = stage_new ("grayscale", NULL, &error);
-      g_assert_null (stage_run (stage, inputs, 1, ctxs[0], &error));
+      StStage *stage = tu_stage_new (reg, "grayscale", "grayscale", NULL, &error);
+      g_assert_null (tu_stage_run (stage, inputs, 1, ctxs[0], &error));
       g_assert_error (error, ST_ERROR, ST_ERROR_SHAPE);
       g_autofree char *found = g_strdup_printf ("found %d", c);
       g_assert_nonnull (strstr (error->message, found));
@@ -735,16 +665,16 @@ test_add (void)
   static const float a_v[] = { 1, 2, 3, 4 };
   static const float b_v[] = { 10, 20, 30, 40 };
   static const float c_v[] = { -1, 0, 1, 0.5f };
-  g_autoptr (StTensor) a = tensor_from (1, 1, 2, 2, a_v);
-  g_autoptr (StTensor) b = tensor_from (1, 1, 2, 2, b_v);
-  g_autoptr (StTensor) c = tensor_from (1, 1, 2, 2, c_v);
+  g_autoptr (StTensor) a = tu_tensor_from (1, 1, 2, 2, a_v);
+  g_autoptr (StTensor) b = tu_tensor_from (1, 1, 2, 2, b_v);
+  g_autoptr (StTensor) c = tu_tensor_from (1, 1, 2, 2, c_v);
   for (int t = 0; t < 2; t++)
     {
       g_autoptr (GError) error = NULL;
       const StTensor *ab[] = { a, b };
-      StStage *stage = stage_new ("add", "weights=1.5,-0.5 offset=0.25", &error);
+      StStage *stage = tu_stage_new (reg, "add", "add", "weights=1.5,-0.5 offset=0.25", &error);
       g_assert_no_error (error);
-      g_autoptr (StTensor) out = stage_run (stage, ab, 2, ctxs[t], &error);
+      g_autoptr (StTensor) out = tu_stage_run (stage, ab, 2, ctxs[t], &error);
       g_assert_no_error (error);
       /* 0.25 + 1.5 a - 0.5 b */
       static const float want[] = { -3.25f, -6.75f, -10.25f, -13.75f };
@@ -752,7 +682,7 @@ test_add (void)
 
       /* Backward: grad_in_i = w_i · grad_out; NULL means not wanted. */
       static const float g_v[] = { 1, -2, 0.5f, 4 };
-      g_autoptr (StTensor) grad = tensor_from (1, 1, 2, 2, g_v);
+      g_autoptr (StTensor) grad = tu_tensor_from (1, 1, 2, 2, g_v);
       g_autoptr (StTensor) ga = st_tensor_new0 (1, 1, 2, 2);
       StTensor *grads[] = { ga, NULL };
       g_assert_nonnull (stage->kind->backward);
@@ -763,8 +693,8 @@ test_add (void)
 
       /* Default weights, three inputs. */
       const StTensor *abc[] = { a, b, c };
-      stage = stage_new ("add", NULL, &error);
-      g_autoptr (StTensor) sum = stage_run (stage, abc, 3, ctxs[t], &error);
+      stage = tu_stage_new (reg, "add", "add", NULL, &error);
+      g_autoptr (StTensor) sum = tu_stage_run (stage, abc, 3, ctxs[t], &error);
       g_assert_no_error (error);
       static const float want_sum[] = { 10, 22, 34, 44.5f };
       assert_values (sum, 2, 2, want_sum, "add default");
@@ -772,8 +702,8 @@ test_add (void)
 
       /* One input is allowed: a scaled copy. */
       const StTensor *just_a[] = { a };
-      stage = stage_new ("add", "weights=2", &error);
-      g_autoptr (StTensor) twice = stage_run (stage, just_a, 1, ctxs[t], &error);
+      stage = tu_stage_new (reg, "add", "add", "weights=2", &error);
+      g_autoptr (StTensor) twice = tu_stage_run (stage, just_a, 1, ctxs[t], &error);
       g_assert_no_error (error);
       static const float want_twice[] = { 2, 4, 6, 8 };
       assert_values (twice, 2, 2, want_twice, "add one input");
@@ -783,9 +713,9 @@ test_add (void)
   /* Weights that do not match the inputs: expected and found named. */
   g_autoptr (GError) error = NULL;
   const StTensor *ab[] = { a, b };
-  StStage *stage = stage_new ("add", "weights=1,2,3", &error);
+  StStage *stage = tu_stage_new (reg, "add", "add", "weights=1,2,3", &error);
   g_assert_no_error (error);
-  g_assert_null (stage_run (stage, ab, 2, ctxs[0], &error));
+  g_assert_null (tu_stage_run (stage, ab, 2, ctxs[0], &error));
   g_assert_error (error, ST_ERROR, ST_ERROR_PIPELINE);
   g_test_message ("%s", error->message);
   g_assert_nonnull (strstr (error->message, "weights"));
@@ -797,22 +727,22 @@ test_add (void)
   /* Shapes that differ. */
   g_autoptr (StTensor) other = st_tensor_new0 (1, 1, 2, 3);
   const StTensor *mixed[] = { a, other };
-  stage = stage_new ("add", NULL, &error);
-  g_assert_null (stage_run (stage, mixed, 2, ctxs[0], &error));
+  stage = tu_stage_new (reg, "add", "add", NULL, &error);
+  g_assert_null (tu_stage_run (stage, mixed, 2, ctxs[0], &error));
   g_assert_error (error, ST_ERROR, ST_ERROR_SHAPE);
   g_assert_nonnull (strstr (error->message, "1x1x2x3"));
   st_stage_free (stage);
 
   /* Large enough to be split between threads. */
   g_autoptr (GRand) rand = g_rand_new_with_seed (11);
-  g_autoptr (StTensor) x = tensor_random (rand, 1, 3, 123, 457);
-  g_autoptr (StTensor) y = tensor_random (rand, 1, 3, 123, 457);
+  g_autoptr (StTensor) x = tu_tensor_random (rand, 1, 3, 123, 457);
+  g_autoptr (StTensor) y = tu_tensor_random (rand, 1, 3, 123, 457);
   const StTensor *xy[] = { x, y };
   for (int t = 0; t < 2; t++)
     {
       g_clear_error (&error);
-      stage = stage_new ("add", "weights=0.5,-2 offset=1", &error);
-      g_autoptr (StTensor) out = stage_run (stage, xy, 2, ctxs[t], &error);
+      stage = tu_stage_new (reg, "add", "add", "weights=0.5,-2 offset=1", &error);
+      g_autoptr (StTensor) out = tu_stage_run (stage, xy, 2, ctxs[t], &error);
       g_assert_no_error (error);
       for (gsize i = 0; i < st_tensor_numel (out); i++)
         g_assert_cmpfloat_with_epsilon (out->data[i], 1 + 0.5 * x->data[i] - 2 * y->data[i], 1e-6);
@@ -844,27 +774,27 @@ test_magnitude (void)
   static const float a_v[] = { 3, -6, 0, 1 };
   static const float b_v[] = { 4, 8, 0, -2 };
   static const float c_v[] = { 0, 0, -2, 2 };
-  g_autoptr (StTensor) a = tensor_from (1, 1, 2, 2, a_v);
-  g_autoptr (StTensor) b = tensor_from (1, 1, 2, 2, b_v);
-  g_autoptr (StTensor) c = tensor_from (1, 1, 2, 2, c_v);
+  g_autoptr (StTensor) a = tu_tensor_from (1, 1, 2, 2, a_v);
+  g_autoptr (StTensor) b = tu_tensor_from (1, 1, 2, 2, b_v);
+  g_autoptr (StTensor) c = tu_tensor_from (1, 1, 2, 2, c_v);
   for (int t = 0; t < 2; t++)
     {
       g_autoptr (GError) error = NULL;
       const StTensor *ab[] = { a, b };
-      StStage *stage = stage_new ("magnitude", NULL, &error);
-      g_autoptr (StTensor) out = stage_run (stage, ab, 2, ctxs[t], &error);
+      StStage *stage = tu_stage_new (reg, "magnitude", "magnitude", NULL, &error);
+      g_autoptr (StTensor) out = tu_stage_run (stage, ab, 2, ctxs[t], &error);
       g_assert_no_error (error);
       static const float want[] = { 5, 10, 0, sqrtf (5) };
       assert_values (out, 2, 2, want, "magnitude 2");
 
       const StTensor *abc[] = { a, b, c };
-      g_autoptr (StTensor) out3 = stage_run (stage, abc, 3, ctxs[t], &error);
+      g_autoptr (StTensor) out3 = tu_stage_run (stage, abc, 3, ctxs[t], &error);
       g_assert_no_error (error);
       static const float want3[] = { 5, 10, 2, 3 };
       assert_values (out3, 2, 2, want3, "magnitude 3");
 
       const StTensor *just_a[] = { a };
-      g_autoptr (StTensor) abs_a = stage_run (stage, just_a, 1, ctxs[t], &error);
+      g_autoptr (StTensor) abs_a = tu_stage_run (stage, just_a, 1, ctxs[t], &error);
       g_assert_no_error (error);
       static const float want1[] = { 3, 6, 0, 1 };
       assert_values (abs_a, 2, 2, want1, "magnitude 1");
@@ -874,8 +804,8 @@ test_magnitude (void)
   g_autoptr (GError) error = NULL;
   g_autoptr (StTensor) other = st_tensor_new0 (1, 2, 2, 2);
   const StTensor *mixed[] = { a, other };
-  StStage *stage = stage_new ("magnitude", NULL, &error);
-  g_assert_null (stage_run (stage, mixed, 2, ctxs[0], &error));
+  StStage *stage = tu_stage_new (reg, "magnitude", "magnitude", NULL, &error);
+  g_assert_null (tu_stage_run (stage, mixed, 2, ctxs[0], &error));
   g_assert_error (error, ST_ERROR, ST_ERROR_SHAPE);
   st_stage_free (stage);
 }
@@ -902,7 +832,7 @@ static void
 test_pipelines (void)
 {
   g_autoptr (GRand) rand = g_rand_new_with_seed (9);
-  g_autoptr (StTensor) in = tensor_random (rand, 1, 3, 29, 37);
+  g_autoptr (StTensor) in = tu_tensor_random (rand, 1, 3, 29, 37);
   for (int t = 0; t < 2; t++)
     {
       /* Single-stage files equal the stage they name. */

@@ -13,6 +13,7 @@
 #include "context.h"
 #include "registry.h"
 #include "stage.h"
+#include "testutil.h"
 
 #include <math.h>
 #include <string.h>
@@ -29,57 +30,12 @@ static StRunContext *ctxs[2];        /* 1 and 3 threads */
 
 /* ---- Helpers ---------------------------------------------------------------- */
 
-/* keys/values from "key=value key=value" (values without spaces); free
- * with pairs_free. */
-typedef struct {
-  int n;
-  const char *keys[16], *values[16];
-  char **split[16];
-} Pairs;
-
-static void
-pairs_parse (Pairs *p, const char *params)
-{
-  g_auto (GStrv) words = g_strsplit (params ? params : "", " ", -1);
-  p->n = 0;
-  for (int i = 0; words[i]; i++)
-    {
-      if (!*words[i])
-        continue;
-      g_assert_cmpint (p->n, <, 16);
-      p->split[p->n] = g_strsplit (words[i], "=", 2);
-      g_assert_nonnull (p->split[p->n][1]);
-      p->keys[p->n] = p->split[p->n][0];
-      p->values[p->n] = p->split[p->n][1];
-      p->n++;
-    }
-}
-
-static void
-pairs_free (Pairs *p)
-{
-  for (int i = 0; i < p->n; i++)
-    g_strfreev (p->split[i]);
-}
-
-static const StKind *
-kind_of (const char *kind_name)
-{
-  const StKindEntry *entry = st_registry_lookup (reg, kind_name);
-  if (!entry)
-    g_error ("no plugin provides kind '%s'", kind_name);
-  return entry->kind;
-}
-
 /* A stage named name of kind, inferred for shape. */
 static StStage *
 stage_new (const char *kind_name, const char *name, const char *params,
            StShape shape, GError **error)
 {
-  Pairs p;
-  pairs_parse (&p, params);
-  StStage *stage = st_stage_new (kind_of (kind_name), name, p.keys, p.values, p.n, error);
-  pairs_free (&p);
+  StStage *stage = tu_stage_new (reg, kind_name, name, params, error);
   if (stage && !st_stage_infer (stage, &shape, 1, error))
     g_clear_pointer (&stage, st_stage_free);
   return stage;
@@ -152,11 +108,11 @@ gradcheck (const char *kind_name, const char *params, StShape shape,
 {
   g_autoptr (GError) error = NULL;
   StGradcheckResult result;
-  Pairs p;
-  pairs_parse (&p, params);
+  TuParams p;
+  tu_params_parse (&p, params);
   for (guint64 seed = 1; seed <= 2; seed++)
     {
-      gboolean ok = st_gradcheck (kind_of (kind_name), p.keys, p.values, p.n, &shape, 1,
+      gboolean ok = st_gradcheck (tu_kind (reg, kind_name), p.keys, p.values, p.n, &shape, 1,
                                   training, seed, eps, TOLERANCE, &result, &error);
       g_test_message ("%s %s %dx%dx%dx%d%s seed %" G_GUINT64_FORMAT ": %d checked, "
                       "max relative error %.2e at %s",
@@ -167,7 +123,7 @@ gradcheck (const char *kind_name, const char *params, StShape shape,
       g_assert_true (ok);
       g_assert_cmpint (result.n_checked, >, 0);
     }
-  pairs_free (&p);
+  tu_params_clear (&p);
 }
 
 static const StShape batch_shapes[] = {
@@ -1071,14 +1027,14 @@ test_gradcheck_catches (void)
 
   /* A bad parameter is the stage's error. */
   const char *key = "size", *value = "0";
-  g_assert_false (st_gradcheck (kind_of ("maxpool"), &key, &value, 1, &sh, 1, TRUE, 1,
+  g_assert_false (st_gradcheck (tu_kind (reg, "maxpool"), &key, &value, 1, &sh, 1, TRUE, 1,
                                 1e-2, TOLERANCE, NULL, &error));
   g_assert_error (error, ST_ERROR, ST_ERROR_PIPELINE);
   g_clear_error (&error);
 
   /* Big tensors are sampled, not checked whole. */
   StShape big = { 4, 8, 16, 16 };
-  g_assert_true (st_gradcheck (kind_of ("flatten"), NULL, NULL, 0, &big, 1, TRUE, 1, 1e-2,
+  g_assert_true (st_gradcheck (tu_kind (reg, "flatten"), NULL, NULL, 0, &big, 1, TRUE, 1, 1e-2,
                                TOLERANCE, &result, &error));
   g_assert_no_error (error);
   g_assert_cmpint (result.n_checked, <=, 200);
@@ -1107,8 +1063,8 @@ static int
 gradcheck_failures (const StKind *kind, const char *params, StShape shape, double eps,
                     int n_seeds)
 {
-  Pairs p;
-  pairs_parse (&p, params);
+  TuParams p;
+  tu_params_parse (&p, params);
   int failed = 0;
   for (int seed = 1; seed <= n_seeds; seed++)
     {
@@ -1120,7 +1076,7 @@ gradcheck_failures (const StKind *kind, const char *params, StShape shape, doubl
           failed++;
         }
     }
-  pairs_free (&p);
+  tu_params_clear (&p);
   return failed;
 }
 
@@ -1148,12 +1104,12 @@ test_gradcheck_elu_seeds (void)
     {
       g_autofree char *alone = g_strdup_printf ("function=elu alpha=%s", alphas[ai]);
       for (gsize si = 0; si < G_N_ELEMENTS (batch_shapes); si++)
-        g_assert_cmpint (gradcheck_failures (kind_of ("activation"), alone, batch_shapes[si],
+        g_assert_cmpint (gradcheck_failures (tu_kind (reg, "activation"), alone, batch_shapes[si],
                                              1e-2, 100), ==, 0);
       for (gsize fi = 0; fi < G_N_ELEMENTS (fused); fi++)
         {
           g_autofree char *params = g_strdup_printf (fused[fi].params, alphas[ai]);
-          int failed = gradcheck_failures (kind_of (fused[fi].kind), params, fused[fi].shape,
+          int failed = gradcheck_failures (tu_kind (reg, fused[fi].kind), params, fused[fi].shape,
                                            1e-2, 100);
           g_test_message ("%s [%s] %dx%dx%dx%d: %d of 100 seeds fail", fused[fi].kind, params,
                           fused[fi].shape.n, fused[fi].shape.c, fused[fi].shape.h,
@@ -1172,7 +1128,7 @@ test_gradcheck_elu_seeds (void)
       const char *kind = fi == 0 ? "activation" : "dense";
       const char *params = fi == 0 ? "function=elu alpha=2" : "units=6 activation=elu alpha=0.5";
       StShape shape = fi == 0 ? batch_shapes[1] : fused[0].shape;
-      scaled_real = kind_of (kind);
+      scaled_real = tu_kind (reg, kind);
       wrong = *scaled_real;
       wrong.backward = scaled_backward;
       for (int sign = -1; sign <= 1; sign += 2)

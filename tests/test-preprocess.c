@@ -9,6 +9,7 @@
 #include "context.h"
 #include "registry.h"
 #include "stage.h"
+#include "testutil.h"
 
 #include <math.h>
 #include <string.h>
@@ -18,62 +19,11 @@ static StRunContext *ctxs[2];        /* 1 and 3 threads */
 
 /* ---- Helpers ---------------------------------------------------------------- */
 
-/* A stage of kind from "key=value key=value" (values without spaces). */
-static StStage *
-stage_new (const char *kind_name, const char *params, GError **error)
-{
-  const StKindEntry *entry = st_registry_lookup (reg, kind_name);
-  if (!entry)
-    g_error ("no plugin provides '%s'", kind_name);
-  g_auto (GStrv) words = g_strsplit (params ? params : "", " ", -1);
-  int n = 0;
-  const char *keys[16], *values[16];
-  char **pairs[16];
-  for (int i = 0; words[i]; i++)
-    {
-      if (!*words[i])
-        continue;
-      g_assert_cmpint (n, <, 16);
-      pairs[n] = g_strsplit (words[i], "=", 2);
-      g_assert_nonnull (pairs[n][1]);
-      keys[n] = pairs[n][0];
-      values[n] = pairs[n][1];
-      n++;
-    }
-  StStage *stage = st_stage_new (entry->kind, kind_name, keys, values, n, error);
-  for (int i = 0; i < n; i++)
-    g_strfreev (pairs[i]);
-  return stage;
-}
-
-/* Infers for in's shape and runs forward into a new tensor, or NULL with
- * error set. */
-static StTensor *
-stage_run (StStage *stage, const StTensor *in, int ctx_index, GError **error)
-{
-  if (!st_stage_infer (stage, &in->shape, 1, error))
-    return NULL;
-  StTensor *out = st_tensor_new (stage->out_shape, error);
-  g_assert_nonnull (out);
-  if (!stage->kind->forward (stage, ctxs[ctx_index], &in, out, error))
-    {
-      st_tensor_free (out);
-      return NULL;
-    }
-  return out;
-}
-
 /* One stage on one input; asserts success. */
 static StTensor *
 run1 (const char *kind_name, const char *params, const StTensor *in, int ctx_index)
 {
-  g_autoptr (GError) error = NULL;
-  StStage *stage = stage_new (kind_name, params, &error);
-  g_assert_no_error (error);
-  StTensor *out = stage_run (stage, in, ctx_index, &error);
-  g_assert_no_error (error);
-  st_stage_free (stage);
-  return out;
+  return tu_run1 (reg, kind_name, params, in, ctxs[ctx_index]);
 }
 
 /* The error of building and inferring kind with params on shape. */
@@ -81,7 +31,7 @@ static GError *
 stage_error (const char *kind_name, const char *params, StShape shape)
 {
   GError *error = NULL;
-  StStage *stage = stage_new (kind_name, params, &error);
+  StStage *stage = tu_stage_new (reg, kind_name, kind_name, params, &error);
   if (stage)
     {
       st_stage_infer (stage, &shape, 1, &error);
@@ -90,23 +40,6 @@ stage_error (const char *kind_name, const char *params, StShape shape)
   g_assert_nonnull (error);
   g_test_message ("%s %s: %s", kind_name, params, error->message);
   return error;
-}
-
-static StTensor *
-tensor_from (int n, int c, int h, int w, const float *values)
-{
-  StTensor *t = st_tensor_new0 (n, c, h, w);
-  memcpy (t->data, values, st_tensor_numel (t) * sizeof (float));
-  return t;
-}
-
-static StTensor *
-tensor_random (GRand *rand, int n, int c, int h, int w)
-{
-  StTensor *t = st_tensor_new0 (n, c, h, w);
-  for (gsize i = 0; i < st_tensor_numel (t); i++)
-    t->data[i] = (float) g_rand_double (rand);
-  return t;
 }
 
 static void
@@ -259,7 +192,7 @@ test_resize_reference (void)
     for (guint i = 0; i < G_N_ELEMENTS (resize_cases); i++)
       {
         const int *c = resize_cases[i];
-        g_autoptr (StTensor) in = tensor_random (rand, 2, 3, c[0], c[1]);
+        g_autoptr (StTensor) in = tu_tensor_random (rand, 2, 3, c[0], c[1]);
         check_resize (methods[m].method, methods[m].ref, in, c[2], c[3], 1e-6);
         if (methods[m].ref == ref_bilinear)
           check_resize ("bilinear", ref_bilinear_exact, in, c[2], c[3], 2e-5);
@@ -271,8 +204,8 @@ test_resize_bilinear_known (void)
 {
   static const float grid4[16] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 };
   static const float grid2[4] = { 0, 1, 2, 3 };
-  g_autoptr (StTensor) in4 = tensor_from (1, 1, 4, 4, grid4);
-  g_autoptr (StTensor) in2 = tensor_from (1, 1, 2, 2, grid2);
+  g_autoptr (StTensor) in4 = tu_tensor_from (1, 1, 4, 4, grid4);
+  g_autoptr (StTensor) in2 = tu_tensor_from (1, 1, 2, 2, grid2);
   for (int t = 0; t < 2; t++)
     {
       /* Halving samples between pixel pairs: the 2x2 block means, where
@@ -308,8 +241,8 @@ test_resize_nearest_known (void)
 {
   static const float row3[3] = { 10, 20, 30 };
   static const float grid2[4] = { 0, 1, 2, 3 };
-  g_autoptr (StTensor) in3 = tensor_from (1, 1, 1, 3, row3);
-  g_autoptr (StTensor) in2 = tensor_from (1, 1, 2, 2, grid2);
+  g_autoptr (StTensor) in3 = tu_tensor_from (1, 1, 1, 3, row3);
+  g_autoptr (StTensor) in2 = tu_tensor_from (1, 1, 2, 2, grid2);
   for (int t = 0; t < 2; t++)
     {
       g_autoptr (StTensor) five = run1 ("resize", "width=5 height=1 method=nearest", in3, t);
@@ -328,7 +261,7 @@ static void
 test_resize_area_known (void)
 {
   static const float grid4[16] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 };
-  g_autoptr (StTensor) in4 = tensor_from (1, 1, 4, 4, grid4);
+  g_autoptr (StTensor) in4 = tu_tensor_from (1, 1, 4, 4, grid4);
   g_autoptr (GRand) rand = g_rand_new_with_seed (5);
   for (int t = 0; t < 2; t++)
     {
@@ -337,7 +270,7 @@ test_resize_area_known (void)
       static const float want_down[] = { 2.5, 4.5, 10.5, 12.5 };
       assert_values (down, want_down, 1e-6);
 
-      g_autoptr (StTensor) in66 = tensor_random (rand, 2, 2, 6, 6);
+      g_autoptr (StTensor) in66 = tu_tensor_random (rand, 2, 2, 6, 6);
       g_autoptr (StTensor) blocks = run1 ("resize", "width=3 height=2 method=area", in66, t);
       for (int p = 0; p < 4; p++)
         for (int by = 0; by < 2; by++)
@@ -352,7 +285,7 @@ test_resize_area_known (void)
 
       /* Enlarging 2 -> 3: the middle pixel straddles both halves. */
       static const float pair[2] = { 1, 4 };
-      g_autoptr (StTensor) in_pair = tensor_from (1, 1, 1, 2, pair);
+      g_autoptr (StTensor) in_pair = tu_tensor_from (1, 1, 1, 2, pair);
       g_autoptr (StTensor) three = run1 ("resize", "width=3 height=1 method=area", in_pair, t);
       static const float want_three[] = { 1, 2.5, 4 };
       assert_values (three, want_three, 1e-6);
@@ -396,7 +329,7 @@ test_resize_round_trip (void)
    * smoothing: up[2k] = x[k-1]/4 + 3x[k]/4, up[2k+1] = 3x[k]/4 + x[k+1]/4,
    * so the pair's mean is x[k-1]/8 + 3x[k]/4 + x[k+1]/8 along each axis. */
   g_autoptr (GRand) rand = g_rand_new_with_seed (11);
-  g_autoptr (StTensor) in = tensor_random (rand, 1, 1, 28, 28);
+  g_autoptr (StTensor) in = tu_tensor_random (rand, 1, 1, 28, 28);
   for (int t = 0; t < 2; t++)
     {
       g_autoptr (StTensor) up = run1 ("resize", "width=56 height=56", in, t);
@@ -435,7 +368,7 @@ test_resize_errors (void)
     }
 
   g_autoptr (GError) error = NULL;
-  StStage *stage = stage_new ("resize", "width=5 height=3", &error);
+  StStage *stage = tu_stage_new (reg, "resize", "resize", "width=5 height=3", &error);
   g_assert_no_error (error);
   g_assert_true (st_stage_infer (stage, &shape, 1, &error));
   g_assert_cmpint (stage->halo, ==, ST_HALO_WHOLE);
@@ -450,8 +383,8 @@ static void
 test_normalize (void)
 {
   g_autoptr (GRand) rand = g_rand_new_with_seed (7);
-  g_autoptr (StTensor) rgb = tensor_random (rand, 2, 3, 5, 6);
-  g_autoptr (StTensor) gray = tensor_random (rand, 3, 1, 28, 28);
+  g_autoptr (StTensor) rgb = tu_tensor_random (rand, 2, 3, 5, 6);
+  g_autoptr (StTensor) gray = tu_tensor_random (rand, 3, 1, 28, 28);
   static const float mean[3] = { 0.5f, 0.25f, 0.0f }, std[3] = { 0.5f, 2.0f, 1.0f };
   for (int t = 0; t < 2; t++)
     {
@@ -508,7 +441,7 @@ static void
 test_invert (void)
 {
   static const float v[] = { 0, 1, 0.25f, 0.75f, -0.5f, 2 };
-  g_autoptr (StTensor) in = tensor_from (1, 2, 1, 3, v);
+  g_autoptr (StTensor) in = tu_tensor_from (1, 2, 1, 3, v);
   for (int t = 0; t < 2; t++)
     {
       g_autoptr (StTensor) out = run1 ("invert", NULL, in, t);

@@ -1,47 +1,12 @@
 /* `strata run`, `strata plugins` and `strata inspect` end to end: the CLI
  * run as a user runs it, on folders this test makes. */
 #include "image.h"
+#include "testutil.h"
 
 #include <glib/gstdio.h>
 #include <string.h>
 
 static const char *exe;
-
-typedef struct {
-  int status;
-  char *out;
-  char *err;
-} Result;
-
-static void
-result_clear (Result *r)
-{
-  g_free (r->out);
-  g_free (r->err);
-}
-
-static Result
-run_strata (const char *first, ...)
-{
-  g_autoptr (GPtrArray) args = g_ptr_array_new ();
-  g_ptr_array_add (args, (char *) exe);
-  va_list ap;
-  va_start (ap, first);
-  for (const char *a = first; a; a = va_arg (ap, const char *))
-    g_ptr_array_add (args, (char *) a);
-  va_end (ap);
-  g_ptr_array_add (args, NULL);
-  Result r = { 0 };
-  g_autoptr (GError) error = NULL;
-  int wait_status;
-  g_assert_true (g_spawn_sync (NULL, (char **) args->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL,
-                               &r.out, &r.err, &wait_status, &error));
-  g_assert_no_error (error);
-  g_assert_true (WIFEXITED (wait_status));
-  r.status = WEXITSTATUS (wait_status);
-  g_test_message ("stdout: %s\nstderr: %s", r.out, r.err);
-  return r;
-}
 
 static void
 write_image (const char *path, int c, int h, int w, int bit_depth)
@@ -55,33 +20,12 @@ write_image (const char *path, int c, int h, int w, int bit_depth)
 }
 
 static void
-write_bytes (const char *path, const void *data, gsize len)
-{
-  g_autoptr (GError) error = NULL;
-  g_assert_true (g_file_set_contents (path, data, len, &error));
-}
-
-static void
 truncate_copy (const char *src, const char *dst, double fraction)
 {
   g_autofree char *data = NULL;
   gsize len;
   g_assert_true (g_file_get_contents (src, &data, &len, NULL));
-  write_bytes (dst, data, (gsize) (len * fraction));
-}
-
-/* CRC-32 as PNG chunks use it. */
-static guint32
-png_crc (const guint8 *data, gsize len)
-{
-  guint32 crc = 0xffffffffu;
-  for (gsize i = 0; i < len; i++)
-    {
-      crc ^= data[i];
-      for (int k = 0; k < 8; k++)
-        crc = (crc >> 1) ^ (0xedb88320u & -(crc & 1));
-    }
-  return crc ^ 0xffffffffu;
+  tu_write_bytes (dst, data, (gsize) (len * fraction));
 }
 
 /* Counts regular files below dir, and any left-over temporary names. */
@@ -108,37 +52,10 @@ count_files (const char *dir, int *temporaries)
   return n;
 }
 
-static char *
-make_tmpdir (void)
-{
-  g_autoptr (GError) error = NULL;
-  char *dir = g_dir_make_tmp ("strata-run-XXXXXX", &error);
-  g_assert_no_error (error);
-  return dir;
-}
-
-static void
-remove_tree (const char *path)
-{
-  if (g_file_test (path, G_FILE_TEST_IS_DIR))
-    {
-      g_autoptr (GDir) d = g_dir_open (path, 0, NULL);
-      const char *name;
-      while (d && (name = g_dir_read_name (d)))
-        {
-          g_autofree char *child = g_build_filename (path, name, NULL);
-          remove_tree (child);
-        }
-      g_rmdir (path);
-    }
-  else
-    g_unlink (path);
-}
-
 static void
 test_folder_with_bad_images (void)
 {
-  g_autofree char *tmp = make_tmpdir ();
+  g_autofree char *tmp = tu_make_tmpdir ("strata-run-XXXXXX");
   g_autofree char *in = g_build_filename (tmp, "in", NULL);
   g_autofree char *sub = g_build_filename (in, "sub", "deeper", NULL);
   g_autofree char *out = g_build_filename (tmp, "out", NULL);
@@ -158,28 +75,28 @@ test_folder_with_bad_images (void)
   truncate_copy (good1, trunc_png, 0.5);
   truncate_copy (good2, trunc_jpg, 0.5);
   g_autofree char *empty = g_build_filename (in, "empty.png", NULL);
-  write_bytes (empty, "", 0);
+  tu_write_bytes (empty, "", 0);
   g_autofree char *text = g_build_filename (sub, "notes.jpg", NULL);
-  write_bytes (text, "just some text\n", 15);
+  tu_write_bytes (text, "just some text\n", 15);
   g_autofree char *noise = g_build_filename (in, "noise.png", NULL);
   guint8 random_bytes[512];
   for (int i = 0; i < 512; i++)
     random_bytes[i] = (guint8) g_test_rand_int ();
-  write_bytes (noise, random_bytes, sizeof random_bytes);
+  tu_write_bytes (noise, random_bytes, sizeof random_bytes);
   /* A PNG whose header declares 100000 x 100000 pixels, with a valid CRC. */
   guint8 huge[33] = {
     0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R',
     0x00, 0x01, 0x86, 0xa0, 0x00, 0x01, 0x86, 0xa0, 8, 2, 0, 0, 0,
   };
-  guint32 crc = png_crc (huge + 12, 17);
+  guint32 crc = tu_crc32 (huge + 12, 17);
   for (int i = 0; i < 4; i++)
     huge[29 + i] = (guint8) (crc >> (24 - 8 * i));
   g_autofree char *huge_path = g_build_filename (in, "huge.png", NULL);
-  write_bytes (huge_path, huge, sizeof huge);
+  tu_write_bytes (huge_path, huge, sizeof huge);
   g_autofree char *ignored = g_build_filename (in, "readme.txt", NULL);
-  write_bytes (ignored, "not an image name", 17);
+  tu_write_bytes (ignored, "not an image name", 17);
 
-  Result r = run_strata ("run", "sharpen", in, "-o", out, "--quiet", NULL);
+  TuResult r = tu_run (exe, "run", "sharpen", in, "-o", out, "--quiet", NULL);
   g_assert_cmpint (r.status, ==, 1);
   const char *bad[] = { trunc_png, trunc_jpg, empty, text, noise, huge_path };
   for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
@@ -189,7 +106,7 @@ test_folder_with_bad_images (void)
         g_error ("no error line for %s in: %s", bad[i], r.err);
     }
   g_assert_true (strstr (r.err, "100000x100000"));
-  result_clear (&r);
+  tu_result_clear (&r);
 
   int temporaries = 0;
   g_assert_cmpint (count_files (out, &temporaries), ==, 4);
@@ -210,27 +127,27 @@ test_folder_with_bad_images (void)
     g_assert_cmpfloat (t->data[3 * plane + i], ==, src->data[3 * plane + i]);
 
   /* Run again: everything there is skipped; with --overwrite, rewritten. */
-  r = run_strata ("run", "sharpen", good1, good2, "-o", out, NULL);
+  r = tu_run (exe, "run", "sharpen", good1, good2, "-o", out, NULL);
   g_assert_cmpint (r.status, ==, 0);
   g_assert_true (strstr (r.err, "0 written, 2 skipped, 0 failed"));
-  result_clear (&r);
-  r = run_strata ("run", "sharpen", good1, good2, "-o", out, "--overwrite", NULL);
+  tu_result_clear (&r);
+  r = tu_run (exe, "run", "sharpen", good1, good2, "-o", out, "--overwrite", NULL);
   g_assert_cmpint (r.status, ==, 0);
   g_assert_true (strstr (r.err, "2 written, 0 skipped, 0 failed"));
-  result_clear (&r);
-  remove_tree (tmp);
+  tu_result_clear (&r);
+  tu_remove_tree (tmp);
 }
 
 static void
 test_single_file_and_format (void)
 {
-  g_autofree char *tmp = make_tmpdir ();
+  g_autofree char *tmp = tu_make_tmpdir ("strata-run-XXXXXX");
   g_autofree char *in = g_build_filename (tmp, "photo.png", NULL);
   g_autofree char *out = g_build_filename (tmp, "result.jpg", NULL);
   write_image (in, 3, 20, 30, 8);
-  Result r = run_strata ("run", "grayscale ! kernel preset=emboss", in, "-o", out, "--quality", "80", NULL);
+  TuResult r = tu_run (exe, "run", "grayscale ! kernel preset=emboss", in, "-o", out, "--quality", "80", NULL);
   g_assert_cmpint (r.status, ==, 0);
-  result_clear (&r);
+  tu_result_clear (&r);
   StImageInfo info;
   g_autoptr (GError) error = NULL;
   g_autoptr (StTensor) t = st_image_load (out, 0, &info, &error);
@@ -241,9 +158,9 @@ test_single_file_and_format (void)
 
   /* --format into a folder changes the extension. */
   g_autofree char *outdir = g_build_filename (tmp, "conv", NULL);
-  r = run_strata ("run", "blur", in, "-o", outdir, "--format", "jpeg", "--quiet", NULL);
+  r = tu_run (exe, "run", "blur", in, "-o", outdir, "--format", "jpeg", "--quiet", NULL);
   g_assert_cmpint (r.status, ==, 0);
-  result_clear (&r);
+  tu_result_clear (&r);
   g_autofree char *converted = g_build_filename (outdir, "photo.jpg", NULL);
   g_assert_true (g_file_test (converted, G_FILE_TEST_IS_REGULAR));
 
@@ -251,87 +168,87 @@ test_single_file_and_format (void)
   g_autofree char *before = NULL, *after = NULL;
   gsize len_before, len_after;
   g_file_get_contents (in, &before, &len_before, NULL);
-  r = run_strata ("run", "sharpen", in, "-o", in, "--overwrite", NULL);
+  r = tu_run (exe, "run", "sharpen", in, "-o", in, "--overwrite", NULL);
   g_assert_cmpint (r.status, ==, 1);
   g_assert_true (strstr (r.err, "overwrite the input"));
-  result_clear (&r);
+  tu_result_clear (&r);
   g_file_get_contents (in, &after, &len_after, NULL);
   g_assert_cmpmem (before, len_before, after, len_after);
-  remove_tree (tmp);
+  tu_remove_tree (tmp);
 }
 
 static void
 test_usage_and_pipeline_errors (void)
 {
-  g_autofree char *tmp = make_tmpdir ();
+  g_autofree char *tmp = tu_make_tmpdir ("strata-run-XXXXXX");
   g_autofree char *in = g_build_filename (tmp, "x.png", NULL);
   g_autofree char *out = g_build_filename (tmp, "o", NULL);
   write_image (in, 3, 8, 8, 8);
-  Result r = run_strata ("run", "kernel preset=sharpn", in, "-o", out, NULL);
+  TuResult r = tu_run (exe, "run", "kernel preset=sharpn", in, "-o", out, NULL);
   g_assert_cmpint (r.status, ==, 2);
   g_assert_true (strstr (r.err, "key 'preset'"));
   g_assert_true (strstr (r.err, "found 'sharpn'"));
-  result_clear (&r);
-  r = run_strata ("run", "sharpen", in, NULL);
+  tu_result_clear (&r);
+  r = tu_run (exe, "run", "sharpen", in, NULL);
   g_assert_cmpint (r.status, ==, 2);
-  result_clear (&r);
-  r = run_strata ("run", "sharpen", in, "-o", out, "--quality", "0", NULL);
+  tu_result_clear (&r);
+  r = tu_run (exe, "run", "sharpen", in, "-o", out, "--quality", "0", NULL);
   g_assert_cmpint (r.status, ==, 2);
-  result_clear (&r);
-  r = run_strata ("frobnicate", NULL);
+  tu_result_clear (&r);
+  r = tu_run (exe, "frobnicate", NULL);
   g_assert_cmpint (r.status, ==, 2);
-  result_clear (&r);
+  tu_result_clear (&r);
   g_autofree char *bad_ini = g_build_filename (tmp, "bad.ini", NULL);
-  write_bytes (bad_ini, "[a]\ntype=kernel\nsize=-3\n", 24);
-  r = run_strata ("run", bad_ini, in, "-o", out, NULL);
+  tu_write_bytes (bad_ini, "[a]\ntype=kernel\nsize=-3\n", 24);
+  r = tu_run (exe, "run", bad_ini, in, "-o", out, NULL);
   g_assert_cmpint (r.status, ==, 2);
   g_assert_true (strstr (r.err, bad_ini));
   g_assert_true (strstr (r.err, "stage 'a'"));
   g_assert_true (strstr (r.err, "key 'size'"));
-  result_clear (&r);
+  tu_result_clear (&r);
   /* A missing input is a failed image, not a crash. */
   g_autofree char *missing = g_build_filename (tmp, "missing.png", NULL);
-  r = run_strata ("run", "sharpen", missing, in, "-o", out, "--quiet", NULL);
+  r = tu_run (exe, "run", "sharpen", missing, in, "-o", out, "--quiet", NULL);
   g_assert_cmpint (r.status, ==, 1);
   g_assert_true (strstr (r.err, "missing.png: no such file"));
-  result_clear (&r);
-  remove_tree (tmp);
+  tu_result_clear (&r);
+  tu_remove_tree (tmp);
 }
 
 static void
 test_plugins_listing (void)
 {
-  Result r = run_strata ("plugins", NULL);
+  TuResult r = tu_run (exe, "plugins", NULL);
   g_assert_cmpint (r.status, ==, 0);
   const char *kinds[] = { "kernel", "grayscale", "add", "magnitude" };
   for (guint i = 0; i < G_N_ELEMENTS (kinds); i++)
     g_assert_true (strstr (r.out, kinds[i]));
   g_assert_true (strstr (r.out, "." G_MODULE_SUFFIX));
-  result_clear (&r);
+  tu_result_clear (&r);
 
-  r = run_strata ("plugins", "kernel", NULL);
+  r = tu_run (exe, "plugins", "kernel", NULL);
   g_assert_cmpint (r.status, ==, 0);
   const char *params[] = { "preset", "matrix", "border", "stride", "padding", "flip",
                            "zero|edge|reflect|wrap", "default: reflect" };
   for (guint i = 0; i < G_N_ELEMENTS (params); i++)
     if (!strstr (r.out, params[i]))
       g_error ("'strata plugins kernel' lacks '%s'", params[i]);
-  result_clear (&r);
+  tu_result_clear (&r);
 
-  r = run_strata ("plugins", "kernal", NULL);
+  r = tu_run (exe, "plugins", "kernal", NULL);
   g_assert_cmpint (r.status, ==, 2);
   g_assert_true (strstr (r.err, "'kernel'"));
-  result_clear (&r);
+  tu_result_clear (&r);
 }
 
 static void
 test_inspect (void)
 {
-  Result r = run_strata ("inspect", "edges", NULL);
+  TuResult r = tu_run (exe, "inspect", "edges", NULL);
   g_assert_cmpint (r.status, ==, 0);
   g_assert_true (strstr (r.out, "magnitude"));
   g_assert_true (strstr (r.out, "sx,sy"));
-  result_clear (&r);
+  tu_result_clear (&r);
 }
 
 int

@@ -3,6 +3,7 @@
  * path writes. */
 #include "image.h"
 #include "runner.h"
+#include "testutil.h"
 
 #include <glib/gstdio.h>
 #include <math.h>
@@ -16,33 +17,6 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (StPipeline, st_pipeline_free)
 static StRegistry *reg;
 
 /* ---- Fixtures ---------------------------------------------------------- */
-
-static char *
-make_tmpdir (void)
-{
-  g_autoptr (GError) error = NULL;
-  char *dir = g_dir_make_tmp ("strata-strips-XXXXXX", &error);
-  g_assert_no_error (error);
-  return dir;
-}
-
-static void
-remove_tree (const char *path)
-{
-  if (g_file_test (path, G_FILE_TEST_IS_DIR))
-    {
-      g_autoptr (GDir) d = g_dir_open (path, 0, NULL);
-      const char *name;
-      while (d && (name = g_dir_read_name (d)))
-        {
-          g_autofree char *child = g_build_filename (path, name, NULL);
-          remove_tree (child);
-        }
-      g_rmdir (path);
-    }
-  else
-    g_unlink (path);
-}
 
 static int
 count_entries (const char *dir)
@@ -307,7 +281,7 @@ assert_streams_like_whole (const char *dir, const char *path, int band)
 static void
 test_reader_writer_round_trip (void)
 {
-  g_autofree char *dir = make_tmpdir ();
+  g_autofree char *dir = tu_make_tmpdir ("strata-strips-XXXXXX");
   struct { const char *name; int c, bits; } cases[] = {
     { "rgb.png", 3, 8 }, { "rgba16.png", 4, 16 }, { "gray.png", 1, 8 },
     { "graya.png", 2, 8 }, { "rgb.jpg", 3, 8 }, { "gray.jpg", 1, 8 },
@@ -334,7 +308,7 @@ test_reader_writer_round_trip (void)
       write_oriented_jpeg (path, t, orientation);
       assert_streams_like_whole (dir, path, 6);
     }
-  remove_tree (dir);
+  tu_remove_tree (dir);
 }
 
 /* Every byte value decodes to exactly i / 255, whichever conversion code
@@ -343,7 +317,7 @@ test_reader_writer_round_trip (void)
 static void
 test_exact_levels (void)
 {
-  g_autofree char *dir = make_tmpdir ();
+  g_autofree char *dir = tu_make_tmpdir ("strata-strips-XXXXXX");
   for (int c = 1; c <= 4; c++)
     {
       const int w = 256 + 7;   /* vector loops and their scalar tails */
@@ -355,7 +329,7 @@ test_exact_levels (void)
       g_autoptr (StTensor) back = load_ok (path, NULL);
       assert_tensors_equal (t, back);
     }
-  remove_tree (dir);
+  tu_remove_tree (dir);
 }
 
 /* A writer that is given up on, or finished before every row came, leaves
@@ -363,7 +337,7 @@ test_exact_levels (void)
 static void
 test_writer_abort_and_short (void)
 {
-  g_autofree char *dir = make_tmpdir ();
+  g_autofree char *dir = tu_make_tmpdir ("strata-strips-XXXXXX");
   g_autofree char *path = g_build_filename (dir, "out.png", NULL);
   g_autoptr (StTensor) t = pattern (3, 20, 10, 1);
   g_autoptr (GError) error = NULL;
@@ -396,7 +370,7 @@ test_writer_abort_and_short (void)
   g_autoptr (StTensor) band = st_tensor_new0 (1, 3, 4, 10);
   g_assert_true (st_image_reader_read (r, band, 0, 4, &error));
   st_image_reader_close (r);
-  remove_tree (dir);
+  tu_remove_tree (dir);
 }
 
 /* ---- The strip path ---------------------------------------------------- */
@@ -406,7 +380,7 @@ static const int some_rows[] = { 16, 5, 0 };
 static void
 test_strips_match_whole (void)
 {
-  g_autofree char *dir = make_tmpdir ();
+  g_autofree char *dir = tu_make_tmpdir ("strata-strips-XXXXXX");
   /* An odd height: the last strip is short for every strip height. */
   g_autoptr (StTensor) rgb = pattern (3, 203, 131, 3);
   g_autofree char *png = g_build_filename (dir, "in.png", NULL);
@@ -425,14 +399,14 @@ test_strips_match_whole (void)
       assert_strips_match (dir, pipelines[i], png, "png", some_rows);
       assert_strips_match (dir, pipelines[i], jpeg, "jpg", some_rows);
     }
-  remove_tree (dir);
+  tu_remove_tree (dir);
 }
 
 /* 16-bit and alpha: the alpha plane goes around the filters, per strip. */
 static void
 test_strips_alpha_and_depth (void)
 {
-  g_autofree char *dir = make_tmpdir ();
+  g_autofree char *dir = tu_make_tmpdir ("strata-strips-XXXXXX");
   g_autoptr (StTensor) rgba = pattern (4, 77, 53, 4);
   g_autoptr (StTensor) graya = pattern (2, 77, 53, 5);
   g_autofree char *rgba8 = g_build_filename (dir, "rgba8.png", NULL);
@@ -462,14 +436,14 @@ test_strips_alpha_and_depth (void)
   const gsize plane = (gsize) 77 * 53;
   g_assert_cmpmem (before->data + 3 * plane, plane * sizeof (float),
                    after->data + 3 * plane, plane * sizeof (float));
-  remove_tree (dir);
+  tu_remove_tree (dir);
 }
 
 /* Decoded whole when opened, then cut into strips all the same. */
 static void
 test_strips_unstreamable_inputs (void)
 {
-  g_autofree char *dir = make_tmpdir ();
+  g_autofree char *dir = tu_make_tmpdir ("strata-strips-XXXXXX");
   g_autoptr (StTensor) t = pattern (3, 71, 46, 6);
   g_autofree char *interlaced = g_build_filename (dir, "adam7.png", NULL);
   write_interlaced_png (interlaced, t);
@@ -481,7 +455,7 @@ test_strips_unstreamable_inputs (void)
       write_oriented_jpeg (path, t, orientation);
       assert_strips_match (dir, "edges.ini", path, "jpg", rows);
     }
-  remove_tree (dir);
+  tu_remove_tree (dir);
 }
 
 /* With the default options: an image over the size threshold runs in
@@ -489,7 +463,7 @@ test_strips_unstreamable_inputs (void)
 static void
 test_strips_by_default (void)
 {
-  g_autofree char *dir = make_tmpdir ();
+  g_autofree char *dir = tu_make_tmpdir ("strata-strips-XXXXXX");
   g_autoptr (StTensor) big = pattern (3, 501, 700, 7);
   g_autoptr (StTensor) small = pattern (3, 200, 320, 8);      /* 64000 pixels */
   g_autofree char *big_path = g_build_filename (dir, "big.jpg", NULL);
@@ -514,7 +488,7 @@ test_strips_by_default (void)
   s = run_images (wrap, big_path, out, 0, 1, 0);
   g_assert_cmpuint (s.written, ==, 1);
   g_assert_cmpuint (s.in_strips, ==, 0);
-  remove_tree (dir);
+  tu_remove_tree (dir);
 }
 
 /* A file cut short fails while strips are already written: the error names
@@ -542,7 +516,7 @@ strips_truncated_child (gconstpointer data)
   if (!g_test_subprocess ())
     return;
   const int jobs = GPOINTER_TO_INT (data);
-  g_autofree char *dir = make_tmpdir ();
+  g_autofree char *dir = tu_make_tmpdir ("strata-strips-XXXXXX");
   g_autofree char *in_dir = g_build_filename (dir, "in", NULL);
   g_autofree char *out_dir = g_build_filename (dir, "out", NULL);
   g_assert_cmpint (g_mkdir (in_dir, 0700), ==, 0);
@@ -571,7 +545,7 @@ strips_truncated_child (gconstpointer data)
   g_assert_cmpuint (summary.failed, ==, 2);
   g_assert_cmpuint (summary.written, ==, 0);
   g_assert_cmpint (count_entries (out_dir), ==, 0);
-  remove_tree (dir);
+  tu_remove_tree (dir);
 }
 
 int

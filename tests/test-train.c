@@ -2,6 +2,7 @@
  * determinism and resume, refused options, classifier predictions, and
  * Fashion-MNIST when its Debian package is installed. */
 #include "image.h"
+#include "testutil.h"
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -10,45 +11,7 @@
 
 static const char *exe;
 
-typedef struct {
-  int status;
-  char *out, *err;
-} Result;
-
-static Result
-run_argv (const char *const *argv)
-{
-  g_autoptr (GPtrArray) args = g_ptr_array_new ();
-  g_ptr_array_add (args, (char *) exe);
-  for (int i = 0; argv[i]; i++)
-    g_ptr_array_add (args, (char *) argv[i]);
-  g_ptr_array_add (args, NULL);
-  Result r = { 0 };
-  int wait_status;
-  g_autoptr (GError) error = NULL;
-  g_assert_true (g_spawn_sync (NULL, (char **) args->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL,
-                               &r.out, &r.err, &wait_status, &error));
-  g_assert_true (WIFEXITED (wait_status));
-  r.status = WEXITSTATUS (wait_status);
-  g_test_message ("stdout: %s\nstderr: %s", r.out, r.err);
-  return r;
-}
-
-#define RUN(...) run_argv ((const char *const[]) { __VA_ARGS__, NULL })
-
-static void
-result_clear (Result *r)
-{
-  g_free (r->out);
-  g_free (r->err);
-}
-
-static void
-put_be32 (GByteArray *a, guint32 v)
-{
-  guint8 b[4] = { v >> 24, v >> 16, v >> 8, v };
-  g_byte_array_append (a, b, 4);
-}
+#define RUN(...) tu_run_argv (exe, (const char *const[]) { __VA_ARGS__, NULL })
 
 /* Bright-left versus bright-right 8x8 images, with noise, as IDX files. */
 static void
@@ -57,12 +20,12 @@ write_synthetic_idx (const char *dir, const char *prefix, int n, guint32 seed)
   GRand *rand = g_rand_new_with_seed (seed);
   g_autoptr (GByteArray) images = g_byte_array_new ();
   g_autoptr (GByteArray) labels = g_byte_array_new ();
-  put_be32 (images, 0x803);
-  put_be32 (images, n);
-  put_be32 (images, 8);
-  put_be32 (images, 8);
-  put_be32 (labels, 0x801);
-  put_be32 (labels, n);
+  tu_put_be32 (images, 0x803);
+  tu_put_be32 (images, n);
+  tu_put_be32 (images, 8);
+  tu_put_be32 (images, 8);
+  tu_put_be32 (labels, 0x801);
+  tu_put_be32 (labels, n);
   for (int i = 0; i < n; i++)
     {
       guint8 label = (guint8) (i % 2);
@@ -106,27 +69,9 @@ fixture_set_up (Fixture *f, gconstpointer unused)
 }
 
 static void
-remove_tree (const char *path)
-{
-  if (g_file_test (path, G_FILE_TEST_IS_DIR))
-    {
-      g_autoptr (GDir) d = g_dir_open (path, 0, NULL);
-      const char *name;
-      while (d && (name = g_dir_read_name (d)))
-        {
-          g_autofree char *child = g_build_filename (path, name, NULL);
-          remove_tree (child);
-        }
-      g_rmdir (path);
-    }
-  else
-    g_unlink (path);
-}
-
-static void
 fixture_tear_down (Fixture *f, gconstpointer unused)
 {
-  remove_tree (f->dir);
+  tu_remove_tree (f->dir);
   g_free (f->dir);
   g_free (f->data);
   g_free (f->ini);
@@ -135,7 +80,7 @@ fixture_tear_down (Fixture *f, gconstpointer unused)
 static double
 eval_accuracy (const char *ini, const char *data, const char *weights)
 {
-  Result r = RUN ("eval", ini, "--data", data, "--weights", weights, "--format", "json");
+  TuResult r = RUN ("eval", ini, "--data", data, "--weights", weights, "--format", "json");
   g_assert_cmpint (r.status, ==, 0);
   g_autoptr (JsonParser) parser = json_parser_new ();
   g_assert_true (json_parser_load_from_data (parser, r.out, -1, NULL));
@@ -143,7 +88,7 @@ eval_accuracy (const char *ini, const char *data, const char *weights)
   double acc = json_object_get_double_member (o, "accuracy");
   g_assert_cmpint (json_object_get_int_member (o, "images"), ==, 100);
   g_assert_cmpint (json_array_get_length (json_object_get_array_member (o, "confusion")), ==, 2);
-  result_clear (&r);
+  tu_result_clear (&r);
   return acc;
 }
 
@@ -151,10 +96,10 @@ static void
 test_synthetic_learns (Fixture *f, gconstpointer unused)
 {
   g_autofree char *w = g_build_filename (f->dir, "w.safetensors", NULL);
-  Result r = RUN ("train", f->ini, "--data", f->data, "-o", w, "--epochs", "6", "--batch", "16",
+  TuResult r = RUN ("train", f->ini, "--data", f->data, "-o", w, "--epochs", "6", "--batch", "16",
                   "--lr", "0.01", "--seed", "3", "--quiet");
   g_assert_cmpint (r.status, ==, 0);
-  result_clear (&r);
+  tu_result_clear (&r);
   g_assert_cmpfloat (eval_accuracy (f->ini, f->data, w), ==, 1.0);
 
   /* The log has a line per epoch, and the plot is a PNG. */
@@ -188,32 +133,32 @@ test_seed_and_resume (Fixture *f, gconstpointer unused)
   g_autofree char *c = g_build_filename (f->dir, "c.safetensors", NULL);
   g_autofree char *d = g_build_filename (f->dir, "d.safetensors", NULL);
   g_autofree char *ckpt = g_build_filename (f->dir, "c.ckpt.safetensors", NULL);
-  Result r = RUN ("train", f->ini, "--data", f->data, "-o", a, "--epochs", "3", "--batch", "32",
+  TuResult r = RUN ("train", f->ini, "--data", f->data, "-o", a, "--epochs", "3", "--batch", "32",
                   "--seed", "7", "-j", "2", "--quiet");
   g_assert_cmpint (r.status, ==, 0);
-  result_clear (&r);
+  tu_result_clear (&r);
   r = RUN ("train", f->ini, "--data", f->data, "-o", b, "--epochs", "3", "--batch", "32",
            "--seed", "7", "-j", "2", "--quiet");
   g_assert_cmpint (r.status, ==, 0);
-  result_clear (&r);
+  tu_result_clear (&r);
   g_assert_true (same_file_contents (a, b));
 
   /* Another seed gives other weights. */
   r = RUN ("train", f->ini, "--data", f->data, "-o", d, "--epochs", "3", "--batch", "32",
            "--seed", "8", "-j", "2", "--quiet");
   g_assert_cmpint (r.status, ==, 0);
-  result_clear (&r);
+  tu_result_clear (&r);
   g_assert_false (same_file_contents (a, d));
 
   /* One epoch, then two more from its checkpoint: the same as three at once. */
   r = RUN ("train", f->ini, "--data", f->data, "-o", c, "--epochs", "1", "--batch", "32",
            "--seed", "7", "-j", "2", "--quiet");
   g_assert_cmpint (r.status, ==, 0);
-  result_clear (&r);
+  tu_result_clear (&r);
   r = RUN ("train", f->ini, "--data", f->data, "-o", c, "--epochs", "3", "--batch", "32",
            "--seed", "7", "-j", "2", "--quiet", "--resume", ckpt);
   g_assert_cmpint (r.status, ==, 0);
-  result_clear (&r);
+  tu_result_clear (&r);
   g_assert_true (same_file_contents (a, c));
 }
 
@@ -230,24 +175,24 @@ test_bad_options (Fixture *f, gconstpointer unused)
   };
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
-      Result r = RUN ("train", f->ini, "--data", f->data, "-o", w, cases[i].args[0], cases[i].args[1]);
+      TuResult r = RUN ("train", f->ini, "--data", f->data, "-o", w, cases[i].args[0], cases[i].args[1]);
       g_assert_cmpint (r.status, ==, 2);
       g_assert_true (strstr (r.err, cases[i].message));
-      result_clear (&r);
+      tu_result_clear (&r);
     }
   g_assert_false (g_file_test (w, G_FILE_TEST_EXISTS));
 
   /* A filter pipeline has nothing to train and no class scores. */
-  Result r = RUN ("train", "sharpen", "--data", f->data, "-o", w);
+  TuResult r = RUN ("train", "sharpen", "--data", f->data, "-o", w);
   g_assert_cmpint (r.status, ==, 2);
   g_assert_true (strstr (r.err, "no stage has trainable parameters"));
-  result_clear (&r);
+  tu_result_clear (&r);
   g_autofree char *not_scores = g_build_filename (f->dir, "conv.ini", NULL);
   g_file_set_contents (not_scores, "[pipeline]\ninput=1x8x8\n[c]\ntype=conv2d\nfilters=3\nsize=3\n", -1, NULL);
   r = RUN ("train", not_scores, "--data", f->data, "-o", w);
   g_assert_cmpint (r.status, ==, 2);
   g_assert_true (strstr (r.err, "expected class scores"));
-  result_clear (&r);
+  tu_result_clear (&r);
   /* Labels up to 1 but only one score... a 1-unit output is refused; a
    * 2-class net on 3-class data is too. */
   write_synthetic_idx (f->data, "train", 10, 4);
@@ -260,16 +205,16 @@ test_bad_options (Fixture *f, gconstpointer unused)
   r = RUN ("train", f->ini, "--data", f->data, "-o", w);
   g_assert_cmpint (r.status, ==, 2);
   g_assert_true (strstr (r.err, "labels up to 5"));
-  result_clear (&r);
+  tu_result_clear (&r);
 }
 
 static void
 test_predictions_csv (Fixture *f, gconstpointer unused)
 {
   g_autofree char *w = g_build_filename (f->dir, "w.safetensors", NULL);
-  Result r = RUN ("train", f->ini, "--data", f->data, "-o", w, "--epochs", "2", "--quiet");
+  TuResult r = RUN ("train", f->ini, "--data", f->data, "-o", w, "--epochs", "2", "--quiet");
   g_assert_cmpint (r.status, ==, 0);
-  result_clear (&r);
+  tu_result_clear (&r);
   g_autofree char *photos = g_build_filename (f->dir, "photos", NULL);
   g_mkdir (photos, 0755);
   for (int i = 0; i < 5; i++)
@@ -286,7 +231,7 @@ test_predictions_csv (Fixture *f, gconstpointer unused)
   r = RUN ("run", f->ini, photos, "-o", csv, "--weights", w, "--top", "2", "--quiet");
   g_assert_cmpint (r.status, ==, 1);
   g_assert_true (strstr (r.err, "bad.png: "));
-  result_clear (&r);
+  tu_result_clear (&r);
   g_autofree char *text = NULL;
   g_assert_true (g_file_get_contents (csv, &text, NULL, NULL));
   g_auto (GStrv) lines = g_strsplit (g_strstrip (text), "\n", -1);
@@ -307,12 +252,12 @@ test_predictions_csv (Fixture *f, gconstpointer unused)
   g_assert_cmpint (g_strv_length (json_lines), ==, 5);
   g_autoptr (JsonParser) parser = json_parser_new ();
   g_assert_true (json_parser_load_from_data (parser, json_lines[0], -1, NULL));
-  result_clear (&r);
+  tu_result_clear (&r);
   /* Without weights a classifier is refused. */
   r = RUN ("run", f->ini, photos, "-o", csv, "--overwrite");
   g_assert_cmpint (r.status, ==, 2);
   g_assert_true (strstr (r.err, "no weights"));
-  result_clear (&r);
+  tu_result_clear (&r);
 }
 
 static void
@@ -326,9 +271,9 @@ test_fashion_mnist_subset (Fixture *f, gconstpointer unused)
     }
   g_autofree char *ini = g_build_filename (STRATA_SOURCE_ROOT, "pipelines", "keras-mnist.ini", NULL);
   g_autofree char *w = g_build_filename (f->dir, "km.safetensors", NULL);
-  Result r = RUN ("train", ini, "--data", dir, "-o", w, "--epochs", "1", "--limit", "2000", "--quiet");
+  TuResult r = RUN ("train", ini, "--data", dir, "-o", w, "--epochs", "1", "--limit", "2000", "--quiet");
   g_assert_cmpint (r.status, ==, 0);
-  result_clear (&r);
+  tu_result_clear (&r);
   r = RUN ("eval", ini, "--data", dir, "--weights", w, "--limit", "2000", "--format", "json");
   g_assert_cmpint (r.status, ==, 0);
   g_autoptr (JsonParser) parser = json_parser_new ();
@@ -336,7 +281,7 @@ test_fashion_mnist_subset (Fixture *f, gconstpointer unused)
   double acc = json_object_get_double_member (json_node_get_object (json_parser_get_root (parser)), "accuracy");
   g_test_message ("accuracy after one epoch on 2000 images: %.3f", acc);
   g_assert_cmpfloat (acc, >, 0.60);
-  result_clear (&r);
+  tu_result_clear (&r);
 }
 
 int

@@ -5,6 +5,7 @@
 #include "registry.h"
 #include "stage.h"
 #include "weights.h"
+#include "testutil.h"
 
 #include <glib/gstdio.h>
 #include <math.h>
@@ -321,27 +322,6 @@ test_weights_without_conv (void)
 
 /* ---- strata inspect ----------------------------------------------------- */
 
-static int
-run_strata (char **out, char **err, const char *first, ...)
-{
-  g_autoptr (GPtrArray) args = g_ptr_array_new ();
-  g_ptr_array_add (args, (char *) exe);
-  va_list ap;
-  va_start (ap, first);
-  for (const char *a = first; a; a = va_arg (ap, const char *))
-    g_ptr_array_add (args, (char *) a);
-  va_end (ap);
-  g_ptr_array_add (args, NULL);
-  g_autoptr (GError) error = NULL;
-  int status;
-  g_assert_true (g_spawn_sync (NULL, (char **) args->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL,
-                               out, err, &status, &error));
-  g_assert_no_error (error);
-  g_assert_true (WIFEXITED (status));
-  g_test_message ("stdout: %s\nstderr: %s", *out, *err);
-  return WEXITSTATUS (status);
-}
-
 static void
 test_cli (void)
 {
@@ -353,7 +333,7 @@ test_cli (void)
   g_assert_no_error (error);
 
   g_autofree char *out = NULL, *err = NULL;
-  g_assert_cmpint (run_strata (&out, &err, "inspect", "edges", img, "-o", maps, NULL), ==, 0);
+  g_assert_cmpint (tu_run_capture (exe, &out, &err, "inspect", "edges", img, "-o", maps, NULL), ==, 0);
   g_assert_nonnull (strstr (out, "magnitude"));   /* the table, as before */
   g_autoptr (StTensor) png = load_png (maps);
   g_assert_cmpint (png->shape.w, >=, 640);
@@ -362,20 +342,20 @@ test_cli (void)
   /* IMAGE needs -o; -o needs IMAGE; the picture never replaces the input. */
   g_clear_pointer (&out, g_free);
   g_clear_pointer (&err, g_free);
-  g_assert_cmpint (run_strata (&out, &err, "inspect", "edges", img, NULL), ==, 2);
+  g_assert_cmpint (tu_run_capture (exe, &out, &err, "inspect", "edges", img, NULL), ==, 2);
   g_assert_nonnull (strstr (err, "-o"));
   g_clear_pointer (&out, g_free);
   g_clear_pointer (&err, g_free);
-  g_assert_cmpint (run_strata (&out, &err, "inspect", "edges", "-o", maps, NULL), ==, 2);
+  g_assert_cmpint (tu_run_capture (exe, &out, &err, "inspect", "edges", "-o", maps, NULL), ==, 2);
   g_clear_pointer (&out, g_free);
   g_clear_pointer (&err, g_free);
-  g_assert_cmpint (run_strata (&out, &err, "inspect", "edges", img, "-o", img, NULL), ==, 2);
+  g_assert_cmpint (tu_run_capture (exe, &out, &err, "inspect", "edges", img, "-o", img, NULL), ==, 2);
   g_assert_nonnull (strstr (err, "never overwritten"));
   /* A filter pipeline has no filters to draw. */
   g_autofree char *filters = g_build_filename (tmp_dir, "cli-filters.png", NULL);
   g_clear_pointer (&out, g_free);
   g_clear_pointer (&err, g_free);
-  g_assert_cmpint (run_strata (&out, &err, "inspect", "edges", "--weights-image", filters, NULL),
+  g_assert_cmpint (tu_run_capture (exe, &out, &err, "inspect", "edges", "--weights-image", filters, NULL),
                    !=, 0);
   g_assert_nonnull (strstr (err, "conv2d"));
   g_assert_false (g_file_test (filters, G_FILE_TEST_EXISTS));
@@ -397,50 +377,30 @@ test_cli (void)
   g_assert_no_error (error);
   g_clear_pointer (&out, g_free);
   g_clear_pointer (&err, g_free);
-  g_assert_cmpint (run_strata (&out, &err, "inspect", ini, small_img, "--weights", wpath,
+  g_assert_cmpint (tu_run_capture (exe, &out, &err, "inspect", ini, small_img, "--weights", wpath,
                                "-o", maps, "--weights-image", filters, NULL), ==, 0);
   g_autoptr (StTensor) fpng = load_png (filters);
   g_clear_pointer (&out, g_free);
   g_clear_pointer (&err, g_free);
-  g_assert_cmpint (run_strata (&out, &err, "inspect", ini, img, "--weights", wpath,
+  g_assert_cmpint (tu_run_capture (exe, &out, &err, "inspect", ini, img, "--weights", wpath,
                                "-o", maps, NULL), !=, 0);
   g_assert_nonnull (strstr (err, "cli-in.png"));
   /* Without weights a classifier cannot be drawn. */
   g_clear_pointer (&out, g_free);
   g_clear_pointer (&err, g_free);
-  g_assert_cmpint (run_strata (&out, &err, "inspect", ini, small_img, "-o", maps, NULL), !=, 0);
+  g_assert_cmpint (tu_run_capture (exe, &out, &err, "inspect", ini, small_img, "-o", maps, NULL), !=, 0);
   g_assert_nonnull (strstr (err, "weights"));
   assert_no_temporaries ();
 }
 
 /* ---- Main --------------------------------------------------------------- */
 
-static void
-remove_tree (const char *path)
-{
-  GDir *dir = g_dir_open (path, 0, NULL);
-  if (dir)
-    {
-      for (const char *name; (name = g_dir_read_name (dir));)
-        {
-          g_autofree char *child = g_build_filename (path, name, NULL);
-          remove_tree (child);
-        }
-      g_dir_close (dir);
-      g_rmdir (path);
-    }
-  else
-    g_unlink (path);
-}
-
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   exe = g_getenv ("STRATA_EXE");
-  g_autoptr (GError) error = NULL;
-  tmp_dir = g_dir_make_tmp ("strata-visualize-XXXXXX", &error);
-  g_assert_no_error (error);
+  tmp_dir = tu_make_tmpdir ("strata-visualize-XXXXXX");
   reg = st_registry_new (NULL);
   g_test_add_func ("/visualize/feature-maps", test_feature_maps);
   g_test_add_func ("/visualize/classifier-layout", test_classifier_layout);
@@ -452,7 +412,7 @@ main (int argc, char **argv)
     g_printerr ("STRATA_EXE is not set: the CLI test runs only through 'meson test'\n");
   int rc = g_test_run ();
   st_registry_free (reg);
-  remove_tree (tmp_dir);
+  tu_remove_tree (tmp_dir);
   g_free (tmp_dir);
   return rc;
 }

@@ -4,6 +4,7 @@
 #include "weights.h"
 #include "context.h"
 #include "stage.h"
+#include "testutil.h"
 
 #include <glib/gstdio.h>
 #include <math.h>
@@ -852,31 +853,11 @@ test_python_reads (void)
 
 /* ---- Main ------------------------------------------------------------------------------ */
 
-static void
-remove_tree (const char *path)
-{
-  GDir *dir = g_dir_open (path, 0, NULL);
-  if (dir)
-    {
-      for (const char *name; (name = g_dir_read_name (dir));)
-        {
-          g_autofree char *child = g_build_filename (path, name, NULL);
-          remove_tree (child);
-        }
-      g_dir_close (dir);
-      g_rmdir (path);
-    }
-  else
-    g_unlink (path);
-}
-
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
-  g_autoptr (GError) error = NULL;
-  tmp_dir = g_dir_make_tmp ("strata-weights-XXXXXX", &error);
-  g_assert_no_error (error);
+  tmp_dir = tu_make_tmpdir ("strata-weights-XXXXXX");
   reg = st_registry_new (NULL);
   g_test_add_func ("/weights/round-trip", test_round_trip);
   g_test_add_func ("/weights/write-deterministic-empty", test_write_deterministic_and_empty);
@@ -890,7 +871,7 @@ main (int argc, char **argv)
   g_test_add_func ("/weights/python", test_python_reads);
   int rc = g_test_run ();
   st_registry_free (reg);
-  remove_tree (tmp_dir);
+  tu_remove_tree (tmp_dir);
   g_free (tmp_dir);
   return rc;
 }

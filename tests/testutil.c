@@ -1,0 +1,240 @@
+/* strata — helpers shared by the test programs (see testutil.h). */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include <glib/gstdio.h>
+
+/* ---- Files and folders --------------------------------------------------- */
+
+char *
+tu_make_tmpdir (const char *tmpl)
+{
+  g_autoptr (GError) error = NULL;
+  char *dir = g_dir_make_tmp (tmpl, &error);
+  g_assert_no_error (error);
+  return dir;
+}
+
+void
+tu_remove_tree (const char *path)
+{
+  if (g_file_test (path, G_FILE_TEST_IS_DIR))
+    {
+      g_autoptr (GDir) d = g_dir_open (path, 0, NULL);
+      const char *name;
+      while (d && (name = g_dir_read_name (d)))
+        {
+          g_autofree char *child = g_build_filename (path, name, NULL);
+          tu_remove_tree (child);
+        }
+      g_rmdir (path);
+    }
+  else
+    g_unlink (path);
+}
+
+void
+tu_temp_dir_teardown (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  tu_remove_tree (fx->dir);
+  g_free (fx->dir);
+}
+
+char *
+tu_temp_path (TuTempDir *fx, const char *name)
+{
+  return g_build_filename (fx->dir, name, NULL);
+}
+
+void
+tu_write_bytes (const char *path, const void *data, gsize size)
+{
+  FILE *fp = fopen (path, "wb");
+  g_assert_nonnull (fp);
+  g_assert_cmpuint (fwrite (data, 1, size, fp), ==, size);
+  g_assert_cmpint (fclose (fp), ==, 0);
+}
+
+void
+tu_put_be32 (GByteArray *a, guint32 v)
+{
+  guint8 b[4] = { v >> 24, v >> 16, v >> 8, v };
+  g_byte_array_append (a, b, 4);
+}
+
+guint32
+tu_crc32 (const guint8 *data, gsize len)
+{
+  guint32 crc = 0xffffffffu;
+  for (gsize i = 0; i < len; i++)
+    {
+      crc ^= data[i];
+      for (int k = 0; k < 8; k++)
+        crc = (crc >> 1) ^ (0xedb88320u & -(crc & 1));
+    }
+  return crc ^ 0xffffffffu;
+}
+
+/* ---- Running the CLI ----------------------------------------------------- */
+
+void
+tu_result_clear (TuResult *r)
+{
+  g_free (r->out);
+  g_free (r->err);
+}
+
+TuResult
+tu_run_argv (const char *exe, const char *const *args)
+{
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  g_ptr_array_add (argv, (char *) exe);
+  for (int i = 0; args[i]; i++)
+    g_ptr_array_add (argv, (char *) args[i]);
+  g_ptr_array_add (argv, NULL);
+  TuResult r = { 0 };
+  int wait_status;
+  g_autoptr (GError) error = NULL;
+  g_assert_true (g_spawn_sync (NULL, (char **) argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+                               &r.out, &r.err, &wait_status, &error));
+  g_assert_no_error (error);
+  g_assert_true (WIFEXITED (wait_status));
+  r.status = WEXITSTATUS (wait_status);
+  g_test_message ("stdout: %s\nstderr: %s", r.out, r.err);
+  return r;
+}
+
+static TuResult
+run_va (const char *exe, const char *first, va_list ap)
+{
+  g_autoptr (GPtrArray) args = g_ptr_array_new ();
+  for (const char *a = first; a; a = va_arg (ap, const char *))
+    g_ptr_array_add (args, (char *) a);
+  g_ptr_array_add (args, NULL);
+  return tu_run_argv (exe, (const char *const *) args->pdata);
+}
+
+TuResult
+tu_run (const char *exe, const char *first, ...)
+{
+  va_list ap;
+  va_start (ap, first);
+  TuResult r = run_va (exe, first, ap);
+  va_end (ap);
+  return r;
+}
+
+int
+tu_run_capture (const char *exe, char **out, char **err, const char *first, ...)
+{
+  va_list ap;
+  va_start (ap, first);
+  TuResult r = run_va (exe, first, ap);
+  va_end (ap);
+  *out = r.out;
+  *err = r.err;
+  return r.status;
+}
+
+/* ---- Stages -------------------------------------------------------------- */
+
+void
+tu_params_parse (TuParams *p, const char *text)
+{
+  g_auto (GStrv) words = g_strsplit (text ? text : "", " ", -1);
+  p->n = 0;
+  for (int i = 0; words[i]; i++)
+    {
+      if (!*words[i])
+        continue;
+      g_assert_cmpint (p->n, <, (int) G_N_ELEMENTS (p->keys));
+      p->split[p->n] = g_strsplit (words[i], "=", 2);
+      g_assert_nonnull (p->split[p->n][1]);
+      p->keys[p->n] = p->split[p->n][0];
+      p->values[p->n] = p->split[p->n][1];
+      p->n++;
+    }
+}
+
+void
+tu_params_clear (TuParams *p)
+{
+  for (int i = 0; i < p->n; i++)
+    g_strfreev (p->split[i]);
+  p->n = 0;
+}
+
+const StKind *
+tu_kind (StRegistry *reg, const char *kind_name)
+{
+  const StKindEntry *entry = st_registry_lookup (reg, kind_name);
+  if (!entry)
+    g_error ("no plugin provides kind '%s'", kind_name);
+  return entry->kind;
+}
+
+StStage *
+tu_stage_new (StRegistry *reg, const char *kind_name, const char *name, const char *params,
+              GError **error)
+{
+  TuParams p;
+  tu_params_parse (&p, params);
+  StStage *stage = st_stage_new (tu_kind (reg, kind_name), name, p.keys, p.values, p.n, error);
+  tu_params_clear (&p);
+  return stage;
+}
+
+StTensor *
+tu_stage_run (StStage *stage, const StTensor *const *inputs, int n_inputs, StRunContext *ctx,
+              GError **error)
+{
+  StShape shapes[8];
+  g_assert_cmpint (n_inputs, <=, 8);
+  for (int i = 0; i < n_inputs; i++)
+    shapes[i] = inputs[i]->shape;
+  if (!st_stage_infer (stage, shapes, n_inputs, error))
+    return NULL;
+  StTensor *out = st_tensor_new (stage->out_shape, error);
+  g_assert_nonnull (out);
+  if (!stage->kind->forward (stage, ctx, inputs, out, error))
+    {
+      st_tensor_free (out);
+      return NULL;
+    }
+  return out;
+}
+
+StTensor *
+tu_run1 (StRegistry *reg, const char *kind_name, const char *params, const StTensor *in,
+         StRunContext *ctx)
+{
+  g_autoptr (GError) error = NULL;
+  StStage *stage = tu_stage_new (reg, kind_name, kind_name, params, &error);
+  g_assert_no_error (error);
+  StTensor *out = tu_stage_run (stage, &in, 1, ctx, &error);
+  g_assert_no_error (error);
+  st_stage_free (stage);
+  return out;
+}
+
+/* ---- Tensors ------------------------------------------------------------- */
+
+StTensor *
+tu_tensor_from (int n, int c, int h, int w, const float *values)
+{
+  StTensor *t = st_tensor_new0 (n, c, h, w);
+  memcpy (t->data, values, sizeof (float) * st_tensor_numel (t));
+  return t;
+}
+
+StTensor *
+tu_tensor_random (GRand *rand, int n, int c, int h, int w)
+{
+  StTensor *t = st_tensor_new0 (n, c, h, w);
+  for (gsize i = 0; i < st_tensor_numel (t); i++)
+    t->data[i] = (float) g_rand_double (rand);
+  return t;
+}
