@@ -436,6 +436,23 @@ test_conv_reference (void)
                                                      act_cases[i].params);
           check_conv_case (params, (StShape) { batch, 2, 9, 9 }, ctxs[t], 150 + i);
         }
+  /* One input channel: few taps, the direct path instead of the GEMM, on
+   * rows longer and shorter than its 32-pixel steps. */
+  static const ConvCase one_channel[] = {
+    { "filters=32 size=3 activation=relu", { 1, 1, 28, 28 } },
+    { "filters=5 size=3 stride=2 padding=same", { 1, 1, 28, 27 } },
+    { "filters=6 size=5 padding=same activation=gelu", { 1, 1, 30, 41 } },
+    { "filters=3 size=5 stride=2", { 1, 1, 17, 70 } },
+    { "filters=7 size=3 padding=same activation=sigmoid", { 1, 1, 64, 64 } },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (one_channel); i++)
+    for (int batch = 1; batch <= 5; batch += 4)
+      for (int t = 0; t < 2; t++)
+        {
+          StShape s = one_channel[i].in;
+          s.n = batch;
+          check_conv_case (one_channel[i].params, s, ctxs[t], 170 + i);
+        }
 }
 
 /* Shapes large enough to take the threaded paths: blocks of several images

@@ -683,12 +683,145 @@ epilogue (float *dst, float *pre, const float *src, gsize n, float b,
   st_activation_forward (act, slope, dst, dst, n);
 }
 
+
+/* ---- Direct path for few taps ------------------------------------------------ *
+ * With K = C/G·kh·kw small (a first layer on a grey image: K = 9) the GEMM
+ * is a thin one that OpenBLAS runs far below its peak, and the pass that
+ * adds the bias and scatters its output to NCHW costs as much again.  Up
+ * to DIRECT_MAX_K taps the block's col is instead multiplied here, 32
+ * output pixels of one filter at a time in registers, bias first and the
+ * activation on the way out, straight into the output. */
+#define DIRECT_MAX_K 27
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define DIRECT_LOOP __attribute__ ((target_clones ("arch=x86-64-v3", "default"), \
+                                    optimize ("fp-contract=fast")))
+#elif defined(__GNUC__) && !defined(__clang__)
+#define DIRECT_LOOP __attribute__ ((optimize ("fp-contract=fast")))
+#else
+#define DIRECT_LOOP
+#endif
+
+#if defined(__GNUC__)
+/* Eight floats, loaded and stored unaligned. */
+typedef float Vf8 __attribute__ ((vector_size (32), aligned (4), may_alias));
+typedef int Vi8 __attribute__ ((vector_size (32)));
+#define HAVE_VF8 1
+#endif
+
+/* out[m][q] = act(b[m] + Σ_k w[m][k]·col[k][q]) for m < mg, q < len;
+ * rows of out are ldo apart, of col ldc; pre (or NULL) gets the value
+ * before the activation, laid out as out. */
+DIRECT_LOOP static void
+direct_gemm (float *restrict out, float *restrict pre, gsize ldo,
+             const float *restrict col, gsize ldc, const float *restrict w,
+             const float *restrict b, int mg, int kg, gsize len,
+             StActivation act, float slope)
+{
+  gsize q0 = 0;
+#ifdef HAVE_VF8
+  for (; q0 + 32 <= len; q0 += 32)
+    for (int m = 0; m < mg; m++)
+      {
+        const float *restrict wm = w + (gsize) m * kg;
+        float bm = b ? b[m] : 0.0f;
+        Vf8 a0 = { bm, bm, bm, bm, bm, bm, bm, bm }, a1 = a0, a2 = a0, a3 = a0;
+        const float *c = col + q0;
+        for (int k = 0; k < kg; k++, c += ldc)
+          {
+            float wk = wm[k];
+            a0 += wk * *(const Vf8 *) c;
+            a1 += wk * *(const Vf8 *) (c + 8);
+            a2 += wk * *(const Vf8 *) (c + 16);
+            a3 += wk * *(const Vf8 *) (c + 24);
+          }
+        float *o = out + (gsize) m * ldo + q0;
+        if (pre)
+          {
+            float *p = pre + (gsize) m * ldo + q0;
+            *(Vf8 *) p = a0;
+            *(Vf8 *) (p + 8) = a1;
+            *(Vf8 *) (p + 16) = a2;
+            *(Vf8 *) (p + 24) = a3;
+          }
+        if (act == ST_ACT_RELU)
+          {
+            const Vf8 z = { 0 };
+            a0 = (Vf8) ((Vi8) a0 & (a0 > z));
+            a1 = (Vf8) ((Vi8) a1 & (a1 > z));
+            a2 = (Vf8) ((Vi8) a2 & (a2 > z));
+            a3 = (Vf8) ((Vi8) a3 & (a3 > z));
+          }
+        *(Vf8 *) o = a0;
+        *(Vf8 *) (o + 8) = a1;
+        *(Vf8 *) (o + 16) = a2;
+        *(Vf8 *) (o + 24) = a3;
+        if (act != ST_ACT_NONE && act != ST_ACT_RELU)
+          st_activation_forward (act, slope, o, o, 32);
+      }
+#endif
+  if (q0 == len)
+    return;
+  for (int m = 0; m < mg; m++)
+    {
+      const float *restrict wm = w + (gsize) m * kg;
+      float bm = b ? b[m] : 0.0f;
+      float *restrict o = out + (gsize) m * ldo;
+      for (gsize q = q0; q < len; q++)
+        o[q] = bm;
+      for (int k = 0; k < kg; k++)
+        {
+          float wk = wm[k];
+          const float *restrict c = col + (gsize) k * ldc;
+          for (gsize q = q0; q < len; q++)
+            o[q] += wk * c[q];
+        }
+      if (pre)
+        memcpy (pre + (gsize) m * ldo + q0, o + q0, sizeof (float) * (len - q0));
+      st_activation_forward (act, slope, o + q0, o + q0, len - q0);
+    }
+}
+
 static void
 forward_block (const FwdJob *j, Work *wk, const Block *k)
 {
   const Geom *g = &j->cv->g;
   const gsize hw = (gsize) g->h2 * g->w2, cols = k->p1 - k->p0;
   const gboolean in_place = k->n1 - k->n0 == 1;
+
+  if (g->kg <= DIRECT_MAX_K)
+    {
+      for (int gi = 0; gi < g->groups; gi++)
+        {
+          const float *bmat;
+          gsize ldb;
+          if (g->pointwise && in_place)
+            {
+              bmat = j->in + ((gsize) k->n0 * g->c1 + (gsize) gi * g->cg) * hw + k->q0;
+              ldb = hw;
+            }
+          else
+            {
+              if (j->cv->taps && !j->pl->split)
+                im2col_taps (wk->col, j->in, g, j->cv->taps, gi * g->cg, k->n0, k->n1);
+              else
+                im2col (wk->col, j->in, j->in_end, g, gi * g->cg, k->p0, k->p1);
+              bmat = wk->col;
+              ldb = cols;
+            }
+          /* One image at a time: each is a run of planes in the output. */
+          for (int n = k->n0; n < k->n1; n++)
+            {
+              gsize off = ((gsize) n * g->c2 + (gsize) gi * g->mg) * hw + k->q0;
+              gsize c0 = in_place ? 0 : (gsize) (n - k->n0) * hw;
+              direct_gemm (j->out + off, j->pre ? j->pre + off : NULL, hw, bmat + c0, ldb,
+                           j->w + (gsize) gi * g->mg * g->kg,
+                           j->b ? j->b + (gsize) gi * g->mg : NULL, g->mg, g->kg,
+                           in_place ? cols : hw, j->act, j->slope);
+            }
+        }
+      return;
+    }
 
   for (int gi = 0; gi < g->groups; gi++)
     {
