@@ -1,11 +1,10 @@
 /* strata — training curves drawn with cairo. */
 #include "plot.h"
+#include "atomic.h"
 
 #include <strata/plugin.h>
 #include <cairo.h>
-#include <glib/gstdio.h>
 #include <math.h>
-#include <errno.h>
 #include <string.h>
 
 typedef struct {
@@ -170,18 +169,8 @@ st_plot_training_log (const char *csv_path, const char *png_path, GError **error
       draw_panel (cr, width / 2.0, 0, width / 2.0, height, "Accuracy", log.epoch, log.train_acc,
                   "train", log.test_acc, "test", TRUE);
       cairo_destroy (cr);
-      /* Atomic: draw into a temporary name, then rename. */
-      g_autofree char *tmp = g_strconcat (png_path, ".tmp", NULL);
-      cairo_status_t status = cairo_surface_write_to_png (surface, tmp);
+      ok = st_atomic_write_png (surface, png_path, "plot", error);
       cairo_surface_destroy (surface);
-      if (status != CAIRO_STATUS_SUCCESS || g_rename (tmp, png_path) != 0)
-        {
-          g_unlink (tmp);
-          g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot write the plot: %s", png_path,
-                       status != CAIRO_STATUS_SUCCESS ? cairo_status_to_string (status)
-                                                      : g_strerror (errno));
-          ok = FALSE;
-        }
     }
   g_array_free (log.epoch, TRUE);
   g_array_free (log.train_loss, TRUE);

@@ -4,6 +4,7 @@
  * the surface's pixels so that every value gets exactly its colour (tests
  * read them back) and upscaling is plain nearest-neighbour. */
 #include "visualize.h"
+#include "atomic.h"
 
 #include "context.h"
 #include "runner.h"
@@ -11,11 +12,8 @@
 #include "train.h"
 
 #include <cairo.h>
-#include <glib/gstdio.h>
-#include <errno.h>
 #include <math.h>
 #include <string.h>
-#include <unistd.h>
 
 enum {
   MARGIN = 20,
@@ -344,20 +342,7 @@ format_value (char *buf, gsize size, double v)
 static gboolean
 write_png (cairo_surface_t *surface, const char *png_path, GError **error)
 {
-  /* Atomic: draw into a temporary name in the same folder, then rename. */
-  g_autofree char *tmp = g_strdup_printf ("%s.%d.tmp", png_path, (int) getpid ());
-  errno = 0;
-  cairo_status_t status = cairo_surface_write_to_png (surface, tmp);
-  if (status != CAIRO_STATUS_SUCCESS || g_rename (tmp, png_path) != 0)
-    {
-      /* cairo says only "error while writing"; errno says why (no such folder). */
-      int saved = errno;
-      g_unlink (tmp);
-      g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot write the picture: %s", png_path,
-                   saved ? g_strerror (saved) : cairo_status_to_string (status));
-      return FALSE;
-    }
-  return TRUE;
+  return st_atomic_write_png (surface, png_path, "picture", error);
 }
 
 static cairo_surface_t *

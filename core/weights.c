@@ -12,6 +12,7 @@
  * every tensor to float32 in a freshly allocated, aligned StTensor: nothing
  * points into the file. */
 #include "weights.h"
+#include "atomic.h"
 #include "stage.h"
 
 #include <json-glib/json-glib.h>
@@ -964,57 +965,25 @@ st_tensor_file_write (const char *path, const StNamedTensor *const *tensors,
   g_autoptr (GString) header = build_header (tensors, n_tensors, metadata);
   guint64 n = GUINT64_TO_LE ((guint64) header->len);
 
-  /* Same folder, so the rename is atomic and never crosses file systems. */
-  g_autofree char *dir = g_path_get_dirname (path);
-  g_autofree char *base = g_path_get_basename (path);
-  g_autofree char *tmp_base = g_strdup_printf (".%s.XXXXXX", base);
-  g_autofree char *tmp = g_build_filename (dir, tmp_base, NULL);
-  int fd = g_mkstemp_full (tmp, O_WRONLY | O_CLOEXEC, 0666);
-  if (fd < 0)
-    {
-      int saved = errno;
-      file_error (error, path, "cannot create a temporary file in %s: %s", dir,
-                  g_strerror (saved));
-      return FALSE;
-    }
-  FILE *f = fdopen (fd, "wb");
-  if (!f)
-    {
-      int saved = errno;
-      g_close (fd, NULL);
-      g_unlink (tmp);
-      file_error (error, path, "cannot write: %s", g_strerror (saved));
-      return FALSE;
-    }
+  StAtomicFile *file = st_atomic_file_new (path, ST_ERROR_WEIGHTS, ST_ATOMIC_FILE_SYNC, error);
+  if (!file)
+    return FALSE;
+  FILE *f = st_atomic_file_stream (file);
   errno = 0;
   gboolean ok = fwrite (&n, sizeof n, 1, f) == 1
                 && fwrite (header->str, 1, header->len, f) == header->len;
   for (int i = 0; ok && i < n_tensors; i++)
     ok = write_floats (f, tensors[i]->value->data, st_tensor_numel (tensors[i]->value));
-  /* On disk before the rename makes it the file: a crash leaves the old
-   * weights or the new ones, never an empty file. */
-  ok = ok && fflush (f) == 0 && fsync (fileno (f)) == 0;
-  int saved = errno;
-  if (fclose (f) != 0 && ok)
-    {
-      ok = FALSE;
-      saved = errno;
-    }
   if (!ok)
     {
-      g_unlink (tmp);
+      int saved = errno;
+      st_atomic_file_abort (file);
       file_error (error, path, "cannot write: %s", saved ? g_strerror (saved) : "write failed");
       return FALSE;
     }
-  if (g_rename (tmp, path) != 0)
-    {
-      saved = errno;
-      g_unlink (tmp);
-      file_error (error, path, "cannot rename the temporary file over it: %s",
-                  g_strerror (saved));
-      return FALSE;
-    }
-  return TRUE;
+  /* Synced before the rename makes it the file: a crash leaves the old
+   * weights or the new ones, never an empty file. */
+  return st_atomic_file_commit (file, error);
 }
 
 /* ---- Pipelines ---------------------------------------------------------------- */
