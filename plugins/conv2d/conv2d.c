@@ -782,6 +782,26 @@ direct_gemm (float *restrict out, float *restrict pre, gsize ldo,
     }
 }
 
+/* The block's input as the right-hand matrix of group gi: the input itself
+ * for a pointwise convolution of one image, else its im2col packing. */
+static const float *
+block_matrix (const FwdJob *j, Work *wk, const Block *k, int gi, gsize *ldb)
+{
+  const Geom *g = &j->cv->g;
+  const gsize hw = (gsize) g->h2 * g->w2;
+  if (g->pointwise && k->n1 - k->n0 == 1)
+    {
+      *ldb = hw;
+      return j->in + ((gsize) k->n0 * g->c1 + (gsize) gi * g->cg) * hw + k->q0;
+    }
+  if (j->cv->taps && !j->pl->split)
+    im2col_taps (wk->col, j->in, g, j->cv->taps, gi * g->cg, k->n0, k->n1);
+  else
+    im2col (wk->col, j->in, j->in_end, g, gi * g->cg, k->p0, k->p1);
+  *ldb = k->p1 - k->p0;
+  return wk->col;
+}
+
 static void
 forward_block (const FwdJob *j, Work *wk, const Block *k)
 {
@@ -793,22 +813,8 @@ forward_block (const FwdJob *j, Work *wk, const Block *k)
     {
       for (int gi = 0; gi < g->groups; gi++)
         {
-          const float *bmat;
           gsize ldb;
-          if (g->pointwise && in_place)
-            {
-              bmat = j->in + ((gsize) k->n0 * g->c1 + (gsize) gi * g->cg) * hw + k->q0;
-              ldb = hw;
-            }
-          else
-            {
-              if (j->cv->taps && !j->pl->split)
-                im2col_taps (wk->col, j->in, g, j->cv->taps, gi * g->cg, k->n0, k->n1);
-              else
-                im2col (wk->col, j->in, j->in_end, g, gi * g->cg, k->p0, k->p1);
-              bmat = wk->col;
-              ldb = cols;
-            }
+          const float *bmat = block_matrix (j, wk, k, gi, &ldb);
           /* One image at a time: each is a run of planes in the output. */
           for (int n = k->n0; n < k->n1; n++)
             {
@@ -825,22 +831,8 @@ forward_block (const FwdJob *j, Work *wk, const Block *k)
 
   for (int gi = 0; gi < g->groups; gi++)
     {
-      const float *bmat;
       gsize ldb;
-      if (g->pointwise && in_place)
-        {
-          bmat = j->in + ((gsize) k->n0 * g->c1 + (gsize) gi * g->cg) * hw + k->q0;
-          ldb = hw;
-        }
-      else
-        {
-          if (j->cv->taps && !j->pl->split)
-            im2col_taps (wk->col, j->in, g, j->cv->taps, gi * g->cg, k->n0, k->n1);
-          else
-            im2col (wk->col, j->in, j->in_end, g, gi * g->cg, k->p0, k->p1);
-          bmat = wk->col;
-          ldb = cols;
-        }
+      const float *bmat = block_matrix (j, wk, k, gi, &ldb);
       float *cmat;
       gsize ldc;
       if (in_place)
