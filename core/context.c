@@ -2,6 +2,7 @@
 #include "context.h"
 
 #include <math.h>
+#include <unistd.h>
 
 /* xoshiro256**: fast, small state, and its state can be saved in a
  * checkpoint, which is what bit-identical resumes need. */
@@ -239,4 +240,25 @@ st_run_context_free (StRunContext *ctx)
   st_rng_free (ctx->rng);
   st_pool_free (ctx->pool);
   g_free (ctx);
+}
+
+/* ---- Memory limit --------------------------------------------------------- */
+
+static guint64 memory_limit;  /* 0: not set, the default applies */
+
+void
+st_set_memory_limit (guint64 bytes)
+{
+  memory_limit = bytes;
+}
+
+guint64
+st_memory_limit (void)
+{
+  if (memory_limit)
+    return memory_limit;
+  long pages = sysconf (_SC_PHYS_PAGES), page = sysconf (_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0)
+    return G_GUINT64_CONSTANT (4) << 30;
+  return (guint64) pages * (guint64) page / 2;
 }

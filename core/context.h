@@ -23,6 +23,13 @@ int     st_pool_threads (const StPool *pool);
 StRunContext *st_run_context_new (int n_threads, guint64 seed);
 void          st_run_context_free (StRunContext *ctx);
 
+/* The most bytes a pipeline may allocate for its tensors and learnable
+ * parameters (--max-memory).  Checked when shapes are inferred and
+ * parameters declared, before anything is allocated.  The default is half
+ * of the machine's physical memory. */
+void    st_set_memory_limit (guint64 bytes);
+guint64 st_memory_limit (void);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (StRunContext, st_run_context_free)
 
 G_END_DECLS

@@ -71,6 +71,8 @@ typedef enum {
   ST_ERROR_WEIGHTS,    /* a malformed weights file or one that does not fit */
   ST_ERROR_DATA,       /* a malformed dataset */
   ST_ERROR_IO,         /* a file that cannot be read or written */
+  ST_ERROR_INTERRUPTED, /* stopped by the user (Ctrl-C, SIGTERM): not a failure of the input */
+  ST_ERROR_MEMORY,     /* more memory than the limit (--max-memory) allows */
 } StErrorCode;
 
 /* Shown by `strata plugins`; no other effect. */
