@@ -114,7 +114,7 @@ st_atomic_file_new (const char *path, int error_code, StAtomicFileFlags flags,
         g_set_error (error, ST_ERROR, error_code, "standard output: cannot write: %s",
                      g_strerror (saved));
       else
-        g_set_error (error, ST_ERROR, error_code, "%s: cannot create a file in %s: %s",
+        g_set_error (error, ST_ERROR, error_code, "%s: cannot create a temporary file in %s: %s",
                      path, dir, g_strerror (saved));
       atomic_file_free (f);
       return NULL;
