@@ -991,7 +991,9 @@ run_jobs (Run *run, StPipeline *pipeline, int n_workers, int threads_per_worker,
     }
 
   interrupted = 0;
-  struct sigaction action = { .sa_handler = on_interrupt, .sa_flags = SA_RESETHAND };
+  /* SA_RESTART: a read from a pipe that the signal breaks into goes on,
+   * so the image is abandoned as interrupted, not failed as unreadable. */
+  struct sigaction action = { .sa_handler = on_interrupt, .sa_flags = SA_RESETHAND | SA_RESTART };
   sigemptyset (&action.sa_mask);
   struct sigaction old_int, old_term;
   sigaction (SIGINT, &action, &old_int);

@@ -708,7 +708,7 @@ parse_ranged_int (const char *option, const char *text, gint64 min, gint64 max, 
   gint64 v;
   if (!g_ascii_string_to_signed (text, 10, min, max, &v, NULL))
     {
-      if (max == G_MAXINT64)
+      if (max >= G_MAXINT)  /* "or more": the type's own limit is no range a user needs */
         fprintf (stderr, "strata run: %s: expected a whole number, %" G_GINT64_FORMAT
                  " or more, found '%s'\n", option, min, text);
       else
