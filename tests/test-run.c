@@ -451,6 +451,19 @@ test_symlink_loop (void)
   g_assert_true (strstr (r.err, "a/up: symbolic link loop"));
   g_assert_true (strstr (r.err, "1 written, 0 skipped, 0 failed"));
   tu_result_clear (&r);
+
+  /* A link to nothing and a FIFO under image names are named and counted
+   * as failed, never waited on. */
+  g_autofree char *broken = g_build_filename (a, "broken.png", NULL);
+  g_assert_cmpint (symlink ("nowhere.png", broken), ==, 0);
+  g_autofree char *fifo = g_build_filename (in, "pipe.jpg", NULL);
+  g_assert_cmpint (mkfifo (fifo, 0600), ==, 0);
+  r = tu_run (exe, "run", "sharpen", in, "-o", out, NULL);
+  g_assert_cmpint (r.status, ==, 1);
+  g_assert_true (strstr (r.err, "broken.png: cannot read"));
+  g_assert_true (strstr (r.err, "pipe.jpg: not a regular file"));
+  g_assert_true (strstr (r.err, "0 written, 1 skipped, 2 failed, 0 interrupted"));
+  tu_result_clear (&r);
   g_autofree char *names = list_names (out);
   g_assert_cmpstr (names, ==, "a");
   tu_remove_tree (tmp);
@@ -687,6 +700,21 @@ test_thread_start_failure (void)
 #endif
 }
 
+/* The pool behind -j refuses more than ST_MAX_THREADS with an error. */
+static void
+test_pool_bound (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StRunContext) none = st_run_context_try_new (ST_MAX_THREADS + 1, 0, &error);
+  g_assert_null (none);
+  g_assert_error (error, ST_ERROR, ST_ERROR_USAGE);
+  g_assert_true (strstr (error->message, "at most 1024"));
+  g_clear_error (&error);
+  g_autoptr (StRunContext) two = st_run_context_try_new (2, 0, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (st_parallel_threads (two), ==, 2);
+}
+
 /* ---- Interruption (case 6) -------------------------------------------------
  * The run reads one input from a FIFO that this test fills: half of a large
  * PNG, so that its output is half written when the signal comes.  No sleep:
@@ -873,6 +901,7 @@ main (int argc, char **argv)
   g_test_add_func ("/run/unwritable-output", test_unwritable_output);
   g_test_add_func ("/run/option-ranges", test_option_ranges);
   g_test_add_func ("/run/thread-start-failure", test_thread_start_failure);
+  g_test_add_func ("/run/pool-bound", test_pool_bound);
   g_test_add_data_func ("/run/interrupt/sigint", GINT_TO_POINTER (SIGINT), test_interrupt);
   g_test_add_data_func ("/run/interrupt/sigterm", GINT_TO_POINTER (SIGTERM), test_interrupt);
   g_test_add_data_func ("/run/interrupt/sigkill", GINT_TO_POINTER (SIGKILL), test_interrupt);
