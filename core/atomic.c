@@ -4,6 +4,8 @@
 
 #include <strata/plugin.h>
 
+#include <cairo.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>

@@ -11,9 +11,12 @@
  * renames that over the target, since linkat cannot replace. */
 #pragma once
 
-#include <cairo.h>
 #include <glib.h>
 #include <stdio.h>
+
+/* As cairo.h declares it (C11 allows the repeat), so that users of the
+ * writer need not build against cairo. */
+typedef struct _cairo_surface cairo_surface_t;
 
 G_BEGIN_DECLS
 

@@ -1,6 +1,7 @@
 /* `strata run`, `strata plugins` and `strata inspect` end to end: the CLI
  * run as a user runs it, on folders this test makes. */
 #define _GNU_SOURCE  /* O_TMPFILE */
+#include "atomic.h"
 #include "image.h"
 #include "testutil.h"
 
@@ -146,6 +147,15 @@ test_folder_with_bad_images (void)
   g_assert_cmpint (r.status, ==, 0);
   g_assert_true (strstr (r.err, "2 written, 0 skipped, 0 failed"));
   tu_result_clear (&r);
+  /* Replacing goes through a hidden name that is renamed over the file:
+   * none is left, and the files are complete. */
+  temporaries = 0;
+  g_assert_cmpint (count_files (out, &temporaries), ==, 4);
+  g_assert_cmpint (temporaries, ==, 0);
+  g_autofree char *o1 = g_build_filename (out, "a.png", NULL);
+  g_autoptr (StTensor) replaced = st_image_load (o1, 0, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (replaced->shape.w, ==, 17);
   tu_remove_tree (tmp);
 }
 
@@ -263,6 +273,8 @@ test_inspect (void)
 }
 
 /* ---- Data safety ---------------------------------------------------------- */
+
+static gboolean tmpfile_supported (const char *dir);
 
 static char *
 read_all (const char *path, gsize *len)
@@ -700,6 +712,50 @@ test_thread_start_failure (void)
 #endif
 }
 
+/* The atomic writer: nothing visible until commit (where O_TMPFILE is
+ * supported), replacing leaves no hidden name, abort leaves nothing. */
+static void
+test_atomic_file (void)
+{
+  g_autofree char *tmp = tu_make_tmpdir ("strata-atomic-XXXXXX");
+  g_autofree char *path = g_build_filename (tmp, "f.txt", NULL);
+  for (int round = 0; round < 2; round++)
+    {
+      g_autoptr (GError) error = NULL;
+      StAtomicFile *f = st_atomic_file_new (path, ST_ERROR_IO, ST_ATOMIC_FILE_SYNC, &error);
+      g_assert_no_error (error);
+      fputs (round == 0 ? "first" : "second", st_atomic_file_stream (f));
+      g_autofree char *during = list_names (tmp);
+      if (tmpfile_supported (tmp))
+        g_assert_cmpstr (during, ==, round == 0 ? "" : "f.txt");
+      g_assert_true (st_atomic_file_commit (f, &error));
+      g_assert_no_error (error);
+      gsize len;
+      g_autofree char *text = read_all (path, &len);
+      g_assert_cmpstr (text, ==, round == 0 ? "first" : "second");
+      g_autofree char *after = list_names (tmp);
+      g_assert_cmpstr (after, ==, "f.txt");
+    }
+  g_autoptr (GError) error = NULL;
+  g_autofree char *other = g_build_filename (tmp, "g.txt", NULL);
+  StAtomicFile *f = st_atomic_file_new (other, ST_ERROR_IO, ST_ATOMIC_FILE_NONE, &error);
+  fputs ("partial", st_atomic_file_stream (f));
+  st_atomic_file_abort (f);
+  g_autofree char *names = list_names (tmp);
+  g_assert_cmpstr (names, ==, "f.txt");
+
+  g_assert_true (st_atomic_check_folder (tmp, ST_ERROR_IO, &error));
+  g_assert_no_error (error);
+  g_assert_false (st_atomic_check_folder (path, ST_ERROR_IO, &error));
+  g_assert_error (error, ST_ERROR, ST_ERROR_IO);
+  g_assert_true (g_str_has_prefix (error->message, path));
+  g_clear_error (&error);
+  g_autofree char *missing = g_build_filename (tmp, "missing", "f.txt", NULL);
+  g_assert_null (st_atomic_file_new (missing, ST_ERROR_WEIGHTS, ST_ATOMIC_FILE_NONE, &error));
+  g_assert_error (error, ST_ERROR, ST_ERROR_WEIGHTS);
+  tu_remove_tree (tmp);
+}
+
 /* The pool behind -j refuses more than ST_MAX_THREADS with an error. */
 static void
 test_pool_bound (void)
@@ -902,6 +958,7 @@ main (int argc, char **argv)
   g_test_add_func ("/run/option-ranges", test_option_ranges);
   g_test_add_func ("/run/thread-start-failure", test_thread_start_failure);
   g_test_add_func ("/run/pool-bound", test_pool_bound);
+  g_test_add_func ("/run/atomic-file", test_atomic_file);
   g_test_add_data_func ("/run/interrupt/sigint", GINT_TO_POINTER (SIGINT), test_interrupt);
   g_test_add_data_func ("/run/interrupt/sigterm", GINT_TO_POINTER (SIGTERM), test_interrupt);
   g_test_add_data_func ("/run/interrupt/sigkill", GINT_TO_POINTER (SIGKILL), test_interrupt);
