@@ -142,11 +142,25 @@ worker_main (gpointer user_data)
   return NULL;
 }
 
-StPool *
-st_pool_new (int n_threads)
+/* The pool's threads; fewer than asked for only with allow_fewer (then
+ * the pool runs with those it could start).  Otherwise a thread that cannot
+ * be started is an error: every started one is stopped again. */
+static StPool *
+pool_new (int n_threads, gboolean allow_fewer, GError **error)
 {
   if (n_threads <= 0)
-    n_threads = (int) g_get_num_processors ();
+    n_threads = MIN ((int) g_get_num_processors (), ST_MAX_THREADS);
+  if (n_threads > ST_MAX_THREADS)
+    {
+      if (!allow_fewer)
+        {
+          g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
+                       "%d threads asked for; at most %d are allowed", n_threads,
+                       ST_MAX_THREADS);
+          return NULL;
+        }
+      n_threads = ST_MAX_THREADS;
+    }
   StPool *pool = g_new0 (StPool, 1);
   pool->n_threads = n_threads;
   g_mutex_init (&pool->lock);
@@ -158,9 +172,34 @@ st_pool_new (int n_threads)
       Worker *w = g_new (Worker, 1);
       w->pool = pool;
       w->index = i;
-      pool->threads[i] = g_thread_new ("strata-worker", worker_main, w);
+      g_autoptr (GError) local = NULL;
+      pool->threads[i] = g_thread_try_new ("strata-worker", worker_main, w, &local);
+      if (pool->threads[i])
+        continue;
+      g_free (w);
+      /* Workers split ranges by n_threads: only the started ones count. */
+      pool->n_threads = i;
+      if (allow_fewer)
+        break;
+      st_pool_free (pool);
+      g_set_error (error, ST_ERROR, ST_ERROR_FAILED,
+                   "cannot start thread %d of %d: %s (ask for fewer threads)", i + 1,
+                   n_threads, local->message);
+      return NULL;
     }
   return pool;
+}
+
+StPool *
+st_pool_try_new (int n_threads, GError **error)
+{
+  return pool_new (n_threads, FALSE, error);
+}
+
+StPool *
+st_pool_new (int n_threads)
+{
+  return pool_new (n_threads, TRUE, NULL);
 }
 
 void
@@ -229,6 +268,18 @@ st_run_context_new (int n_threads, guint64 seed)
   StRunContext *ctx = g_new0 (StRunContext, 1);
   ctx->rng = st_rng_new (seed);
   ctx->pool = st_pool_new (n_threads);
+  return ctx;
+}
+
+StRunContext *
+st_run_context_try_new (int n_threads, guint64 seed, GError **error)
+{
+  StPool *pool = st_pool_try_new (n_threads, error);
+  if (!pool)
+    return NULL;
+  StRunContext *ctx = g_new0 (StRunContext, 1);
+  ctx->rng = st_rng_new (seed);
+  ctx->pool = pool;
   return ctx;
 }
 

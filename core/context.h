@@ -13,14 +13,25 @@ void    st_rng_free (StRng *rng);
 void    st_rng_get_state (const StRng *rng, guint64 state[4]);
 void    st_rng_set_state (StRng *rng, const guint64 state[4]);
 
+/* The most threads a pool (and `strata run -j`) may have: far more than
+ * any machine's cores, and few enough that their stacks fit in memory. */
+#define ST_MAX_THREADS 1024
+
 /* A pool of n_threads workers (the caller counts as one); n_threads <= 0
- * means one per core. */
+ * means one per core.  st_pool_try_new refuses more than ST_MAX_THREADS,
+ * and a thread that cannot be started, with a GError (ST_ERROR_USAGE,
+ * ST_ERROR_FAILED); st_pool_new never fails: it runs with ST_MAX_THREADS
+ * at most, or with the threads it could start. */
+StPool *st_pool_try_new (int n_threads, GError **error);
 StPool *st_pool_new (int n_threads);
 void    st_pool_free (StPool *pool);
 int     st_pool_threads (const StPool *pool);
 
-/* A context owning a new pool and generator. */
+/* A context owning a new pool and generator: st_run_context_try_new fails
+ * as st_pool_try_new does; st_run_context_new never fails, as
+ * st_pool_new. */
 StRunContext *st_run_context_new (int n_threads, guint64 seed);
+StRunContext *st_run_context_try_new (int n_threads, guint64 seed, GError **error);
 void          st_run_context_free (StRunContext *ctx);
 
 /* The most bytes a pipeline may allocate for its tensors and learnable

@@ -18,9 +18,11 @@
 #include "atomic.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jpeglib.h>
 #include <jerror.h>
@@ -993,6 +995,7 @@ struct _StImageReader {
   int width, height, channels;
   int next_row;
   gboolean failed;
+  gboolean from_stdin;         /* path "-" */
   PngLoad *png;
   JpegLoad *jpeg;
   float table[256];
@@ -1017,7 +1020,17 @@ reader_start (StImageReader *r, guint64 max_pixels, GError **error)
 {
   const char *path = r->path;
   Input *in = &r->in;
-  in->fp = fopen (path, "rbe");
+  /* "-" is standard input, read through a copy of the descriptor so that
+   * closing the reader leaves stdin open. */
+  if (r->from_stdin)
+    {
+      int fd = fcntl (STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
+      in->fp = fd >= 0 ? fdopen (fd, "rb") : NULL;
+      if (fd >= 0 && !in->fp)
+        close (fd);
+    }
+  else
+    in->fp = fopen (path, "rbe");
   if (!in->fp)
     {
       int saved = errno;
@@ -1085,7 +1098,8 @@ st_image_reader_open (const char *path, guint64 max_pixels, StImageInfo *info,
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   StImageReader *r = g_new0 (StImageReader, 1);
-  r->path = g_strdup (path);
+  r->from_stdin = strcmp (path, "-") == 0;
+  r->path = g_strdup (r->from_stdin ? "standard input" : path);
   r->in.path = r->path;
   fill_unit_table (r->table);
   if (!reader_start (r, max_pixels, error))

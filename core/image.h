@@ -51,7 +51,8 @@ typedef struct _StImageReader StImageReader;
 typedef struct _StImageWriter StImageWriter;
 
 /* Opens an image and reads its header: what st_image_load checks (the
- * signature, the size limit) is checked here.  width, height and channels
+ * signature, the size limit) is checked here.  path "-" reads standard
+ * input (any format, by its signature; errors say "standard input").  width, height and channels
  * are what the rows will be (after orientation, alpha included); info and
  * the three may be NULL. */
 StImageReader *st_image_reader_open (const char *path, guint64 max_pixels,

@@ -7,10 +7,14 @@
 G_BEGIN_DECLS
 
 typedef struct {
-  const char *output;          /* -o: a file (one input image) or a folder */
+  /* -o: "-" (standard output: one image), a folder (one that exists, a
+   * name ending in '/', or any name when there are several inputs or a
+   * folder among them), or else the output image, named .png, .jpg or
+   * .jpeg. */
+  const char *output;
   StImageFormat format;        /* ST_FORMAT_UNKNOWN keeps each input's format */
   int jpeg_quality;            /* 1-100 */
-  int jobs;                    /* threads in all; <= 0: one per core */
+  int jobs;                    /* threads in all, at most ST_MAX_THREADS; <= 0: one per core */
   gboolean overwrite;
   gboolean quiet;              /* no progress bar and no summary */
   guint64 max_pixels;
@@ -28,17 +32,23 @@ typedef struct {
 
 typedef struct {
   guint written, skipped, failed;
+  guint interrupted;           /* not run, or abandoned, after SIGINT or SIGTERM */
   guint in_strips;             /* of those written, how many ran in strips */
 } StRunSummary;
 
 /* Whether p ends in class scores (Cx1x1) rather than an image. */
 gboolean st_pipeline_is_classifier (const StPipeline *p);
 
-/* Runs p on every image named by inputs (files, or folders searched
- * recursively for .png, .jpg and .jpeg).  Each failing image is reported on
- * stderr as "path: reason" and counted; the others still run.  Returns FALSE
- * with error set only for problems that stop the whole run (no images, a bad
- * output path). */
+/* Runs p on every image named by inputs: files ("-" is standard input)
+ * and folders, searched recursively for .png, .jpg and .jpeg (each folder
+ * once; symbolic link loops reported and not followed; the output folder
+ * left out).  Every job is planned first: an output that is an input, or
+ * one output of several inputs, stops the run before anything is read
+ * (each named on stderr), as does an output folder that cannot be written.
+ * Each failing image is then reported on stderr as "path: reason" and
+ * counted; the others still run.  SIGINT and SIGTERM stop the run early
+ * (summary->interrupted), leaving only complete outputs.  Returns FALSE
+ * with error set only for problems that stop the whole run. */
 gboolean st_run_images (StPipeline *p, const char *const *inputs,
                         const StRunOptions *options, StRunSummary *summary,
                         GError **error);

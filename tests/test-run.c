@@ -1,10 +1,22 @@
 /* `strata run`, `strata plugins` and `strata inspect` end to end: the CLI
  * run as a user runs it, on folders this test makes. */
+#define _GNU_SOURCE  /* O_TMPFILE */
+#include "atomic.h"
 #include "image.h"
 #include "testutil.h"
 
+#include <gio/gio.h>
 #include <glib/gstdio.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static const char *exe;
 
@@ -135,6 +147,15 @@ test_folder_with_bad_images (void)
   g_assert_cmpint (r.status, ==, 0);
   g_assert_true (strstr (r.err, "2 written, 0 skipped, 0 failed"));
   tu_result_clear (&r);
+  /* Replacing goes through a hidden name that is renamed over the file:
+   * none is left, and the files are complete. */
+  temporaries = 0;
+  g_assert_cmpint (count_files (out, &temporaries), ==, 4);
+  g_assert_cmpint (temporaries, ==, 0);
+  g_autofree char *o1 = g_build_filename (out, "a.png", NULL);
+  g_autoptr (StTensor) replaced = st_image_load (o1, 0, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (replaced->shape.w, ==, 17);
   tu_remove_tree (tmp);
 }
 
@@ -156,8 +177,8 @@ test_single_file_and_format (void)
   g_assert_cmpint (t->shape.c, ==, 1);
   g_assert_cmpint (t->shape.w, ==, 30);
 
-  /* --format into a folder changes the extension. */
-  g_autofree char *outdir = g_build_filename (tmp, "conv", NULL);
+  /* --format into a folder (named with a final slash) changes the extension. */
+  g_autofree char *outdir = g_build_filename (tmp, "conv/", NULL);
   r = tu_run (exe, "run", "blur", in, "-o", outdir, "--format", "jpeg", "--quiet", NULL);
   g_assert_cmpint (r.status, ==, 0);
   tu_result_clear (&r);
@@ -169,8 +190,8 @@ test_single_file_and_format (void)
   gsize len_before, len_after;
   g_file_get_contents (in, &before, &len_before, NULL);
   r = tu_run (exe, "run", "sharpen", in, "-o", in, "--overwrite", NULL);
-  g_assert_cmpint (r.status, ==, 1);
-  g_assert_true (strstr (r.err, "overwrite the input"));
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_true (strstr (r.err, "is the input itself"));
   tu_result_clear (&r);
   g_file_get_contents (in, &after, &len_after, NULL);
   g_assert_cmpmem (before, len_before, after, len_after);
@@ -251,10 +272,687 @@ test_inspect (void)
   tu_result_clear (&r);
 }
 
+/* ---- Data safety ---------------------------------------------------------- */
+
+static gboolean tmpfile_supported (const char *dir);
+
+static char *
+read_all (const char *path, gsize *len)
+{
+  char *data = NULL;
+  g_autoptr (GError) error = NULL;
+  g_assert_true (g_file_get_contents (path, &data, len, &error));
+  g_assert_no_error (error);
+  return data;
+}
+
+/* Asserts that path is a complete image of w x h pixels. */
+static void
+assert_complete_image (const char *path, int w, int h)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StTensor) t = st_image_load (path, 0, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (t->shape.w, ==, w);
+  g_assert_cmpint (t->shape.h, ==, h);
+}
+
+/* How many times needle occurs in haystack. */
+static int
+count_occurrences (const char *haystack, const char *needle)
+{
+  int n = 0;
+  for (const char *p = haystack; (p = strstr (p, needle)); p += strlen (needle))
+    n++;
+  return n;
+}
+
+/* Names in dir, sorted, joined by spaces ("" when empty or missing). */
+static char *
+list_names (const char *dir)
+{
+  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+  while (d && (name = g_dir_read_name (d)))
+    g_ptr_array_add (names, g_strdup (name));
+  g_ptr_array_sort (names, st_compare_strings);
+  g_ptr_array_add (names, NULL);
+  return g_strjoinv (" ", (char **) names->pdata);
+}
+
+/* Case 1: photo.png and photo.jpg, -o the same folder, --format png
+ * --overwrite: photo.jpg's output would be photo.png, an input. */
+static void
+test_input_never_replaced (void)
+{
+  g_autofree char *tmp = tu_make_tmpdir ("strata-run-XXXXXX");
+  g_autofree char *dir = g_build_filename (tmp, "photos", NULL);
+  g_mkdir (dir, 0755);
+  g_autofree char *png = g_build_filename (dir, "photo.png", NULL);
+  g_autofree char *jpg = g_build_filename (dir, "photo.jpg", NULL);
+  write_image (png, 3, 20, 30, 8);
+  write_image (jpg, 3, 24, 16, 8);
+  gsize png_len, jpg_len;
+  g_autofree char *png_before = read_all (png, &png_len);
+  g_autofree char *jpg_before = read_all (jpg, &jpg_len);
+
+  TuResult r = tu_run (exe, "run", "sharpen", dir, "-o", dir, "--format", "png", "--overwrite", NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_true (strstr (r.err, "photo.png: an input; the output of"));
+  g_assert_true (strstr (r.err, "photo.jpg"));
+  g_assert_true (strstr (r.err, "nothing was run"));
+  tu_result_clear (&r);
+
+  /* The same folder by another name (a symbolic link), and one file
+   * named as the output of another: refused by identity. */
+  g_autofree char *alias = g_build_filename (tmp, "alias", NULL);
+  g_assert_cmpint (symlink (dir, alias), ==, 0);
+  r = tu_run (exe, "run", "sharpen", jpg, png, "-o", alias, "--format", "png", "--overwrite", NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  tu_result_clear (&r);
+  r = tu_run (exe, "run", "sharpen", jpg, "-o", alias, "--format", "png", "--overwrite", NULL);
+  g_assert_cmpint (r.status, ==, 0);  /* photo.png is not an input of this run */
+  tu_result_clear (&r);
+  g_free (png_before);
+  png_before = read_all (png, &png_len);
+
+  /* A hard link to an input in the output folder. */
+  g_autofree char *out = g_build_filename (tmp, "out", NULL);
+  g_mkdir (out, 0755);
+  g_autofree char *hard = g_build_filename (out, "photo.png", NULL);
+  g_assert_cmpint (link (png, hard), ==, 0);
+  r = tu_run (exe, "run", "sharpen", dir, "-o", out, "--overwrite", NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_true (strstr (r.err, "photo.png"));
+  tu_result_clear (&r);
+
+  gsize len;
+  g_autofree char *png_after = read_all (png, &len);
+  g_assert_cmpmem (png_before, png_len, png_after, len);
+  g_autofree char *jpg_after = read_all (jpg, &len);
+  g_assert_cmpmem (jpg_before, jpg_len, jpg_after, len);
+  g_autofree char *names = list_names (out);
+  g_assert_cmpstr (names, ==, "photo.png");
+  tu_remove_tree (tmp);
+}
+
+/* Case 2: several inputs with one output are refused before anything
+ * runs, naming every one of them. */
+static void
+test_output_collisions (void)
+{
+  g_autofree char *tmp = tu_make_tmpdir ("strata-run-XXXXXX");
+  g_autofree char *in = g_build_filename (tmp, "in", NULL);
+  g_autofree char *out = g_build_filename (tmp, "out", NULL);
+  g_mkdir (in, 0755);
+  const char *names[] = { "a.png", "a.jpg", "a.jpeg", "b.png" };
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    {
+      g_autofree char *path = g_build_filename (in, names[i], NULL);
+      write_image (path, 3, 8, 8, 8);
+    }
+  TuResult r = tu_run (exe, "run", "sharpen", in, "-o", out, "--format", "png", NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_true (strstr (r.err, "the output of 3 inputs"));
+  for (int i = 0; i < 3; i++)
+    g_assert_true (strstr (r.err, names[i]));
+  g_assert_false (strstr (r.err, "b.png"));
+  tu_result_clear (&r);
+  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+
+  /* Two files of one name from two folders, on the command line. */
+  g_autofree char *other = g_build_filename (tmp, "other", NULL);
+  g_mkdir (other, 0755);
+  g_autofree char *a1 = g_build_filename (in, "b.png", NULL);
+  g_autofree char *a2 = g_build_filename (other, "b.png", NULL);
+  write_image (a2, 3, 8, 8, 8);
+  r = tu_run (exe, "run", "sharpen", a1, a2, "-o", out, NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_true (strstr (r.err, a1) && strstr (r.err, a2));
+  tu_result_clear (&r);
+  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+
+  /* One file named twice (and within a folder given too) is one job. */
+  r = tu_run (exe, "run", "sharpen", a1, a1, "-o", out, NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_true (strstr (r.err, "1 written, 0 skipped, 0 failed, 0 interrupted"));
+  tu_result_clear (&r);
+  tu_remove_tree (tmp);
+}
+
+/* Case 3: an output folder inside the input folder is not searched. */
+static void
+test_output_inside_input (void)
+{
+  g_autofree char *tmp = tu_make_tmpdir ("strata-run-XXXXXX");
+  g_autofree char *photos = g_build_filename (tmp, "photos", NULL);
+  g_autofree char *out = g_build_filename (photos, "out", NULL);
+  g_mkdir (photos, 0755);
+  g_autofree char *a = g_build_filename (photos, "a.png", NULL);
+  write_image (a, 3, 8, 8, 8);
+  for (int run = 0; run < 2; run++)
+    {
+      TuResult r = tu_run (exe, "run", "sharpen", photos, "-o", out, NULL);
+      g_assert_cmpint (r.status, ==, 0);
+      g_assert_true (strstr (r.err, run == 0 ? "1 written, 0 skipped" : "0 written, 1 skipped"));
+      tu_result_clear (&r);
+    }
+  g_autofree char *names = list_names (out);
+  g_assert_cmpstr (names, ==, "a.png");
+  tu_remove_tree (tmp);
+}
+
+/* Case 4: a symbolic link loop is reported once and not followed; each
+ * folder is searched once. */
+static void
+test_symlink_loop (void)
+{
+  g_autofree char *tmp = tu_make_tmpdir ("strata-run-XXXXXX");
+  g_autofree char *in = g_build_filename (tmp, "in", NULL);
+  g_autofree char *a = g_build_filename (in, "a", NULL);
+  g_autofree char *out = g_build_filename (tmp, "out", NULL);
+  g_mkdir_with_parents (a, 0755);
+  g_autofree char *img = g_build_filename (a, "x.png", NULL);
+  write_image (img, 3, 8, 8, 8);
+  g_autofree char *up = g_build_filename (a, "up", NULL);
+  g_assert_cmpint (symlink ("..", up), ==, 0);
+  TuResult r = tu_run (exe, "run", "sharpen", in, "-o", out, NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_cmpint (count_occurrences (r.err, "loop"), ==, 1);
+  g_assert_true (strstr (r.err, "a/up: symbolic link loop"));
+  g_assert_true (strstr (r.err, "1 written, 0 skipped, 0 failed"));
+  tu_result_clear (&r);
+
+  /* A link to nothing and a FIFO under image names are named and counted
+   * as failed, never waited on. */
+  g_autofree char *broken = g_build_filename (a, "broken.png", NULL);
+  g_assert_cmpint (symlink ("nowhere.png", broken), ==, 0);
+  g_autofree char *fifo = g_build_filename (in, "pipe.jpg", NULL);
+  g_assert_cmpint (mkfifo (fifo, 0600), ==, 0);
+  r = tu_run (exe, "run", "sharpen", in, "-o", out, NULL);
+  g_assert_cmpint (r.status, ==, 1);
+  g_assert_true (strstr (r.err, "broken.png: cannot read"));
+  g_assert_true (strstr (r.err, "pipe.jpg: not a regular file"));
+  g_assert_true (strstr (r.err, "0 written, 1 skipped, 2 failed, 0 interrupted"));
+  tu_result_clear (&r);
+  g_autofree char *names = list_names (out);
+  g_assert_cmpstr (names, ==, "a");
+  tu_remove_tree (tmp);
+}
+
+/* Runs exe with args, stdin from stdin_bytes (or none); returns the exit
+ * status, stdout as bytes and stderr as text. */
+static int
+run_with_stdin (GBytes *stdin_bytes, GBytes **out, char **err, const char *const *args)
+{
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  g_ptr_array_add (argv, (char *) exe);
+  for (int i = 0; args[i]; i++)
+    g_ptr_array_add (argv, (char *) args[i]);
+  g_ptr_array_add (argv, NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GSubprocess) p = g_subprocess_newv ((const char *const *) argv->pdata,
+                                                 G_SUBPROCESS_FLAGS_STDIN_PIPE
+                                                 | G_SUBPROCESS_FLAGS_STDOUT_PIPE
+                                                 | G_SUBPROCESS_FLAGS_STDERR_PIPE, &error);
+  g_assert_no_error (error);
+  g_autoptr (GBytes) err_bytes = NULL;
+  g_autoptr (GBytes) nothing = g_bytes_new_static ("", 0);
+  g_assert_true (g_subprocess_communicate (p, stdin_bytes ? stdin_bytes : nothing, NULL, out,
+                                           &err_bytes, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_if_exited (p));
+  *err = g_strndup (g_bytes_get_data (err_bytes, NULL), g_bytes_get_size (err_bytes));
+  g_test_message ("stderr: %s", *err);
+  return g_subprocess_get_exit_status (p);
+}
+
+/* Case 5: -o is a known image name, a folder, or - (standard output);
+ * INPUT - is standard input. */
+static void
+test_output_names_and_standard_streams (void)
+{
+  g_autofree char *tmp = tu_make_tmpdir ("strata-run-XXXXXX");
+  g_autofree char *in = g_build_filename (tmp, "photo.jpg", NULL);
+  write_image (in, 3, 20, 30, 8);
+  const char *bad_names[] = { "name.webp", "noext" };
+  for (guint i = 0; i < G_N_ELEMENTS (bad_names); i++)
+    {
+      g_autofree char *out = g_build_filename (tmp, bad_names[i], NULL);
+      TuResult r = tu_run (exe, "run", "sharpen", in, "-o", out, NULL);
+      g_assert_cmpint (r.status, ==, 2);
+      g_assert_true (strstr (r.err, "not a .png, .jpg or .jpeg name"));
+      tu_result_clear (&r);
+      g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+    }
+  /* A final slash makes a folder of any name. */
+  g_autofree char *folder = g_build_filename (tmp, "noext/", NULL);
+  TuResult r = tu_run (exe, "run", "sharpen", in, "-o", folder, "--quiet", NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_autofree char *in_folder = g_build_filename (tmp, "noext", "photo.jpg", NULL);
+  assert_complete_image (in_folder, 30, 20);
+  /* Several inputs need a folder, not an image name. */
+  g_autofree char *as_image = g_build_filename (tmp, "two.png", NULL);
+  r = tu_run (exe, "run", "sharpen", in, in_folder, "-o", as_image, NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  tu_result_clear (&r);
+  g_assert_false (g_file_test (as_image, G_FILE_TEST_EXISTS));
+
+  /* -o -: the image on standard output, in the input's format or --format. */
+  g_autofree char *out_path = g_build_filename (tmp, "from-stdout", NULL);
+  const struct { const char *format; StImageFormat expect; } cases[] = {
+    { NULL, ST_FORMAT_JPEG }, { "png", ST_FORMAT_PNG },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      const char *args[] = { "run", "sharpen", in, "-o", "-", cases[i].format ? "--format" : NULL,
+                             cases[i].format, NULL };
+      g_autoptr (GBytes) out = NULL;
+      g_autofree char *err = NULL;
+      g_assert_cmpint (run_with_stdin (NULL, &out, &err, args), ==, 0);
+      tu_write_bytes (out_path, g_bytes_get_data (out, NULL), g_bytes_get_size (out));
+      StImageInfo info;
+      g_autoptr (GError) error = NULL;
+      g_autoptr (StTensor) t = st_image_load (out_path, 0, &info, &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (info.format, ==, cases[i].expect);
+      g_assert_cmpint (t->shape.w, ==, 30);
+    }
+
+  /* INPUT -: standard input, by its signature, to a file and to stdout. */
+  gsize len;
+  g_autofree char *jpeg = read_all (in, &len);
+  g_autoptr (GBytes) jpeg_bytes = g_bytes_new (jpeg, len);
+  g_autofree char *to_file = g_build_filename (tmp, "stdin.png", NULL);
+  const char *args_file[] = { "run", "sharpen", "-", "-o", to_file, NULL };
+  g_autoptr (GBytes) out1 = NULL;
+  g_autofree char *err1 = NULL;
+  g_assert_cmpint (run_with_stdin (jpeg_bytes, &out1, &err1, args_file), ==, 0);
+  assert_complete_image (to_file, 30, 20);
+  const char *args_pipe[] = { "run", "sharpen", "-", "-o", "-", "--format", "png", NULL };
+  g_autoptr (GBytes) out2 = NULL;
+  g_autofree char *err2 = NULL;
+  g_assert_cmpint (run_with_stdin (jpeg_bytes, &out2, &err2, args_pipe), ==, 0);
+  tu_write_bytes (out_path, g_bytes_get_data (out2, NULL), g_bytes_get_size (out2));
+  assert_complete_image (out_path, 30, 20);
+  /* Not an image on standard input: named as such. */
+  g_autoptr (GBytes) text = g_bytes_new_static ("hello", 5);
+  g_autoptr (GBytes) out3 = NULL;
+  g_autofree char *err3 = NULL;
+  const char *args_again[] = { "run", "sharpen", "-", "-o", to_file, "--overwrite", NULL };
+  g_assert_cmpint (run_with_stdin (text, &out3, &err3, args_again), ==, 1);
+  g_assert_true (strstr (err3, "standard input: not a PNG or JPEG image"));
+  /* Standard input has no name in an output folder. */
+  const char *args_folder[] = { "run", "sharpen", "-", in, "-o", folder, NULL };
+  g_autoptr (GBytes) out4 = NULL;
+  g_autofree char *err4 = NULL;
+  g_assert_cmpint (run_with_stdin (jpeg_bytes, &out4, &err4, args_folder), ==, 2);
+  tu_remove_tree (tmp);
+}
+
+/* Case 7: an output that cannot be written is reported once, before any
+ * image is read. */
+static void
+test_unwritable_output (void)
+{
+  g_autofree char *tmp = tu_make_tmpdir ("strata-run-XXXXXX");
+  g_autofree char *in = g_build_filename (tmp, "in", NULL);
+  g_mkdir (in, 0755);
+  for (int i = 0; i < 3; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("%d.png", i);
+      g_autofree char *path = g_build_filename (in, name, NULL);
+      write_image (path, 3, 8, 8, 8);
+    }
+  /* Were images read, this one would say so. */
+  g_autofree char *bad = g_build_filename (in, "bad.png", NULL);
+  tu_write_bytes (bad, "not a png", 9);
+
+  g_autofree char *file = g_build_filename (tmp, "file", NULL);
+  tu_write_bytes (file, "x", 1);
+  g_autofree char *below_file = g_build_filename (file, "out", NULL);
+  g_autofree char *readonly = g_build_filename (tmp, "readonly", NULL);
+  g_mkdir (readonly, 0555);
+  const char *outs[] = { "/proc/out", file, below_file, readonly };
+  for (guint i = 0; i < G_N_ELEMENTS (outs); i++)
+    {
+      if (outs[i] == readonly && geteuid () == 0)
+        continue;  /* root writes into a read-only folder */
+      TuResult r = tu_run (exe, "run", "sharpen", in, "-o", outs[i], NULL);
+      g_assert_cmpint (r.status, ==, 2);
+      g_assert_cmpint (count_occurrences (r.err, outs[i]), ==, 1);
+      g_assert_false (strstr (r.err, "bad.png"));
+      g_assert_false (strstr (r.err, "written"));
+      tu_result_clear (&r);
+    }
+  g_chmod (readonly, 0755);
+  tu_remove_tree (tmp);
+}
+
+/* Cases 8 and 10: every option is checked against its range, which
+ * --help states; no value means "unset". */
+static void
+test_option_ranges (void)
+{
+  g_autofree char *tmp = tu_make_tmpdir ("strata-run-XXXXXX");
+  g_autofree char *in = g_build_filename (tmp, "x.png", NULL);
+  g_autofree char *out = g_build_filename (tmp, "y.png", NULL);
+  write_image (in, 3, 8, 8, 8);
+  const struct { const char *option, *value, *expect; } bad[] = {
+    { "--jobs", "100000", "from 1 to 1024" },
+    { "--jobs", "0", "from 1 to 1024" },
+    { "-j", "-1", "from 1 to 1024" },
+    { "--max-pixels", "-5", "1 or more" },
+    { "--max-pixels", "0", "1 or more" },
+    { "--quality", "101", "from 1 to 100" },
+    { "--quality", "9x", "from 1 to 100" },
+    { "--top", "0", "1 or more" },
+    { "--format", "webp", "expected png, jpeg" },
+    { "--format", "csv", "writes images" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      TuResult r = tu_run (exe, "run", "sharpen", in, "-o", out, bad[i].option, bad[i].value, NULL);
+      g_assert_cmpint (r.status, ==, 2);
+      if (!strstr (r.err, bad[i].expect))
+        g_error ("%s %s: '%s' lacks '%s'", bad[i].option, bad[i].value, r.err, bad[i].expect);
+      tu_result_clear (&r);
+    }
+  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+  TuResult r = tu_run (exe, "run", "--help", NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  const char *ranges[] = { "1 to 1024", "1 to 100 (default 90)", "1 or more (default 200000000)",
+                           "1 or more (default 5)" };
+  for (guint i = 0; i < G_N_ELEMENTS (ranges); i++)
+    if (!strstr (r.out, ranges[i]))
+      g_error ("--help lacks '%s'", ranges[i]);
+  tu_result_clear (&r);
+  /* The bound itself runs. */
+  r = tu_run (exe, "run", "sharpen", in, "-o", out, "-j", "1024", "--max-pixels", "64", NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  tu_remove_tree (tmp);
+}
+
+/* AddressSanitizer reserves terabytes of address space up front. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+#ifndef UNDER_ASAN
+static void
+limit_address_space (gpointer data)
+{
+  struct rlimit limit = { 1 << 30, 1 << 30 };
+  setrlimit (RLIMIT_AS, &limit);
+}
+#endif
+
+/* Case 8: a thread that cannot be started is an error, not an abort. */
+static void
+test_thread_start_failure (void)
+{
+#ifdef UNDER_ASAN
+  g_test_skip ("AddressSanitizer needs more address space than the limit leaves");
+#else
+  g_autofree char *tmp = tu_make_tmpdir ("strata-run-XXXXXX");
+  g_autofree char *in = g_build_filename (tmp, "x.png", NULL);
+  g_autofree char *out = g_build_filename (tmp, "y.png", NULL);
+  write_image (in, 3, 8, 8, 8);
+  const char *argv[] = { exe, "run", "sharpen", in, "-o", out, "-j", "1024", NULL };
+  g_autofree char *err = NULL;
+  int wait_status;
+  g_autoptr (GError) error = NULL;
+  /* A BLAS library's own threads and buffers, sized by the cores, would
+   * take the limited space before strata's threads do. */
+  g_auto (GStrv) env = g_get_environ ();
+  env = g_environ_setenv (env, "OPENBLAS_NUM_THREADS", "1", TRUE);
+  env = g_environ_setenv (env, "OMP_NUM_THREADS", "1", TRUE);
+  g_assert_true (g_spawn_sync (NULL, (char **) argv, env, G_SPAWN_STDOUT_TO_DEV_NULL,
+                               limit_address_space, NULL, NULL, &err, &wait_status, &error));
+  g_assert_no_error (error);
+  g_test_message ("stderr: %s", err);
+  g_assert_true (WIFEXITED (wait_status));
+  g_assert_cmpint (WEXITSTATUS (wait_status), ==, 2);
+  g_assert_true (strstr (err, "cannot start thread"));
+  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+  tu_remove_tree (tmp);
+#endif
+}
+
+/* The atomic writer: nothing visible until commit (where O_TMPFILE is
+ * supported), replacing leaves no hidden name, abort leaves nothing. */
+static void
+test_atomic_file (void)
+{
+  g_autofree char *tmp = tu_make_tmpdir ("strata-atomic-XXXXXX");
+  g_autofree char *path = g_build_filename (tmp, "f.txt", NULL);
+  for (int round = 0; round < 2; round++)
+    {
+      g_autoptr (GError) error = NULL;
+      StAtomicFile *f = st_atomic_file_new (path, ST_ERROR_IO, ST_ATOMIC_FILE_SYNC, &error);
+      g_assert_no_error (error);
+      fputs (round == 0 ? "first" : "second", st_atomic_file_stream (f));
+      g_autofree char *during = list_names (tmp);
+      if (tmpfile_supported (tmp))
+        g_assert_cmpstr (during, ==, round == 0 ? "" : "f.txt");
+      g_assert_true (st_atomic_file_commit (f, &error));
+      g_assert_no_error (error);
+      gsize len;
+      g_autofree char *text = read_all (path, &len);
+      g_assert_cmpstr (text, ==, round == 0 ? "first" : "second");
+      g_autofree char *after = list_names (tmp);
+      g_assert_cmpstr (after, ==, "f.txt");
+    }
+  g_autoptr (GError) error = NULL;
+  g_autofree char *other = g_build_filename (tmp, "g.txt", NULL);
+  StAtomicFile *f = st_atomic_file_new (other, ST_ERROR_IO, ST_ATOMIC_FILE_NONE, &error);
+  fputs ("partial", st_atomic_file_stream (f));
+  st_atomic_file_abort (f);
+  g_autofree char *names = list_names (tmp);
+  g_assert_cmpstr (names, ==, "f.txt");
+
+  g_assert_true (st_atomic_check_folder (tmp, ST_ERROR_IO, &error));
+  g_assert_no_error (error);
+  g_assert_false (st_atomic_check_folder (path, ST_ERROR_IO, &error));
+  g_assert_error (error, ST_ERROR, ST_ERROR_IO);
+  g_assert_true (g_str_has_prefix (error->message, path));
+  g_clear_error (&error);
+  g_autofree char *missing = g_build_filename (tmp, "missing", "f.txt", NULL);
+  g_assert_null (st_atomic_file_new (missing, ST_ERROR_WEIGHTS, ST_ATOMIC_FILE_NONE, &error));
+  g_assert_error (error, ST_ERROR, ST_ERROR_WEIGHTS);
+  tu_remove_tree (tmp);
+}
+
+/* The pool behind -j refuses more than ST_MAX_THREADS with an error. */
+static void
+test_pool_bound (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StRunContext) none = st_run_context_try_new (ST_MAX_THREADS + 1, 0, &error);
+  g_assert_null (none);
+  g_assert_error (error, ST_ERROR, ST_ERROR_USAGE);
+  g_assert_true (strstr (error->message, "at most 1024"));
+  g_clear_error (&error);
+  g_autoptr (StRunContext) two = st_run_context_try_new (2, 0, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (st_parallel_threads (two), ==, 2);
+}
+
+/* ---- Interruption (case 6) -------------------------------------------------
+ * The run reads one input from a FIFO that this test fills: half of a large
+ * PNG, so that its output is half written when the signal comes.  No sleep:
+ * the test waits on the pipes (poll) for what strata has read and said. */
+
+typedef struct {
+  GPid pid;
+  int err_fd;                  /* strata's stderr */
+  GString *err;
+  gboolean err_closed;
+} Child;
+
+/* Reads what strata wrote to stderr; FALSE once it is closed. */
+static gboolean
+child_read_err (Child *c)
+{
+  char buf[4096];
+  ssize_t n = read (c->err_fd, buf, sizeof buf);
+  if (n > 0)
+    g_string_append_len (c->err, buf, n);
+  else if (n == 0 || (errno != EINTR && errno != EAGAIN))
+    c->err_closed = TRUE;
+  return !c->err_closed;
+}
+
+/* Writes len bytes of data to the FIFO fd (non-blocking), reading stderr
+ * meanwhile; FALSE if strata closed stderr (exited) first. */
+static gboolean
+feed_fifo (Child *c, int fd, const guint8 *data, gsize len)
+{
+  gsize done = 0;
+  while (done < len && !c->err_closed)
+    {
+      struct pollfd fds[2] = { { fd, POLLOUT, 0 }, { c->err_fd, POLLIN, 0 } };
+      g_assert_cmpint (poll (fds, 2, -1), >, 0);
+      if (fds[1].revents)
+        child_read_err (c);
+      if (fds[0].revents & POLLOUT)
+        {
+          ssize_t n = write (fd, data + done, len - done);
+          if (n > 0)
+            done += n;
+          else
+            g_assert_true (errno == EAGAIN || errno == EINTR);
+        }
+    }
+  return done == len;
+}
+
+/* Reads stderr until it holds text; FALSE if it closed first. */
+static gboolean
+wait_for_err (Child *c, const char *text)
+{
+  while (!strstr (c->err->str, text))
+    if (!child_read_err (c))
+      return FALSE;
+  return TRUE;
+}
+
+static gboolean
+tmpfile_supported (const char *dir)
+{
+  int fd = open (dir, O_TMPFILE | O_WRONLY, 0600);
+  if (fd < 0)
+    return FALSE;
+  close (fd);
+  return TRUE;
+}
+
+static void
+test_interrupt (gconstpointer data)
+{
+  const int sig = GPOINTER_TO_INT (data);
+  g_autofree char *tmp = tu_make_tmpdir ("strata-run-XXXXXX");
+  g_autofree char *in = g_build_filename (tmp, "in", NULL);
+  g_autofree char *out = g_build_filename (tmp, "out", NULL);
+  g_mkdir (in, 0755);
+  g_mkdir (out, 0755);
+  if (sig == SIGKILL && !tmpfile_supported (out))
+    {
+      /* Named temporaries are removed on SIGINT, but a kill leaves them. */
+      g_test_skip ("the file system refuses O_TMPFILE");
+      tu_remove_tree (tmp);
+      return;
+    }
+  g_autofree char *a = g_build_filename (in, "a.png", NULL);
+  g_autofree char *c = g_build_filename (in, "c.jpg", NULL);
+  write_image (a, 3, 300, 200, 8);
+  write_image (c, 3, 200, 300, 8);
+  g_autofree char *last = g_build_filename (tmp, "z.png", NULL);
+  write_image (last, 3, 20, 20, 8);
+
+  /* A 1024 x 1024 PNG of noise: 3 MB that compress to about as much, read
+   * in strips of 32 rows. */
+  const int size = 1024;
+  g_autoptr (StTensor) noise = st_tensor_new0 (1, 3, size, size);
+  GRand *rand = g_rand_new_with_seed (7);
+  for (gsize i = 0; i < st_tensor_numel (noise); i++)
+    noise->data[i] = (float) g_rand_double (rand);
+  g_rand_free (rand);
+  g_autofree char *big = g_build_filename (tmp, "big.png", NULL);
+  g_autoptr (GError) error = NULL;
+  g_assert_true (st_image_save (noise, big, ST_FORMAT_PNG, 8, 90, &error));
+  gsize big_len;
+  g_autofree guint8 *big_data = (guint8 *) read_all (big, &big_len);
+  g_assert_cmpuint (big_len, >, 1 << 20);
+
+  g_autofree char *fifo = g_build_filename (tmp, "feed.png", NULL);
+  g_assert_cmpint (mkfifo (fifo, 0600), ==, 0);
+  /* Read and write: opening does not wait for strata, nor writing fail
+   * when strata stops reading. */
+  int fifo_fd = open (fifo, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  g_assert_cmpint (fifo_fd, >=, 0);
+
+  g_autofree char *out_dir = g_strconcat (out, "/", NULL);
+  const char *argv[] = { exe, "run", "sharpen", in, fifo, last, "-o", out_dir, "-j", "1", NULL };
+  Child child = { .err = g_string_new (NULL) };
+  g_assert_true (g_spawn_async_with_pipes (NULL, (char **) argv, NULL,
+                                           G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL,
+                                           NULL, NULL, &child.pid, NULL, NULL, &child.err_fd,
+                                           &error));
+  g_assert_no_error (error);
+
+  /* One worker takes the inputs in order: once it has read half of the
+   * FIFO's image, a.png and c.jpg are written and feed.png is half done. */
+  g_assert_true (feed_fifo (&child, fifo_fd, big_data, big_len / 2));
+  g_assert_cmpint (kill (child.pid, sig), ==, 0);
+  if (sig != SIGKILL)
+    {
+      /* Once strata says it was interrupted, the rest of the image lets the
+       * worker reach the next strip, where it stops. */
+      g_assert_true (wait_for_err (&child, "interrupted"));
+      feed_fifo (&child, fifo_fd, big_data + big_len / 2, big_len - big_len / 2);
+    }
+  while (child_read_err (&child))
+    ;
+  int status;
+  g_assert_cmpint (waitpid (child.pid, &status, 0), ==, child.pid);
+  g_spawn_close_pid (child.pid);
+  close (child.err_fd);
+  close (fifo_fd);
+  g_test_message ("stderr: %s", child.err->str);
+  if (sig == SIGKILL)
+    g_assert_true (WIFSIGNALED (status) && WTERMSIG (status) == SIGKILL);
+  else
+    {
+      g_assert_true (WIFEXITED (status));
+      g_assert_cmpint (WEXITSTATUS (status), ==, 130);
+      g_assert_true (strstr (child.err->str, "2 written, 0 skipped, 0 failed, 2 interrupted"));
+      g_assert_cmpint (count_occurrences (child.err->str, "interrupted:"), ==, 1);
+    }
+  g_string_free (child.err, TRUE);
+
+  /* Only the complete outputs: no half image, no temporary file. */
+  g_autofree char *names = list_names (out);
+  g_assert_cmpstr (names, ==, "a.png c.jpg");
+  g_autofree char *out_a = g_build_filename (out, "a.png", NULL);
+  g_autofree char *out_c = g_build_filename (out, "c.jpg", NULL);
+  assert_complete_image (out_a, 200, 300);
+  assert_complete_image (out_c, 300, 200);
+  tu_remove_tree (tmp);
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
+  signal (SIGPIPE, SIG_IGN);
   exe = g_getenv ("STRATA_EXE");
   if (!exe)
     {
@@ -264,6 +962,20 @@ main (int argc, char **argv)
   g_test_add_func ("/run/folder-with-bad-images", test_folder_with_bad_images);
   g_test_add_func ("/run/single-file-and-format", test_single_file_and_format);
   g_test_add_func ("/run/usage-and-pipeline-errors", test_usage_and_pipeline_errors);
+  g_test_add_func ("/run/input-never-replaced", test_input_never_replaced);
+  g_test_add_func ("/run/output-collisions", test_output_collisions);
+  g_test_add_func ("/run/output-inside-input", test_output_inside_input);
+  g_test_add_func ("/run/symlink-loop", test_symlink_loop);
+  g_test_add_func ("/run/output-names-and-standard-streams",
+                   test_output_names_and_standard_streams);
+  g_test_add_func ("/run/unwritable-output", test_unwritable_output);
+  g_test_add_func ("/run/option-ranges", test_option_ranges);
+  g_test_add_func ("/run/thread-start-failure", test_thread_start_failure);
+  g_test_add_func ("/run/pool-bound", test_pool_bound);
+  g_test_add_func ("/run/atomic-file", test_atomic_file);
+  g_test_add_data_func ("/run/interrupt/sigint", GINT_TO_POINTER (SIGINT), test_interrupt);
+  g_test_add_data_func ("/run/interrupt/sigterm", GINT_TO_POINTER (SIGTERM), test_interrupt);
+  g_test_add_data_func ("/run/interrupt/sigkill", GINT_TO_POINTER (SIGKILL), test_interrupt);
   g_test_add_func ("/cli/plugins", test_plugins_listing);
   g_test_add_func ("/cli/inspect", test_inspect);
   return g_test_run ();

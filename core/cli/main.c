@@ -16,7 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
-enum { EXIT_OK = 0, EXIT_SOME_FAILED = 1, EXIT_USAGE = 2 };
+enum { EXIT_OK = 0, EXIT_SOME_FAILED = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
 
 static char **plugin_dirs;
 static gboolean show_version;
@@ -697,42 +697,82 @@ out:
 
 /* ---- strata run --------------------------------------------------------- */
 
+/* An integer option given as text, in [min, max]; unset (NULL) keeps
+ * *value.  Taking the text rather than G_OPTION_ARG_INT leaves no value
+ * that means "unset", and out-of-range numbers are refused, not wrapped. */
+static gboolean
+parse_ranged_int (const char *option, const char *text, gint64 min, gint64 max, gint64 *value)
+{
+  if (!text)
+    return TRUE;
+  gint64 v;
+  if (!g_ascii_string_to_signed (text, 10, min, max, &v, NULL))
+    {
+      if (max >= G_MAXINT)  /* "or more": the type's own limit is no range a user needs */
+        fprintf (stderr, "strata run: %s: expected a whole number, %" G_GINT64_FORMAT
+                 " or more, found '%s'\n", option, min, text);
+      else
+        fprintf (stderr, "strata run: %s: expected a whole number from %" G_GINT64_FORMAT
+                 " to %" G_GINT64_FORMAT ", found '%s'\n", option, min, max, text);
+      return FALSE;
+    }
+  *value = v;
+  return TRUE;
+}
+
 static int
 cmd_run (int argc, char **argv)
 {
   char *output = NULL, *format = NULL, *weights = NULL;
-  int quality = 90, jobs = 0, top = 5;
+  char *quality_text = NULL, *jobs_text = NULL, *top_text = NULL, *max_pixels_text = NULL;
   gboolean overwrite = FALSE, quiet = FALSE;
-  gint64 max_pixels = ST_DEFAULT_MAX_PIXELS;
+  g_autofree char *jobs_help = g_strdup_printf ("Threads, 1 to %d (default: one per core)",
+                                                ST_MAX_THREADS);
   const GOptionEntry entries[] = {
-    { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "Output file (one image) or folder", "OUT" },
+    { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output,
+      "Output image (one input; .png, .jpg or .jpeg), folder (one that exists, a name "
+      "ending in '/', or with several inputs or a folder), or - for standard output", "OUT" },
     { "format", 0, 0, G_OPTION_ARG_STRING, &format,
       "Images: png or jpeg (default: keep each input's); predictions: csv (default) or jsonl", "FMT" },
     { "weights", 'w', 0, G_OPTION_ARG_FILENAME, &weights, "Weights file (default: the pipeline's)", "FILE" },
-    { "top", 0, 0, G_OPTION_ARG_INT, &top, "Predictions: labels listed per image (default 5)", "K" },
-    { "quality", 'q', 0, G_OPTION_ARG_INT, &quality, "JPEG quality, 1-100 (default 90)", "N" },
-    { "jobs", 'j', 0, G_OPTION_ARG_INT, &jobs, "Threads (default: one per core)", "N" },
-    { "overwrite", 0, 0, G_OPTION_ARG_NONE, &overwrite, "Replace existing outputs", NULL },
+    { "top", 0, 0, G_OPTION_ARG_STRING, &top_text,
+      "Predictions: labels listed per image, 1 or more (default 5)", "K" },
+    { "quality", 'q', 0, G_OPTION_ARG_STRING, &quality_text, "JPEG quality, 1 to 100 (default 90)", "N" },
+    { "jobs", 'j', 0, G_OPTION_ARG_STRING, &jobs_text, jobs_help, "N" },
+    { "overwrite", 0, 0, G_OPTION_ARG_NONE, &overwrite,
+      "Replace existing outputs (never an input)", NULL },
     { "quiet", 0, 0, G_OPTION_ARG_NONE, &quiet, "No progress bar or summary", NULL },
-    { "max-pixels", 0, 0, G_OPTION_ARG_INT64, &max_pixels,
-      "Refuse images larger than N pixels (default 200000000)", "N" },
+    { "max-pixels", 0, 0, G_OPTION_ARG_STRING, &max_pixels_text,
+      "Refuse images of more than N pixels, 1 or more (default 200000000)", "N" },
     { NULL }
   };
   g_autoptr (GOptionContext) octx = make_context ("PIPELINE INPUT... -o OUT",
     "Runs a pipeline over image files and folders (searched recursively).\n"
     "PIPELINE is a pipeline file, an installed pipeline's name (sharpen), or an\n"
-    "inline chain ('grayscale ! kernel preset=emboss').", entries);
+    "inline chain ('grayscale ! kernel preset=emboss').  INPUT - reads an image\n"
+    "from standard input.\n\n"
+    "Nothing runs when an output would replace an input or two inputs would\n"
+    "have one output.  Exit status: 0 all written (or skipped), 1 some images\n"
+    "failed, 2 nothing run (usage, pipeline or output problem), 130 interrupted.", entries);
   if (!parse_options (octx, &argc, &argv))
     return EXIT_USAGE;
   g_autofree char *output_owned = output, *format_owned = format, *weights_owned = weights;
+  g_autofree char *o1 = quality_text, *o2 = jobs_text, *o3 = top_text, *o4 = max_pixels_text;
   if (argc < 3)
     {
       fprintf (stderr, "strata run: expected PIPELINE and at least one INPUT (see --help)\n");
       return EXIT_USAGE;
     }
-  StRunOptions opt = { .output = output, .jpeg_quality = quality, .jobs = jobs,
-                       .overwrite = overwrite, .quiet = quiet,
-                       .max_pixels = max_pixels > 0 ? (guint64) max_pixels : 0 };
+  gint64 quality = 90, jobs = 0, top = 5, max_pixels = ST_DEFAULT_MAX_PIXELS;
+  if (!parse_ranged_int ("--quality", quality_text, 1, 100, &quality)
+      || !parse_ranged_int ("--jobs", jobs_text, 1, ST_MAX_THREADS, &jobs)
+      || !parse_ranged_int ("--top", top_text, 1, G_MAXINT, &top)
+      || !parse_ranged_int ("--max-pixels", max_pixels_text, 1, G_MAXINT64, &max_pixels))
+    return EXIT_USAGE;
+  StRunOptions opt = { .output = output, .jpeg_quality = (int) quality, .jobs = (int) jobs,
+                       .overwrite = overwrite, .quiet = quiet, .top_k = (int) top,
+                       .max_pixels = (guint64) max_pixels };
+  gboolean predictions_format = FALSE;
   if (format)
     {
       if (g_ascii_strcasecmp (format, "png") == 0)
@@ -740,33 +780,28 @@ cmd_run (int argc, char **argv)
       else if (g_ascii_strcasecmp (format, "jpeg") == 0 || g_ascii_strcasecmp (format, "jpg") == 0)
         opt.format = ST_FORMAT_JPEG;
       else if (g_ascii_strcasecmp (format, "jsonl") == 0)
-        opt.jsonl = TRUE;
-      else if (g_ascii_strcasecmp (format, "csv") != 0)
+        opt.jsonl = predictions_format = TRUE;
+      else if (g_ascii_strcasecmp (format, "csv") == 0)
+        predictions_format = TRUE;
+      else
         {
           fprintf (stderr, "strata run: --format: expected png, jpeg, csv or jsonl, found '%s'\n", format);
           return EXIT_USAGE;
         }
     }
-  if (quality < 1 || quality > 100)
-    {
-      fprintf (stderr, "strata run: --quality: expected 1 to 100, found %d\n", quality);
-      return EXIT_USAGE;
-    }
-  if (jobs < 0)
-    {
-      fprintf (stderr, "strata run: --jobs: expected a positive number, found %d\n", jobs);
-      return EXIT_USAGE;
-    }
   g_autoptr (GError) error = NULL;
-  if (top < 1)
-    {
-      fprintf (stderr, "strata run: --top: expected at least 1, found %d\n", top);
-      return EXIT_USAGE;
-    }
-  opt.top_k = top;
   StPipeline *p = st_pipeline_load (st_registry_get_default (), argv[1], &error);
   if (!p)
     return fail (error);
+  const gboolean classify = st_pipeline_is_classifier (p);
+  if (format && classify != predictions_format)
+    {
+      fprintf (stderr, "strata run: --format %s: %s\n", format,
+               classify ? "this pipeline writes predictions: csv or jsonl"
+                        : "this pipeline writes images: png or jpeg");
+      st_pipeline_free (p);
+      return EXIT_USAGE;
+    }
   if (!load_weights (p, weights, &error))
     {
       st_pipeline_free (p);
@@ -778,8 +813,10 @@ cmd_run (int argc, char **argv)
   if (!ok)
     return fail (error);
   if (!quiet)
-    fprintf (stderr, "%u written, %u skipped, %u failed\n", summary.written,
-             summary.skipped, summary.failed);
+    fprintf (stderr, "%u written, %u skipped, %u failed, %u interrupted\n", summary.written,
+             summary.skipped, summary.failed, summary.interrupted);
+  if (summary.interrupted)
+    return EXIT_INTERRUPTED;
   return summary.failed ? EXIT_SOME_FAILED : EXIT_OK;
 }
 
