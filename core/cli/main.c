@@ -460,15 +460,15 @@ check_sized_for_data (StPipeline *p, const char *dir, StShape sample, StShape im
     return TRUE;
   StStage *stage = st_pipeline_stage (p, first);
   StShape sized = stage->in_shapes[0];
-  sample.n = sized.n = image.n = 1;
+  sample.n = sized.n = 1;
   if (st_shape_equal (sample, sized))
     return TRUE;
-  char a[64], b[64], c[64];
+  /* As input= is written: CxHxW. */
   g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
-               "%s: the [pipeline] group has no input=, so stage '%s' was sized for %s; the "
-               "images of %s make it %s: add input=%s to the [pipeline] group",
-               st_pipeline_name (p), stage->name, st_shape_format (sized, a, sizeof a), dir,
-               st_shape_format (sample, b, sizeof b), st_shape_format (image, c, sizeof c));
+               "%s: the [pipeline] group has no input=, so stage '%s' was sized for %dx%dx%d; "
+               "the images of %s make it %dx%dx%d: add input=%dx%dx%d to the [pipeline] group",
+               st_pipeline_name (p), stage->name, sized.c, sized.h, sized.w, dir,
+               sample.c, sample.h, sample.w, image.c, image.h, image.w);
   return FALSE;
 }
 
