@@ -4,9 +4,11 @@
 #include "image.h"
 #include "testutil.h"
 
+#include <gio/gio.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <math.h>
+#include <signal.h>
 #include <string.h>
 
 static const char *exe;
@@ -405,6 +407,51 @@ test_stage_failure (Fixture *f, gconstpointer unused)
   g_assert_false (g_file_test (w, G_FILE_TEST_EXISTS));
 }
 
+/* Ctrl-C while training: a checkpoint, the message saying so, and exit
+ * status 130.  The signal is sent once the first epoch's line is read, so
+ * the handler is in place; 100,000 epochs never end first. */
+static void
+test_interrupt (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *w = g_build_filename (f->dir, "w.safetensors", NULL);
+  g_autofree char *ckpt = g_build_filename (f->dir, "w.ckpt.safetensors", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GSubprocess) proc = g_subprocess_new (G_SUBPROCESS_FLAGS_STDERR_PIPE
+                                                   | G_SUBPROCESS_FLAGS_STDOUT_SILENCE, &error,
+                                                   exe, "train", f->ini, "--data", f->data,
+                                                   "-o", w, "--epochs", "100000", "-j", "1", NULL);
+  g_assert_no_error (error);
+  g_autoptr (GDataInputStream) err = g_data_input_stream_new (g_subprocess_get_stderr_pipe (proc));
+  GString *all = g_string_new (NULL);
+  for (;;)
+    {
+      g_autofree char *line = g_data_input_stream_read_line (err, NULL, NULL, &error);
+      g_assert_no_error (error);
+      g_assert_nonnull (line);
+      g_string_append_printf (all, "%s\n", line);
+      if (g_str_has_prefix (line, "epoch 1/100000"))
+        break;
+    }
+  g_subprocess_send_signal (proc, SIGINT);
+  for (;;)
+    {
+      g_autofree char *line = g_data_input_stream_read_line (err, NULL, NULL, &error);
+      g_assert_no_error (error);
+      if (!line)
+        break;
+      g_string_append_printf (all, "%s\n", line);
+    }
+  g_assert_true (g_subprocess_wait (proc, NULL, &error));
+  g_test_message ("%s", all->str);
+  g_assert_true (g_subprocess_get_if_exited (proc));
+  g_assert_cmpint (g_subprocess_get_exit_status (proc), ==, 130);
+  g_assert_nonnull (strstr (all->str, "interrupted: checkpoint written to"));
+  g_assert_null (strstr (all->str, "strata: "));
+  g_string_free (all, TRUE);
+  g_assert_true (g_file_test (ckpt, G_FILE_TEST_IS_REGULAR));
+  g_assert_false (g_file_test (w, G_FILE_TEST_EXISTS));
+}
+
 /* run, eval and inspect IMAGE refuse learnable stages without weights
  * unless --random-weights asks for them (case 14). */
 static void
@@ -613,6 +660,7 @@ main (int argc, char **argv)
   g_test_add ("/train/bad-options", Fixture, NULL, fixture_set_up, test_bad_options, fixture_tear_down);
   g_test_add ("/train/predictions", Fixture, NULL, fixture_set_up, test_predictions_csv, fixture_tear_down);
   g_test_add ("/train/option-ranges", Fixture, NULL, fixture_set_up, test_option_ranges, fixture_tear_down);
+  g_test_add ("/train/interrupt", Fixture, NULL, fixture_set_up, test_interrupt, fixture_tear_down);
   g_test_add ("/train/stage-failure", Fixture, NULL, fixture_set_up, test_stage_failure, fixture_tear_down);
   g_test_add ("/train/weights-required", Fixture, NULL, fixture_set_up, test_weights_required, fixture_tear_down);
   g_test_add ("/train/class-folders", Fixture, NULL, fixture_set_up, test_class_folders, fixture_tear_down);
