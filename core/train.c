@@ -708,7 +708,18 @@ st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions
             }
           g_autoptr (StTensor) grad = st_tensor_new (logits->shape, NULL);
           int correct = 0;
-          pos.loss_sum += softmax_cross_entropy (logits, labels, grad, &correct);
+          double batch_loss = softmax_cross_entropy (logits, labels, grad, &correct);
+          /* Past this, every weight turns NaN: a file no load would take. */
+          if (!isfinite (batch_loss))
+            {
+              g_set_error (error, ST_ERROR, ST_ERROR_FAILED,
+                           "%s: training diverged in epoch %d, batch %d: the loss is not "
+                           "finite (try a smaller --lr); no weights written",
+                           st_pipeline_name (p), epoch + 1, b + 1);
+              ok = FALSE;
+              break;
+            }
+          pos.loss_sum += batch_loss;
           pos.correct += correct;
           pos.seen += count;
           if (!st_pipeline_backward_range (p, ctx, grad, last, error))

@@ -452,6 +452,21 @@ test_interrupt (Fixture *f, gconstpointer unused)
   g_assert_false (g_file_test (w, G_FILE_TEST_EXISTS));
 }
 
+/* A learning rate that blows the loss up stops training with a message
+ * rather than writing NaN weights no load would take. */
+static void
+test_divergence (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *w = g_build_filename (f->dir, "w.safetensors", NULL);
+  TuResult r = RUN ("train", f->ini, "--data", f->data, "-o", w, "--optimizer", "sgd",
+                    "--lr", "1e30", "--quiet");
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "training diverged in epoch 1"));
+  g_assert_nonnull (strstr (r.err, "the loss is not finite (try a smaller --lr); no weights written"));
+  tu_result_clear (&r);
+  g_assert_false (g_file_test (w, G_FILE_TEST_EXISTS));
+}
+
 /* run, eval and inspect IMAGE refuse learnable stages without weights
  * unless --random-weights asks for them (case 14). */
 static void
@@ -661,6 +676,7 @@ main (int argc, char **argv)
   g_test_add ("/train/predictions", Fixture, NULL, fixture_set_up, test_predictions_csv, fixture_tear_down);
   g_test_add ("/train/option-ranges", Fixture, NULL, fixture_set_up, test_option_ranges, fixture_tear_down);
   g_test_add ("/train/interrupt", Fixture, NULL, fixture_set_up, test_interrupt, fixture_tear_down);
+  g_test_add ("/train/divergence", Fixture, NULL, fixture_set_up, test_divergence, fixture_tear_down);
   g_test_add ("/train/stage-failure", Fixture, NULL, fixture_set_up, test_stage_failure, fixture_tear_down);
   g_test_add ("/train/weights-required", Fixture, NULL, fixture_set_up, test_weights_required, fixture_tear_down);
   g_test_add ("/train/class-folders", Fixture, NULL, fixture_set_up, test_class_folders, fixture_tear_down);
