@@ -484,6 +484,14 @@ load_checkpoint (StPipeline *p, GArray *slots, const StTrainOptions *opt,
                    "%s: not a strata checkpoint (its metadata lacks the training position)", opt->resume);
       return FALSE;
     }
+  if (epoch > G_MAXINT || batch > G_MAXINT || !isfinite (g_ascii_strtod (loss, NULL))
+      || strspn (rng, "0123456789abcdefABCDEF") != 64)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_WEIGHTS,
+                   "%s: the checkpoint's training position is out of range or malformed",
+                   opt->resume);
+      return FALSE;
+    }
   if (strcmp (optimizer, optimizer_name (opt->optimizer)) != 0)
     {
       g_set_error (error, ST_ERROR, ST_ERROR_USAGE,

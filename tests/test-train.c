@@ -3,6 +3,7 @@
  * Fashion-MNIST when its Debian package is installed. */
 #include "image.h"
 #include "testutil.h"
+#include "weights.h"
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>
@@ -467,6 +468,28 @@ test_divergence (Fixture *f, gconstpointer unused)
   g_assert_false (g_file_test (w, G_FILE_TEST_EXISTS));
 }
 
+/* A checkpoint whose position does not fit an int is refused, not cast. */
+static void
+test_checkpoint_position (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *w = g_build_filename (f->dir, "w.safetensors", NULL);
+  g_autofree char *ckpt = g_build_filename (f->dir, "w.ckpt.safetensors", NULL);
+  g_autofree char *bad = g_build_filename (f->dir, "bad.ckpt.safetensors", NULL);
+  TuResult r = RUN ("train", f->ini, "--data", f->data, "-o", w, "--epochs", "1", "--quiet");
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StTensorFile) file = st_tensor_file_read (ckpt, &error);
+  g_assert_no_error (error);
+  g_hash_table_insert (file->metadata, g_strdup ("strata.epoch"), g_strdup ("4294967297"));
+  g_assert_true (st_tensor_file_write (bad, (const StNamedTensor *const *) file->tensors->pdata,
+                                       file->tensors->len, file->metadata, &error));
+  r = RUN ("train", f->ini, "--data", f->data, "-o", w, "--epochs", "2", "--resume", bad, "--quiet");
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "training position is out of range or malformed"));
+  tu_result_clear (&r);
+}
+
 /* run, eval and inspect IMAGE refuse learnable stages without weights
  * unless --random-weights asks for them (case 14). */
 static void
@@ -677,6 +700,7 @@ main (int argc, char **argv)
   g_test_add ("/train/option-ranges", Fixture, NULL, fixture_set_up, test_option_ranges, fixture_tear_down);
   g_test_add ("/train/interrupt", Fixture, NULL, fixture_set_up, test_interrupt, fixture_tear_down);
   g_test_add ("/train/divergence", Fixture, NULL, fixture_set_up, test_divergence, fixture_tear_down);
+  g_test_add ("/train/checkpoint-position", Fixture, NULL, fixture_set_up, test_checkpoint_position, fixture_tear_down);
   g_test_add ("/train/stage-failure", Fixture, NULL, fixture_set_up, test_stage_failure, fixture_tear_down);
   g_test_add ("/train/weights-required", Fixture, NULL, fixture_set_up, test_weights_required, fixture_tear_down);
   g_test_add ("/train/class-folders", Fixture, NULL, fixture_set_up, test_class_folders, fixture_tear_down);
