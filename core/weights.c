@@ -638,12 +638,16 @@ st_tensor_file_free (StTensorFile *file)
     return;
   g_ptr_array_unref (file->tensors);
   g_hash_table_unref (file->metadata);
+  g_clear_pointer (&file->by_name, g_hash_table_unref);
   g_free (file);
 }
 
 const StNamedTensor *
 st_tensor_file_find (const StTensorFile *file, const char *name)
 {
+  /* A lookup per parameter: linear scans would make loading quadratic. */
+  if (file->by_name)
+    return g_hash_table_lookup (file->by_name, name);
   for (guint i = 0; i < file->tensors->len; i++)
     {
       const StNamedTensor *t = file->tensors->pdata[i];
@@ -811,6 +815,13 @@ st_tensor_file_read (const char *path, GError **error)
           return NULL;
         }
       convert (e->dtype->conv, data + e->begin, st_tensor_numel (t->value), t->value->data);
+    }
+  /* Names are unique: the header's duplicates were refused. */
+  file->by_name = g_hash_table_new (g_str_hash, g_str_equal);
+  for (guint i = 0; i < file->tensors->len; i++)
+    {
+      StNamedTensor *t = file->tensors->pdata[i];
+      g_hash_table_insert (file->by_name, t->name, t);
     }
   return g_steal_pointer (&file);
 }

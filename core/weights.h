@@ -16,6 +16,7 @@ typedef struct {
 typedef struct {
   GPtrArray *tensors;          /* StNamedTensor*, in file order */
   GHashTable *metadata;        /* string -> string, from __metadata__ (may be empty) */
+  GHashTable *by_name;         /* name -> StNamedTensor*, for st_tensor_file_find */
 } StTensorFile;
 
 /* Reads a safetensors file as the reference reader does: header length and
