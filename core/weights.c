@@ -13,6 +13,7 @@
  * points into the file. */
 #include "weights.h"
 #include "atomic.h"
+#include "context.h"
 #include "stage.h"
 
 #include <json-glib/json-glib.h>
@@ -793,6 +794,20 @@ st_tensor_file_read (const char *path, GError **error)
     }
   if (!check_coverage (path, entries, data_len, error))
     return NULL;
+  /* As float32 the data may take twice its bytes in the file (F16, BF16). */
+  guint64 memory = 0;
+  for (guint i = 0; i < entries->len; i++)
+    {
+      const Entry *e = &g_array_index (entries, Entry, i);
+      memory += (e->end - e->begin) / e->dtype->size * sizeof (float);
+    }
+  if (memory > st_memory_limit ())
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_MEMORY, "%s: its tensors take %" G_GUINT64_FORMAT
+                   " bytes as float32, more than the limit of %" G_GUINT64_FORMAT " bytes "
+                   "(--max-memory)", path, memory, st_memory_limit ());
+      return NULL;
+    }
 
   for (guint i = 0; i < entries->len; i++)
     {

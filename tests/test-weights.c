@@ -929,6 +929,24 @@ test_large_header (void)
 {
   g_autofree char *big = write_raw ("big-header.safetensors", 9u << 20, "{}", NULL, 0);
   EXPECT_READ_ERROR (big, "header length 9437184", "limit of 8388608 bytes (8 MiB");
+
+  /* Tensors are held against the memory limit as the floats they become:
+   * 4 F16 values are 8 bytes in the file, 16 in memory. */
+  static const guint16 halves[4] = { 0x3c00, 0x3c00, 0x3c00, 0x3c00 };
+  g_autofree char *f16 = write_file ("f16.safetensors",
+    "{\"h\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[0,8]}}", halves, 8);
+  st_set_memory_limit (15);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StTensorFile) refused = st_tensor_file_read (f16, &error);
+  g_assert_null (refused);
+  g_assert_error (error, ST_ERROR, ST_ERROR_MEMORY);
+  g_assert_nonnull (strstr (error->message, "take 16 bytes as float32, more than the limit of 15"));
+  g_clear_error (&error);
+  st_set_memory_limit (16);
+  g_autoptr (StTensorFile) file = st_tensor_file_read (f16, &error);
+  st_set_memory_limit (0);
+  g_assert_no_error (error);
+  g_assert_cmpfloat (st_tensor_file_find (file, "h")->value->data[3], ==, 1.0f);
 }
 
 /* Class names saved by training name the classes of a pipeline without
