@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include <gio/gio.h>
+#include <glib/gstdio.h>
 
 #define IDX_IMAGES_MAGIC 0x00000803u
 #define IDX_LABELS_MAGIC 0x00000801u
@@ -32,8 +33,9 @@
 /* First read of the element data; the buffer doubles from there. */
 #define IDX_FIRST_CHUNK (1u << 20)
 
-/* Folders nested deeper than this inside a class folder are not searched:
- * it stops a symlink loop without tracking inodes. */
+/* Folders nested deeper than this inside a class folder are not searched
+ * (links are followed, and loops are caught by inode, but a tree this deep
+ * is no image collection). */
 #define FOLDER_MAX_DEPTH 32
 
 /* ---- Reading an IDX file ------------------------------------------------- */
@@ -540,11 +542,32 @@ list_subfolders (const char *dir, GError **error)
   return names;
 }
 
-/* Appends every PNG or JPEG under dir (recursively) to paths.  A folder
- * that cannot be listed is reported like an unreadable image. */
-static void
-collect_images (const char *dir, int depth, GPtrArray *paths, guint *n_skipped)
+/* Marks dir as searched; FALSE when it already was (a link back up the
+ * tree, or a second link to one folder).  visited: "dev:ino" strings. */
+static gboolean
+first_visit (const char *dir, GHashTable *visited)
 {
+  GStatBuf st;
+  if (g_stat (dir, &st) != 0)
+    return TRUE;                 /* g_dir_open reports it */
+  char *key = g_strdup_printf ("%" G_GUINT64_FORMAT ":%" G_GUINT64_FORMAT,
+                               (guint64) st.st_dev, (guint64) st.st_ino);
+  return g_hash_table_add (visited, key);
+}
+
+/* Appends every PNG or JPEG under dir (recursively) to paths, searching
+ * each folder once however many links lead to it; dir itself (depth 0, a
+ * class folder) is marked by the caller.  A folder that cannot be listed
+ * is reported like an unreadable image. */
+static void
+collect_images (const char *dir, int depth, GHashTable *visited, GPtrArray *paths,
+                guint *n_skipped)
+{
+  if (depth > 0 && !first_visit (dir, visited))
+    {
+      fprintf (stderr, "%s: a folder already searched (a link loop?); not searched again\n", dir);
+      return;
+    }
   GError *local = NULL;
   g_autoptr (GDir) d = g_dir_open (dir, 0, &local);
   if (!d)
@@ -563,7 +586,7 @@ collect_images (const char *dir, int depth, GPtrArray *paths, guint *n_skipped)
       if (g_file_test (path, G_FILE_TEST_IS_DIR))
         {
           if (depth < FOLDER_MAX_DEPTH)
-            collect_images (path, depth + 1, paths, n_skipped);
+            collect_images (path, depth + 1, visited, paths, n_skipped);
           g_free (path);
         }
       else if (st_image_format_from_name (name) != ST_FORMAT_UNKNOWN)
@@ -668,6 +691,17 @@ st_dataset_load_folder (const char *dir, const char *const *class_names,
 
   /* Every path, class by class, sorted within each class. */
   guint n_skipped = 0;
+  /* The top folder and every class folder are marked first: a link to
+   * one of them from inside a class would search it again or give its
+   * images to the wrong class. */
+  g_autoptr (GHashTable) visited = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  first_visit (dir, visited);
+  for (guint c = 0; c < class_folders->len; c++)
+    if (class_folders->pdata[c])
+      {
+        g_autofree char *sub = g_build_filename (dir, class_folders->pdata[c], NULL);
+        first_visit (sub, visited);
+      }
   g_autoptr (GPtrArray) paths = g_ptr_array_new_with_free_func (g_free);
   g_autoptr (GArray) path_class = g_array_new (FALSE, FALSE, sizeof (int));
   for (int c = 0; c < n_classes; c++)
@@ -676,7 +710,7 @@ st_dataset_load_folder (const char *dir, const char *const *class_names,
         continue;            /* a listed class without a folder: no samples */
       g_autofree char *sub = g_build_filename (dir, class_folders->pdata[c], NULL);
       guint first = paths->len;
-      collect_images (sub, 0, paths, &n_skipped);
+      collect_images (sub, 0, visited, paths, &n_skipped);
       if (paths->len > first)
         qsort (paths->pdata + first, paths->len - first, sizeof (gpointer), st_compare_strings);
       for (guint i = first; i < paths->len; i++)
@@ -744,6 +778,17 @@ st_dataset_load_folder (const char *dir, const char *const *class_names,
         {
           StShape s = sample->shape;
           s.n = (int) paths->len;
+          guint64 bytes = 0;
+          if (!g_uint64_checked_mul (&bytes, st_tensor_numel (sample) * sizeof (float), paths->len)
+              || bytes > st_memory_limit ())
+            {
+              g_set_error (error, ST_ERROR, ST_ERROR_MEMORY,
+                           "%s: %u images of samples %s would take %" G_GUINT64_FORMAT " bytes, "
+                           "more than the limit of %" G_GUINT64_FORMAT " bytes (--max-memory)",
+                           dir, paths->len, st_shape_format (sample->shape, got, sizeof got),
+                           bytes, st_memory_limit ());
+              return NULL;
+            }
           x = st_tensor_new (s, error);
           if (!x)
             return NULL;

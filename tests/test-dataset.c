@@ -11,6 +11,7 @@
 #include "testutil.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>
@@ -703,6 +704,63 @@ test_folder_safe_names (TuTempDir *fx, gconstpointer data)
   g_assert_nonnull (strstr (error->message, "classes 'a/b' and 'a_b' both have the folder name 'a_b'"));
 }
 
+/* Link loops inside class folders: each folder is searched once (three
+ * links back up the tree made the old depth limit search 3^32 folders). */
+static void
+test_folder_link_loops (TuTempDir *fx, gconstpointer data)
+{
+  save_image (fx, "cat/c1.png", 5, FOLDER_H, FOLDER_W);
+  save_image (fx, "cat/sub/c2.png", 6, FOLDER_H, FOLDER_W);
+  save_image (fx, "dog/d1.png", 7, FOLDER_H, FOLDER_W);
+  const char *links[][2] = { { "..", "cat/up" }, { ".", "cat/self" }, { "..", "cat/sub/up" },
+                             { "../dog", "cat/dog" } };
+  for (guint i = 0; i < G_N_ELEMENTS (links); i++)
+    {
+      g_autofree char *link = tu_temp_path (fx, links[i][1]);
+      g_assert_cmpint (symlink (links[i][0], link), ==, 0);
+    }
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StDataset) ds = st_dataset_load_folder (fx->dir, NULL, NULL, NULL, 0, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (ds->n_classes, ==, 2);
+  /* c1 and c2 once each, and d1 in its own class, not through cat/dog. */
+  g_assert_cmpint (ds->n, ==, 3);
+  static const int want_labels[] = { 0, 0, 1 };
+  static const int want_seeds[] = { 5, 6, 7 };
+  for (int i = 0; i < 3; i++)
+    {
+      g_assert_cmpint (ds->labels[i], ==, want_labels[i]);
+      assert_sample (ds, i, want_seeds[i], TRUE);
+    }
+}
+
+/* A folder's samples are held against the memory limit before the tensor
+ * for all of them is allocated. */
+static void
+test_folder_memory_limit (TuTempDir *fx, gconstpointer data)
+{
+  for (int i = 0; i < 4; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("cat/c%d.png", i);
+      save_image (fx, name, i, FOLDER_H, FOLDER_W);
+    }
+  gsize one = (gsize) 3 * FOLDER_H * FOLDER_W * sizeof (float);
+  st_set_memory_limit (4 * one - 1);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StDataset) ds = st_dataset_load_folder (fx->dir, NULL, NULL, NULL, 0, &error);
+  g_assert_null (ds);
+  g_assert_error (error, ST_ERROR, ST_ERROR_MEMORY);
+  g_test_message ("%s", error->message);
+  g_assert_true (g_str_has_prefix (error->message, fx->dir));
+  g_assert_nonnull (strstr (error->message, "(--max-memory)"));
+  g_clear_error (&error);
+  st_set_memory_limit (4 * one);
+  g_autoptr (StDataset) fits = st_dataset_load_folder (fx->dir, NULL, NULL, NULL, 0, &error);
+  st_set_memory_limit (0);
+  g_assert_no_error (error);
+  g_assert_cmpint (fits->n, ==, 4);
+}
+
 typedef struct {
   int calls;
   float scale;
@@ -963,6 +1021,8 @@ main (int argc, char **argv)
   ADD ("/folder/convert", test_folder_convert);
   ADD ("/folder/errors", test_folder_errors);
   ADD ("/folder/safe-names", test_folder_safe_names);
+  ADD ("/folder/link-loops", test_folder_link_loops);
+  ADD ("/folder/memory-limit", test_folder_memory_limit);
   g_test_add_func ("/split", test_split);
   g_test_add_func ("/truncate", test_truncate);
 #undef ADD
