@@ -342,7 +342,14 @@ test_option_ranges (Fixture *f, gconstpointer unused)
         g_error ("'%s %s': '%s' lacks '%s'", cases[i].args[0], cases[i].args[1], r.err, cases[i].message);
       tu_result_clear (&r);
     }
-  TuResult r = RUN ("train", f->ini, "--data", f->data, "-o", w, "--val-split", "0.2", "--test", f->data);
+  g_autofree char *no_ckpt = g_build_filename (f->dir, "none.ckpt.safetensors", NULL);
+  TuResult r = RUN ("train", f->ini, "--data", f->data, "-o", w, "--resume", no_ckpt);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "--resume: "));
+  g_assert_nonnull (strstr (r.err, "none.ckpt.safetensors: no such file"));
+  g_assert_null (strstr (r.err, "training on"));
+  tu_result_clear (&r);
+  r = RUN ("train", f->ini, "--data", f->data, "-o", w, "--val-split", "0.2", "--test", f->data);
   g_assert_cmpint (r.status, ==, 2);
   g_assert_nonnull (strstr (r.err, "--val-split and --test: give one or the other"));
   tu_result_clear (&r);

@@ -706,6 +706,12 @@ cmd_train (int argc, char **argv)
    * an hour lost. */
   if (!st_train_check_outputs (&opt, &error))
     return fail (error);
+  if (resume && !g_file_test (resume, G_FILE_TEST_IS_REGULAR))
+    {
+      fprintf (stderr, "strata train: --resume: %s: %s\n", resume,
+               g_file_test (resume, G_FILE_TEST_EXISTS) ? "not a file" : "no such file");
+      return EXIT_USAGE;
+    }
   StPipeline *p = st_pipeline_load (st_registry_get_default (), argv[1], &error);
   if (!p)
     return fail (error);
