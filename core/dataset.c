@@ -30,6 +30,10 @@
 #define IDX_MAX_SIDE 65536
 #define IDX_MAX_BYTES (G_GUINT64_CONSTANT (1) << 32)
 
+/* Trailing data is counted up to this many bytes, then reported as "at
+ * least" that. */
+#define IDX_MAX_TRAILING_COUNTED (1u << 20)
+
 /* First read of the element data; the buffer doubles from there. */
 #define IDX_FIRST_CHUNK (1u << 20)
 
@@ -235,8 +239,10 @@ idx_read_data (IdxFile *f, gsize size, const char *contents, GError **error)
     }
 
   /* Anything after the declared data means the header and the data do not
-   * agree; count it (in a small buffer) so the message says how much. */
+   * agree; count some of it (in a small buffer) so the message says how
+   * much, but stop there: a compressed tail may inflate to gigabytes. */
   guint64 extra = 0;
+  gboolean more = FALSE;
   guint8 scratch[65536];
   for (;;)
     {
@@ -249,13 +255,18 @@ idx_read_data (IdxFile *f, gsize size, const char *contents, GError **error)
       extra += got;
       if (got < sizeof scratch)
         break;
+      if (extra >= IDX_MAX_TRAILING_COUNTED)
+        {
+          more = TRUE;
+          break;
+        }
     }
   if (extra > 0)
     {
       g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                   "%s: %" G_GUINT64_FORMAT " byte%s of trailing data after the %" G_GSIZE_FORMAT
-                   " bytes the header declares (%s)", f->path, extra, extra == 1 ? "" : "s",
-                   size, contents);
+                   "%s: %s%" G_GUINT64_FORMAT " byte%s of trailing data after the %" G_GSIZE_FORMAT
+                   " bytes the header declares (%s)", f->path, more ? "at least " : "",
+                   extra, extra == 1 ? "" : "s", size, contents);
       g_free (buf);
       return NULL;
     }

@@ -367,6 +367,15 @@ test_idx_trailing (TuTempDir *fx, gconstpointer data)
   expect_error (zextra_path, labels, ST_ERROR_DATA, zextra_path,
                 FRAGMENTS ("3 bytes of trailing data after the 60 bytes"));
 
+  /* A tail that inflates without end is not read to its end: the count
+   * stops at 1 MiB.  (16 MiB of zeros are 16 KB of gzip.) */
+  g_autoptr (GByteArray) bomb = idx_images_bytes (0x00000803, N_IMAGES, IMG_H, IMG_W, 0);
+  g_byte_array_set_size (bomb, bomb->len + (16u << 20));
+  g_autoptr (GByteArray) zbomb = gzip_bytes (bomb);
+  g_autofree char *zbomb_path = write_file (fx, "bomb.gz", zbomb);
+  expect_error (zbomb_path, labels, ST_ERROR_DATA, zbomb_path,
+                FRAGMENTS ("at least 1048576 bytes of trailing data after the 60 bytes"));
+
   g_autoptr (GByteArray) lab = idx_labels_bytes (fixture_labels, 4, N_IMAGES);
   g_autofree char *lab_path = write_file (fx, "labextra", lab);
   expect_error (images, lab_path, ST_ERROR_DATA, lab_path,
