@@ -12,6 +12,7 @@
  * A dataset with n == 0 (only what st_dataset_split or st_dataset_truncate
  * can leave) has x == NULL and labels == NULL. */
 #include "dataset.h"
+#include "context.h"
 #include "image.h"
 #include "param.h"
 
@@ -19,6 +20,7 @@
 #include <string.h>
 
 #include <gio/gio.h>
+#include <glib/gstdio.h>
 
 #define IDX_IMAGES_MAGIC 0x00000803u
 #define IDX_LABELS_MAGIC 0x00000801u
@@ -28,11 +30,16 @@
 #define IDX_MAX_SIDE 65536
 #define IDX_MAX_BYTES (G_GUINT64_CONSTANT (1) << 32)
 
+/* Trailing data is counted up to this many bytes, then reported as "at
+ * least" that. */
+#define IDX_MAX_TRAILING_COUNTED (1u << 20)
+
 /* First read of the element data; the buffer doubles from there. */
 #define IDX_FIRST_CHUNK (1u << 20)
 
-/* Folders nested deeper than this inside a class folder are not searched:
- * it stops a symlink loop without tracking inodes. */
+/* Folders nested deeper than this inside a class folder are not searched
+ * (links are followed, and loops are caught by inode, but a tree this deep
+ * is no image collection). */
 #define FOLDER_MAX_DEPTH 32
 
 /* ---- Reading an IDX file ------------------------------------------------- */
@@ -41,6 +48,7 @@ typedef struct {
   const char *path;
   GInputStream *stream;        /* the file, or a decompressor over it */
   gboolean gzip;
+  guint64 file_size;           /* bytes on disk */
 } IdxFile;
 
 static void
@@ -101,6 +109,10 @@ idx_open (IdxFile *f, const char *path, GError **error)
       g_error_free (local);
       return FALSE;
     }
+
+  g_autoptr (GFileInfo) info = g_file_input_stream_query_info (fin, G_FILE_ATTRIBUTE_STANDARD_SIZE,
+                                                               NULL, NULL);
+  f->file_size = info ? (guint64) g_file_info_get_size (info) : G_MAXUINT64;
 
   /* Sniff the gzip magic, then rewind: a file stream is seekable. */
   guint8 magic[2];
@@ -227,8 +239,10 @@ idx_read_data (IdxFile *f, gsize size, const char *contents, GError **error)
     }
 
   /* Anything after the declared data means the header and the data do not
-   * agree; count it (in a small buffer) so the message says how much. */
+   * agree; count some of it (in a small buffer) so the message says how
+   * much, but stop there: a compressed tail may inflate to gigabytes. */
   guint64 extra = 0;
+  gboolean more = FALSE;
   guint8 scratch[65536];
   for (;;)
     {
@@ -241,35 +255,40 @@ idx_read_data (IdxFile *f, gsize size, const char *contents, GError **error)
       extra += got;
       if (got < sizeof scratch)
         break;
+      if (extra >= IDX_MAX_TRAILING_COUNTED)
+        {
+          more = TRUE;
+          break;
+        }
     }
   if (extra > 0)
     {
       g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                   "%s: %" G_GUINT64_FORMAT " byte%s of trailing data after the %" G_GSIZE_FORMAT
-                   " bytes the header declares (%s)", f->path, extra, extra == 1 ? "" : "s",
-                   size, contents);
+                   "%s: %s%" G_GUINT64_FORMAT " byte%s of trailing data after the %" G_GSIZE_FORMAT
+                   " bytes the header declares (%s)", f->path, more ? "at least " : "",
+                   extra, extra == 1 ? "" : "s", size, contents);
       g_free (buf);
       return NULL;
     }
   return buf;
 }
 
-/* [N, 1, H, W] of byte / 255. */
-static StTensor *
-idx_load_images (const char *path, GError **error)
+/* Opens an IDX image file and reads its header: n images of h x w,
+ * checked against strata's sanity limits. */
+static gboolean
+idx_open_images (IdxFile *f, const char *path, guint32 *n_out, guint32 *h_out, guint32 *w_out,
+                 GError **error)
 {
-  g_auto (IdxFile) f = { 0 };
   guint32 dims[3];
-  if (!idx_open (&f, path, error)
-      || !idx_read_header (&f, IDX_IMAGES_MAGIC, "image", dims, error))
-    return NULL;
-
+  if (!idx_open (f, path, error)
+      || !idx_read_header (f, IDX_IMAGES_MAGIC, "image", dims, error))
+    return FALSE;
   guint32 n = dims[0], h = dims[1], w = dims[2];
   if (n == 0 || h == 0 || w == 0)
     {
       g_set_error (error, ST_ERROR, ST_ERROR_DATA,
                    "%s: declares %u images of %ux%u: no data", path, n, h, w);
-      return NULL;
+      return FALSE;
     }
   /* h * w < 2^33 here, so nothing below overflows. */
   if (n > G_MAXINT || h > IDX_MAX_SIDE || w > IDX_MAX_SIDE
@@ -280,11 +299,61 @@ idx_load_images (const char *path, GError **error)
                    "%s: declares %u images of %ux%u, more than strata accepts "
                    "(at most %d pixels a side and %" G_GUINT64_FORMAT " bytes in all)",
                    path, n, h, w, IDX_MAX_SIDE, IDX_MAX_BYTES);
+      return FALSE;
+    }
+  *n_out = n;
+  *h_out = h;
+  *w_out = w;
+  return TRUE;
+}
+
+/* What the header declares must fit the memory bound (the bytes as read
+ * plus the floats they become) and, for an uncompressed file, the file:
+ * both are known before a byte of data is read. */
+static gboolean
+idx_check_declared (const IdxFile *f, guint64 header_bytes, guint64 elements,
+                    gsize element_memory, const char *contents, GError **error)
+{
+  if (!f->gzip && f->file_size != G_MAXUINT64 && f->file_size < header_bytes + elements)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: declares %s but holds only %" G_GUINT64_FORMAT " bytes of the %"
+                   G_GUINT64_FORMAT " needed", f->path, contents,
+                   f->file_size - MIN (f->file_size, header_bytes), elements);
+      return FALSE;
+    }
+  guint64 memory = elements * (1 + element_memory);
+  if (memory > st_memory_limit ())
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_MEMORY,
+                   "%s: declares %s, which take %" G_GUINT64_FORMAT " bytes of memory, more "
+                   "than the limit of %" G_GUINT64_FORMAT " bytes (--max-memory)",
+                   f->path, contents, memory, st_memory_limit ());
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* [N, 1, H, W] of byte / 255.  expected_n: the number of labels, checked
+ * before the data is read (0: any). */
+static StTensor *
+idx_load_images (const char *path, guint32 expected_n, const char *labels_path, GError **error)
+{
+  g_auto (IdxFile) f = { 0 };
+  guint32 n, h, w;
+  if (!idx_open_images (&f, path, &n, &h, &w, error))
+    return NULL;
+  if (expected_n && n != expected_n)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: labels file has %u labels, images file has %u images (%s)",
+                   labels_path, expected_n, n, path);
       return NULL;
     }
-
   gsize size = (gsize) n * h * w;
   g_autofree char *contents = g_strdup_printf ("%u images of %ux%u", n, h, w);
+  if (!idx_check_declared (&f, 16, size, sizeof (float), contents, error))
+    return NULL;
   g_autofree guint8 *bytes = idx_read_data (&f, size, contents, error);
   if (!bytes)
     return NULL;
@@ -319,6 +388,8 @@ idx_load_labels (const char *path, int *n_out, GError **error)
       return NULL;
     }
   g_autofree char *contents = g_strdup_printf ("%u labels", n);
+  if (!idx_check_declared (&f, 8, n, sizeof (int), contents, error))
+    return NULL;
   g_autofree guint8 *bytes = idx_read_data (&f, n, contents, error);
   if (!bytes)
     return NULL;
@@ -340,16 +411,9 @@ st_dataset_load_idx (const char *images_path, const char *labels_path, GError **
   g_autofree int *labels = idx_load_labels (labels_path, &n_labels, error);
   if (!labels)
     return NULL;
-  g_autoptr (StTensor) x = idx_load_images (images_path, error);
+  g_autoptr (StTensor) x = idx_load_images (images_path, (guint32) n_labels, labels_path, error);
   if (!x)
     return NULL;
-  if (n_labels != x->shape.n)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                   "%s: labels file has %d labels, images file has %d images (%s)",
-                   labels_path, n_labels, x->shape.n, images_path);
-      return NULL;
-    }
 
   StDataset *ds = g_new0 (StDataset, 1);
   ds->n = n_labels;
@@ -378,17 +442,18 @@ find_idx (const char *dir, const char *const *names)
   return NULL;
 }
 
-StDataset *
-st_dataset_load_idx_dir (const char *dir, gboolean test_set, GError **error)
+/* The images and labels files of DIR's training or test set, or FALSE
+ * with error saying which are missing. */
+static gboolean
+find_idx_pair (const char *dir, gboolean test_set, char **images_out, char **labels_out,
+               GError **error)
 {
-  g_return_val_if_fail (dir != NULL, NULL);
-
   if (!g_file_test (dir, G_FILE_TEST_IS_DIR))
     {
       g_set_error (error, ST_ERROR, ST_ERROR_IO,
                    g_file_test (dir, G_FILE_TEST_EXISTS) ? "%s: not a folder" : "%s: no such folder",
                    dir);
-      return NULL;
+      return FALSE;
     }
   const char *prefix = test_set ? "t10k" : "train";
   /* Some copies (Kaggle's) write ".idx3" for "-idx3"; take both. */
@@ -406,7 +471,7 @@ st_dataset_load_idx_dir (const char *dir, gboolean test_set, GError **error)
                    "%s: no MNIST-style %s files here: looked for %s and %s, "
                    "each with or without .gz", dir, test_set ? "test-set" : "training-set",
                    img_name, lab_name);
-      return NULL;
+      return FALSE;
     }
   if (!images || !labels)
     {
@@ -414,12 +479,52 @@ st_dataset_load_idx_dir (const char *dir, gboolean test_set, GError **error)
       g_set_error (error, ST_ERROR, ST_ERROR_IO,
                    "%s: found %s but not %s (with or without .gz)", dir, found,
                    images ? lab_name : img_name);
-      return NULL;
+      return FALSE;
     }
+  *images_out = g_steal_pointer (&images);
+  *labels_out = g_steal_pointer (&labels);
+  return TRUE;
+}
+
+StDataset *
+st_dataset_load_idx_dir (const char *dir, gboolean test_set, GError **error)
+{
+  g_return_val_if_fail (dir != NULL, NULL);
+  g_autofree char *images = NULL, *labels = NULL;
+  if (!find_idx_pair (dir, test_set, &images, &labels, error))
+    return NULL;
   return st_dataset_load_idx (images, labels, error);
 }
 
+gboolean
+st_dataset_idx_dir_image_shape (const char *dir, gboolean test_set, StShape *image,
+                                GError **error)
+{
+  g_return_val_if_fail (dir != NULL && image != NULL, FALSE);
+  g_autofree char *images = NULL, *labels = NULL;
+  if (!find_idx_pair (dir, test_set, &images, &labels, error))
+    return FALSE;
+  g_auto (IdxFile) f = { 0 };
+  guint32 n, h, w;
+  if (!idx_open_images (&f, images, &n, &h, &w, error))
+    return FALSE;
+  *image = (StShape) { 1, 1, (int) h, (int) w };
+  return TRUE;
+}
+
 /* ---- Image folders ----------------------------------------------------- */
+
+char *
+st_dataset_folder_name (const char *label)
+{
+  GString *out = g_string_new (NULL);
+  for (const guchar *c = (const guchar *) label; *c; c++)
+    g_string_append_c (out, *c < 0x20 || *c == 0x7f || strchr ("/\\:*?\"<>|", *c) ? '_' : (char) *c);
+  /* Hidden folders are skipped, and "." and ".." are not folders of their own. */
+  if (out->len == 0 || out->str[0] == '.')
+    g_string_prepend_c (out, '_');
+  return g_string_free (out, FALSE);
+}
 
 /* Subfolder names of dir (hidden ones skipped), sorted. */
 static GPtrArray *
@@ -448,11 +553,32 @@ list_subfolders (const char *dir, GError **error)
   return names;
 }
 
-/* Appends every PNG or JPEG under dir (recursively) to paths.  A folder
- * that cannot be listed is reported like an unreadable image. */
-static void
-collect_images (const char *dir, int depth, GPtrArray *paths, guint *n_skipped)
+/* Marks dir as searched; FALSE when it already was (a link back up the
+ * tree, or a second link to one folder).  visited: "dev:ino" strings. */
+static gboolean
+first_visit (const char *dir, GHashTable *visited)
 {
+  GStatBuf st;
+  if (g_stat (dir, &st) != 0)
+    return TRUE;                 /* g_dir_open reports it */
+  char *key = g_strdup_printf ("%" G_GUINT64_FORMAT ":%" G_GUINT64_FORMAT,
+                               (guint64) st.st_dev, (guint64) st.st_ino);
+  return g_hash_table_add (visited, key);
+}
+
+/* Appends every PNG or JPEG under dir (recursively) to paths, searching
+ * each folder once however many links lead to it; dir itself (depth 0, a
+ * class folder) is marked by the caller.  A folder that cannot be listed
+ * is reported like an unreadable image. */
+static void
+collect_images (const char *dir, int depth, GHashTable *visited, GPtrArray *paths,
+                guint *n_skipped)
+{
+  if (depth > 0 && !first_visit (dir, visited))
+    {
+      fprintf (stderr, "%s: a folder already searched (a link loop?); not searched again\n", dir);
+      return;
+    }
   GError *local = NULL;
   g_autoptr (GDir) d = g_dir_open (dir, 0, &local);
   if (!d)
@@ -471,7 +597,7 @@ collect_images (const char *dir, int depth, GPtrArray *paths, guint *n_skipped)
       if (g_file_test (path, G_FILE_TEST_IS_DIR))
         {
           if (depth < FOLDER_MAX_DEPTH)
-            collect_images (path, depth + 1, paths, n_skipped);
+            collect_images (path, depth + 1, visited, paths, n_skipped);
           g_free (path);
         }
       else if (st_image_format_from_name (name) != ST_FORMAT_UNKNOWN)
@@ -499,20 +625,63 @@ st_dataset_load_folder (const char *dir, const char *const *class_names,
   if (!folders)
     return NULL;
 
+  /* classes: the names; class_folders: where each class's images are
+   * (NULL where a class has no folder). */
   g_auto (GStrv) classes = NULL;
+  g_autoptr (GPtrArray) class_folders = g_ptr_array_new_with_free_func (g_free);
   if (class_names)
     {
       classes = g_strdupv ((char **) class_names);
+      guint n = g_strv_length (classes);
+      g_ptr_array_set_size (class_folders, n);
+      g_autoptr (GHashTable) by_folder = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+      for (guint c = 0; c < n; c++)
+        {
+          char *safe = st_dataset_folder_name (classes[c]);
+          gpointer other;
+          if (g_hash_table_lookup_extended (by_folder, safe, NULL, &other))
+            {
+              g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                           "%s: classes '%s' and '%s' both have the folder name '%s'", dir,
+                           classes[GPOINTER_TO_UINT (other)], classes[c], safe);
+              g_free (safe);
+              return NULL;
+            }
+          g_hash_table_insert (by_folder, safe, GUINT_TO_POINTER (c));
+        }
+      /* Folder names are mapped too, so that a folder named exactly as the
+       * label (where the file system allows it) matches as well. */
       for (guint i = 0; i < folders->len; i++)
-        if (!g_strv_contains (class_names, folders->pdata[i]))
-          {
-            g_autofree char *list = g_strjoinv ("', '", classes);
-            g_autofree char *path = g_build_filename (dir, folders->pdata[i], NULL);
-            g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                         "%s: folder '%s' is not one of the %u classes ('%s')", path,
-                         (const char *) folders->pdata[i], g_strv_length (classes), list);
-            return NULL;
-          }
+        {
+          const char *folder = folders->pdata[i];
+          g_autofree char *safe = st_dataset_folder_name (folder);
+          gpointer value;
+          if (!g_hash_table_lookup_extended (by_folder, safe, NULL, &value))
+            {
+              g_autofree char *path = g_build_filename (dir, folder, NULL);
+              GString *list = g_string_new (NULL);
+              for (guint c = 0; c < n; c++)
+                {
+                  g_autofree char *name = st_dataset_folder_name (classes[c]);
+                  g_string_append_printf (list, "%s'%s'", c ? ", " : "", name);
+                }
+              g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                           "%s: folder '%s' is not one of the %u classes (%s); a label's "
+                           "folder has '_' for each of / \\ : * ? \" < > | and control "
+                           "characters", path, folder, n, list->str);
+              g_string_free (list, TRUE);
+              return NULL;
+            }
+          guint c = GPOINTER_TO_UINT (value);
+          if (class_folders->pdata[c])
+            {
+              g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                           "%s: folders '%s' and '%s' both hold class '%s'", dir,
+                           (const char *) class_folders->pdata[c], folder, classes[c]);
+              return NULL;
+            }
+          class_folders->pdata[c] = g_strdup (folder);
+        }
     }
   else
     {
@@ -524,21 +693,35 @@ st_dataset_load_folder (const char *dir, const char *const *class_names,
         }
       classes = g_new0 (char *, folders->len + 1);
       for (guint i = 0; i < folders->len; i++)
-        classes[i] = g_strdup (folders->pdata[i]);
+        {
+          classes[i] = g_strdup (folders->pdata[i]);
+          g_ptr_array_add (class_folders, g_strdup (folders->pdata[i]));
+        }
     }
   int n_classes = (int) g_strv_length (classes);
 
   /* Every path, class by class, sorted within each class. */
   guint n_skipped = 0;
+  /* The top folder and every class folder are marked first: a link to
+   * one of them from inside a class would search it again or give its
+   * images to the wrong class. */
+  g_autoptr (GHashTable) visited = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  first_visit (dir, visited);
+  for (guint c = 0; c < class_folders->len; c++)
+    if (class_folders->pdata[c])
+      {
+        g_autofree char *sub = g_build_filename (dir, class_folders->pdata[c], NULL);
+        first_visit (sub, visited);
+      }
   g_autoptr (GPtrArray) paths = g_ptr_array_new_with_free_func (g_free);
   g_autoptr (GArray) path_class = g_array_new (FALSE, FALSE, sizeof (int));
   for (int c = 0; c < n_classes; c++)
     {
-      g_autofree char *sub = g_build_filename (dir, classes[c], NULL);
-      if (!g_file_test (sub, G_FILE_TEST_IS_DIR))
+      if (!class_folders->pdata[c])
         continue;            /* a listed class without a folder: no samples */
+      g_autofree char *sub = g_build_filename (dir, class_folders->pdata[c], NULL);
       guint first = paths->len;
-      collect_images (sub, 0, paths, &n_skipped);
+      collect_images (sub, 0, visited, paths, &n_skipped);
       if (paths->len > first)
         qsort (paths->pdata + first, paths->len - first, sizeof (gpointer), st_compare_strings);
       for (guint i = first; i < paths->len; i++)
@@ -606,6 +789,17 @@ st_dataset_load_folder (const char *dir, const char *const *class_names,
         {
           StShape s = sample->shape;
           s.n = (int) paths->len;
+          guint64 bytes = 0;
+          if (!g_uint64_checked_mul (&bytes, st_tensor_numel (sample) * sizeof (float), paths->len)
+              || bytes > st_memory_limit ())
+            {
+              g_set_error (error, ST_ERROR, ST_ERROR_MEMORY,
+                           "%s: %u images of samples %s would take %" G_GUINT64_FORMAT " bytes, "
+                           "more than the limit of %" G_GUINT64_FORMAT " bytes (--max-memory)",
+                           dir, paths->len, st_shape_format (sample->shape, got, sizeof got),
+                           bytes, st_memory_limit ());
+              return NULL;
+            }
           x = st_tensor_new (s, error);
           if (!x)
             return NULL;

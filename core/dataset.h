@@ -17,12 +17,19 @@ typedef struct {
 
 /* images/labels: IDX files, gzip-compressed or not (by their magic, not
  * their name).  Wrong magic, truncated data and counts that disagree
- * between the two files are refused, naming the file. */
+ * between the two files are refused, naming the file; the headers are
+ * checked (counts, the file's size, the memory limit) before any data is
+ * read, and compressed data is read no further than the header declares. */
 StDataset *st_dataset_load_idx (const char *images_path, const char *labels_path,
                                 GError **error);
 /* DIR holding the usual names: train-images-idx3-ubyte, train-labels-idx1-ubyte,
  * t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each optionally .gz. */
 StDataset *st_dataset_load_idx_dir (const char *dir, gboolean test_set, GError **error);
+/* The shape of one image of DIR's IDX set ([1, 1, H, W]), from the images
+ * file's header alone: a shape that does not fit is refused before
+ * anything is read. */
+gboolean   st_dataset_idx_dir_image_shape (const char *dir, gboolean test_set, StShape *image,
+                                           GError **error);
 
 /* Turns one decoded image ([1, C, H, W] in [0, 1]) into a sample of the
  * dataset's fixed shape; returns a new tensor or NULL with error set. */
@@ -34,10 +41,18 @@ typedef StTensor *(*StSampleFunc) (const StTensor *image, gpointer user_data,
  * convert is NULL, must have the shape of the first image).  Unreadable
  * images are reported on stderr as "path: reason", counted in n_skipped
  * and skipped.  class_names, when not NULL, fixes the classes and their
- * order (a folder not in it is an error). */
+ * order; each class's folder is st_dataset_folder_name (name), and a folder
+ * that is none of them is an error. */
 StDataset *st_dataset_load_folder (const char *dir, const char *const *class_names,
                                    StSampleFunc convert, gpointer user_data,
                                    guint64 max_pixels, GError **error);
+
+/* The folder that holds a class's images: the label with '_' for each
+ * character a file name cannot hold on Linux, macOS or Windows
+ * (/ \ : * ? " < > | and control characters), and '_' before a leading '.'
+ * or for an empty label; compared case-sensitively.  "T-shirt/top" is
+ * in T-shirt_top/. */
+char      *st_dataset_folder_name (const char *label);
 
 /* Moves a fraction of ds (chosen with seed) into a new dataset. */
 StDataset *st_dataset_split (StDataset *ds, double fraction, guint64 seed);

@@ -645,7 +645,8 @@ st_pipeline_copy (const StPipeline *src, GError **error)
   StPipeline *p = load_text (src->reg, src->source, src->name, src->dir, error);
   if (!p)
     return NULL;
-  /* Same parameters as the original, trained or loaded. */
+  /* Same labels and parameters as the original, trained or loaded. */
+  st_pipeline_set_labels (p, (const char *const *) src->labels);
   for (guint i = 0; i < p->nodes->len; i++)
     {
       StStage *a = ((Node *) src->nodes->pdata[i])->stage;
@@ -684,6 +685,14 @@ const char *const *
 st_pipeline_labels (const StPipeline *p)
 {
   return (const char *const *) p->labels;
+}
+
+void
+st_pipeline_set_labels (StPipeline *p, const char *const *labels)
+{
+  char **copy = g_strdupv ((char **) labels);
+  g_strfreev (p->labels);
+  p->labels = copy;
 }
 
 const char *

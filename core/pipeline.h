@@ -27,6 +27,8 @@ const char *st_pipeline_description (const StPipeline *p);  /* may be NULL */
 /* The fixed input [1, C, H, W] from "input=", FALSE when the pipeline takes any image. */
 gboolean    st_pipeline_fixed_input (const StPipeline *p, StShape *shape);
 const char *const *st_pipeline_labels (const StPipeline *p); /* NULL-terminated or NULL */
+/* Replaces the labels (copied; NULL for none): a weights file's class names. */
+void        st_pipeline_set_labels (StPipeline *p, const char *const *labels);
 const char *st_pipeline_weights_path (const StPipeline *p); /* resolved, or NULL */
 
 int       st_pipeline_n_stages (const StPipeline *p);

@@ -9,9 +9,11 @@
 #include <json-glib/json-glib.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -24,6 +26,66 @@ st_train_options_init (StTrainOptions *opt)
     .step_epochs = 10, .gamma = 0.1, .batch_size = 64, .epochs = 10,
     .shuffle = TRUE, .seed = 1,
   };
+}
+
+/* path, with its folder's links resolved (the file itself may not exist
+ * yet), or NULL with error set when the folder cannot take a new file. */
+static char *
+writable_path (const char *what, const char *path, GError **error)
+{
+  if (g_file_test (path, G_FILE_TEST_IS_DIR))
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot write the %s there: it is a folder",
+                   path, what);
+      return NULL;
+    }
+  g_autofree char *dir = g_path_get_dirname (path);
+  char resolved[PATH_MAX];
+  if (!realpath (dir, resolved) || !g_file_test (resolved, G_FILE_TEST_IS_DIR))
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot write the %s: folder '%s' %s",
+                   path, what, dir, g_file_test (dir, G_FILE_TEST_EXISTS) ? "is not a folder"
+                                                                         : "does not exist");
+      return NULL;
+    }
+  /* Files are written under a temporary name in the folder and renamed. */
+  if (access (resolved, W_OK | X_OK) != 0)
+    {
+      int saved = errno;
+      g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot write the %s in folder '%s': %s",
+                   path, what, dir, g_strerror (saved));
+      return NULL;
+    }
+  g_autofree char *base = g_path_get_basename (path);
+  return g_build_filename (resolved, base, NULL);
+}
+
+gboolean
+st_train_check_outputs (const StTrainOptions *opt, GError **error)
+{
+  const char *whats[] = { "weights", "checkpoint", "log", "plot" };
+  const char *paths[] = { opt->weights_out, opt->checkpoint, opt->log_csv,
+                          opt->log_csv ? opt->plot_png : NULL };
+  char *resolved[G_N_ELEMENTS (paths)] = { NULL };
+  gboolean ok = TRUE;
+  for (guint i = 0; ok && i < G_N_ELEMENTS (paths); i++)
+    {
+      if (!paths[i])
+        continue;
+      resolved[i] = writable_path (whats[i], paths[i], error);
+      ok = resolved[i] != NULL;
+      /* One file for two outputs: the later would overwrite the earlier. */
+      for (guint j = 0; ok && j < i; j++)
+        if (resolved[j] && strcmp (resolved[i], resolved[j]) == 0)
+          {
+            g_set_error (error, ST_ERROR, ST_ERROR_USAGE, "%s: named for both the %s and the %s",
+                         paths[i], whats[j], whats[i]);
+            ok = FALSE;
+          }
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (paths); i++)
+    g_free (resolved[i]);
+  return ok;
 }
 
 static gboolean
@@ -405,7 +467,7 @@ load_checkpoint (StPipeline *p, GArray *slots, const StTrainOptions *opt,
                  StRunContext *ctx, Position *pos, GError **error)
 {
   g_autoptr (StTensorFile) file = st_tensor_file_read (opt->resume, error);
-  if (!file)
+  if (!file || !st_tensor_file_check_finite (file, opt->resume, error))
     return FALSE;
   const char *optimizer = g_hash_table_lookup (file->metadata, "strata.optimizer");
   gint64 epoch, batch, step, correct, seen;
@@ -420,6 +482,14 @@ load_checkpoint (StPipeline *p, GArray *slots, const StTrainOptions *opt,
     {
       g_set_error (error, ST_ERROR, ST_ERROR_WEIGHTS,
                    "%s: not a strata checkpoint (its metadata lacks the training position)", opt->resume);
+      return FALSE;
+    }
+  if (epoch > G_MAXINT || batch > G_MAXINT || !isfinite (g_ascii_strtod (loss, NULL))
+      || strspn (rng, "0123456789abcdefABCDEF") != 64)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_WEIGHTS,
+                   "%s: the checkpoint's training position is out of range or malformed",
+                   opt->resume);
       return FALSE;
     }
   if (strcmp (optimizer, optimizer_name (opt->optimizer)) != 0)
@@ -483,7 +553,7 @@ load_checkpoint (StPipeline *p, GArray *slots, const StTrainOptions *opt,
 static volatile sig_atomic_t interrupted;
 
 static void
-on_sigint (int sig)
+on_interrupt (int sig)
 {
   interrupted = 1;
 }
@@ -546,10 +616,32 @@ append_log (const char *path, int epoch, double lr, double train_loss, double tr
   return fclose (f) == 0;
 }
 
+/* The class names for the weights file: the data's, then the index of
+ * each class score the data has none for, as a JSON array of strings. */
+static char *
+labels_json (const char *const *names, int n_scores)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_array (b);
+  guint n_names = g_strv_length ((char **) names);
+  for (int c = 0; c < n_scores; c++)
+    {
+      g_autofree char *index = g_strdup_printf ("%d", c);
+      json_builder_add_string_value (b, c < (int) n_names ? names[c] : index);
+    }
+  json_builder_end_array (b);
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  json_generator_set_root (gen, root);
+  return json_generator_to_data (gen, NULL);
+}
+
 gboolean
 st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions *opt,
-          GError **error)
+          int *epochs_run, GError **error)
 {
+  if (epochs_run)
+    *epochs_run = 0;
   int first = st_pipeline_prefix_length (p);
   int n_stages = st_pipeline_n_stages (p);
   int last = ends_in_softmax (p) ? n_stages - 2 : n_stages - 1;
@@ -571,10 +663,11 @@ st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions
       return FALSE;
     }
 
-  struct sigaction action = { .sa_handler = on_sigint }, previous;
+  struct sigaction action = { .sa_handler = on_interrupt }, previous_int, previous_term;
   sigemptyset (&action.sa_mask);
   interrupted = 0;
-  sigaction (SIGINT, &action, &previous);
+  sigaction (SIGINT, &action, &previous_int);
+  sigaction (SIGTERM, &action, &previous_term);
 
   gboolean show = !opt->quiet && isatty (STDERR_FILENO);
   int n_batches = (train->n + opt->batch_size - 1) / opt->batch_size;
@@ -606,7 +699,7 @@ st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions
               else
                 fprintf (stderr, "interrupted: checkpoint written to %s (continue with --resume %s)\n",
                          opt->checkpoint, opt->checkpoint);
-              g_set_error (error, ST_ERROR, ST_ERROR_FAILED, "interrupted");
+              g_set_error (error, ST_ERROR, ST_ERROR_INTERRUPTED, "interrupted");
               ok = FALSE;
               break;
             }
@@ -623,7 +716,18 @@ st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions
             }
           g_autoptr (StTensor) grad = st_tensor_new (logits->shape, NULL);
           int correct = 0;
-          pos.loss_sum += softmax_cross_entropy (logits, labels, grad, &correct);
+          double batch_loss = softmax_cross_entropy (logits, labels, grad, &correct);
+          /* Past this, every weight turns NaN: a file no load would take. */
+          if (!isfinite (batch_loss))
+            {
+              g_set_error (error, ST_ERROR, ST_ERROR_FAILED,
+                           "%s: training diverged in epoch %d, batch %d: the loss is not "
+                           "finite (try a smaller --lr); no weights written",
+                           st_pipeline_name (p), epoch + 1, b + 1);
+              ok = FALSE;
+              break;
+            }
+          pos.loss_sum += batch_loss;
           pos.correct += correct;
           pos.seen += count;
           if (!st_pipeline_backward_range (p, ctx, grad, last, error))
@@ -690,6 +794,8 @@ st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions
           break;
         }
       pos = (Position) { epoch + 1, 0, pos.step, 0, 0, 0 };
+      if (epochs_run)
+        (*epochs_run)++;
       if (opt->checkpoint && !save_checkpoint (p, slots, opt, ctx, &pos, error))
         {
           ok = FALSE;
@@ -697,13 +803,16 @@ st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions
         }
     }
 
-  sigaction (SIGINT, &previous, NULL);
+  sigaction (SIGINT, &previous_int, NULL);
+  sigaction (SIGTERM, &previous_term, NULL);
   free_slots (slots);
   if (ok && opt->weights_out)
     {
       g_autoptr (GHashTable) meta = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
       g_hash_table_insert (meta, "strata.seed", g_strdup_printf ("%" G_GUINT64_FORMAT, opt->seed));
       g_hash_table_insert (meta, "strata.epochs", g_strdup_printf ("%d", opt->epochs));
+      if (opt->class_names)
+        g_hash_table_insert (meta, "strata.labels", labels_json (opt->class_names, n_classes));
       ok = st_pipeline_save_weights (p, opt->weights_out, meta, error);
     }
   return ok;

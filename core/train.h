@@ -30,9 +30,18 @@ typedef struct {
   const char *log_csv;         /* per-epoch figures, appended; NULL: none */
   const char *plot_png;        /* training curves; NULL: none */
   gboolean quiet;              /* no progress bar, no per-epoch lines */
+  /* The data's class names (NULL-terminated, or NULL): stored in the
+   * weights file's metadata as "strata.labels", so that a pipeline
+   * without labels= names its classes after training on folders. */
+  const char *const *class_names;
 } StTrainOptions;
 
 void st_train_options_init (StTrainOptions *opt);
+
+/* Checks, creating nothing, that every file opt names for writing
+ * (weights, checkpoint, log, plot) can be written: its folder exists and is
+ * writable, it is not a folder, and no two of them are the same file. */
+gboolean st_train_check_outputs (const StTrainOptions *opt, GError **error);
 
 /* Checks a pipeline can be trained as a classifier on n_classes classes:
  * it has trainable parameters and ends in class scores [N, C, 1, 1] with
@@ -45,10 +54,13 @@ gboolean st_dataset_apply_prefix (StDataset *ds, StPipeline *p, int threads, GEr
 
 /* Trains p's parameters on train (samples already through the prefix),
  * reporting test accuracy after each epoch when test is not NULL.  Stops
- * cleanly on SIGINT after writing a checkpoint.  Returns FALSE with error
- * on failure or interruption (code ST_ERROR_FAILED, "interrupted"). */
+ * cleanly on SIGINT or SIGTERM after writing a checkpoint.  *epochs_run
+ * (may be NULL) counts the epochs finished by this call: 0 when a resumed
+ * checkpoint had none left, and then no log or plot is written.  Returns
+ * FALSE with error on failure, or on interruption with the code
+ * ST_ERROR_INTERRUPTED. */
 gboolean st_train (StPipeline *p, StDataset *train, StDataset *test,
-                   const StTrainOptions *opt, GError **error);
+                   const StTrainOptions *opt, int *epochs_run, GError **error);
 
 /* Runs the classifier on ds (samples through the prefix) and fills a
  * confusion matrix, rows the true class and columns the predicted one,

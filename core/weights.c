@@ -13,6 +13,7 @@
  * points into the file. */
 #include "weights.h"
 #include "atomic.h"
+#include "context.h"
 #include "stage.h"
 
 #include <json-glib/json-glib.h>
@@ -20,14 +21,22 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* The reference reader's limit: a larger header is not a weights file. */
-#define MAX_HEADER_BYTES 100000000u
+/* The reference reader allows 100 MB of header, but json-glib takes some
+ * 40 bytes of memory per byte of JSON: 8 MiB is far above any real
+ * model's header (a few hundred KB for thousands of tensors) and bounds
+ * the parse to a few hundred MB. */
+#define MAX_HEADER_BYTES (8u << 20)
+
+/* A header is an object of objects holding arrays: 3 levels.  json-glib
+ * recurses once per level, so deep nesting is refused before it parses. */
+#define MAX_HEADER_DEPTH 3
 
 /* ---- Errors -------------------------------------------------------------- */
 
@@ -259,7 +268,15 @@ check_header_text (const char *path, const char *text, gsize n, GError **error)
       if (c == '"')
         in_string = TRUE;
       else if (c == '{' || c == '[')
-        depth++;
+        {
+          if (++depth > MAX_HEADER_DEPTH)
+            {
+              file_error (error, path, "header is not valid: brackets nest more than %d levels "
+                          "deep (byte %" G_GSIZE_FORMAT "); a safetensors header needs %d",
+                          MAX_HEADER_DEPTH, 8 + i, MAX_HEADER_DEPTH);
+              return FALSE;
+            }
+        }
       else if (c == '}' || c == ']')
         depth--;
       /* What numbers, true, false and null are made of. */
@@ -622,12 +639,16 @@ st_tensor_file_free (StTensorFile *file)
     return;
   g_ptr_array_unref (file->tensors);
   g_hash_table_unref (file->metadata);
+  g_clear_pointer (&file->by_name, g_hash_table_unref);
   g_free (file);
 }
 
 const StNamedTensor *
 st_tensor_file_find (const StTensorFile *file, const char *name)
 {
+  /* A lookup per parameter: linear scans would make loading quadratic. */
+  if (file->by_name)
+    return g_hash_table_lookup (file->by_name, name);
   for (guint i = 0; i < file->tensors->len; i++)
     {
       const StNamedTensor *t = file->tensors->pdata[i];
@@ -694,8 +715,9 @@ st_tensor_file_read (const char *path, GError **error)
   n = GUINT64_FROM_LE (n);
   if (n > MAX_HEADER_BYTES)
     {
-      file_error (error, path, "header length %" G_GUINT64_FORMAT " is over the 100 MB limit "
-                  "(not a safetensors file?)", n);
+      file_error (error, path, "header length %" G_GUINT64_FORMAT " is over strata's limit of "
+                  "%u bytes (8 MiB, far more than any real model's header needs: not a "
+                  "safetensors file?)", n, MAX_HEADER_BYTES);
       return NULL;
     }
   if (n > size - 8)
@@ -772,6 +794,20 @@ st_tensor_file_read (const char *path, GError **error)
     }
   if (!check_coverage (path, entries, data_len, error))
     return NULL;
+  /* As float32 the data may take twice its bytes in the file (F16, BF16). */
+  guint64 memory = 0;
+  for (guint i = 0; i < entries->len; i++)
+    {
+      const Entry *e = &g_array_index (entries, Entry, i);
+      memory += (e->end - e->begin) / e->dtype->size * sizeof (float);
+    }
+  if (memory > st_memory_limit ())
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_MEMORY, "%s: its tensors take %" G_GUINT64_FORMAT
+                   " bytes as float32, more than the limit of %" G_GUINT64_FORMAT " bytes "
+                   "(--max-memory)", path, memory, st_memory_limit ());
+      return NULL;
+    }
 
   for (guint i = 0; i < entries->len; i++)
     {
@@ -794,6 +830,13 @@ st_tensor_file_read (const char *path, GError **error)
           return NULL;
         }
       convert (e->dtype->conv, data + e->begin, st_tensor_numel (t->value), t->value->data);
+    }
+  /* Names are unique: the header's duplicates were refused. */
+  file->by_name = g_hash_table_new (g_str_hash, g_str_equal);
+  for (guint i = 0; i < file->tensors->len; i++)
+    {
+      StNamedTensor *t = file->tensors->pdata[i];
+      g_hash_table_insert (file->by_name, t->name, t);
     }
   return g_steal_pointer (&file);
 }
@@ -1022,6 +1065,64 @@ st_pipeline_save_weights (StPipeline *p, const char *path, GHashTable *metadata,
                                (int) named->len, meta, error);
 }
 
+gboolean
+st_tensor_file_check_finite (const StTensorFile *file, const char *path, GError **error)
+{
+  for (guint i = 0; i < file->tensors->len; i++)
+    {
+      const StNamedTensor *t = file->tensors->pdata[i];
+      gsize n = st_tensor_numel (t->value), bad = 0;
+      for (gsize k = 0; k < n; k++)
+        bad += !isfinite (t->value->data[k]);
+      if (bad)
+        {
+          tensor_error (error, path, t->name, "%" G_GSIZE_FORMAT " of its %" G_GSIZE_FORMAT
+                        " values %s not finite (NaN or infinity): the weights are unusable "
+                        "(a training run that diverged?)", bad, n, bad == 1 ? "is" : "are");
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+/* The class names a training on class folders stored ("strata.labels", a
+ * JSON list of strings), checked against the pipeline's class scores; NULL
+ * without error when there are none. */
+static char **
+stored_labels (const StTensorFile *file, const char *path, StPipeline *p, GError **error)
+{
+  const char *text = g_hash_table_lookup (file->metadata, "strata.labels");
+  if (!text)
+    return NULL;
+  g_autoptr (JsonParser) parser = json_parser_new_immutable ();
+  JsonNode *root = json_parser_load_from_data (parser, text, -1, NULL)
+                   ? json_parser_get_root (parser) : NULL;
+  JsonArray *list = root && JSON_NODE_HOLDS_ARRAY (root) ? json_node_get_array (root) : NULL;
+  guint n = list ? json_array_get_length (list) : 0;
+  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < n; i++)
+    {
+      JsonNode *item = json_array_get_element (list, i);
+      if (!JSON_NODE_HOLDS_VALUE (item) || json_node_get_value_type (item) != G_TYPE_STRING)
+        break;
+      g_ptr_array_add (names, g_strdup (json_node_get_string (item)));
+    }
+  if (!list || n == 0 || names->len != n)
+    {
+      file_error (error, path, "__metadata__: strata.labels is not a list of class names");
+      return NULL;
+    }
+  StShape out = st_pipeline_output_shape (p);
+  if (out.h != 1 || out.w != 1 || (int) n != out.c)
+    {
+      file_error (error, path, "__metadata__: strata.labels names %u classes, the pipeline "
+                  "%s scores %d", n, st_pipeline_name (p), out.h == 1 && out.w == 1 ? out.c : 0);
+      return NULL;
+    }
+  g_ptr_array_add (names, NULL);
+  return (char **) g_ptr_array_free (g_steal_pointer (&names), FALSE);
+}
+
 static gboolean
 same_dims (const StNamedTensor *t, const StParam *param)
 {
@@ -1104,10 +1205,24 @@ st_pipeline_load_weights (StPipeline *p, const char *path, GError **error)
       ok = FALSE;
     }
   g_string_free (missing, TRUE);
-  if (!ok)
+  if (!ok || !st_tensor_file_check_finite (file, path, error))
     return FALSE;
+  /* The pipeline's own labels= win over the file's. */
+  g_auto (GStrv) labels = NULL;
+  if (!st_pipeline_labels (p))
+    {
+      GError *local = NULL;
+      labels = stored_labels (file, path, p, &local);
+      if (local)
+        {
+          g_propagate_error (error, local);
+          return FALSE;
+        }
+    }
 
   /* Everything fits: only now does p change. */
+  if (labels)
+    st_pipeline_set_labels (p, (const char *const *) labels);
   for (guint i = 0; i < file->tensors->len; i++)
     {
       const StNamedTensor *t = file->tensors->pdata[i];

@@ -16,6 +16,7 @@ typedef struct {
 typedef struct {
   GPtrArray *tensors;          /* StNamedTensor*, in file order */
   GHashTable *metadata;        /* string -> string, from __metadata__ (may be empty) */
+  GHashTable *by_name;         /* name -> StNamedTensor*, for st_tensor_file_find */
 } StTensorFile;
 
 /* Reads a safetensors file as the reference reader does: header length and
@@ -28,6 +29,11 @@ StTensorFile *st_tensor_file_read (const char *path, GError **error);
 void          st_tensor_file_free (StTensorFile *file);
 const StNamedTensor *st_tensor_file_find (const StTensorFile *file, const char *name);
 
+/* Refuses a file with a NaN or an infinity in any tensor, naming the first
+ * such tensor and how many of its values are not finite. */
+gboolean st_tensor_file_check_finite (const StTensorFile *file, const char *path,
+                                      GError **error);
+
 /* Writes F32 tensors (names and dims as given), with the header padded to a
  * multiple of 8 bytes and metadata (may be NULL) as __metadata__; written
  * under a temporary name and renamed. */
@@ -38,8 +44,10 @@ gboolean st_tensor_file_write (const char *path, const StNamedTensor *const *ten
  * dims it was declared with (a PyTorch state_dict's names and shapes). */
 gboolean st_pipeline_save_weights (StPipeline *p, const char *path,
                                    GHashTable *metadata, GError **error);
-/* Loads a file into p's parameters: a missing or extra tensor, or one whose
- * shape differs, is refused with a message naming it, and p is unchanged. */
+/* Loads a file into p's parameters: a missing or extra tensor, one whose
+ * shape differs, or one holding NaN or infinity is refused with a message
+ * naming it, and p is unchanged.  When p has no labels=, the class names
+ * stored by training (__metadata__ "strata.labels") become its labels. */
 gboolean st_pipeline_load_weights (StPipeline *p, const char *path, GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (StTensorFile, st_tensor_file_free)

@@ -5,11 +5,13 @@
  * then damaged on purpose; image folders with st_image_save.  The real
  * Fashion-MNIST files are read too when the dataset-fashion-mnist package
  * has installed them. */
+#include "context.h"
 #include "dataset.h"
 #include "image.h"
 #include "testutil.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>
@@ -300,9 +302,53 @@ test_idx_absurd_header (TuTempDir *fx, gconstpointer data)
     tu_put_be32 (big, 0);
   g_autofree char *big_path = write_file (fx, "big", big);
   g_byte_array_unref (big);
-  expect_error (big_path, labels, ST_ERROR_DATA, big_path,
+  g_autofree guint8 *many = g_malloc0 (600000);
+  g_autoptr (GByteArray) many_labels = idx_labels_bytes (many, 600000, 600000);
+  g_autofree char *many_path = write_file (fx, "many-labels", many_labels);
+  expect_error (big_path, many_path, ST_ERROR_DATA, big_path,
                 FRAGMENTS ("declares 600000 images of 28x220 but holds only 400 bytes "
                            "of the 3696000000 needed"));
+}
+
+/* A small gzip file declaring more images than there are labels is refused
+ * from the headers, before its data is inflated: the message is the count
+ * mismatch, not what reading the data would find. */
+static void
+test_idx_counts_before_data (TuTempDir *fx, gconstpointer data)
+{
+  g_autofree char *images = NULL, *labels = NULL;
+  write_fixture (fx, "images", "labels", FALSE, &images, &labels);
+  g_autoptr (GByteArray) big = idx_images_bytes (0x00000803, 600000, 28, 28,
+                                                 1000 - (gssize) 600000 * 28 * 28);
+  g_autoptr (GByteArray) zbig = gzip_bytes (big);
+  g_autofree char *zbig_path = write_file (fx, "big.gz", zbig);
+  expect_error (zbig_path, labels, ST_ERROR_DATA, labels,
+                FRAGMENTS ("labels file has 5 labels, images file has 600000 images"));
+}
+
+/* What a header declares is held against the memory limit before a byte
+ * of data is read. */
+static void
+test_idx_memory_limit (TuTempDir *fx, gconstpointer data)
+{
+  g_autoptr (GByteArray) img = idx_images_bytes (0x00000803, 100, 28, 28, 0);
+  g_autoptr (GByteArray) zimg = gzip_bytes (img);
+  g_autofree char *images = write_file (fx, "images.gz", zimg);
+  g_autofree guint8 *zeros = g_malloc0 (100);
+  g_autoptr (GByteArray) lab = idx_labels_bytes (zeros, 100, 100);
+  g_autofree char *labels = write_file (fx, "labels", lab);
+
+  /* 78,400 bytes become 78,400 floats: 392,000 bytes in all. */
+  st_set_memory_limit (300000);
+  expect_error (images, labels, ST_ERROR_MEMORY, images,
+                FRAGMENTS ("declares 100 images of 28x28", "392000 bytes",
+                           "limit of 300000 bytes (--max-memory)"));
+  st_set_memory_limit (400000);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StDataset) ds = st_dataset_load_idx (images, labels, &error);
+  st_set_memory_limit (0);
+  g_assert_no_error (error);
+  g_assert_cmpint (ds->n, ==, 100);
 }
 
 static void
@@ -320,6 +366,15 @@ test_idx_trailing (TuTempDir *fx, gconstpointer data)
   g_autofree char *zextra_path = write_file (fx, "extra.gz", zextra);
   expect_error (zextra_path, labels, ST_ERROR_DATA, zextra_path,
                 FRAGMENTS ("3 bytes of trailing data after the 60 bytes"));
+
+  /* A tail that inflates without end is not read to its end: the count
+   * stops at 1 MiB.  (16 MiB of zeros are 16 KB of gzip.) */
+  g_autoptr (GByteArray) bomb = idx_images_bytes (0x00000803, N_IMAGES, IMG_H, IMG_W, 0);
+  g_byte_array_set_size (bomb, bomb->len + (16u << 20));
+  g_autoptr (GByteArray) zbomb = gzip_bytes (bomb);
+  g_autofree char *zbomb_path = write_file (fx, "bomb.gz", zbomb);
+  expect_error (zbomb_path, labels, ST_ERROR_DATA, zbomb_path,
+                FRAGMENTS ("at least 1048576 bytes of trailing data after the 60 bytes"));
 
   g_autoptr (GByteArray) lab = idx_labels_bytes (fixture_labels, 4, N_IMAGES);
   g_autofree char *lab_path = write_file (fx, "labextra", lab);
@@ -612,6 +667,109 @@ test_folder_class_names (TuTempDir *fx, gconstpointer data)
   g_assert_nonnull (strstr (error->message, "'cat' is not one of the 2 classes ('ant', 'bee')"));
 }
 
+/* Labels a folder cannot be named after map to a folder-safe name:
+ * every bundled Fashion-MNIST class can have its folder. */
+static void
+test_folder_safe_names (TuTempDir *fx, gconstpointer data)
+{
+  g_autofree char *a = st_dataset_folder_name ("T-shirt/top");
+  g_assert_cmpstr (a, ==, "T-shirt_top");
+  g_autofree char *b = st_dataset_folder_name ("a:b*c?d\"e<f>g|h\\i\nj");
+  g_assert_cmpstr (b, ==, "a_b_c_d_e_f_g_h_i_j");
+  g_autofree char *c = st_dataset_folder_name (".hidden");
+  g_assert_cmpstr (c, ==, "_.hidden");
+  g_autofree char *d = st_dataset_folder_name ("");
+  g_assert_cmpstr (d, ==, "_");
+  g_autofree char *e = st_dataset_folder_name ("Ankle boot");
+  g_assert_cmpstr (e, ==, "Ankle boot");
+
+  save_image (fx, "T-shirt_top/t.png", 1, FOLDER_H, FOLDER_W);
+  save_image (fx, "Trouser/u.png", 2, FOLDER_H, FOLDER_W);
+  static const char *const names[] = { "T-shirt/top", "Trouser", NULL };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StDataset) ds = st_dataset_load_folder (fx->dir, names, NULL, NULL, 0, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (ds->n, ==, 2);
+  g_assert_cmpstr (ds->class_names[0], ==, "T-shirt/top");
+  g_assert_cmpint (ds->labels[0], ==, 0);
+  g_assert_cmpint (ds->labels[1], ==, 1);
+  assert_sample (ds, 0, 1, TRUE);
+
+  /* Case counts after the mapping. */
+  save_image (fx, "trouser/v.png", 3, FOLDER_H, FOLDER_W);
+  g_autoptr (StDataset) none = st_dataset_load_folder (fx->dir, names, NULL, NULL, 0, &error);
+  g_assert_null (none);
+  g_assert_error (error, ST_ERROR, ST_ERROR_DATA);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "folder 'trouser' is not one of the 2 classes "
+                                            "('T-shirt_top', 'Trouser')"));
+  g_clear_error (&error);
+
+  /* Two labels with one folder name cannot be told apart. */
+  static const char *const clash[] = { "a/b", "a_b", NULL };
+  g_autoptr (StDataset) neither = st_dataset_load_folder (fx->dir, clash, NULL, NULL, 0, &error);
+  g_assert_null (neither);
+  g_assert_error (error, ST_ERROR, ST_ERROR_DATA);
+  g_assert_nonnull (strstr (error->message, "classes 'a/b' and 'a_b' both have the folder name 'a_b'"));
+}
+
+/* Link loops inside class folders: each folder is searched once (three
+ * links back up the tree made the old depth limit search 3^32 folders). */
+static void
+test_folder_link_loops (TuTempDir *fx, gconstpointer data)
+{
+  save_image (fx, "cat/c1.png", 5, FOLDER_H, FOLDER_W);
+  save_image (fx, "cat/sub/c2.png", 6, FOLDER_H, FOLDER_W);
+  save_image (fx, "dog/d1.png", 7, FOLDER_H, FOLDER_W);
+  const char *links[][2] = { { "..", "cat/up" }, { ".", "cat/self" }, { "..", "cat/sub/up" },
+                             { "../dog", "cat/dog" } };
+  for (guint i = 0; i < G_N_ELEMENTS (links); i++)
+    {
+      g_autofree char *link = tu_temp_path (fx, links[i][1]);
+      g_assert_cmpint (symlink (links[i][0], link), ==, 0);
+    }
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StDataset) ds = st_dataset_load_folder (fx->dir, NULL, NULL, NULL, 0, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (ds->n_classes, ==, 2);
+  /* c1 and c2 once each, and d1 in its own class, not through cat/dog. */
+  g_assert_cmpint (ds->n, ==, 3);
+  static const int want_labels[] = { 0, 0, 1 };
+  static const int want_seeds[] = { 5, 6, 7 };
+  for (int i = 0; i < 3; i++)
+    {
+      g_assert_cmpint (ds->labels[i], ==, want_labels[i]);
+      assert_sample (ds, i, want_seeds[i], TRUE);
+    }
+}
+
+/* A folder's samples are held against the memory limit before the tensor
+ * for all of them is allocated. */
+static void
+test_folder_memory_limit (TuTempDir *fx, gconstpointer data)
+{
+  for (int i = 0; i < 4; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("cat/c%d.png", i);
+      save_image (fx, name, i, FOLDER_H, FOLDER_W);
+    }
+  gsize one = (gsize) 3 * FOLDER_H * FOLDER_W * sizeof (float);
+  st_set_memory_limit (4 * one - 1);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StDataset) ds = st_dataset_load_folder (fx->dir, NULL, NULL, NULL, 0, &error);
+  g_assert_null (ds);
+  g_assert_error (error, ST_ERROR, ST_ERROR_MEMORY);
+  g_test_message ("%s", error->message);
+  g_assert_true (g_str_has_prefix (error->message, fx->dir));
+  g_assert_nonnull (strstr (error->message, "(--max-memory)"));
+  g_clear_error (&error);
+  st_set_memory_limit (4 * one);
+  g_autoptr (StDataset) fits = st_dataset_load_folder (fx->dir, NULL, NULL, NULL, 0, &error);
+  st_set_memory_limit (0);
+  g_assert_no_error (error);
+  g_assert_cmpint (fits->n, ==, 4);
+}
+
 typedef struct {
   int calls;
   float scale;
@@ -863,12 +1021,17 @@ main (int argc, char **argv)
   ADD ("/idx/count-mismatch", test_idx_count_mismatch);
   ADD ("/idx/corrupt-gzip", test_idx_corrupt_gzip);
   ADD ("/idx/missing", test_idx_missing);
+  ADD ("/idx/counts-before-data", test_idx_counts_before_data);
+  ADD ("/idx/memory-limit", test_idx_memory_limit);
   g_test_add_func ("/idx/fashion-mnist", test_fashion_mnist);
   ADD ("/folder/classes", test_folder);
   g_test_add_func ("/folder/stderr-subprocess", test_folder_subprocess);
   ADD ("/folder/class-names", test_folder_class_names);
   ADD ("/folder/convert", test_folder_convert);
   ADD ("/folder/errors", test_folder_errors);
+  ADD ("/folder/safe-names", test_folder_safe_names);
+  ADD ("/folder/link-loops", test_folder_link_loops);
+  ADD ("/folder/memory-limit", test_folder_memory_limit);
   g_test_add_func ("/split", test_split);
   g_test_add_func ("/truncate", test_truncate);
 #undef ADD

@@ -3,10 +3,13 @@
  * Fashion-MNIST when its Debian package is installed. */
 #include "image.h"
 #include "testutil.h"
+#include "weights.h"
 
+#include <gio/gio.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <math.h>
+#include <signal.h>
 #include <string.h>
 
 static const char *exe;
@@ -284,6 +287,409 @@ test_fashion_mnist_subset (Fixture *f, gconstpointer unused)
   tu_result_clear (&r);
 }
 
+/* ---- Options, weights, outputs and class folders ------------------------ */
+
+/* DIR/CLASS/iN.png: 8x8 gray images, bright on the left for even classes
+ * and on the right for odd ones. */
+static void
+write_class_folders (const char *dir, const char *const *folders, int per_class)
+{
+  for (int c = 0; folders[c]; c++)
+    {
+      g_autofree char *sub = g_build_filename (dir, folders[c], NULL);
+      g_assert_cmpint (g_mkdir_with_parents (sub, 0755), ==, 0);
+      for (int i = 0; i < per_class; i++)
+        {
+          g_autoptr (StTensor) t = st_tensor_new0 (1, 1, 8, 8);
+          for (int x = 0; x < 64; x++)
+            t->data[x] = ((x % 8) < 4) == (c % 2 == 0) ? 0.7f + 0.01f * i : 0.2f;
+          g_autofree char *name = g_strdup_printf ("%s/i%d.png", sub, i);
+          g_assert_true (st_image_save (t, name, ST_FORMAT_PNG, 8, 90, NULL));
+        }
+    }
+}
+
+static const char *no_labels_pipeline =
+  "[pipeline]\ninput=1x8x8\n"
+  "[conv]\ntype=conv2d\nfilters=4\nsize=3\nactivation=relu\n"
+  "[fc]\ntype=dense\nunits=2\n";
+
+/* Every value is checked with its range, and -1 is no "default" (case 10). */
+static void
+test_option_ranges (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *w = g_build_filename (f->dir, "w.safetensors", NULL);
+  struct { const char *args[2]; const char *message; } cases[] = {
+    { { "--lr", "-1" }, "--lr: expected more than 0" },
+    { { "--lr", "nan" }, "--lr: expected a number, found 'nan'" },
+    { { "--lr", "0.1x" }, "--lr: expected a number" },
+    { { "--momentum", "-1" }, "--momentum: expected 0 to less than 1" },
+    { { "--weight-decay", "inf" }, "--weight-decay: expected 0 or more" },
+    { { "--gamma", "0" }, "--gamma: expected more than 0, at most 1" },
+    { { "--jobs", "100000" }, "--jobs: expected 0 to 1024, found 100000" },
+    { { "--jobs", "-1" }, "--jobs: expected 0 to 1024, found -1" },
+    { { "--limit", "-5" }, "--limit: expected 0 to" },
+    { { "--seed", "-1" }, "--seed: expected 0 to" },
+    { { "--step-epochs", "0" }, "--step-epochs: expected 1 to 100000" },
+    { { "--batch", "100000" }, "--batch: expected 1 to 65536" },
+    { { "--test", "x" }, "" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases) - 1; i++)
+    {
+      TuResult r = RUN ("train", f->ini, "--data", f->data, "-o", w, cases[i].args[0], cases[i].args[1]);
+      g_assert_cmpint (r.status, ==, 2);
+      if (!strstr (r.err, cases[i].message))
+        g_error ("'%s %s': '%s' lacks '%s'", cases[i].args[0], cases[i].args[1], r.err, cases[i].message);
+      tu_result_clear (&r);
+    }
+  g_autofree char *no_ckpt = g_build_filename (f->dir, "none.ckpt.safetensors", NULL);
+  TuResult r = RUN ("train", f->ini, "--data", f->data, "-o", w, "--resume", no_ckpt);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "--resume: "));
+  g_assert_nonnull (strstr (r.err, "none.ckpt.safetensors: no such file"));
+  g_assert_null (strstr (r.err, "training on"));
+  tu_result_clear (&r);
+  r = RUN ("train", f->ini, "--data", f->data, "-o", w, "--val-split", "0.2", "--test", f->data);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "--val-split and --test: give one or the other"));
+  tu_result_clear (&r);
+  g_assert_false (g_file_test (w, G_FILE_TEST_EXISTS));
+
+  const char *eval_cases[][3] = {
+    { "--batch", "0", "--batch: expected 1 to 65536" },
+    { "--jobs", "-2", "--jobs: expected 0 to 1024" },
+    { "--limit", "-1", "--limit: expected 0 to" },
+    { "--format", "xml", "--format: expected text|json, found 'xml'" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (eval_cases); i++)
+    {
+      r = RUN ("eval", f->ini, "--data", f->data, "--random-weights", eval_cases[i][0], eval_cases[i][1]);
+      g_assert_cmpint (r.status, ==, 2);
+      g_assert_nonnull (strstr (r.err, eval_cases[i][2]));
+      tu_result_clear (&r);
+    }
+
+  /* --help states the ranges. */
+  r = RUN ("train", "--help");
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_nonnull (strstr (r.out, "Learning rate, more than 0"));
+  g_assert_nonnull (strstr (r.out, "SGD momentum, 0 to less than 1"));
+  g_assert_nonnull (strstr (r.out, "Threads, 0 to 1024"));
+  tu_result_clear (&r);
+  r = RUN ("eval", "--help");
+  g_assert_nonnull (strstr (r.out, "Images per batch, 1 to 65536"));
+  g_assert_nonnull (strstr (r.out, "--random-weights"));
+  tu_result_clear (&r);
+}
+
+/* A stage failing while training is an error, printed once, not an
+ * interruption (case 11). */
+static void
+test_stage_failure (Fixture *f, gconstpointer unused)
+{
+  const char *plugin = g_getenv ("STRATA_TEST_PLUGIN_FAIL_TRAIN");
+  g_assert_nonnull (plugin);
+  g_autofree char *plugins = g_build_filename (f->dir, "plugins", NULL);
+  g_assert_cmpint (g_mkdir (plugins, 0755), ==, 0);
+  g_autofree char *copy = g_build_filename (plugins, "fail-train.so", NULL);
+  g_autofree char *bytes = NULL;
+  gsize len;
+  g_assert_true (g_file_get_contents (plugin, &bytes, &len, NULL));
+  g_assert_true (g_file_set_contents (copy, bytes, len, NULL));
+
+  g_autofree char *ini = g_build_filename (f->dir, "fail.ini", NULL);
+  g_assert_true (g_file_set_contents (ini,
+    "[pipeline]\ninput=1x8x8\n"
+    "[conv]\ntype=conv2d\nfilters=4\nsize=3\n"
+    "[fail]\ntype=fail-in-training\n"
+    "[fc]\ntype=dense\nunits=2\n", -1, NULL));
+  g_autofree char *w = g_build_filename (f->dir, "w.safetensors", NULL);
+  TuResult r = RUN ("train", ini, "--plugin-dir", plugins, "--data", f->data, "-o", w, "--quiet");
+  g_assert_cmpint (r.status, !=, 0);
+  g_assert_cmpint (r.status, !=, 130);
+  const char *first = strstr (r.err, "refuses to train (a test stage)");
+  g_assert_nonnull (first);
+  g_assert_null (strstr (first + 1, "refuses to train"));
+  g_assert_null (strstr (r.err, "interrupted"));
+  tu_result_clear (&r);
+  g_assert_false (g_file_test (w, G_FILE_TEST_EXISTS));
+}
+
+/* Ctrl-C while training: a checkpoint, the message saying so, and exit
+ * status 130.  The signal is sent once the first epoch's line is read, so
+ * the handler is in place; 100,000 epochs never end first. */
+static void
+test_interrupt (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *w = g_build_filename (f->dir, "w.safetensors", NULL);
+  g_autofree char *ckpt = g_build_filename (f->dir, "w.ckpt.safetensors", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GSubprocess) proc = g_subprocess_new (G_SUBPROCESS_FLAGS_STDERR_PIPE
+                                                   | G_SUBPROCESS_FLAGS_STDOUT_SILENCE, &error,
+                                                   exe, "train", f->ini, "--data", f->data,
+                                                   "-o", w, "--epochs", "100000", "-j", "1", NULL);
+  g_assert_no_error (error);
+  g_autoptr (GDataInputStream) err = g_data_input_stream_new (g_subprocess_get_stderr_pipe (proc));
+  GString *all = g_string_new (NULL);
+  for (;;)
+    {
+      g_autofree char *line = g_data_input_stream_read_line (err, NULL, NULL, &error);
+      g_assert_no_error (error);
+      g_assert_nonnull (line);
+      g_string_append_printf (all, "%s\n", line);
+      if (g_str_has_prefix (line, "epoch 1/100000"))
+        break;
+    }
+  g_subprocess_send_signal (proc, SIGINT);
+  for (;;)
+    {
+      g_autofree char *line = g_data_input_stream_read_line (err, NULL, NULL, &error);
+      g_assert_no_error (error);
+      if (!line)
+        break;
+      g_string_append_printf (all, "%s\n", line);
+    }
+  g_assert_true (g_subprocess_wait (proc, NULL, &error));
+  g_test_message ("%s", all->str);
+  g_assert_true (g_subprocess_get_if_exited (proc));
+  g_assert_cmpint (g_subprocess_get_exit_status (proc), ==, 130);
+  g_assert_nonnull (strstr (all->str, "interrupted: checkpoint written to"));
+  g_assert_null (strstr (all->str, "strata: "));
+  g_string_free (all, TRUE);
+  g_assert_true (g_file_test (ckpt, G_FILE_TEST_IS_REGULAR));
+  g_assert_false (g_file_test (w, G_FILE_TEST_EXISTS));
+}
+
+/* A learning rate that blows the loss up stops training with a message
+ * rather than writing NaN weights no load would take. */
+static void
+test_divergence (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *w = g_build_filename (f->dir, "w.safetensors", NULL);
+  TuResult r = RUN ("train", f->ini, "--data", f->data, "-o", w, "--optimizer", "sgd",
+                    "--lr", "1e30", "--quiet");
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "training diverged in epoch 1"));
+  g_assert_nonnull (strstr (r.err, "the loss is not finite (try a smaller --lr); no weights written"));
+  tu_result_clear (&r);
+  g_assert_false (g_file_test (w, G_FILE_TEST_EXISTS));
+}
+
+/* A checkpoint whose position does not fit an int is refused, not cast. */
+static void
+test_checkpoint_position (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *w = g_build_filename (f->dir, "w.safetensors", NULL);
+  g_autofree char *ckpt = g_build_filename (f->dir, "w.ckpt.safetensors", NULL);
+  g_autofree char *bad = g_build_filename (f->dir, "bad.ckpt.safetensors", NULL);
+  TuResult r = RUN ("train", f->ini, "--data", f->data, "-o", w, "--epochs", "1", "--quiet");
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StTensorFile) file = st_tensor_file_read (ckpt, &error);
+  g_assert_no_error (error);
+  g_hash_table_insert (file->metadata, g_strdup ("strata.epoch"), g_strdup ("4294967297"));
+  g_assert_true (st_tensor_file_write (bad, (const StNamedTensor *const *) file->tensors->pdata,
+                                       file->tensors->len, file->metadata, &error));
+  r = RUN ("train", f->ini, "--data", f->data, "-o", w, "--epochs", "2", "--resume", bad, "--quiet");
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "training position is out of range or malformed"));
+  tu_result_clear (&r);
+}
+
+/* run, eval and inspect IMAGE refuse learnable stages without weights
+ * unless --random-weights asks for them (case 14). */
+static void
+test_weights_required (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *ini = g_build_filename (f->dir, "scores.ini", NULL);
+  g_assert_true (g_file_set_contents (ini, no_labels_pipeline, -1, NULL));
+  g_autofree char *photo = g_build_filename (f->dir, "photo.png", NULL);
+  g_autoptr (StTensor) t = st_tensor_new0 (1, 1, 8, 8);
+  g_assert_true (st_image_save (t, photo, ST_FORMAT_PNG, 8, 90, NULL));
+  g_autofree char *csv = g_build_filename (f->dir, "out.csv", NULL);
+  g_autofree char *maps = g_build_filename (f->dir, "maps.png", NULL);
+
+  const char *hint = "no weights for its learnable stages (the first is 'conv'): name a file "
+                     "with --weights FILE or weights= in the [pipeline] group (or pass "
+                     "--random-weights";
+  TuResult r = RUN ("run", ini, photo, "-o", csv);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, ini));
+  g_assert_nonnull (strstr (r.err, hint));
+  tu_result_clear (&r);
+  g_assert_false (g_file_test (csv, G_FILE_TEST_EXISTS));
+  r = RUN ("eval", ini, "--data", f->data);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, hint));
+  tu_result_clear (&r);
+  r = RUN ("inspect", ini, photo, "-o", maps);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, hint));
+  tu_result_clear (&r);
+  g_assert_false (g_file_test (maps, G_FILE_TEST_EXISTS));
+
+  /* Asked for, they run. */
+  r = RUN ("run", ini, photo, "-o", csv, "--random-weights", "--quiet");
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_assert_true (g_file_test (csv, G_FILE_TEST_IS_REGULAR));
+  r = RUN ("inspect", ini, photo, "-o", maps, "--random-weights");
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  r = RUN ("eval", ini, "--data", f->data, "--random-weights", "--format", "json");
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  /* The table alone needs no weights. */
+  r = RUN ("inspect", ini);
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_autofree char *w = g_build_filename (f->dir, "w.safetensors", NULL);
+  r = RUN ("run", ini, photo, "-o", csv, "--overwrite", "--random-weights", "--weights", w);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "--weights and --random-weights: give one or the other"));
+  tu_result_clear (&r);
+}
+
+/* Class folders named after labels that cannot be folder names, and class
+ * names that travel in the weights file to run and eval (cases 16, 17). */
+static void
+test_class_folders (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *folders = g_build_filename (f->dir, "folders", NULL);
+  static const char *const names[] = { "T-shirt_top", "Trouser", NULL };
+  write_class_folders (folders, names, 6);
+
+  /* labels= with a '/' in a name. */
+  g_autofree char *labelled = g_build_filename (f->dir, "labelled.ini", NULL);
+  g_assert_true (g_file_set_contents (labelled,
+    "[pipeline]\ninput=1x8x8\nlabels=T-shirt/top;Trouser\n"
+    "[conv]\ntype=conv2d\nfilters=4\nsize=3\nactivation=relu\n"
+    "[fc]\ntype=dense\nunits=2\n", -1, NULL));
+  g_autofree char *w1 = g_build_filename (f->dir, "w1.safetensors", NULL);
+  TuResult r = RUN ("train", labelled, "--data", folders, "-o", w1, "--epochs", "1", "--quiet");
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  r = RUN ("eval", labelled, "--data", folders, "--weights", w1);
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_nonnull (strstr (r.out, "T-shirt/top"));
+  g_assert_nonnull (strstr (r.out, "images"));
+  tu_result_clear (&r);
+
+  /* No labels=: the folder names, stored in the weights, name the classes. */
+  g_autofree char *ini = g_build_filename (f->dir, "scores.ini", NULL);
+  g_assert_true (g_file_set_contents (ini, no_labels_pipeline, -1, NULL));
+  g_autofree char *w2 = g_build_filename (f->dir, "w2.safetensors", NULL);
+  r = RUN ("train", ini, "--data", folders, "-o", w2, "--epochs", "8", "--lr", "0.01", "--quiet");
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_autofree char *photo_dir = g_build_filename (f->dir, "photos", NULL);
+  static const char *const one[] = { "x", NULL };
+  write_class_folders (photo_dir, one, 1);
+  g_autofree char *photo = g_build_filename (photo_dir, "x", "i0.png", NULL);
+  r = RUN ("run", ini, photo, "--weights", w2, "--format", "jsonl", "--quiet");
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_nonnull (strstr (r.out, "\"T-shirt_top\""));
+  g_assert_nonnull (strstr (r.out, "\"Trouser\""));
+  tu_result_clear (&r);
+  r = RUN ("eval", ini, "--data", folders, "--weights", w2, "--format", "json");
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_nonnull (strstr (r.out, "\"name\":\"T-shirt_top\""));
+  tu_result_clear (&r);
+}
+
+/* Outputs are checked before training; a resume with nothing left claims
+ * nothing it did not write; the summary line reads right (case 18). */
+static void
+test_outputs (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *folders = g_build_filename (f->dir, "folders", NULL);
+  static const char *const names[] = { "left", "right", NULL };
+  write_class_folders (folders, names, 4);
+  g_autofree char *ini = g_build_filename (f->dir, "scores.ini", NULL);
+  g_assert_true (g_file_set_contents (ini, no_labels_pipeline, -1, NULL));
+
+  g_autofree char *nowhere = g_build_filename (f->dir, "nonexistent", "dir", "w.safetensors", NULL);
+  TuResult r = RUN ("train", ini, "--data", folders, "-o", nowhere);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "cannot write the weights: folder"));
+  g_assert_nonnull (strstr (r.err, "does not exist"));
+  g_assert_null (strstr (r.err, "training on"));
+  tu_result_clear (&r);
+
+  g_autofree char *w = g_build_filename (f->dir, "w.safetensors", NULL);
+  g_autofree char *bad_log = g_build_filename (f->dir, "missing", "log.csv", NULL);
+  r = RUN ("train", ini, "--data", folders, "-o", w, "--log", bad_log);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "cannot write the log"));
+  tu_result_clear (&r);
+  r = RUN ("train", ini, "--data", folders, "-o", w, "--plot", f->dir);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "cannot write the plot there: it is a folder"));
+  tu_result_clear (&r);
+  /* -o w.csv would be overwritten by its own default log. */
+  g_autofree char *as_csv = g_build_filename (f->dir, "w.csv", NULL);
+  r = RUN ("train", ini, "--data", folders, "-o", as_csv);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "named for both the weights and the log"));
+  tu_result_clear (&r);
+  g_assert_false (g_file_test (w, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (as_csv, G_FILE_TEST_EXISTS));
+
+  /* Without a test set, the summary line has no stray count. */
+  r = RUN ("train", ini, "--data", folders, "-o", w, "--epochs", "1");
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_nonnull (strstr (r.err, "training on 8 images, 1 epochs, batch 64"));
+  tu_result_clear (&r);
+
+  /* A checkpoint with all its epochs done: weights written, no log or plot
+   * claimed, and the log of the first run left as it was. */
+  g_autofree char *csv = g_build_filename (f->dir, "w.csv", NULL);
+  g_autofree char *png = g_build_filename (f->dir, "w.png", NULL);
+  g_autofree char *ckpt = g_build_filename (f->dir, "w.ckpt.safetensors", NULL);
+  g_autofree char *log_before = NULL;
+  g_assert_true (g_file_get_contents (csv, &log_before, NULL, NULL));
+  g_assert_cmpint (g_unlink (png), ==, 0);
+  r = RUN ("train", ini, "--data", folders, "-o", w, "--epochs", "1", "--resume", ckpt);
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_nonnull (strstr (r.err, "had already done all 1 epochs, so no log or plot was written"));
+  g_assert_null (strstr (r.err, "(log "));
+  tu_result_clear (&r);
+  g_autofree char *log_after = NULL;
+  g_assert_true (g_file_get_contents (csv, &log_after, NULL, NULL));
+  g_assert_cmpstr (log_before, ==, log_after);
+  g_assert_false (g_file_test (png, G_FILE_TEST_EXISTS));
+}
+
+/* Without input=, data that the learnable stages were not sized for is
+ * refused with what to write (case 20). */
+static void
+test_input_missing (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *folders = g_build_filename (f->dir, "folders", NULL);
+  static const char *const names[] = { "left", "right", NULL };
+  write_class_folders (folders, names, 2);
+  g_autofree char *ini = g_build_filename (f->dir, "no-input.ini", NULL);
+  g_assert_true (g_file_set_contents (ini,
+    "[conv]\ntype=conv2d\nfilters=2\nsize=3\n[pool]\ntype=maxpool\nsize=8\n"
+    "[fc]\ntype=dense\nunits=2\n", -1, NULL));
+  g_autofree char *w = g_build_filename (f->dir, "w.safetensors", NULL);
+  const char *want = "the [pipeline] group has no input=, so stage 'conv' was sized for "
+                     "3x256x256; the images of ";
+  TuResult r = RUN ("train", ini, "--data", folders, "-o", w);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, want));
+  g_assert_nonnull (strstr (r.err, "make it 1x8x8: add input=1x8x8 to the [pipeline] group"));
+  g_assert_null (strstr (r.err, "declared with another shape"));
+  tu_result_clear (&r);
+  /* IDX data the same way. */
+  r = RUN ("train", ini, "--data", f->data, "-o", w);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "add input=1x8x8 to the [pipeline] group"));
+  tu_result_clear (&r);
+  g_assert_false (g_file_test (w, G_FILE_TEST_EXISTS));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -298,6 +704,15 @@ main (int argc, char **argv)
   g_test_add ("/train/seed-and-resume", Fixture, NULL, fixture_set_up, test_seed_and_resume, fixture_tear_down);
   g_test_add ("/train/bad-options", Fixture, NULL, fixture_set_up, test_bad_options, fixture_tear_down);
   g_test_add ("/train/predictions", Fixture, NULL, fixture_set_up, test_predictions_csv, fixture_tear_down);
+  g_test_add ("/train/option-ranges", Fixture, NULL, fixture_set_up, test_option_ranges, fixture_tear_down);
+  g_test_add ("/train/interrupt", Fixture, NULL, fixture_set_up, test_interrupt, fixture_tear_down);
+  g_test_add ("/train/divergence", Fixture, NULL, fixture_set_up, test_divergence, fixture_tear_down);
+  g_test_add ("/train/checkpoint-position", Fixture, NULL, fixture_set_up, test_checkpoint_position, fixture_tear_down);
+  g_test_add ("/train/stage-failure", Fixture, NULL, fixture_set_up, test_stage_failure, fixture_tear_down);
+  g_test_add ("/train/weights-required", Fixture, NULL, fixture_set_up, test_weights_required, fixture_tear_down);
+  g_test_add ("/train/class-folders", Fixture, NULL, fixture_set_up, test_class_folders, fixture_tear_down);
+  g_test_add ("/train/outputs", Fixture, NULL, fixture_set_up, test_outputs, fixture_tear_down);
+  g_test_add ("/train/input-missing", Fixture, NULL, fixture_set_up, test_input_missing, fixture_tear_down);
   g_test_add ("/train/fashion-mnist-subset", Fixture, NULL, fixture_set_up, test_fashion_mnist_subset, fixture_tear_down);
   return g_test_run ();
 }

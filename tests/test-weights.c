@@ -638,7 +638,7 @@ test_malformed (void)
   EXPECT_READ_ERROR (long_header, "header length 1000", "past the end of the file");
 
   g_autofree char *huge_header = write_raw ("huge-header.safetensors", 200000000, "{}", NULL, 0);
-  EXPECT_READ_ERROR (huge_header, "header length 200000000", "100 MB");
+  EXPECT_READ_ERROR (huge_header, "header length 200000000", "8 MiB");
 
   g_autofree char *not_json = write_file ("not-json.safetensors",
     "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8],}}", zeros, 8);
@@ -853,6 +853,146 @@ test_python_reads (void)
 
 /* ---- Main ------------------------------------------------------------------------------ */
 
+/* ---- Values and metadata a load must check --------------------------------- */
+
+/* The small net's parameters saved with value at index k of fc.weight. */
+static char *
+save_small_net_with (const char *name, gsize k, float value, GHashTable *meta)
+{
+  StPipeline *p = load_small_net ();
+  find_param (p, "fc.weight")->value->data[k] = value;
+  char *path = tmp_path (name);
+  g_autoptr (GError) error = NULL;
+  g_assert_true (st_pipeline_save_weights (p, path, meta, &error));
+  st_pipeline_free (p);
+  return path;
+}
+
+static void
+test_non_finite (void)
+{
+  g_autofree char *nan_path = save_small_net_with ("nan.safetensors", 5, NAN, NULL);
+  EXPECT_LOAD_ERROR (nan_path, "tensor 'fc.weight'", "1 of its 24 values is not finite");
+
+  /* Several, infinities included, counted. */
+  StPipeline *p = load_small_net ();
+  StParam *bias = find_param (p, "conv1.bias");
+  bias->value->data[0] = INFINITY;
+  bias->value->data[1] = -INFINITY;
+  g_autofree char *inf_path = tmp_path ("inf.safetensors");
+  g_autoptr (GError) error = NULL;
+  g_assert_true (st_pipeline_save_weights (p, inf_path, NULL, &error));
+  st_pipeline_free (p);
+  EXPECT_LOAD_ERROR (inf_path, "tensor 'conv1.bias'", "2 of its 2 values are not finite");
+
+  /* The file itself still reads: it is the pipeline that refuses it. */
+  g_autoptr (StTensorFile) file = st_tensor_file_read (inf_path, &error);
+  g_assert_no_error (error);
+  g_assert_false (st_tensor_file_check_finite (file, inf_path, &error));
+  check_message (error, inf_path, (const char *const[]) { "NaN or infinity", NULL });
+}
+
+/* json-glib recurses once per level: deep nesting is refused by the scan
+ * before it parses (100,000 levels would overflow its stack). */
+static void
+test_deep_nesting (void)
+{
+  GString *h = g_string_new ("{\"a\":");
+  for (int i = 0; i < 100000; i++)
+    g_string_append_c (h, '[');
+  for (int i = 0; i < 100000; i++)
+    g_string_append_c (h, ']');
+  g_string_append_c (h, '}');
+  g_autofree char *deep = write_file ("deep.safetensors", h->str, NULL, 0);
+  g_string_free (h, TRUE);
+  EXPECT_READ_ERROR (deep, "brackets nest more than 3 levels deep (byte 15)");
+
+  /* Brackets inside strings are names, not nesting. */
+  static const float two[2] = { 1.0f, 2.0f };
+  g_autofree char *named = write_file ("named.safetensors",
+    "{\"__metadata__\":{\"x\":\"[[[[[[\"},"
+    "\"[[[[\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", two, 8);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StTensorFile) file = st_tensor_file_read (named, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (st_tensor_file_find (file, "[[[["));
+
+  /* One level more than a header has, where the metadata's values go. */
+  g_autofree char *four = write_file ("four.safetensors", "{\"__metadata__\":{\"x\":[[]]}}", NULL, 0);
+  EXPECT_READ_ERROR (four, "brackets nest more than 3 levels deep");
+}
+
+/* A header within the format's 100 MB but over strata's practical limit is
+ * refused from its length, before any JSON is parsed. */
+static void
+test_large_header (void)
+{
+  g_autofree char *big = write_raw ("big-header.safetensors", 9u << 20, "{}", NULL, 0);
+  EXPECT_READ_ERROR (big, "header length 9437184", "limit of 8388608 bytes (8 MiB");
+
+  /* Tensors are held against the memory limit as the floats they become:
+   * 4 F16 values are 8 bytes in the file, 16 in memory. */
+  static const guint16 halves[4] = { 0x3c00, 0x3c00, 0x3c00, 0x3c00 };
+  g_autofree char *f16 = write_file ("f16.safetensors",
+    "{\"h\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[0,8]}}", halves, 8);
+  st_set_memory_limit (15);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StTensorFile) refused = st_tensor_file_read (f16, &error);
+  g_assert_null (refused);
+  g_assert_error (error, ST_ERROR, ST_ERROR_MEMORY);
+  g_assert_nonnull (strstr (error->message, "take 16 bytes as float32, more than the limit of 15"));
+  g_clear_error (&error);
+  st_set_memory_limit (16);
+  g_autoptr (StTensorFile) file = st_tensor_file_read (f16, &error);
+  st_set_memory_limit (0);
+  g_assert_no_error (error);
+  g_assert_cmpfloat (st_tensor_file_find (file, "h")->value->data[3], ==, 1.0f);
+}
+
+/* Class names saved by training name the classes of a pipeline without
+ * labels=; a pipeline's own labels= win. */
+static void
+test_stored_labels (void)
+{
+  g_autoptr (GHashTable) meta = g_hash_table_new (g_str_hash, g_str_equal);
+  g_hash_table_insert (meta, "strata.labels", "[\"T-shirt/top\",\"cat\",\"2\"]");
+  g_autofree char *path = save_small_net_with ("labels.safetensors", 0, 0.5f, meta);
+  StPipeline *p = load_small_net ();
+  g_assert_null (st_pipeline_labels (p));
+  g_autoptr (GError) error = NULL;
+  g_assert_true (st_pipeline_load_weights (p, path, &error));
+  g_assert_no_error (error);
+  const char *const *labels = st_pipeline_labels (p);
+  g_assert_nonnull (labels);
+  g_assert_cmpstr (labels[0], ==, "T-shirt/top");
+  g_assert_cmpstr (labels[1], ==, "cat");
+  g_assert_cmpstr (labels[2], ==, "2");
+  g_assert_null (labels[3]);
+  /* A copy (each worker's) keeps them. */
+  StPipeline *copy = st_pipeline_copy (p, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (st_pipeline_labels (copy)[1], ==, "cat");
+  st_pipeline_free (copy);
+  st_pipeline_free (p);
+
+  g_autoptr (GError) own_error = NULL;
+  StPipeline *own = st_pipeline_load_data (reg, "[pipeline]\ninput=1x4x4\nlabels=x;y;z\n"
+                                           "[conv1]\ntype=conv2d\nfilters=2\nsize=3\n"
+                                           "[fc]\ntype=dense\nunits=3\n", "own.ini", &own_error);
+  g_assert_no_error (own_error);
+  g_assert_true (st_pipeline_load_weights (own, path, &own_error));
+  g_assert_cmpstr (st_pipeline_labels (own)[0], ==, "x");
+  st_pipeline_free (own);
+
+  /* A count that is not the pipeline's, or not a list of strings. */
+  g_hash_table_insert (meta, "strata.labels", "[\"a\",\"b\"]");
+  g_autofree char *two = save_small_net_with ("two-labels.safetensors", 0, 0.5f, meta);
+  EXPECT_LOAD_ERROR (two, "strata.labels names 2 classes", "scores 3");
+  g_hash_table_insert (meta, "strata.labels", "[1,2,3]");
+  g_autofree char *numbers = save_small_net_with ("number-labels.safetensors", 0, 0.5f, meta);
+  EXPECT_LOAD_ERROR (numbers, "strata.labels is not a list of class names");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -869,6 +1009,10 @@ main (int argc, char **argv)
   g_test_add_func ("/weights/malformed", test_malformed);
   g_test_add_func ("/weights/unpadded-null-metadata", test_unpadded_and_null_metadata);
   g_test_add_func ("/weights/python", test_python_reads);
+  g_test_add_func ("/weights/non-finite", test_non_finite);
+  g_test_add_func ("/weights/deep-nesting", test_deep_nesting);
+  g_test_add_func ("/weights/large-header", test_large_header);
+  g_test_add_func ("/weights/stored-labels", test_stored_labels);
   int rc = g_test_run ();
   st_registry_free (reg);
   tu_remove_tree (tmp_dir);

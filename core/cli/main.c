@@ -177,7 +177,8 @@ format_count (double v)
 }
 
 /* Defined with the helpers shared by run, eval and train, below. */
-static gboolean load_weights (StPipeline *p, const char *weights, GError **error);
+static gboolean load_weights (StPipeline *p, const char *weights, gboolean random_weights,
+                              GError **error);
 
 /* A picture goes to a .png that is not the image it is drawn from. */
 static gboolean
@@ -203,10 +204,13 @@ static int
 cmd_inspect (int argc, char **argv)
 {
   char *output = NULL, *weights = NULL, *weights_image = NULL;
+  gboolean random_weights = FALSE;
   const GOptionEntry entries[] = {
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output,
       "With IMAGE: the picture of every stage's feature maps (PNG)", "MAPS.png" },
     { "weights", 'w', 0, G_OPTION_ARG_FILENAME, &weights, "Weights file (default: the pipeline's)", "FILE" },
+    { "random-weights", 0, 0, G_OPTION_ARG_NONE, &random_weights,
+      "No weights: draw a fresh random initialisation", NULL },
     { "weights-image", 0, 0, G_OPTION_ARG_FILENAME, &weights_image,
       "The picture of the first convolution's filters (PNG)", "FILTERS.png" },
     { NULL }
@@ -268,7 +272,8 @@ cmd_inspect (int argc, char **argv)
     in = image ? image->shape : (StShape) { 1, 3, 256, 256 };
   /* Drawing needs the weights; the table alone does not. */
   if (!st_pipeline_prepare (p, in, &error)
-      || ((image || weights || weights_image) && !load_weights (p, weights, &error)))
+      || ((image || weights || weights_image)
+          && !load_weights (p, weights, random_weights, &error)))
     {
       st_pipeline_free (p);
       return fail (error);
@@ -337,18 +342,43 @@ cmd_inspect (int argc, char **argv)
 
 /* ---- Weights and data, shared by run, eval and train -------------------- */
 
-/* --weights, or the file the pipeline names; a classifier must have one. */
-static gboolean
-load_weights (StPipeline *p, const char *weights, GError **error)
+/* The first stage with parameters (learnt or loaded), or NULL. */
+static const char *
+first_learnable_stage (const StPipeline *p)
 {
-  const char *path = weights ? weights : st_pipeline_weights_path (p);
-  if (path)
-    return st_pipeline_load_weights (p, path, error);
-  if (st_pipeline_is_classifier (p))
+  for (int i = 0; i < st_pipeline_n_stages (p); i++)
+    {
+      StStage *s = st_pipeline_stage (p, i);
+      if (st_stage_n_params (s) > 0)
+        return s->name;
+    }
+  return NULL;
+}
+
+/* --weights, or the file the pipeline names.  Learnable stages without
+ * either would run on random numbers and print confident nonsense, so that
+ * takes an explicit random_weights. */
+static gboolean
+load_weights (StPipeline *p, const char *weights, gboolean random_weights, GError **error)
+{
+  if (weights && random_weights)
     {
       g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
-                   "%s: no weights: name a file with weights= in the [pipeline] group or --weights",
-                   st_pipeline_name (p));
+                   "--weights and --random-weights: give one or the other");
+      return FALSE;
+    }
+  const char *path = weights ? weights : st_pipeline_weights_path (p);
+  if (path && !random_weights)
+    return st_pipeline_load_weights (p, path, error);
+  const char *learnable = first_learnable_stage (p);
+  if (!random_weights && (learnable || st_pipeline_is_classifier (p)))
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
+                   "%s: no weights%s%s%s: name a file with --weights FILE or weights= in the "
+                   "[pipeline] group (or pass --random-weights to use a fresh random "
+                   "initialisation)", st_pipeline_name (p),
+                   learnable ? " for its learnable stages (the first is '" : "",
+                   learnable ? learnable : "", learnable ? "')" : "");
       return FALSE;
     }
   return TRUE;
@@ -374,7 +404,21 @@ typedef struct {
   int prefix;
   StShape fixed;
   gboolean has_fixed;
+  StShape first_image;         /* as decoded (colour only), for messages */
+  gboolean seen_image;
 } SampleMaker;
+
+/* An image without its alpha channel: a classifier sees colour only.
+ * Returns image itself when it has none. */
+static const StTensor *
+without_alpha (const StTensor *image, StTensor **owned)
+{
+  if (image->shape.c != 2 && image->shape.c != 4)
+    return image;
+  *owned = st_tensor_new0 (1, image->shape.c - 1, image->shape.h, image->shape.w);
+  memcpy ((*owned)->data, image->data, st_tensor_numel (*owned) * sizeof (float));
+  return *owned;
+}
 
 /* A folder image becomes a sample by going through the pipeline's
  * preparation stages (grayscale, resize, ...). */
@@ -383,13 +427,11 @@ make_sample (const StTensor *image, gpointer data, GError **error)
 {
   SampleMaker *m = data;
   g_autoptr (StTensor) colour = NULL;
-  const StTensor *in = image;
-  /* Alpha is not part of what a classifier sees. */
-  if (image->shape.c == 2 || image->shape.c == 4)
+  const StTensor *in = without_alpha (image, &colour);
+  if (!m->seen_image)
     {
-      colour = st_tensor_new0 (1, image->shape.c - 1, image->shape.h, image->shape.w);
-      memcpy (colour->data, image->data, st_tensor_numel (colour) * sizeof (float));
-      in = colour;
+      m->first_image = in->shape;
+      m->seen_image = TRUE;
     }
   if (m->prefix == 0)
     {
@@ -406,36 +448,60 @@ make_sample (const StTensor *image, gpointer data, GError **error)
   return st_pipeline_forward_range (m->p, m->ctx, in, 0, m->prefix - 1, FALSE, error);
 }
 
+/* Without input=, a pipeline's learnable stages are sized at load for a
+ * 3x256x256 image; data of another shape would reach them as "declared
+ * with another shape".  Say instead what is missing and what to write. */
+static gboolean
+check_sized_for_data (StPipeline *p, const char *dir, StShape sample, StShape image,
+                      GError **error)
+{
+  int first = st_pipeline_prefix_length (p);
+  if (st_pipeline_fixed_input (p, NULL) || first >= st_pipeline_n_stages (p))
+    return TRUE;
+  StStage *stage = st_pipeline_stage (p, first);
+  StShape sized = stage->in_shapes[0];
+  sample.n = sized.n = 1;
+  if (st_shape_equal (sample, sized))
+    return TRUE;
+  /* As input= is written: CxHxW. */
+  g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
+               "%s: the [pipeline] group has no input=, so stage '%s' was sized for %dx%dx%d; "
+               "the images of %s make it %dx%dx%d: add input=%dx%dx%d to the [pipeline] group",
+               st_pipeline_name (p), stage->name, sized.c, sized.h, sized.w, dir,
+               sample.c, sample.h, sample.w, image.c, image.h, image.w);
+  return FALSE;
+}
+
 /* IDX files or a folder of class folders, as samples ready for the part
  * of the pipeline after its preparation stages. */
 static StDataset *
 load_data (StPipeline *p, const char *dir, gboolean test_set, int limit, int threads,
            guint64 max_pixels, GError **error)
 {
-  StDataset *ds;
+  g_autoptr (StDataset) ds = NULL;
+  StShape image;
   if (is_idx_dir (dir))
     {
+      /* The header says the shape: a misfit is refused before the data
+       * (hundreds of MB, maybe) is read. */
+      StShape fixed;
+      if (!st_dataset_idx_dir_image_shape (dir, test_set, &image, error))
+        return NULL;
+      if (st_pipeline_fixed_input (p, &fixed) && !st_shape_equal (fixed, image))
+        {
+          char a[64], b[64];
+          g_set_error (error, ST_ERROR, ST_ERROR_DATA, "%s: images are %s, the pipeline %s takes %s",
+                       dir, st_shape_format (image, a, sizeof a), st_pipeline_name (p),
+                       st_shape_format (fixed, b, sizeof b));
+          return NULL;
+        }
       ds = st_dataset_load_idx_dir (dir, test_set, error);
       if (!ds)
         return NULL;
       if (limit > 0 && limit < ds->n)
         st_dataset_truncate (ds, limit);
-      StShape fixed;
-      StShape sample = { 1, ds->x->shape.c, ds->x->shape.h, ds->x->shape.w };
-      if (st_pipeline_fixed_input (p, &fixed) && !st_shape_equal (fixed, sample))
-        {
-          char a[64], b[64];
-          g_set_error (error, ST_ERROR, ST_ERROR_DATA, "%s: images are %s, the pipeline %s takes %s",
-                       dir, st_shape_format (sample, a, sizeof a), st_pipeline_name (p),
-                       st_shape_format (fixed, b, sizeof b));
-          st_dataset_free (ds);
-          return NULL;
-        }
       if (!st_dataset_apply_prefix (ds, p, threads, error))
-        {
-          st_dataset_free (ds);
-          return NULL;
-        }
+        return NULL;
     }
   else
     {
@@ -445,15 +511,20 @@ load_data (StPipeline *p, const char *dir, gboolean test_set, int limit, int thr
       ds = st_dataset_load_folder (dir, st_pipeline_labels (p), make_sample, &maker, max_pixels, error);
       if (!ds)
         return NULL;
+      image = maker.first_image;
       if (limit > 0 && limit < ds->n)
         st_dataset_truncate (ds, limit);
       if (ds->n_skipped)
         fprintf (stderr, "%s: %u unreadable images skipped\n", dir, ds->n_skipped);
     }
-  return ds;
+  if (ds->n > 0 && !check_sized_for_data (p, dir, ds->x->shape, image, error))
+    return NULL;
+  return g_steal_pointer (&ds);
 }
 
-/* ---- strata train -------------------------------------------------------- */
+/* ---- Options with ranges, shared by train and eval ------------------------ */
+
+#define MAX_BATCH 65536
 
 static gboolean
 parse_choice (const char *option, const char *value, const char *const *names, int *out)
@@ -468,6 +539,33 @@ parse_choice (const char *option, const char *value, const char *const *names, i
   fprintf (stderr, "strata: %s: expected %s, found '%s'\n", option, all, value);
   return FALSE;
 }
+
+/* An option's number, whole text, finite. */
+static gboolean
+parse_number (const char *command, const char *option, const char *text, double *out)
+{
+  char *end = NULL;
+  double v = g_ascii_strtod (text, &end);
+  if (!*text || *end || !isfinite (v))
+    {
+      fprintf (stderr, "strata %s: %s: expected a number, found '%s'\n", command, option, text);
+      return FALSE;
+    }
+  *out = v;
+  return TRUE;
+}
+
+static gboolean
+int_in_range (const char *command, const char *option, gint64 v, gint64 lo, gint64 hi)
+{
+  if (v >= lo && v <= hi)
+    return TRUE;
+  fprintf (stderr, "strata %s: %s: expected %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT
+           ", found %" G_GINT64_FORMAT "\n", command, option, lo, hi, v);
+  return FALSE;
+}
+
+/* ---- strata train -------------------------------------------------------- */
 
 static char *
 default_path (const char *weights, const char *suffix)
@@ -485,29 +583,37 @@ cmd_train (int argc, char **argv)
   st_train_options_init (&opt);
   char *data = NULL, *test = NULL, *output = NULL, *optimizer = NULL, *schedule = NULL;
   char *checkpoint = NULL, *resume = NULL, *log = NULL, *plot = NULL;
-  double val_split = 0, lr = -1, momentum = -1, weight_decay = 0, gamma = 0.1;
+  /* Numbers whose default depends on other options are read as text, so
+   * that "not given" is not a value a user can type. */
+  char *lr_text = NULL, *momentum_text = NULL;
+  double val_split = 0, weight_decay = 0, gamma = 0.1;
   int epochs = 10, batch = 64, threads = 0, limit = 0, step_epochs = 10;
   gint64 seed = 1;
   gboolean nesterov = FALSE, no_shuffle = FALSE, quiet = FALSE;
   const GOptionEntry entries[] = {
     { "data", 0, 0, G_OPTION_ARG_FILENAME, &data, "Training data: IDX files or a folder of class folders", "DIR" },
     { "test", 0, 0, G_OPTION_ARG_FILENAME, &test, "Test data, measured after each epoch", "DIR" },
-    { "val-split", 0, 0, G_OPTION_ARG_DOUBLE, &val_split, "Hold out this fraction of the training data to test on", "F" },
+    { "val-split", 0, 0, G_OPTION_ARG_DOUBLE, &val_split,
+      "Hold out this fraction of the training data to test on, 0 to less than 1 (default 0: none)", "F" },
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "Weights file to write (safetensors)", "WEIGHTS" },
-    { "epochs", 0, 0, G_OPTION_ARG_INT, &epochs, "Passes over the data (default 10)", "N" },
-    { "batch", 'b', 0, G_OPTION_ARG_INT, &batch, "Batch size (default 64)", "N" },
+    { "epochs", 0, 0, G_OPTION_ARG_INT, &epochs, "Passes over the data, 1 to 100000 (default 10)", "N" },
+    { "batch", 'b', 0, G_OPTION_ARG_INT, &batch, "Batch size, 1 to 65536 (default 64)", "N" },
     { "optimizer", 0, 0, G_OPTION_ARG_STRING, &optimizer, "sgd, adam (default) or adamw", "NAME" },
-    { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &lr, "Learning rate (default 0.001 for adam, 0.01 for sgd)", "X" },
-    { "momentum", 0, 0, G_OPTION_ARG_DOUBLE, &momentum, "SGD momentum (default 0.9)", "X" },
+    { "lr", 0, 0, G_OPTION_ARG_STRING, &lr_text,
+      "Learning rate, more than 0 (default 0.001 for adam and adamw, 0.01 for sgd)", "X" },
+    { "momentum", 0, 0, G_OPTION_ARG_STRING, &momentum_text, "SGD momentum, 0 to less than 1 (default 0.9)", "X" },
     { "nesterov", 0, 0, G_OPTION_ARG_NONE, &nesterov, "SGD with Nesterov momentum", NULL },
-    { "weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &weight_decay, "L2 penalty (decoupled for adamw)", "X" },
+    { "weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &weight_decay,
+      "L2 penalty (decoupled for adamw), 0 or more (default 0)", "X" },
     { "schedule", 0, 0, G_OPTION_ARG_STRING, &schedule, "Learning rate: constant (default), step or cosine", "NAME" },
-    { "step-epochs", 0, 0, G_OPTION_ARG_INT, &step_epochs, "step schedule: epochs between decays (default 10)", "N" },
-    { "gamma", 0, 0, G_OPTION_ARG_DOUBLE, &gamma, "step schedule: decay factor (default 0.1)", "X" },
-    { "seed", 0, 0, G_OPTION_ARG_INT64, &seed, "Seed of initial weights, shuffling and dropout (default 1)", "N" },
+    { "step-epochs", 0, 0, G_OPTION_ARG_INT, &step_epochs,
+      "step schedule: epochs between decays, 1 to 100000 (default 10)", "N" },
+    { "gamma", 0, 0, G_OPTION_ARG_DOUBLE, &gamma, "step schedule: decay factor, more than 0 to 1 (default 0.1)", "X" },
+    { "seed", 0, 0, G_OPTION_ARG_INT64, &seed,
+      "Seed of initial weights, shuffling and dropout, 0 or more (default 1)", "N" },
     { "no-shuffle", 0, 0, G_OPTION_ARG_NONE, &no_shuffle, "Keep the data's order", NULL },
-    { "jobs", 'j', 0, G_OPTION_ARG_INT, &threads, "Threads (default: one per core)", "N" },
-    { "limit", 0, 0, G_OPTION_ARG_INT, &limit, "Use only the first N training images", "N" },
+    { "jobs", 'j', 0, G_OPTION_ARG_INT, &threads, "Threads, 0 to 1024 (default 0: one per core)", "N" },
+    { "limit", 0, 0, G_OPTION_ARG_INT, &limit, "Use only the first N training images, 0 or more (default 0: all)", "N" },
     { "checkpoint", 0, 0, G_OPTION_ARG_FILENAME, &checkpoint, "Checkpoint file (default WEIGHTS.ckpt.safetensors)", "FILE" },
     { "resume", 0, 0, G_OPTION_ARG_FILENAME, &resume, "Continue from a checkpoint", "FILE" },
     { "log", 0, 0, G_OPTION_ARG_FILENAME, &log, "Per-epoch CSV log (default WEIGHTS.csv)", "FILE" },
@@ -520,7 +626,8 @@ cmd_train (int argc, char **argv)
   if (!parse_options (octx, &argc, &argv))
     return EXIT_USAGE;
   g_autofree char *o1 = data, *o2 = test, *o3 = output, *o4 = optimizer, *o5 = schedule,
-                  *o6 = checkpoint, *o7 = resume, *o8 = log, *o9 = plot;
+                  *o6 = checkpoint, *o7 = resume, *o8 = log, *o9 = plot, *o10 = lr_text,
+                  *o11 = momentum_text;
   if (argc != 2 || !data || !output)
     {
       fprintf (stderr, "strata train: expected PIPELINE, --data DIR and -o WEIGHTS (see --help)\n");
@@ -541,33 +648,37 @@ cmd_train (int argc, char **argv)
         return EXIT_USAGE;
       opt.schedule = choice;
     }
+  double lr = opt.optimizer == ST_OPTIM_SGD ? 0.01 : 1e-3, momentum = opt.momentum;
+  if ((lr_text && !parse_number ("train", "--lr", lr_text, &lr))
+      || (momentum_text && !parse_number ("train", "--momentum", momentum_text, &momentum)))
+    return EXIT_USAGE;
   const char *bad = NULL;
-  if (epochs < 1)
-    bad = "--epochs: expected at least 1";
-  else if (batch < 1)
-    bad = "--batch: expected at least 1";
-  else if (lr == 0 || (lr < 0 && lr != -1) || !isfinite (lr))
-    bad = "--lr: expected a positive number";
-  else if (momentum != -1 && (momentum < 0 || momentum >= 1))
+  if (lr <= 0)
+    bad = "--lr: expected more than 0";
+  else if (momentum < 0 || momentum >= 1)
     bad = "--momentum: expected 0 to less than 1";
-  else if (weight_decay < 0)
+  else if (!isfinite (weight_decay) || weight_decay < 0)
     bad = "--weight-decay: expected 0 or more";
-  else if (val_split < 0 || val_split >= 1)
+  else if (!isfinite (val_split) || val_split < 0 || val_split >= 1)
     bad = "--val-split: expected 0 to less than 1";
-  else if (step_epochs < 1 || gamma <= 0)
-    bad = "--step-epochs and --gamma: expected positive numbers";
-  else if (seed < 0)
-    bad = "--seed: expected 0 or more";
-  else if (threads < 0)
-    bad = "--jobs: expected a positive number";
+  else if (!isfinite (gamma) || gamma <= 0 || gamma > 1)
+    bad = "--gamma: expected more than 0, at most 1";
+  else if (val_split > 0 && test)
+    bad = "--val-split and --test: give one or the other";
   if (bad)
     {
       fprintf (stderr, "strata train: %s\n", bad);
       return EXIT_USAGE;
     }
-  opt.lr = lr > 0 ? lr : opt.optimizer == ST_OPTIM_SGD ? 0.01 : 1e-3;
-  if (momentum >= 0)
-    opt.momentum = momentum;
+  if (!int_in_range ("train", "--epochs", epochs, 1, 100000)
+      || !int_in_range ("train", "--batch", batch, 1, MAX_BATCH)
+      || !int_in_range ("train", "--step-epochs", step_epochs, 1, 100000)
+      || !int_in_range ("train", "--seed", seed, 0, G_MAXINT64)
+      || !int_in_range ("train", "--jobs", threads, 0, ST_MAX_THREADS)
+      || !int_in_range ("train", "--limit", limit, 0, G_MAXINT))
+    return EXIT_USAGE;
+  opt.lr = lr;
+  opt.momentum = momentum;
   opt.nesterov = nesterov;
   opt.weight_decay = weight_decay;
   opt.step_epochs = step_epochs;
@@ -588,6 +699,16 @@ cmd_train (int argc, char **argv)
   opt.resume = resume;
 
   g_autoptr (GError) error = NULL;
+  /* Before anything slow: a full training that cannot write its result is
+   * an hour lost. */
+  if (!st_train_check_outputs (&opt, &error))
+    return fail (error);
+  if (resume && !g_file_test (resume, G_FILE_TEST_IS_REGULAR))
+    {
+      fprintf (stderr, "strata train: --resume: %s: %s\n", resume,
+               g_file_test (resume, G_FILE_TEST_EXISTS) ? "not a file" : "no such file");
+      return EXIT_USAGE;
+    }
   StPipeline *p = st_pipeline_load (st_registry_get_default (), argv[1], &error);
   if (!p)
     return fail (error);
@@ -608,21 +729,32 @@ cmd_train (int argc, char **argv)
     held = load_data (p, data, TRUE, 0, threads, ST_DEFAULT_MAX_PIXELS, &error);
   if ((test || (is_idx_dir (data) && val_split == 0)) && !held)
     goto out;
+  opt.class_names = (const char *const *) train->class_names;
   if (!quiet)
-    fprintf (stderr, "training on %d images%s%d%s, %d epochs, batch %d, %s, seed %" G_GINT64_FORMAT "\n",
-             train->n, held ? ", testing on " : "", held ? held->n : 0, held ? " images" : "",
-             epochs, batch, optimizers[opt.optimizer], seed);
-  gint64 start = g_get_monotonic_time ();
-  if (!st_train (p, train, held, &opt, &error))
     {
-      rc = g_error_matches (error, ST_ERROR, ST_ERROR_FAILED) ? 130 : EXIT_USAGE;
-      if (rc == 130)
-        g_clear_error (&error);
+      g_autofree char *testing = held ? g_strdup_printf (", testing on %d images", held->n)
+                                      : g_strdup ("");
+      fprintf (stderr, "training on %d images%s, %d epochs, batch %d, %s, seed %" G_GINT64_FORMAT "\n",
+               train->n, testing, epochs, batch, optimizers[opt.optimizer], seed);
+    }
+  gint64 start = g_get_monotonic_time ();
+  int epochs_run = 0;
+  if (!st_train (p, train, held, &opt, &epochs_run, &error))
+    {
+      /* st_train has said where the checkpoint is. */
+      if (g_error_matches (error, ST_ERROR, ST_ERROR_INTERRUPTED))
+        {
+          rc = 130;
+          g_clear_error (&error);
+        }
       goto out;
     }
-  if (!quiet)
+  if (!quiet && epochs_run > 0)
     fprintf (stderr, "wrote %s in %.1f s (log %s, plot %s)\n", output,
              (g_get_monotonic_time () - start) / 1e6, csv, png);
+  else if (!quiet)
+    fprintf (stderr, "wrote %s: %s had already done all %d epochs, so no log or plot was written\n",
+             output, resume, epochs);
   rc = EXIT_OK;
 out:
   if (error)
@@ -640,13 +772,16 @@ cmd_eval (int argc, char **argv)
 {
   char *data = NULL, *weights = NULL, *format = NULL;
   int threads = 0, limit = 0, batch = 256;
+  gboolean random_weights = FALSE;
   const GOptionEntry entries[] = {
     { "data", 0, 0, G_OPTION_ARG_FILENAME, &data, "IDX files (their test set) or a folder of class folders", "DIR" },
     { "weights", 'w', 0, G_OPTION_ARG_FILENAME, &weights, "Weights file (default: the pipeline's)", "FILE" },
+    { "random-weights", 0, 0, G_OPTION_ARG_NONE, &random_weights,
+      "No weights: measure a fresh random initialisation (a baseline)", NULL },
     { "format", 0, 0, G_OPTION_ARG_STRING, &format, "text (default) or json", "FMT" },
-    { "batch", 'b', 0, G_OPTION_ARG_INT, &batch, "Images per batch (default 256)", "N" },
-    { "jobs", 'j', 0, G_OPTION_ARG_INT, &threads, "Threads (default: one per core)", "N" },
-    { "limit", 0, 0, G_OPTION_ARG_INT, &limit, "Use only the first N images", "N" },
+    { "batch", 'b', 0, G_OPTION_ARG_INT, &batch, "Images per batch, 1 to 65536 (default 256)", "N" },
+    { "jobs", 'j', 0, G_OPTION_ARG_INT, &threads, "Threads, 0 to 1024 (default 0: one per core)", "N" },
+    { "limit", 0, 0, G_OPTION_ARG_INT, &limit, "Use only the first N images, 0 or more (default 0: all)", "N" },
     { NULL }
   };
   g_autoptr (GOptionContext) octx = make_context ("PIPELINE --data DIR",
@@ -654,12 +789,18 @@ cmd_eval (int argc, char **argv)
   if (!parse_options (octx, &argc, &argv))
     return EXIT_USAGE;
   g_autofree char *o1 = data, *o2 = weights, *o3 = format;
-  gboolean json = format && g_ascii_strcasecmp (format, "json") == 0;
-  if (argc != 2 || !data || batch < 1 || (format && !json && g_ascii_strcasecmp (format, "text") != 0))
+  static const char *const formats[] = { "text", "json", NULL };
+  int json = 0;
+  if (argc != 2 || !data)
     {
-      fprintf (stderr, "strata eval: expected PIPELINE and --data DIR, --format text|json (see --help)\n");
+      fprintf (stderr, "strata eval: expected PIPELINE and --data DIR (see --help)\n");
       return EXIT_USAGE;
     }
+  if ((format && !parse_choice ("--format", format, formats, &json))
+      || !int_in_range ("eval", "--batch", batch, 1, MAX_BATCH)
+      || !int_in_range ("eval", "--jobs", threads, 0, ST_MAX_THREADS)
+      || !int_in_range ("eval", "--limit", limit, 0, G_MAXINT))
+    return EXIT_USAGE;
   g_autoptr (GError) error = NULL;
   StPipeline *p = st_pipeline_load (st_registry_get_default (), argv[1], &error);
   if (!p)
@@ -674,7 +815,7 @@ cmd_eval (int argc, char **argv)
                    "eval measures classifiers", st_pipeline_name (p));
       goto out;
     }
-  if (!load_weights (p, weights, &error))
+  if (!load_weights (p, weights, random_weights, &error))
     goto out;
   ds = load_data (p, data, TRUE, limit, threads, ST_DEFAULT_MAX_PIXELS, &error);
   if (!ds || !st_train_check_pipeline (p, ds->n_classes, &error))
@@ -725,7 +866,7 @@ cmd_run (int argc, char **argv)
 {
   char *output = NULL, *format = NULL, *weights = NULL;
   char *quality_text = NULL, *jobs_text = NULL, *top_text = NULL, *max_pixels_text = NULL;
-  gboolean overwrite = FALSE, quiet = FALSE;
+  gboolean overwrite = FALSE, quiet = FALSE, random_weights = FALSE;
   g_autofree char *jobs_help = g_strdup_printf ("Threads, 1 to %d (default: one per core)",
                                                 ST_MAX_THREADS);
   const GOptionEntry entries[] = {
@@ -735,6 +876,8 @@ cmd_run (int argc, char **argv)
     { "format", 0, 0, G_OPTION_ARG_STRING, &format,
       "Images: png or jpeg (default: keep each input's); predictions: csv (default) or jsonl", "FMT" },
     { "weights", 'w', 0, G_OPTION_ARG_FILENAME, &weights, "Weights file (default: the pipeline's)", "FILE" },
+    { "random-weights", 0, 0, G_OPTION_ARG_NONE, &random_weights,
+      "No weights: run learnable stages with a fresh random initialisation", NULL },
     { "top", 0, 0, G_OPTION_ARG_STRING, &top_text,
       "Predictions: labels listed per image, 1 or more (default 5)", "K" },
     { "quality", 'q', 0, G_OPTION_ARG_STRING, &quality_text, "JPEG quality, 1 to 100 (default 90)", "N" },
@@ -802,7 +945,7 @@ cmd_run (int argc, char **argv)
       st_pipeline_free (p);
       return EXIT_USAGE;
     }
-  if (!load_weights (p, weights, &error))
+  if (!load_weights (p, weights, random_weights, &error))
     {
       st_pipeline_free (p);
       return fail (error);
