@@ -324,3 +324,20 @@ st_suggest (const char *name, const char *const *candidates, int max)
     }
   return g_string_free (out, FALSE);
 }
+
+char *
+st_format_bytes (guint64 bytes)
+{
+  static const char *const units[] = { "kB", "MB", "GB", "TB", "PB", "EB" };
+  if (bytes < 1000)
+    return g_strdup_printf ("%u bytes", (guint) bytes);
+  double value = bytes / 1000.0;
+  guint u = 0;
+  /* 999.95 would print as "1000.0". */
+  while (value >= 999.95 && u + 1 < G_N_ELEMENTS (units))
+    {
+      value /= 1000.0;
+      u++;
+    }
+  return g_strdup_printf ("%.1f %s", value, units[u]);
+}
