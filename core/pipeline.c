@@ -98,26 +98,102 @@ quote_line (const char *line)
   return g_strconcat (head, "...", NULL);
 }
 
-/* One pass over the lines before GKeyFile sees them.  GKeyFile's messages
- * for a malformed line are raw, or misleading: a header missing its ']'
- * is skipped, so the keys below it land in the stage before and read as
- * given twice.  And it merges repeated groups and keeps the last of
- * repeated keys without a word, where a pipeline file with either is
- * almost surely a mistake.  Every complaint here names the line. */
-static gboolean
-scan_lines (StPipeline *p, const char *text, GError **error)
+/* A group of the file: a stage, or [pipeline].  Names, keys and values
+ * point into the text's lines, which the ParsedText owns. */
+typedef struct {
+  const char *name;
+  GPtrArray *keys;             /* const char *, in file order */
+  GPtrArray *values;           /* const char *, as written (escapes unresolved) */
+} Group;
+
+typedef struct {
+  char **lines;
+  GPtrArray *groups;           /* Group *, in file order */
+} ParsedText;
+
+static void
+group_free (gpointer data)
 {
-  g_auto (GStrv) lines = g_strsplit (text, "\n", -1);
-  g_autoptr (GHashTable) groups = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  g_autoptr (GHashTable) keys = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  g_autofree char *group = NULL;
+  Group *g = data;
+  g_ptr_array_unref (g->keys);
+  g_ptr_array_unref (g->values);
+  g_free (g);
+}
+
+static void
+parsed_text_clear (ParsedText *t)
+{
+  g_clear_pointer (&t->groups, g_ptr_array_unref);
+  g_clear_pointer (&t->lines, g_strfreev);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (ParsedText, parsed_text_clear)
+
+/* A value as GKeyFile reads one: \s \n \t \r and \\ stand for a space,
+ * newline, tab, return and backslash; any other escape is an error. */
+static char *
+unescape_value (const char *raw, GError **error)
+{
+  if (!strchr (raw, '\\'))
+    return g_strdup (raw);
+  GString *out = g_string_sized_new (strlen (raw));
+  for (const char *c = raw; *c; c++)
+    {
+      if (*c != '\\')
+        {
+          g_string_append_c (out, *c);
+          continue;
+        }
+      c++;
+      switch (*c)
+        {
+        case 's': g_string_append_c (out, ' '); break;
+        case 'n': g_string_append_c (out, '\n'); break;
+        case 't': g_string_append_c (out, '\t'); break;
+        case 'r': g_string_append_c (out, '\r'); break;
+        case '\\': g_string_append_c (out, '\\'); break;
+        default:
+          if (g_ascii_isgraph (*c))
+            g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
+                         "invalid escape sequence '\\%c' (write '\\\\' for a backslash)", *c);
+          else if (*c)
+            g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
+                         "invalid escape sequence (write '\\\\' for a backslash)");
+          else
+            g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
+                         "a backslash ends the value (write '\\\\' for a backslash)");
+          g_string_free (out, TRUE);
+          return NULL;
+        }
+    }
+  return g_string_free (out, FALSE);
+}
+
+/* The key-file syntax, in one pass over the lines, in place of GKeyFile.
+ * GKeyFile's messages for a malformed line are raw, or misleading: a
+ * header missing its ']' is skipped, so the keys below it land in the
+ * stage before and read as given twice.  It merges repeated groups and
+ * keeps the last of repeated keys without a word, where a pipeline file
+ * with either is almost surely a mistake.  And it allocates several times
+ * per key, which is most of the time a large file takes.  Every complaint
+ * here names the line. */
+static gboolean
+parse_text (StPipeline *p, const char *text, ParsedText *out, GError **error)
+{
+  out->lines = g_strsplit (text, "\n", -1);
+  out->groups = g_ptr_array_new_with_free_func (group_free);
+  char **lines = out->lines;
+  Group *current = NULL;
+  /* Names point into lines; keys holds the current group's only. */
+  g_autoptr (GHashTable) groups = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autoptr (GHashTable) keys = g_hash_table_new (g_str_hash, g_str_equal);
+  const char *group = NULL;
   for (int i = 0; lines[i]; i++)
     {
       const int line_no = i + 1;
       char *line = g_strstrip (lines[i]);
       if (*line == '#' || *line == '\0')
         continue;
-      g_autofree char *quoted = quote_line (line);
       if (*line == '[')
         {
           char *end = strchr (line, ']');
@@ -135,12 +211,13 @@ scan_lines (StPipeline *p, const char *text, GError **error)
               problem = "a stage name cannot contain control characters";
           if (problem)
             {
+              g_autofree char *quoted = quote_line (line);
               set_error (error, p, ST_ERROR_PIPELINE,
                          "not a valid pipeline file: line %d: '%s': %s", line_no, quoted, problem);
               return FALSE;
             }
-          g_free (group);
-          group = g_strndup (line + 1, end - line - 1);
+          *end = '\0';
+          group = line + 1;
           int first = GPOINTER_TO_INT (g_hash_table_lookup (groups, group));
           if (first)
             {
@@ -149,21 +226,30 @@ scan_lines (StPipeline *p, const char *text, GError **error)
                          group, line_no, first);
               return FALSE;
             }
-          g_hash_table_insert (groups, g_strdup (group), GINT_TO_POINTER (line_no));
+          g_hash_table_insert (groups, (char *) group, GINT_TO_POINTER (line_no));
           g_hash_table_remove_all (keys);
+          current = g_new0 (Group, 1);
+          current->name = group;
+          current->keys = g_ptr_array_new ();
+          current->values = g_ptr_array_new ();
+          g_ptr_array_add (out->groups, current);
           continue;
         }
       char *eq = strchr (line, '=');
       if (!eq)
         {
+          g_autofree char *quoted = quote_line (line);
           set_error (error, p, ST_ERROR_PIPELINE,
                      "not a valid pipeline file: line %d: expected '[stage]', 'key=value' or "
                      "a '#' comment, found '%s'", line_no, quoted);
           return FALSE;
         }
-      g_autofree char *key = g_strstrip (g_strndup (line, eq - line));
+      *eq = '\0';   /* the line is ours: the key ends here */
+      char *key = g_strchomp (line);
       if (!*key)
         {
+          *eq = '=';
+          g_autofree char *quoted = quote_line (line);
           set_error (error, p, ST_ERROR_PIPELINE,
                      "not a valid pipeline file: line %d: '%s': a key is missing before '='",
                      line_no, quoted);
@@ -191,7 +277,9 @@ scan_lines (StPipeline *p, const char *text, GError **error)
                      group, key, first, line_no);
           return FALSE;
         }
-      g_hash_table_insert (keys, g_steal_pointer (&key), GINT_TO_POINTER (line_no));
+      g_hash_table_insert (keys, key, GINT_TO_POINTER (line_no));
+      g_ptr_array_add (current->keys, key);
+      g_ptr_array_add (current->values, g_strchug (eq + 1));
     }
   return TRUE;
 }
@@ -222,15 +310,20 @@ parse_input_shape (const char *text, StShape *shape)
 }
 
 static gboolean
-parse_pipeline_group (StPipeline *p, GKeyFile *kf, GError **error)
+parse_pipeline_group (StPipeline *p, const Group *group, GError **error)
 {
   static const char *const known[] = { "input", "weights", "labels", "description", NULL };
-  g_auto (GStrv) keys = g_key_file_get_keys (kf, "pipeline", NULL, NULL);
-  for (int i = 0; keys && keys[i]; i++)
+  const char *const *keys = (const char *const *) group->keys->pdata;
+  for (guint i = 0; i < group->keys->len; i++)
     {
-      g_autofree char *value = g_key_file_get_string (kf, "pipeline", keys[i], NULL);
+      g_autoptr (GError) local = NULL;
+      g_autofree char *value = unescape_value (group->values->pdata[i], &local);
       if (!value)
-        value = g_strdup ("");
+        {
+          set_error (error, p, ST_ERROR_PIPELINE, "group 'pipeline': key '%s': %s", keys[i],
+                     local->message);
+          return FALSE;
+        }
       g_strstrip (value);
       if (strcmp (keys[i], "input") == 0)
         {
@@ -265,12 +358,12 @@ parse_pipeline_group (StPipeline *p, GKeyFile *kf, GError **error)
               g_autofree char *path = g_path_is_absolute (value)
                 ? g_strdup (value) : g_build_filename (p->dir, value, NULL);
               g_autofree char *contents = NULL;
-              g_autoptr (GError) local = NULL;
-              if (!g_file_get_contents (path, &contents, NULL, &local))
+              g_autoptr (GError) read_error = NULL;
+              if (!g_file_get_contents (path, &contents, NULL, &read_error))
                 {
                   set_error (error, p, ST_ERROR_PIPELINE,
                              "group 'pipeline': key 'labels': expected a list (a;b;c) or a "
-                             "file of labels, found '%s' (%s)", value, local->message);
+                             "file of labels, found '%s' (%s)", value, read_error->message);
                   return FALSE;
                 }
               g_auto (GStrv) lines = g_strsplit (contents, "\n", -1);
@@ -354,17 +447,16 @@ sort_nodes (StPipeline *p, GPtrArray *file_order, GPtrArray *sorted, GError **er
 }
 
 static gboolean
-build_stages (StPipeline *p, GKeyFile *kf, GError **error)
+build_stages (StPipeline *p, GPtrArray *groups, GError **error)
 {
-  gsize n_groups = 0;
-  g_auto (GStrv) groups = g_key_file_get_groups (kf, &n_groups);
   g_autoptr (GPtrArray) file_order = g_ptr_array_new_with_free_func (node_free);
   /* Stage name -> place in file_order; the names are the stages' own. */
   g_autoptr (GHashTable) index = g_hash_table_new (g_str_hash, g_str_equal);
 
-  for (gsize g = 0; g < n_groups; g++)
+  for (guint g = 0; g < groups->len; g++)
     {
-      const char *name = groups[g];
+      const Group *group = groups->pdata[g];
+      const char *name = group->name;
       if (strcmp (name, "pipeline") == 0)
         continue;
       if (strcmp (name, "image") == 0 || !*name || strchr (name, ',') || strchr (name, '.'))
@@ -374,7 +466,10 @@ build_stages (StPipeline *p, GKeyFile *kf, GError **error)
                      "without ',' or '.')", name);
           return FALSE;
         }
-      g_autofree char *type = g_key_file_get_string (kf, name, "type", NULL);
+      g_autofree char *type = NULL;
+      for (guint k = 0; k < group->keys->len && !type; k++)
+        if (strcmp (group->keys->pdata[k], "type") == 0)
+          type = unescape_value (group->values->pdata[k], NULL);
       if (!type || !*g_strstrip (type))
         {
           set_error (error, p, ST_ERROR_PIPELINE,
@@ -401,17 +496,17 @@ build_stages (StPipeline *p, GKeyFile *kf, GError **error)
           return FALSE;
         }
 
-      gsize n_keys = 0;
-      g_auto (GStrv) keys = g_key_file_get_keys (kf, name, &n_keys, NULL);
+      const guint n_keys = group->keys->len;
+      const char *const *keys = (const char *const *) group->keys->pdata;
       g_autoptr (GPtrArray) pkeys = g_ptr_array_new ();
       g_autoptr (GPtrArray) pvalues = g_ptr_array_new_with_free_func (g_free);
       g_autofree char *input = NULL;
-      for (gsize k = 0; k < n_keys; k++)
+      for (guint k = 0; k < n_keys; k++)
         {
           if (strcmp (keys[k], "type") == 0)
             continue;
           g_autoptr (GError) local = NULL;
-          char *value = g_key_file_get_string (kf, name, keys[k], &local);
+          char *value = unescape_value (group->values->pdata[k], &local);
           if (!value)
             {
               set_error (error, p, ST_ERROR_PIPELINE, "stage '%s': key '%s': %s",
@@ -423,7 +518,7 @@ build_stages (StPipeline *p, GKeyFile *kf, GError **error)
               input = value;
               continue;
             }
-          g_ptr_array_add (pkeys, keys[k]);
+          g_ptr_array_add (pkeys, (char *) keys[k]);
           g_ptr_array_add (pvalues, value);
         }
 
@@ -567,7 +662,7 @@ load_text (StRegistry *reg, const char *text, const char *display_name,
            const char *dir, GError **error)
 {
   /* Editors on Windows start UTF-8 files with a byte-order mark, which
-   * GKeyFile would take as part of the first line. */
+   * would read as part of the first line. */
   if (g_str_has_prefix (text, "\xEF\xBB\xBF"))
     text += 3;
   g_autoptr (StPipeline) p = g_new0 (StPipeline, 1);
@@ -576,20 +671,16 @@ load_text (StRegistry *reg, const char *text, const char *display_name,
   p->source = g_strdup (text);
   p->dir = g_strdup (dir);
 
-  if (!scan_lines (p, text, error))
+  g_auto (ParsedText) parsed = { NULL, NULL };
+  if (!parse_text (p, text, &parsed, error))
     return NULL;
-  g_autoptr (GKeyFile) kf = g_key_file_new ();
-  g_autoptr (GError) local = NULL;
-  /* GKeyFile takes ';' as its list separator; pipeline lists use ',' and
-   * rows use ';', both parsed by the core from the raw string. */
-  if (!g_key_file_load_from_data (kf, text, -1, G_KEY_FILE_NONE, &local))
+  for (guint g = 0; g < parsed.groups->len; g++)
     {
-      set_error (error, p, ST_ERROR_PIPELINE, "not a valid pipeline file: %s", local->message);
-      return NULL;
+      const Group *group = parsed.groups->pdata[g];
+      if (strcmp (group->name, "pipeline") == 0 && !parse_pipeline_group (p, group, error))
+        return NULL;
     }
-  if (g_key_file_has_group (kf, "pipeline") && !parse_pipeline_group (p, kf, error))
-    return NULL;
-  if (!build_stages (p, kf, error))
+  if (!build_stages (p, parsed.groups, error))
     return NULL;
   compute_last_use (p);
   p->acts = g_new0 (StTensor *, p->nodes->len);
