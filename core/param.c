@@ -132,7 +132,7 @@ parse_bool (const char *text, gboolean *out, GError **error)
 static char **
 split_list (const char *text, int *rows, int *per_row, GError **error)
 {
-  g_auto (GStrv) row_texts = g_strsplit (text, ";", -1);
+  g_auto (GStrv) row_texts = g_strsplit_set (text, ";", -1);
   GPtrArray *items = g_ptr_array_new_with_free_func (g_free);
   int n_rows = 0, width = -1;
   for (int r = 0; row_texts[r]; r++)
@@ -140,7 +140,7 @@ split_list (const char *text, int *rows, int *per_row, GError **error)
       g_strstrip (row_texts[r]);
       if (row_texts[r][0] == '\0' && row_texts[r + 1] == NULL && r > 0)
         break;  /* a trailing ';' as GKeyFile lists write them */
-      g_auto (GStrv) cells = g_strsplit (row_texts[r], ",", -1);
+      g_auto (GStrv) cells = g_strsplit_set (row_texts[r], ",", -1);
       int count = g_strv_length (cells);
       if (width >= 0 && count != width)
         {

@@ -107,7 +107,7 @@ typedef struct {
 } Group;
 
 typedef struct {
-  char **lines;
+  char *buffer;                /* a copy of the text, cut into lines */
   GPtrArray *groups;           /* Group *, in file order */
 } ParsedText;
 
@@ -124,7 +124,7 @@ static void
 parsed_text_clear (ParsedText *t)
 {
   g_clear_pointer (&t->groups, g_ptr_array_unref);
-  g_clear_pointer (&t->lines, g_strfreev);
+  g_clear_pointer (&t->buffer, g_free);
 }
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (ParsedText, parsed_text_clear)
@@ -180,9 +180,20 @@ unescape_value (const char *raw, GError **error)
 static gboolean
 parse_text (StPipeline *p, const char *text, ParsedText *out, GError **error)
 {
-  out->lines = g_strsplit (text, "\n", -1);
   out->groups = g_ptr_array_new_with_free_func (group_free);
-  char **lines = out->lines;
+  out->buffer = g_strdup (text);
+  /* Cut in place with strchr: g_strsplit searches with strstr, which
+   * sanitizers check to the end of the text on every call. */
+  g_autoptr (GPtrArray) starts = g_ptr_array_new ();
+  for (char *c = out->buffer; c; )
+    {
+      g_ptr_array_add (starts, c);
+      c = strchr (c, '\n');
+      if (c)
+        *c++ = '\0';
+    }
+  g_ptr_array_add (starts, NULL);
+  char **lines = (char **) starts->pdata;
   Group *current = NULL;
   /* Names point into lines; keys holds the current group's only. */
   g_autoptr (GHashTable) groups = g_hash_table_new (g_str_hash, g_str_equal);
@@ -366,7 +377,7 @@ parse_pipeline_group (StPipeline *p, const Group *group, GError **error)
                              "file of labels, found '%s' (%s)", value, read_error->message);
                   return FALSE;
                 }
-              g_auto (GStrv) lines = g_strsplit (contents, "\n", -1);
+              g_auto (GStrv) lines = g_strsplit_set (contents, "\n", -1);
               GPtrArray *labels = g_ptr_array_new ();
               for (int k = 0; lines[k]; k++)
                 if (*g_strstrip (lines[k]))
@@ -729,7 +740,7 @@ st_pipeline_load_file (StRegistry *reg, const char *path, GError **error)
 StPipeline *
 st_pipeline_load_inline (StRegistry *reg, const char *chain, GError **error)
 {
-  g_auto (GStrv) parts = g_strsplit (chain, "!", -1);
+  g_auto (GStrv) parts = g_strsplit_set (chain, "!", -1);
   g_autoptr (GString) ini = g_string_new (NULL);
   g_autoptr (GHashTable) counts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   for (int i = 0; parts[i]; i++)

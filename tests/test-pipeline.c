@@ -533,7 +533,8 @@ test_cli_common_options (void)
   g_assert_true (strstr (r.err, "--plugin-dir") && strstr (r.err, missing)
                  && strstr (r.err, "no such folder"));
   tu_result_clear (&r);
-  r = tu_run (exe, "run", "sharpen", file, "-o", tmp, "--plugin-dir", file, NULL);
+  g_autofree char *maps = g_build_filename (tmp, "maps.png", NULL);
+  r = tu_run (exe, "inspect", "sharpen", file, "-o", maps, "--plugin-dir", file, NULL);
   g_assert_cmpint (r.status, ==, 2);
   g_assert_true (strstr (r.err, file) && strstr (r.err, "not a folder"));
   tu_result_clear (&r);

@@ -308,10 +308,14 @@ cmd_inspect (int argc, char **argv)
     "Prints a pipeline's stages, output shapes, parameters and multiply-adds.\n"
     "With IMAGE and -o, also draws every stage's output for that image; with\n"
     "--weights-image, the filters of the first conv2d stage.", entries);
-  if (!parse_options (octx, &argc, &argv))
+  /* Owned before parsing, so that a refused option frees those parsed before it. */
+  g_autofree char *output_owned = NULL, *weights_owned = NULL, *weights_image_owned = NULL;
+  gboolean parsed = parse_options (octx, &argc, &argv);
+  output_owned = output;
+  weights_owned = weights;
+  weights_image_owned = weights_image;
+  if (!parsed)
     return EXIT_USAGE;
-  g_autofree char *output_owned = output, *weights_owned = weights;
-  g_autofree char *weights_image_owned = weights_image;
   if (argc != 2 && argc != 3)
     {
       fprintf (stderr, "strata inspect: expected PIPELINE and at most one IMAGE\n");
