@@ -1051,12 +1051,10 @@ infer_range (StPipeline *p, StShape input, int first, int last, GError **error)
 {
   g_return_val_if_fail (check_range (p, first, last), FALSE);
   p->prepared = FALSE;
-  if (first == 0 && p->has_input
-      && (input.c != p->input.c || input.h != p->input.h || input.w != p->input.w))
-    {
-      set_fixed_input_error (p, input, error);
-      return FALSE;
-    }
+  /* Another shape than input= may still fit (preparation stages, a global
+   * pool); when it does not, that is what the user needs to hear. */
+  const gboolean other_shape = first == 0 && p->has_input
+    && (input.c != p->input.c || input.h != p->input.h || input.w != p->input.w);
   if (!st_shape_bytes (input, NULL))
     {
       char buf[64];
@@ -1087,6 +1085,11 @@ infer_range (StPipeline *p, StShape input, int first, int last, GError **error)
       g_autoptr (GError) local = NULL;
       gboolean ok = st_stage_infer (node->stage, shapes, node->n_inputs, &local);
       params += st_stage_param_bytes (node->stage) - before;
+      if (!ok && other_shape && local->code != ST_ERROR_MEMORY)
+        {
+          set_fixed_input_error (p, input, error);
+          return FALSE;
+        }
       if (!ok)
         {
           g_set_error (error, ST_ERROR, local->code, "%s: %s", p->name, local->message);

@@ -38,8 +38,9 @@ const char *const *st_pipeline_stage_inputs (const StPipeline *p, int index);
  * included) and checks its working memory against st_memory_limit(): the
  * input, the parameters, and each stage's output beside those still to be
  * read.  Fails with ST_ERROR_MEMORY naming the stage and the bytes, before
- * anything is allocated; with ST_ERROR_SHAPE when the pipeline has a fixed
- * input (input=) of another channel count, height or width. */
+ * anything is allocated.  When the pipeline has a fixed input (input=) and
+ * its stages do not take this other shape, the ST_ERROR_SHAPE message says
+ * both shapes and how to convert, rather than what the stage found. */
 gboolean  st_pipeline_prepare (StPipeline *p, StShape input, GError **error);
 /* Shape inference alone, without the memory bound: for a caller that
  * looks at the shapes to decide how to cut the input (into strips), and

@@ -425,6 +425,16 @@ test_fixed_input_message (void)
   g_clear_error (&error);
   st_pipeline_free (p);
 
+  /* Stages that take another shape than input= (here preparation stages)
+   * still do. */
+  p = st_pipeline_load_data (reg, "[pipeline]\ninput=1x28x28\n[g]\ntype=grayscale\n"
+                             "[r]\ntype=resize\nwidth=28\nheight=28\n[c]\ntype=conv2d\n"
+                             "filters=2\nsize=3\n", "prep.ini", &error);
+  g_assert_no_error (error);
+  g_assert_true (st_pipeline_prepare (p, (StShape) { 1, 3, 100, 80 }, &error));
+  g_assert_no_error (error);
+  st_pipeline_free (p);
+
   /* The installed classifier points to its installed -photo variant. */
   p = st_pipeline_load (reg, "fashion-mnist", &error);
   g_assert_no_error (error);
