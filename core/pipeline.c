@@ -682,6 +682,11 @@ load_text (StRegistry *reg, const char *text, const char *display_name,
   p->source = g_strdup (text);
   p->dir = g_strdup (dir);
 
+  if (!g_utf8_validate (text, -1, NULL))
+    {
+      set_error (error, p, ST_ERROR_PIPELINE, "not a pipeline file (not UTF-8 text)");
+      return NULL;
+    }
   g_auto (ParsedText) parsed = { NULL, NULL };
   if (!parse_text (p, text, &parsed, error))
     return NULL;

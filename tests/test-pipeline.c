@@ -230,6 +230,17 @@ test_error_line_syntax (void)
   EXPECT_ERROR ("[a]\ntype=kernel\n=emboss\n", "line 3", "'=emboss'", "key is missing");
   EXPECT_ERROR ("[a]\ntype=kernel\npreset[x]=emboss\n", "line 3", "'preset[x]'");
   EXPECT_ERROR ("[a]\ntype=kernel\n\n  just words\n", "line 4", "found 'just words'");
+  /* Values keep GKeyFile's escapes; others are named. */
+  EXPECT_ERROR ("[a]\ntype=kernel\npreset=emb\\oss\n", "stage 'a'", "key 'preset'",
+                "invalid escape sequence '\\o'");
+  EXPECT_ERROR ("[a]\ntype=kernel\npreset=emboss\\\n", "key 'preset'", "backslash ends");
+  EXPECT_ERROR ("[a]\ntype=kernel\npreset=\xff\n", "not UTF-8");
+  g_autoptr (GError) error = NULL;
+  StPipeline *p = st_pipeline_load_data (reg, "[pipeline]\ndescription=a\\sb\\\\c\n"
+                                         "[k]\ntype=kernel\n", "esc.ini", &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (st_pipeline_description (p), ==, "a b\\c");
+  st_pipeline_free (p);
   /* A long line is quoted cut short, and the message stays one line. */
   g_autofree char *longline = g_strnfill (500, 'x');
   g_autofree char *text = g_strdup_printf ("[a]\ntype=kernel\n%s\n", longline);
