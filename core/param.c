@@ -132,7 +132,7 @@ parse_bool (const char *text, gboolean *out, GError **error)
 static char **
 split_list (const char *text, int *rows, int *per_row, GError **error)
 {
-  g_auto (GStrv) row_texts = g_strsplit (text, ";", -1);
+  g_auto (GStrv) row_texts = g_strsplit_set (text, ";", -1);
   GPtrArray *items = g_ptr_array_new_with_free_func (g_free);
   int n_rows = 0, width = -1;
   for (int r = 0; row_texts[r]; r++)
@@ -140,7 +140,7 @@ split_list (const char *text, int *rows, int *per_row, GError **error)
       g_strstrip (row_texts[r]);
       if (row_texts[r][0] == '\0' && row_texts[r + 1] == NULL && r > 0)
         break;  /* a trailing ';' as GKeyFile lists write them */
-      g_auto (GStrv) cells = g_strsplit (row_texts[r], ",", -1);
+      g_auto (GStrv) cells = g_strsplit_set (row_texts[r], ",", -1);
       int count = g_strv_length (cells);
       if (width >= 0 && count != width)
         {
@@ -323,4 +323,21 @@ st_suggest (const char *name, const char *const *candidates, int max)
       return NULL;
     }
   return g_string_free (out, FALSE);
+}
+
+char *
+st_format_bytes (guint64 bytes)
+{
+  static const char *const units[] = { "kB", "MB", "GB", "TB", "PB", "EB" };
+  if (bytes < 1000)
+    return g_strdup_printf ("%u bytes", (guint) bytes);
+  double value = bytes / 1000.0;
+  guint u = 0;
+  /* 999.95 would print as "1000.0". */
+  while (value >= 999.95 && u + 1 < G_N_ELEMENTS (units))
+    {
+      value /= 1000.0;
+      u++;
+    }
+  return g_strdup_printf ("%.1f %s", value, units[u]);
 }

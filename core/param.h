@@ -28,4 +28,7 @@ int   st_edit_distance (const char *a, const char *b);
 /* The candidates within a small distance of name (at most max, closest
  * first) joined as "'a', 'b'", or NULL when none is close. */
 char *st_suggest (const char *name, const char *const *candidates, int max);
+/* Bytes in decimal units with one decimal, "68.7 GB", plain ASCII (unlike
+ * g_format_size's no-break space): for messages about the memory limit. */
+char *st_format_bytes (guint64 bytes);
 G_END_DECLS

@@ -2,6 +2,7 @@
 #include "pipeline.h"
 #include "stage.h"
 #include "param.h"
+#include "context.h"
 #include "config.h"
 
 #include <string.h>
@@ -14,6 +15,7 @@ typedef struct {
   int *inputs;                 /* node index in run order, or IMAGE_INPUT */
   int n_inputs;
   int last_use;                /* last node that reads this one's output */
+  int file_index;              /* place of its group in the file */
 } Node;
 
 struct _StPipeline {
@@ -29,6 +31,7 @@ struct _StPipeline {
   GPtrArray *nodes;            /* Node*, in run order */
   gboolean prepared;
   StShape prepared_shape;
+  guint64 kept_bytes;          /* a forward that keeps every output, as last prepared */
   StTensor **acts;             /* per node, kept for backward */
   StTensor *acts_input;        /* the input of the last forward that kept them */
   int range_first, range_last; /* the stages that forward ran */
@@ -85,54 +88,222 @@ set_error (GError **error, StPipeline *p, int code, const char *fmt, ...)
   g_set_error (error, ST_ERROR, code, "%s: %s", p->name, msg);
 }
 
-/* GKeyFile merges repeated groups and keeps the last of repeated keys
- * without a word; a pipeline file with either is almost surely a mistake. */
-static gboolean
-check_duplicates (StPipeline *p, const char *text, GError **error)
+/* A line as an error message quotes it: long ones cut short. */
+static char *
+quote_line (const char *line)
 {
-  g_auto (GStrv) lines = g_strsplit (text, "\n", -1);
-  g_autoptr (GHashTable) groups = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  g_autoptr (GHashTable) keys = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  g_autofree char *group = NULL;
+  if (g_utf8_strlen (line, -1) <= 60)
+    return g_strdup (line);
+  g_autofree char *head = g_utf8_substring (line, 0, 57);
+  return g_strconcat (head, "...", NULL);
+}
+
+/* A group of the file: a stage, or [pipeline].  Names, keys and values
+ * point into the text's lines, which the ParsedText owns. */
+typedef struct {
+  const char *name;
+  GPtrArray *keys;             /* const char *, in file order */
+  GPtrArray *values;           /* const char *, as written (escapes unresolved) */
+} Group;
+
+typedef struct {
+  char *buffer;                /* a copy of the text, cut into lines */
+  GPtrArray *groups;           /* Group *, in file order */
+} ParsedText;
+
+static void
+group_free (gpointer data)
+{
+  Group *g = data;
+  g_ptr_array_unref (g->keys);
+  g_ptr_array_unref (g->values);
+  g_free (g);
+}
+
+static void
+parsed_text_clear (ParsedText *t)
+{
+  g_clear_pointer (&t->groups, g_ptr_array_unref);
+  g_clear_pointer (&t->buffer, g_free);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (ParsedText, parsed_text_clear)
+
+/* A value as GKeyFile reads one: \s \n \t \r and \\ stand for a space,
+ * newline, tab, return and backslash; any other escape is an error. */
+static char *
+unescape_value (const char *raw, GError **error)
+{
+  if (!strchr (raw, '\\'))
+    return g_strdup (raw);
+  GString *out = g_string_sized_new (strlen (raw));
+  for (const char *c = raw; *c; c++)
+    {
+      if (*c != '\\')
+        {
+          g_string_append_c (out, *c);
+          continue;
+        }
+      c++;
+      switch (*c)
+        {
+        case 's': g_string_append_c (out, ' '); break;
+        case 'n': g_string_append_c (out, '\n'); break;
+        case 't': g_string_append_c (out, '\t'); break;
+        case 'r': g_string_append_c (out, '\r'); break;
+        case '\\': g_string_append_c (out, '\\'); break;
+        default:
+          if (g_ascii_isgraph (*c))
+            g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
+                         "invalid escape sequence '\\%c' (write '\\\\' for a backslash)", *c);
+          else if (*c)
+            g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
+                         "invalid escape sequence (write '\\\\' for a backslash)");
+          else
+            g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
+                         "a backslash ends the value (write '\\\\' for a backslash)");
+          g_string_free (out, TRUE);
+          return NULL;
+        }
+    }
+  return g_string_free (out, FALSE);
+}
+
+/* The key-file syntax, in one pass over the lines, in place of GKeyFile.
+ * GKeyFile's messages for a malformed line are raw, or misleading: a
+ * header missing its ']' is skipped, so the keys below it land in the
+ * stage before and read as given twice.  It merges repeated groups and
+ * keeps the last of repeated keys without a word, where a pipeline file
+ * with either is almost surely a mistake.  And it allocates several times
+ * per key, which is most of the time a large file takes.  Every complaint
+ * here names the line. */
+static gboolean
+parse_text (StPipeline *p, const char *text, ParsedText *out, GError **error)
+{
+  out->groups = g_ptr_array_new_with_free_func (group_free);
+  out->buffer = g_strdup (text);
+  /* Cut in place with strchr: g_strsplit searches with strstr, which
+   * sanitizers check to the end of the text on every call. */
+  g_autoptr (GPtrArray) starts = g_ptr_array_new ();
+  for (char *c = out->buffer; c; )
+    {
+      g_ptr_array_add (starts, c);
+      c = strchr (c, '\n');
+      if (c)
+        *c++ = '\0';
+    }
+  g_ptr_array_add (starts, NULL);
+  char **lines = (char **) starts->pdata;
+  Group *current = NULL;
+  /* Names point into lines; keys holds the current group's only. */
+  g_autoptr (GHashTable) groups = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autoptr (GHashTable) keys = g_hash_table_new (g_str_hash, g_str_equal);
+  const char *group = NULL;
   for (int i = 0; lines[i]; i++)
     {
+      const int line_no = i + 1;
       char *line = g_strstrip (lines[i]);
       if (*line == '#' || *line == '\0')
         continue;
       if (*line == '[')
         {
-          char *end = strrchr (line, ']');
+          char *end = strchr (line, ']');
+          const char *problem = NULL;
           if (!end)
-            continue;  /* GKeyFile reports it */
-          g_free (group);
-          group = g_strndup (line + 1, end - line - 1);
+            problem = "a stage header needs a closing ']'";
+          else if (end[1] != '\0')
+            problem = "unexpected text after the header's ']'";
+          else if (end == line + 1)
+            problem = "a stage header needs a name between '[' and ']'";
+          else if (strchr (line + 1, '[') && strchr (line + 1, '[') < end)
+            problem = "a stage name cannot contain '['";
+          for (const char *c = line + 1; !problem && c < end; c++)
+            if (g_ascii_iscntrl (*c))
+              problem = "a stage name cannot contain control characters";
+          if (problem)
+            {
+              g_autofree char *quoted = quote_line (line);
+              set_error (error, p, ST_ERROR_PIPELINE,
+                         "not a valid pipeline file: line %d: '%s': %s", line_no, quoted, problem);
+              return FALSE;
+            }
+          *end = '\0';
+          group = line + 1;
           int first = GPOINTER_TO_INT (g_hash_table_lookup (groups, group));
           if (first)
             {
               set_error (error, p, ST_ERROR_PIPELINE,
                          "stage '%s': duplicate stage name (line %d repeats line %d)",
-                         group, i + 1, first);
+                         group, line_no, first);
               return FALSE;
             }
-          g_hash_table_insert (groups, g_strdup (group), GINT_TO_POINTER (i + 1));
+          g_hash_table_insert (groups, (char *) group, GINT_TO_POINTER (line_no));
           g_hash_table_remove_all (keys);
+          current = g_new0 (Group, 1);
+          current->name = group;
+          current->keys = g_ptr_array_new ();
+          current->values = g_ptr_array_new ();
+          g_ptr_array_add (out->groups, current);
           continue;
         }
       char *eq = strchr (line, '=');
-      if (!eq || !group)
-        continue;
-      g_autofree char *key = g_strstrip (g_strndup (line, eq - line));
+      if (!eq)
+        {
+          g_autofree char *quoted = quote_line (line);
+          set_error (error, p, ST_ERROR_PIPELINE,
+                     "not a valid pipeline file: line %d: expected '[stage]', 'key=value' or "
+                     "a '#' comment, found '%s'", line_no, quoted);
+          return FALSE;
+        }
+      *eq = '\0';   /* the line is ours: the key ends here */
+      char *key = g_strchomp (line);
+      if (!*key)
+        {
+          *eq = '=';
+          g_autofree char *quoted = quote_line (line);
+          set_error (error, p, ST_ERROR_PIPELINE,
+                     "not a valid pipeline file: line %d: '%s': a key is missing before '='",
+                     line_no, quoted);
+          return FALSE;
+        }
+      if (!group)
+        {
+          set_error (error, p, ST_ERROR_PIPELINE,
+                     "not a valid pipeline file: line %d: key '%s' comes before the first "
+                     "[stage] header", line_no, key);
+          return FALSE;
+        }
+      if (strpbrk (key, "[]"))
+        {
+          set_error (error, p, ST_ERROR_PIPELINE,
+                     "not a valid pipeline file: line %d: key '%s': a key cannot contain "
+                     "'[' or ']'", line_no, key);
+          return FALSE;
+        }
       int first = GPOINTER_TO_INT (g_hash_table_lookup (keys, key));
       if (first)
         {
           set_error (error, p, ST_ERROR_PIPELINE,
                      "stage '%s': key '%s' given twice (lines %d and %d)",
-                     group, key, first, i + 1);
+                     group, key, first, line_no);
           return FALSE;
         }
-      g_hash_table_insert (keys, g_strdup (key), GINT_TO_POINTER (i + 1));
+      g_hash_table_insert (keys, key, GINT_TO_POINTER (line_no));
+      g_ptr_array_add (current->keys, key);
+      g_ptr_array_add (current->values, g_strchug (eq + 1));
     }
   return TRUE;
+}
+
+/* Splits a list at any of the separators, each item stripped of spaces;
+ * empty items stay (the caller decides).  Linear: no regular expression. */
+static char **
+split_list (const char *text, const char *separators)
+{
+  char **items = g_strsplit_set (text, separators, -1);
+  for (int i = 0; items[i]; i++)
+    g_strstrip (items[i]);
+  return items;
 }
 
 static gboolean
@@ -150,15 +321,20 @@ parse_input_shape (const char *text, StShape *shape)
 }
 
 static gboolean
-parse_pipeline_group (StPipeline *p, GKeyFile *kf, GError **error)
+parse_pipeline_group (StPipeline *p, const Group *group, GError **error)
 {
   static const char *const known[] = { "input", "weights", "labels", "description", NULL };
-  g_auto (GStrv) keys = g_key_file_get_keys (kf, "pipeline", NULL, NULL);
-  for (int i = 0; keys && keys[i]; i++)
+  const char *const *keys = (const char *const *) group->keys->pdata;
+  for (guint i = 0; i < group->keys->len; i++)
     {
-      g_autofree char *value = g_key_file_get_string (kf, "pipeline", keys[i], NULL);
+      g_autoptr (GError) local = NULL;
+      g_autofree char *value = unescape_value (group->values->pdata[i], &local);
       if (!value)
-        value = g_strdup ("");
+        {
+          set_error (error, p, ST_ERROR_PIPELINE, "group 'pipeline': key '%s': %s", keys[i],
+                     local->message);
+          return FALSE;
+        }
       g_strstrip (value);
       if (strcmp (keys[i], "input") == 0)
         {
@@ -180,7 +356,7 @@ parse_pipeline_group (StPipeline *p, GKeyFile *kf, GError **error)
         {
           if (strchr (value, ';') || strchr (value, ','))
             {
-              g_auto (GStrv) items = g_regex_split_simple ("\\s*[;,]\\s*", value, 0, 0);
+              g_auto (GStrv) items = split_list (value, ";,");
               GPtrArray *labels = g_ptr_array_new ();
               for (int k = 0; items[k]; k++)
                 if (*items[k])
@@ -193,15 +369,15 @@ parse_pipeline_group (StPipeline *p, GKeyFile *kf, GError **error)
               g_autofree char *path = g_path_is_absolute (value)
                 ? g_strdup (value) : g_build_filename (p->dir, value, NULL);
               g_autofree char *contents = NULL;
-              g_autoptr (GError) local = NULL;
-              if (!g_file_get_contents (path, &contents, NULL, &local))
+              g_autoptr (GError) read_error = NULL;
+              if (!g_file_get_contents (path, &contents, NULL, &read_error))
                 {
                   set_error (error, p, ST_ERROR_PIPELINE,
                              "group 'pipeline': key 'labels': expected a list (a;b;c) or a "
-                             "file of labels, found '%s' (%s)", value, local->message);
+                             "file of labels, found '%s' (%s)", value, read_error->message);
                   return FALSE;
                 }
-              g_auto (GStrv) lines = g_strsplit (contents, "\n", -1);
+              g_auto (GStrv) lines = g_strsplit_set (contents, "\n", -1);
               GPtrArray *labels = g_ptr_array_new ();
               for (int k = 0; lines[k]; k++)
                 if (*g_strstrip (lines[k]))
@@ -223,63 +399,75 @@ parse_pipeline_group (StPipeline *p, GKeyFile *kf, GError **error)
   return TRUE;
 }
 
-static int
-find_node (StPipeline *p, GPtrArray *nodes, const char *name)
-{
-  for (guint i = 0; i < nodes->len; i++)
-    if (strcmp (((Node *) nodes->pdata[i])->stage->name, name) == 0)
-      return (int) i;
-  return -2;
-}
-
-/* Depth-first topological sort; a node met again while on the stack closes
- * a cycle, which is reported as the path around it. */
+/* Sorts the nodes so that each comes after the ones it reads, depth first
+ * from each node in file order, with an explicit stack: a chain of many
+ * thousand stages must not recurse once per stage.  A node met again while
+ * on the stack closes a cycle, which is reported as the path around it. */
 static gboolean
-visit (StPipeline *p, GPtrArray *file_order, int i, int *state, GArray *stack,
-       GPtrArray *sorted, GError **error)
+sort_nodes (StPipeline *p, GPtrArray *file_order, GPtrArray *sorted, GError **error)
 {
-  if (state[i] == 2)
-    return TRUE;
-  Node *node = file_order->pdata[i];
-  if (state[i] == 1)
+  const int n = file_order->len;
+  g_autofree guint8 *state = g_new0 (guint8, n);   /* 0 new, 1 on the stack, 2 done */
+  g_autofree int *next_input = g_new0 (int, n);    /* the next input to follow */
+  g_autoptr (GArray) stack = g_array_new (FALSE, FALSE, sizeof (int));
+  for (int root = 0; root < n; root++)
     {
-      GString *path = g_string_new (NULL);
-      gboolean on = FALSE;
-      for (guint k = 0; k < stack->len; k++)
+      if (state[root] == 2)
+        continue;
+      state[root] = 1;
+      g_array_append_val (stack, root);
+      while (stack->len)
         {
-          int s = g_array_index (stack, int, k);
-          on = on || s == i;
-          if (on)
-            g_string_append_printf (path, "%s -> ", ((Node *) file_order->pdata[s])->stage->name);
+          int i = g_array_index (stack, int, stack->len - 1);
+          Node *node = file_order->pdata[i];
+          if (next_input[i] == node->n_inputs)
+            {
+              state[i] = 2;
+              g_ptr_array_add (sorted, node);
+              g_array_set_size (stack, stack->len - 1);
+              continue;
+            }
+          int j = node->inputs[next_input[i]++];
+          if (j == IMAGE_INPUT || state[j] == 2)
+            continue;
+          if (state[j] == 1)
+            {
+              Node *closing = file_order->pdata[j];
+              GString *path = g_string_new (NULL);
+              gboolean on = FALSE;
+              for (guint k = 0; k < stack->len; k++)
+                {
+                  int s = g_array_index (stack, int, k);
+                  on = on || s == j;
+                  if (on)
+                    g_string_append_printf (path, "%s -> ",
+                                            ((Node *) file_order->pdata[s])->stage->name);
+                }
+              g_string_append (path, closing->stage->name);
+              set_error (error, p, ST_ERROR_PIPELINE,
+                         "stage '%s': key 'input': the inputs form a cycle: %s",
+                         closing->stage->name, path->str);
+              g_string_free (path, TRUE);
+              return FALSE;
+            }
+          state[j] = 1;
+          g_array_append_val (stack, j);
         }
-      g_string_append (path, node->stage->name);
-      set_error (error, p, ST_ERROR_PIPELINE, "stage '%s': key 'input': the inputs form a cycle: %s",
-                 node->stage->name, path->str);
-      g_string_free (path, TRUE);
-      return FALSE;
     }
-  state[i] = 1;
-  g_array_append_val (stack, i);
-  for (int k = 0; k < node->n_inputs; k++)
-    if (node->inputs[k] != IMAGE_INPUT
-        && !visit (p, file_order, node->inputs[k], state, stack, sorted, error))
-      return FALSE;
-  g_array_set_size (stack, stack->len - 1);
-  state[i] = 2;
-  g_ptr_array_add (sorted, node);
   return TRUE;
 }
 
 static gboolean
-build_stages (StPipeline *p, GKeyFile *kf, GError **error)
+build_stages (StPipeline *p, GPtrArray *groups, GError **error)
 {
-  gsize n_groups = 0;
-  g_auto (GStrv) groups = g_key_file_get_groups (kf, &n_groups);
   g_autoptr (GPtrArray) file_order = g_ptr_array_new_with_free_func (node_free);
+  /* Stage name -> place in file_order; the names are the stages' own. */
+  g_autoptr (GHashTable) index = g_hash_table_new (g_str_hash, g_str_equal);
 
-  for (gsize g = 0; g < n_groups; g++)
+  for (guint g = 0; g < groups->len; g++)
     {
-      const char *name = groups[g];
+      const Group *group = groups->pdata[g];
+      const char *name = group->name;
       if (strcmp (name, "pipeline") == 0)
         continue;
       if (strcmp (name, "image") == 0 || !*name || strchr (name, ',') || strchr (name, '.'))
@@ -289,7 +477,10 @@ build_stages (StPipeline *p, GKeyFile *kf, GError **error)
                      "without ',' or '.')", name);
           return FALSE;
         }
-      g_autofree char *type = g_key_file_get_string (kf, name, "type", NULL);
+      g_autofree char *type = NULL;
+      for (guint k = 0; k < group->keys->len && !type; k++)
+        if (strcmp (group->keys->pdata[k], "type") == 0)
+          type = unescape_value (group->values->pdata[k], NULL);
       if (!type || !*g_strstrip (type))
         {
           set_error (error, p, ST_ERROR_PIPELINE,
@@ -298,6 +489,14 @@ build_stages (StPipeline *p, GKeyFile *kf, GError **error)
           return FALSE;
         }
       const StKindEntry *entry = st_registry_lookup (p->reg, type);
+      const char *refusal = entry ? NULL : st_registry_refusal (p->reg, type);
+      if (refusal)
+        {
+          set_error (error, p, ST_ERROR_PLUGIN,
+                     "stage '%s': key 'type': stage kind '%s' is provided only by a plugin "
+                     "that was not loaded: %s", name, type, refusal);
+          return FALSE;
+        }
       if (!entry)
         {
           g_autofree char *near = st_registry_suggest (p->reg, type);
@@ -308,17 +507,17 @@ build_stages (StPipeline *p, GKeyFile *kf, GError **error)
           return FALSE;
         }
 
-      gsize n_keys = 0;
-      g_auto (GStrv) keys = g_key_file_get_keys (kf, name, &n_keys, NULL);
+      const guint n_keys = group->keys->len;
+      const char *const *keys = (const char *const *) group->keys->pdata;
       g_autoptr (GPtrArray) pkeys = g_ptr_array_new ();
       g_autoptr (GPtrArray) pvalues = g_ptr_array_new_with_free_func (g_free);
       g_autofree char *input = NULL;
-      for (gsize k = 0; k < n_keys; k++)
+      for (guint k = 0; k < n_keys; k++)
         {
           if (strcmp (keys[k], "type") == 0)
             continue;
           g_autoptr (GError) local = NULL;
-          char *value = g_key_file_get_string (kf, name, keys[k], &local);
+          char *value = unescape_value (group->values->pdata[k], &local);
           if (!value)
             {
               set_error (error, p, ST_ERROR_PIPELINE, "stage '%s': key '%s': %s",
@@ -330,7 +529,7 @@ build_stages (StPipeline *p, GKeyFile *kf, GError **error)
               input = value;
               continue;
             }
-          g_ptr_array_add (pkeys, keys[k]);
+          g_ptr_array_add (pkeys, (char *) keys[k]);
           g_ptr_array_add (pvalues, value);
         }
 
@@ -344,9 +543,13 @@ build_stages (StPipeline *p, GKeyFile *kf, GError **error)
         }
       Node *node = g_new0 (Node, 1);
       node->stage = stage;
+      node->file_index = file_order->len;
+      g_hash_table_insert (index, (char *) stage->name, GINT_TO_POINTER (file_order->len));
       if (input)
         {
-          node->input_names = g_regex_split_simple ("\\s*,\\s*", g_strstrip (input), 0, 0);
+          g_strstrip (input);
+          /* "" is no input at all, as the kind's input count then says. */
+          node->input_names = *input ? split_list (input, ",") : g_new0 (char *, 1);
         }
       else
         {
@@ -372,8 +575,12 @@ build_stages (StPipeline *p, GKeyFile *kf, GError **error)
       for (int k = 0; k < node->n_inputs; k++)
         {
           const char *in = node->input_names[k];
-          node->inputs[k] = strcmp (in, "image") == 0 ? IMAGE_INPUT : find_node (p, file_order, in);
-          if (node->inputs[k] == -2)
+          gpointer found = NULL;
+          if (strcmp (in, "image") == 0)
+            node->inputs[k] = IMAGE_INPUT;
+          else if (g_hash_table_lookup_extended (index, in, NULL, &found))
+            node->inputs[k] = GPOINTER_TO_INT (found);
+          else
             {
               g_autoptr (GPtrArray) names = g_ptr_array_new ();
               g_ptr_array_add (names, "image");
@@ -400,12 +607,9 @@ build_stages (StPipeline *p, GKeyFile *kf, GError **error)
     }
 
   int n = file_order->len;
-  g_autofree int *state = g_new0 (int, n);
-  g_autoptr (GArray) stack = g_array_new (FALSE, FALSE, sizeof (int));
-  g_autoptr (GPtrArray) sorted = g_ptr_array_new ();
-  for (int i = 0; i < n; i++)
-    if (!visit (p, file_order, i, state, stack, sorted, error))
-      return FALSE;
+  g_autoptr (GPtrArray) sorted = g_ptr_array_sized_new (n);
+  if (!sort_nodes (p, file_order, sorted, error))
+    return FALSE;
 
   /* The output is the last stage of the file, and every stage must feed it:
    * a stage whose result goes nowhere is almost surely a wiring mistake.
@@ -414,17 +618,11 @@ build_stages (StPipeline *p, GKeyFile *kf, GError **error)
   used[n - 1] = TRUE;
   g_autofree int *run_index = g_new (int, n);
   for (int r = 0; r < n; r++)
-    {
-      guint fi = 0;
-      g_ptr_array_find (file_order, sorted->pdata[r], &fi);
-      run_index[fi] = r;
-    }
+    run_index[((Node *) sorted->pdata[r])->file_index] = r;
   for (int r = n - 1; r >= 0; r--)
     {
       Node *node = sorted->pdata[r];
-      guint fi = 0;
-      g_ptr_array_find (file_order, node, &fi);
-      if (!used[fi])
+      if (!used[node->file_index])
         continue;
       for (int k = 0; k < node->n_inputs; k++)
         if (node->inputs[k] != IMAGE_INPUT)
@@ -474,26 +672,31 @@ static StPipeline *
 load_text (StRegistry *reg, const char *text, const char *display_name,
            const char *dir, GError **error)
 {
+  /* Editors on Windows start UTF-8 files with a byte-order mark, which
+   * would read as part of the first line. */
+  if (g_str_has_prefix (text, "\xEF\xBB\xBF"))
+    text += 3;
   g_autoptr (StPipeline) p = g_new0 (StPipeline, 1);
   p->reg = reg;
   p->name = g_strdup (display_name);
   p->source = g_strdup (text);
   p->dir = g_strdup (dir);
 
-  if (!check_duplicates (p, text, error))
-    return NULL;
-  g_autoptr (GKeyFile) kf = g_key_file_new ();
-  g_autoptr (GError) local = NULL;
-  /* GKeyFile takes ';' as its list separator; pipeline lists use ',' and
-   * rows use ';', both parsed by the core from the raw string. */
-  if (!g_key_file_load_from_data (kf, text, -1, G_KEY_FILE_NONE, &local))
+  if (!g_utf8_validate (text, -1, NULL))
     {
-      set_error (error, p, ST_ERROR_PIPELINE, "not a valid pipeline file: %s", local->message);
+      set_error (error, p, ST_ERROR_PIPELINE, "not a pipeline file (not UTF-8 text)");
       return NULL;
     }
-  if (g_key_file_has_group (kf, "pipeline") && !parse_pipeline_group (p, kf, error))
+  g_auto (ParsedText) parsed = { NULL, NULL };
+  if (!parse_text (p, text, &parsed, error))
     return NULL;
-  if (!build_stages (p, kf, error))
+  for (guint g = 0; g < parsed.groups->len; g++)
+    {
+      const Group *group = parsed.groups->pdata[g];
+      if (strcmp (group->name, "pipeline") == 0 && !parse_pipeline_group (p, group, error))
+        return NULL;
+    }
+  if (!build_stages (p, parsed.groups, error))
     return NULL;
   compute_last_use (p);
   p->acts = g_new0 (StTensor *, p->nodes->len);
@@ -518,17 +721,19 @@ StPipeline *
 st_pipeline_load_file (StRegistry *reg, const char *path, GError **error)
 {
   g_autofree char *text = NULL;
+  gsize length = 0;
   g_autoptr (GError) local = NULL;
-  if (!g_file_get_contents (path, &text, NULL, &local))
+  if (!g_file_get_contents (path, &text, &length, &local))
     {
       g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE, "%s: cannot read pipeline file: %s",
                    path, local->message);
       return NULL;
     }
-  if (!g_utf8_validate (text, -1, NULL))
+  /* A NUL would silently end the text early. */
+  if (!g_utf8_validate_len (text, length, NULL) || strlen (text) != length)
     {
       g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
-                   "%s: not a pipeline file (not UTF-8 text)", path);
+                   "%s: not a pipeline file (not UTF-8 text, or it holds a NUL byte)", path);
       return NULL;
     }
   g_autofree char *dir = g_path_get_dirname (path);
@@ -540,13 +745,19 @@ st_pipeline_load_file (StRegistry *reg, const char *path, GError **error)
 StPipeline *
 st_pipeline_load_inline (StRegistry *reg, const char *chain, GError **error)
 {
-  g_auto (GStrv) parts = g_strsplit (chain, "!", -1);
+  g_auto (GStrv) parts = g_strsplit_set (chain, "!", -1);
   g_autoptr (GString) ini = g_string_new (NULL);
   g_autoptr (GHashTable) counts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   for (int i = 0; parts[i]; i++)
     {
-      g_auto (GStrv) tokens = g_regex_split_simple ("\\s+", g_strstrip (parts[i]), 0, 0);
-      if (!tokens[0] || !*tokens[0])
+      g_auto (GStrv) split = g_strsplit_set (parts[i], " \t\n\r\v\f", -1);
+      g_autoptr (GPtrArray) words = g_ptr_array_new ();
+      for (int k = 0; split[k]; k++)
+        if (*split[k])
+          g_ptr_array_add (words, split[k]);
+      g_ptr_array_add (words, NULL);
+      char **tokens = (char **) words->pdata;
+      if (!tokens[0])
         {
           g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
                        "inline pipeline: stage %d is empty (expected 'kind key=value ...' "
@@ -569,8 +780,6 @@ st_pipeline_load_inline (StRegistry *reg, const char *chain, GError **error)
         g_string_append_printf (ini, "[%s%d]\ntype=%s\n", kind, count, kind);
       for (int k = 1; tokens[k]; k++)
         {
-          if (!*tokens[k])
-            continue;
           if (!strchr (tokens[k], '=') || tokens[k][0] == '=')
             {
               g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
@@ -632,6 +841,14 @@ st_pipeline_load (StRegistry *reg, const char *spec, GError **error)
     return st_pipeline_load_file (reg, path, error);
   if (st_registry_lookup (reg, spec))
     return st_pipeline_load_inline (reg, spec, error);
+  const char *refusal = st_registry_refusal (reg, spec);
+  if (refusal)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_PLUGIN,
+                   "%s: no pipeline file or installed pipeline of that name, and the plugin "
+                   "that provides the stage kind was not loaded: %s", spec, refusal);
+      return NULL;
+    }
   g_autofree char *near = st_registry_suggest (reg, spec);
   g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
                "%s: no pipeline file, installed pipeline or stage kind of that name%s%s%s",
@@ -754,44 +971,228 @@ check_range (const StPipeline *p, int first, int last)
 int
 st_pipeline_prefix_length (const StPipeline *p)
 {
-  int k = 0;
+  /* check_range (p, k, n - 1) for every k at once: stages k.. may read
+   * nothing before stage k - 1, nor the image (-1) when k > 0.  lowest[k]
+   * is the lowest node any stage from k on reads. */
   int n = p->nodes->len;
+  g_autofree int *lowest = g_new (int, n + 1);
+  lowest[n] = G_MAXINT;
+  for (int i = n - 1; i >= 0; i--)
+    {
+      Node *node = p->nodes->pdata[i];
+      lowest[i] = lowest[i + 1];
+      for (int k = 0; k < node->n_inputs; k++)
+        lowest[i] = MIN (lowest[i], node->inputs[k]);
+    }
+#define REST_STANDS_ALONE(k) ((k) == 0 || lowest[k] >= (k) - 1)
+  int k = 0;
   while (k < n - 1)
     {
       Node *node = p->nodes->pdata[k];
       if (st_stage_n_params (node->stage) > 0 || node->n_inputs != 1
-          || !check_range (p, k + 1, n - 1))
+          || !REST_STANDS_ALONE (k + 1))
         break;
       k++;
     }
   /* Only a prefix after which the rest stands alone counts. */
-  while (k > 0 && !check_range (p, k, n - 1))
+  while (k > 0 && !REST_STANDS_ALONE (k))
     k--;
+#undef REST_STANDS_ALONE
   return k;
 }
 
-gboolean
-st_pipeline_prepare_range (StPipeline *p, StShape input, int first, int last, GError **error)
+static char *find_named_pipeline (const char *name);
+
+/* The same network behind preparation stages, when the pipeline file has
+ * one beside it or installed as NAME-photo: a name to suggest, or NULL. */
+static char *
+find_photo_variant (const StPipeline *p)
+{
+  if (!g_str_has_suffix (p->name, ".ini"))
+    return NULL;
+  g_autofree char *base = g_path_get_basename (p->name);
+  base[strlen (base) - 4] = '\0';
+  g_autofree char *name = g_strconcat (base, "-photo", NULL);
+  g_autofree char *installed = find_named_pipeline (name);
+  if (installed)
+    return g_steal_pointer (&name);
+  g_autofree char *file = g_strconcat (name, ".ini", NULL);
+  char *beside = g_build_filename (p->dir, file, NULL);
+  if (g_file_test (beside, G_FILE_TEST_IS_REGULAR))
+    return beside;
+  g_free (beside);
+  return NULL;
+}
+
+/* What a user who hands a fixed-input network an ordinary photo needs to
+ * hear: both shapes and a way out, rather than a stage's complaint about
+ * its parameters' shapes. */
+static void
+set_fixed_input_error (StPipeline *p, StShape input, GError **error)
+{
+  const StShape want = p->input;
+  g_autofree char *variant = find_photo_variant (p);
+  GString *how = g_string_new (NULL);
+  if (input.c != want.c && want.c == 1)
+    g_string_append (how, "grayscale");
+  if (input.h != want.h || input.w != want.w)
+    g_string_append_printf (how, "%sresize width=%d height=%d", how->len ? " and " : "",
+                            want.w, want.h);
+  g_autofree char *stages = g_string_free (how, FALSE);
+  set_error (error, p, ST_ERROR_SHAPE,
+             "the pipeline takes %dx%dx%d, the image is %dx%dx%d: %s%s%sput stages that make "
+             "it %dx%dx%d before the first one%s%s%s",
+             want.c, want.h, want.w, input.c, input.h, input.w,
+             variant ? "use the pipeline " : "", variant ? variant : "",
+             variant ? ", which takes any image, or " : "",
+             want.c, want.h, want.w,
+             *stages ? " (such as " : "", stages, *stages ? ")" : "");
+}
+
+static guint64
+node_bytes (const Node *node)
+{
+  guint64 bytes = 0;
+  st_shape_bytes (node->stage->out_shape, &bytes);  /* checked by st_stage_infer */
+  return bytes;
+}
+
+/* Shape inference for stages first..last.  Parameters are declared (and
+ * allocated) here, each bounded together with every other stage's by the
+ * memory limit. */
+static gboolean
+infer_range (StPipeline *p, StShape input, int first, int last, GError **error)
 {
   g_return_val_if_fail (check_range (p, first, last), FALSE);
+  p->prepared = FALSE;
+  /* Another shape than input= may still fit (preparation stages, a global
+   * pool); when it does not, that is what the user needs to hear. */
+  const gboolean other_shape = first == 0 && p->has_input
+    && (input.c != p->input.c || input.h != p->input.h || input.w != p->input.w);
+  if (!st_shape_bytes (input, NULL))
+    {
+      char buf[64];
+      set_error (error, p, ST_ERROR_SHAPE, "input shape %s is empty or too large",
+                 st_shape_format (input, buf, sizeof buf));
+      return FALSE;
+    }
+  guint64 params = 0;
+  for (guint i = 0; i < p->nodes->len; i++)
+    params += st_stage_param_bytes (((Node *) p->nodes->pdata[i])->stage);
+  g_autofree StShape *shapes = NULL;
+  int room = 0;
   for (int i = first; i <= last; i++)
     {
       Node *node = p->nodes->pdata[i];
-      StShape *shapes = g_newa (StShape, MAX (node->n_inputs, 1));
+      if (node->n_inputs > room)
+        {
+          room = node->n_inputs;
+          shapes = g_renew (StShape, shapes, room);
+        }
       for (int k = 0; k < node->n_inputs; k++)
         {
           int j = source_in_range (node, k, first);
           shapes[k] = j < 0 ? input : ((Node *) p->nodes->pdata[j])->stage->out_shape;
         }
+      guint64 before = st_stage_param_bytes (node->stage);
+      st_stage_set_other_param_bytes (node->stage, params - before);
       g_autoptr (GError) local = NULL;
-      if (!st_stage_infer (node->stage, shapes, node->n_inputs, &local))
+      gboolean ok = st_stage_infer (node->stage, shapes, node->n_inputs, &local);
+      params += st_stage_param_bytes (node->stage) - before;
+      if (!ok && other_shape && local->code != ST_ERROR_MEMORY)
+        {
+          set_fixed_input_error (p, input, error);
+          return FALSE;
+        }
+      if (!ok)
         {
           g_set_error (error, ST_ERROR, local->code, "%s: %s", p->name, local->message);
-          p->prepared = FALSE;
           return FALSE;
         }
     }
   return TRUE;
+}
+
+/* The working memory of stages first..last on input, as forward uses it:
+ * the input, every parameter, and at each stage its output beside the
+ * outputs still to be read (forward frees each after its last reader).
+ * Refused, naming the stage where it passes the limit, before anything is
+ * allocated.  Also notes what a forward that keeps every output needs. */
+static gboolean
+check_memory (StPipeline *p, StShape input, int first, int last, GError **error)
+{
+  const guint64 limit = st_memory_limit ();
+  g_autofree char *limit_text = st_format_bytes (limit);
+  guint64 input_bytes = 0, params = 0;
+  st_shape_bytes (input, &input_bytes);
+  for (guint i = 0; i < p->nodes->len; i++)
+    params += st_stage_param_bytes (((Node *) p->nodes->pdata[i])->stage);
+  char buf[64];
+  if (input_bytes > limit || params > limit - input_bytes)
+    {
+      g_autofree char *need = st_format_bytes (input_bytes);
+      g_autofree char *with = st_format_bytes (input_bytes + params);
+      set_error (error, p, ST_ERROR_MEMORY,
+                 "the input %s needs %s, %s with the parameters; the limit is %s (--max-memory)",
+                 st_shape_format (input, buf, sizeof buf), need, with, limit_text);
+      return FALSE;
+    }
+  guint64 live = input_bytes + params, kept = input_bytes + params;
+  g_autofree gboolean *freed = g_new0 (gboolean, p->nodes->len);
+  for (int i = first; i <= last; i++)
+    {
+      Node *node = p->nodes->pdata[i];
+      const guint64 out = node_bytes (node);
+      if (out > limit - live)
+        {
+          g_autofree char *need = st_format_bytes (out);
+          if (out > limit)
+            set_error (error, p, ST_ERROR_MEMORY,
+                       "stage '%s' (%s): output %s needs %s; the limit is %s (--max-memory)",
+                       node->stage->name, node->stage->kind->name,
+                       st_shape_format (node->stage->out_shape, buf, sizeof buf), need,
+                       limit_text);
+          else
+            {
+              g_autofree char *with = st_format_bytes (live + out);
+              set_error (error, p, ST_ERROR_MEMORY,
+                         "stage '%s' (%s): output %s needs %s, %s with the input, the "
+                         "parameters and the outputs still to be read; the limit is %s "
+                         "(--max-memory)", node->stage->name, node->stage->kind->name,
+                         st_shape_format (node->stage->out_shape, buf, sizeof buf), need,
+                         with, limit_text);
+            }
+          return FALSE;
+        }
+      live += out;
+      kept = kept > G_MAXUINT64 - out ? G_MAXUINT64 : kept + out;
+      for (int k = 0; k < node->n_inputs; k++)
+        {
+          int j = source_in_range (node, k, first);
+          if (j >= 0 && ((Node *) p->nodes->pdata[j])->last_use == i && !freed[j])
+            {
+              freed[j] = TRUE;
+              live -= node_bytes (p->nodes->pdata[j]);
+            }
+        }
+    }
+  /* Kept outputs, and the copy of the last one that forward returns. */
+  guint64 last_out = node_bytes (p->nodes->pdata[last]);
+  p->kept_bytes = kept > G_MAXUINT64 - last_out ? G_MAXUINT64 : kept + last_out;
+  return TRUE;
+}
+
+gboolean
+st_pipeline_prepare_range (StPipeline *p, StShape input, int first, int last, GError **error)
+{
+  return infer_range (p, input, first, last, error)
+         && check_memory (p, input, first, last, error);
+}
+
+gboolean
+st_pipeline_infer_shapes (StPipeline *p, StShape input, GError **error)
+{
+  return infer_range (p, input, 0, p->nodes->len - 1, error);
 }
 
 gboolean
@@ -799,7 +1200,6 @@ st_pipeline_prepare (StPipeline *p, StShape input, GError **error)
 {
   if (p->prepared && st_shape_equal (p->prepared_shape, input))
     return TRUE;
-  p->prepared = FALSE;
   if (!st_pipeline_prepare_range (p, input, 0, p->nodes->len - 1, error))
     return FALSE;
   p->prepared = TRUE;
@@ -832,9 +1232,19 @@ st_pipeline_forward_range (StPipeline *p, const StRunContext *ctx, const StTenso
     {
       /* Sub-ranges re-infer on every call: shapes there are cheap and the
        * whole-pipeline cache above must not be fooled by them. */
-      p->prepared = FALSE;
       if (!st_pipeline_prepare_range (p, input->shape, first, last, error))
         return NULL;
+    }
+  const guint64 limit = st_memory_limit ();
+  if (keep_activations && p->kept_bytes > limit)
+    {
+      g_autofree char *need = st_format_bytes (p->kept_bytes);
+      g_autofree char *limit_text = st_format_bytes (limit);
+      set_error (error, p, ST_ERROR_MEMORY,
+                 "keeping every stage's output of a batch of %d (for training or feature "
+                 "maps) needs %s; the limit is %s (--max-memory)", input->shape.n, need,
+                 limit_text);
+      return NULL;
     }
   clear_activations (p);
   p->range_first = first;
@@ -844,7 +1254,8 @@ st_pipeline_forward_range (StPipeline *p, const StRunContext *ctx, const StTenso
   for (int i = first; i <= last; i++)
     {
       Node *node = p->nodes->pdata[i];
-      const StTensor **inputs = g_newa (const StTensor *, MAX (node->n_inputs, 1));
+      /* On the heap: a stage may have many thousand inputs. */
+      g_autofree const StTensor **inputs = g_new (const StTensor *, MAX (node->n_inputs, 1));
       for (int k = 0; k < node->n_inputs; k++)
         {
           int j = source_in_range (node, k, first);
@@ -937,8 +1348,8 @@ st_pipeline_backward_range (StPipeline *p, const StRunContext *ctx, const StTens
           ok = FALSE;
           break;
         }
-      const StTensor **inputs = g_newa (const StTensor *, MAX (node->n_inputs, 1));
-      StTensor **gin = g_newa (StTensor *, MAX (node->n_inputs, 1));
+      g_autofree const StTensor **inputs = g_new (const StTensor *, MAX (node->n_inputs, 1));
+      g_autofree StTensor **gin = g_new (StTensor *, MAX (node->n_inputs, 1));
       for (int k = 0; k < node->n_inputs; k++)
         {
           int j = source_in_range (node, k, first);

@@ -36,13 +36,24 @@ StStage  *st_pipeline_stage (const StPipeline *p, int index);   /* in run order 
 /* Names of a stage's inputs ("image" for the pipeline input). */
 const char *const *st_pipeline_stage_inputs (const StPipeline *p, int index);
 
-/* Infers every stage's shape for this input shape. */
+/* Infers every stage's shape for this input shape ([N, C, H, W], the batch
+ * included) and checks its working memory against st_memory_limit(): the
+ * input, the parameters, and each stage's output beside those still to be
+ * read.  Fails with ST_ERROR_MEMORY naming the stage and the bytes, before
+ * anything is allocated.  When the pipeline has a fixed input (input=) and
+ * its stages do not take this other shape, the ST_ERROR_SHAPE message says
+ * both shapes and how to convert, rather than what the stage found. */
 gboolean  st_pipeline_prepare (StPipeline *p, StShape input, GError **error);
+/* Shape inference alone, without the memory bound: for a caller that
+ * looks at the shapes to decide how to cut the input (into strips), and
+ * then prepares the parts it runs. */
+gboolean  st_pipeline_infer_shapes (StPipeline *p, StShape input, GError **error);
 StShape   st_pipeline_output_shape (const StPipeline *p);
 
 /* Runs the graph on input and returns the last stage's output.  With
  * keep_activations the per-stage outputs stay available for backward and
- * st_pipeline_activation(). */
+ * st_pipeline_activation(); all of them together are then bounded by
+ * st_memory_limit() (ST_ERROR_MEMORY). */
 StTensor *st_pipeline_forward (StPipeline *p, const StRunContext *ctx,
                                const StTensor *input, gboolean keep_activations,
                                GError **error);

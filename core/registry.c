@@ -8,6 +8,7 @@
 struct _StRegistry {
   GHashTable *kinds;           /* name -> GPtrArray of StKindEntry*, best first */
   GPtrArray *errors;           /* "path: reason" */
+  GHashTable *refused;         /* kind name -> "path: reason" of the first refusal */
   GHashTable *seen_files;      /* canonical paths already opened */
 };
 
@@ -70,6 +71,29 @@ add_error (StRegistry *reg, const char *path, const char *fmt, ...)
   g_ptr_array_add (reg->errors, g_strdup_printf ("%s: %s", path, msg));
 }
 
+/* Remembers that the last error refused a provider of the kind name, so
+ * that a pipeline asking for it hears why rather than "unknown kind". */
+static void
+note_refused (StRegistry *reg, const char *name)
+{
+  if (name && *name && !g_hash_table_contains (reg->refused, name))
+    g_hash_table_insert (reg->refused, g_strdup (name),
+                         g_strdup (reg->errors->pdata[reg->errors->len - 1]));
+}
+
+/* A file whose kinds cannot be read (it does not load, or has no entry
+ * point) most likely provides the kind it is named after: "invert.so" or
+ * "libinvert.so" provides "invert". */
+static void
+note_refused_file (StRegistry *reg, const char *path)
+{
+  g_autofree char *base = g_path_get_basename (path);
+  char *dot = strrchr (base, '.');
+  if (dot)
+    *dot = '\0';
+  note_refused (reg, g_str_has_prefix (base, "lib") && base[3] ? base + 3 : base);
+}
+
 /* Checks what a plugin says about itself before the core relies on it. */
 static gboolean
 kind_is_usable (StRegistry *reg, const char *path, const StKind *kind)
@@ -79,21 +103,25 @@ kind_is_usable (StRegistry *reg, const char *path, const StKind *kind)
       add_error (reg, path, "a stage kind entry is NULL");
       return FALSE;
     }
+  /* abi_version, struct_size and name lead the struct in every ABI. */
   if (kind->abi_version != ST_ABI_VERSION)
     {
       add_error (reg, path, "plugin ABI version %u, this strata has ABI version %d; "
                  "rebuild the plugin against this strata", kind->abi_version, ST_ABI_VERSION);
+      note_refused (reg, kind->name);
       return FALSE;
     }
   if (kind->struct_size < G_STRUCT_OFFSET (StKind, finalize) + sizeof (kind->finalize))
     {
       add_error (reg, path, "stage kind struct of %u bytes is too small", kind->struct_size);
+      note_refused (reg, kind->name);
       return FALSE;
     }
   if (!kind->name || !*kind->name || !kind->infer || !kind->forward)
     {
       add_error (reg, path, "stage kind '%s' lacks a name, infer or forward",
                  kind->name ? kind->name : "(unnamed)");
+      note_refused (reg, kind->name);
       return FALSE;
     }
   for (int i = 0; i < kind->n_params; i++)
@@ -103,6 +131,7 @@ kind_is_usable (StRegistry *reg, const char *path, const StKind *kind)
           || (spec->type == ST_PARAM_ENUM && !spec->choices))
         {
           add_error (reg, path, "stage kind '%s': parameter %d is malformed", kind->name, i);
+          note_refused (reg, kind->name);
           return FALSE;
         }
     }
@@ -121,12 +150,14 @@ load_plugin (StRegistry *reg, const char *path)
   if (!module)
     {
       add_error (reg, path, "cannot load: %s", g_module_error ());
+      note_refused_file (reg, path);
       return;
     }
   const StPluginInfo *(*entry) (void) = NULL;
   if (!g_module_symbol (module, ST_PLUGIN_ENTRY, (gpointer *) &entry) || !entry)
     {
       add_error (reg, path, "no '%s' symbol: not a strata plugin", ST_PLUGIN_ENTRY);
+      note_refused_file (reg, path);
       g_module_close (module);
       return;
     }
@@ -134,6 +165,7 @@ load_plugin (StRegistry *reg, const char *path)
   if (!info)
     {
       add_error (reg, path, "%s() returned NULL", ST_PLUGIN_ENTRY);
+      note_refused_file (reg, path);
       g_module_close (module);
       return;
     }
@@ -141,6 +173,12 @@ load_plugin (StRegistry *reg, const char *path)
     {
       add_error (reg, path, "plugin ABI version %u, this strata has ABI version %d; "
                  "rebuild the plugin against this strata", info->abi_version, ST_ABI_VERSION);
+      /* The info's fields and each kind's first three keep their place in
+       * every ABI: enough to say which kinds went missing with the file. */
+      for (int i = 0; info->kinds && i < info->n_kinds && i < 1024; i++)
+        if (info->kinds[i])
+          note_refused (reg, info->kinds[i]->name);
+      note_refused_file (reg, path);
       g_module_close (module);
       return;
     }
@@ -210,6 +248,7 @@ st_registry_new (const char *const *extra_dirs)
   reg->kinds = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                       (GDestroyNotify) g_ptr_array_unref);
   reg->errors = g_ptr_array_new_with_free_func (g_free);
+  reg->refused = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   reg->seen_files = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
 
   for (int i = 0; extra_dirs && extra_dirs[i]; i++)
@@ -236,6 +275,7 @@ st_registry_free (StRegistry *reg)
     return;
   g_hash_table_unref (reg->kinds);
   g_ptr_array_unref (reg->errors);
+  g_hash_table_unref (reg->refused);
   g_hash_table_unref (reg->seen_files);
   g_free (reg);
 }
@@ -305,4 +345,12 @@ st_registry_suggest (StRegistry *reg, const char *name)
   g_autoptr (GPtrArray) names = st_registry_kind_names (reg);
   g_ptr_array_add (names, NULL);
   return st_suggest (name, (const char *const *) names->pdata, 3);
+}
+
+const char *
+st_registry_refusal (StRegistry *reg, const char *name)
+{
+  if (st_registry_lookup (reg, name))
+    return NULL;
+  return g_hash_table_lookup (reg->refused, name);
 }

@@ -32,6 +32,9 @@ GPtrArray  *st_registry_providers (StRegistry *reg, const char *name);
 GPtrArray  *st_registry_kind_names (StRegistry *reg);
 /* "path: reason" for each plugin that did not load. */
 GPtrArray  *st_registry_load_errors (StRegistry *reg);
+/* When no loaded plugin provides the kind name but a refused one does (or
+ * is named after it: "name.so"), that refusal as "path: reason"; else NULL. */
+const char *st_registry_refusal (StRegistry *reg, const char *name);
 /* Kind names close to name, as "'a', 'b'", or NULL: for "did you mean". */
 char       *st_registry_suggest (StRegistry *reg, const char *name);
 

@@ -10,6 +10,8 @@ struct _StStagePrivate {
   void *config;
   StShape *in_shapes;
   GPtrArray *params;           /* StParam*, in declaration order */
+  guint64 param_bytes;         /* the data bytes of params */
+  guint64 other_param_bytes;   /* other stages' share of the memory limit */
   StRng *init_rng;
 };
 
@@ -182,10 +184,19 @@ st_stage_infer (StStage *stage, const StShape *in_shapes, int n_inputs,
                    kind->name, st_shape_format (o, buf, sizeof buf));
       return FALSE;
     }
+  /* Past this point everyone multiplies the dimensions unchecked. */
+  if (!st_shape_bytes (o, NULL))
+    {
+      char buf[64];
+      g_set_error (error, ST_ERROR, ST_ERROR_MEMORY,
+                   "stage '%s' (%s): output shape %s is too large (its size in bytes "
+                   "overflows)", stage->name, kind->name, st_shape_format (o, buf, sizeof buf));
+      return FALSE;
+    }
   return TRUE;
 }
 
-static void init_tensor (StTensor *t, StInit init, double arg, int fan_in, StRng *rng);
+static void init_tensor (StTensor *t, StInit init, double arg, gint64 fan_in, StRng *rng);
 
 void
 st_stage_reset_params (StStage *stage, guint64 seed)
@@ -199,10 +210,10 @@ st_stage_reset_params (StStage *stage, guint64 seed)
 }
 
 static void
-init_tensor (StTensor *t, StInit init, double arg, int fan_in, StRng *rng)
+init_tensor (StTensor *t, StInit init, double arg, gint64 fan_in, StRng *rng)
 {
   gsize n = st_tensor_numel (t);
-  double bound = init == ST_INIT_HE_UNIFORM ? sqrt (6.0 / MAX (fan_in, 1)) : arg;
+  double bound = init == ST_INIT_HE_UNIFORM ? sqrt (6.0 / (double) MAX (fan_in, 1)) : arg;
   for (gsize i = 0; i < n; i++)
     switch (init)
       {
@@ -219,12 +230,40 @@ init_tensor (StTensor *t, StInit init, double arg, int fan_in, StRng *rng)
       }
 }
 
+static char *
+format_dims (const int *dims, int rank)
+{
+  GString *s = g_string_new (NULL);
+  for (int d = 0; d < rank; d++)
+    g_string_append_printf (s, "%s%d", d ? "x" : "", dims[d]);
+  return g_string_free (s, FALSE);
+}
+
+void
+st_stage_set_other_param_bytes (StStage *stage, guint64 bytes)
+{
+  stage->core->other_param_bytes = bytes;
+}
+
+guint64
+st_stage_param_bytes (const StStage *stage)
+{
+  return stage->core->param_bytes;
+}
+
 int
 st_stage_declare_param (StStage *stage, const char *name, const int *dims,
                         int rank, StInit init, double init_arg,
                         gboolean trainable, GError **error)
 {
   g_autofree char *full = g_strdup_printf ("%s.%s", stage->name, name);
+  if (rank < 1 || rank > 4)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_PLUGIN,
+                   "parameter '%s' has rank %d, expected 1 to 4", full, rank);
+      return -1;
+    }
+  g_autofree char *wanted = format_dims (dims, rank);
   GPtrArray *params = stage->core->params;
   for (guint i = 0; i < params->len; i++)
     {
@@ -236,33 +275,69 @@ st_stage_declare_param (StStage *stage, const char *name, const int *dims,
         same = p->dims[d] == dims[d];
       if (!same)
         {
+          g_autofree char *had = format_dims (p->dims, p->rank);
           g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
-                       "parameter '%s' was declared with another shape", full);
+                       "parameter '%s' was declared with another shape (%s, now %s)",
+                       full, had, wanted);
           return -1;
         }
       return (int) i;
     }
-  if (rank < 1 || rank > 4)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_PLUGIN,
-                   "parameter '%s' has rank %d, expected 1 to 4", full, rank);
-      return -1;
-    }
-  StParam *p = g_new0 (StParam, 1);
   int padded[4] = { 1, 1, 1, 1 };
-  int fan_in = 1;
+  gint64 fan_in = 1;
   for (int d = 0; d < rank; d++)
     {
-      padded[d] = p->dims[d] = dims[d];
+      if (dims[d] < 1)
+        {
+          g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
+                     "parameter '%s' has shape %s, expected every dimension at least 1",
+                     full, wanted);
+          return -1;
+        }
+      padded[d] = dims[d];
       if (d > 0)
-        fan_in *= dims[d];
+        fan_in = MIN (fan_in * dims[d], (gint64) G_MAXINT);  /* only a bound's scale */
     }
+
+  /* Bounded before anything is allocated: a layer of a few characters in a
+   * pipeline file can ask for terabytes. */
+  StShape shape = { padded[0], padded[1], padded[2], padded[3] };
+  guint64 bytes = 0, limit = st_memory_limit ();
+  guint64 others = stage->core->other_param_bytes + stage->core->param_bytes;
+  if (!st_shape_bytes (shape, &bytes) || bytes > limit || others > limit - bytes)
+    {
+      g_autofree char *limit_text = st_format_bytes (limit);
+      if (bytes == 0)
+        g_set_error (error, ST_ERROR, ST_ERROR_MEMORY,
+                     "parameter '%s' (%s) is too large: its size in bytes overflows",
+                     full, wanted);
+      else if (bytes > limit)
+        {
+          g_autofree char *need = st_format_bytes (bytes);
+          g_set_error (error, ST_ERROR, ST_ERROR_MEMORY,
+                       "parameter '%s' (%s) needs %s; the limit is %s (--max-memory)",
+                       full, wanted, need, limit_text);
+        }
+      else
+        {
+          g_autofree char *need = st_format_bytes (bytes);
+          g_autofree char *with = st_format_bytes (others + bytes);
+          g_set_error (error, ST_ERROR, ST_ERROR_MEMORY,
+                       "parameter '%s' (%s) needs %s, %s with the other parameters; "
+                       "the limit is %s (--max-memory)", full, wanted, need, with, limit_text);
+        }
+      return -1;
+    }
+
+  StParam *p = g_new0 (StParam, 1);
+  for (int d = 0; d < rank; d++)
+    p->dims[d] = dims[d];
   p->full_name = g_steal_pointer (&full);
   p->rank = rank;
   p->trainable = trainable;
   p->init = init;
   p->init_arg = init_arg;
-  p->value = st_tensor_new ((StShape) { padded[0], padded[1], padded[2], padded[3] }, error);
+  p->value = st_tensor_new (shape, error);
   if (!p->value)
     {
       param_free (p);
@@ -270,6 +345,7 @@ st_stage_declare_param (StStage *stage, const char *name, const int *dims,
     }
   p->fan_in = fan_in;
   init_tensor (p->value, init, init_arg, fan_in, stage->core->init_rng);
+  stage->core->param_bytes += bytes;
   g_ptr_array_add (params, p);
   return (int) params->len - 1;
 }

@@ -16,7 +16,7 @@ typedef struct {
   StTensor *grad;              /* NULL until st_stage_enable_grads() */
   StInit init;                 /* how it was initialised, for st_stage_reset_params() */
   double init_arg;
-  int fan_in;
+  gint64 fan_in;
 } StParam;
 
 /* A stage of the given kind whose parameters come from parallel arrays of
@@ -32,6 +32,13 @@ void     st_stage_free (StStage *stage);
 /* Runs kind->infer for these input shapes; the error names the stage. */
 gboolean st_stage_infer (StStage *stage, const StShape *in_shapes,
                          int n_inputs, GError **error);
+
+/* The data bytes of the stage's parameters. */
+guint64  st_stage_param_bytes (const StStage *stage);
+/* The bytes other stages' parameters hold: declaring a parameter fails with
+ * ST_ERROR_MEMORY when this stage's and the others' together would pass
+ * st_memory_limit().  0 (a stage on its own) until set. */
+void     st_stage_set_other_param_bytes (StStage *stage, guint64 bytes);
 
 /* Parameters by index. */
 int      st_stage_n_params (const StStage *stage);

@@ -1,6 +1,7 @@
 /* strata — tensors. */
 #include <strata/tensor.h>
 #include <strata/plugin.h>
+#include "param.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,32 +14,48 @@ st_shape_format (StShape s, char *buf, gsize size)
   return buf;
 }
 
+gboolean
+st_shape_bytes (StShape shape, guint64 *bytes)
+{
+  const int dims[4] = { shape.n, shape.c, shape.h, shape.w };
+  guint64 total = sizeof (float);
+  for (int i = 0; i < 4; i++)
+    if (dims[i] <= 0 || !g_uint64_checked_mul (&total, total, (guint64) dims[i]))
+      return FALSE;
+  /* Room for the alignment padding st_tensor_new() adds, in a gsize. */
+  if (total > G_MAXSIZE - 2 * ST_TENSOR_ALIGN - sizeof (void *))
+    return FALSE;
+  if (bytes)
+    *bytes = total;
+  return TRUE;
+}
+
 StTensor *
 st_tensor_new (StShape shape, GError **error)
 {
-  gsize numel = 1;
-  const int dims[4] = { shape.n, shape.c, shape.h, shape.w };
-  for (int i = 0; i < 4; i++)
+  guint64 data_bytes;
+  if (!st_shape_bytes (shape, &data_bytes))
     {
-      if (dims[i] <= 0 || !g_size_checked_mul (&numel, numel, (gsize) dims[i])
-          || numel > G_MAXSIZE / sizeof (float) - ST_TENSOR_ALIGN)
-        {
-          char buf[64];
-          g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
-                       "invalid tensor shape %s",
-                       st_shape_format (shape, buf, sizeof buf));
-          return NULL;
-        }
+      char buf[64];
+      g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
+                   "invalid tensor shape %s", st_shape_format (shape, buf, sizeof buf));
+      return NULL;
     }
   /* Round the byte size up so whole 64-byte vectors can be read at the end. */
-  gsize bytes = (numel * sizeof (float) + ST_TENSOR_ALIGN - 1) & ~(gsize) (ST_TENSOR_ALIGN - 1);
+  gsize bytes = ((gsize) data_bytes + ST_TENSOR_ALIGN - 1) & ~(gsize) (ST_TENSOR_ALIGN - 1);
   /* calloc rather than an aligned alloc and memset: large blocks come
    * straight from the kernel already zero, so the pages are first touched
    * by the stage that fills them, on its own threads, in one pass.  The
    * block's start is kept just before the aligned data. */
   void *raw = calloc (1, bytes + ST_TENSOR_ALIGN + sizeof (void *));
   if (!raw)
-    g_error ("out of memory allocating %" G_GSIZE_FORMAT " bytes", bytes);
+    {
+      char buf[64];
+      g_autofree char *size = st_format_bytes (bytes);
+      g_set_error (error, ST_ERROR, ST_ERROR_MEMORY, "out of memory allocating a %s tensor (%s)",
+                   st_shape_format (shape, buf, sizeof buf), size);
+      return NULL;
+    }
   guintptr start = (guintptr) raw + sizeof (void *);
   float *data = (float *) ((start + ST_TENSOR_ALIGN - 1) & ~(guintptr) (ST_TENSOR_ALIGN - 1));
   ((void **) data)[-1] = raw;

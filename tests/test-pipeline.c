@@ -2,7 +2,10 @@
  * the ready pipelines against references written here. */
 #include "pipeline.h"
 #include "context.h"
+#include "image.h"
+#include "param.h"
 #include "stage.h"
+#include "testutil.h"
 
 #include <math.h>
 #include <string.h>
@@ -213,6 +216,436 @@ test_labels_and_weights_paths (void)
   st_pipeline_free (p);
 }
 
+/* ---- Syntax errors name the line --------------------------------------- */
+
+static void
+test_error_line_syntax (void)
+{
+  /* A header missing its ']' was reported as the key below it given twice. */
+  EXPECT_ERROR ("[a]\ntype=kernel\n[b\ntype=kernel\n", "not a valid pipeline file", "line 3",
+                "'[b'", "closing ']'");
+  EXPECT_ERROR ("[a]\ntype=kernel\n[b] x\ntype=kernel\n", "line 3", "'[b] x'", "after");
+  EXPECT_ERROR ("# comment\n[]\ntype=kernel\n", "line 2", "'[]'", "needs a name");
+  EXPECT_ERROR ("type=kernel\n[a]\n", "line 1", "key 'type'", "before the first [stage]");
+  EXPECT_ERROR ("[a]\ntype=kernel\n=emboss\n", "line 3", "'=emboss'", "key is missing");
+  EXPECT_ERROR ("[a]\ntype=kernel\npreset[x]=emboss\n", "line 3", "'preset[x]'");
+  EXPECT_ERROR ("[a]\ntype=kernel\n\n  just words\n", "line 4", "found 'just words'");
+  /* Values keep GKeyFile's escapes; others are named. */
+  EXPECT_ERROR ("[a]\ntype=kernel\npreset=emb\\oss\n", "stage 'a'", "key 'preset'",
+                "invalid escape sequence '\\o'");
+  EXPECT_ERROR ("[a]\ntype=kernel\npreset=emboss\\\n", "key 'preset'", "backslash ends");
+  EXPECT_ERROR ("[a]\ntype=kernel\npreset=\xff\n", "not UTF-8");
+  g_autoptr (GError) error = NULL;
+  StPipeline *p = st_pipeline_load_data (reg, "[pipeline]\ndescription=a\\sb\\\\c\n"
+                                         "[k]\ntype=kernel\n", "esc.ini", &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (st_pipeline_description (p), ==, "a b\\c");
+  st_pipeline_free (p);
+  /* A long line is quoted cut short, and the message stays one line. */
+  g_autofree char *longline = g_strnfill (500, 'x');
+  g_autofree char *text = g_strdup_printf ("[a]\ntype=kernel\n%s\n", longline);
+  EXPECT_ERROR (text, "line 3", "xxx...'");
+}
+
+static void
+test_byte_order_mark (void)
+{
+  g_autoptr (GError) error = NULL;
+  StPipeline *p = st_pipeline_load_data (reg, "\xEF\xBB\xBF[k]\ntype=kernel\npreset=emboss\n",
+                                         "bom.ini", &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (st_pipeline_n_stages (p), ==, 1);
+  g_assert_cmpstr (st_pipeline_stage (p, 0)->name, ==, "k");
+  st_pipeline_free (p);
+
+  /* From a file too, as editors write it; a NUL byte is named, not ignored. */
+  g_autofree char *tmp = tu_make_tmpdir ("strata-load-XXXXXX");
+  g_autofree char *path = g_build_filename (tmp, "bom.ini", NULL);
+  static const char bom_text[] = "\xEF\xBB\xBF# sharpen\r\n[k]\r\ntype=kernel\r\n";
+  tu_write_bytes (path, bom_text, sizeof bom_text - 1);
+  p = st_pipeline_load_file (reg, path, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (st_pipeline_stage (p, 0)->name, ==, "k");
+  st_pipeline_free (p);
+  static const char nul_text[] = "[k]\ntype=kernel\n\0[x]\ntype=nothing\n";
+  tu_write_bytes (path, nul_text, sizeof nul_text - 1);
+  g_assert_null (st_pipeline_load_file (reg, path, &error));
+  g_assert_true (strstr (error->message, path) && strstr (error->message, "NUL"));
+  tu_remove_tree (tmp);
+}
+
+/* ---- The memory bound (--max-memory) ------------------------------------- */
+
+#define MB G_GUINT64_CONSTANT (1000000)
+
+/* Loads text expecting ST_ERROR_MEMORY with every fragment in the message. */
+static void
+expect_memory_error (const char *text, const char *const *fragments)
+{
+  g_autoptr (GError) error = NULL;
+  g_assert_null (st_pipeline_load_data (reg, text, "mem.ini", &error));
+  g_assert_error (error, ST_ERROR, ST_ERROR_MEMORY);
+  g_test_message ("error: %s", error->message);
+  for (int i = 0; fragments[i]; i++)
+    if (!strstr (error->message, fragments[i]))
+      g_error ("message '%s' lacks '%s'", error->message, fragments[i]);
+}
+
+#define EXPECT_MEMORY_ERROR(text, ...) \
+  expect_memory_error (text, (const char *const[]) { __VA_ARGS__, NULL })
+
+static void
+test_shape_bytes (void)
+{
+  guint64 bytes = 0;
+  g_assert_true (st_shape_bytes ((StShape) { 2, 3, 4, 5 }, &bytes));
+  g_assert_cmpuint (bytes, ==, 2 * 3 * 4 * 5 * 4);
+  g_assert_false (st_shape_bytes ((StShape) { 0, 3, 4, 5 }, NULL));
+  g_assert_false (st_shape_bytes ((StShape) { G_MAXINT, G_MAXINT, G_MAXINT, 2 }, NULL));
+  g_autoptr (GError) error = NULL;
+  g_assert_null (st_tensor_new ((StShape) { G_MAXINT, G_MAXINT, G_MAXINT, G_MAXINT }, &error));
+  g_assert_error (error, ST_ERROR, ST_ERROR_SHAPE);
+
+  g_autofree char *a = st_format_bytes (68719476736);
+  g_assert_cmpstr (a, ==, "68.7 GB");
+  g_autofree char *b = st_format_bytes (999);
+  g_assert_cmpstr (b, ==, "999 bytes");
+  g_autofree char *c = st_format_bytes (999960);
+  g_assert_cmpstr (c, ==, "1.0 MB");
+}
+
+static void
+test_memory_outputs (void)
+{
+  st_set_memory_limit (100 * MB);
+  /* Inside resize's advertised range, 51.5 GB for the 3x256x256 probe. */
+  EXPECT_MEMORY_ERROR ("[big]\ntype=resize\nwidth=65536\nheight=65536\n", "mem.ini: ",
+                       "stage 'big' (resize)", "output 1x3x65536x65536", "needs 51.5 GB",
+                       "the limit is 100.0 MB", "--max-memory");
+
+  /* The batch counts: fine for one image, refused for 64. */
+  g_autoptr (GError) error = NULL;
+  StPipeline *p = st_pipeline_load_data (reg, "[r]\ntype=resize\nwidth=1000\nheight=1000\n",
+                                         "mem.ini", &error);
+  g_assert_no_error (error);
+  g_assert_true (st_pipeline_prepare (p, (StShape) { 1, 3, 10, 10 }, &error));
+  g_assert_false (st_pipeline_prepare (p, (StShape) { 64, 3, 10, 10 }, &error));
+  g_assert_error (error, ST_ERROR, ST_ERROR_MEMORY);
+  g_assert_true (strstr (error->message, "output 64x3x1000x1000 needs 768.0 MB"));
+  g_clear_error (&error);
+  /* Sizes whose product overflows are an error before any bound. */
+  g_assert_false (st_pipeline_prepare (p, (StShape) { 1 << 23, 1 << 20, 1, 1 }, &error));
+  g_assert_error (error, ST_ERROR, ST_ERROR_MEMORY);
+  g_assert_true (strstr (error->message, "stage 'r'") && strstr (error->message, "overflows"));
+  g_clear_error (&error);
+  g_assert_false (st_pipeline_prepare (p, (StShape) { G_MAXINT, G_MAXINT, G_MAXINT, 3 }, &error));
+  g_assert_error (error, ST_ERROR, ST_ERROR_SHAPE);
+  g_clear_error (&error);
+  st_pipeline_free (p);
+
+  /* Outputs freed after their last reader do not count: a chain of ten
+   * 3 MB stages peaks at the input and two outputs... */
+  st_set_memory_limit (10 * MB);
+  GString *chain = g_string_new ("[pipeline]\ninput=3x500x500\n");
+  for (int i = 0; i < 10; i++)
+    g_string_append_printf (chain, "[i%d]\ntype=invert\n", i);
+  p = st_pipeline_load_data (reg, chain->str, "mem.ini", &error);
+  g_string_free (chain, TRUE);
+  g_assert_no_error (error);
+  g_autoptr (StRunContext) ctx = st_run_context_new (1, 1);
+  g_autoptr (StTensor) in = st_tensor_new0 (1, 3, 500, 500);
+  in->data[7] = 0.25f;
+  g_autoptr (StTensor) out = st_pipeline_forward (p, ctx, in, FALSE, &error);
+  g_assert_no_error (error);
+  g_assert_cmpfloat (out->data[7], ==, 0.25f);
+  /* ... but all of them kept (training, feature maps) are refused. */
+  g_assert_null (st_pipeline_forward (p, ctx, in, TRUE, &error));
+  g_assert_error (error, ST_ERROR, ST_ERROR_MEMORY);
+  g_assert_true (strstr (error->message, "keeping every stage's output")
+                 && strstr (error->message, "36.0 MB"));
+  g_clear_error (&error);
+  st_pipeline_free (p);
+
+  /* Three outputs alive at once pass the bound at the third stage. */
+  EXPECT_MEMORY_ERROR ("[pipeline]\ninput=3x500x500\n[a]\ntype=invert\ninput=image\n"
+                       "[b]\ntype=invert\ninput=image\n[sum]\ntype=add\ninput=a,b\n",
+                       "stage 'sum' (add)", "needs 3.0 MB, 12.0 MB with the input",
+                       "the limit is 10.0 MB");
+  st_set_memory_limit (0);
+}
+
+static void
+test_memory_parameters (void)
+{
+  /* 29 bytes of pipeline asking for 13 TB, refused at load with the
+   * default limit (half the physical memory). */
+  EXPECT_MEMORY_ERROR ("[d]\ntype=dense\nunits=16777216\n", "stage 'd' (dense)",
+                       "parameter 'd.weight' (16777216x196608) needs 13.2 TB", "--max-memory");
+  st_set_memory_limit (1000 * MB);
+  EXPECT_MEMORY_ERROR ("[c]\ntype=conv2d\nfilters=65536\nsize=64\n", "stage 'c' (conv2d)",
+                       "parameter 'c.weight' (65536x3x64x64) needs 3.2 GB",
+                       "the limit is 1.0 GB");
+  /* Each fits alone; the second passes the bound with the first. */
+  st_set_memory_limit (10 * MB);
+  EXPECT_MEMORY_ERROR ("[pipeline]\ninput=1x1x1000\n[a]\ntype=dense\nunits=1500\nbias=false\n"
+                       "[b]\ntype=dense\nunits=1000\nbias=false\n", "stage 'b' (dense)",
+                       "parameter 'b.weight' (1000x1500) needs 6.0 MB",
+                       "12.0 MB with the other parameters", "the limit is 10.0 MB");
+  g_autoptr (GError) error = NULL;
+  StPipeline *p = st_pipeline_load_data (reg, "[pipeline]\ninput=1x1x1000\n[a]\ntype=dense\n"
+                                         "units=1500\nbias=false\n", "mem.ini", &error);
+  g_assert_no_error (error);
+  st_pipeline_free (p);
+  st_set_memory_limit (0);
+}
+
+/* ---- A fixed input given another shape ----------------------------------- */
+
+static void
+test_fixed_input_message (void)
+{
+  g_autofree char *tmp = tu_make_tmpdir ("strata-load-XXXXXX");
+  g_autofree char *path = g_build_filename (tmp, "net.ini", NULL);
+  const char *text = "[pipeline]\ninput=1x28x28\n[conv1]\ntype=conv2d\nfilters=4\nsize=3\n"
+                     "[fc]\ntype=dense\nunits=3\n";
+  tu_write_bytes (path, text, strlen (text));
+  g_autoptr (GError) error = NULL;
+  StPipeline *p = st_pipeline_load_file (reg, path, &error);
+  g_assert_no_error (error);
+  g_assert_false (st_pipeline_prepare (p, (StShape) { 1, 3, 400, 300 }, &error));
+  g_assert_error (error, ST_ERROR, ST_ERROR_SHAPE);
+  g_test_message ("%s", error->message);
+  g_assert_true (g_str_has_prefix (error->message, path));
+  g_assert_true (strstr (error->message, "the pipeline takes 1x28x28, the image is 3x400x300"));
+  g_assert_true (strstr (error->message, "grayscale and resize width=28 height=28"));
+  g_assert_null (strstr (error->message, "declared"));
+  g_assert_null (strstr (error->message, "-photo"));
+  g_clear_error (&error);
+  /* The batch may differ, and the right shape still works after a refusal. */
+  g_assert_true (st_pipeline_prepare (p, (StShape) { 8, 1, 28, 28 }, &error));
+  st_pipeline_free (p);
+
+  /* A NAME-photo pipeline beside it is the first thing to suggest. */
+  g_autofree char *photo = g_build_filename (tmp, "net-photo.ini", NULL);
+  tu_write_bytes (photo, "[g]\ntype=grayscale\n", 19);
+  p = st_pipeline_load_file (reg, path, &error);
+  g_assert_false (st_pipeline_prepare (p, (StShape) { 1, 1, 28, 30 }, &error));
+  g_assert_true (strstr (error->message, "the image is 1x28x30: use the pipeline "));
+  g_assert_true (strstr (error->message, "net-photo.ini"));
+  g_assert_true (strstr (error->message, "(such as resize width=28 height=28)"));
+  g_clear_error (&error);
+  st_pipeline_free (p);
+
+  /* Stages that take another shape than input= (here preparation stages)
+   * still do. */
+  p = st_pipeline_load_data (reg, "[pipeline]\ninput=1x28x28\n[g]\ntype=grayscale\n"
+                             "[r]\ntype=resize\nwidth=28\nheight=28\n[c]\ntype=conv2d\n"
+                             "filters=2\nsize=3\n", "prep.ini", &error);
+  g_assert_no_error (error);
+  g_assert_true (st_pipeline_prepare (p, (StShape) { 1, 3, 100, 80 }, &error));
+  g_assert_no_error (error);
+  st_pipeline_free (p);
+
+  /* The installed classifier points to its installed -photo variant. */
+  p = st_pipeline_load (reg, "fashion-mnist", &error);
+  g_assert_no_error (error);
+  g_assert_false (st_pipeline_prepare (p, (StShape) { 1, 3, 400, 300 }, &error));
+  g_assert_true (strstr (error->message, "use the pipeline fashion-mnist-photo,"));
+  st_pipeline_free (p);
+  tu_remove_tree (tmp);
+}
+
+/* ---- Refused plugins ----------------------------------------------------- */
+
+static char *
+test_plugin_dir (void)
+{
+  return g_build_filename (g_getenv ("STRATA_BUILD_ROOT"), "tests", "plugins", NULL);
+}
+
+static void
+test_refused_plugins (void)
+{
+  g_autofree char *dir = test_plugin_dir ();
+  const char *dirs[] = { dir, NULL };
+  StRegistry *with_bad = st_registry_new (dirs);
+  g_autoptr (GError) error = NULL;
+
+  g_assert_null (st_pipeline_load_data (with_bad, "[x]\ntype=bad-abi\n", "t.ini", &error));
+  g_test_message ("%s", error->message);
+  g_assert_error (error, ST_ERROR, ST_ERROR_PLUGIN);
+  g_assert_true (strstr (error->message, "stage 'x': key 'type': stage kind 'bad-abi' is "
+                         "provided only by a plugin that was not loaded"));
+  g_assert_true (strstr (error->message, "/bad-abi.so: plugin ABI version 2, this strata has "
+                         "ABI version 1"));
+  g_clear_error (&error);
+
+  /* A bare name, as on the command line. */
+  g_assert_null (st_pipeline_load (with_bad, "no-symbol", &error));
+  g_test_message ("%s", error->message);
+  g_assert_true (strstr (error->message, "/no-symbol.so: no 'strata_plugin_info' symbol"));
+  g_assert_null (strstr (error->message, "no pipeline file, installed pipeline or stage kind"));
+  g_clear_error (&error);
+
+  /* The overriding provider comes first, the bundled one is still listed. */
+  g_autoptr (GPtrArray) providers = st_registry_providers (with_bad, "invert");
+  g_assert_cmpuint (providers->len, ==, 2);
+  g_assert_true (g_str_has_suffix (((StKindEntry *) providers->pdata[0])->path, "/rank-invert.so"));
+  g_assert_true (g_str_has_suffix (((StKindEntry *) providers->pdata[1])->path, "/invert.so"));
+  g_assert_null (st_registry_refusal (with_bad, "invert"));
+  st_registry_free (with_bad);
+
+  /* Without those plugins, the usual message. */
+  g_assert_null (st_pipeline_load (reg, "bad-abi", &error));
+  g_assert_true (strstr (error->message, "no pipeline file, installed pipeline or stage kind"));
+}
+
+/* ---- The command line ---------------------------------------------------- */
+
+static void
+test_cli_plugins (void)
+{
+  const char *exe = g_getenv ("STRATA_EXE");
+  g_autofree char *dir = test_plugin_dir ();
+  TuResult r = tu_run (exe, "plugins", "--plugin-dir", dir, NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_true (strstr (r.out, "/rank-invert.so (rank 10, used)"));
+  g_assert_true (strstr (r.out, "/plugins/invert/invert.so (rank 0, overridden)"));
+  g_assert_true (strstr (r.out, "1 kind is provided by more than one file"));
+  g_assert_true (strstr (r.out, "/bad-abi.so: plugin ABI version 2"));
+  tu_result_clear (&r);
+
+  r = tu_run (exe, "plugins", "invert", "--plugin-dir", dir, NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_true (strstr (r.out, "Rank         10, overriding the other file below"));
+  g_assert_true (strstr (r.out, "/invert.so (rank 0), overridden: the higher rank is used"));
+  tu_result_clear (&r);
+
+  r = tu_run (exe, "plugins", "bad-abi", "--plugin-dir", dir, NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_true (strstr (r.err, "provided only by a plugin that was not loaded"));
+  g_assert_true (strstr (r.err, "/bad-abi.so: plugin ABI version 2"));
+  tu_result_clear (&r);
+
+  g_autofree char *tmp = tu_make_tmpdir ("strata-load-XXXXXX");
+  g_autofree char *image = g_build_filename (tmp, "in.png", NULL);
+  g_autoptr (StTensor) pixels = st_tensor_new0 (1, 3, 8, 8);
+  g_autoptr (GError) error = NULL;
+  g_assert_true (st_image_save (pixels, image, ST_FORMAT_PNG, 8, 90, &error));
+  g_autofree char *out = g_build_filename (tmp, "out.png", NULL);
+  r = tu_run (exe, "run", "invert ! bad-abi", image, "-o", out, "--plugin-dir", dir, NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_true (strstr (r.err, "stage kind 'bad-abi' is provided only by a plugin that was not loaded"));
+  tu_result_clear (&r);
+  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+  tu_remove_tree (tmp);
+}
+
+static void
+test_cli_common_options (void)
+{
+  const char *exe = g_getenv ("STRATA_EXE");
+  g_autofree char *tmp = tu_make_tmpdir ("strata-load-XXXXXX");
+  g_autofree char *file = g_build_filename (tmp, "file", NULL);
+  g_autofree char *missing = g_build_filename (tmp, "missing", NULL);
+  tu_write_bytes (file, "x", 1);
+  TuResult r = tu_run (exe, "plugins", "--plugin-dir", missing, NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_true (strstr (r.err, "--plugin-dir") && strstr (r.err, missing)
+                 && strstr (r.err, "no such folder"));
+  tu_result_clear (&r);
+  g_autofree char *maps = g_build_filename (tmp, "maps.png", NULL);
+  r = tu_run (exe, "inspect", "sharpen", file, "-o", maps, "--plugin-dir", file, NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_true (strstr (r.err, file) && strstr (r.err, "not a folder"));
+  tu_result_clear (&r);
+
+  const char *bad[] = { "-5", "0", "12X", "1e300", "999K", "G", "" };
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      r = tu_run (exe, "plugins", "--max-memory", bad[i], NULL);
+      g_assert_cmpint (r.status, ==, 2);
+      g_assert_true (strstr (r.err, "--max-memory: expected a size from 1M to 1P"));
+      tu_result_clear (&r);
+    }
+  r = tu_run (exe, "inspect", "--help", NULL);
+  g_assert_true (strstr (r.out, "--max-memory") && strstr (r.out, "1M to 1P")
+                 && strstr (r.out, "default: half the physical memory"));
+  tu_result_clear (&r);
+
+  /* The bound reaches the pipeline: a 67 MB output against 1M. */
+  const char *conv = "conv2d filters=256 size=3 padding=same";
+  r = tu_run (exe, "inspect", conv, "--max-memory", "1M", NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_true (strstr (r.err, "stage 'conv2d' (conv2d): output 1x256x256x256 needs 67.1 MB; "
+                         "the limit is 1.0 MB (--max-memory)"));
+  tu_result_clear (&r);
+  r = tu_run (exe, "inspect", conv, "--max-memory", "1.5Gi", NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  r = tu_run (exe, "inspect", "resize width=65536 height=65536", "--max-memory", "8G", NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_true (strstr (r.err, "stage 'resize' (resize): output 1x3x65536x65536 needs 51.5 GB; "
+                         "the limit is 8.0 GB"));
+  tu_result_clear (&r);
+  tu_remove_tree (tmp);
+}
+
+/* ---- Large files load in linear time -------------------------------------- */
+
+/* 50,000 chained stages and one stage reading 100,000 names (several MB):
+ * every list split, lookup and graph walk here was once quadratic or
+ * recursive per stage.  The values show that the wiring is right. */
+static void
+test_large_pipeline (void)
+{
+  const int n = 50000;
+  GString *text = g_string_new ("[pipeline]\ninput=1x1x1\n");
+  for (int i = 0; i < n; i++)
+    g_string_append_printf (text, "[s%d]\ntype=invert\n", i);
+  g_string_append (text, "[sum]\ntype=add\ninput=");
+  for (int i = 0; i < 2 * n; i++)
+    g_string_append_printf (text, "%ss%d", i ? " , " : "", i % n);
+  g_string_append_c (text, '\n');
+  g_test_message ("pipeline of %" G_GSIZE_FORMAT " bytes", text->len);
+
+  g_autoptr (GError) error = NULL;
+  gint64 start = g_get_monotonic_time ();
+  StPipeline *p = st_pipeline_load_data (reg, text->str, "large.ini", &error);
+  g_test_message ("loaded in %.3f s", (g_get_monotonic_time () - start) / 1e6);
+  g_string_free (text, TRUE);
+  g_assert_no_error (error);
+  g_assert_cmpint (st_pipeline_n_stages (p), ==, n + 1);
+  g_assert_cmpstr (st_pipeline_stage (p, n)->name, ==, "sum");
+  g_assert_cmpstr (st_pipeline_stage (p, n - 1)->name, ==, "s49999");
+  const char *const *inputs = st_pipeline_stage_inputs (p, n);
+  g_assert_cmpuint (g_strv_length ((char **) inputs), ==, 2 * n);
+  g_assert_cmpstr (inputs[n + 1], ==, "s1");
+  /* Only s0 can run apart: the sum reads it. */
+  g_assert_cmpint (st_pipeline_prefix_length (p), ==, 1);
+
+  /* s_i is 1 - x for even i and x for odd i: the sum is n whatever x. */
+  g_autoptr (StRunContext) ctx = st_run_context_new (1, 1);
+  g_autoptr (StTensor) in = st_tensor_new0 (1, 1, 1, 1);
+  in->data[0] = 0.25f;
+  g_autoptr (StTensor) out = st_pipeline_forward (p, ctx, in, FALSE, &error);
+  g_assert_no_error (error);
+  g_assert_cmpfloat (out->data[0], ==, (float) n);
+  st_pipeline_free (p);
+
+  /* A deep chain whose first stages only prepare the input: the prefix is
+   * found in one pass. */
+  text = g_string_new (NULL);
+  for (int i = 0; i < n; i++)
+    g_string_append_printf (text, "[s%d]\ntype=invert\n", i);
+  g_string_append (text, "[d]\ntype=dense\nunits=2\n");
+  p = st_pipeline_load_data (reg, text->str, "chain.ini", &error);
+  g_string_free (text, TRUE);
+  g_assert_no_error (error);
+  g_assert_cmpint (st_pipeline_prefix_length (p), ==, n);
+  st_pipeline_free (p);
+}
+
 /* ---- Ready pipelines against references -------------------------------- */
 
 static int
@@ -370,6 +803,16 @@ main (int argc, char **argv)
   g_test_add_func ("/pipeline/error/shapes", test_error_shapes);
   g_test_add_func ("/pipeline/error/not-keyfile", test_error_not_keyfile);
   g_test_add_func ("/pipeline/error/file-names", test_error_file_names);
+  g_test_add_func ("/pipeline/error/line-syntax", test_error_line_syntax);
+  g_test_add_func ("/pipeline/byte-order-mark", test_byte_order_mark);
+  g_test_add_func ("/pipeline/memory/shape-bytes", test_shape_bytes);
+  g_test_add_func ("/pipeline/memory/outputs", test_memory_outputs);
+  g_test_add_func ("/pipeline/memory/parameters", test_memory_parameters);
+  g_test_add_func ("/pipeline/fixed-input", test_fixed_input_message);
+  g_test_add_func ("/pipeline/plugins/refused", test_refused_plugins);
+  g_test_add_func ("/pipeline/cli/plugins", test_cli_plugins);
+  g_test_add_func ("/pipeline/cli/common-options", test_cli_common_options);
+  g_test_add_func ("/pipeline/large", test_large_pipeline);
   g_test_add_func ("/pipeline/inline", test_inline_chain);
   g_test_add_func ("/pipeline/graph-order", test_graph_order);
   g_test_add_func ("/pipeline/labels-weights", test_labels_and_weights_paths);

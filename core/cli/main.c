@@ -20,10 +20,54 @@ enum { EXIT_OK = 0, EXIT_SOME_FAILED = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130
 
 static char **plugin_dirs;
 static gboolean show_version;
+static guint64 max_memory;           /* 0: not given */
+static char max_memory_help[256];    /* says the default, which depends on the machine */
+
+#define MAX_MEMORY_MIN G_GUINT64_CONSTANT (1000000)            /* 1M */
+#define MAX_MEMORY_MAX G_GUINT64_CONSTANT (1000000000000000)   /* 1P */
+
+/* --max-memory SIZE: bytes, or a number with a decimal (K, M, G, T, P) or
+ * binary (Ki, Mi, Gi, Ti) suffix, as the messages that quote the limit
+ * write sizes in decimal units (GB). */
+static gboolean
+parse_max_memory (const char *option, const char *value, gpointer data, GError **error)
+{
+  static const struct {
+    const char *suffix;
+    double factor;
+  } units[] = {
+    { "", 1 }, { "K", 1e3 }, { "M", 1e6 }, { "G", 1e9 }, { "T", 1e12 }, { "P", 1e15 },
+    { "Ki", 1024.0 }, { "Mi", 1048576.0 }, { "Gi", 1073741824.0 }, { "Ti", 1099511627776.0 },
+  };
+  char *end = NULL;
+  double number = g_ascii_strtod (value, &end);
+  if (end != value && g_ascii_isdigit (*value))
+    {
+      g_autofree char *suffix = g_strstrip (g_strdup (end));
+      if (g_str_has_suffix (suffix, "B") || g_str_has_suffix (suffix, "b"))
+        suffix[strlen (suffix) - 1] = '\0';
+      for (guint i = 0; i < G_N_ELEMENTS (units); i++)
+        if (g_ascii_strcasecmp (suffix, units[i].suffix) == 0)
+          {
+            double bytes = number * units[i].factor;
+            if (bytes >= MAX_MEMORY_MIN && bytes <= MAX_MEMORY_MAX)
+              {
+                max_memory = (guint64) bytes;
+                return TRUE;
+              }
+            break;
+          }
+    }
+  g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+               "%s: expected a size from 1M to 1P such as 4G or 512M, found '%s'", option, value);
+  return FALSE;
+}
 
 static const GOptionEntry common_entries[] = {
   { "plugin-dir", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &plugin_dirs,
-    "Also load plugins from DIR (before STRATA_PLUGIN_PATH)", "DIR" },
+    "Also load plugins from DIR, an existing folder (before STRATA_PLUGIN_PATH)", "DIR" },
+  { "max-memory", 0, 0, G_OPTION_ARG_CALLBACK, (gpointer) parse_max_memory, max_memory_help,
+    "SIZE" },
   { NULL }
 };
 
@@ -41,6 +85,11 @@ make_context (const char *params, const char *summary, const GOptionEntry *entri
   g_option_context_set_summary (ctx, summary);
   if (entries)
     g_option_context_add_main_entries (ctx, entries, NULL);
+  g_autofree char *default_limit = st_format_bytes (st_memory_limit ());
+  g_snprintf (max_memory_help, sizeof max_memory_help,
+              "Refuse a pipeline whose tensors and parameters need more than SIZE bytes; "
+              "K, M, G, T (1000s) or Ki, Mi, Gi (1024s) suffixes, 1M to 1P "
+              "(default: half the physical memory, here %s)", default_limit);
   g_option_context_add_main_entries (ctx, common_entries, NULL);
   return ctx;
 }
@@ -54,6 +103,17 @@ parse_options (GOptionContext *ctx, int *argc, char ***argv)
       fprintf (stderr, "strata: %s\n", error->message);
       return FALSE;
     }
+  /* A mistyped folder would otherwise just leave its plugins out. */
+  for (int i = 0; plugin_dirs && plugin_dirs[i]; i++)
+    if (!g_file_test (plugin_dirs[i], G_FILE_TEST_IS_DIR))
+      {
+        fprintf (stderr, "strata: --plugin-dir: %s: %s\n", plugin_dirs[i],
+                 g_file_test (plugin_dirs[i], G_FILE_TEST_EXISTS) ? "not a folder"
+                                                                   : "no such folder");
+        return FALSE;
+      }
+  if (max_memory)
+    st_set_memory_limit (max_memory);
   st_registry_set_default_dirs ((const char *const *) plugin_dirs);
   return TRUE;
 }
@@ -79,7 +139,11 @@ print_kind (const StKindEntry *entry, GPtrArray *providers)
   printf ("%s — %s\n\n", k->name, k->summary ? k->summary : "");
   printf ("  Category     %s\n", category_name (k->category));
   printf ("  File         %s\n", entry->path);
-  printf ("  Rank         %d\n", k->rank);
+  if (providers->len > 1)
+    printf ("  Rank         %d, overriding the other file%s below\n", k->rank,
+            providers->len > 2 ? "s" : "");
+  else
+    printf ("  Rank         %d\n", k->rank);
   printf ("  ABI version  %u\n", k->abi_version);
   if (k->max_inputs < 0)
     printf ("  Inputs       %d or more\n", k->min_inputs);
@@ -91,7 +155,9 @@ print_kind (const StKindEntry *entry, GPtrArray *providers)
   for (guint i = 1; i < providers->len; i++)
     {
       const StKindEntry *other = providers->pdata[i];
-      printf ("  Also in      %s (rank %d)\n", other->path, other->kind->rank);
+      printf ("  Also in      %s (rank %d), overridden: %s\n", other->path, other->kind->rank,
+              other->kind->rank < k->rank ? "the higher rank is used"
+                                          : "of equal ranks, the first found is used");
     }
   printf ("\nParameters:\n");
   if (k->n_params == 0)
@@ -127,6 +193,13 @@ cmd_plugins (int argc, char **argv)
   if (argc == 2)
     {
       const StKindEntry *entry = st_registry_lookup (reg, argv[1]);
+      const char *refusal = entry ? NULL : st_registry_refusal (reg, argv[1]);
+      if (refusal)
+        {
+          fprintf (stderr, "strata: stage kind '%s' is provided only by a plugin that was not "
+                   "loaded: %s\n", argv[1], refusal);
+          return EXIT_USAGE;
+        }
       if (!entry)
         {
           g_autofree char *near = st_registry_suggest (reg, argv[1]);
@@ -140,14 +213,34 @@ cmd_plugins (int argc, char **argv)
     }
   g_autoptr (GPtrArray) names = st_registry_kind_names (reg);
   printf ("%-14s %-9s %s\n", "KIND", "CATEGORY", "SUMMARY");
+  guint overridden = 0;
   for (guint i = 0; i < names->len; i++)
     {
       const StKindEntry *e = st_registry_lookup (reg, names->pdata[i]);
+      g_autoptr (GPtrArray) providers = st_registry_providers (reg, names->pdata[i]);
       printf ("%-14s %-9s %s\n", e->kind->name, category_name (e->kind->category),
               e->kind->summary ? e->kind->summary : "");
-      printf ("%-14s %-9s   from %s\n", "", "", e->path);
+      if (providers->len == 1)
+        {
+          printf ("%-14s %-9s   from %s\n", "", "", e->path);
+          continue;
+        }
+      /* A kind provided twice is worth seeing: the winner changes what
+       * every pipeline using the kind does. */
+      overridden++;
+      printf ("%-14s %-9s   from %s (rank %d, used)\n", "", "", e->path, e->kind->rank);
+      for (guint k = 1; k < providers->len; k++)
+        {
+          const StKindEntry *other = providers->pdata[k];
+          printf ("%-14s %-9s   also %s (rank %d, overridden)\n", "", "", other->path,
+                  other->kind->rank);
+        }
     }
   printf ("\n%u stage kinds, plugin ABI version %d.\n", names->len, ST_ABI_VERSION);
+  if (overridden)
+    printf ("%u kind%s more than one file: the highest rank is used, then the first "
+            "found on the search path.\n", overridden,
+            overridden == 1 ? " is provided by" : "s are provided by");
   GPtrArray *errors = st_registry_load_errors (reg);
   if (errors->len)
     {
@@ -219,10 +312,14 @@ cmd_inspect (int argc, char **argv)
     "Prints a pipeline's stages, output shapes, parameters and multiply-adds.\n"
     "With IMAGE and -o, also draws every stage's output for that image; with\n"
     "--weights-image, the filters of the first conv2d stage.", entries);
-  if (!parse_options (octx, &argc, &argv))
+  /* Owned before parsing, so that a refused option frees those parsed before it. */
+  g_autofree char *output_owned = NULL, *weights_owned = NULL, *weights_image_owned = NULL;
+  gboolean parsed = parse_options (octx, &argc, &argv);
+  output_owned = output;
+  weights_owned = weights;
+  weights_image_owned = weights_image;
+  if (!parsed)
     return EXIT_USAGE;
-  g_autofree char *output_owned = output, *weights_owned = weights;
-  g_autofree char *weights_image_owned = weights_image;
   if (argc != 2 && argc != 3)
     {
       fprintf (stderr, "strata inspect: expected PIPELINE and at most one IMAGE\n");
@@ -316,18 +413,7 @@ cmd_inspect (int argc, char **argv)
       if (ok)
         printf ("\nfeature maps: %s\n", output);
       else if (error->code != ST_ERROR_IO)
-        {
-          /* A stage's complaint about shapes reads better beside both shapes. */
-          StShape s = image->shape;
-          if (fixed && !st_shape_equal (in, s))
-            {
-              char *msg = g_strdup_printf ("%s (the pipeline takes %dx%dx%d, the image is %dx%dx%d)",
-                                           error->message, in.c, in.h, in.w, s.c, s.h, s.w);
-              g_free (error->message);
-              error->message = msg;
-            }
-          g_prefix_error (&error, "%s: ", image_path);
-        }
+        g_prefix_error (&error, "%s: ", image_path);
     }
   if (ok && weights_image)
     {

@@ -216,17 +216,29 @@ conv_finalize (StStage *stage)
   g_clear_pointer ((Conv **) &stage->priv, conv_free);
 }
 
-/* A buffer of at least n floats; contents are not kept. */
+/* A buffer of at least n floats; contents are not kept.  NULL when the
+ * memory cannot be had: the unrolled input of a wide kernel over many
+ * channels can ask for far more than the tensors around it. */
 static float *
 scratch (float **buf, gsize *have, gsize n)
 {
   if (*have < n)
     {
       g_free (*buf);
-      *buf = g_new (float, n);
-      *have = n;
+      *buf = g_try_new (float, n);
+      *have = *buf ? n : 0;
     }
   return *buf;
+}
+
+static gboolean
+scratch_failed (const Geom *g, gsize floats, int tasks, GError **error)
+{
+  g_set_error (error, ST_ERROR, ST_ERROR_MEMORY,
+               "out of memory for %" G_GUINT64_FORMAT " MB of working space per thread "
+               "(%d threads): the input unrolled for a %dx%d kernel over %d channels",
+               (guint64) floats * sizeof (float) / 1000000, tasks, g->kh, g->kw, g->c1 / g->groups);
+  return FALSE;
 }
 
 /* The i-th value of a list given as one value or two. */
@@ -907,14 +919,16 @@ conv_forward (StStage *stage, const StRunContext *ctx,
   Work *work = task_work (cv, pl.n_tasks);
   for (int t = 0; t < pl.n_tasks; t++)
     {
-      if (!(g->pointwise && pl.split))
-        scratch (&work[t].col, &work[t].col_n, (gsize) g->kg * cols + ROW_BURST);
-      if (!pl.split)
-        scratch (&work[t].tmp, &work[t].tmp_n, (gsize) g->c2 * cols);
+      const gsize col_n = (gsize) g->kg * cols + ROW_BURST, tmp_n = (gsize) g->c2 * cols;
+      if (!(g->pointwise && pl.split) && !scratch (&work[t].col, &work[t].col_n, col_n))
+        return scratch_failed (g, col_n, pl.n_tasks, error);
+      if (!pl.split && !scratch (&work[t].tmp, &work[t].tmp_n, tmp_n))
+        return scratch_failed (g, tmp_n, pl.n_tasks, error);
     }
   float *pre = NULL;
-  if (st_activation_needs_input (act))
-    pre = scratch (&cv->pre, &cv->pre_n, st_tensor_numel (output));
+  if (st_activation_needs_input (act)
+      && !(pre = scratch (&cv->pre, &cv->pre_n, st_tensor_numel (output))))
+    return scratch_failed (g, st_tensor_numel (output), 1, error);
 
   FwdJob j = {
     .cv = cv, .pl = &pl, .in = inputs[0]->data,
@@ -1114,15 +1128,18 @@ conv_backward (StStage *stage, const StRunContext *ctx,
   for (int t = 0; t < pl.n_tasks; t++)
     {
       Work *wk = &work[t];
-      scratch (&wk->tmp, &wk->tmp_n, (gsize) g->c2 * cols);
-      if (!(g->pointwise && pl.split))
-        scratch (&wk->col, &wk->col_n, (gsize) g->kg * cols + ROW_BURST);
-      if (din && !(g->pointwise && pl.split))
-        scratch (&wk->dcol, &wk->dcol_n, (gsize) g->kg * cols);
-      if (t > 0 && dw)
-        scratch (&wk->dw, &wk->dw_n, (gsize) g->c2 * g->kg);
-      if (t > 0 && db)
-        scratch (&wk->db, &wk->db_n, g->c2);
+      const gsize col_n = (gsize) g->kg * cols + ROW_BURST, tmp_n = (gsize) g->c2 * cols;
+      const gsize dw_n = (gsize) g->c2 * g->kg;
+      if (!scratch (&wk->tmp, &wk->tmp_n, tmp_n))
+        return scratch_failed (g, tmp_n, pl.n_tasks, error);
+      if (!(g->pointwise && pl.split) && !scratch (&wk->col, &wk->col_n, col_n))
+        return scratch_failed (g, col_n, pl.n_tasks, error);
+      if (din && !(g->pointwise && pl.split) && !scratch (&wk->dcol, &wk->dcol_n, col_n - ROW_BURST))
+        return scratch_failed (g, col_n - ROW_BURST, pl.n_tasks, error);
+      if (t > 0 && dw && !scratch (&wk->dw, &wk->dw_n, dw_n))
+        return scratch_failed (g, dw_n, pl.n_tasks, error);
+      if (t > 0 && db && !scratch (&wk->db, &wk->db_n, g->c2))
+        return scratch_failed (g, g->c2, pl.n_tasks, error);
     }
 
   GMutex lock;

@@ -243,7 +243,10 @@ struct _StKind {
  * kind with it, so a rebuild against another strata stamps that ABI. */
 #define ST_KIND_HEADER .abi_version = ST_ABI_VERSION, .struct_size = sizeof (StKind)
 
-/* What strata_plugin_info() returns: static, read-only data. */
+/* What strata_plugin_info() returns: static, read-only data.  Its fields,
+ * and the first three of StKind (abi_version, struct_size, name), keep
+ * their place in every ABI version: the core reads them from a plugin of
+ * another ABI to say which kinds it refused. */
 typedef struct {
   guint32 abi_version;         /* ST_ABI_VERSION */
   int n_kinds;

@@ -43,7 +43,8 @@ typedef struct {
 } StTensor;
 
 /* n·c·h·w, in gsize.  No overflow check: shapes the core hands out (and
- * any from st_tensor_new()) are known to fit. */
+ * any from st_tensor_new()) are known to fit; st_shape_bytes() checks one
+ * that is not known yet. */
 static inline gsize
 st_shape_numel (StShape s)
 {
@@ -56,16 +57,21 @@ st_shape_equal (StShape a, StShape b)
   return a.n == b.n && a.c == b.c && a.h == b.h && a.w == b.w;
 }
 
+/* The bytes of a tensor of this shape's data in *bytes (may be NULL):
+ * FALSE when a dimension is below 1 or n·c·h·w·sizeof (float) overflows. */
+gboolean st_shape_bytes (StShape shape, guint64 *bytes);
+
 /* Formats "NxCxHxW" into buf, which holds size bytes (64 is always enough),
  * and returns buf: for error messages. */
 const char *st_shape_format (StShape shape, char *buf, gsize size);
 
 /* A new tensor, zero-filled, owned by the caller (free with
  * st_tensor_free()).  Returns NULL with an ST_ERROR_SHAPE error when a
- * dimension is below 1 or the size overflows; aborts when memory runs
- * out, as GLib does. */
+ * dimension is below 1 or the size overflows, and with ST_ERROR_MEMORY
+ * when the memory cannot be had. */
 StTensor *st_tensor_new (StShape shape, GError **error);
-/* The same, aborting on an invalid shape: for callers whose shape is known good. */
+/* The same, aborting on an invalid shape or when memory runs out, as GLib
+ * does: for callers whose shape is known good and small. */
 StTensor *st_tensor_new0 (int n, int c, int h, int w);
 /* A new tensor with src's shape and values, owned by the caller. */
 StTensor *st_tensor_copy (const StTensor *src);
