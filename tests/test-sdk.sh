@@ -381,7 +381,7 @@ check "threshold soft=0.3 gives a ramp: many gray levels" soft_threshold
 
 # An untrained scale is the identity (weight 1, bias 0): same pixels back.
 scale_identity () {
-  "$strata" run "scale bias=true" "$photo" -o "$tmp/scale.png" --quiet \
+  "$strata" run "scale bias=true" "$photo" -o "$tmp/scale.png" --quiet --random-weights \
     --plugin-dir "$plugins" && python3 "$tmp/png.py" same "$photo" "$tmp/scale.png"
 }
 check "an untrained scale stage runs in a pipeline and returns the image unchanged" \

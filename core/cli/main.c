@@ -709,11 +709,12 @@ cmd_train (int argc, char **argv)
   };
   g_autoptr (GOptionContext) octx = make_context ("PIPELINE --data DIR -o WEIGHTS",
     "Trains a classifier pipeline with softmax cross-entropy.", entries);
-  if (!parse_options (octx, &argc, &argv))
-    return EXIT_USAGE;
+  gboolean parsed = parse_options (octx, &argc, &argv);
   g_autofree char *o1 = data, *o2 = test, *o3 = output, *o4 = optimizer, *o5 = schedule,
                   *o6 = checkpoint, *o7 = resume, *o8 = log, *o9 = plot, *o10 = lr_text,
                   *o11 = momentum_text;
+  if (!parsed)
+    return EXIT_USAGE;
   if (argc != 2 || !data || !output)
     {
       fprintf (stderr, "strata train: expected PIPELINE, --data DIR and -o WEIGHTS (see --help)\n");
@@ -872,9 +873,10 @@ cmd_eval (int argc, char **argv)
   };
   g_autoptr (GOptionContext) octx = make_context ("PIPELINE --data DIR",
     "Measures a classifier: accuracy, per-class precision and recall, confusion matrix.", entries);
-  if (!parse_options (octx, &argc, &argv))
-    return EXIT_USAGE;
+  gboolean parsed = parse_options (octx, &argc, &argv);
   g_autofree char *o1 = data, *o2 = weights, *o3 = format;
+  if (!parsed)
+    return EXIT_USAGE;
   static const char *const formats[] = { "text", "json", NULL };
   int json = 0;
   if (argc != 2 || !data)
@@ -983,10 +985,11 @@ cmd_run (int argc, char **argv)
     "Nothing runs when an output would replace an input or two inputs would\n"
     "have one output.  Exit status: 0 all written (or skipped), 1 some images\n"
     "failed, 2 nothing run (usage, pipeline or output problem), 130 interrupted.", entries);
-  if (!parse_options (octx, &argc, &argv))
-    return EXIT_USAGE;
+  gboolean parsed = parse_options (octx, &argc, &argv);
   g_autofree char *output_owned = output, *format_owned = format, *weights_owned = weights;
   g_autofree char *o1 = quality_text, *o2 = jobs_text, *o3 = top_text, *o4 = max_pixels_text;
+  if (!parsed)
+    return EXIT_USAGE;
   if (argc < 3)
     {
       fprintf (stderr, "strata run: expected PIPELINE and at least one INPUT (see --help)\n");
