@@ -410,6 +410,10 @@ conv_infer (StStage *stage, GError **error)
 #define COL_BUDGET (256 * 1024)
 #define MIN_COLS 256
 #define MAX_COLS 2048
+/* Floats of col and tmp a task may hold however large the kernel: a
+ * 1024x1024 kernel over three channels would otherwise unroll MIN_COLS
+ * columns of 3M taps, 3.2 GB per thread.  Such kernels get narrower blocks. */
+#define SCRATCH_CAP (16 * 1024 * 1024)
 /* Multiply-adds a task must have to be worth waking a thread for. */
 #define MIN_TASK_MACS 400000.0
 
@@ -432,6 +436,7 @@ plan_blocks (const Geom *g, const StRunContext *ctx)
 {
   Plan pl = { .hw = (gsize) g->h2 * g->w2 };
   gsize target = CLAMP (COL_BUDGET / (gsize) g->kg, MIN_COLS, MAX_COLS);
+  target = MAX (1, MIN (target, SCRATCH_CAP / ((gsize) g->kg + g->c2)));
   double macs = (double) g->n * pl.hw * g->kg * g->c2;
   int threads = MAX (1, (int) MIN (st_parallel_threads (ctx), macs / MIN_TASK_MACS));
 
