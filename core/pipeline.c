@@ -103,13 +103,90 @@ sort_nodes (StPipeline *p, GPtrArray *file_order, GPtrArray *sorted, GError **er
   return TRUE;
 }
 
-static gboolean
-build_stages (StPipeline *p, GPtrArray *groups, GError **error)
+/* The kind a stage's type= names, or an error saying why there is none. */
+static const StKindEntry *
+lookup_kind (StPipeline *p, const StKeyGroup *group, GError **error)
 {
-  g_autoptr (GPtrArray) file_order = g_ptr_array_new_with_free_func (node_free);
-  /* Stage name -> place in file_order; the names are the stages' own. */
-  g_autoptr (GHashTable) index = g_hash_table_new (g_str_hash, g_str_equal);
+  const char *name = group->name;
+  g_autofree char *type = NULL;
+  for (guint k = 0; k < group->keys->len && !type; k++)
+    if (strcmp (group->keys->pdata[k], "type") == 0)
+      type = st_key_unescape (group->values->pdata[k], NULL);
+  if (!type || !*g_strstrip (type))
+    {
+      st_pipeline_set_error (error, p, ST_ERROR_PIPELINE,
+                             "stage '%s': key 'type' is missing (expected a stage kind; "
+                             "'strata plugins' lists them)", name);
+      return NULL;
+    }
+  const StKindEntry *entry = st_registry_lookup (p->reg, type);
+  const char *refusal = entry ? NULL : st_registry_refusal (p->reg, type);
+  if (refusal)
+    {
+      st_pipeline_set_error (error, p, ST_ERROR_PLUGIN,
+                             "stage '%s': key 'type': stage kind '%s' is provided only by a "
+                             "plugin that was not loaded: %s", name, type, refusal);
+      return NULL;
+    }
+  if (!entry)
+    {
+      g_autofree char *near = st_registry_suggest (p->reg, type);
+      st_pipeline_set_error (error, p, ST_ERROR_PIPELINE,
+                             "stage '%s': key 'type': unknown stage kind '%s'%s%s%s", name, type,
+                             near ? " (did you mean " : " ('strata plugins' lists the kinds)",
+                             near ? near : "", near ? "?)" : "");
+    }
+  return entry;
+}
 
+/* The stage a group describes, its parameters validated by the kind's
+ * specs; its input= (NULL when absent) comes back apart. */
+static StStage *
+stage_from_group (StPipeline *p, const StKeyGroup *group, const StKind *kind, char **input,
+                  GError **error)
+{
+  const char *const *keys = (const char *const *) group->keys->pdata;
+  g_autoptr (GPtrArray) pkeys = g_ptr_array_new ();
+  g_autoptr (GPtrArray) pvalues = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *input_value = NULL;
+  for (guint k = 0; k < group->keys->len; k++)
+    {
+      if (strcmp (keys[k], "type") == 0)
+        continue;
+      g_autoptr (GError) local = NULL;
+      char *value = st_key_unescape (group->values->pdata[k], &local);
+      if (!value)
+        {
+          st_pipeline_set_error (error, p, ST_ERROR_PIPELINE, "stage '%s': key '%s': %s",
+                                 group->name, keys[k], local->message);
+          return NULL;
+        }
+      if (strcmp (keys[k], "input") == 0)
+        {
+          input_value = value;
+          continue;
+        }
+      g_ptr_array_add (pkeys, (char *) keys[k]);
+      g_ptr_array_add (pvalues, value);
+    }
+  g_autoptr (GError) local = NULL;
+  StStage *stage = st_stage_new (kind, group->name, (const char *const *) pkeys->pdata,
+                                 (const char *const *) pvalues->pdata, pkeys->len, &local);
+  if (!stage)
+    {
+      g_set_error (error, ST_ERROR, local->code, "%s: %s", p->name, local->message);
+      return NULL;
+    }
+  *input = g_steal_pointer (&input_value);
+  return stage;
+}
+
+/* One node per stage group, in file order, with its input names: as
+ * input= gives them, or else the stage before it (the image for the
+ * first). */
+static gboolean
+nodes_from_groups (StPipeline *p, GPtrArray *groups, GPtrArray *file_order, GError **error)
+{
   for (guint g = 0; g < groups->len; g++)
     {
       const StKeyGroup *group = groups->pdata[g];
@@ -120,80 +197,19 @@ build_stages (StPipeline *p, GPtrArray *groups, GError **error)
         {
           st_pipeline_set_error (error, p, ST_ERROR_PIPELINE,
                                  "stage '%s': invalid stage name (expected a name other than "
-                                 "'image', "
-                                 "without ',' or '.')", name);
+                                 "'image', without ',' or '.')", name);
           return FALSE;
         }
-      g_autofree char *type = NULL;
-      for (guint k = 0; k < group->keys->len && !type; k++)
-        if (strcmp (group->keys->pdata[k], "type") == 0)
-          type = st_key_unescape (group->values->pdata[k], NULL);
-      if (!type || !*g_strstrip (type))
-        {
-          st_pipeline_set_error (error, p, ST_ERROR_PIPELINE,
-                                 "stage '%s': key 'type' is missing (expected a stage kind; "
-                                 "'strata plugins' lists them)", name);
-          return FALSE;
-        }
-      const StKindEntry *entry = st_registry_lookup (p->reg, type);
-      const char *refusal = entry ? NULL : st_registry_refusal (p->reg, type);
-      if (refusal)
-        {
-          st_pipeline_set_error (error, p, ST_ERROR_PLUGIN,
-                                 "stage '%s': key 'type': stage kind '%s' is provided only by a "
-                                 "plugin "
-                                 "that was not loaded: %s", name, type, refusal);
-          return FALSE;
-        }
+      const StKindEntry *entry = lookup_kind (p, group, error);
       if (!entry)
-        {
-          g_autofree char *near = st_registry_suggest (p->reg, type);
-          st_pipeline_set_error (error, p, ST_ERROR_PIPELINE,
-                                 "stage '%s': key 'type': unknown stage kind '%s'%s%s%s",
-                                 name, type,
-                                 near ? " (did you mean " : " ('strata plugins' lists the kinds)",
-                                 near ? near : "", near ? "?)" : "");
-          return FALSE;
-        }
-
-      const guint n_keys = group->keys->len;
-      const char *const *keys = (const char *const *) group->keys->pdata;
-      g_autoptr (GPtrArray) pkeys = g_ptr_array_new ();
-      g_autoptr (GPtrArray) pvalues = g_ptr_array_new_with_free_func (g_free);
+        return FALSE;
       g_autofree char *input = NULL;
-      for (guint k = 0; k < n_keys; k++)
-        {
-          if (strcmp (keys[k], "type") == 0)
-            continue;
-          g_autoptr (GError) local = NULL;
-          char *value = st_key_unescape (group->values->pdata[k], &local);
-          if (!value)
-            {
-              st_pipeline_set_error (error, p, ST_ERROR_PIPELINE, "stage '%s': key '%s': %s",
-                                     name, keys[k], local->message);
-              return FALSE;
-            }
-          if (strcmp (keys[k], "input") == 0)
-            {
-              input = value;
-              continue;
-            }
-          g_ptr_array_add (pkeys, (char *) keys[k]);
-          g_ptr_array_add (pvalues, value);
-        }
-
-      g_autoptr (GError) local = NULL;
-      StStage *stage = st_stage_new (entry->kind, name, (const char *const *) pkeys->pdata,
-                                     (const char *const *) pvalues->pdata, pkeys->len, &local);
+      StStage *stage = stage_from_group (p, group, entry->kind, &input, error);
       if (!stage)
-        {
-          g_set_error (error, ST_ERROR, local->code, "%s: %s", p->name, local->message);
-          return FALSE;
-        }
+        return FALSE;
       Node *node = g_new0 (Node, 1);
       node->stage = stage;
       node->file_index = file_order->len;
-      g_hash_table_insert (index, (char *) stage->name, GINT_TO_POINTER (file_order->len));
       if (input)
         {
           g_strstrip (input);
@@ -209,14 +225,43 @@ build_stages (StPipeline *p, GPtrArray *groups, GError **error)
       node->n_inputs = g_strv_length (node->input_names);
       g_ptr_array_add (file_order, node);
     }
-
   if (file_order->len == 0)
     {
       st_pipeline_set_error (error, p, ST_ERROR_PIPELINE,
                              "no stages (expected at least one group with a type= key)");
       return FALSE;
     }
+  return TRUE;
+}
 
+/* What an input name that names no stage gets: the near names, or all. */
+static void
+set_no_such_stage_error (StPipeline *p, GPtrArray *file_order, const Node *node, const char *in,
+                         GError **error)
+{
+  g_autoptr (GPtrArray) names = g_ptr_array_new ();
+  g_ptr_array_add (names, "image");
+  for (guint j = 0; j < file_order->len; j++)
+    g_ptr_array_add (names, (char *) ((Node *) file_order->pdata[j])->stage->name);
+  g_ptr_array_add (names, NULL);
+  g_autofree char *near = st_suggest (in, (const char *const *) names->pdata, 2);
+  g_autofree char *all = g_strjoinv (", ", (char **) names->pdata);
+  st_pipeline_set_error (error, p, ST_ERROR_PIPELINE,
+                         "stage '%s': key 'input': no stage named '%s' (%s%s%s)",
+                         node->stage->name, in, near ? "did you mean " : "expected one of ",
+                         near ? near : all, near ? "?" : "");
+}
+
+/* Input names become node indices in file order (IMAGE_INPUT for the
+ * image). */
+static gboolean
+resolve_inputs (StPipeline *p, GPtrArray *file_order, GError **error)
+{
+  /* Stage name -> place in file_order; the names are the stages' own. */
+  g_autoptr (GHashTable) index = g_hash_table_new (g_str_hash, g_str_equal);
+  for (guint i = 0; i < file_order->len; i++)
+    g_hash_table_insert (index, (char *) ((Node *) file_order->pdata[i])->stage->name,
+                         GINT_TO_POINTER (i));
   for (guint i = 0; i < file_order->len; i++)
     {
       Node *node = file_order->pdata[i];
@@ -231,43 +276,30 @@ build_stages (StPipeline *p, GPtrArray *groups, GError **error)
             node->inputs[k] = GPOINTER_TO_INT (found);
           else
             {
-              g_autoptr (GPtrArray) names = g_ptr_array_new ();
-              g_ptr_array_add (names, "image");
-              for (guint j = 0; j < file_order->len; j++)
-                g_ptr_array_add (names, (char *) ((Node *) file_order->pdata[j])->stage->name);
-              g_ptr_array_add (names, NULL);
-              g_autofree char *near = st_suggest (in, (const char *const *) names->pdata, 2);
-              g_autofree char *all = g_strjoinv (", ", (char **) names->pdata);
-              st_pipeline_set_error (error, p, ST_ERROR_PIPELINE,
-                                     "stage '%s': key 'input': no stage named '%s' (%s%s%s)",
-                                     node->stage->name, *in ? in : "",
-                                     near ? "did you mean " : "expected one of ", near ? near : all,
-                                     near ? "?" : "");
+              set_no_such_stage_error (p, file_order, node, in, error);
               return FALSE;
             }
           if (node->inputs[k] == (int) i)
             {
               st_pipeline_set_error (error, p, ST_ERROR_PIPELINE,
-                                     "stage '%s': key 'input': a stage cannot read its own output",
-                                     node->stage->name);
+                                     "stage '%s': key 'input': a stage cannot read its own "
+                                     "output", node->stage->name);
               return FALSE;
             }
         }
     }
+  return TRUE;
+}
 
-  int n = file_order->len;
-  g_autoptr (GPtrArray) sorted = g_ptr_array_sized_new (n);
-  if (!sort_nodes (p, file_order, sorted, error))
-    return FALSE;
-
-  /* The output is the last stage of the file, and every stage must feed it:
-   * a stage whose result goes nowhere is almost surely a wiring mistake.
-   * Since nothing reads the last stage, the post-order puts it last. */
+/* The output is the last stage of the file, and every stage must feed it:
+ * a stage whose result goes nowhere is almost surely a wiring mistake.
+ * Since nothing reads the last stage, the post-order puts it last. */
+static gboolean
+check_every_stage_used (StPipeline *p, GPtrArray *file_order, GPtrArray *sorted, GError **error)
+{
+  const int n = file_order->len;
   g_autofree gboolean *used = g_new0 (gboolean, n);
   used[n - 1] = TRUE;
-  g_autofree int *run_index = g_new (int, n);
-  for (int r = 0; r < n; r++)
-    run_index[((Node *) sorted->pdata[r])->file_index] = r;
   for (int r = n - 1; r >= 0; r--)
     {
       Node *node = sorted->pdata[r];
@@ -282,13 +314,23 @@ build_stages (StPipeline *p, GPtrArray *groups, GError **error)
       {
         st_pipeline_set_error (error, p, ST_ERROR_PIPELINE,
                                "stage '%s': its output is not used by the final stage '%s' "
-                               "(expected every stage to feed the last one; check the input= keys)",
-                               ((Node *) file_order->pdata[i])->stage->name,
+                               "(expected every stage to feed the last one; check the input= "
+                               "keys)", ((Node *) file_order->pdata[i])->stage->name,
                                ((Node *) file_order->pdata[n - 1])->stage->name);
         return FALSE;
       }
+  return TRUE;
+}
 
-  /* Re-index inputs from file order to run order, and hand the nodes over. */
+/* Re-indexes inputs from file order to run order, and hands the nodes
+ * over to the pipeline in run order. */
+static void
+adopt_run_order (StPipeline *p, GPtrArray *file_order, GPtrArray *sorted)
+{
+  const int n = sorted->len;
+  g_autofree int *run_index = g_new (int, n);
+  for (int r = 0; r < n; r++)
+    run_index[((Node *) sorted->pdata[r])->file_index] = r;
   for (int r = 0; r < n; r++)
     {
       Node *node = sorted->pdata[r];
@@ -300,6 +342,20 @@ build_stages (StPipeline *p, GPtrArray *groups, GError **error)
   for (int r = 0; r < n; r++)
     g_ptr_array_add (p->nodes, sorted->pdata[r]);
   g_ptr_array_set_free_func (file_order, NULL);
+}
+
+static gboolean
+build_stages (StPipeline *p, GPtrArray *groups, GError **error)
+{
+  g_autoptr (GPtrArray) file_order = g_ptr_array_new_with_free_func (node_free);
+  if (!nodes_from_groups (p, groups, file_order, error)
+      || !resolve_inputs (p, file_order, error))
+    return FALSE;
+  g_autoptr (GPtrArray) sorted = g_ptr_array_sized_new (file_order->len);
+  if (!sort_nodes (p, file_order, sorted, error)
+      || !check_every_stage_used (p, file_order, sorted, error))
+    return FALSE;
+  adopt_run_order (p, file_order, sorted);
   return TRUE;
 }
 
