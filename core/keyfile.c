@@ -81,6 +81,135 @@ st_key_unescape (const char *raw, GError **error)
   return g_string_free (out, FALSE);
 }
 
+/* The reading of one text: where the lines are, what has been seen. */
+typedef struct {
+  const char *name;            /* of the file, for errors */
+  StKeyText *out;
+  StKeyGroup *current;         /* the group the key lines go into */
+  GHashTable *groups;          /* group name -> its header's line */
+  GHashTable *keys;            /* the current group's key -> its line */
+} Reader;
+
+/* Cuts the text's copy into lines, in place with strchr: g_strsplit
+ * searches with strstr, which sanitizers check to the end of the text on
+ * every call.  NULL-terminated, pointing into buffer. */
+static GPtrArray *
+cut_lines (char *buffer)
+{
+  GPtrArray *starts = g_ptr_array_new ();
+  for (char *c = buffer; c; )
+    {
+      g_ptr_array_add (starts, c);
+      c = strchr (c, '\n');
+      if (c)
+        *c++ = '\0';
+    }
+  g_ptr_array_add (starts, NULL);
+  return starts;
+}
+
+/* What is wrong with a header line whose ']' (if any) is at end. */
+static const char *
+header_problem (const char *line, const char *end)
+{
+  if (!end)
+    return "a stage header needs a closing ']'";
+  if (end[1] != '\0')
+    return "unexpected text after the header's ']'";
+  if (end == line + 1)
+    return "a stage header needs a name between '[' and ']'";
+  if (strchr (line + 1, '[') && strchr (line + 1, '[') < end)
+    return "a stage name cannot contain '['";
+  for (const char *c = line + 1; c < end; c++)
+    if (g_ascii_iscntrl (*c))
+      return "a stage name cannot contain control characters";
+  return NULL;
+}
+
+/* "[name]": a new group, unless the name was seen before. */
+static gboolean
+read_header (Reader *r, char *line, int line_no, GError **error)
+{
+  char *end = strchr (line, ']');
+  const char *problem = header_problem (line, end);
+  if (problem)
+    {
+      g_autofree char *quoted = quote_line (line);
+      syntax_error (error, r->name, "not a valid pipeline file: line %d: '%s': %s", line_no,
+                    quoted, problem);
+      return FALSE;
+    }
+  *end = '\0';
+  const char *group = line + 1;
+  int first = GPOINTER_TO_INT (g_hash_table_lookup (r->groups, group));
+  if (first)
+    {
+      syntax_error (error, r->name, "stage '%s': duplicate stage name (line %d repeats line %d)",
+                    group, line_no, first);
+      return FALSE;
+    }
+  g_hash_table_insert (r->groups, (char *) group, GINT_TO_POINTER (line_no));
+  g_hash_table_remove_all (r->keys);
+  r->current = g_new0 (StKeyGroup, 1);
+  r->current->name = group;
+  r->current->line = line_no;
+  r->current->keys = g_ptr_array_new ();
+  r->current->values = g_ptr_array_new ();
+  g_ptr_array_add (r->out->groups, r->current);
+  return TRUE;
+}
+
+/* "key=value" into the current group, unless the key was seen there. */
+static gboolean
+read_key_line (Reader *r, char *line, int line_no, GError **error)
+{
+  char *eq = strchr (line, '=');
+  if (!eq)
+    {
+      g_autofree char *quoted = quote_line (line);
+      syntax_error (error, r->name,
+                    "not a valid pipeline file: line %d: expected '[stage]', 'key=value' or "
+                    "a '#' comment, found '%s'", line_no, quoted);
+      return FALSE;
+    }
+  *eq = '\0';   /* the line is ours: the key ends here */
+  char *key = g_strchomp (line);
+  if (!*key)
+    {
+      *eq = '=';
+      g_autofree char *quoted = quote_line (line);
+      syntax_error (error, r->name,
+                    "not a valid pipeline file: line %d: '%s': a key is missing before '='",
+                    line_no, quoted);
+      return FALSE;
+    }
+  if (!r->current)
+    {
+      syntax_error (error, r->name,
+                    "not a valid pipeline file: line %d: key '%s' comes before the first "
+                    "[stage] header", line_no, key);
+      return FALSE;
+    }
+  if (strpbrk (key, "[]"))
+    {
+      syntax_error (error, r->name,
+                    "not a valid pipeline file: line %d: key '%s': a key cannot contain "
+                    "'[' or ']'", line_no, key);
+      return FALSE;
+    }
+  int first = GPOINTER_TO_INT (g_hash_table_lookup (r->keys, key));
+  if (first)
+    {
+      syntax_error (error, r->name, "stage '%s': key '%s' given twice (lines %d and %d)",
+                    r->current->name, key, first, line_no);
+      return FALSE;
+    }
+  g_hash_table_insert (r->keys, key, GINT_TO_POINTER (line_no));
+  g_ptr_array_add (r->current->keys, key);
+  g_ptr_array_add (r->current->values, g_strchug (eq + 1));
+  return TRUE;
+}
+
 /* The key-file syntax, in one pass over the lines, in place of GKeyFile.
  * GKeyFile's messages for a malformed line are raw, or misleading: a
  * header missing its ']' is skipped, so the keys below it land in the
@@ -94,117 +223,20 @@ st_key_text_parse (const char *name, const char *text, StKeyText *out, GError **
 {
   out->groups = g_ptr_array_new_with_free_func (group_free);
   out->buffer = g_strdup (text);
-  /* Cut in place with strchr: g_strsplit searches with strstr, which
-   * sanitizers check to the end of the text on every call. */
-  g_autoptr (GPtrArray) starts = g_ptr_array_new ();
-  for (char *c = out->buffer; c; )
-    {
-      g_ptr_array_add (starts, c);
-      c = strchr (c, '\n');
-      if (c)
-        *c++ = '\0';
-    }
-  g_ptr_array_add (starts, NULL);
+  g_autoptr (GPtrArray) starts = cut_lines (out->buffer);
   char **lines = (char **) starts->pdata;
-  StKeyGroup *current = NULL;
   /* Names point into lines; keys holds the current group's only. */
   g_autoptr (GHashTable) groups = g_hash_table_new (g_str_hash, g_str_equal);
   g_autoptr (GHashTable) keys = g_hash_table_new (g_str_hash, g_str_equal);
-  const char *group = NULL;
+  Reader r = { name, out, NULL, groups, keys };
   for (int i = 0; lines[i]; i++)
     {
-      const int line_no = i + 1;
       char *line = g_strstrip (lines[i]);
       if (*line == '#' || *line == '\0')
         continue;
-      if (*line == '[')
-        {
-          char *end = strchr (line, ']');
-          const char *problem = NULL;
-          if (!end)
-            problem = "a stage header needs a closing ']'";
-          else if (end[1] != '\0')
-            problem = "unexpected text after the header's ']'";
-          else if (end == line + 1)
-            problem = "a stage header needs a name between '[' and ']'";
-          else if (strchr (line + 1, '[') && strchr (line + 1, '[') < end)
-            problem = "a stage name cannot contain '['";
-          for (const char *c = line + 1; !problem && c < end; c++)
-            if (g_ascii_iscntrl (*c))
-              problem = "a stage name cannot contain control characters";
-          if (problem)
-            {
-              g_autofree char *quoted = quote_line (line);
-              syntax_error (error, name,
-                            "not a valid pipeline file: line %d: '%s': %s", line_no, quoted,
-                            problem);
-              return FALSE;
-            }
-          *end = '\0';
-          group = line + 1;
-          int first = GPOINTER_TO_INT (g_hash_table_lookup (groups, group));
-          if (first)
-            {
-              syntax_error (error, name,
-                            "stage '%s': duplicate stage name (line %d repeats line %d)",
-                            group, line_no, first);
-              return FALSE;
-            }
-          g_hash_table_insert (groups, (char *) group, GINT_TO_POINTER (line_no));
-          g_hash_table_remove_all (keys);
-          current = g_new0 (StKeyGroup, 1);
-          current->name = group;
-          current->line = line_no;
-          current->keys = g_ptr_array_new ();
-          current->values = g_ptr_array_new ();
-          g_ptr_array_add (out->groups, current);
-          continue;
-        }
-      char *eq = strchr (line, '=');
-      if (!eq)
-        {
-          g_autofree char *quoted = quote_line (line);
-          syntax_error (error, name,
-                        "not a valid pipeline file: line %d: expected '[stage]', 'key=value' or "
-                        "a '#' comment, found '%s'", line_no, quoted);
-          return FALSE;
-        }
-      *eq = '\0';   /* the line is ours: the key ends here */
-      char *key = g_strchomp (line);
-      if (!*key)
-        {
-          *eq = '=';
-          g_autofree char *quoted = quote_line (line);
-          syntax_error (error, name,
-                        "not a valid pipeline file: line %d: '%s': a key is missing before '='",
-                        line_no, quoted);
-          return FALSE;
-        }
-      if (!group)
-        {
-          syntax_error (error, name,
-                        "not a valid pipeline file: line %d: key '%s' comes before the first "
-                        "[stage] header", line_no, key);
-          return FALSE;
-        }
-      if (strpbrk (key, "[]"))
-        {
-          syntax_error (error, name,
-                        "not a valid pipeline file: line %d: key '%s': a key cannot contain "
-                        "'[' or ']'", line_no, key);
-          return FALSE;
-        }
-      int first = GPOINTER_TO_INT (g_hash_table_lookup (keys, key));
-      if (first)
-        {
-          syntax_error (error, name,
-                        "stage '%s': key '%s' given twice (lines %d and %d)",
-                        group, key, first, line_no);
-          return FALSE;
-        }
-      g_hash_table_insert (keys, key, GINT_TO_POINTER (line_no));
-      g_ptr_array_add (current->keys, key);
-      g_ptr_array_add (current->values, g_strchug (eq + 1));
+      if (!(*line == '[' ? read_header (&r, line, i + 1, error)
+                         : read_key_line (&r, line, i + 1, error)))
+        return FALSE;
     }
   return TRUE;
 }
