@@ -18,14 +18,33 @@ typedef struct {
   int *inputs;                 /* node index in run order, or IMAGE_INPUT */
   int n_inputs;
   int last_use;                /* last node that reads this one's output */
-  int file_index;              /* place of its group in the file */
+  int file_index;              /* place of its group in file order */
+  const char *file;            /* the file it is written in (errors name it) */
+  int scope;                   /* which file of an include chain it is in */
+  const char *image;           /* what "image" stands for in its file, or NULL */
+  gboolean check_output;       /* an included file's input= after it: */
+  StShape expected_output;     /* the shape (C, H, W) it must make */
+  const char *expected_by;     /* and the file that asks */
 } Node;
+
+/* A stage's group as the graph receives it from the files. */
+typedef struct {
+  const StKeyGroup *group;
+  const char *file;            /* the file it is written in */
+  int scope;                   /* which file of an include chain: stages read their own file's */
+  const char *image;           /* what "image" stands for there: the last stage of the files
+                                * before it, or NULL for the pipeline's input */
+  gboolean has_image_shape;    /* the file's input=, which that stage must then make */
+  StShape image_shape;
+} StStageGroup;
 
 struct _StPipeline {
   StRegistry *reg;
   char *name;                  /* file path, or "inline pipeline" */
   char *source;                /* the key file text, to make copies */
   char *dir;                   /* where relative paths in the file start */
+  gboolean from_file;          /* name is the file source was read from */
+  GPtrArray *files;            /* char *, the files it includes, for Node.file */
   char *description;
   gboolean has_input;
   StShape input;
@@ -42,18 +61,23 @@ struct _StPipeline {
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (StPipeline, st_pipeline_free)
 
-/* A GError in ST_ERROR that starts with the pipeline's name. */
+/* A GError in ST_ERROR that starts with the pipeline's name, or with
+ * the name of one of the files it includes. */
 void st_pipeline_set_error (GError **error, StPipeline *p, int code, const char *fmt, ...)
   G_GNUC_PRINTF (4, 5);
+void st_pipeline_set_file_error (GError **error, const char *file, int code, const char *fmt,
+                                 ...) G_GNUC_PRINTF (4, 5);
 
-/* pipeline.c: the stage groups of the file, in file order, become the
+/* pipeline.c: the stage groups (StStageGroup), in file order, become the
  * graph (p->nodes, in run order), its shapes checked on a probe input. */
-gboolean st_pipeline_build_graph (StPipeline *p, GPtrArray *groups, GError **error);
+gboolean st_pipeline_build_graph (StPipeline *p, GArray *stages, GError **error);
 
 /* pipeline-file.c: a pipeline from key-file text; dir is where relative
  * paths in it start. */
 StPipeline *st_pipeline_load_text (StRegistry *reg, const char *text, const char *display_name,
                                    const char *dir, GError **error);
+/* The same text loaded again, includes read again (for a copy). */
+StPipeline *st_pipeline_reload (const StPipeline *p, GError **error);
 
 /* pipeline-inline.c: an installed pipeline's file, or NULL. */
 char *st_pipeline_find_named (const char *name);

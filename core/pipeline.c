@@ -31,7 +31,20 @@ st_pipeline_free (StPipeline *p)
   g_free (p->description);
   g_strfreev (p->labels);
   g_free (p->weights_path);
+  if (p->files)
+    g_ptr_array_unref (p->files);
   g_free (p);
+}
+
+static void
+set_error_valist (GError **error, const char *file, int code, const char *fmt, va_list ap)
+  G_GNUC_PRINTF (4, 0);
+
+static void
+set_error_valist (GError **error, const char *file, int code, const char *fmt, va_list ap)
+{
+  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
+  g_set_error (error, ST_ERROR, code, "%s: %s", file, msg);
 }
 
 void
@@ -39,18 +52,25 @@ st_pipeline_set_error (GError **error, StPipeline *p, int code, const char *fmt,
 {
   va_list ap;
   va_start (ap, fmt);
-  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
+  set_error_valist (error, p->name, code, fmt, ap);
   va_end (ap);
-  g_set_error (error, ST_ERROR, code, "%s: %s", p->name, msg);
 }
 
+void
+st_pipeline_set_file_error (GError **error, const char *file, int code, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  set_error_valist (error, file, code, fmt, ap);
+  va_end (ap);
+}
 
 /* Sorts the nodes so that each comes after the ones it reads, depth first
  * from each node in file order, with an explicit stack: a chain of many
  * thousand stages must not recurse once per stage.  A node met again while
  * on the stack closes a cycle, which is reported as the path around it. */
 static gboolean
-sort_nodes (StPipeline *p, GPtrArray *file_order, GPtrArray *sorted, GError **error)
+sort_nodes (GPtrArray *file_order, GPtrArray *sorted, GError **error)
 {
   const int n = file_order->len;
   g_autofree guint8 *state = g_new0 (guint8, n);   /* 0 new, 1 on the stack, 2 done */
@@ -90,9 +110,9 @@ sort_nodes (StPipeline *p, GPtrArray *file_order, GPtrArray *sorted, GError **er
                                             ((Node *) file_order->pdata[s])->stage->name);
                 }
               g_string_append (path, closing->stage->name);
-              st_pipeline_set_error (error, p, ST_ERROR_PIPELINE,
-                                     "stage '%s': key 'input': the inputs form a cycle: %s",
-                                     closing->stage->name, path->str);
+              st_pipeline_set_file_error (error, closing->file, ST_ERROR_PIPELINE,
+                                          "stage '%s': key 'input': the inputs form a cycle: %s",
+                                          closing->stage->name, path->str);
               g_string_free (path, TRUE);
               return FALSE;
             }
@@ -105,8 +125,9 @@ sort_nodes (StPipeline *p, GPtrArray *file_order, GPtrArray *sorted, GError **er
 
 /* The kind a stage's type= names, or an error saying why there is none. */
 static const StKindEntry *
-lookup_kind (StPipeline *p, const StKeyGroup *group, GError **error)
+lookup_kind (StPipeline *p, const StStageGroup *sg, GError **error)
 {
+  const StKeyGroup *group = sg->group;
   const char *name = group->name;
   g_autofree char *type = NULL;
   for (guint k = 0; k < group->keys->len && !type; k++)
@@ -114,7 +135,7 @@ lookup_kind (StPipeline *p, const StKeyGroup *group, GError **error)
       type = st_key_unescape (group->values->pdata[k], NULL);
   if (!type || !*g_strstrip (type))
     {
-      st_pipeline_set_error (error, p, ST_ERROR_PIPELINE,
+      st_pipeline_set_file_error (error, sg->file, ST_ERROR_PIPELINE,
                              "stage '%s': key 'type' is missing (expected a stage kind; "
                              "'strata plugins' lists them)", name);
       return NULL;
@@ -123,7 +144,7 @@ lookup_kind (StPipeline *p, const StKeyGroup *group, GError **error)
   const char *refusal = entry ? NULL : st_registry_refusal (p->reg, type);
   if (refusal)
     {
-      st_pipeline_set_error (error, p, ST_ERROR_PLUGIN,
+      st_pipeline_set_file_error (error, sg->file, ST_ERROR_PLUGIN,
                              "stage '%s': key 'type': stage kind '%s' is provided only by a "
                              "plugin that was not loaded: %s", name, type, refusal);
       return NULL;
@@ -131,7 +152,7 @@ lookup_kind (StPipeline *p, const StKeyGroup *group, GError **error)
   if (!entry)
     {
       g_autofree char *near = st_registry_suggest (p->reg, type);
-      st_pipeline_set_error (error, p, ST_ERROR_PIPELINE,
+      st_pipeline_set_file_error (error, sg->file, ST_ERROR_PIPELINE,
                              "stage '%s': key 'type': unknown stage kind '%s'%s%s%s", name, type,
                              near ? " (did you mean " : " ('strata plugins' lists the kinds)",
                              near ? near : "", near ? "?)" : "");
@@ -142,9 +163,9 @@ lookup_kind (StPipeline *p, const StKeyGroup *group, GError **error)
 /* The stage a group describes, its parameters validated by the kind's
  * specs; its input= (NULL when absent) comes back apart. */
 static StStage *
-stage_from_group (StPipeline *p, const StKeyGroup *group, const StKind *kind, char **input,
-                  GError **error)
+stage_from_group (const StStageGroup *sg, const StKind *kind, char **input, GError **error)
 {
+  const StKeyGroup *group = sg->group;
   const char *const *keys = (const char *const *) group->keys->pdata;
   g_autoptr (GPtrArray) pkeys = g_ptr_array_new ();
   g_autoptr (GPtrArray) pvalues = g_ptr_array_new_with_free_func (g_free);
@@ -157,8 +178,9 @@ stage_from_group (StPipeline *p, const StKeyGroup *group, const StKind *kind, ch
       char *value = st_key_unescape (group->values->pdata[k], &local);
       if (!value)
         {
-          st_pipeline_set_error (error, p, ST_ERROR_PIPELINE, "stage '%s': key '%s': %s",
-                                 group->name, keys[k], local->message);
+          st_pipeline_set_file_error (error, sg->file, ST_ERROR_PIPELINE,
+                                      "stage '%s': key '%s': %s", group->name, keys[k],
+                                      local->message);
           return NULL;
         }
       if (strcmp (keys[k], "input") == 0)
@@ -174,7 +196,7 @@ stage_from_group (StPipeline *p, const StKeyGroup *group, const StKind *kind, ch
                                  (const char *const *) pvalues->pdata, pkeys->len, &local);
   if (!stage)
     {
-      g_set_error (error, ST_ERROR, local->code, "%s: %s", p->name, local->message);
+      g_set_error (error, ST_ERROR, local->code, "%s: %s", sg->file, local->message);
       return NULL;
     }
   *input = g_steal_pointer (&input_value);
@@ -182,34 +204,36 @@ stage_from_group (StPipeline *p, const StKeyGroup *group, const StKind *kind, ch
 }
 
 /* One node per stage group, in file order, with its input names: as
- * input= gives them, or else the stage before it (the image for the
- * first). */
+ * input= gives them, or else the stage before it in its file (the image
+ * for the first). */
 static gboolean
-nodes_from_groups (StPipeline *p, GPtrArray *groups, GPtrArray *file_order, GError **error)
+nodes_from_groups (StPipeline *p, GArray *stages, GPtrArray *file_order, GError **error)
 {
-  for (guint g = 0; g < groups->len; g++)
+  for (guint g = 0; g < stages->len; g++)
     {
-      const StKeyGroup *group = groups->pdata[g];
-      const char *name = group->name;
-      if (strcmp (name, "pipeline") == 0)
-        continue;
+      const StStageGroup *sg = &g_array_index (stages, StStageGroup, g);
+      const char *name = sg->group->name;
       if (strcmp (name, "image") == 0 || !*name || strchr (name, ',') || strchr (name, '.'))
         {
-          st_pipeline_set_error (error, p, ST_ERROR_PIPELINE,
-                                 "stage '%s': invalid stage name (expected a name other than "
-                                 "'image', without ',' or '.')", name);
+          st_pipeline_set_file_error (error, sg->file, ST_ERROR_PIPELINE,
+                                      "stage '%s': invalid stage name (expected a name other "
+                                      "than 'image', without ',' or '.')", name);
           return FALSE;
         }
-      const StKindEntry *entry = lookup_kind (p, group, error);
+      const StKindEntry *entry = lookup_kind (p, sg, error);
       if (!entry)
         return FALSE;
       g_autofree char *input = NULL;
-      StStage *stage = stage_from_group (p, group, entry->kind, &input, error);
+      StStage *stage = stage_from_group (sg, entry->kind, &input, error);
       if (!stage)
         return FALSE;
       Node *node = g_new0 (Node, 1);
       node->stage = stage;
       node->file_index = file_order->len;
+      node->file = sg->file;
+      node->scope = sg->scope;
+      node->image = sg->image;
+      const Node *before = file_order->len ? file_order->pdata[file_order->len - 1] : NULL;
       if (input)
         {
           g_strstrip (input);
@@ -219,8 +243,8 @@ nodes_from_groups (StPipeline *p, GPtrArray *groups, GPtrArray *file_order, GErr
       else
         {
           node->input_names = g_new0 (char *, 2);
-          node->input_names[0] = g_strdup (file_order->len
-            ? ((Node *) file_order->pdata[file_order->len - 1])->stage->name : "image");
+          node->input_names[0] = g_strdup (before && before->scope == node->scope
+                                           ? before->stage->name : "image");
         }
       node->n_inputs = g_strv_length (node->input_names);
       g_ptr_array_add (file_order, node);
@@ -234,28 +258,51 @@ nodes_from_groups (StPipeline *p, GPtrArray *groups, GPtrArray *file_order, GErr
   return TRUE;
 }
 
-/* What an input name that names no stage gets: the near names, or all. */
+/* What an input name that names no stage of its file gets: the near
+ * names, or all. */
 static void
-set_no_such_stage_error (StPipeline *p, GPtrArray *file_order, const Node *node, const char *in,
+set_no_such_stage_error (GPtrArray *file_order, const Node *node, const char *in,
                          GError **error)
 {
   g_autoptr (GPtrArray) names = g_ptr_array_new ();
   g_ptr_array_add (names, "image");
   for (guint j = 0; j < file_order->len; j++)
-    g_ptr_array_add (names, (char *) ((Node *) file_order->pdata[j])->stage->name);
+    if (((Node *) file_order->pdata[j])->scope == node->scope)
+      g_ptr_array_add (names, (char *) ((Node *) file_order->pdata[j])->stage->name);
   g_ptr_array_add (names, NULL);
   g_autofree char *near = st_suggest (in, (const char *const *) names->pdata, 2);
   g_autofree char *all = g_strjoinv (", ", (char **) names->pdata);
-  st_pipeline_set_error (error, p, ST_ERROR_PIPELINE,
-                         "stage '%s': key 'input': no stage named '%s' (%s%s%s)",
-                         node->stage->name, in, near ? "did you mean " : "expected one of ",
-                         near ? near : all, near ? "?" : "");
+  st_pipeline_set_file_error (error, node->file, ST_ERROR_PIPELINE,
+                              "stage '%s': key 'input': no stage named '%s' (%s%s%s)",
+                              node->stage->name, in, near ? "did you mean " : "expected one of ",
+                              near ? near : all, near ? "?" : "");
+}
+
+/* "image" in an included file: the last stage of the files before it,
+ * which must then make the shape the included file's input= says. */
+static int
+resolve_image (const StStageGroup *sg, Node *node, int k, GPtrArray *file_order,
+               GHashTable *index)
+{
+  if (!node->image)
+    return IMAGE_INPUT;
+  int j = GPOINTER_TO_INT (g_hash_table_lookup (index, node->image));
+  Node *source = file_order->pdata[j];
+  g_free (node->input_names[k]);
+  node->input_names[k] = g_strdup (node->image);
+  if (sg->has_image_shape)
+    {
+      source->check_output = TRUE;
+      source->expected_output = sg->image_shape;
+      source->expected_by = node->file;
+    }
+  return j;
 }
 
 /* Input names become node indices in file order (IMAGE_INPUT for the
- * image). */
+ * pipeline's input).  A stage reads stages of its own file, and image. */
 static gboolean
-resolve_inputs (StPipeline *p, GPtrArray *file_order, GError **error)
+resolve_inputs (GArray *stages, GPtrArray *file_order, GError **error)
 {
   /* Stage name -> place in file_order; the names are the stages' own. */
   g_autoptr (GHashTable) index = g_hash_table_new (g_str_hash, g_str_equal);
@@ -271,19 +318,21 @@ resolve_inputs (StPipeline *p, GPtrArray *file_order, GError **error)
           const char *in = node->input_names[k];
           gpointer found = NULL;
           if (strcmp (in, "image") == 0)
-            node->inputs[k] = IMAGE_INPUT;
-          else if (g_hash_table_lookup_extended (index, in, NULL, &found))
+            node->inputs[k] = resolve_image (&g_array_index (stages, StStageGroup, i), node, k,
+                                             file_order, index);
+          else if (g_hash_table_lookup_extended (index, in, NULL, &found)
+                   && ((Node *) file_order->pdata[GPOINTER_TO_INT (found)])->scope == node->scope)
             node->inputs[k] = GPOINTER_TO_INT (found);
           else
             {
-              set_no_such_stage_error (p, file_order, node, in, error);
+              set_no_such_stage_error (file_order, node, in, error);
               return FALSE;
             }
           if (node->inputs[k] == (int) i)
             {
-              st_pipeline_set_error (error, p, ST_ERROR_PIPELINE,
-                                     "stage '%s': key 'input': a stage cannot read its own "
-                                     "output", node->stage->name);
+              st_pipeline_set_file_error (error, node->file, ST_ERROR_PIPELINE,
+                                          "stage '%s': key 'input': a stage cannot read its own "
+                                          "output", node->stage->name);
               return FALSE;
             }
         }
@@ -295,7 +344,7 @@ resolve_inputs (StPipeline *p, GPtrArray *file_order, GError **error)
  * a stage whose result goes nowhere is almost surely a wiring mistake.
  * Since nothing reads the last stage, the post-order puts it last. */
 static gboolean
-check_every_stage_used (StPipeline *p, GPtrArray *file_order, GPtrArray *sorted, GError **error)
+check_every_stage_used (GPtrArray *file_order, GPtrArray *sorted, GError **error)
 {
   const int n = file_order->len;
   g_autofree gboolean *used = g_new0 (gboolean, n);
@@ -312,11 +361,12 @@ check_every_stage_used (StPipeline *p, GPtrArray *file_order, GPtrArray *sorted,
   for (int i = 0; i < n; i++)
     if (!used[i])
       {
-        st_pipeline_set_error (error, p, ST_ERROR_PIPELINE,
-                               "stage '%s': its output is not used by the final stage '%s' "
-                               "(expected every stage to feed the last one; check the input= "
-                               "keys)", ((Node *) file_order->pdata[i])->stage->name,
-                               ((Node *) file_order->pdata[n - 1])->stage->name);
+        const Node *unused = file_order->pdata[i];
+        st_pipeline_set_file_error (error, unused->file, ST_ERROR_PIPELINE,
+                                    "stage '%s': its output is not used by the final stage '%s' "
+                                    "(expected every stage to feed the last one; check the "
+                                    "input= keys)", unused->stage->name,
+                                    ((Node *) file_order->pdata[n - 1])->stage->name);
         return FALSE;
       }
   return TRUE;
@@ -345,15 +395,15 @@ adopt_run_order (StPipeline *p, GPtrArray *file_order, GPtrArray *sorted)
 }
 
 static gboolean
-build_stages (StPipeline *p, GPtrArray *groups, GError **error)
+build_stages (StPipeline *p, GArray *stages, GError **error)
 {
   g_autoptr (GPtrArray) file_order = g_ptr_array_new_with_free_func (node_free);
-  if (!nodes_from_groups (p, groups, file_order, error)
-      || !resolve_inputs (p, file_order, error))
+  if (!nodes_from_groups (p, stages, file_order, error)
+      || !resolve_inputs (stages, file_order, error))
     return FALSE;
   g_autoptr (GPtrArray) sorted = g_ptr_array_sized_new (file_order->len);
-  if (!sort_nodes (p, file_order, sorted, error)
-      || !check_every_stage_used (p, file_order, sorted, error))
+  if (!sort_nodes (file_order, sorted, error)
+      || !check_every_stage_used (file_order, sorted, error))
     return FALSE;
   adopt_run_order (p, file_order, sorted);
   return TRUE;
@@ -374,9 +424,9 @@ compute_last_use (StPipeline *p)
 }
 
 gboolean
-st_pipeline_build_graph (StPipeline *p, GPtrArray *groups, GError **error)
+st_pipeline_build_graph (StPipeline *p, GArray *stages, GError **error)
 {
-  if (!build_stages (p, groups, error))
+  if (!build_stages (p, stages, error))
     return FALSE;
   compute_last_use (p);
   p->acts = g_new0 (StTensor *, p->nodes->len);
@@ -390,7 +440,7 @@ st_pipeline_build_graph (StPipeline *p, GPtrArray *groups, GError **error)
 StPipeline *
 st_pipeline_copy (const StPipeline *src, GError **error)
 {
-  StPipeline *p = st_pipeline_load_text (src->reg, src->source, src->name, src->dir, error);
+  StPipeline *p = st_pipeline_reload (src, error);
   if (!p)
     return NULL;
   /* Same labels and parameters as the original, trained or loaded. */
@@ -581,6 +631,21 @@ node_bytes (const Node *node)
   return bytes;
 }
 
+/* An included file's input= holds where its stages start: the stage
+ * before them must make that shape. */
+static gboolean
+check_included_input (const Node *node, GError **error)
+{
+  const StShape out = node->stage->out_shape, want = node->expected_output;
+  if (!node->check_output || (out.c == want.c && out.h == want.h && out.w == want.w))
+    return TRUE;
+  st_pipeline_set_file_error (error, node->expected_by, ST_ERROR_SHAPE,
+                              "the pipeline takes %dx%dx%d (its input=), but stage '%s' of %s, "
+                              "which comes before it, makes %dx%dx%d", want.c, want.h, want.w,
+                              node->stage->name, node->file, out.c, out.h, out.w);
+  return FALSE;
+}
+
 /* Shape inference for stages first..last.  Parameters are declared (and
  * allocated) here, each bounded together with every other stage's by the
  * memory limit. */
@@ -630,9 +695,11 @@ infer_range (StPipeline *p, StShape input, int first, int last, GError **error)
         }
       if (!ok)
         {
-          g_set_error (error, ST_ERROR, local->code, "%s: %s", p->name, local->message);
+          g_set_error (error, ST_ERROR, local->code, "%s: %s", node->file, local->message);
           return FALSE;
         }
+      if (!check_included_input (node, error))
+        return FALSE;
     }
   return TRUE;
 }
