@@ -1,5 +1,6 @@
 /* strata — PIPELINE as the command line takes it: a file, an installed
- * pipeline's name, or an inline chain. */
+ * pipeline's name, or an inline chain; and the installed pipeline to
+ * suggest when a fixed-input network is handed another shape. */
 #include "pipeline-private.h"
 #include "config.h"
 
@@ -61,8 +62,8 @@ st_pipeline_load_inline (StRegistry *reg, const char *chain, GError **error)
 
 /* Installed pipelines: STRATA_PIPELINE_PATH, then the source tree when
  * running from the build tree, then the installed data directory. */
-char *
-st_pipeline_find_named (const char *name)
+static char *
+find_named_pipeline (const char *name)
 {
   g_autoptr (GPtrArray) dirs = g_ptr_array_new_with_free_func (g_free);
   const char *env = g_getenv ("STRATA_PIPELINE_PATH");
@@ -101,7 +102,7 @@ st_pipeline_load (StRegistry *reg, const char *spec, GError **error)
       g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE, "%s: no such pipeline file", spec);
       return NULL;
     }
-  g_autofree char *path = st_pipeline_find_named (spec);
+  g_autofree char *path = find_named_pipeline (spec);
   if (path)
     return st_pipeline_load_file (reg, path, error);
   if (st_registry_lookup (reg, spec))
@@ -119,4 +120,51 @@ st_pipeline_load (StRegistry *reg, const char *spec, GError **error)
                "%s: no pipeline file, installed pipeline or stage kind of that name%s%s%s",
                spec, near ? " (did you mean " : "", near ? near : "", near ? "?)" : "");
   return NULL;
+}
+
+/* The same network behind preparation stages, when the pipeline file has
+ * one beside it or installed as NAME-photo: a name to suggest, or NULL. */
+static char *
+find_photo_variant (const StPipeline *p)
+{
+  if (!g_str_has_suffix (p->name, ".ini"))
+    return NULL;
+  g_autofree char *base = g_path_get_basename (p->name);
+  base[strlen (base) - 4] = '\0';
+  g_autofree char *name = g_strconcat (base, "-photo", NULL);
+  g_autofree char *installed = find_named_pipeline (name);
+  if (installed)
+    return g_steal_pointer (&name);
+  g_autofree char *file = g_strconcat (name, ".ini", NULL);
+  char *beside = g_build_filename (p->dir, file, NULL);
+  if (g_file_test (beside, G_FILE_TEST_IS_REGULAR))
+    return beside;
+  g_free (beside);
+  return NULL;
+}
+
+/* What a user who hands a fixed-input network an ordinary photo needs to
+ * hear: both shapes and a way out, rather than a stage's complaint about
+ * its parameters' shapes. */
+void
+st_pipeline_set_fixed_input_error (StPipeline *p, StShape input, GError **error)
+{
+  const StShape want = p->input;
+  g_autofree char *variant = find_photo_variant (p);
+  GString *how = g_string_new (NULL);
+  if (input.c != want.c && want.c == 1)
+    g_string_append (how, "grayscale");
+  if (input.h != want.h || input.w != want.w)
+    g_string_append_printf (how, "%sresize width=%d height=%d", how->len ? " and " : "",
+                            want.w, want.h);
+  g_autofree char *stages = g_string_free (how, FALSE);
+  st_pipeline_set_error (error, p, ST_ERROR_SHAPE,
+                         "the pipeline takes %dx%dx%d, the image is %dx%dx%d: %s%s%sput stages "
+                         "that make "
+                         "it %dx%dx%d before the first one%s%s%s",
+                         want.c, want.h, want.w, input.c, input.h, input.w,
+                         variant ? "use the pipeline " : "", variant ? variant : "",
+                         variant ? ", which takes any image, or " : "",
+                         want.c, want.h, want.w,
+                         *stages ? " (such as " : "", stages, *stages ? ")" : "");
 }

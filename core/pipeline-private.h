@@ -1,7 +1,8 @@
 /* strata — what the files of the pipeline share: the graph's nodes and
  * the pipeline struct.  pipeline.c builds the graph and infers its shapes,
- * pipeline-file.c reads pipeline files, pipeline-inline.c inline chains
- * and installed names, pipeline-forward.c runs the graph both ways. */
+ * keyfile.c reads the key-file syntax, pipeline-file.c pipeline files
+ * and what they include, pipeline-inline.c inline chains and installed
+ * names, pipeline-forward.c runs the graph both ways. */
 #pragma once
 
 #include "pipeline.h"
@@ -79,8 +80,9 @@ StPipeline *st_pipeline_load_text (StRegistry *reg, const char *text, const char
 /* The same text loaded again, includes read again (for a copy). */
 StPipeline *st_pipeline_reload (const StPipeline *p, GError **error);
 
-/* pipeline-inline.c: an installed pipeline's file, or NULL. */
-char *st_pipeline_find_named (const char *name);
+/* pipeline-inline.c: what a user who hands a fixed-input network another
+ * shape needs to hear (both shapes, and a way out). */
+void st_pipeline_set_fixed_input_error (StPipeline *p, StShape input, GError **error);
 
 /* pipeline-forward.c */
 void st_pipeline_clear_activations (StPipeline *p);

@@ -576,53 +576,6 @@ st_pipeline_prefix_length (const StPipeline *p)
   return k;
 }
 
-/* The same network behind preparation stages, when the pipeline file has
- * one beside it or installed as NAME-photo: a name to suggest, or NULL. */
-static char *
-find_photo_variant (const StPipeline *p)
-{
-  if (!g_str_has_suffix (p->name, ".ini"))
-    return NULL;
-  g_autofree char *base = g_path_get_basename (p->name);
-  base[strlen (base) - 4] = '\0';
-  g_autofree char *name = g_strconcat (base, "-photo", NULL);
-  g_autofree char *installed = st_pipeline_find_named (name);
-  if (installed)
-    return g_steal_pointer (&name);
-  g_autofree char *file = g_strconcat (name, ".ini", NULL);
-  char *beside = g_build_filename (p->dir, file, NULL);
-  if (g_file_test (beside, G_FILE_TEST_IS_REGULAR))
-    return beside;
-  g_free (beside);
-  return NULL;
-}
-
-/* What a user who hands a fixed-input network an ordinary photo needs to
- * hear: both shapes and a way out, rather than a stage's complaint about
- * its parameters' shapes. */
-static void
-set_fixed_input_error (StPipeline *p, StShape input, GError **error)
-{
-  const StShape want = p->input;
-  g_autofree char *variant = find_photo_variant (p);
-  GString *how = g_string_new (NULL);
-  if (input.c != want.c && want.c == 1)
-    g_string_append (how, "grayscale");
-  if (input.h != want.h || input.w != want.w)
-    g_string_append_printf (how, "%sresize width=%d height=%d", how->len ? " and " : "",
-                            want.w, want.h);
-  g_autofree char *stages = g_string_free (how, FALSE);
-  st_pipeline_set_error (error, p, ST_ERROR_SHAPE,
-                         "the pipeline takes %dx%dx%d, the image is %dx%dx%d: %s%s%sput stages "
-                         "that make "
-                         "it %dx%dx%d before the first one%s%s%s",
-                         want.c, want.h, want.w, input.c, input.h, input.w,
-                         variant ? "use the pipeline " : "", variant ? variant : "",
-                         variant ? ", which takes any image, or " : "",
-                         want.c, want.h, want.w,
-                         *stages ? " (such as " : "", stages, *stages ? ")" : "");
-}
-
 static guint64
 node_bytes (const Node *node)
 {
@@ -690,7 +643,7 @@ infer_range (StPipeline *p, StShape input, int first, int last, GError **error)
       params += st_stage_param_bytes (node->stage) - before;
       if (!ok && other_shape && local->code != ST_ERROR_MEMORY)
         {
-          set_fixed_input_error (p, input, error);
+          st_pipeline_set_fixed_input_error (p, input, error);
           return FALSE;
         }
       if (!ok)
