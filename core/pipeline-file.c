@@ -292,13 +292,15 @@ same_labels (char **a, char **b)
   return g_strv_equal ((const char *const *) a, (const char *const *) b);
 }
 
-/* A [pipeline] key given by two files of the chain with two values. */
-static void
+/* A [pipeline] key given by two files of the chain with two values:
+ * FALSE, with the error. */
+static gboolean
 set_conflict_error (GError **error, const ChainFile *f, const char *key, const char *other)
 {
   st_pipeline_set_file_error (error, f->name, ST_ERROR_PIPELINE,
                               "group 'pipeline': key '%s': %s, which includes this file, gives "
                               "another value (give it in one of the two)", key, other);
+  return FALSE;
 }
 
 /* The whole pipeline's settings: a key given by an included file holds
@@ -320,14 +322,14 @@ merge_settings (StPipeline *p, GPtrArray *chain, GError **error)
       if (!p->description && s->description)
         p->description = g_strdup (s->description);
       if (s->weights_path && weights_from && !same_file (s->weights_path, p->weights_path))
-        return set_conflict_error (error, f, "weights", weights_from), FALSE;
+        return set_conflict_error (error, f, "weights", weights_from);
       if (s->weights_path && !weights_from)
         {
           p->weights_path = g_strdup (s->weights_path);
           weights_from = f->name;
         }
       if (s->labels && labels_from && !same_labels (s->labels, p->labels))
-        return set_conflict_error (error, f, "labels", labels_from), FALSE;
+        return set_conflict_error (error, f, "labels", labels_from);
       if (s->labels && !labels_from)
         {
           p->labels = g_strdupv (s->labels);
@@ -336,7 +338,7 @@ merge_settings (StPipeline *p, GPtrArray *chain, GError **error)
       if (s->has_input && stages_before == 0)
         {
           if (input_from && !st_shape_equal (s->input, p->input))
-            return set_conflict_error (error, f, "input", input_from), FALSE;
+            return set_conflict_error (error, f, "input", input_from);
           p->has_input = TRUE;
           p->input = s->input;
           input_from = f->name;
