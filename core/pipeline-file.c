@@ -121,7 +121,8 @@ parse_setting (ChainFile *f, const char *key, const char *value, GError **error)
   else if (strcmp (key, "description") == 0)
     s->description = g_strdup (value);
   else if (strcmp (key, "include") == 0)
-    s->include = resolve_path (f, value);
+    /* Errors name the file as a user would: "net.ini", not "./net.ini". */
+    s->include = strcmp (f->dir, ".") == 0 ? g_strdup (value) : resolve_path (f, value);
   else if (strcmp (key, "labels") == 0)
     return (s->labels = parse_labels (f, value, error)) != NULL;
   else
