@@ -13,6 +13,19 @@
 
 static StRegistry *reg;
 
+/* The message of an error that was expected: one line, holding every
+ * fragment given. */
+static void
+assert_message (const GError *error, const char *const *fragments)
+{
+  g_assert_nonnull (error);
+  g_test_message ("error: %s", error->message);
+  g_assert_null (strchr (error->message, '\n'));
+  for (int i = 0; fragments[i]; i++)
+    if (!strstr (error->message, fragments[i]))
+      g_error ("message '%s' lacks '%s'", error->message, fragments[i]);
+}
+
 /* Loads text as a pipeline file named "test.ini" and expects it to fail
  * with a message containing every fragment given. */
 static void
@@ -21,13 +34,8 @@ expect_error (const char *text, const char *const *fragments)
   g_autoptr (GError) error = NULL;
   StPipeline *p = st_pipeline_load_data (reg, text, "test.ini", &error);
   g_assert_null (p);
-  g_assert_nonnull (error);
-  g_test_message ("error: %s", error->message);
+  assert_message (error, fragments);
   g_assert_true (g_str_has_prefix (error->message, "test.ini: "));
-  g_assert_null (strchr (error->message, '\n'));
-  for (int i = 0; fragments[i]; i++)
-    if (!strstr (error->message, fragments[i]))
-      g_error ("message '%s' lacks '%s'", error->message, fragments[i]);
 }
 
 #define EXPECT_ERROR(text, ...) expect_error (text, (const char *const[]) { __VA_ARGS__, NULL })
@@ -286,10 +294,7 @@ expect_memory_error (const char *text, const char *const *fragments)
   g_autoptr (GError) error = NULL;
   g_assert_null (st_pipeline_load_data (reg, text, "mem.ini", &error));
   g_assert_error (error, ST_ERROR, ST_ERROR_MEMORY);
-  g_test_message ("error: %s", error->message);
-  for (int i = 0; fragments[i]; i++)
-    if (!strstr (error->message, fragments[i]))
-      g_error ("message '%s' lacks '%s'", error->message, fragments[i]);
+  assert_message (error, fragments);
 }
 
 #define EXPECT_MEMORY_ERROR(text, ...) \
@@ -808,12 +813,7 @@ expect_file_error (const char *path, const char *const *fragments)
 {
   g_autoptr (GError) error = NULL;
   g_assert_null (st_pipeline_load_file (reg, path, &error));
-  g_assert_nonnull (error);
-  g_test_message ("error: %s", error->message);
-  g_assert_null (strchr (error->message, '\n'));
-  for (int i = 0; fragments[i]; i++)
-    if (!strstr (error->message, fragments[i]))
-      g_error ("message '%s' lacks '%s'", error->message, fragments[i]);
+  assert_message (error, fragments);
 }
 
 #define EXPECT_FILE_ERROR(path, ...) \
