@@ -6,11 +6,25 @@
 #include "param.h"
 #include "stage.h"
 #include "testutil.h"
+#include "weights.h"
 
 #include <math.h>
 #include <string.h>
 
 static StRegistry *reg;
+
+/* The message of an error that was expected: one line, holding every
+ * fragment given. */
+static void
+assert_message (const GError *error, const char *const *fragments)
+{
+  g_assert_nonnull (error);
+  g_test_message ("error: %s", error->message);
+  g_assert_null (strchr (error->message, '\n'));
+  for (int i = 0; fragments[i]; i++)
+    if (!strstr (error->message, fragments[i]))
+      g_error ("message '%s' lacks '%s'", error->message, fragments[i]);
+}
 
 /* Loads text as a pipeline file named "test.ini" and expects it to fail
  * with a message containing every fragment given. */
@@ -20,13 +34,8 @@ expect_error (const char *text, const char *const *fragments)
   g_autoptr (GError) error = NULL;
   StPipeline *p = st_pipeline_load_data (reg, text, "test.ini", &error);
   g_assert_null (p);
-  g_assert_nonnull (error);
-  g_test_message ("error: %s", error->message);
+  assert_message (error, fragments);
   g_assert_true (g_str_has_prefix (error->message, "test.ini: "));
-  g_assert_null (strchr (error->message, '\n'));
-  for (int i = 0; fragments[i]; i++)
-    if (!strstr (error->message, fragments[i]))
-      g_error ("message '%s' lacks '%s'", error->message, fragments[i]);
 }
 
 #define EXPECT_ERROR(text, ...) expect_error (text, (const char *const[]) { __VA_ARGS__, NULL })
@@ -285,10 +294,7 @@ expect_memory_error (const char *text, const char *const *fragments)
   g_autoptr (GError) error = NULL;
   g_assert_null (st_pipeline_load_data (reg, text, "mem.ini", &error));
   g_assert_error (error, ST_ERROR, ST_ERROR_MEMORY);
-  g_test_message ("error: %s", error->message);
-  for (int i = 0; fragments[i]; i++)
-    if (!strstr (error->message, fragments[i]))
-      g_error ("message '%s' lacks '%s'", error->message, fragments[i]);
+  assert_message (error, fragments);
 }
 
 #define EXPECT_MEMORY_ERROR(text, ...) \
@@ -788,6 +794,240 @@ test_every_ready_pipeline_loads (void)
   g_assert_cmpint (count, >=, 6);
 }
 
+/* ---- Pipelines that include pipelines ------------------------------------ */
+
+/* Writes text to dir/name, creating the folders on the way. */
+static char *
+write_file (const char *dir, const char *name, const char *text)
+{
+  char *path = g_build_filename (dir, name, NULL);
+  g_autofree char *parent = g_path_get_dirname (path);
+  g_assert_cmpint (g_mkdir_with_parents (parent, 0700), ==, 0);
+  tu_write_bytes (path, text, strlen (text));
+  return path;
+}
+
+/* Loads path and expects an error holding every fragment given. */
+static void
+expect_file_error (const char *path, const char *const *fragments)
+{
+  g_autoptr (GError) error = NULL;
+  g_assert_null (st_pipeline_load_file (reg, path, &error));
+  assert_message (error, fragments);
+}
+
+#define EXPECT_FILE_ERROR(path, ...) \
+  expect_file_error (path, (const char *const[]) { __VA_ARGS__, NULL })
+
+/* The bundled photo pipeline, three stages and an include, is the flat
+ * file it replaced: the same stages, wiring, labels, parameter names and,
+ * with the same weights, the same scores. */
+static void
+test_include_photo_is_flat (void)
+{
+  g_autofree char *dir = g_build_filename (STRATA_SOURCE_ROOT, "pipelines", NULL);
+  g_autofree char *net_path = g_build_filename (dir, "fashion-mnist.ini", NULL);
+  g_autofree char *photo_path = g_build_filename (dir, "fashion-mnist-photo.ini", NULL);
+  g_autofree char *weights = g_build_filename (dir, "fashion-mnist.safetensors", NULL);
+  g_autofree char *net = NULL;
+  g_assert_true (g_file_get_contents (net_path, &net, NULL, NULL));
+  /* The flat file: the preparation stages, then the network's groups
+   * without its [pipeline] group. */
+  GString *flat = g_string_new ("[gray]\ntype=grayscale\n"
+                                "[resize]\ntype=resize\nwidth=28\nheight=28\nmethod=area\n"
+                                "[invert]\ntype=invert\n");
+  g_auto (GStrv) lines = g_strsplit (net, "\n", -1);
+  gboolean in_pipeline = FALSE;
+  for (int i = 0; lines[i]; i++)
+    {
+      if (lines[i][0] == '[')
+        in_pipeline = strcmp (lines[i], "[pipeline]") == 0;
+      if (!in_pipeline)
+        g_string_append_printf (flat, "%s\n", lines[i]);
+    }
+  g_autoptr (GError) error = NULL;
+  g_autofree char *flat_text = g_string_free (flat, FALSE);
+  StPipeline *a = st_pipeline_load_data (reg, flat_text, "flat.ini", &error);
+  g_assert_no_error (error);
+  StPipeline *b = st_pipeline_load_file (reg, photo_path, &error);
+  g_assert_no_error (error);
+
+  g_assert_false (st_pipeline_fixed_input (b, NULL));
+  g_assert_cmpstr (st_pipeline_weights_path (b), ==, weights);
+  g_assert_cmpint (g_strv_length ((char **) st_pipeline_labels (b)), ==, 10);
+  g_assert_cmpstr (st_pipeline_labels (b)[9], ==, "Ankle boot");
+  g_assert_true (g_str_has_prefix (st_pipeline_description (b),
+                                   "Fashion-MNIST classifier for photos"));
+  g_assert_cmpint (st_pipeline_n_stages (a), ==, st_pipeline_n_stages (b));
+  for (int i = 0; i < st_pipeline_n_stages (a); i++)
+    {
+      StStage *sa = st_pipeline_stage (a, i), *sb = st_pipeline_stage (b, i);
+      g_assert_cmpstr (sa->name, ==, sb->name);
+      g_assert_true (sa->kind == sb->kind);
+      g_assert_true (g_strv_equal (st_pipeline_stage_inputs (a, i),
+                                   st_pipeline_stage_inputs (b, i)));
+    }
+  g_assert_cmpstr (st_pipeline_stage_inputs (b, 3)[0], ==, "invert");
+  g_assert_cmpstr (st_pipeline_stage (b, 4)->name, ==, "conv1");
+
+  g_assert_true (st_pipeline_load_weights (a, weights, &error));
+  g_assert_no_error (error);
+  g_assert_true (st_pipeline_load_weights (b, weights, &error));
+  g_assert_no_error (error);
+  g_autoptr (StTensor) in = random_image (3, 45, 37, 3);
+  g_autoptr (StRunContext) ctx = st_run_context_new (1, 1);
+  g_autoptr (StTensor) out_a = st_pipeline_forward (a, ctx, in, FALSE, &error);
+  g_assert_no_error (error);
+  g_autoptr (StTensor) out_b = st_pipeline_forward (b, ctx, in, FALSE, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (st_tensor_numel (out_a), ==, 10);
+  g_assert_cmpmem (out_a->data, 10 * sizeof (float), out_b->data, 10 * sizeof (float));
+  st_pipeline_free (a);
+  st_pipeline_free (b);
+}
+
+/* An included file's image is the last stage before it; its paths start
+ * at its own folder; its [pipeline] keys hold for the whole unless the
+ * including file has its own description; and a copy reads it again. */
+static void
+test_include_binding (void)
+{
+  g_autofree char *tmp = tu_make_tmpdir ("strata-include-XXXXXX");
+  g_autofree char *labels = write_file (tmp, "net/labels.txt", "yes\nno\n");
+  g_autofree char *net = write_file (tmp, "net/net.ini",
+    "[pipeline]\ndescription=inner\nweights=w.safetensors\nlabels=labels.txt\n"
+    "[double]\ntype=add\ninput=image,image\n"
+    "[minus]\ntype=add\ninput=double,image\nweights=1,-1\n");
+  g_autofree char *outer = write_file (tmp, "outer.ini",
+    "[pipeline]\ndescription=outer\ninclude=net/net.ini\n"
+    "[gray]\ntype=grayscale\n"
+    "[half]\ntype=add\nweights=0.5\n");
+  g_autoptr (GError) error = NULL;
+  StPipeline *p = st_pipeline_load_file (reg, outer, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (st_pipeline_description (p), ==, "outer");
+  g_autofree char *weights = g_build_filename (tmp, "net", "w.safetensors", NULL);
+  g_assert_cmpstr (st_pipeline_weights_path (p), ==, weights);
+  g_assert_cmpstr (st_pipeline_labels (p)[1], ==, "no");
+  g_assert_cmpint (st_pipeline_n_stages (p), ==, 4);
+  g_assert_cmpstr (st_pipeline_stage (p, 2)->name, ==, "double");
+  g_assert_cmpstr (st_pipeline_stage_inputs (p, 2)[0], ==, "half");
+  g_assert_cmpstr (st_pipeline_stage_inputs (p, 3)[1], ==, "half");
+
+  /* (2x - x) of half the grey image is half the grey image. */
+  g_autoptr (StTensor) in = random_image (3, 6, 5, 9);
+  g_autoptr (StRunContext) ctx = st_run_context_new (1, 1);
+  StPipeline *copy = st_pipeline_copy (p, &error);
+  g_assert_no_error (error);
+  g_autoptr (StTensor) out = st_pipeline_forward (copy, ctx, in, FALSE, &error);
+  g_assert_no_error (error);
+  StPipeline *gray = st_pipeline_load (reg, "grayscale", &error);
+  g_assert_no_error (error);
+  g_autoptr (StTensor) ref = st_pipeline_forward (gray, ctx, in, FALSE, &error);
+  g_assert_no_error (error);
+  st_pipeline_free (gray);
+  g_assert_cmpint (st_tensor_numel (out), ==, st_tensor_numel (ref));
+  for (gsize i = 0; i < st_tensor_numel (out); i++)
+    g_assert_cmpfloat_with_epsilon (out->data[i], 0.5f * ref->data[i], 1e-6);
+  st_pipeline_free (copy);
+  st_pipeline_free (p);
+
+  /* With no stages before it, the included file's input= is the
+   * pipeline's, and its description stands when the includer has none. */
+  g_autofree char *fixed = write_file (tmp, "fixed.ini",
+    "[pipeline]\ndescription=fixed\ninput=1x4x6\n[g]\ntype=grayscale\n");
+  g_autofree char *only = write_file (tmp, "only.ini", "[pipeline]\ninclude=fixed.ini\n");
+  p = st_pipeline_load_file (reg, only, &error);
+  g_assert_no_error (error);
+  StShape shape;
+  g_assert_true (st_pipeline_fixed_input (p, &shape));
+  g_assert_cmpint (shape.c, ==, 1);
+  g_assert_cmpint (shape.h, ==, 4);
+  g_assert_cmpint (shape.w, ==, 6);
+  g_assert_cmpstr (st_pipeline_description (p), ==, "fixed");
+  st_pipeline_free (p);
+  tu_remove_tree (tmp);
+}
+
+static void
+test_include_errors (void)
+{
+  g_autofree char *tmp = tu_make_tmpdir ("strata-include-XXXXXX");
+  g_autofree char *missing = write_file (tmp, "missing.ini",
+    "[pipeline]\ninclude=nowhere.ini\n[g]\ntype=grayscale\n");
+  EXPECT_FILE_ERROR (missing, "missing.ini: group 'pipeline': key 'include'", "nowhere.ini",
+                     "No such file");
+
+  g_autofree char *a = write_file (tmp, "a.ini",
+                                   "[pipeline]\ninclude=b.ini\n[g]\ntype=grayscale\n");
+  g_autofree char *b = write_file (tmp, "b.ini", "[pipeline]\ninclude=a.ini\n[h]\ntype=invert\n");
+  EXPECT_FILE_ERROR (a, "b.ini: group 'pipeline': key 'include'", "a.ini includes itself",
+                     "a.ini -> ", "b.ini -> ");
+  g_autofree char *self = write_file (tmp, "self.ini", "[pipeline]\ninclude=self.ini\n");
+  EXPECT_FILE_ERROR (self, "self.ini: group 'pipeline': key 'include'", "includes itself");
+
+  /* A chain of files, each including the next: deeper than the bound. */
+  for (int i = 0; i < 20; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("deep%d.ini", i);
+      g_autofree char *text =
+        g_strdup_printf ("[pipeline]\ninclude=deep%d.ini\n[s%d]\ntype=invert\n", i + 1, i);
+      g_autofree char *path = write_file (tmp, name, text);
+    }
+  g_autofree char *deep = g_build_filename (tmp, "deep0.ini", NULL);
+  EXPECT_FILE_ERROR (deep, "key 'include'", "more than 16 files include one another");
+
+  g_autofree char *clash_net = write_file (tmp, "clash-net.ini", "[g]\ntype=invert\n");
+  g_autofree char *clash = write_file (tmp, "clash.ini",
+    "[pipeline]\ninclude=clash-net.ini\n\n[g]\ntype=grayscale\n");
+  EXPECT_FILE_ERROR (clash, "clash-net.ini: stage 'g'",
+                     "clash.ini has a stage of that name (line 4)");
+
+  g_autofree char *w_net = write_file (tmp, "w-net.ini",
+    "[pipeline]\nweights=x.safetensors\nlabels=a;b\n[g]\ntype=invert\n");
+  g_autofree char *w = write_file (tmp, "w.ini",
+    "[pipeline]\ninclude=w-net.ini\nweights=y.safetensors\n[g0]\ntype=grayscale\n");
+  EXPECT_FILE_ERROR (w, "w-net.ini: group 'pipeline': key 'weights'", "w.ini",
+                     "another value");
+  g_autofree char *l = write_file (tmp, "l.ini",
+    "[pipeline]\ninclude=w-net.ini\nlabels=a;c\n[g0]\ntype=grayscale\n");
+  EXPECT_FILE_ERROR (l, "w-net.ini: group 'pipeline': key 'labels'", "l.ini");
+  /* The same value twice is no conflict. */
+  g_autofree char *same = write_file (tmp, "same.ini",
+    "[pipeline]\ninclude=w-net.ini\nlabels=a;b\nweights=./x.safetensors\n[g0]\ntype=grayscale\n");
+  g_autoptr (GError) error = NULL;
+  StPipeline *p = st_pipeline_load_file (reg, same, &error);
+  g_assert_no_error (error);
+  st_pipeline_free (p);
+
+  /* An error inside the included file names that file. */
+  g_autofree char *bad_net = write_file (tmp, "bad-net.ini", "[k]\ntype=kernel\nsigam=2\n");
+  g_autofree char *bad = write_file (tmp, "bad.ini", "[pipeline]\ninclude=bad-net.ini\n");
+  EXPECT_FILE_ERROR (bad, "bad-net.ini: stage 'k'", "sigam");
+  g_autofree char *syntax_net = write_file (tmp, "syntax-net.ini", "[k\n");
+  g_autofree char *syntax = write_file (tmp, "syntax.ini", "[pipeline]\ninclude=syntax-net.ini\n");
+  EXPECT_FILE_ERROR (syntax, "syntax-net.ini: not a valid pipeline file: line 1");
+
+  /* A stage reads the stages of its own file, and image. */
+  g_autofree char *reach_net = write_file (tmp, "reach-net.ini",
+    "[sum]\ntype=add\ninput=image,g\n");
+  g_autofree char *reach = write_file (tmp, "reach.ini",
+    "[pipeline]\ninclude=reach-net.ini\n[g]\ntype=grayscale\n");
+  EXPECT_FILE_ERROR (reach, "reach-net.ini: stage 'sum': key 'input': no stage named 'g'");
+
+  /* The included file's input= must be what the stages before it make. */
+  g_autofree char *shape_net = write_file (tmp, "shape-net.ini",
+    "[pipeline]\ninput=1x28x28\n[n]\ntype=invert\n");
+  g_autofree char *shape = write_file (tmp, "shape.ini",
+    "[pipeline]\ninclude=shape-net.ini\n[g]\ntype=grayscale\n");
+  EXPECT_FILE_ERROR (shape, "shape-net.ini: the pipeline takes 1x28x28 (its input=)",
+                     "stage 'g' of", "shape.ini", "makes 1x256x256");
+  g_autofree char *both = write_file (tmp, "both.ini",
+    "[pipeline]\ninclude=shape-net.ini\ninput=1x4x4\n");
+  EXPECT_FILE_ERROR (both, "shape-net.ini: group 'pipeline': key 'input'", "both.ini");
+  tu_remove_tree (tmp);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -816,6 +1056,9 @@ main (int argc, char **argv)
   g_test_add_func ("/pipeline/inline", test_inline_chain);
   g_test_add_func ("/pipeline/graph-order", test_graph_order);
   g_test_add_func ("/pipeline/labels-weights", test_labels_and_weights_paths);
+  g_test_add_func ("/pipeline/include/photo-is-flat", test_include_photo_is_flat);
+  g_test_add_func ("/pipeline/include/binding", test_include_binding);
+  g_test_add_func ("/pipeline/include/errors", test_include_errors);
   g_test_add_func ("/pipeline/ready/sharpen-bytes", test_sharpen_bytes);
   g_test_add_func ("/pipeline/ready/edges", test_edges_reference);
   g_test_add_func ("/pipeline/ready/unsharp", test_unsharp_reference);
