@@ -34,10 +34,10 @@ static const StParamSpec activation_params[] = {
 };
 
 static gboolean activation_infer (StStage *stage, GError **error);
-static gboolean activation_run (StStage *stage, const StRunContext *ctx,
+static gboolean activation_forward (StStage *stage, const StRunContext *ctx,
                                 const StTensor *const *inputs, StTensor *output,
                                 GError **error);
-static gboolean activation_run_backward (StStage *stage, const StRunContext *ctx,
+static gboolean activation_backward (StStage *stage, const StRunContext *ctx,
                                          const StTensor *const *inputs,
                                          const StTensor *output,
                                          const StTensor *grad_output,
@@ -56,8 +56,8 @@ static const StKind activation_kind = {
   .n_params = G_N_ELEMENTS (activation_params),
   .config_size = sizeof (ActivationConfig),
   .infer = activation_infer,
-  .forward = activation_run,
-  .backward = activation_run_backward,
+  .forward = activation_forward,
+  .backward = activation_backward,
 };
 
 ST_PLUGIN_DEFINE (&activation_kind)
@@ -114,7 +114,7 @@ backward_range (gsize begin, gsize end, gpointer data)
 }
 
 static gboolean
-activation_run (StStage *stage, const StRunContext *ctx,
+activation_forward (StStage *stage, const StRunContext *ctx,
                 const StTensor *const *inputs, StTensor *output, GError **error)
 {
   const ActivationConfig *cfg = stage->config;
@@ -127,7 +127,7 @@ activation_run (StStage *stage, const StRunContext *ctx,
 /* The input the backward of gelu needs is the one forward saw, which the
  * core hands back: no copy kept here. */
 static gboolean
-activation_run_backward (StStage *stage, const StRunContext *ctx,
+activation_backward (StStage *stage, const StRunContext *ctx,
                          const StTensor *const *inputs, const StTensor *output,
                          const StTensor *grad_output, StTensor *const *grad_inputs,
                          GError **error)

@@ -252,16 +252,8 @@ pick (const StIntList *l, int i)
 static void
 axis_padding (int padding, int in, int k, int s, int d, int *before, int *after)
 {
-  gint64 span = (gint64) d * (k - 1) + 1;
   if (padding == PADDING_SAME)
-    {
-      /* TensorFlow's rule: as little as gives ceil(in / s) outputs, the odd
-       * pixel after.  At stride 1 that is d·(k − 1), PyTorch's 'same'. */
-      gint64 out = ((gint64) in + s - 1) / s;
-      gint64 total = MAX ((out - 1) * s + span - in, 0);
-      *before = (int) (total / 2);
-      *after = (int) (total - total / 2);
-    }
+    st_same_padding (in, k, s, d, before, after);
   else if (padding == PADDING_VALID)
     *before = *after = 0;
   else

@@ -10,10 +10,10 @@
 /* ---- Metadata ----------------------------------------------------------- */
 
 static gboolean flatten_infer (StStage *stage, GError **error);
-static gboolean flatten_run (StStage *stage, const StRunContext *ctx,
+static gboolean flatten_forward (StStage *stage, const StRunContext *ctx,
                              const StTensor *const *inputs, StTensor *output,
                              GError **error);
-static gboolean flatten_run_backward (StStage *stage, const StRunContext *ctx,
+static gboolean flatten_backward (StStage *stage, const StRunContext *ctx,
                                       const StTensor *const *inputs,
                                       const StTensor *output,
                                       const StTensor *grad_output,
@@ -32,8 +32,8 @@ static const StKind flatten_kind = {
   .n_params = 0,
   .config_size = 0,
   .infer = flatten_infer,
-  .forward = flatten_run,
-  .backward = flatten_run_backward,
+  .forward = flatten_forward,
+  .backward = flatten_backward,
 };
 
 ST_PLUGIN_DEFINE (&flatten_kind)
@@ -60,7 +60,7 @@ flatten_infer (StStage *stage, GError **error)
 }
 
 static gboolean
-flatten_run (StStage *stage, const StRunContext *ctx,
+flatten_forward (StStage *stage, const StRunContext *ctx,
              const StTensor *const *inputs, StTensor *output, GError **error)
 {
   memcpy (output->data, inputs[0]->data, st_tensor_numel (output) * sizeof (float));
@@ -68,7 +68,7 @@ flatten_run (StStage *stage, const StRunContext *ctx,
 }
 
 static gboolean
-flatten_run_backward (StStage *stage, const StRunContext *ctx,
+flatten_backward (StStage *stage, const StRunContext *ctx,
                       const StTensor *const *inputs, const StTensor *output,
                       const StTensor *grad_output, StTensor *const *grad_inputs,
                       GError **error)

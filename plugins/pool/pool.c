@@ -49,30 +49,30 @@ static const StParamSpec pool_params[] = {
 };
 
 static gboolean window_infer (StStage *stage, GError **error);
-static gboolean maxpool_run (StStage *stage, const StRunContext *ctx,
+static gboolean maxpool_forward (StStage *stage, const StRunContext *ctx,
                              const StTensor *const *inputs, StTensor *output,
                              GError **error);
-static gboolean maxpool_run_backward (StStage *stage, const StRunContext *ctx,
+static gboolean maxpool_backward (StStage *stage, const StRunContext *ctx,
                                       const StTensor *const *inputs,
                                       const StTensor *output,
                                       const StTensor *grad_output,
                                       StTensor *const *grad_inputs,
                                       GError **error);
 static void maxpool_finalize (StStage *stage);
-static gboolean avgpool_run (StStage *stage, const StRunContext *ctx,
+static gboolean avgpool_forward (StStage *stage, const StRunContext *ctx,
                              const StTensor *const *inputs, StTensor *output,
                              GError **error);
-static gboolean avgpool_run_backward (StStage *stage, const StRunContext *ctx,
+static gboolean avgpool_backward (StStage *stage, const StRunContext *ctx,
                                       const StTensor *const *inputs,
                                       const StTensor *output,
                                       const StTensor *grad_output,
                                       StTensor *const *grad_inputs,
                                       GError **error);
 static gboolean global_infer (StStage *stage, GError **error);
-static gboolean global_run (StStage *stage, const StRunContext *ctx,
+static gboolean globalavgpool_forward (StStage *stage, const StRunContext *ctx,
                             const StTensor *const *inputs, StTensor *output,
                             GError **error);
-static gboolean global_run_backward (StStage *stage, const StRunContext *ctx,
+static gboolean globalavgpool_backward (StStage *stage, const StRunContext *ctx,
                                      const StTensor *const *inputs,
                                      const StTensor *output,
                                      const StTensor *grad_output,
@@ -91,8 +91,8 @@ static const StKind maxpool_kind = {
   .n_params = G_N_ELEMENTS (pool_params),
   .config_size = sizeof (PoolConfig),
   .infer = window_infer,
-  .forward = maxpool_run,
-  .backward = maxpool_run_backward,
+  .forward = maxpool_forward,
+  .backward = maxpool_backward,
   .finalize = maxpool_finalize,
 };
 
@@ -108,8 +108,8 @@ static const StKind avgpool_kind = {
   .n_params = G_N_ELEMENTS (pool_params),
   .config_size = sizeof (PoolConfig),
   .infer = window_infer,
-  .forward = avgpool_run,
-  .backward = avgpool_run_backward,
+  .forward = avgpool_forward,
+  .backward = avgpool_backward,
 };
 
 static const StKind globalavgpool_kind = {
@@ -124,8 +124,8 @@ static const StKind globalavgpool_kind = {
   .n_params = 0,
   .config_size = 0,
   .infer = global_infer,
-  .forward = global_run,
-  .backward = global_run_backward,
+  .forward = globalavgpool_forward,
+  .backward = globalavgpool_backward,
 };
 
 ST_PLUGIN_DEFINE (&maxpool_kind, &avgpool_kind, &globalavgpool_kind)
@@ -212,7 +212,7 @@ typedef struct {
 
 /* out, argmax: [planes, oh, ow]; inp: [planes, h, w]. */
 static void
-maxpool_forward (float *out, gint32 *argmax, const float *inp, gsize planes,
+maxpool_forward_planes (float *out, gint32 *argmax, const float *inp, gsize planes,
                  const Window *g)
 {
   for (gsize pl = 0; pl < planes; pl++)
@@ -250,7 +250,7 @@ window_tiles (const Window *g)
   return g->s == g->k && g->p == 0;
 }
 
-/* maxpool_forward's test without its branch: whether v replaces best. */
+/* maxpool_forward_planes's test without its branch: whether v replaces best. */
 static inline int
 max_takes (float best, float v)
 {
@@ -318,7 +318,7 @@ max2_row (float *o, gint32 *am, const float *r0, const float *r1, gint32 i0, int
   max2_row_scalar (o, am, r0, r1, i0, w, x, ow);
 }
 
-/* maxpool_forward for windows that tile the input. */
+/* maxpool_forward_planes for windows that tile the input. */
 static void
 maxpool_tiled_forward (float *out, gint32 *argmax, const float *inp, gsize planes,
                        const Window *g)
@@ -358,7 +358,7 @@ maxpool_tiled_forward (float *out, gint32 *argmax, const float *inp, gsize plane
 
 /* dinp += dout routed to each window's argmax; dinp: [planes, h, w]. */
 static void
-maxpool_backward (float *dinp, const float *dout, const gint32 *argmax,
+maxpool_backward_planes (float *dinp, const float *dout, const gint32 *argmax,
                   gsize planes, const Window *g)
 {
   gsize on = (gsize) g->oh * g->ow;
@@ -374,7 +374,7 @@ maxpool_backward (float *dinp, const float *dout, const gint32 *argmax,
 
 /* out: [planes, oh, ow]; inp: [planes, h, w]. */
 static void
-avgpool_forward (float *out, const float *inp, gsize planes, const Window *g)
+avgpool_forward_planes (float *out, const float *inp, gsize planes, const Window *g)
 {
   float scale = 1.0f / ((float) g->k * g->k);
   for (gsize pl = 0; pl < planes; pl++)
@@ -397,7 +397,7 @@ avgpool_forward (float *out, const float *inp, gsize planes, const Window *g)
 
 /* dinp += dout / K² over each window; dinp: [planes, h, w]. */
 static void
-avgpool_backward (float *dinp, const float *dout, gsize planes, const Window *g)
+avgpool_backward_planes (float *dinp, const float *dout, gsize planes, const Window *g)
 {
   float scale = 1.0f / ((float) g->k * g->k);
   for (gsize pl = 0; pl < planes; pl++)
@@ -445,7 +445,7 @@ planes_range (gsize item_begin, gsize item_end, gpointer data)
   switch (j->op)
     {
     case MAX_FORWARD:
-      maxpool_forward (j->dst + begin * out_plane, j->argmax + begin * out_plane,
+      maxpool_forward_planes (j->dst + begin * out_plane, j->argmax + begin * out_plane,
                        j->src + begin * in_plane, n, &j->g);
       break;
     case MAX_TILED_FORWARD:
@@ -453,14 +453,14 @@ planes_range (gsize item_begin, gsize item_end, gpointer data)
                              j->src + begin * in_plane, n, &j->g);
       break;
     case MAX_BACKWARD:
-      maxpool_backward (j->dst + begin * in_plane, j->src + begin * out_plane,
+      maxpool_backward_planes (j->dst + begin * in_plane, j->src + begin * out_plane,
                         j->argmax + begin * out_plane, n, &j->g);
       break;
     case AVG_FORWARD:
-      avgpool_forward (j->dst + begin * out_plane, j->src + begin * in_plane, n, &j->g);
+      avgpool_forward_planes (j->dst + begin * out_plane, j->src + begin * in_plane, n, &j->g);
       break;
     case AVG_BACKWARD:
-      avgpool_backward (j->dst + begin * in_plane, j->src + begin * out_plane, n, &j->g);
+      avgpool_backward_planes (j->dst + begin * in_plane, j->src + begin * out_plane, n, &j->g);
       break;
     }
 }
@@ -477,7 +477,7 @@ run_planes (const StRunContext *ctx, const StStage *stage, Op op, float *dst,
 }
 
 static gboolean
-maxpool_run (StStage *stage, const StRunContext *ctx,
+maxpool_forward (StStage *stage, const StRunContext *ctx,
              const StTensor *const *inputs, StTensor *output, GError **error)
 {
   MaxpoolState *st = stage->priv;
@@ -497,7 +497,7 @@ maxpool_run (StStage *stage, const StRunContext *ctx,
 }
 
 static gboolean
-maxpool_run_backward (StStage *stage, const StRunContext *ctx,
+maxpool_backward (StStage *stage, const StRunContext *ctx,
                       const StTensor *const *inputs, const StTensor *output,
                       const StTensor *grad_output, StTensor *const *grad_inputs,
                       GError **error)
@@ -527,7 +527,7 @@ maxpool_finalize (StStage *stage)
 }
 
 static gboolean
-avgpool_run (StStage *stage, const StRunContext *ctx,
+avgpool_forward (StStage *stage, const StRunContext *ctx,
              const StTensor *const *inputs, StTensor *output, GError **error)
 {
   run_planes (ctx, stage, AVG_FORWARD, output->data, inputs[0]->data, NULL);
@@ -535,7 +535,7 @@ avgpool_run (StStage *stage, const StRunContext *ctx,
 }
 
 static gboolean
-avgpool_run_backward (StStage *stage, const StRunContext *ctx,
+avgpool_backward (StStage *stage, const StRunContext *ctx,
                       const StTensor *const *inputs, const StTensor *output,
                       const StTensor *grad_output, StTensor *const *grad_inputs,
                       GError **error)
@@ -560,7 +560,7 @@ global_infer (StStage *stage, GError **error)
 /* out: [planes]; inp: [planes, plane].  Summed in double: a plane may be a
  * whole photograph. */
 static void
-globalavgpool_forward (float *out, const float *inp, gsize planes, gsize plane)
+globalavgpool_forward_planes (float *out, const float *inp, gsize planes, gsize plane)
 {
   for (gsize pl = 0; pl < planes; pl++)
     {
@@ -574,7 +574,7 @@ globalavgpool_forward (float *out, const float *inp, gsize planes, gsize plane)
 
 /* dinp += dout / plane; dinp: [planes, plane]. */
 static void
-globalavgpool_backward (float *dinp, const float *dout, gsize planes, gsize plane)
+globalavgpool_backward_planes (float *dinp, const float *dout, gsize planes, gsize plane)
 {
   for (gsize pl = 0; pl < planes; pl++)
     {
@@ -597,13 +597,13 @@ global_range (gsize begin, gsize end, gpointer data)
 {
   const GlobalJob *j = data;
   if (j->backward)
-    globalavgpool_backward (j->dst + begin * j->plane, j->src + begin, end - begin, j->plane);
+    globalavgpool_backward_planes (j->dst + begin * j->plane, j->src + begin, end - begin, j->plane);
   else
-    globalavgpool_forward (j->dst + begin, j->src + begin * j->plane, end - begin, j->plane);
+    globalavgpool_forward_planes (j->dst + begin, j->src + begin * j->plane, end - begin, j->plane);
 }
 
 static gboolean
-global_run (StStage *stage, const StRunContext *ctx,
+globalavgpool_forward (StStage *stage, const StRunContext *ctx,
             const StTensor *const *inputs, StTensor *output, GError **error)
 {
   StShape in = inputs[0]->shape;
@@ -613,7 +613,7 @@ global_run (StStage *stage, const StRunContext *ctx,
 }
 
 static gboolean
-global_run_backward (StStage *stage, const StRunContext *ctx,
+globalavgpool_backward (StStage *stage, const StRunContext *ctx,
                      const StTensor *const *inputs, const StTensor *output,
                      const StTensor *grad_output, StTensor *const *grad_inputs,
                      GError **error)

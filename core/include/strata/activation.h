@@ -116,4 +116,29 @@ st_activation_backward (StActivation act, float slope, const float *x, const flo
     }
 }
 
+/* Softmax over n values spaced stride floats apart (the channels of one
+ * pixel of an NCHW tensor: stride = H·W; a score vector: 1), from x into y,
+ * which may be x.  The largest value is subtracted first, so large scores
+ * do not overflow.  Returns log Σ exp(x), from which a cross-entropy
+ * −log y[k] = lse − x[k] is taken without the log of a tiny probability.
+ * The softmax stage, training's fused loss and the scores a classifier
+ * reports all compute it here. */
+static inline double
+st_softmax_channels (const float *x, float *y, int n, gsize stride)
+{
+  float max = x[0];
+  for (int c = 1; c < n; c++)
+    max = MAX (max, x[c * stride]);
+  double sum = 0.0;
+  for (int c = 0; c < n; c++)
+    {
+      y[c * stride] = expf (x[c * stride] - max);
+      sum += y[c * stride];
+    }
+  float inv = (float) (1.0 / sum);
+  for (int c = 0; c < n; c++)
+    y[c * stride] *= inv;
+  return (double) max + log (sum);
+}
+
 G_END_DECLS
