@@ -22,34 +22,17 @@ static const StParamSpec activation_params[] = {
     .choices = ST_ACTIVATION_CHOICES,
     .help = "the nonlinearity (gelu is the exact erf form, PyTorch's default)",
     .offset = offsetof (ActivationConfig, function) },
-  /* Non-negative: the backward reads the input's sign from the output's. */
-  { .name = "slope", .type = ST_PARAM_DOUBLE, .default_value = "0.01",
-    .flags = ST_PARAM_HAS_MIN, .min = 0,
-    .help = "leaky_relu: slope for negative inputs (PyTorch's negative_slope)",
-    .offset = offsetof (ActivationConfig, slope) },
-  { .name = "alpha", .type = ST_PARAM_DOUBLE, .default_value = "1",
-    .flags = ST_PARAM_HAS_MIN, .min = 0,
-    .help = "elu: alpha * (exp(x) - 1) for negative inputs",
-    .offset = offsetof (ActivationConfig, alpha) },
+  ST_ACTIVATION_SHAPE_PARAM_SPECS (ActivationConfig),
 };
 
-static gboolean activation_infer (StStage *stage, GError **error);
-static gboolean activation_forward (StStage *stage, const StRunContext *ctx,
-                                const StTensor *const *inputs, StTensor *output,
-                                GError **error);
-static gboolean activation_backward (StStage *stage, const StRunContext *ctx,
-                                         const StTensor *const *inputs,
-                                         const StTensor *output,
-                                         const StTensor *grad_output,
-                                         StTensor *const *grad_inputs,
-                                         GError **error);
+ST_DECLARE_FORWARD (activation);
+ST_DECLARE_BACKWARD (activation);
 
 static const StKind activation_kind = {
   ST_KIND_HEADER,
   .name = "activation",
   .summary = "elementwise relu, leaky_relu, sigmoid, tanh, elu or gelu",
   .category = ST_CATEGORY_LAYER,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = 1,
   .params = activation_params,
@@ -115,7 +98,7 @@ backward_range (gsize begin, gsize end, gpointer data)
 
 static gboolean
 activation_forward (StStage *stage, const StRunContext *ctx,
-                const StTensor *const *inputs, StTensor *output, GError **error)
+                    const StTensor *const *inputs, StTensor *output, GError **error)
 {
   const ActivationConfig *cfg = stage->config;
   Job j = { cfg->function, shape_arg (cfg), inputs[0]->data, NULL, output->data,
@@ -128,9 +111,9 @@ activation_forward (StStage *stage, const StRunContext *ctx,
  * core hands back: no copy kept here. */
 static gboolean
 activation_backward (StStage *stage, const StRunContext *ctx,
-                         const StTensor *const *inputs, const StTensor *output,
-                         const StTensor *grad_output, StTensor *const *grad_inputs,
-                         GError **error)
+                     const StTensor *const *inputs, const StTensor *output,
+                     const StTensor *grad_output, StTensor *const *grad_inputs,
+                     GError **error)
 {
   const ActivationConfig *cfg = stage->config;
   if (!grad_inputs[0])

@@ -25,22 +25,14 @@ static const StParamSpec add_params[] = {
     .offset = offsetof (AddConfig, offset) },
 };
 
-static gboolean add_infer (StStage *stage, GError **error);
-static gboolean add_forward (StStage *stage, const StRunContext *ctx,
-                             const StTensor *const *inputs, StTensor *output,
-                             GError **error);
-static gboolean add_backward (StStage *stage, const StRunContext *ctx,
-                              const StTensor *const *inputs,
-                              const StTensor *output,
-                              const StTensor *grad_output,
-                              StTensor *const *grad_inputs, GError **error);
+ST_DECLARE_FORWARD (add);
+ST_DECLARE_BACKWARD (add);
 
 static const StKind add_kind = {
   ST_KIND_HEADER,
   .name = "add",
   .summary = "weighted sum of inputs of one shape: offset + w1*in1 + w2*in2 + ...",
   .category = ST_CATEGORY_PLUMBING,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = -1,
   .params = add_params,

@@ -35,16 +35,8 @@ static const StParamSpec batchnorm_params[] = {
     .offset = offsetof (BatchnormConfig, eps) },
 };
 
-static gboolean batchnorm_infer (StStage *stage, GError **error);
-static gboolean batchnorm_forward (StStage *stage, const StRunContext *ctx,
-                               const StTensor *const *inputs, StTensor *output,
-                               GError **error);
-static gboolean batchnorm_backward (StStage *stage, const StRunContext *ctx,
-                                        const StTensor *const *inputs,
-                                        const StTensor *output,
-                                        const StTensor *grad_output,
-                                        StTensor *const *grad_inputs,
-                                        GError **error);
+ST_DECLARE_FORWARD (batchnorm);
+ST_DECLARE_BACKWARD (batchnorm);
 static void batchnorm_finalize (StStage *stage);
 
 static const StKind batchnorm_kind = {
@@ -52,7 +44,6 @@ static const StKind batchnorm_kind = {
   .name = "batchnorm",
   .summary = "per-channel normalisation with batch (training) or running statistics",
   .category = ST_CATEGORY_LAYER,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = 1,
   .params = batchnorm_params,
@@ -267,7 +258,7 @@ job_new (StStage *stage, gboolean training)
 
 static gboolean
 batchnorm_forward (StStage *stage, const StRunContext *ctx,
-               const StTensor *const *inputs, StTensor *output, GError **error)
+                   const StTensor *const *inputs, StTensor *output, GError **error)
 {
   StShape s = inputs[0]->shape;
   if (ctx->training && (gsize) s.n * s.h * s.w < 2)
@@ -288,9 +279,9 @@ batchnorm_forward (StStage *stage, const StRunContext *ctx,
 
 static gboolean
 batchnorm_backward (StStage *stage, const StRunContext *ctx,
-                        const StTensor *const *inputs, const StTensor *output,
-                        const StTensor *grad_output, StTensor *const *grad_inputs,
-                        GError **error)
+                    const StTensor *const *inputs, const StTensor *output,
+                    const StTensor *grad_output, StTensor *const *grad_inputs,
+                    GError **error)
 {
   BatchnormState *st = stage->priv;
   /* Differentiate what forward computed, whatever the flag says now. */

@@ -93,30 +93,11 @@ static const StParamSpec conv_params[] = {
   { .name = "bias", .type = ST_PARAM_BOOL, .default_value = "true",
     .help = "add a learned bias per filter",
     .offset = offsetof (ConvConfig, bias) },
-  { .name = "activation", .type = ST_PARAM_ENUM, .default_value = "none",
-    .choices = ST_ACTIVATION_CHOICES,
-    .help = "activation applied to the output",
-    .offset = offsetof (ConvConfig, activation) },
-  /* As the activation stage's: non-negative, since the backward reads the
-   * input's sign from the output's. */
-  { .name = "slope", .type = ST_PARAM_DOUBLE, .default_value = "0.01",
-    .flags = ST_PARAM_HAS_MIN, .min = 0,
-    .help = "leaky_relu: slope for negative inputs (PyTorch's negative_slope)",
-    .offset = offsetof (ConvConfig, slope) },
-  { .name = "alpha", .type = ST_PARAM_DOUBLE, .default_value = "1",
-    .flags = ST_PARAM_HAS_MIN, .min = 0,
-    .help = "elu: alpha * (exp(x) - 1) for negative inputs",
-    .offset = offsetof (ConvConfig, alpha) },
+  ST_ACTIVATION_PARAM_SPECS (ConvConfig),
 };
 
-static gboolean conv_infer (StStage *stage, GError **error);
-static gboolean conv_forward (StStage *stage, const StRunContext *ctx,
-                              const StTensor *const *inputs, StTensor *output,
-                              GError **error);
-static gboolean conv_backward (StStage *stage, const StRunContext *ctx,
-                               const StTensor *const *inputs, const StTensor *output,
-                               const StTensor *grad_output, StTensor *const *grad_inputs,
-                               GError **error);
+ST_DECLARE_FORWARD (conv);
+ST_DECLARE_BACKWARD (conv);
 static void conv_finalize (StStage *stage);
 
 static const StKind conv_kind = {

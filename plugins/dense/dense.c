@@ -38,30 +38,11 @@ static const StParamSpec dense_params[] = {
   { .name = "bias", .type = ST_PARAM_BOOL, .default_value = "true",
     .help = "add a learned bias per unit",
     .offset = offsetof (DenseConfig, bias) },
-  { .name = "activation", .type = ST_PARAM_ENUM, .default_value = "none",
-    .choices = ST_ACTIVATION_CHOICES,
-    .help = "activation applied to the output",
-    .offset = offsetof (DenseConfig, activation) },
-  /* As the activation stage's: non-negative, since the backward reads the
-   * input's sign from the output's. */
-  { .name = "slope", .type = ST_PARAM_DOUBLE, .default_value = "0.01",
-    .flags = ST_PARAM_HAS_MIN, .min = 0,
-    .help = "leaky_relu: slope for negative inputs (PyTorch's negative_slope)",
-    .offset = offsetof (DenseConfig, slope) },
-  { .name = "alpha", .type = ST_PARAM_DOUBLE, .default_value = "1",
-    .flags = ST_PARAM_HAS_MIN, .min = 0,
-    .help = "elu: alpha * (exp(x) - 1) for negative inputs",
-    .offset = offsetof (DenseConfig, alpha) },
+  ST_ACTIVATION_PARAM_SPECS (DenseConfig),
 };
 
-static gboolean dense_infer (StStage *stage, GError **error);
-static gboolean dense_forward (StStage *stage, const StRunContext *ctx,
-                               const StTensor *const *inputs, StTensor *output,
-                               GError **error);
-static gboolean dense_backward (StStage *stage, const StRunContext *ctx,
-                                const StTensor *const *inputs, const StTensor *output,
-                                const StTensor *grad_output, StTensor *const *grad_inputs,
-                                GError **error);
+ST_DECLARE_FORWARD (dense);
+ST_DECLARE_BACKWARD (dense);
 static void dense_finalize (StStage *stage);
 
 static const StKind dense_kind = {

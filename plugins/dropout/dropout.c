@@ -23,16 +23,8 @@ static const StParamSpec dropout_params[] = {
     .offset = offsetof (DropoutConfig, rate) },
 };
 
-static gboolean dropout_infer (StStage *stage, GError **error);
-static gboolean dropout_forward (StStage *stage, const StRunContext *ctx,
-                             const StTensor *const *inputs, StTensor *output,
-                             GError **error);
-static gboolean dropout_backward (StStage *stage, const StRunContext *ctx,
-                                      const StTensor *const *inputs,
-                                      const StTensor *output,
-                                      const StTensor *grad_output,
-                                      StTensor *const *grad_inputs,
-                                      GError **error);
+ST_DECLARE_FORWARD (dropout);
+ST_DECLARE_BACKWARD (dropout);
 static void dropout_finalize (StStage *stage);
 
 static const StKind dropout_kind = {
@@ -40,7 +32,6 @@ static const StKind dropout_kind = {
   .name = "dropout",
   .summary = "zeroes values at random in training and rescales the rest; identity otherwise",
   .category = ST_CATEGORY_LAYER,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = 1,
   .params = dropout_params,
@@ -106,7 +97,7 @@ dropout_backward_values (float *dinp, const float *dout, const float *mask, gsiz
 
 static gboolean
 dropout_forward (StStage *stage, const StRunContext *ctx,
-             const StTensor *const *inputs, StTensor *output, GError **error)
+                 const StTensor *const *inputs, StTensor *output, GError **error)
 {
   const DropoutConfig *cfg = stage->config;
   DropoutState *st = stage->priv;
@@ -134,9 +125,9 @@ dropout_forward (StStage *stage, const StRunContext *ctx,
 
 static gboolean
 dropout_backward (StStage *stage, const StRunContext *ctx,
-                      const StTensor *const *inputs, const StTensor *output,
-                      const StTensor *grad_output, StTensor *const *grad_inputs,
-                      GError **error)
+                  const StTensor *const *inputs, const StTensor *output,
+                  const StTensor *grad_output, StTensor *const *grad_inputs,
+                  GError **error)
 {
   DropoutState *st = stage->priv;
   gsize n = st_tensor_numel (grad_output);

@@ -117,10 +117,7 @@ static const StParamSpec kernel_params[] = {
     .offset = offsetof (KernelConfig, padding) },
 };
 
-static gboolean kernel_infer (StStage *stage, GError **error);
-static gboolean kernel_forward (StStage *stage, const StRunContext *ctx,
-                                const StTensor *const *inputs,
-                                StTensor *output, GError **error);
+ST_DECLARE_FORWARD (kernel);
 static void kernel_finalize (StStage *stage);
 
 static const StKind kernel_kind = {
@@ -128,7 +125,6 @@ static const StKind kernel_kind = {
   .name = "kernel",
   .summary = "fixed matrix (sharpen, emboss, box, gaussian, sobel, ... or matrix=) applied to each channel",
   .category = ST_CATEGORY_FILTER,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = 1,
   .params = kernel_params,

@@ -11,22 +11,15 @@
 
 /* ---- Metadata ----------------------------------------------------------- */
 
-static gboolean magnitude_infer (StStage *stage, GError **error);
-static gboolean magnitude_forward (StStage *stage, const StRunContext *ctx,
-                                   const StTensor *const *inputs,
-                                   StTensor *output, GError **error);
+ST_DECLARE_FORWARD (magnitude);
 
 static const StKind magnitude_kind = {
   ST_KIND_HEADER,
   .name = "magnitude",
   .summary = "sqrt of the sum of squares of inputs of one shape (e.g. Sobel x and y)",
   .category = ST_CATEGORY_PLUMBING,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = -1,
-  .params = NULL,
-  .n_params = 0,
-  .config_size = 0,
   .infer = magnitude_infer,
   .forward = magnitude_forward,
 };

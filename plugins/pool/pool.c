@@ -50,41 +50,32 @@ static const StParamSpec pool_params[] = {
 
 static gboolean window_infer (StStage *stage, GError **error);
 static gboolean maxpool_forward (StStage *stage, const StRunContext *ctx,
-                             const StTensor *const *inputs, StTensor *output,
-                             GError **error);
+                                 const StTensor *const *inputs, StTensor *output,
+                                 GError **error);
 static gboolean maxpool_backward (StStage *stage, const StRunContext *ctx,
-                                      const StTensor *const *inputs,
-                                      const StTensor *output,
-                                      const StTensor *grad_output,
-                                      StTensor *const *grad_inputs,
-                                      GError **error);
+                                  const StTensor *const *inputs,
+                                  const StTensor *output,
+                                  const StTensor *grad_output,
+                                  StTensor *const *grad_inputs,
+                                  GError **error);
 static void maxpool_finalize (StStage *stage);
 static gboolean avgpool_forward (StStage *stage, const StRunContext *ctx,
-                             const StTensor *const *inputs, StTensor *output,
-                             GError **error);
+                                 const StTensor *const *inputs, StTensor *output,
+                                 GError **error);
 static gboolean avgpool_backward (StStage *stage, const StRunContext *ctx,
-                                      const StTensor *const *inputs,
-                                      const StTensor *output,
-                                      const StTensor *grad_output,
-                                      StTensor *const *grad_inputs,
-                                      GError **error);
-static gboolean global_infer (StStage *stage, GError **error);
-static gboolean globalavgpool_forward (StStage *stage, const StRunContext *ctx,
-                            const StTensor *const *inputs, StTensor *output,
-                            GError **error);
-static gboolean globalavgpool_backward (StStage *stage, const StRunContext *ctx,
-                                     const StTensor *const *inputs,
-                                     const StTensor *output,
-                                     const StTensor *grad_output,
-                                     StTensor *const *grad_inputs,
-                                     GError **error);
+                                  const StTensor *const *inputs,
+                                  const StTensor *output,
+                                  const StTensor *grad_output,
+                                  StTensor *const *grad_inputs,
+                                  GError **error);
+ST_DECLARE_FORWARD (globalavgpool);
+ST_DECLARE_BACKWARD (globalavgpool);
 
 static const StKind maxpool_kind = {
   ST_KIND_HEADER,
   .name = "maxpool",
   .summary = "largest value of each window, per channel (PyTorch MaxPool2d)",
   .category = ST_CATEGORY_LAYER,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = 1,
   .params = pool_params,
@@ -101,7 +92,6 @@ static const StKind avgpool_kind = {
   .name = "avgpool",
   .summary = "mean of each window, per channel, padding counted (PyTorch AvgPool2d)",
   .category = ST_CATEGORY_LAYER,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = 1,
   .params = pool_params,
@@ -117,13 +107,9 @@ static const StKind globalavgpool_kind = {
   .name = "globalavgpool",
   .summary = "mean of each channel: NxCxHxW to NxCx1x1 (PyTorch AdaptiveAvgPool2d(1))",
   .category = ST_CATEGORY_LAYER,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = 1,
-  .params = NULL,
-  .n_params = 0,
-  .config_size = 0,
-  .infer = global_infer,
+  .infer = globalavgpool_infer,
   .forward = globalavgpool_forward,
   .backward = globalavgpool_backward,
 };
@@ -213,7 +199,7 @@ typedef struct {
 /* out, argmax: [planes, oh, ow]; inp: [planes, h, w]. */
 static void
 maxpool_forward_planes (float *out, gint32 *argmax, const float *inp, gsize planes,
-                 const Window *g)
+                        const Window *g)
 {
   for (gsize pl = 0; pl < planes; pl++)
     {
@@ -359,7 +345,7 @@ maxpool_tiled_forward (float *out, gint32 *argmax, const float *inp, gsize plane
 /* dinp += dout routed to each window's argmax; dinp: [planes, h, w]. */
 static void
 maxpool_backward_planes (float *dinp, const float *dout, const gint32 *argmax,
-                  gsize planes, const Window *g)
+                         gsize planes, const Window *g)
 {
   gsize on = (gsize) g->oh * g->ow;
   for (gsize pl = 0; pl < planes; pl++)
@@ -478,7 +464,7 @@ run_planes (const StRunContext *ctx, const StStage *stage, Op op, float *dst,
 
 static gboolean
 maxpool_forward (StStage *stage, const StRunContext *ctx,
-             const StTensor *const *inputs, StTensor *output, GError **error)
+                 const StTensor *const *inputs, StTensor *output, GError **error)
 {
   MaxpoolState *st = stage->priv;
   gsize n = st_tensor_numel (output);
@@ -498,9 +484,9 @@ maxpool_forward (StStage *stage, const StRunContext *ctx,
 
 static gboolean
 maxpool_backward (StStage *stage, const StRunContext *ctx,
-                      const StTensor *const *inputs, const StTensor *output,
-                      const StTensor *grad_output, StTensor *const *grad_inputs,
-                      GError **error)
+                  const StTensor *const *inputs, const StTensor *output,
+                  const StTensor *grad_output, StTensor *const *grad_inputs,
+                  GError **error)
 {
   MaxpoolState *st = stage->priv;
   if (!grad_inputs[0])
@@ -528,7 +514,7 @@ maxpool_finalize (StStage *stage)
 
 static gboolean
 avgpool_forward (StStage *stage, const StRunContext *ctx,
-             const StTensor *const *inputs, StTensor *output, GError **error)
+                 const StTensor *const *inputs, StTensor *output, GError **error)
 {
   run_planes (ctx, stage, AVG_FORWARD, output->data, inputs[0]->data, NULL);
   return TRUE;
@@ -536,9 +522,9 @@ avgpool_forward (StStage *stage, const StRunContext *ctx,
 
 static gboolean
 avgpool_backward (StStage *stage, const StRunContext *ctx,
-                      const StTensor *const *inputs, const StTensor *output,
-                      const StTensor *grad_output, StTensor *const *grad_inputs,
-                      GError **error)
+                  const StTensor *const *inputs, const StTensor *output,
+                  const StTensor *grad_output, StTensor *const *grad_inputs,
+                  GError **error)
 {
   if (grad_inputs[0])
     run_planes (ctx, stage, AVG_BACKWARD, grad_inputs[0]->data, grad_output->data, NULL);
@@ -548,7 +534,7 @@ avgpool_backward (StStage *stage, const StRunContext *ctx,
 /* ---- globalavgpool ------------------------------------------------------------ */
 
 static gboolean
-global_infer (StStage *stage, GError **error)
+globalavgpool_infer (StStage *stage, GError **error)
 {
   StShape in = stage->in_shapes[0];
   stage->out_shape = (StShape) { in.n, in.c, 1, 1 };
@@ -604,7 +590,7 @@ global_range (gsize begin, gsize end, gpointer data)
 
 static gboolean
 globalavgpool_forward (StStage *stage, const StRunContext *ctx,
-            const StTensor *const *inputs, StTensor *output, GError **error)
+                       const StTensor *const *inputs, StTensor *output, GError **error)
 {
   StShape in = inputs[0]->shape;
   GlobalJob j = { FALSE, output->data, inputs[0]->data, (gsize) in.h * in.w };
@@ -614,9 +600,9 @@ globalavgpool_forward (StStage *stage, const StRunContext *ctx,
 
 static gboolean
 globalavgpool_backward (StStage *stage, const StRunContext *ctx,
-                     const StTensor *const *inputs, const StTensor *output,
-                     const StTensor *grad_output, StTensor *const *grad_inputs,
-                     GError **error)
+                        const StTensor *const *inputs, const StTensor *output,
+                        const StTensor *grad_output, StTensor *const *grad_inputs,
+                        GError **error)
 {
   if (!grad_inputs[0])
     return TRUE;

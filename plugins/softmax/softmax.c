@@ -13,28 +13,16 @@
 
 /* ---- Metadata ----------------------------------------------------------- */
 
-static gboolean softmax_infer (StStage *stage, GError **error);
-static gboolean softmax_forward (StStage *stage, const StRunContext *ctx,
-                             const StTensor *const *inputs, StTensor *output,
-                             GError **error);
-static gboolean softmax_backward (StStage *stage, const StRunContext *ctx,
-                                      const StTensor *const *inputs,
-                                      const StTensor *output,
-                                      const StTensor *grad_output,
-                                      StTensor *const *grad_inputs,
-                                      GError **error);
+ST_DECLARE_FORWARD (softmax);
+ST_DECLARE_BACKWARD (softmax);
 
 static const StKind softmax_kind = {
   ST_KIND_HEADER,
   .name = "softmax",
   .summary = "softmax over channels at every pixel: class scores to probabilities",
   .category = ST_CATEGORY_LAYER,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = 1,
-  .params = NULL,
-  .n_params = 0,
-  .config_size = 0,
   .infer = softmax_infer,
   .forward = softmax_forward,
   .backward = softmax_backward,
@@ -57,7 +45,7 @@ softmax_infer (StStage *stage, GError **error)
 /* dinp += out ⊙ (dout − Σ_c dout·out); [N, C, HW]. */
 static void
 softmax_backward_pixels (float *dinp, const float *dout, const float *out, int C, gsize hw,
-                  gsize begin, gsize end)
+                         gsize begin, gsize end)
 {
   for (gsize px = begin; px < end; px++)
     {
@@ -101,7 +89,7 @@ backward_range (gsize begin, gsize end, gpointer data)
 
 static gboolean
 softmax_forward (StStage *stage, const StRunContext *ctx,
-             const StTensor *const *inputs, StTensor *output, GError **error)
+                 const StTensor *const *inputs, StTensor *output, GError **error)
 {
   StShape s = output->shape;
   Job j = { output->data, inputs[0]->data, NULL, s.c, (gsize) s.h * s.w };
@@ -111,9 +99,9 @@ softmax_forward (StStage *stage, const StRunContext *ctx,
 
 static gboolean
 softmax_backward (StStage *stage, const StRunContext *ctx,
-                      const StTensor *const *inputs, const StTensor *output,
-                      const StTensor *grad_output, StTensor *const *grad_inputs,
-                      GError **error)
+                  const StTensor *const *inputs, const StTensor *output,
+                  const StTensor *grad_output, StTensor *const *grad_inputs,
+                  GError **error)
 {
   if (!grad_inputs[0])
     return TRUE;

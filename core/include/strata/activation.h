@@ -141,4 +141,27 @@ st_softmax_channels (const float *x, float *y, int n, gsize stride)
   return (double) max + log (sum);
 }
 
+/* The slope= and alpha= keys of the activation stage and of a stage with
+ * a fused activation=, for its StParamSpec table (<strata/plugin.h>):
+ * Config is the kind's config struct, with double fields slope and alpha.
+ * Non-negative: the backward reads the input's sign from the output's. */
+#define ST_ACTIVATION_SHAPE_PARAM_SPECS(Config)                                  \
+  { .name = "slope", .type = ST_PARAM_DOUBLE, .default_value = "0.01",         \
+    .flags = ST_PARAM_HAS_MIN, .min = 0,                                       \
+    .help = "leaky_relu: slope for negative inputs (PyTorch's negative_slope)", \
+    .offset = offsetof (Config, slope) },                                      \
+  { .name = "alpha", .type = ST_PARAM_DOUBLE, .default_value = "1",            \
+    .flags = ST_PARAM_HAS_MIN, .min = 0,                                       \
+    .help = "elu: alpha * (exp(x) - 1) for negative inputs",                   \
+    .offset = offsetof (Config, alpha) }
+
+/* activation=, slope= and alpha= of a stage with a fused activation: Config
+ * has int activation (an StActivation) and doubles slope and alpha. */
+#define ST_ACTIVATION_PARAM_SPECS(Config)                                        \
+  { .name = "activation", .type = ST_PARAM_ENUM, .default_value = "none",      \
+    .choices = ST_ACTIVATION_CHOICES,                                          \
+    .help = "activation applied to the output",                                \
+    .offset = offsetof (Config, activation) },                                 \
+  ST_ACTIVATION_SHAPE_PARAM_SPECS (Config)
+
 G_END_DECLS

@@ -382,4 +382,20 @@ st_same_padding (int in, int size, int stride, int dilation, int *before, int *a
   *after = (int) (total - total / 2);
 }
 
+/* Declare a kind's callbacks PREFIX_infer and PREFIX_forward (and
+ * PREFIX_backward) with the signatures StKind wants, so that the kind's
+ * table can lead its file and the definitions follow it. */
+#define ST_DECLARE_FORWARD(prefix)                                       \
+  static gboolean prefix##_infer (StStage *stage, GError **error);       \
+  static gboolean prefix##_forward (StStage *stage, const StRunContext *ctx, \
+                                    const StTensor *const *inputs,       \
+                                    StTensor *output, GError **error)
+#define ST_DECLARE_BACKWARD(prefix)                                      \
+  static gboolean prefix##_backward (StStage *stage, const StRunContext *ctx, \
+                                     const StTensor *const *inputs,      \
+                                     const StTensor *output,             \
+                                     const StTensor *grad_output,        \
+                                     StTensor *const *grad_inputs,       \
+                                     GError **error)
+
 G_END_DECLS
