@@ -56,13 +56,6 @@ activation_infer (StStage *stage, GError **error)
   return TRUE;
 }
 
-/* The one number the shared math takes: leaky_relu's slope or elu's alpha. */
-static float
-shape_arg (const ActivationConfig *cfg)
-{
-  return (float) (cfg->function == ST_ACT_ELU ? cfg->alpha : cfg->slope);
-}
-
 /* Elements per work item: large enough that scheduling costs nothing. */
 #define CHUNK 16384
 
@@ -101,7 +94,8 @@ activation_forward (StStage *stage, const StRunContext *ctx,
                     const StTensor *const *inputs, StTensor *output, GError **error)
 {
   const ActivationConfig *cfg = stage->config;
-  Job j = { cfg->function, shape_arg (cfg), inputs[0]->data, NULL, output->data,
+  Job j = { cfg->function, st_activation_arg (cfg->function, cfg->slope, cfg->alpha),
+            inputs[0]->data, NULL, output->data,
             NULL, st_tensor_numel (output) };
   st_parallel_for (ctx, (j.numel + CHUNK - 1) / CHUNK, forward_range, &j);
   return TRUE;
@@ -118,7 +112,8 @@ activation_backward (StStage *stage, const StRunContext *ctx,
   const ActivationConfig *cfg = stage->config;
   if (!grad_inputs[0])
     return TRUE;
-  Job j = { cfg->function, shape_arg (cfg), inputs[0]->data, output->data,
+  Job j = { cfg->function, st_activation_arg (cfg->function, cfg->slope, cfg->alpha),
+            inputs[0]->data, output->data,
             grad_inputs[0]->data, grad_output->data, st_tensor_numel (output) };
   st_parallel_for (ctx, (j.numel + CHUNK - 1) / CHUNK, backward_range, &j);
   return TRUE;

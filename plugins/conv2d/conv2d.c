@@ -119,13 +119,6 @@ static const StKind conv_kind = {
 
 ST_PLUGIN_DEFINE (&conv_kind)
 
-/* The one number the shared math takes: leaky_relu's slope or elu's alpha. */
-static float
-act_param (const ConvConfig *cfg)
-{
-  return (float) (cfg->activation == ST_ACT_ELU ? cfg->alpha : cfg->slope);
-}
-
 /* ---- Geometry and state --------------------------------------------------- */
 
 typedef struct {
@@ -908,7 +901,8 @@ conv_forward (StStage *stage, const StRunContext *ctx,
     .in_end = inputs[0]->data + st_tensor_numel (inputs[0]),
     .w = st_stage_param (stage, cv->weight)->data,
     .b = cv->bias >= 0 ? st_stage_param (stage, cv->bias)->data : NULL,
-    .out = output->data, .pre = pre, .act = act, .slope = act_param (cfg),
+    .out = output->data, .pre = pre, .act = act,
+    .slope = st_activation_arg (act, cfg->slope, cfg->alpha),
   };
   st_parallel_for (ctx, pl.n_tasks, forward_tasks, &j);
   return TRUE;
@@ -1128,7 +1122,7 @@ conv_backward (StStage *stage, const StRunContext *ctx,
     .db = db ? db->data : NULL,
     .din = din ? din->data : NULL,
     .din_lock = pl.split && pl.n_tasks > 1 ? &lock : NULL,
-    .act = act, .slope = act_param (cfg),
+    .act = act, .slope = st_activation_arg (act, cfg->slope, cfg->alpha),
   };
   st_parallel_for (ctx, pl.n_tasks, backward_tasks, &j);
   g_mutex_clear (&lock);

@@ -64,13 +64,6 @@ static const StKind dense_kind = {
 
 ST_PLUGIN_DEFINE (&dense_kind)
 
-/* The one number the shared math takes: leaky_relu's slope or elu's alpha. */
-static float
-act_param (const DenseConfig *cfg)
-{
-  return (float) (cfg->activation == ST_ACT_ELU ? cfg->alpha : cfg->slope);
-}
-
 /* ---- State ------------------------------------------------------------------ */
 
 typedef struct {
@@ -242,7 +235,7 @@ dense_forward (StStage *stage, const StRunContext *ctx,
     .out = output->data,
     .pre = st_activation_needs_input (act)
            ? scratch (&d->pre, &d->pre_n, (gsize) d->n * d->u) : NULL,
-    .act = act, .slope = act_param (cfg),
+    .act = act, .slope = st_activation_arg (act, cfg->slope, cfg->alpha),
     .by_units = by_units,
   };
   j.tasks = n_tasks (ctx, stage->macs, by_units ? d->u : d->n);
@@ -310,7 +303,7 @@ dense_backward (StStage *stage, const StRunContext *ctx,
   /* dz = dout ⊙ act'(pre), the activation's backward first. */
   float *dz = scratch (&d->dz, &d->dz_n, nu);
   memcpy (dz, grad_output->data, sizeof (float) * nu);
-  st_activation_backward (act, act_param (cfg),
+  st_activation_backward (act, st_activation_arg (act, cfg->slope, cfg->alpha),
                           st_activation_needs_input (act) ? d->pre : NULL,
                           output->data, dz, nu);
   /* db [U] += Σ_n dz [n, U] */

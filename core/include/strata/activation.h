@@ -164,4 +164,12 @@ st_softmax_channels (const float *x, float *y, int n, gsize stride)
     .offset = offsetof (Config, activation) },                                 \
   ST_ACTIVATION_SHAPE_PARAM_SPECS (Config)
 
+/* The one number st_activation_forward() and _backward() take as slope:
+ * alpha for elu, slope for the others (from the slope= and alpha= keys). */
+static inline float
+st_activation_arg (StActivation act, double slope, double alpha)
+{
+  return (float) (act == ST_ACT_ELU ? alpha : slope);
+}
+
 G_END_DECLS
