@@ -33,6 +33,7 @@
  * initial values.  A mismatch returns FALSE with an ST_ERROR_FAILED error
  * naming the worst element, like any other failure. */
 #include "context.h"
+#include "kind.h"
 #include "stage.h"
 
 #include <math.h>
@@ -261,7 +262,7 @@ st_gradcheck (const StKind *kind, const char *const *keys,
       return FALSE;
     }
 
-  StStage *stage = st_stage_new (kind, kind->name, keys, values, n_keys, error);
+  StStage *stage = st_stage_new_inferred (kind, keys, values, n_keys, in_shapes, n_inputs, error);
   if (!stage)
     return FALSE;
   gboolean ok = FALSE;
@@ -273,8 +274,6 @@ st_gradcheck (const StKind *kind, const char *const *keys,
   StTensor **grad_inputs = g_new0 (StTensor *, MAX (n_inputs, 1));
   StTensor *output = NULL, *r = NULL;
 
-  if (!st_stage_infer (stage, in_shapes, n_inputs, error))
-    goto out;
   st_stage_enable_grads (stage);
   ctx->training = training;
 

@@ -74,8 +74,7 @@ find_named_pipeline (const char *name)
         if (*parts[i])
           g_ptr_array_add (dirs, g_strdup (parts[i]));
     }
-  g_autofree char *exe = g_file_read_link ("/proc/self/exe", NULL);
-  if (exe && g_str_has_prefix (exe, ST_BUILD_ROOT "/"))
+  if (st_running_from_build_tree ())
     g_ptr_array_add (dirs, g_strdup (ST_SOURCE_ROOT "/pipelines"));
   else
     g_ptr_array_add (dirs, g_strdup (ST_PIPELINE_DIR));

@@ -20,10 +20,8 @@ entry_free (gpointer p)
   g_free (e);
 }
 
-/* True when the running program lives in the build tree, so that a build
- * tests its own plugins and never picks up an older installed copy. */
-static gboolean
-running_from_build_tree (void)
+gboolean
+st_running_from_build_tree (void)
 {
   g_autofree char *exe = g_file_read_link ("/proc/self/exe", NULL);
   return exe && g_str_has_prefix (exe, ST_BUILD_ROOT "/");
@@ -261,7 +259,7 @@ st_registry_new (const char *const *extra_dirs)
         if (*dirs[i])
           scan_dir (reg, dirs[i], 1);
     }
-  if (running_from_build_tree ())
+  if (st_running_from_build_tree ())
     scan_dir (reg, ST_BUILD_ROOT "/plugins", 1);
   else
     scan_dir (reg, ST_PLUGIN_DIR, 1);

@@ -38,4 +38,9 @@ const char *st_registry_refusal (StRegistry *reg, const char *name);
 /* Kind names close to name, as "'a', 'b'", or NULL: for "did you mean". */
 char       *st_registry_suggest (StRegistry *reg, const char *name);
 
+/* True when the running program lives in the build tree: it then uses the
+ * build's plugins and the source tree's pipelines, so that a build tests
+ * its own and never picks up older installed copies. */
+gboolean    st_running_from_build_tree (void);
+
 G_END_DECLS

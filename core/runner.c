@@ -2,8 +2,8 @@
 #include "runner.h"
 #include "atomic.h"
 #include "context.h"
+#include "classifier.h"
 #include "param.h"
-#include "train.h"
 
 #include <json-glib/json-glib.h>
 
@@ -1031,13 +1031,6 @@ run_jobs (Run *run, StPipeline *pipeline, int n_workers, int threads_per_worker,
   return TRUE;
 }
 
-gboolean
-st_pipeline_is_classifier (const StPipeline *p)
-{
-  StShape out = st_pipeline_output_shape (p);
-  return out.h == 1 && out.w == 1 && out.c >= 2;
-}
-
 /* CSV fields with commas, quotes or line breaks are quoted (RFC 4180). */
 static void
 append_csv_field (GString *s, const char *field)
@@ -1059,7 +1052,7 @@ append_csv_field (GString *s, const char *field)
 
 /* One JSON object on one line: {"path", "label", "probability", "top": [...]}. */
 static void
-append_json_line (GString *s, const char *path, GPtrArray *names, const float *probs,
+append_json_line (GString *s, const char *path, char **names, const float *probs,
                   const int *order, int k)
 {
   g_autoptr (JsonBuilder) b = json_builder_new ();
@@ -1067,7 +1060,7 @@ append_json_line (GString *s, const char *path, GPtrArray *names, const float *p
   json_builder_set_member_name (b, "path");
   json_builder_add_string_value (b, path);
   json_builder_set_member_name (b, "label");
-  json_builder_add_string_value (b, names->pdata[order[0]]);
+  json_builder_add_string_value (b, names[order[0]]);
   json_builder_set_member_name (b, "probability");
   json_builder_add_double_value (b, probs[order[0]]);
   json_builder_set_member_name (b, "top");
@@ -1076,7 +1069,7 @@ append_json_line (GString *s, const char *path, GPtrArray *names, const float *p
     {
       json_builder_begin_object (b);
       json_builder_set_member_name (b, "label");
-      json_builder_add_string_value (b, names->pdata[order[i]]);
+      json_builder_add_string_value (b, names[order[i]]);
       json_builder_set_member_name (b, "probability");
       json_builder_add_double_value (b, probs[order[i]]);
       json_builder_end_object (b);
@@ -1098,12 +1091,8 @@ write_predictions (const StPipeline *p, GPtrArray *jobs, const StRunOptions *opt
                    const char *path, GError **error)
 {
   int n_classes = st_pipeline_output_shape (p).c;
-  const char *const *labels = st_pipeline_labels (p);
   int k = MIN (opt->top_k > 0 ? opt->top_k : 5, n_classes);
-  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
-  for (int c = 0; c < n_classes; c++)
-    g_ptr_array_add (names, labels && c < (int) g_strv_length ((char **) labels)
-                            ? g_strdup (labels[c]) : g_strdup_printf ("%d", c));
+  g_auto (GStrv) names = st_pipeline_class_names (p, NULL);
   g_autoptr (GString) out = g_string_new (NULL);
   if (!opt->jsonl)
     {
@@ -1137,7 +1126,7 @@ write_predictions (const StPipeline *p, GPtrArray *jobs, const StRunOptions *opt
           for (int i = 0; i < k; i++)
             {
               g_string_append_c (out, ',');
-              append_csv_field (out, names->pdata[order[i]]);
+              append_csv_field (out, names[order[i]]);
               g_string_append_printf (out, ",%.6f", job->probabilities[order[i]]);
             }
           g_string_append_c (out, '\n');

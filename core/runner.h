@@ -1,6 +1,7 @@
 /* strata — running a pipeline over files and folders. */
 #pragma once
 
+#include "classifier.h"
 #include "pipeline.h"
 #include "image.h"
 
@@ -35,9 +36,6 @@ typedef struct {
   guint interrupted;           /* not run, or abandoned, after SIGINT or SIGTERM */
   guint in_strips;             /* of those written, how many ran in strips */
 } StRunSummary;
-
-/* Whether p ends in class scores (Cx1x1) rather than an image. */
-gboolean st_pipeline_is_classifier (const StPipeline *p);
 
 /* Runs p on every image named by inputs: files ("-" is standard input)
  * and folders, searched recursively for .png, .jpg and .jpeg (each folder

@@ -223,6 +223,9 @@ init_tensor (StTensor *t, StInit init, double arg, gint64 fan_in, StRng *rng)
       case ST_INIT_ONES:
         t->data[i] = 1.0f;
         break;
+      case ST_INIT_CONSTANT:
+        t->data[i] = (float) arg;
+        break;
       case ST_INIT_HE_UNIFORM:
       case ST_INIT_UNIFORM:
         t->data[i] = (float) ((2.0 * st_rng_uniform (rng) - 1.0) * bound);

@@ -88,13 +88,6 @@ st_train_check_outputs (const StTrainOptions *opt, GError **error)
   return ok;
 }
 
-static gboolean
-ends_in_softmax (const StPipeline *p)
-{
-  int n = st_pipeline_n_stages (p);
-  return strcmp (st_pipeline_stage (p, n - 1)->kind->name, "softmax") == 0;
-}
-
 gboolean
 st_train_check_pipeline (StPipeline *p, int n_classes, GError **error)
 {
@@ -172,26 +165,6 @@ st_dataset_apply_prefix (StDataset *ds, StPipeline *p, int threads, GError **err
   return TRUE;
 }
 
-void
-st_scores_to_probabilities (const StPipeline *p, StTensor *scores)
-{
-  if (ends_in_softmax (p))
-    return;
-  int n = scores->shape.n, c = scores->shape.c;
-  for (int b = 0; b < n; b++)
-    {
-      float *x = scores->data + (gsize) b * c;
-      float max = x[0];
-      for (int j = 1; j < c; j++)
-        max = MAX (max, x[j]);
-      double sum = 0;
-      for (int j = 0; j < c; j++)
-        sum += x[j] = expf (x[j] - max);
-      for (int j = 0; j < c; j++)
-        x[j] = (float) (x[j] / sum);
-    }
-}
-
 /* ---- Batches ------------------------------------------------------------ */
 
 static StTensor *
@@ -222,17 +195,12 @@ softmax_cross_entropy (const StTensor *logits, const int *labels, StTensor *grad
       const float *x = logits->data + (gsize) b * c;
       float *g = grad->data + (gsize) b * c;
       int best = 0;
-      float max = x[0];
       for (int j = 1; j < c; j++)
-        if (x[j] > max)
-          max = x[j], best = j;
-      double sum = 0;
+        if (x[j] > x[best])
+          best = j;
+      loss += st_softmax_channels (x, g, c, 1) - x[labels[b]];
       for (int j = 0; j < c; j++)
-        sum += exp ((double) x[j] - max);
-      double log_sum = log (sum);
-      loss += -((double) x[labels[b]] - max - log_sum);
-      for (int j = 0; j < c; j++)
-        g[j] = (float) ((exp ((double) x[j] - max - log_sum) - (j == labels[b])) / n);
+        g[j] = (g[j] - (j == labels[b])) / n;
       *correct += best == labels[b];
     }
   return loss;
@@ -644,7 +612,7 @@ st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions
     *epochs_run = 0;
   int first = st_pipeline_prefix_length (p);
   int n_stages = st_pipeline_n_stages (p);
-  int last = ends_in_softmax (p) ? n_stages - 2 : n_stages - 1;
+  int last = st_pipeline_ends_in_probabilities (p) ? n_stages - 2 : n_stages - 1;
   if (last < first)
     {
       g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE, "%s: nothing to train before the softmax",
@@ -823,12 +791,8 @@ st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions
 static char *
 class_name (const StPipeline *p, const StDataset *ds, int c)
 {
-  const char *const *labels = st_pipeline_labels (p);
-  if (labels && c < (int) g_strv_length ((char **) labels))
-    return g_strdup (labels[c]);
-  if (ds->class_names && c < (int) g_strv_length (ds->class_names))
-    return g_strdup (ds->class_names[c]);
-  return g_strdup_printf ("%d", c);
+  g_auto (GStrv) names = st_pipeline_class_names (p, (const char *const *) ds->class_names);
+  return g_strdup (names[c]);
 }
 
 void

@@ -1,6 +1,7 @@
 /* strata — training a pipeline's parameters, and measuring a classifier. */
 #pragma once
 
+#include "classifier.h"
 #include "dataset.h"
 #include "pipeline.h"
 
@@ -68,10 +69,6 @@ gboolean st_train (StPipeline *p, StDataset *train, StDataset *test,
  * negative value with error set. */
 double st_evaluate (StPipeline *p, const StDataset *ds, const StRunContext *ctx,
                     int batch_size, guint64 *confusion, GError **error);
-
-/* Softmax probabilities from the pipeline's output: unchanged when its last
- * stage is already a softmax, computed otherwise. */
-void st_scores_to_probabilities (const StPipeline *p, StTensor *scores);
 
 G_END_DECLS
 

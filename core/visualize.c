@@ -6,10 +6,9 @@
 #include "visualize.h"
 #include "atomic.h"
 
+#include "classifier.h"
 #include "context.h"
-#include "runner.h"
 #include "stage.h"
-#include "train.h"
 
 #include <cairo.h>
 #include <math.h>
@@ -476,14 +475,13 @@ draw_bars (cairo_t *cr, const StMapSection *sec, StPipeline *p, const StTensor *
   if (c > MAX_BARS)
     qsort (order, c, sizeof *order, compare_prob);
 
-  const char *const *labels = st_pipeline_labels (p);
-  int n_labels = labels ? (int) g_strv_length ((char **) labels) : 0;
+  g_auto (GStrv) class_names = st_pipeline_class_names (p, NULL);
   g_auto (GStrv) names = g_new0 (char *, n + 1);
   double label_w = 0;
   for (int i = 0; i < n; i++)
     {
       int k = order[i].index;
-      names[i] = k < n_labels ? g_strdup (labels[k]) : g_strdup_printf ("class %d", k);
+      names[i] = g_strdup (class_names[k]);
       set_font (cr, 11, k == best);
       cairo_text_extents_t ext;
       cairo_text_extents (cr, names[i], &ext);
@@ -642,18 +640,18 @@ st_weights_layout_free (StWeightsLayout *layout)
   g_free (layout);
 }
 
+/* The filters are the first 4-D parameter, [out, in/groups, kh, kw] as
+ * the SDK lays out a convolution's weight, whatever the kind is called. */
 static gboolean
 find_conv_weight (StPipeline *p, int *stage_index, int *param_index)
 {
   for (int i = 0; i < st_pipeline_n_stages (p); i++)
     {
       StStage *s = st_pipeline_stage (p, i);
-      if (strcmp (s->kind->name, "conv2d") != 0)
-        continue;
       for (int k = 0; k < st_stage_n_params (s); k++)
         {
           StParam *param = st_stage_get_param (s, k);
-          if (param->rank == 4 && g_str_has_suffix (param->full_name, ".weight"))
+          if (param->rank == 4)
             {
               *stage_index = i;
               *param_index = k;
@@ -688,8 +686,8 @@ weights_text (StPipeline *p, const StWeightsLayout *l, WeightsText *t)
   StStage *stage = st_pipeline_stage (p, l->stage);
   char m_s[32];
   format_value (m_s, sizeof m_s, weights_scale (st_stage_get_param (stage, l->param)->value));
-  t->stage = g_strdup_printf ("%s (conv2d) weight %dx%dx%dx%d", stage->name, l->n_filters,
-                              l->in_channels, l->kh, l->kw);
+  t->stage = g_strdup_printf ("%s (%s) weight %dx%dx%dx%d", stage->name, stage->kind->name,
+                              l->n_filters, l->in_channels, l->kh, l->kw);
   if (l->rgb)
     {
       t->low = NULL;
@@ -734,7 +732,7 @@ st_weights_layout (StPipeline *p, GError **error)
   if (!find_conv_weight (p, &stage, &param))
     {
       g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
-                   "%s: no conv2d stage with weights: there are no filters to draw",
+                   "%s: no stage with 4-D weights (a convolution's): there are no filters to draw",
                    st_pipeline_name (p));
       return NULL;
     }

@@ -56,7 +56,7 @@ gboolean st_draw_feature_maps (StPipeline *p, const StTensor *image, const char 
 
 typedef struct {
   int width, height;
-  int stage;                   /* the first conv2d stage with parameters */
+  int stage;                   /* the first stage with a 4-D parameter */
   int param;                   /* its weight, [out, in, kh, kw] */
   int n_filters, in_channels, kh, kw;
   gboolean rgb;                /* in_channels == 3: one colour tile per filter */
@@ -69,12 +69,12 @@ typedef struct {
 StWeightsLayout *st_weights_layout (StPipeline *p, GError **error);
 void             st_weights_layout_free (StWeightsLayout *layout);
 
-/* Draws the first conv2d stage's weight as one tile per filter, all on one
+/* Draws the first 4-D weight (a convolution's) as one tile per filter, all on one
  * scale symmetric about zero (m = max |w|) so filters can be compared: with
  * one input channel per kernel blue-white-red for -m, 0, +m; with three, a
  * colour tile per filter with grey for 0 (each of R, G, B is 0.5 + 0.5 w / m);
  * otherwise the first four input channels stacked, one row of kernels each.
- * Fails, naming the pipeline, when it has no conv2d stage with weights. */
+ * Fails, naming the pipeline, when no stage has 4-D weights. */
 gboolean st_draw_weights (StPipeline *p, const char *png_path, GError **error);
 
 /* The diverging scale: t in [-1, 1] to 8-bit RGB, linear from the blue end

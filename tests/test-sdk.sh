@@ -281,6 +281,47 @@ linked_plugin () {
 }
 check "threshold linked to libstrata: NEEDED libstrata.so, no RPATH or RUNPATH" linked_plugin
 
+# ---- The README's guide, built from the README itself -----------------------
+
+# Every fenced block that follows a "<!-- sdk-snippet: FILE -->" line of
+# README.md, appended in order to $guide/FILE: the guide's code is what is
+# built and run here, so it cannot drift.
+guide=$tmp/readme
+extract_snippets () {
+  mkdir -p "$guide" && python3 - "$src/README.md" "$guide" <<'PY'
+import os, re, sys
+lines = open(sys.argv[1], encoding="utf-8").read().split("\n")
+files, i = {}, 0
+while i < len(lines):
+    m = re.fullmatch(r"<!-- sdk-snippet: ([\w.-]+) -->", lines[i])
+    i += 1
+    if not m:
+        continue
+    if i >= len(lines) or not lines[i].startswith("```"):
+        sys.exit("README.md:%d: a snippet marker must come right before a fenced block" % i)
+    end = i + 1
+    while end < len(lines) and not lines[end].startswith("```"):
+        end += 1
+    files.setdefault(m.group(1), []).append("\n".join(lines[i + 1:end]) + "\n")
+    i = end + 1
+for name, blocks in sorted(files.items()):
+    with open(os.path.join(sys.argv[2], name), "w", encoding="utf-8") as f:
+        f.write("\n".join(blocks))
+    print("%s: %d block(s)" % (name, len(blocks)))
+missing = {"threshold.c", "prelu.c", "test-prelu.c", "build.sh", "run.sh"} - files.keys()
+sys.exit("README.md lacks snippets: " + ", ".join(sorted(missing)) if missing else 0)
+PY
+}
+must "the README's marked snippets extract" extract_snippets
+
+# The guide's build lines as written, warnings as errors and at -O0 (where
+# no libm call is inlined away), then its test program.
+readme_build () {
+  (cd "$guide" && sed "s|^cc |$CC -Werror -O0 |" build.sh | sh -ex)
+}
+check "the README's plugins and test program build without warnings, and the test passes" \
+  readme_build
+
 # ---- The installed strata --------------------------------------------------
 
 # list_plugins COMMAND...: runs it into $out, shows it, fails on a non-zero exit.
@@ -367,6 +408,17 @@ hard_threshold () {
     && png_stats "$tmp/bw.png" "451 300 1 2 0 255"
 }
 check "a pipeline file with grayscale then threshold writes a 0-or-255 gray PNG" hard_threshold
+
+# The guide's run lines, in its folder, with the installed strata on PATH.
+readme_run () {
+  cp "$photo" "$guide/photo.png" || return 1
+  (cd "$guide" && PATH="$prefix/bin:$PATH" sh -ex run.sh) >"$out" 2>&1
+  status=$?
+  cat "$out"
+  [ $status -eq 0 ] && has "^threshold  *filter" "^prelu  *layer" "^  level  *double" \
+    && png_stats "$guide/bw.png" "451 300 1 2 0 255"
+}
+check "the README's run lines list and run its plugins (STRATA_PLUGIN_PATH with ':')" readme_run
 
 soft_threshold () {
   "$strata" run "grayscale ! threshold level=0.45 soft=0.3" "$photo" -o "$tmp/soft.png" \

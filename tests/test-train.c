@@ -16,38 +16,6 @@ static const char *exe;
 
 #define RUN(...) tu_run_argv (exe, (const char *const[]) { __VA_ARGS__, NULL })
 
-/* Bright-left versus bright-right 8x8 images, with noise, as IDX files. */
-static void
-write_synthetic_idx (const char *dir, const char *prefix, int n, guint32 seed)
-{
-  GRand *rand = g_rand_new_with_seed (seed);
-  g_autoptr (GByteArray) images = g_byte_array_new ();
-  g_autoptr (GByteArray) labels = g_byte_array_new ();
-  tu_put_be32 (images, 0x803);
-  tu_put_be32 (images, n);
-  tu_put_be32 (images, 8);
-  tu_put_be32 (images, 8);
-  tu_put_be32 (labels, 0x801);
-  tu_put_be32 (labels, n);
-  for (int i = 0; i < n; i++)
-    {
-      guint8 label = (guint8) (i % 2);
-      g_byte_array_append (labels, &label, 1);
-      for (int y = 0; y < 8; y++)
-        for (int x = 0; x < 8; x++)
-          {
-            gboolean bright = label ? x >= 4 : x < 4;
-            guint8 v = (guint8) CLAMP ((bright ? 170 : 60) + g_rand_int_range (rand, -50, 50), 0, 255);
-            g_byte_array_append (images, &v, 1);
-          }
-    }
-  g_rand_free (rand);
-  g_autofree char *ip = g_strdup_printf ("%s/%s-images-idx3-ubyte", dir, prefix);
-  g_autofree char *lp = g_strdup_printf ("%s/%s-labels-idx1-ubyte", dir, prefix);
-  g_assert_true (g_file_set_contents (ip, (char *) images->data, images->len, NULL));
-  g_assert_true (g_file_set_contents (lp, (char *) labels->data, labels->len, NULL));
-}
-
 static const char *tiny_pipeline =
   "[pipeline]\ninput=1x8x8\nlabels=left;right\n"
   "[conv]\ntype=conv2d\nfilters=4\nsize=3\nactivation=relu\n"
@@ -65,8 +33,8 @@ fixture_set_up (Fixture *f, gconstpointer unused)
   f->dir = g_dir_make_tmp ("strata-train-XXXXXX", NULL);
   f->data = g_build_filename (f->dir, "data", NULL);
   g_mkdir (f->data, 0755);
-  write_synthetic_idx (f->data, "train", 400, 1);
-  write_synthetic_idx (f->data, "t10k", 100, 2);
+  tu_write_synthetic_idx (f->data, "train", 400, 1);
+  tu_write_synthetic_idx (f->data, "t10k", 100, 2);
   f->ini = g_build_filename (f->dir, "tiny.ini", NULL);
   g_assert_true (g_file_set_contents (f->ini, tiny_pipeline, -1, NULL));
 }
@@ -198,7 +166,7 @@ test_bad_options (Fixture *f, gconstpointer unused)
   tu_result_clear (&r);
   /* Labels up to 1 but only one score... a 1-unit output is refused; a
    * 2-class net on 3-class data is too. */
-  write_synthetic_idx (f->data, "train", 10, 4);
+  tu_write_synthetic_idx (f->data, "train", 10, 4);
   g_autofree char *labels = g_build_filename (f->data, "train-labels-idx1-ubyte", NULL);
   g_autofree char *bytes = NULL;
   gsize len;

@@ -78,6 +78,37 @@ tu_crc32 (const guint8 *data, gsize len)
   return crc ^ 0xffffffffu;
 }
 
+void
+tu_write_synthetic_idx (const char *dir, const char *prefix, int n, guint32 seed)
+{
+  GRand *rand = g_rand_new_with_seed (seed);
+  g_autoptr (GByteArray) images = g_byte_array_new ();
+  g_autoptr (GByteArray) labels = g_byte_array_new ();
+  tu_put_be32 (images, 0x803);
+  tu_put_be32 (images, n);
+  tu_put_be32 (images, 8);
+  tu_put_be32 (images, 8);
+  tu_put_be32 (labels, 0x801);
+  tu_put_be32 (labels, n);
+  for (int i = 0; i < n; i++)
+    {
+      guint8 label = (guint8) (i % 2);
+      g_byte_array_append (labels, &label, 1);
+      for (int y = 0; y < 8; y++)
+        for (int x = 0; x < 8; x++)
+          {
+            gboolean bright = label ? x >= 4 : x < 4;
+            guint8 v = (guint8) CLAMP ((bright ? 170 : 60) + g_rand_int_range (rand, -50, 50), 0, 255);
+            g_byte_array_append (images, &v, 1);
+          }
+    }
+  g_rand_free (rand);
+  g_autofree char *ip = g_strdup_printf ("%s/%s-images-idx3-ubyte", dir, prefix);
+  g_autofree char *lp = g_strdup_printf ("%s/%s-labels-idx1-ubyte", dir, prefix);
+  g_assert_true (g_file_set_contents (ip, (char *) images->data, images->len, NULL));
+  g_assert_true (g_file_set_contents (lp, (char *) labels->data, labels->len, NULL));
+}
+
 /* ---- Running the CLI ----------------------------------------------------- */
 
 void

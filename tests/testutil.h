@@ -44,6 +44,11 @@ void tu_put_be32 (GByteArray *a, guint32 v);
 /* CRC-32 as PNG chunks (and zlib) use it. */
 guint32 tu_crc32 (const guint8 *data, gsize len);
 
+/* DIR/PREFIX-images-idx3-ubyte and -labels-idx1-ubyte: n 8x8 images of two
+ * classes, bright on the left (label 0) or the right (label 1), with noise
+ * from seed. */
+void tu_write_synthetic_idx (const char *dir, const char *prefix, int n, guint32 seed);
+
 /* ---- Running the CLI ----------------------------------------------------- */
 
 /* What a run of the CLI gave: its exit status and what it printed; free

@@ -22,42 +22,25 @@ static const StParamSpec activation_params[] = {
     .choices = ST_ACTIVATION_CHOICES,
     .help = "the nonlinearity (gelu is the exact erf form, PyTorch's default)",
     .offset = offsetof (ActivationConfig, function) },
-  /* Non-negative: the backward reads the input's sign from the output's. */
-  { .name = "slope", .type = ST_PARAM_DOUBLE, .default_value = "0.01",
-    .flags = ST_PARAM_HAS_MIN, .min = 0,
-    .help = "leaky_relu: slope for negative inputs (PyTorch's negative_slope)",
-    .offset = offsetof (ActivationConfig, slope) },
-  { .name = "alpha", .type = ST_PARAM_DOUBLE, .default_value = "1",
-    .flags = ST_PARAM_HAS_MIN, .min = 0,
-    .help = "elu: alpha * (exp(x) - 1) for negative inputs",
-    .offset = offsetof (ActivationConfig, alpha) },
+  ST_ACTIVATION_SHAPE_PARAM_SPECS (ActivationConfig),
 };
 
-static gboolean activation_infer (StStage *stage, GError **error);
-static gboolean activation_run (StStage *stage, const StRunContext *ctx,
-                                const StTensor *const *inputs, StTensor *output,
-                                GError **error);
-static gboolean activation_run_backward (StStage *stage, const StRunContext *ctx,
-                                         const StTensor *const *inputs,
-                                         const StTensor *output,
-                                         const StTensor *grad_output,
-                                         StTensor *const *grad_inputs,
-                                         GError **error);
+ST_DECLARE_FORWARD (activation);
+ST_DECLARE_BACKWARD (activation);
 
 static const StKind activation_kind = {
   ST_KIND_HEADER,
   .name = "activation",
   .summary = "elementwise relu, leaky_relu, sigmoid, tanh, elu or gelu",
   .category = ST_CATEGORY_LAYER,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = 1,
   .params = activation_params,
   .n_params = G_N_ELEMENTS (activation_params),
   .config_size = sizeof (ActivationConfig),
   .infer = activation_infer,
-  .forward = activation_run,
-  .backward = activation_run_backward,
+  .forward = activation_forward,
+  .backward = activation_backward,
 };
 
 ST_PLUGIN_DEFINE (&activation_kind)
@@ -71,13 +54,6 @@ activation_infer (StStage *stage, GError **error)
   stage->halo = 0;
   stage->macs = (double) st_shape_numel (stage->out_shape);
   return TRUE;
-}
-
-/* The one number the shared math takes: leaky_relu's slope or elu's alpha. */
-static float
-shape_arg (const ActivationConfig *cfg)
-{
-  return (float) (cfg->function == ST_ACT_ELU ? cfg->alpha : cfg->slope);
 }
 
 /* Elements per work item: large enough that scheduling costs nothing. */
@@ -114,11 +90,12 @@ backward_range (gsize begin, gsize end, gpointer data)
 }
 
 static gboolean
-activation_run (StStage *stage, const StRunContext *ctx,
-                const StTensor *const *inputs, StTensor *output, GError **error)
+activation_forward (StStage *stage, const StRunContext *ctx,
+                    const StTensor *const *inputs, StTensor *output, GError **error)
 {
   const ActivationConfig *cfg = stage->config;
-  Job j = { cfg->function, shape_arg (cfg), inputs[0]->data, NULL, output->data,
+  Job j = { cfg->function, st_activation_arg (cfg->function, cfg->slope, cfg->alpha),
+            inputs[0]->data, NULL, output->data,
             NULL, st_tensor_numel (output) };
   st_parallel_for (ctx, (j.numel + CHUNK - 1) / CHUNK, forward_range, &j);
   return TRUE;
@@ -127,15 +104,16 @@ activation_run (StStage *stage, const StRunContext *ctx,
 /* The input the backward of gelu needs is the one forward saw, which the
  * core hands back: no copy kept here. */
 static gboolean
-activation_run_backward (StStage *stage, const StRunContext *ctx,
-                         const StTensor *const *inputs, const StTensor *output,
-                         const StTensor *grad_output, StTensor *const *grad_inputs,
-                         GError **error)
+activation_backward (StStage *stage, const StRunContext *ctx,
+                     const StTensor *const *inputs, const StTensor *output,
+                     const StTensor *grad_output, StTensor *const *grad_inputs,
+                     GError **error)
 {
   const ActivationConfig *cfg = stage->config;
   if (!grad_inputs[0])
     return TRUE;
-  Job j = { cfg->function, shape_arg (cfg), inputs[0]->data, output->data,
+  Job j = { cfg->function, st_activation_arg (cfg->function, cfg->slope, cfg->alpha),
+            inputs[0]->data, output->data,
             grad_inputs[0]->data, grad_output->data, st_tensor_numel (output) };
   st_parallel_for (ctx, (j.numel + CHUNK - 1) / CHUNK, backward_range, &j);
   return TRUE;

@@ -25,22 +25,14 @@ static const StParamSpec add_params[] = {
     .offset = offsetof (AddConfig, offset) },
 };
 
-static gboolean add_infer (StStage *stage, GError **error);
-static gboolean add_forward (StStage *stage, const StRunContext *ctx,
-                             const StTensor *const *inputs, StTensor *output,
-                             GError **error);
-static gboolean add_backward (StStage *stage, const StRunContext *ctx,
-                              const StTensor *const *inputs,
-                              const StTensor *output,
-                              const StTensor *grad_output,
-                              StTensor *const *grad_inputs, GError **error);
+ST_DECLARE_FORWARD (add);
+ST_DECLARE_BACKWARD (add);
 
 static const StKind add_kind = {
   ST_KIND_HEADER,
   .name = "add",
   .summary = "weighted sum of inputs of one shape: offset + w1*in1 + w2*in2 + ...",
   .category = ST_CATEGORY_PLUMBING,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = -1,
   .params = add_params,
@@ -73,20 +65,10 @@ add_infer (StStage *stage, GError **error)
                    cfg->weights.n);
       return FALSE;
     }
-  StShape s0 = stage->in_shapes[0];
-  for (int i = 1; i < stage->n_inputs; i++)
-    if (!st_shape_equal (stage->in_shapes[i], s0))
-      {
-        char a[64], b[64];
-        g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
-                     "input %d is %s but input 1 is %s; all inputs must have one shape",
-                     i + 1, st_shape_format (stage->in_shapes[i], a, sizeof a),
-                     st_shape_format (s0, b, sizeof b));
-        return FALSE;
-      }
-  stage->out_shape = s0;
+  if (!st_stage_check_same_shapes (stage, error))
+    return FALSE;
   stage->halo = 0;
-  stage->macs = (double) st_shape_numel (s0) * stage->n_inputs;
+  stage->macs = (double) st_shape_numel (stage->out_shape) * stage->n_inputs;
   return TRUE;
 }
 

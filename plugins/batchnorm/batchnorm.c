@@ -35,16 +35,8 @@ static const StParamSpec batchnorm_params[] = {
     .offset = offsetof (BatchnormConfig, eps) },
 };
 
-static gboolean batchnorm_infer (StStage *stage, GError **error);
-static gboolean batchnorm_run (StStage *stage, const StRunContext *ctx,
-                               const StTensor *const *inputs, StTensor *output,
-                               GError **error);
-static gboolean batchnorm_run_backward (StStage *stage, const StRunContext *ctx,
-                                        const StTensor *const *inputs,
-                                        const StTensor *output,
-                                        const StTensor *grad_output,
-                                        StTensor *const *grad_inputs,
-                                        GError **error);
+ST_DECLARE_FORWARD (batchnorm);
+ST_DECLARE_BACKWARD (batchnorm);
 static void batchnorm_finalize (StStage *stage);
 
 static const StKind batchnorm_kind = {
@@ -52,15 +44,14 @@ static const StKind batchnorm_kind = {
   .name = "batchnorm",
   .summary = "per-channel normalisation with batch (training) or running statistics",
   .category = ST_CATEGORY_LAYER,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = 1,
   .params = batchnorm_params,
   .n_params = G_N_ELEMENTS (batchnorm_params),
   .config_size = sizeof (BatchnormConfig),
   .infer = batchnorm_infer,
-  .forward = batchnorm_run,
-  .backward = batchnorm_run_backward,
+  .forward = batchnorm_forward,
+  .backward = batchnorm_backward,
   .finalize = batchnorm_finalize,
 };
 
@@ -147,7 +138,7 @@ typedef struct {
  * the batch's statistics (which also update the running ones) or the
  * running ones.  out, inp: [N, C, HW]. */
 static void
-batchnorm_forward (gsize begin, gsize end, gpointer data)
+batchnorm_forward_channels (gsize begin, gsize end, gpointer data)
 {
   const Job *j = data;
   gsize hw = (gsize) j->s.h * j->s.w, m = (gsize) j->s.n * hw;
@@ -206,7 +197,7 @@ batchnorm_forward (gsize begin, gsize end, gpointer data)
  *   dinp += rstd · w · dout                                           (running statistics)
  * inp, dout, dinp: [N, C, HW]. */
 static void
-batchnorm_backward (gsize begin, gsize end, gpointer data)
+batchnorm_backward_channels (gsize begin, gsize end, gpointer data)
 {
   const Job *j = data;
   gsize hw = (gsize) j->s.h * j->s.w, m = (gsize) j->s.n * hw;
@@ -266,8 +257,8 @@ job_new (StStage *stage, gboolean training)
 }
 
 static gboolean
-batchnorm_run (StStage *stage, const StRunContext *ctx,
-               const StTensor *const *inputs, StTensor *output, GError **error)
+batchnorm_forward (StStage *stage, const StRunContext *ctx,
+                   const StTensor *const *inputs, StTensor *output, GError **error)
 {
   StShape s = inputs[0]->shape;
   if (ctx->training && (gsize) s.n * s.h * s.w < 2)
@@ -282,15 +273,15 @@ batchnorm_run (StStage *stage, const StRunContext *ctx,
   j.inp = inputs[0]->data;
   j.dst = output->data;
   j.st->training = ctx->training;
-  st_parallel_for (ctx, (gsize) s.c, batchnorm_forward, &j);
+  st_parallel_for (ctx, (gsize) s.c, batchnorm_forward_channels, &j);
   return TRUE;
 }
 
 static gboolean
-batchnorm_run_backward (StStage *stage, const StRunContext *ctx,
-                        const StTensor *const *inputs, const StTensor *output,
-                        const StTensor *grad_output, StTensor *const *grad_inputs,
-                        GError **error)
+batchnorm_backward (StStage *stage, const StRunContext *ctx,
+                    const StTensor *const *inputs, const StTensor *output,
+                    const StTensor *grad_output, StTensor *const *grad_inputs,
+                    GError **error)
 {
   BatchnormState *st = stage->priv;
   /* Differentiate what forward computed, whatever the flag says now. */
@@ -302,7 +293,7 @@ batchnorm_run_backward (StStage *stage, const StRunContext *ctx,
   StTensor *db = st_stage_param_grad (stage, P_BIAS);
   j.dweight = dw ? dw->data : NULL;
   j.dbias = db ? db->data : NULL;
-  st_parallel_for (ctx, (gsize) inputs[0]->shape.c, batchnorm_backward, &j);
+  st_parallel_for (ctx, (gsize) inputs[0]->shape.c, batchnorm_backward_channels, &j);
   return TRUE;
 }
 

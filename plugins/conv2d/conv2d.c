@@ -93,30 +93,11 @@ static const StParamSpec conv_params[] = {
   { .name = "bias", .type = ST_PARAM_BOOL, .default_value = "true",
     .help = "add a learned bias per filter",
     .offset = offsetof (ConvConfig, bias) },
-  { .name = "activation", .type = ST_PARAM_ENUM, .default_value = "none",
-    .choices = ST_ACTIVATION_CHOICES,
-    .help = "activation applied to the output",
-    .offset = offsetof (ConvConfig, activation) },
-  /* As the activation stage's: non-negative, since the backward reads the
-   * input's sign from the output's. */
-  { .name = "slope", .type = ST_PARAM_DOUBLE, .default_value = "0.01",
-    .flags = ST_PARAM_HAS_MIN, .min = 0,
-    .help = "leaky_relu: slope for negative inputs (PyTorch's negative_slope)",
-    .offset = offsetof (ConvConfig, slope) },
-  { .name = "alpha", .type = ST_PARAM_DOUBLE, .default_value = "1",
-    .flags = ST_PARAM_HAS_MIN, .min = 0,
-    .help = "elu: alpha * (exp(x) - 1) for negative inputs",
-    .offset = offsetof (ConvConfig, alpha) },
+  ST_ACTIVATION_PARAM_SPECS (ConvConfig),
 };
 
-static gboolean conv_infer (StStage *stage, GError **error);
-static gboolean conv_forward (StStage *stage, const StRunContext *ctx,
-                              const StTensor *const *inputs, StTensor *output,
-                              GError **error);
-static gboolean conv_backward (StStage *stage, const StRunContext *ctx,
-                               const StTensor *const *inputs, const StTensor *output,
-                               const StTensor *grad_output, StTensor *const *grad_inputs,
-                               GError **error);
+ST_DECLARE_FORWARD (conv);
+ST_DECLARE_BACKWARD (conv);
 static void conv_finalize (StStage *stage);
 
 static const StKind conv_kind = {
@@ -137,13 +118,6 @@ static const StKind conv_kind = {
 };
 
 ST_PLUGIN_DEFINE (&conv_kind)
-
-/* The one number the shared math takes: leaky_relu's slope or elu's alpha. */
-static float
-act_param (const ConvConfig *cfg)
-{
-  return (float) (cfg->activation == ST_ACT_ELU ? cfg->alpha : cfg->slope);
-}
 
 /* ---- Geometry and state --------------------------------------------------- */
 
@@ -252,16 +226,8 @@ pick (const StIntList *l, int i)
 static void
 axis_padding (int padding, int in, int k, int s, int d, int *before, int *after)
 {
-  gint64 span = (gint64) d * (k - 1) + 1;
   if (padding == PADDING_SAME)
-    {
-      /* TensorFlow's rule: as little as gives ceil(in / s) outputs, the odd
-       * pixel after.  At stride 1 that is d·(k − 1), PyTorch's 'same'. */
-      gint64 out = ((gint64) in + s - 1) / s;
-      gint64 total = MAX ((out - 1) * s + span - in, 0);
-      *before = (int) (total / 2);
-      *after = (int) (total - total / 2);
-    }
+    st_same_padding (in, k, s, d, before, after);
   else if (padding == PADDING_VALID)
     *before = *after = 0;
   else
@@ -940,7 +906,8 @@ conv_forward (StStage *stage, const StRunContext *ctx,
     .in_end = inputs[0]->data + st_tensor_numel (inputs[0]),
     .w = st_stage_param (stage, cv->weight)->data,
     .b = cv->bias >= 0 ? st_stage_param (stage, cv->bias)->data : NULL,
-    .out = output->data, .pre = pre, .act = act, .slope = act_param (cfg),
+    .out = output->data, .pre = pre, .act = act,
+    .slope = st_activation_arg (act, cfg->slope, cfg->alpha),
   };
   st_parallel_for (ctx, pl.n_tasks, forward_tasks, &j);
   return TRUE;
@@ -1160,7 +1127,7 @@ conv_backward (StStage *stage, const StRunContext *ctx,
     .db = db ? db->data : NULL,
     .din = din ? din->data : NULL,
     .din_lock = pl.split && pl.n_tasks > 1 ? &lock : NULL,
-    .act = act, .slope = act_param (cfg),
+    .act = act, .slope = st_activation_arg (act, cfg->slope, cfg->alpha),
   };
   st_parallel_for (ctx, pl.n_tasks, backward_tasks, &j);
   g_mutex_clear (&lock);

@@ -38,30 +38,11 @@ static const StParamSpec dense_params[] = {
   { .name = "bias", .type = ST_PARAM_BOOL, .default_value = "true",
     .help = "add a learned bias per unit",
     .offset = offsetof (DenseConfig, bias) },
-  { .name = "activation", .type = ST_PARAM_ENUM, .default_value = "none",
-    .choices = ST_ACTIVATION_CHOICES,
-    .help = "activation applied to the output",
-    .offset = offsetof (DenseConfig, activation) },
-  /* As the activation stage's: non-negative, since the backward reads the
-   * input's sign from the output's. */
-  { .name = "slope", .type = ST_PARAM_DOUBLE, .default_value = "0.01",
-    .flags = ST_PARAM_HAS_MIN, .min = 0,
-    .help = "leaky_relu: slope for negative inputs (PyTorch's negative_slope)",
-    .offset = offsetof (DenseConfig, slope) },
-  { .name = "alpha", .type = ST_PARAM_DOUBLE, .default_value = "1",
-    .flags = ST_PARAM_HAS_MIN, .min = 0,
-    .help = "elu: alpha * (exp(x) - 1) for negative inputs",
-    .offset = offsetof (DenseConfig, alpha) },
+  ST_ACTIVATION_PARAM_SPECS (DenseConfig),
 };
 
-static gboolean dense_infer (StStage *stage, GError **error);
-static gboolean dense_forward (StStage *stage, const StRunContext *ctx,
-                               const StTensor *const *inputs, StTensor *output,
-                               GError **error);
-static gboolean dense_backward (StStage *stage, const StRunContext *ctx,
-                                const StTensor *const *inputs, const StTensor *output,
-                                const StTensor *grad_output, StTensor *const *grad_inputs,
-                                GError **error);
+ST_DECLARE_FORWARD (dense);
+ST_DECLARE_BACKWARD (dense);
 static void dense_finalize (StStage *stage);
 
 static const StKind dense_kind = {
@@ -82,13 +63,6 @@ static const StKind dense_kind = {
 };
 
 ST_PLUGIN_DEFINE (&dense_kind)
-
-/* The one number the shared math takes: leaky_relu's slope or elu's alpha. */
-static float
-act_param (const DenseConfig *cfg)
-{
-  return (float) (cfg->activation == ST_ACT_ELU ? cfg->alpha : cfg->slope);
-}
 
 /* ---- State ------------------------------------------------------------------ */
 
@@ -261,7 +235,7 @@ dense_forward (StStage *stage, const StRunContext *ctx,
     .out = output->data,
     .pre = st_activation_needs_input (act)
            ? scratch (&d->pre, &d->pre_n, (gsize) d->n * d->u) : NULL,
-    .act = act, .slope = act_param (cfg),
+    .act = act, .slope = st_activation_arg (act, cfg->slope, cfg->alpha),
     .by_units = by_units,
   };
   j.tasks = n_tasks (ctx, stage->macs, by_units ? d->u : d->n);
@@ -329,7 +303,7 @@ dense_backward (StStage *stage, const StRunContext *ctx,
   /* dz = dout ⊙ act'(pre), the activation's backward first. */
   float *dz = scratch (&d->dz, &d->dz_n, nu);
   memcpy (dz, grad_output->data, sizeof (float) * nu);
-  st_activation_backward (act, act_param (cfg),
+  st_activation_backward (act, st_activation_arg (act, cfg->slope, cfg->alpha),
                           st_activation_needs_input (act) ? d->pre : NULL,
                           output->data, dz, nu);
   /* db [U] += Σ_n dz [n, U] */

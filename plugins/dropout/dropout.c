@@ -23,16 +23,8 @@ static const StParamSpec dropout_params[] = {
     .offset = offsetof (DropoutConfig, rate) },
 };
 
-static gboolean dropout_infer (StStage *stage, GError **error);
-static gboolean dropout_run (StStage *stage, const StRunContext *ctx,
-                             const StTensor *const *inputs, StTensor *output,
-                             GError **error);
-static gboolean dropout_run_backward (StStage *stage, const StRunContext *ctx,
-                                      const StTensor *const *inputs,
-                                      const StTensor *output,
-                                      const StTensor *grad_output,
-                                      StTensor *const *grad_inputs,
-                                      GError **error);
+ST_DECLARE_FORWARD (dropout);
+ST_DECLARE_BACKWARD (dropout);
 static void dropout_finalize (StStage *stage);
 
 static const StKind dropout_kind = {
@@ -40,15 +32,14 @@ static const StKind dropout_kind = {
   .name = "dropout",
   .summary = "zeroes values at random in training and rescales the rest; identity otherwise",
   .category = ST_CATEGORY_LAYER,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = 1,
   .params = dropout_params,
   .n_params = G_N_ELEMENTS (dropout_params),
   .config_size = sizeof (DropoutConfig),
   .infer = dropout_infer,
-  .forward = dropout_run,
-  .backward = dropout_run_backward,
+  .forward = dropout_forward,
+  .backward = dropout_backward,
   .finalize = dropout_finalize,
 };
 
@@ -90,7 +81,7 @@ dropout_draw_mask (float *mask, struct _StRng *rng, double rate, gsize n)
 
 /* out = inp ⊙ mask; [n]. */
 static void
-dropout_forward (float *out, const float *inp, const float *mask, gsize n)
+dropout_forward_values (float *out, const float *inp, const float *mask, gsize n)
 {
   for (gsize i = 0; i < n; i++)
     out[i] = inp[i] * mask[i];
@@ -98,15 +89,15 @@ dropout_forward (float *out, const float *inp, const float *mask, gsize n)
 
 /* dinp += dout ⊙ mask; [n]. */
 static void
-dropout_backward (float *dinp, const float *dout, const float *mask, gsize n)
+dropout_backward_values (float *dinp, const float *dout, const float *mask, gsize n)
 {
   for (gsize i = 0; i < n; i++)
     dinp[i] += dout[i] * mask[i];
 }
 
 static gboolean
-dropout_run (StStage *stage, const StRunContext *ctx,
-             const StTensor *const *inputs, StTensor *output, GError **error)
+dropout_forward (StStage *stage, const StRunContext *ctx,
+                 const StTensor *const *inputs, StTensor *output, GError **error)
 {
   const DropoutConfig *cfg = stage->config;
   DropoutState *st = stage->priv;
@@ -128,15 +119,15 @@ dropout_run (StStage *stage, const StRunContext *ctx,
     }
   st->n = n;
   dropout_draw_mask (st->mask, ctx->rng, cfg->rate, n);
-  dropout_forward (output->data, inputs[0]->data, st->mask, n);
+  dropout_forward_values (output->data, inputs[0]->data, st->mask, n);
   return TRUE;
 }
 
 static gboolean
-dropout_run_backward (StStage *stage, const StRunContext *ctx,
-                      const StTensor *const *inputs, const StTensor *output,
-                      const StTensor *grad_output, StTensor *const *grad_inputs,
-                      GError **error)
+dropout_backward (StStage *stage, const StRunContext *ctx,
+                  const StTensor *const *inputs, const StTensor *output,
+                  const StTensor *grad_output, StTensor *const *grad_inputs,
+                  GError **error)
 {
   DropoutState *st = stage->priv;
   gsize n = st_tensor_numel (grad_output);
@@ -148,7 +139,7 @@ dropout_run_backward (StStage *stage, const StRunContext *ctx,
       return FALSE;
     }
   if (st->mask)
-    dropout_backward (grad_inputs[0]->data, grad_output->data, st->mask, n);
+    dropout_backward_values (grad_inputs[0]->data, grad_output->data, st->mask, n);
   else
     memcpy (grad_inputs[0]->data, grad_output->data, n * sizeof (float));
   return TRUE;

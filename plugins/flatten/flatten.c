@@ -9,31 +9,19 @@
 
 /* ---- Metadata ----------------------------------------------------------- */
 
-static gboolean flatten_infer (StStage *stage, GError **error);
-static gboolean flatten_run (StStage *stage, const StRunContext *ctx,
-                             const StTensor *const *inputs, StTensor *output,
-                             GError **error);
-static gboolean flatten_run_backward (StStage *stage, const StRunContext *ctx,
-                                      const StTensor *const *inputs,
-                                      const StTensor *output,
-                                      const StTensor *grad_output,
-                                      StTensor *const *grad_inputs,
-                                      GError **error);
+ST_DECLARE_FORWARD (flatten);
+ST_DECLARE_BACKWARD (flatten);
 
 static const StKind flatten_kind = {
   ST_KIND_HEADER,
   .name = "flatten",
   .summary = "NxCxHxW to Nx(C*H*W)x1x1, in PyTorch's order, for a dense layer",
   .category = ST_CATEGORY_PLUMBING,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = 1,
-  .params = NULL,
-  .n_params = 0,
-  .config_size = 0,
   .infer = flatten_infer,
-  .forward = flatten_run,
-  .backward = flatten_run_backward,
+  .forward = flatten_forward,
+  .backward = flatten_backward,
 };
 
 ST_PLUGIN_DEFINE (&flatten_kind)
@@ -60,18 +48,18 @@ flatten_infer (StStage *stage, GError **error)
 }
 
 static gboolean
-flatten_run (StStage *stage, const StRunContext *ctx,
-             const StTensor *const *inputs, StTensor *output, GError **error)
+flatten_forward (StStage *stage, const StRunContext *ctx,
+                 const StTensor *const *inputs, StTensor *output, GError **error)
 {
   memcpy (output->data, inputs[0]->data, st_tensor_numel (output) * sizeof (float));
   return TRUE;
 }
 
 static gboolean
-flatten_run_backward (StStage *stage, const StRunContext *ctx,
-                      const StTensor *const *inputs, const StTensor *output,
-                      const StTensor *grad_output, StTensor *const *grad_inputs,
-                      GError **error)
+flatten_backward (StStage *stage, const StRunContext *ctx,
+                  const StTensor *const *inputs, const StTensor *output,
+                  const StTensor *grad_output, StTensor *const *grad_inputs,
+                  GError **error)
 {
   if (grad_inputs[0])
     memcpy (grad_inputs[0]->data, grad_output->data,

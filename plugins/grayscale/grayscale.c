@@ -29,17 +29,13 @@ static const StParamSpec grayscale_params[] = {
     .offset = offsetof (GrayscaleConfig, weights) },
 };
 
-static gboolean grayscale_infer (StStage *stage, GError **error);
-static gboolean grayscale_forward (StStage *stage, const StRunContext *ctx,
-                                   const StTensor *const *inputs,
-                                   StTensor *output, GError **error);
+ST_DECLARE_FORWARD (grayscale);
 
 static const StKind grayscale_kind = {
   ST_KIND_HEADER,
   .name = "grayscale",
   .summary = "RGB to luma, 0.299 R + 0.587 G + 0.114 B (BT.601) or BT.709; gray passes through",
   .category = ST_CATEGORY_PLUMBING,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = 1,
   .params = grayscale_params,

@@ -7,28 +7,16 @@
 
 /* ---- Metadata ----------------------------------------------------------- */
 
-static gboolean invert_infer (StStage *stage, GError **error);
-static gboolean invert_forward (StStage *stage, const StRunContext *ctx,
-                                const StTensor *const *inputs, StTensor *output,
-                                GError **error);
-static gboolean invert_backward (StStage *stage, const StRunContext *ctx,
-                                 const StTensor *const *inputs,
-                                 const StTensor *output,
-                                 const StTensor *grad_output,
-                                 StTensor *const *grad_inputs,
-                                 GError **error);
+ST_DECLARE_FORWARD (invert);
+ST_DECLARE_BACKWARD (invert);
 
 static const StKind invert_kind = {
   ST_KIND_HEADER,
   .name = "invert",
   .summary = "1 - x: light on dark becomes dark on light",
   .category = ST_CATEGORY_PLUMBING,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = 1,
-  .params = NULL,
-  .n_params = 0,
-  .config_size = 0,
   .infer = invert_infer,
   .forward = invert_forward,
   .backward = invert_backward,

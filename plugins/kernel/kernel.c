@@ -5,8 +5,9 @@
  *     out(y, x) = offset + Σ_m Σ_n in(y·S − pt + m, x·S − pl + n) · scale · K(m, n)
  *
  * with flip=true rotating K by 180° first (true convolution).  'same'
- * padding anchors the kernel at floor((F − 1) / 2), so an even kernel has
- * one more pixel of padding after than before, as PyTorch's padding='same'.
+ * padding is the SDK's st_same_padding(), as conv2d's: the least that gives
+ * ceil(input / S) outputs, the odd pixel after; at stride 1 the kernel is
+ * anchored at floor((F − 1) / 2), as PyTorch's padding='same'.
  * Borders: zero, edge (replicate), reflect (mirror without repeating the
  * edge pixel: numpy 'reflect', OpenCV BORDER_REFLECT_101, PyTorch
  * 'reflect'), wrap (circular); every mode is periodic, so padding wider than
@@ -116,10 +117,7 @@ static const StParamSpec kernel_params[] = {
     .offset = offsetof (KernelConfig, padding) },
 };
 
-static gboolean kernel_infer (StStage *stage, GError **error);
-static gboolean kernel_forward (StStage *stage, const StRunContext *ctx,
-                                const StTensor *const *inputs,
-                                StTensor *output, GError **error);
+ST_DECLARE_FORWARD (kernel);
 static void kernel_finalize (StStage *stage);
 
 static const StKind kernel_kind = {
@@ -127,7 +125,6 @@ static const StKind kernel_kind = {
   .name = "kernel",
   .summary = "fixed matrix (sharpen, emboss, box, gaussian, sobel, ... or matrix=) applied to each channel",
   .category = ST_CATEGORY_FILTER,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = 1,
   .params = kernel_params,
@@ -283,16 +280,8 @@ plan_new (const KernelConfig *cfg, GError **error)
   p->offset = (float) cfg->offset;
   p->stride = cfg->stride;
   p->border = (Border) cfg->border;
-  if (cfg->padding == PADDING_SAME)
-    {
-      p->pt = (fh - 1) / 2;
-      p->pb = fh - 1 - p->pt;
-      p->pl = (fw - 1) / 2;
-      p->pr = fw - 1 - p->pl;
-    }
-  else if (cfg->padding == PADDING_VALID)
-    p->pt = p->pb = p->pl = p->pr = 0;
-  else
+  /* 'same' depends on the input's size: kernel_infer sets it. */
+  if (cfg->padding >= 0)
     p->pt = p->pb = p->pl = p->pr = cfg->padding;
   return p;
 }
@@ -315,6 +304,11 @@ kernel_infer (StStage *stage, GError **error)
       g_set_error (error, ST_ERROR, ST_ERROR_SHAPE, "input %s is empty",
                    st_shape_format (in, buf, sizeof buf));
       return FALSE;
+    }
+  if (cfg->padding == PADDING_SAME)
+    {
+      st_same_padding (in.h, p->fh, p->stride, 1, &p->pt, &p->pb);
+      st_same_padding (in.w, p->fw, p->stride, 1, &p->pl, &p->pr);
     }
   /* 64-bit: padding may be up to 65536 on an image near INT_MAX wide. */
   gint64 ph = (gint64) in.h + p->pt + p->pb;

@@ -11,22 +11,15 @@
 
 /* ---- Metadata ----------------------------------------------------------- */
 
-static gboolean magnitude_infer (StStage *stage, GError **error);
-static gboolean magnitude_forward (StStage *stage, const StRunContext *ctx,
-                                   const StTensor *const *inputs,
-                                   StTensor *output, GError **error);
+ST_DECLARE_FORWARD (magnitude);
 
 static const StKind magnitude_kind = {
   ST_KIND_HEADER,
   .name = "magnitude",
   .summary = "sqrt of the sum of squares of inputs of one shape (e.g. Sobel x and y)",
   .category = ST_CATEGORY_PLUMBING,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = -1,
-  .params = NULL,
-  .n_params = 0,
-  .config_size = 0,
   .infer = magnitude_infer,
   .forward = magnitude_forward,
 };
@@ -38,20 +31,10 @@ ST_PLUGIN_DEFINE (&magnitude_kind)
 static gboolean
 magnitude_infer (StStage *stage, GError **error)
 {
-  StShape s0 = stage->in_shapes[0];
-  for (int i = 1; i < stage->n_inputs; i++)
-    if (!st_shape_equal (stage->in_shapes[i], s0))
-      {
-        char a[64], b[64];
-        g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
-                     "input %d is %s but input 1 is %s; all inputs must have one shape",
-                     i + 1, st_shape_format (stage->in_shapes[i], a, sizeof a),
-                     st_shape_format (s0, b, sizeof b));
-        return FALSE;
-      }
-  stage->out_shape = s0;
+  if (!st_stage_check_same_shapes (stage, error))
+    return FALSE;
   stage->halo = 0;
-  stage->macs = (double) st_shape_numel (s0) * stage->n_inputs;
+  stage->macs = (double) st_shape_numel (stage->out_shape) * stage->n_inputs;
   return TRUE;
 }
 

@@ -24,23 +24,14 @@ static const StParamSpec normalize_params[] = {
     .offset = offsetof (NormalizeConfig, std) },
 };
 
-static gboolean normalize_infer (StStage *stage, GError **error);
-static gboolean normalize_forward (StStage *stage, const StRunContext *ctx,
-                                   const StTensor *const *inputs, StTensor *output,
-                                   GError **error);
-static gboolean normalize_backward (StStage *stage, const StRunContext *ctx,
-                                    const StTensor *const *inputs,
-                                    const StTensor *output,
-                                    const StTensor *grad_output,
-                                    StTensor *const *grad_inputs,
-                                    GError **error);
+ST_DECLARE_FORWARD (normalize);
+ST_DECLARE_BACKWARD (normalize);
 
 static const StKind normalize_kind = {
   ST_KIND_HEADER,
   .name = "normalize",
   .summary = "(x - mean) / std per channel, as torchvision's Normalize",
   .category = ST_CATEGORY_PLUMBING,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = 1,
   .params = normalize_params,

@@ -49,50 +49,41 @@ static const StParamSpec pool_params[] = {
 };
 
 static gboolean window_infer (StStage *stage, GError **error);
-static gboolean maxpool_run (StStage *stage, const StRunContext *ctx,
-                             const StTensor *const *inputs, StTensor *output,
-                             GError **error);
-static gboolean maxpool_run_backward (StStage *stage, const StRunContext *ctx,
-                                      const StTensor *const *inputs,
-                                      const StTensor *output,
-                                      const StTensor *grad_output,
-                                      StTensor *const *grad_inputs,
-                                      GError **error);
+static gboolean maxpool_forward (StStage *stage, const StRunContext *ctx,
+                                 const StTensor *const *inputs, StTensor *output,
+                                 GError **error);
+static gboolean maxpool_backward (StStage *stage, const StRunContext *ctx,
+                                  const StTensor *const *inputs,
+                                  const StTensor *output,
+                                  const StTensor *grad_output,
+                                  StTensor *const *grad_inputs,
+                                  GError **error);
 static void maxpool_finalize (StStage *stage);
-static gboolean avgpool_run (StStage *stage, const StRunContext *ctx,
-                             const StTensor *const *inputs, StTensor *output,
-                             GError **error);
-static gboolean avgpool_run_backward (StStage *stage, const StRunContext *ctx,
-                                      const StTensor *const *inputs,
-                                      const StTensor *output,
-                                      const StTensor *grad_output,
-                                      StTensor *const *grad_inputs,
-                                      GError **error);
-static gboolean global_infer (StStage *stage, GError **error);
-static gboolean global_run (StStage *stage, const StRunContext *ctx,
-                            const StTensor *const *inputs, StTensor *output,
-                            GError **error);
-static gboolean global_run_backward (StStage *stage, const StRunContext *ctx,
-                                     const StTensor *const *inputs,
-                                     const StTensor *output,
-                                     const StTensor *grad_output,
-                                     StTensor *const *grad_inputs,
-                                     GError **error);
+static gboolean avgpool_forward (StStage *stage, const StRunContext *ctx,
+                                 const StTensor *const *inputs, StTensor *output,
+                                 GError **error);
+static gboolean avgpool_backward (StStage *stage, const StRunContext *ctx,
+                                  const StTensor *const *inputs,
+                                  const StTensor *output,
+                                  const StTensor *grad_output,
+                                  StTensor *const *grad_inputs,
+                                  GError **error);
+ST_DECLARE_FORWARD (globalavgpool);
+ST_DECLARE_BACKWARD (globalavgpool);
 
 static const StKind maxpool_kind = {
   ST_KIND_HEADER,
   .name = "maxpool",
   .summary = "largest value of each window, per channel (PyTorch MaxPool2d)",
   .category = ST_CATEGORY_LAYER,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = 1,
   .params = pool_params,
   .n_params = G_N_ELEMENTS (pool_params),
   .config_size = sizeof (PoolConfig),
   .infer = window_infer,
-  .forward = maxpool_run,
-  .backward = maxpool_run_backward,
+  .forward = maxpool_forward,
+  .backward = maxpool_backward,
   .finalize = maxpool_finalize,
 };
 
@@ -101,15 +92,14 @@ static const StKind avgpool_kind = {
   .name = "avgpool",
   .summary = "mean of each window, per channel, padding counted (PyTorch AvgPool2d)",
   .category = ST_CATEGORY_LAYER,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = 1,
   .params = pool_params,
   .n_params = G_N_ELEMENTS (pool_params),
   .config_size = sizeof (PoolConfig),
   .infer = window_infer,
-  .forward = avgpool_run,
-  .backward = avgpool_run_backward,
+  .forward = avgpool_forward,
+  .backward = avgpool_backward,
 };
 
 static const StKind globalavgpool_kind = {
@@ -117,15 +107,11 @@ static const StKind globalavgpool_kind = {
   .name = "globalavgpool",
   .summary = "mean of each channel: NxCxHxW to NxCx1x1 (PyTorch AdaptiveAvgPool2d(1))",
   .category = ST_CATEGORY_LAYER,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = 1,
-  .params = NULL,
-  .n_params = 0,
-  .config_size = 0,
-  .infer = global_infer,
-  .forward = global_run,
-  .backward = global_run_backward,
+  .infer = globalavgpool_infer,
+  .forward = globalavgpool_forward,
+  .backward = globalavgpool_backward,
 };
 
 ST_PLUGIN_DEFINE (&maxpool_kind, &avgpool_kind, &globalavgpool_kind)
@@ -212,8 +198,8 @@ typedef struct {
 
 /* out, argmax: [planes, oh, ow]; inp: [planes, h, w]. */
 static void
-maxpool_forward (float *out, gint32 *argmax, const float *inp, gsize planes,
-                 const Window *g)
+maxpool_forward_planes (float *out, gint32 *argmax, const float *inp, gsize planes,
+                        const Window *g)
 {
   for (gsize pl = 0; pl < planes; pl++)
     {
@@ -250,7 +236,7 @@ window_tiles (const Window *g)
   return g->s == g->k && g->p == 0;
 }
 
-/* maxpool_forward's test without its branch: whether v replaces best. */
+/* maxpool_forward_planes's test without its branch: whether v replaces best. */
 static inline int
 max_takes (float best, float v)
 {
@@ -318,7 +304,7 @@ max2_row (float *o, gint32 *am, const float *r0, const float *r1, gint32 i0, int
   max2_row_scalar (o, am, r0, r1, i0, w, x, ow);
 }
 
-/* maxpool_forward for windows that tile the input. */
+/* maxpool_forward_planes for windows that tile the input. */
 static void
 maxpool_tiled_forward (float *out, gint32 *argmax, const float *inp, gsize planes,
                        const Window *g)
@@ -358,8 +344,8 @@ maxpool_tiled_forward (float *out, gint32 *argmax, const float *inp, gsize plane
 
 /* dinp += dout routed to each window's argmax; dinp: [planes, h, w]. */
 static void
-maxpool_backward (float *dinp, const float *dout, const gint32 *argmax,
-                  gsize planes, const Window *g)
+maxpool_backward_planes (float *dinp, const float *dout, const gint32 *argmax,
+                         gsize planes, const Window *g)
 {
   gsize on = (gsize) g->oh * g->ow;
   for (gsize pl = 0; pl < planes; pl++)
@@ -374,7 +360,7 @@ maxpool_backward (float *dinp, const float *dout, const gint32 *argmax,
 
 /* out: [planes, oh, ow]; inp: [planes, h, w]. */
 static void
-avgpool_forward (float *out, const float *inp, gsize planes, const Window *g)
+avgpool_forward_planes (float *out, const float *inp, gsize planes, const Window *g)
 {
   float scale = 1.0f / ((float) g->k * g->k);
   for (gsize pl = 0; pl < planes; pl++)
@@ -397,7 +383,7 @@ avgpool_forward (float *out, const float *inp, gsize planes, const Window *g)
 
 /* dinp += dout / K² over each window; dinp: [planes, h, w]. */
 static void
-avgpool_backward (float *dinp, const float *dout, gsize planes, const Window *g)
+avgpool_backward_planes (float *dinp, const float *dout, gsize planes, const Window *g)
 {
   float scale = 1.0f / ((float) g->k * g->k);
   for (gsize pl = 0; pl < planes; pl++)
@@ -445,7 +431,7 @@ planes_range (gsize item_begin, gsize item_end, gpointer data)
   switch (j->op)
     {
     case MAX_FORWARD:
-      maxpool_forward (j->dst + begin * out_plane, j->argmax + begin * out_plane,
+      maxpool_forward_planes (j->dst + begin * out_plane, j->argmax + begin * out_plane,
                        j->src + begin * in_plane, n, &j->g);
       break;
     case MAX_TILED_FORWARD:
@@ -453,14 +439,14 @@ planes_range (gsize item_begin, gsize item_end, gpointer data)
                              j->src + begin * in_plane, n, &j->g);
       break;
     case MAX_BACKWARD:
-      maxpool_backward (j->dst + begin * in_plane, j->src + begin * out_plane,
+      maxpool_backward_planes (j->dst + begin * in_plane, j->src + begin * out_plane,
                         j->argmax + begin * out_plane, n, &j->g);
       break;
     case AVG_FORWARD:
-      avgpool_forward (j->dst + begin * out_plane, j->src + begin * in_plane, n, &j->g);
+      avgpool_forward_planes (j->dst + begin * out_plane, j->src + begin * in_plane, n, &j->g);
       break;
     case AVG_BACKWARD:
-      avgpool_backward (j->dst + begin * in_plane, j->src + begin * out_plane, n, &j->g);
+      avgpool_backward_planes (j->dst + begin * in_plane, j->src + begin * out_plane, n, &j->g);
       break;
     }
 }
@@ -477,8 +463,8 @@ run_planes (const StRunContext *ctx, const StStage *stage, Op op, float *dst,
 }
 
 static gboolean
-maxpool_run (StStage *stage, const StRunContext *ctx,
-             const StTensor *const *inputs, StTensor *output, GError **error)
+maxpool_forward (StStage *stage, const StRunContext *ctx,
+                 const StTensor *const *inputs, StTensor *output, GError **error)
 {
   MaxpoolState *st = stage->priv;
   gsize n = st_tensor_numel (output);
@@ -497,10 +483,10 @@ maxpool_run (StStage *stage, const StRunContext *ctx,
 }
 
 static gboolean
-maxpool_run_backward (StStage *stage, const StRunContext *ctx,
-                      const StTensor *const *inputs, const StTensor *output,
-                      const StTensor *grad_output, StTensor *const *grad_inputs,
-                      GError **error)
+maxpool_backward (StStage *stage, const StRunContext *ctx,
+                  const StTensor *const *inputs, const StTensor *output,
+                  const StTensor *grad_output, StTensor *const *grad_inputs,
+                  GError **error)
 {
   MaxpoolState *st = stage->priv;
   if (!grad_inputs[0])
@@ -527,18 +513,18 @@ maxpool_finalize (StStage *stage)
 }
 
 static gboolean
-avgpool_run (StStage *stage, const StRunContext *ctx,
-             const StTensor *const *inputs, StTensor *output, GError **error)
+avgpool_forward (StStage *stage, const StRunContext *ctx,
+                 const StTensor *const *inputs, StTensor *output, GError **error)
 {
   run_planes (ctx, stage, AVG_FORWARD, output->data, inputs[0]->data, NULL);
   return TRUE;
 }
 
 static gboolean
-avgpool_run_backward (StStage *stage, const StRunContext *ctx,
-                      const StTensor *const *inputs, const StTensor *output,
-                      const StTensor *grad_output, StTensor *const *grad_inputs,
-                      GError **error)
+avgpool_backward (StStage *stage, const StRunContext *ctx,
+                  const StTensor *const *inputs, const StTensor *output,
+                  const StTensor *grad_output, StTensor *const *grad_inputs,
+                  GError **error)
 {
   if (grad_inputs[0])
     run_planes (ctx, stage, AVG_BACKWARD, grad_inputs[0]->data, grad_output->data, NULL);
@@ -548,7 +534,7 @@ avgpool_run_backward (StStage *stage, const StRunContext *ctx,
 /* ---- globalavgpool ------------------------------------------------------------ */
 
 static gboolean
-global_infer (StStage *stage, GError **error)
+globalavgpool_infer (StStage *stage, GError **error)
 {
   StShape in = stage->in_shapes[0];
   stage->out_shape = (StShape) { in.n, in.c, 1, 1 };
@@ -560,7 +546,7 @@ global_infer (StStage *stage, GError **error)
 /* out: [planes]; inp: [planes, plane].  Summed in double: a plane may be a
  * whole photograph. */
 static void
-globalavgpool_forward (float *out, const float *inp, gsize planes, gsize plane)
+globalavgpool_forward_planes (float *out, const float *inp, gsize planes, gsize plane)
 {
   for (gsize pl = 0; pl < planes; pl++)
     {
@@ -574,7 +560,7 @@ globalavgpool_forward (float *out, const float *inp, gsize planes, gsize plane)
 
 /* dinp += dout / plane; dinp: [planes, plane]. */
 static void
-globalavgpool_backward (float *dinp, const float *dout, gsize planes, gsize plane)
+globalavgpool_backward_planes (float *dinp, const float *dout, gsize planes, gsize plane)
 {
   for (gsize pl = 0; pl < planes; pl++)
     {
@@ -597,14 +583,14 @@ global_range (gsize begin, gsize end, gpointer data)
 {
   const GlobalJob *j = data;
   if (j->backward)
-    globalavgpool_backward (j->dst + begin * j->plane, j->src + begin, end - begin, j->plane);
+    globalavgpool_backward_planes (j->dst + begin * j->plane, j->src + begin, end - begin, j->plane);
   else
-    globalavgpool_forward (j->dst + begin, j->src + begin * j->plane, end - begin, j->plane);
+    globalavgpool_forward_planes (j->dst + begin, j->src + begin * j->plane, end - begin, j->plane);
 }
 
 static gboolean
-global_run (StStage *stage, const StRunContext *ctx,
-            const StTensor *const *inputs, StTensor *output, GError **error)
+globalavgpool_forward (StStage *stage, const StRunContext *ctx,
+                       const StTensor *const *inputs, StTensor *output, GError **error)
 {
   StShape in = inputs[0]->shape;
   GlobalJob j = { FALSE, output->data, inputs[0]->data, (gsize) in.h * in.w };
@@ -613,10 +599,10 @@ global_run (StStage *stage, const StRunContext *ctx,
 }
 
 static gboolean
-global_run_backward (StStage *stage, const StRunContext *ctx,
-                     const StTensor *const *inputs, const StTensor *output,
-                     const StTensor *grad_output, StTensor *const *grad_inputs,
-                     GError **error)
+globalavgpool_backward (StStage *stage, const StRunContext *ctx,
+                        const StTensor *const *inputs, const StTensor *output,
+                        const StTensor *grad_output, StTensor *const *grad_inputs,
+                        GError **error)
 {
   if (!grad_inputs[0])
     return TRUE;

@@ -58,17 +58,13 @@ static const StParamSpec resize_params[] = {
     .offset = offsetof (ResizeConfig, method) },
 };
 
-static gboolean resize_infer (StStage *stage, GError **error);
-static gboolean resize_forward (StStage *stage, const StRunContext *ctx,
-                                const StTensor *const *inputs, StTensor *output,
-                                GError **error);
+ST_DECLARE_FORWARD (resize);
 
 static const StKind resize_kind = {
   ST_KIND_HEADER,
   .name = "resize",
   .summary = "scale every channel to width x height: bilinear (as PyTorch), area or nearest",
   .category = ST_CATEGORY_PLUMBING,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = 1,
   .params = resize_params,

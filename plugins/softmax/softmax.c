@@ -3,7 +3,8 @@
  *     out(n, c, y, x) = exp(in(n, c, y, x) − m) / Σ_c' exp(in(n, c', y, x) − m)
  *
  * with m the pixel's largest value, which changes nothing mathematically
- * but keeps exp from overflowing (inputs of 1000 are fine).  Each pixel is
+ * but keeps exp from overflowing (inputs of 1000 are fine); the SDK's
+ * st_softmax_channels() computes it, as for training's fused loss.  Each pixel is
  * independent, so a class-score vector [N, classes, 1, 1] and a per-pixel
  * segmentation map [N, classes, H, W] are the same code. */
 #include <strata/strata.h>
@@ -12,31 +13,20 @@
 
 /* ---- Metadata ----------------------------------------------------------- */
 
-static gboolean softmax_infer (StStage *stage, GError **error);
-static gboolean softmax_run (StStage *stage, const StRunContext *ctx,
-                             const StTensor *const *inputs, StTensor *output,
-                             GError **error);
-static gboolean softmax_run_backward (StStage *stage, const StRunContext *ctx,
-                                      const StTensor *const *inputs,
-                                      const StTensor *output,
-                                      const StTensor *grad_output,
-                                      StTensor *const *grad_inputs,
-                                      GError **error);
+ST_DECLARE_FORWARD (softmax);
+ST_DECLARE_BACKWARD (softmax);
 
 static const StKind softmax_kind = {
   ST_KIND_HEADER,
   .name = "softmax",
   .summary = "softmax over channels at every pixel: class scores to probabilities",
   .category = ST_CATEGORY_LAYER,
-  .rank = 0,
   .min_inputs = 1,
   .max_inputs = 1,
-  .params = NULL,
-  .n_params = 0,
-  .config_size = 0,
   .infer = softmax_infer,
-  .forward = softmax_run,
-  .backward = softmax_run_backward,
+  .forward = softmax_forward,
+  .backward = softmax_backward,
+  .flags = ST_KIND_OUTPUTS_PROBABILITIES,
 };
 
 ST_PLUGIN_DEFINE (&softmax_kind)
@@ -52,34 +42,10 @@ softmax_infer (StStage *stage, GError **error)
   return TRUE;
 }
 
-/* out, inp: [N, C, HW]; pixels [begin, end) of the N·HW. */
-static void
-softmax_forward (float *out, const float *inp, int C, gsize hw, gsize begin, gsize end)
-{
-  for (gsize px = begin; px < end; px++)
-    {
-      gsize base = (px / hw) * C * hw + px % hw;
-      const float *in = inp + base;
-      float *o = out + base;
-      float max = in[0];
-      for (int c = 1; c < C; c++)
-        max = MAX (max, in[c * hw]);
-      double sum = 0.0;
-      for (int c = 0; c < C; c++)
-        {
-          o[c * hw] = expf (in[c * hw] - max);
-          sum += o[c * hw];
-        }
-      float inv = (float) (1.0 / sum);
-      for (int c = 0; c < C; c++)
-        o[c * hw] *= inv;
-    }
-}
-
 /* dinp += out ⊙ (dout − Σ_c dout·out); [N, C, HW]. */
 static void
-softmax_backward (float *dinp, const float *dout, const float *out, int C, gsize hw,
-                  gsize begin, gsize end)
+softmax_backward_pixels (float *dinp, const float *dout, const float *out, int C, gsize hw,
+                         gsize begin, gsize end)
 {
   for (gsize px = begin; px < end; px++)
     {
@@ -102,23 +68,28 @@ typedef struct {
   gsize hw;
 } Job;
 
+/* Pixels [begin, end) of the N·HW, each over its C channels. */
 static void
 forward_range (gsize begin, gsize end, gpointer data)
 {
   const Job *j = data;
-  softmax_forward (j->dst, j->src, j->C, j->hw, begin, end);
+  for (gsize px = begin; px < end; px++)
+    {
+      gsize base = (px / j->hw) * j->C * j->hw + px % j->hw;
+      st_softmax_channels (j->src + base, j->dst + base, j->C, j->hw);
+    }
 }
 
 static void
 backward_range (gsize begin, gsize end, gpointer data)
 {
   const Job *j = data;
-  softmax_backward (j->dst, j->src, j->out, j->C, j->hw, begin, end);
+  softmax_backward_pixels (j->dst, j->src, j->out, j->C, j->hw, begin, end);
 }
 
 static gboolean
-softmax_run (StStage *stage, const StRunContext *ctx,
-             const StTensor *const *inputs, StTensor *output, GError **error)
+softmax_forward (StStage *stage, const StRunContext *ctx,
+                 const StTensor *const *inputs, StTensor *output, GError **error)
 {
   StShape s = output->shape;
   Job j = { output->data, inputs[0]->data, NULL, s.c, (gsize) s.h * s.w };
@@ -127,10 +98,10 @@ softmax_run (StStage *stage, const StRunContext *ctx,
 }
 
 static gboolean
-softmax_run_backward (StStage *stage, const StRunContext *ctx,
-                      const StTensor *const *inputs, const StTensor *output,
-                      const StTensor *grad_output, StTensor *const *grad_inputs,
-                      GError **error)
+softmax_backward (StStage *stage, const StRunContext *ctx,
+                  const StTensor *const *inputs, const StTensor *output,
+                  const StTensor *grad_output, StTensor *const *grad_inputs,
+                  GError **error)
 {
   if (!grad_inputs[0])
     return TRUE;

@@ -116,4 +116,60 @@ st_activation_backward (StActivation act, float slope, const float *x, const flo
     }
 }
 
+/* Softmax over n values spaced stride floats apart (the channels of one
+ * pixel of an NCHW tensor: stride = H·W; a score vector: 1), from x into y,
+ * which may be x.  The largest value is subtracted first, so large scores
+ * do not overflow.  Returns log Σ exp(x), from which a cross-entropy
+ * −log y[k] = lse − x[k] is taken without the log of a tiny probability.
+ * The softmax stage, training's fused loss and the scores a classifier
+ * reports all compute it here. */
+static inline double
+st_softmax_channels (const float *x, float *y, int n, gsize stride)
+{
+  float max = x[0];
+  for (int c = 1; c < n; c++)
+    max = MAX (max, x[c * stride]);
+  double sum = 0.0;
+  for (int c = 0; c < n; c++)
+    {
+      y[c * stride] = expf (x[c * stride] - max);
+      sum += y[c * stride];
+    }
+  float inv = (float) (1.0 / sum);
+  for (int c = 0; c < n; c++)
+    y[c * stride] *= inv;
+  return (double) max + log (sum);
+}
+
+/* The slope= and alpha= keys of the activation stage and of a stage with
+ * a fused activation=, for its StParamSpec table (<strata/plugin.h>):
+ * Config is the kind's config struct, with double fields slope and alpha.
+ * Non-negative: the backward reads the input's sign from the output's. */
+#define ST_ACTIVATION_SHAPE_PARAM_SPECS(Config)                                  \
+  { .name = "slope", .type = ST_PARAM_DOUBLE, .default_value = "0.01",         \
+    .flags = ST_PARAM_HAS_MIN, .min = 0,                                       \
+    .help = "leaky_relu: slope for negative inputs (PyTorch's negative_slope)", \
+    .offset = offsetof (Config, slope) },                                      \
+  { .name = "alpha", .type = ST_PARAM_DOUBLE, .default_value = "1",            \
+    .flags = ST_PARAM_HAS_MIN, .min = 0,                                       \
+    .help = "elu: alpha * (exp(x) - 1) for negative inputs",                   \
+    .offset = offsetof (Config, alpha) }
+
+/* activation=, slope= and alpha= of a stage with a fused activation: Config
+ * has int activation (an StActivation) and doubles slope and alpha. */
+#define ST_ACTIVATION_PARAM_SPECS(Config)                                        \
+  { .name = "activation", .type = ST_PARAM_ENUM, .default_value = "none",      \
+    .choices = ST_ACTIVATION_CHOICES,                                          \
+    .help = "activation applied to the output",                                \
+    .offset = offsetof (Config, activation) },                                 \
+  ST_ACTIVATION_SHAPE_PARAM_SPECS (Config)
+
+/* The one number st_activation_forward() and _backward() take as slope:
+ * alpha for elu, slope for the others (from the slope= and alpha= keys). */
+static inline float
+st_activation_arg (StActivation act, double slope, double alpha)
+{
+  return (float) (act == ST_ACT_ELU ? alpha : slope);
+}
+
 G_END_DECLS

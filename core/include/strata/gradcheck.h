@@ -57,4 +57,17 @@ gboolean st_gradcheck (const StKind *kind, const char *const *keys,
                        double tolerance, StGradcheckResult *result,
                        GError **error);
 
+/* Runs one stage of kind on its own, as a unit test of its forward does:
+ * builds it with keys/values (as st_gradcheck), infers it for the inputs'
+ * shapes and runs forward once into a new tensor, which the caller frees.
+ * Parameters keep the values they are declared with (initialisers are
+ * seeded with the stage name, which is the kind's name, so they repeat);
+ * seed seeds the run's generator (dropout); training as for st_gradcheck.
+ * Returns NULL with error set when the stage cannot be built or forward
+ * fails.  Like st_gradcheck, it calls the kind's callbacks directly. */
+StTensor *st_stage_run_forward (const StKind *kind, const char *const *keys,
+                                const char *const *values, int n_keys,
+                                const StTensor *const *inputs, int n_inputs,
+                                gboolean training, guint64 seed, GError **error);
+
 G_END_DECLS

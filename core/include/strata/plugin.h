@@ -187,6 +187,18 @@ struct _StRunContext {
   struct _StPool *pool;        /* use through st_parallel_for() */
 };
 
+/* What a kind says about itself beyond its callbacks, in StKind.flags, so
+ * that the core never needs to know a kind by its name. */
+typedef enum {
+  /* forward is a softmax over channels at every pixel, as PyTorch's
+   * Softmax(dim=1) (st_softmax_channels() computes it): its output is class
+   * probabilities.  A classifier ending in such a stage reports them as
+   * they are, and training fuses the stage with the cross-entropy: it
+   * trains on the stage's input and takes the gradient there as
+   * (p − onehot) / B, never the log of a tiny probability. */
+  ST_KIND_OUTPUTS_PROBABILITIES = 1 << 0,
+} StKindFlags;
+
 /* infer: from stage->config and stage->in_shapes, set stage->out_shape (and
  * halo, floored, macs) or fail with a GError saying what is wrong; the core
  * adds the file and stage names.  Called again whenever the input shapes
@@ -237,6 +249,10 @@ struct _StKind {
                         const StTensor *grad_output, StTensor *const *grad_inputs,
                         GError **error);
   void     (*finalize) (StStage *stage);
+
+  /* Appended in ABI version 1: a plugin built before them reads as unset
+   * (the core looks at struct_size; see st_kind_flags()). */
+  guint32 flags;               /* StKindFlags, or-ed */
 };
 
 /* Fills abi_version and struct_size of a StKind initialiser: start every
@@ -278,6 +294,7 @@ typedef enum {
   ST_INIT_ONES,
   ST_INIT_HE_UNIFORM,          /* U(-b, b), b = sqrt(6 / fan_in), fan_in = product of dims[1..] */
   ST_INIT_UNIFORM,             /* U(-arg, arg) */
+  ST_INIT_CONSTANT,            /* every element arg (PReLU's slope of 0.25) */
 } StInit;
 
 /* Declares the parameter "<stage>.<name>" with dims (rank 1 to 4, as in a
@@ -337,5 +354,48 @@ double st_rng_uniform (StRng *rng);
 double st_rng_normal  (StRng *rng);
 /* 64 random bits. */
 guint64 st_rng_next   (StRng *rng);
+
+/* ---- Helpers for kinds ------------------------------------------------ */
+
+/* kind->flags, or 0 for a kind compiled before the field existed. */
+guint32 st_kind_flags (const StKind *kind);
+
+/* For a kind whose inputs must all have one shape (add, magnitude): sets
+ * stage->out_shape to it and returns TRUE, or fails with ST_ERROR_SHAPE
+ * naming the first input that differs ("input 2 is 1x3x4x4 but input 1 is
+ * 1x3x4x5; all inputs must have one shape").  Call it from infer. */
+gboolean st_stage_check_same_shapes (StStage *stage, GError **error);
+
+/* 'same' padding along one axis of a window of size taps, dilation apart,
+ * moved by stride, over in pixels: the least padding that gives
+ * ceil(in / stride) outputs, split in two with the odd pixel after
+ * (TensorFlow's rule).  At stride 1 that is dilation·(size − 1) in all,
+ * floor of half before: PyTorch's padding='same'.  conv2d and kernel both
+ * pad this way. */
+static inline void
+st_same_padding (int in, int size, int stride, int dilation, int *before, int *after)
+{
+  gint64 span = (gint64) dilation * (size - 1) + 1;
+  gint64 out = ((gint64) in + stride - 1) / stride;
+  gint64 total = MAX ((out - 1) * stride + span - in, 0);
+  *before = (int) (total / 2);
+  *after = (int) (total - total / 2);
+}
+
+/* Declare a kind's callbacks PREFIX_infer and PREFIX_forward (and
+ * PREFIX_backward) with the signatures StKind wants, so that the kind's
+ * table can lead its file and the definitions follow it. */
+#define ST_DECLARE_FORWARD(prefix)                                       \
+  static gboolean prefix##_infer (StStage *stage, GError **error);       \
+  static gboolean prefix##_forward (StStage *stage, const StRunContext *ctx, \
+                                    const StTensor *const *inputs,       \
+                                    StTensor *output, GError **error)
+#define ST_DECLARE_BACKWARD(prefix)                                      \
+  static gboolean prefix##_backward (StStage *stage, const StRunContext *ctx, \
+                                     const StTensor *const *inputs,      \
+                                     const StTensor *output,             \
+                                     const StTensor *grad_output,        \
+                                     StTensor *const *grad_inputs,       \
+                                     GError **error)
 
 G_END_DECLS
