@@ -583,3 +583,31 @@ st_job_plan_clear (StJobPlan *plan)
 {
   g_clear_pointer (&plan->jobs, g_ptr_array_unref);
 }
+
+/* Where the output goes; created before the first row is written. */
+gboolean
+st_job_make_output_folder (const StJob *job, GError **error)
+{
+  if (strcmp (job->output, "-") == 0)
+    return TRUE;
+  g_autofree char *dir = g_path_get_dirname (job->output);
+  if (g_mkdir_with_parents (dir, 0777) != 0)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot create folder: %s", dir,
+                   g_strerror (errno));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+st_job_check_output_channels (const StJob *job, const StTensor *out, GError **error)
+{
+  if (out->shape.c == 1 || out->shape.c == 3)
+    return TRUE;
+  g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
+               "%s: the pipeline's output has %d channels; an image needs 1 or 3",
+               st_job_name (job), out->shape.c);
+  return FALSE;
+}
+

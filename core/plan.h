@@ -42,4 +42,9 @@ gboolean st_plan_jobs (const char *const *inputs, const StRunOptions *opt, gbool
                        StJobPlan *plan, GError **error);
 void     st_job_plan_clear (StJobPlan *plan);
 
+/* Creates the folder of job's output (before its first row is written). */
+gboolean st_job_make_output_folder (const StJob *job, GError **error);
+/* An image out has 1 or 3 channels (alpha is added back by the runner). */
+gboolean st_job_check_output_channels (const StJob *job, const StTensor *out, GError **error);
+
 G_END_DECLS
