@@ -88,17 +88,34 @@ typedef struct {
 } Plan;
 
 static void
+say_v (const StRunOptions *opt, const char *fmt, va_list ap)
+{
+  if (!opt->message)
+    return;
+  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
+  opt->message (msg, opt->user_data);
+}
+
+void
+st_run_message (const StRunOptions *opt, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  say_v (opt, fmt, ap);
+  va_end (ap);
+}
+
+static void
 plan_report (Plan *plan, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
 
-/* An input that cannot be used: named on stderr and counted as failed. */
+/* An input that cannot be used: said, and counted as failed. */
 static void
 plan_report (Plan *plan, const char *fmt, ...)
 {
   va_list ap;
   va_start (ap, fmt);
-  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
+  say_v (plan->opt, fmt, ap);
   va_end (ap);
-  fprintf (stderr, "%s\n", msg);
   plan->failed++;
 }
 
@@ -136,8 +153,8 @@ walk_folder (Plan *plan, const char *dir, const char *out_dir, const GStatBuf *s
   for (guint i = 0; i < plan->chain->len; i++)
     if (file_id_equal (&id, &g_array_index (plan->chain, FileId, i)))
       {
-        fprintf (stderr, "%s: symbolic link loop (it leads back to %s); not followed\n", dir,
-                 (char *) plan->chain_paths->pdata[i]);
+        st_run_message (plan->opt, "%s: symbolic link loop (it leads back to %s); not followed",
+                        dir, (char *) plan->chain_paths->pdata[i]);
         return;
       }
   if (g_hash_table_contains (plan->seen_dirs, &id))
@@ -216,18 +233,17 @@ output_key (const char *path)
 #define MAX_PLAN_LINES 10
 
 static void
-plan_problem (guint *problems, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
+plan_problem (const StRunOptions *opt, guint *problems, const char *fmt, ...) G_GNUC_PRINTF (3, 4);
 
 static void
-plan_problem (guint *problems, const char *fmt, ...)
+plan_problem (const StRunOptions *opt, guint *problems, const char *fmt, ...)
 {
   if (++*problems > MAX_PLAN_LINES)
     return;
   va_list ap;
   va_start (ap, fmt);
-  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
+  say_v (opt, fmt, ap);
   va_end (ap);
-  fprintf (stderr, "%s\n", msg);
 }
 
 /* Refuses a plan in which an output is an input (whether or not
@@ -265,7 +281,7 @@ check_plan (Plan *plan, gboolean classify, const char *predictions, GError **err
       const FileId out_id = { st.st_dev, st.st_ino };
       const StJob *owner = g_hash_table_lookup (inputs, &out_id);
       if (owner)
-        plan_problem (&problems, "%s: an input image; the predictions would replace it",
+        plan_problem (plan->opt, &problems, "%s: an input image; the predictions would replace it",
                       owner->input);
     }
 
@@ -307,10 +323,10 @@ check_plan (Plan *plan, gboolean classify, const char *predictions, GError **err
       const FileId out_id = { st.st_dev, st.st_ino };
       const StJob *owner = g_hash_table_lookup (inputs, &out_id);
       if (owner == job)
-        plan_problem (&problems, "%s: its output %s is the input itself; an input is never "
+        plan_problem (plan->opt, &problems, "%s: its output %s is the input itself; an input is never "
                       "replaced", st_job_name (job), job->output);
       else if (owner)
-        plan_problem (&problems, "%s: an input; the output of %s would replace it",
+        plan_problem (plan->opt, &problems, "%s: an input; the output of %s would replace it",
                       owner->input, st_job_name (job));
       else if (!plan->opt->overwrite)
         job->skip = TRUE;
@@ -329,14 +345,14 @@ check_plan (Plan *plan, gboolean classify, const char *predictions, GError **err
           if (!next_same[j])
             break;
         }
-      plan_problem (&problems, "%s: the output of %u inputs: %s", ((StJob *) jobs->pdata[i])->output,
+      plan_problem (plan->opt, &problems, "%s: the output of %u inputs: %s", ((StJob *) jobs->pdata[i])->output,
                     count, names->str);
     }
 
   if (problems)
     {
       if (problems > MAX_PLAN_LINES)
-        fprintf (stderr, "(and %u more)\n", problems - MAX_PLAN_LINES);
+        st_run_message (plan->opt, "(and %u more)", problems - MAX_PLAN_LINES);
       g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
                    "nothing was run: %u planned output%s would replace an input or be "
                    "written from several inputs (choose another -o or --format, or rename "

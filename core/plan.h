@@ -25,6 +25,8 @@ typedef struct {
 } StJob;
 
 void        st_job_free (gpointer job);
+/* Says one line through options->message, when there is one. */
+void        st_run_message (const StRunOptions *opt, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
 /* How an input is named in messages. */
 const char *st_job_name (const StJob *job);
 

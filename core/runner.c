@@ -2,32 +2,21 @@
 #include "runner.h"
 #include "atomic.h"
 #include "context.h"
-#include "param.h"
+#include "plan.h"
+#include "progress.h"
+#include "strips.h"
 #include "train.h"
 
 #include <json-glib/json-glib.h>
 
-#include <glib/gstdio.h>
-
-#include <errno.h>
 #include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include "plan.h"
-#include "strips.h"
-/* ---- Progress ---------------------------------------------------------- */
 
 typedef struct {
   GMutex lock;
   GCond gate;                  /* workers wait here until every one has started */
   gboolean go, abandon;
-  guint total, done;
-  gint64 start_us, last_draw_us;
-  gboolean show;
+  StProgress *progress;
   guint next_job;
   GPtrArray *jobs;
   const StRunOptions *opt;
@@ -42,15 +31,17 @@ typedef struct {
  * A second signal has its default effect. */
 
 static volatile sig_atomic_t interrupted;
+/* The run's options->interrupted and user_data, for the handler. */
+static void (*volatile on_interrupt_func) (gpointer user_data);
+static gpointer volatile on_interrupt_data;
 
 static void
 on_interrupt (int sig)
 {
+  (void) sig;
   interrupted = 1;
-  static const char msg[] = "\nstrata: interrupted: stopping after the images in progress "
-                            "(again to stop at once)\n";
-  ssize_t written = write (STDERR_FILENO, msg, sizeof msg - 1);
-  (void) written;
+  if (on_interrupt_func)
+    on_interrupt_func (on_interrupt_data);
 }
 
 static gboolean
@@ -60,47 +51,6 @@ check_interrupted (const StJob *job, GError **error)
     return FALSE;
   g_set_error (error, ST_ERROR, ST_ERROR_INTERRUPTED, "%s: interrupted", st_job_name (job));
   return TRUE;
-}
-
-static void
-clear_line (Run *run)
-{
-  if (run->show)
-    fputs ("\r\033[K", stderr);
-}
-
-static void
-draw_progress (Run *run, gboolean force)
-{
-  gint64 now = g_get_monotonic_time ();
-  if (!run->show || (!force && now - run->last_draw_us < 100000))
-    return;
-  run->last_draw_us = now;
-  double elapsed = (now - run->start_us) / 1e6;
-  double rate = elapsed > 0 ? run->done / elapsed : 0;
-  int width = 30, filled = run->total ? (int) ((double) width * run->done / run->total) : 0;
-  char bar[64];
-  for (int i = 0; i < width; i++)
-    bar[i] = i < filled ? '#' : '-';
-  bar[width] = '\0';
-  double left = rate > 0 ? (run->total - run->done) / rate : 0;
-  fprintf (stderr, "\r\033[K[%s] %u/%u  %.1f img/s  %d:%02d left", bar, run->done,
-           run->total, rate, (int) left / 60, (int) left % 60);
-  fflush (stderr);
-}
-
-static void
-report_failure (Run *run, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
-
-static void
-report_failure (Run *run, const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  clear_line (run);
-  fprintf (stderr, "%s\n", msg);
 }
 
 /* ---- One image --------------------------------------------------------- */
@@ -260,10 +210,12 @@ worker (gpointer data)
 
       g_mutex_lock (&run->lock);
       job->outcome = outcome;
-      run->done++;
       if (outcome == ST_JOB_FAILED)
-        report_failure (run, "%s", local->message);
-      draw_progress (run, FALSE);
+        {
+          st_progress_clear (run->progress);
+          st_run_message (run->opt, "%s", local->message);
+        }
+      st_progress_step (run->progress);
       g_mutex_unlock (&run->lock);
     }
   st_strip_scratch_clear (&scratch);
@@ -308,6 +260,8 @@ run_jobs (Run *run, StPipeline *pipeline, int n_workers, int threads_per_worker,
     }
 
   interrupted = 0;
+  on_interrupt_func = run->opt->interrupted;
+  on_interrupt_data = run->opt->user_data;
   /* SA_RESTART: a read from a pipe that the signal breaks into goes on,
    * so the image is abandoned as interrupted, not failed as unreadable. */
   struct sigaction action = { .sa_handler = on_interrupt, .sa_flags = SA_RESETHAND | SA_RESTART };
@@ -505,12 +459,13 @@ st_run_images (StPipeline *pipeline, const char *const *inputs,
 
   int threads = opt->jobs > 0 ? opt->jobs : MIN ((int) g_get_num_processors (), ST_MAX_THREADS);
   int workers = MAX (1, MIN (threads, (int) jobs->len));
+  g_autoptr (StProgress) progress = st_progress_new (jobs->len, "img",
+                                                     opt->quiet ? NULL : opt->progress,
+                                                     opt->user_data);
   Run run = {
-    .total = jobs->len,
     .jobs = jobs,
     .opt = opt,
-    .show = !opt->quiet && isatty (STDERR_FILENO),
-    .start_us = g_get_monotonic_time (),
+    .progress = progress,
     .classify = classify,
   };
   g_mutex_init (&run.lock);
@@ -521,8 +476,7 @@ st_run_images (StPipeline *pipeline, const char *const *inputs,
   g_cond_clear (&run.gate);
   if (!ok)
     return FALSE;
-  draw_progress (&run, TRUE);
-  clear_line (&run);
+  st_progress_finish (progress);
 
   for (guint i = 0; i < jobs->len; i++)
     {

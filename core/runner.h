@@ -3,6 +3,7 @@
 
 #include "pipeline.h"
 #include "image.h"
+#include "progress.h"
 
 G_BEGIN_DECLS
 
@@ -16,7 +17,7 @@ typedef struct {
   int jpeg_quality;            /* 1-100 */
   int jobs;                    /* threads in all, at most ST_MAX_THREADS; <= 0: one per core */
   gboolean overwrite;
-  gboolean quiet;              /* no progress bar and no summary */
+  gboolean quiet;              /* no progress line (the summary is the caller's) */
   guint64 max_pixels;
   /* Classifiers (pipelines ending in class scores) write predictions to
    * output ("-" or NULL: standard output) instead of images. */
@@ -28,6 +29,18 @@ typedef struct {
    * every image whole. */
   int strip_rows;
   guint64 strip_min_pixels;
+  /* What the run has to say; the library writes nothing itself.  Each is
+   * optional (NULL: not said) and gets user_data.  message: one line, no
+   * newline: an input that cannot be used, a symbolic link loop, a planned
+   * output refused, an image that failed ("path: reason"); called from any
+   * thread, one call at a time.  progress: the progress line (progress.h);
+   * not called when quiet.  interrupted: the first SIGINT or SIGTERM of
+   * the run, called from the signal handler: only async-signal-safe calls
+   * (write(2)) may be made there. */
+  StMessageFunc message;
+  StProgressFunc progress;
+  void (*interrupted) (gpointer user_data);
+  gpointer user_data;
 } StRunOptions;
 
 typedef struct {
@@ -44,9 +57,9 @@ gboolean st_pipeline_is_classifier (const StPipeline *p);
  * once; symbolic link loops reported and not followed; the output folder
  * left out).  Every job is planned first: an output that is an input, or
  * one output of several inputs, stops the run before anything is read
- * (each named on stderr), as does an output folder that cannot be written.
- * Each failing image is then reported on stderr as "path: reason" and
- * counted; the others still run.  SIGINT and SIGTERM stop the run early
+ * (each named through options->message), as does an output folder that
+ * cannot be written.  Each failing image is then said as "path: reason"
+ * and counted; the others still run.  SIGINT and SIGTERM stop the run early
  * (summary->interrupted), leaving only complete outputs.  Returns FALSE
  * with error set only for problems that stop the whole run. */
 gboolean st_run_images (StPipeline *p, const char *const *inputs,

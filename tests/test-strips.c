@@ -507,6 +507,14 @@ test_strips_truncated (void)
     }
 }
 
+/* The runner says its lines through a callback: here, stderr. */
+static void
+print_line (const char *line, gpointer user_data)
+{
+  (void) user_data;
+  g_printerr ("%s\n", line);
+}
+
 /* The child of test_strips_truncated: runs a folder of two cut JPEGs in
  * strips, one image at a time (jobs 1: the decoder on the caller's thread)
  * or with two threads to the image (jobs 2: on its own). */
@@ -535,7 +543,7 @@ strips_truncated_child (gconstpointer data)
   g_autoptr (StPipeline) p = load_pipeline ("sharpen.ini");
   StRunOptions opt = {
     .output = out_dir, .jpeg_quality = 90, .jobs = jobs == 1 ? 1 : 4, .quiet = TRUE,
-    .strip_rows = 16, .strip_min_pixels = 1,
+    .strip_rows = 16, .strip_min_pixels = 1, .message = print_line,
   };
   const char *inputs[] = { half, no_eoi, NULL };
   StRunSummary summary;

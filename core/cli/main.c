@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { EXIT_OK = 0, EXIT_SOME_FAILED = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
 
@@ -949,6 +950,34 @@ parse_ranged_int (const char *option, const char *text, gint64 min, gint64 max, 
   return TRUE;
 }
 
+/* The runner's lines, each on stderr. */
+static void
+print_message (const char *line, gpointer user_data)
+{
+  (void) user_data;
+  fprintf (stderr, "%s\n", line);
+}
+
+/* The progress line, redrawn in place on the terminal. */
+static void
+draw_progress (const char *line, gpointer user_data)
+{
+  (void) user_data;
+  fprintf (stderr, "\r\033[K%s", line);
+  fflush (stderr);
+}
+
+/* In the signal handler: write(2) only. */
+static void
+say_interrupted (gpointer user_data)
+{
+  (void) user_data;
+  static const char msg[] = "\nstrata: interrupted: stopping after the images in progress "
+                            "(again to stop at once)\n";
+  ssize_t written = write (STDERR_FILENO, msg, sizeof msg - 1);
+  (void) written;
+}
+
 static int
 cmd_run (int argc, char **argv)
 {
@@ -1003,7 +1032,9 @@ cmd_run (int argc, char **argv)
     return EXIT_USAGE;
   StRunOptions opt = { .output = output, .jpeg_quality = (int) quality, .jobs = (int) jobs,
                        .overwrite = overwrite, .quiet = quiet, .top_k = (int) top,
-                       .max_pixels = (guint64) max_pixels };
+                       .max_pixels = (guint64) max_pixels, .message = print_message,
+                       .progress = isatty (STDERR_FILENO) ? draw_progress : NULL,
+                       .interrupted = say_interrupted };
   gboolean predictions_format = FALSE;
   if (format)
     {
