@@ -74,26 +74,66 @@ first_visit (const char *dir, GHashTable *visited)
   return g_hash_table_add (visited, key);
 }
 
-/* Appends every PNG or JPEG under dir (recursively) to paths, searching
- * each folder once however many links lead to it; dir itself (depth 0, a
- * class folder) is marked by the caller.  A folder that cannot be listed
- * is reported like an unreadable image. */
+/* One st_dataset_load_folder call: what it was given and what it found. */
+typedef struct {
+  const char *dir;
+  StSampleFunc convert;
+  StMessageFunc message;
+  gpointer user_data;
+  guint64 max_pixels;
+  char **classes;              /* the class names, in label order */
+  GPtrArray *class_folders;    /* where each class's images are (NULL: none) */
+  GPtrArray *paths;            /* every image, class by class */
+  GArray *path_class;          /* the label of each path */
+  guint n_skipped;
+} FolderLoad;
+
 static void
-collect_images (const char *dir, int depth, GHashTable *visited, GPtrArray *paths,
-                guint *n_skipped)
+folder_load_clear (FolderLoad *load)
+{
+  g_strfreev (load->classes);
+  g_clear_pointer (&load->class_folders, g_ptr_array_unref);
+  g_clear_pointer (&load->paths, g_ptr_array_unref);
+  g_clear_pointer (&load->path_class, g_array_unref);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (FolderLoad, folder_load_clear)
+
+static void
+folder_say (const FolderLoad *load, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
+
+/* A file or folder passed over, said through load->message. */
+static void
+folder_say (const FolderLoad *load, const char *fmt, ...)
+{
+  if (!load->message)
+    return;
+  va_list ap;
+  va_start (ap, fmt);
+  g_autofree char *line = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  load->message (line, load->user_data);
+}
+
+/* Appends every PNG or JPEG under dir (recursively) to load->paths,
+ * searching each folder once however many links lead to it; dir itself
+ * (depth 0, a class folder) is marked by the caller.  A folder that cannot
+ * be listed is reported like an unreadable image. */
+static void
+collect_images (FolderLoad *load, const char *dir, int depth, GHashTable *visited)
 {
   if (depth > 0 && !first_visit (dir, visited))
     {
-      fprintf (stderr, "%s: a folder already searched (a link loop?); not searched again\n", dir);
+      folder_say (load, "%s: a folder already searched (a link loop?); not searched again", dir);
       return;
     }
   GError *local = NULL;
   g_autoptr (GDir) d = g_dir_open (dir, 0, &local);
   if (!d)
     {
-      fprintf (stderr, "%s: cannot open folder: %s\n", dir, local->message);
+      folder_say (load, "%s: cannot open folder: %s", dir, local->message);
       g_error_free (local);
-      (*n_skipped)++;
+      load->n_skipped++;
       return;
     }
   const char *name;
@@ -105,19 +145,273 @@ collect_images (const char *dir, int depth, GHashTable *visited, GPtrArray *path
       if (g_file_test (path, G_FILE_TEST_IS_DIR))
         {
           if (depth < FOLDER_MAX_DEPTH)
-            collect_images (path, depth + 1, visited, paths, n_skipped);
+            collect_images (load, path, depth + 1, visited);
           g_free (path);
         }
       else if (st_image_format_from_name (name) != ST_FORMAT_UNKNOWN)
-        g_ptr_array_add (paths, path);
+        g_ptr_array_add (load->paths, path);
       else
         g_free (path);
     }
 }
 
+/* The classes are class_names, in that order: each subfolder of the
+ * top folder must be one of them (by st_dataset_folder_name), and no two
+ * may be the same class. */
+static gboolean
+map_listed_classes (FolderLoad *load, GPtrArray *folders, const char *const *class_names,
+                    GError **error)
+{
+  const char *dir = load->dir;
+  char **classes = load->classes = g_strdupv ((char **) class_names);
+  guint n = g_strv_length (classes);
+  g_ptr_array_set_size (load->class_folders, n);
+  g_autoptr (GHashTable) by_folder = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  for (guint c = 0; c < n; c++)
+    {
+      char *safe = st_dataset_folder_name (classes[c]);
+      gpointer other;
+      if (g_hash_table_lookup_extended (by_folder, safe, NULL, &other))
+        {
+          g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                       "%s: classes '%s' and '%s' both have the folder name '%s'", dir,
+                       classes[GPOINTER_TO_UINT (other)], classes[c], safe);
+          g_free (safe);
+          return FALSE;
+        }
+      g_hash_table_insert (by_folder, safe, GUINT_TO_POINTER (c));
+    }
+  /* Folder names are mapped too, so that a folder named exactly as the
+   * label (where the file system allows it) matches as well. */
+  for (guint i = 0; i < folders->len; i++)
+    {
+      const char *folder = folders->pdata[i];
+      g_autofree char *safe = st_dataset_folder_name (folder);
+      gpointer value;
+      if (!g_hash_table_lookup_extended (by_folder, safe, NULL, &value))
+        {
+          g_autofree char *path = g_build_filename (dir, folder, NULL);
+          g_autoptr (GString) list = g_string_new (NULL);
+          for (guint c = 0; c < n; c++)
+            {
+              g_autofree char *name = st_dataset_folder_name (classes[c]);
+              g_string_append_printf (list, "%s'%s'", c ? ", " : "", name);
+            }
+          g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                       "%s: folder '%s' is not one of the %u classes (%s); a label's "
+                       "folder has '_' for each of / \\ : * ? \" < > | and control "
+                       "characters", path, folder, n, list->str);
+          return FALSE;
+        }
+      guint c = GPOINTER_TO_UINT (value);
+      if (load->class_folders->pdata[c])
+        {
+          g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                       "%s: folders '%s' and '%s' both hold class '%s'", dir,
+                       (const char *) load->class_folders->pdata[c], folder, classes[c]);
+          return FALSE;
+        }
+      load->class_folders->pdata[c] = g_strdup (folder);
+    }
+  return TRUE;
+}
+
+/* The classes are the subfolders, sorted. */
+static gboolean
+map_found_classes (FolderLoad *load, GPtrArray *folders, GError **error)
+{
+  if (folders->len == 0)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: no class subfolders (expected DIR/CLASS/image.png ...)", load->dir);
+      return FALSE;
+    }
+  load->classes = g_new0 (char *, folders->len + 1);
+  for (guint i = 0; i < folders->len; i++)
+    {
+      load->classes[i] = g_strdup (folders->pdata[i]);
+      g_ptr_array_add (load->class_folders, g_strdup (folders->pdata[i]));
+    }
+  return TRUE;
+}
+
+/* Every path, class by class, sorted within each class. */
+static gboolean
+collect_class_images (FolderLoad *load, GError **error)
+{
+  const char *dir = load->dir;
+  /* The top folder and every class folder are marked first: a link to
+   * one of them from inside a class would search it again or give its
+   * images to the wrong class. */
+  g_autoptr (GHashTable) visited = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  first_visit (dir, visited);
+  for (guint c = 0; c < load->class_folders->len; c++)
+    if (load->class_folders->pdata[c])
+      {
+        g_autofree char *sub = g_build_filename (dir, load->class_folders->pdata[c], NULL);
+        first_visit (sub, visited);
+      }
+  GPtrArray *paths = load->paths;
+  for (int c = 0; c < (int) load->class_folders->len; c++)
+    {
+      if (!load->class_folders->pdata[c])
+        continue;            /* a listed class without a folder: no samples */
+      g_autofree char *sub = g_build_filename (dir, load->class_folders->pdata[c], NULL);
+      guint first = paths->len;
+      collect_images (load, sub, 0, visited);
+      if (paths->len > first)
+        qsort (paths->pdata + first, paths->len - first, sizeof (gpointer), st_compare_strings);
+      for (guint i = first; i < paths->len; i++)
+        g_array_append_val (load->path_class, c);
+    }
+  if (paths->len == 0)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: no images (*.png, *.jpg, *.jpeg) in its class folders", dir);
+      return FALSE;
+    }
+  if (paths->len > G_MAXINT)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA, "%s: %u images, too many", dir, paths->len);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* The sample of one image: NULL with error unset when the file cannot be
+ * read (said and skipped), NULL with error set when the data is wrong. */
+static StTensor *
+read_sample (FolderLoad *load, const char *path, GError **error)
+{
+  GError *local = NULL;
+  g_autoptr (StTensor) image = st_image_load (path, load->max_pixels, NULL, &local);
+  if (!image)
+    {
+      /* st_image_load's messages already start with the path. */
+      folder_say (load, "%s", local->message);
+      g_error_free (local);
+      load->n_skipped++;
+      return NULL;
+    }
+  g_autoptr (StTensor) sample = NULL;
+  if (load->convert)
+    {
+      sample = load->convert (image, load->user_data, &local);
+      if (!sample)
+        {
+          if (g_str_has_prefix (local->message, path))
+            g_propagate_error (error, local);
+          else
+            {
+              g_set_error (error, local->domain, local->code, "%s: %s", path, local->message);
+              g_error_free (local);
+            }
+          return NULL;
+        }
+    }
+  else
+    sample = g_steal_pointer (&image);
+  if (sample->shape.n != 1)
+    {
+      char got[64];
+      g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
+                   "%s: sample shape %s is not one image (expected 1xCxHxW)", path,
+                   st_shape_format (sample->shape, got, sizeof got));
+      return NULL;
+    }
+  return g_steal_pointer (&sample);
+}
+
+/* x for every path, sized by the first sample, within the memory limit. */
+static StTensor *
+new_samples (const FolderLoad *load, const StTensor *sample, GError **error)
+{
+  StShape s = sample->shape;
+  const guint n = load->paths->len;
+  s.n = (int) n;
+  guint64 bytes = 0;
+  if (!g_uint64_checked_mul (&bytes, st_tensor_numel (sample) * sizeof (float), n)
+      || bytes > st_memory_limit ())
+    {
+      char got[64];
+      g_set_error (error, ST_ERROR, ST_ERROR_MEMORY,
+                   "%s: %u images of samples %s would take %" G_GUINT64_FORMAT " bytes, "
+                   "more than the limit of %" G_GUINT64_FORMAT " bytes (--max-memory)",
+                   load->dir, n, st_shape_format (sample->shape, got, sizeof got),
+                   bytes, st_memory_limit ());
+      return NULL;
+    }
+  return st_tensor_new (s, error);
+}
+
+/* Reads every path into a dataset.  x is sized for every file once the
+ * first sample fixes the shape, and shrunk at the end if some were
+ * skipped: one copy of the data at most. */
+static StDataset *
+read_samples (FolderLoad *load, GError **error)
+{
+  GPtrArray *paths = load->paths;
+  g_autoptr (StTensor) x = NULL;
+  g_autofree int *labels = g_new (int, paths->len);
+  gsize sample_numel = 0;
+  int n = 0;
+  for (guint i = 0; i < paths->len; i++)
+    {
+      const char *path = paths->pdata[i];
+      GError *local = NULL;
+      g_autoptr (StTensor) sample = read_sample (load, path, &local);
+      if (!sample && local)
+        {
+          g_propagate_error (error, local);
+          return NULL;
+        }
+      if (!sample)
+        continue;
+      if (!x)
+        {
+          x = new_samples (load, sample, error);
+          if (!x)
+            return NULL;
+          sample_numel = st_tensor_numel (sample);
+        }
+      else if (sample->shape.c != x->shape.c || sample->shape.h != x->shape.h
+               || sample->shape.w != x->shape.w)
+        {
+          StShape first = x->shape;
+          first.n = 1;
+          char got[64], want[64];
+          g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
+                       "%s: sample shape %s differs from the first image's %s", path,
+                       st_shape_format (sample->shape, got, sizeof got),
+                       st_shape_format (first, want, sizeof want));
+          return NULL;
+        }
+      memcpy (x->data + (gsize) n * sample_numel, sample->data, sample_numel * sizeof (float));
+      labels[n++] = g_array_index (load->path_class, int, i);
+    }
+  if (n == 0)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: none of the %u images found could be read", load->dir, paths->len);
+      return NULL;
+    }
+  if (n < x->shape.n)
+    {
+      StTensor *small = st_tensor_new0 (n, x->shape.c, x->shape.h, x->shape.w);
+      memcpy (small->data, x->data, (gsize) n * sample_numel * sizeof (float));
+      st_tensor_free (x);
+      x = small;
+    }
+  StDataset *ds = g_new0 (StDataset, 1);
+  ds->x = g_steal_pointer (&x);
+  ds->labels = g_steal_pointer (&labels);
+  ds->n = n;
+  return ds;
+}
+
 StDataset *
 st_dataset_load_folder (const char *dir, const char *const *class_names,
-                        StSampleFunc convert, gpointer user_data,
+                        StSampleFunc convert, StMessageFunc message, gpointer user_data,
                         guint64 max_pixels, GError **error)
 {
   g_return_val_if_fail (dir != NULL, NULL);
@@ -132,222 +426,23 @@ st_dataset_load_folder (const char *dir, const char *const *class_names,
   g_autoptr (GPtrArray) folders = list_subfolders (dir, error);
   if (!folders)
     return NULL;
-
-  /* classes: the names; class_folders: where each class's images are
-   * (NULL where a class has no folder). */
-  g_auto (GStrv) classes = NULL;
-  g_autoptr (GPtrArray) class_folders = g_ptr_array_new_with_free_func (g_free);
-  if (class_names)
-    {
-      classes = g_strdupv ((char **) class_names);
-      guint n = g_strv_length (classes);
-      g_ptr_array_set_size (class_folders, n);
-      g_autoptr (GHashTable) by_folder = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-      for (guint c = 0; c < n; c++)
-        {
-          char *safe = st_dataset_folder_name (classes[c]);
-          gpointer other;
-          if (g_hash_table_lookup_extended (by_folder, safe, NULL, &other))
-            {
-              g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                           "%s: classes '%s' and '%s' both have the folder name '%s'", dir,
-                           classes[GPOINTER_TO_UINT (other)], classes[c], safe);
-              g_free (safe);
-              return NULL;
-            }
-          g_hash_table_insert (by_folder, safe, GUINT_TO_POINTER (c));
-        }
-      /* Folder names are mapped too, so that a folder named exactly as the
-       * label (where the file system allows it) matches as well. */
-      for (guint i = 0; i < folders->len; i++)
-        {
-          const char *folder = folders->pdata[i];
-          g_autofree char *safe = st_dataset_folder_name (folder);
-          gpointer value;
-          if (!g_hash_table_lookup_extended (by_folder, safe, NULL, &value))
-            {
-              g_autofree char *path = g_build_filename (dir, folder, NULL);
-              GString *list = g_string_new (NULL);
-              for (guint c = 0; c < n; c++)
-                {
-                  g_autofree char *name = st_dataset_folder_name (classes[c]);
-                  g_string_append_printf (list, "%s'%s'", c ? ", " : "", name);
-                }
-              g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                           "%s: folder '%s' is not one of the %u classes (%s); a label's "
-                           "folder has '_' for each of / \\ : * ? \" < > | and control "
-                           "characters", path, folder, n, list->str);
-              g_string_free (list, TRUE);
-              return NULL;
-            }
-          guint c = GPOINTER_TO_UINT (value);
-          if (class_folders->pdata[c])
-            {
-              g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                           "%s: folders '%s' and '%s' both hold class '%s'", dir,
-                           (const char *) class_folders->pdata[c], folder, classes[c]);
-              return NULL;
-            }
-          class_folders->pdata[c] = g_strdup (folder);
-        }
-    }
-  else
-    {
-      if (folders->len == 0)
-        {
-          g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                       "%s: no class subfolders (expected DIR/CLASS/image.png ...)", dir);
-          return NULL;
-        }
-      classes = g_new0 (char *, folders->len + 1);
-      for (guint i = 0; i < folders->len; i++)
-        {
-          classes[i] = g_strdup (folders->pdata[i]);
-          g_ptr_array_add (class_folders, g_strdup (folders->pdata[i]));
-        }
-    }
-  int n_classes = (int) g_strv_length (classes);
-
-  /* Every path, class by class, sorted within each class. */
-  guint n_skipped = 0;
-  /* The top folder and every class folder are marked first: a link to
-   * one of them from inside a class would search it again or give its
-   * images to the wrong class. */
-  g_autoptr (GHashTable) visited = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  first_visit (dir, visited);
-  for (guint c = 0; c < class_folders->len; c++)
-    if (class_folders->pdata[c])
-      {
-        g_autofree char *sub = g_build_filename (dir, class_folders->pdata[c], NULL);
-        first_visit (sub, visited);
-      }
-  g_autoptr (GPtrArray) paths = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr (GArray) path_class = g_array_new (FALSE, FALSE, sizeof (int));
-  for (int c = 0; c < n_classes; c++)
-    {
-      if (!class_folders->pdata[c])
-        continue;            /* a listed class without a folder: no samples */
-      g_autofree char *sub = g_build_filename (dir, class_folders->pdata[c], NULL);
-      guint first = paths->len;
-      collect_images (sub, 0, visited, paths, &n_skipped);
-      if (paths->len > first)
-        qsort (paths->pdata + first, paths->len - first, sizeof (gpointer), st_compare_strings);
-      for (guint i = first; i < paths->len; i++)
-        g_array_append_val (path_class, c);
-    }
-  if (paths->len == 0)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                   "%s: no images (*.png, *.jpg, *.jpeg) in its class folders", dir);
-      return NULL;
-    }
-  if (paths->len > G_MAXINT)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_DATA, "%s: %u images, too many", dir, paths->len);
-      return NULL;
-    }
-
-  /* x is sized for every file once the first sample fixes the shape, and
-   * shrunk at the end if some were skipped: one copy of the data at most. */
-  g_autoptr (StTensor) x = NULL;
-  g_autofree int *labels = g_new (int, paths->len);
-  gsize sample_numel = 0;
-  int n = 0;
-  for (guint i = 0; i < paths->len; i++)
-    {
-      const char *path = paths->pdata[i];
-      GError *local = NULL;
-      g_autoptr (StTensor) image = st_image_load (path, max_pixels, NULL, &local);
-      if (!image)
-        {
-          /* st_image_load's messages already start with the path. */
-          fprintf (stderr, "%s\n", local->message);
-          g_error_free (local);
-          n_skipped++;
-          continue;
-        }
-      g_autoptr (StTensor) sample = NULL;
-      if (convert)
-        {
-          sample = convert (image, user_data, &local);
-          if (!sample)
-            {
-              if (g_str_has_prefix (local->message, path))
-                g_propagate_error (error, local);
-              else
-                {
-                  g_set_error (error, local->domain, local->code, "%s: %s", path, local->message);
-                  g_error_free (local);
-                }
-              return NULL;
-            }
-        }
-      else
-        sample = g_steal_pointer (&image);
-
-      char got[64], want[64];
-      if (sample->shape.n != 1)
-        {
-          g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
-                       "%s: sample shape %s is not one image (expected 1xCxHxW)", path,
-                       st_shape_format (sample->shape, got, sizeof got));
-          return NULL;
-        }
-      if (!x)
-        {
-          StShape s = sample->shape;
-          s.n = (int) paths->len;
-          guint64 bytes = 0;
-          if (!g_uint64_checked_mul (&bytes, st_tensor_numel (sample) * sizeof (float), paths->len)
-              || bytes > st_memory_limit ())
-            {
-              g_set_error (error, ST_ERROR, ST_ERROR_MEMORY,
-                           "%s: %u images of samples %s would take %" G_GUINT64_FORMAT " bytes, "
-                           "more than the limit of %" G_GUINT64_FORMAT " bytes (--max-memory)",
-                           dir, paths->len, st_shape_format (sample->shape, got, sizeof got),
-                           bytes, st_memory_limit ());
-              return NULL;
-            }
-          x = st_tensor_new (s, error);
-          if (!x)
-            return NULL;
-          sample_numel = st_tensor_numel (sample);
-        }
-      else if (sample->shape.c != x->shape.c || sample->shape.h != x->shape.h
-               || sample->shape.w != x->shape.w)
-        {
-          StShape first = x->shape;
-          first.n = 1;
-          g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
-                       "%s: sample shape %s differs from the first image's %s", path,
-                       st_shape_format (sample->shape, got, sizeof got),
-                       st_shape_format (first, want, sizeof want));
-          return NULL;
-        }
-      memcpy (x->data + (gsize) n * sample_numel, sample->data, sample_numel * sizeof (float));
-      labels[n++] = g_array_index (path_class, int, i);
-    }
-  if (n == 0)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                   "%s: none of the %u images found could be read", dir, paths->len);
-      return NULL;
-    }
-  if (n < x->shape.n)
-    {
-      StTensor *small = st_tensor_new0 (n, x->shape.c, x->shape.h, x->shape.w);
-      memcpy (small->data, x->data, (gsize) n * sample_numel * sizeof (float));
-      st_tensor_free (x);
-      x = small;
-    }
-
-  StDataset *ds = g_new0 (StDataset, 1);
-  ds->x = g_steal_pointer (&x);
-  ds->labels = g_steal_pointer (&labels);
-  ds->n = n;
-  ds->n_classes = n_classes;
-  ds->class_names = g_steal_pointer (&classes);
-  ds->n_skipped = n_skipped;
+  g_auto (FolderLoad) load = {
+    .dir = dir, .convert = convert, .message = message, .user_data = user_data,
+    .max_pixels = max_pixels,
+    .class_folders = g_ptr_array_new_with_free_func (g_free),
+    .paths = g_ptr_array_new_with_free_func (g_free),
+    .path_class = g_array_new (FALSE, FALSE, sizeof (int)),
+  };
+  if (!(class_names ? map_listed_classes (&load, folders, class_names, error)
+                    : map_found_classes (&load, folders, error))
+      || !collect_class_images (&load, error))
+    return NULL;
+  StDataset *ds = read_samples (&load, error);
+  if (!ds)
+    return NULL;
+  ds->n_classes = (int) g_strv_length (load.classes);
+  ds->class_names = g_steal_pointer (&load.classes);
+  ds->n_skipped = load.n_skipped;
   return ds;
 }
 

@@ -4,6 +4,8 @@
 
 #include <strata/strata.h>
 
+#include "progress.h"
+
 G_BEGIN_DECLS
 
 typedef struct {
@@ -39,13 +41,14 @@ typedef StTensor *(*StSampleFunc) (const StTensor *image, gpointer user_data,
 /* DIR/CLASS/.../NAME.png|jpg|jpeg (any case, any depth): class names from
  * the subfolder names, sorted; each image goes through convert (or, when
  * convert is NULL, must have the shape of the first image).  Unreadable
- * images are reported on stderr as "path: reason", counted in n_skipped
- * and skipped.  class_names, when not NULL, fixes the classes and their
+ * images are said through message (when not NULL) as "path: reason",
+ * counted in n_skipped and skipped, as are folders that cannot be listed
+ * or that links lead to twice.  user_data goes to convert and message.  class_names, when not NULL, fixes the classes and their
  * order; each class's folder is st_dataset_folder_name (name), and a folder
  * that is none of them is an error. */
 StDataset *st_dataset_load_folder (const char *dir, const char *const *class_names,
-                                   StSampleFunc convert, gpointer user_data,
-                                   guint64 max_pixels, GError **error);
+                                   StSampleFunc convert, StMessageFunc message,
+                                   gpointer user_data, guint64 max_pixels, GError **error);
 
 /* The folder that holds a class's images: the label with '_' for each
  * character a file name cannot hold on Linux, macOS or Windows

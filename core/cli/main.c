@@ -79,6 +79,14 @@ fail (GError *error)
   return EXIT_USAGE;
 }
 
+/* The library's lines (a file skipped, an image failed), each on stderr. */
+static void
+print_message (const char *line, gpointer user_data)
+{
+  (void) user_data;
+  fprintf (stderr, "%s\n", line);
+}
+
 static GOptionContext *
 make_context (const char *params, const char *summary, const GOptionEntry *entries)
 {
@@ -595,7 +603,7 @@ load_data (StPipeline *p, const char *dir, gboolean test_set, int limit, int thr
       g_autoptr (StRunContext) ctx = st_run_context_new (threads, 0);
       SampleMaker maker = { .p = p, .ctx = ctx, .prefix = st_pipeline_prefix_length (p) };
       maker.has_fixed = st_pipeline_fixed_input (p, &maker.fixed);
-      ds = st_dataset_load_folder (dir, st_pipeline_labels (p), make_sample, &maker, max_pixels, error);
+      ds = st_dataset_load_folder (dir, st_pipeline_labels (p), make_sample, print_message, &maker, max_pixels, error);
       if (!ds)
         return NULL;
       image = maker.first_image;
@@ -948,14 +956,6 @@ parse_ranged_int (const char *option, const char *text, gint64 min, gint64 max, 
     }
   *value = v;
   return TRUE;
-}
-
-/* The runner's lines, each on stderr. */
-static void
-print_message (const char *line, gpointer user_data)
-{
-  (void) user_data;
-  fprintf (stderr, "%s\n", line);
 }
 
 /* The progress line, redrawn in place on the terminal. */
