@@ -24,8 +24,12 @@ typedef struct {
  * read, and compressed data is read no further than the header declares. */
 StDataset *st_dataset_load_idx (const char *images_path, const char *labels_path,
                                 GError **error);
+/* Whether DIR holds an IDX set: a training-set or test-set images file by
+ * any name st_dataset_load_idx_dir takes. */
+gboolean   st_dataset_is_idx_dir (const char *dir);
 /* DIR holding the usual names: train-images-idx3-ubyte, train-labels-idx1-ubyte,
- * t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each optionally .gz. */
+ * t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (or with ".idx3" for
+ * "-idx3", as some copies write them), each optionally .gz. */
 StDataset *st_dataset_load_idx_dir (const char *dir, gboolean test_set, GError **error);
 /* The shape of one image of DIR's IDX set ([1, 1, H, W]), from the images
  * file's header alone: a shape that does not fit is refused before

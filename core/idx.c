@@ -430,6 +430,36 @@ find_idx (const char *dir, const char *const *names)
   return NULL;
 }
 
+/* DIR's file of one part of a set ("train" or "t10k"; "images", "idx3"),
+ * by either name it goes by, gzipped or not, or NULL.  *usual: the usual
+ * name, for messages. */
+static char *
+find_idx_part (const char *dir, const char *set, const char *part, const char *dims,
+               char **usual)
+{
+  /* Some copies (Kaggle's) write ".idx3" for "-idx3"; take both. */
+  g_autofree char *name = g_strdup_printf ("%s-%s-%s-ubyte", set, part, dims);
+  g_autofree char *alt = g_strdup_printf ("%s-%s.%s-ubyte", set, part, dims);
+  const char *names[] = { name, alt, NULL };
+  char *path = find_idx (dir, names);
+  if (usual)
+    *usual = g_steal_pointer (&name);
+  return path;
+}
+
+gboolean
+st_dataset_is_idx_dir (const char *dir)
+{
+  for (int test_set = 0; test_set < 2; test_set++)
+    {
+      g_autofree char *images = find_idx_part (dir, test_set ? "t10k" : "train", "images",
+                                               "idx3", NULL);
+      if (images)
+        return TRUE;
+    }
+  return FALSE;
+}
+
 /* The images and labels files of DIR's training or test set, or FALSE
  * with error saying which are missing. */
 static gboolean
@@ -444,15 +474,9 @@ find_idx_pair (const char *dir, gboolean test_set, char **images_out, char **lab
       return FALSE;
     }
   const char *prefix = test_set ? "t10k" : "train";
-  /* Some copies (Kaggle's) write ".idx3" for "-idx3"; take both. */
-  g_autofree char *img_name = g_strdup_printf ("%s-images-idx3-ubyte", prefix);
-  g_autofree char *img_alt = g_strdup_printf ("%s-images.idx3-ubyte", prefix);
-  g_autofree char *lab_name = g_strdup_printf ("%s-labels-idx1-ubyte", prefix);
-  g_autofree char *lab_alt = g_strdup_printf ("%s-labels.idx1-ubyte", prefix);
-  const char *img_names[] = { img_name, img_alt, NULL };
-  const char *lab_names[] = { lab_name, lab_alt, NULL };
-  g_autofree char *images = find_idx (dir, img_names);
-  g_autofree char *labels = find_idx (dir, lab_names);
+  g_autofree char *img_name = NULL, *lab_name = NULL;
+  g_autofree char *images = find_idx_part (dir, prefix, "images", "idx3", &img_name);
+  g_autofree char *labels = find_idx_part (dir, prefix, "labels", "idx1", &lab_name);
   if (!images && !labels)
     {
       g_set_error (error, ST_ERROR, ST_ERROR_IO,

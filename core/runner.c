@@ -55,22 +55,6 @@ check_interrupted (const StJob *job, GError **error)
 
 /* ---- One image --------------------------------------------------------- */
 
-/* Splits off the alpha channel so that filters see colour only. */
-static StTensor *
-split_alpha (StTensor **image)
-{
-  StTensor *in = *image;
-  int c = in->shape.c - 1;
-  gsize plane = (gsize) in->shape.h * in->shape.w;
-  StTensor *colour = st_tensor_new0 (1, c, in->shape.h, in->shape.w);
-  StTensor *alpha = st_tensor_new0 (1, 1, in->shape.h, in->shape.w);
-  memcpy (colour->data, in->data, plane * c * sizeof (float));
-  memcpy (alpha->data, in->data + plane * c, plane * sizeof (float));
-  st_tensor_free (in);
-  *image = colour;
-  return alpha;
-}
-
 static StTensor *
 join_alpha (StTensor *colour, const StTensor *alpha)
 {
@@ -107,8 +91,8 @@ run_one (Run *run, StPipeline *p, StRunContext *ctx, StStripScratch *scratch, St
       g_autoptr (StTensor) image = st_image_load (job->input, run->opt->max_pixels, &info, error);
       if (!image)
         return FALSE;
-      g_autoptr (StTensor) alpha = info.has_alpha ? split_alpha (&image) : NULL;
-      return classify_one (p, ctx, job, image, error);
+      g_autoptr (StTensor) colour = info.has_alpha ? st_image_split_alpha (image, NULL) : NULL;
+      return classify_one (p, ctx, job, colour ? colour : image, error);
     }
 
   StImageInfo info;
@@ -141,7 +125,13 @@ run_one (Run *run, StPipeline *p, StRunContext *ctx, StStripScratch *scratch, St
   if (!image)
     return FALSE;
   g_clear_pointer (&reader, st_image_reader_close);
-  g_autoptr (StTensor) alpha = info.has_alpha ? split_alpha (&image) : NULL;
+  g_autoptr (StTensor) alpha = NULL;
+  if (info.has_alpha)
+    {
+      StTensor *colour = st_image_split_alpha (image, &alpha);
+      st_tensor_free (image);
+      image = colour;
+    }
 
   g_autoptr (GError) local = NULL;
   g_autoptr (StTensor) out = st_pipeline_forward (p, ctx, image, FALSE, &local);

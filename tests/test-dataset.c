@@ -7,6 +7,8 @@
  * has installed them. */
 #include "context.h"
 #include "dataset.h"
+#include "prepare.h"
+#include "registry.h"
 #include "image.h"
 #include "testutil.h"
 
@@ -173,6 +175,35 @@ test_idx_dir (TuTempDir *fx, gconstpointer data)
       g_assert_no_error (error);
       assert_fixture (ds);
     }
+}
+
+/* Kaggle's copies name the files train-images.idx3-ubyte: such a folder is
+ * an IDX set for st_dataset_is_idx_dir as for st_dataset_load_idx_dir,
+ * and st_dataset_prepare reads it as one, not as class folders. */
+static void
+test_idx_dir_dotted (TuTempDir *fx, gconstpointer data)
+{
+  g_assert_false (st_dataset_is_idx_dir (fx->dir));
+  g_autofree char *images = NULL, *labels = NULL;
+  write_fixture (fx, "train-images.idx3-ubyte", "train-labels.idx1-ubyte", FALSE, &images,
+                 &labels);
+  g_assert_true (st_dataset_is_idx_dir (fx->dir));
+
+  g_autofree char *ini = tu_temp_path (fx, "flat.ini");
+  static const char text[] = "[pipeline]\ninput=1x3x4\n[flat]\ntype=flatten\n";
+  tu_write_bytes (ini, text, sizeof text - 1);
+  StRegistry *reg = st_registry_new (NULL);
+  g_autoptr (GError) error = NULL;
+  StPipeline *p = st_pipeline_load (reg, ini, &error);
+  g_assert_no_error (error);
+  g_autoptr (StDataset) ds = st_dataset_prepare (p, fx->dir, FALSE, 0, 1, 0, NULL, NULL, &error);
+  g_assert_no_error (error);
+  assert_fixture (ds);
+  g_autoptr (StDataset) few = st_dataset_prepare (p, fx->dir, FALSE, 2, 1, 0, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (few->n, ==, 2);
+  st_pipeline_free (p);
+  st_registry_free (reg);
 }
 
 /* Loads images/labels and checks the error: code ST_ERROR_DATA (unless
@@ -1032,6 +1063,7 @@ main (int argc, char **argv)
   ADD ("/idx/plain", test_idx_plain);
   ADD ("/idx/gzip", test_idx_gzip);
   ADD ("/idx/dir", test_idx_dir);
+  ADD ("/idx/dir-dotted", test_idx_dir_dotted);
   ADD ("/idx/wrong-magic", test_idx_wrong_magic);
   ADD ("/idx/truncated", test_idx_truncated);
   ADD ("/idx/absurd-header", test_idx_absurd_header);

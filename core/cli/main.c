@@ -5,7 +5,7 @@
 #include "runner.h"
 #include "stage.h"
 #include "param.h"
-#include "dataset.h"
+#include "prepare.h"
 #include "train.h"
 #include "weights.h"
 #include "context.h"
@@ -360,9 +360,7 @@ cmd_inspect (int argc, char **argv)
       if (image && info.has_alpha)
         {
           /* Pipelines see colour only, as in `strata run`. */
-          StShape s = image->shape;
-          StTensor *colour = st_tensor_new0 (1, s.c - 1, s.h, s.w);
-          memcpy (colour->data, image->data, st_tensor_numel (colour) * sizeof (float));
+          StTensor *colour = st_image_split_alpha (image, NULL);
           st_tensor_free (image);
           image = colour;
         }
@@ -479,142 +477,14 @@ load_weights (StPipeline *p, const char *weights, gboolean random_weights, GErro
   return TRUE;
 }
 
-static gboolean
-is_idx_dir (const char *dir)
-{
-  const char *names[] = { "train-images-idx3-ubyte", "train-images-idx3-ubyte.gz",
-                          "t10k-images-idx3-ubyte", "t10k-images-idx3-ubyte.gz" };
-  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
-    {
-      g_autofree char *path = g_build_filename (dir, names[i], NULL);
-      if (g_file_test (path, G_FILE_TEST_IS_REGULAR))
-        return TRUE;
-    }
-  return FALSE;
-}
-
-typedef struct {
-  StPipeline *p;
-  StRunContext *ctx;
-  int prefix;
-  StShape fixed;
-  gboolean has_fixed;
-  StShape first_image;         /* as decoded (colour only), for messages */
-  gboolean seen_image;
-} SampleMaker;
-
-/* An image without its alpha channel: a classifier sees colour only.
- * Returns image itself when it has none. */
-static const StTensor *
-without_alpha (const StTensor *image, StTensor **owned)
-{
-  if (image->shape.c != 2 && image->shape.c != 4)
-    return image;
-  *owned = st_tensor_new0 (1, image->shape.c - 1, image->shape.h, image->shape.w);
-  memcpy ((*owned)->data, image->data, st_tensor_numel (*owned) * sizeof (float));
-  return *owned;
-}
-
-/* A folder image becomes a sample by going through the pipeline's
- * preparation stages (grayscale, resize, ...). */
-static StTensor *
-make_sample (const StTensor *image, gpointer data, GError **error)
-{
-  SampleMaker *m = data;
-  g_autoptr (StTensor) colour = NULL;
-  const StTensor *in = without_alpha (image, &colour);
-  if (!m->seen_image)
-    {
-      m->first_image = in->shape;
-      m->seen_image = TRUE;
-    }
-  if (m->prefix == 0)
-    {
-      if (m->has_fixed && !st_shape_equal (in->shape, m->fixed))
-        {
-          char a[64], b[64];
-          g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
-                       "image is %s, the pipeline takes %s (add grayscale or resize stages)",
-                       st_shape_format (in->shape, a, sizeof a), st_shape_format (m->fixed, b, sizeof b));
-          return NULL;
-        }
-      return st_tensor_copy (in);
-    }
-  return st_pipeline_forward_range (m->p, m->ctx, in, 0, m->prefix - 1, FALSE, error);
-}
-
-/* Without input=, a pipeline's learnable stages are sized at load for a
- * 3x256x256 image; data of another shape would reach them as "declared
- * with another shape".  Say instead what is missing and what to write. */
-static gboolean
-check_sized_for_data (StPipeline *p, const char *dir, StShape sample, StShape image,
-                      GError **error)
-{
-  int first = st_pipeline_prefix_length (p);
-  if (st_pipeline_fixed_input (p, NULL) || first >= st_pipeline_n_stages (p))
-    return TRUE;
-  StStage *stage = st_pipeline_stage (p, first);
-  StShape sized = stage->in_shapes[0];
-  sample.n = sized.n = 1;
-  if (st_shape_equal (sample, sized))
-    return TRUE;
-  /* As input= is written: CxHxW. */
-  g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
-               "%s: the [pipeline] group has no input=, so stage '%s' was sized for %dx%dx%d; "
-               "the images of %s make it %dx%dx%d: add input=%dx%dx%d to the [pipeline] group",
-               st_pipeline_name (p), stage->name, sized.c, sized.h, sized.w, dir,
-               sample.c, sample.h, sample.w, image.c, image.h, image.w);
-  return FALSE;
-}
-
-/* IDX files or a folder of class folders, as samples ready for the part
- * of the pipeline after its preparation stages. */
+/* IDX files or a folder of class folders, as samples for the pipeline;
+ * what was skipped is said on stderr. */
 static StDataset *
 load_data (StPipeline *p, const char *dir, gboolean test_set, int limit, int threads,
            guint64 max_pixels, GError **error)
 {
-  g_autoptr (StDataset) ds = NULL;
-  StShape image;
-  if (is_idx_dir (dir))
-    {
-      /* The header says the shape: a misfit is refused before the data
-       * (hundreds of MB, maybe) is read. */
-      StShape fixed;
-      if (!st_dataset_idx_dir_image_shape (dir, test_set, &image, error))
-        return NULL;
-      if (st_pipeline_fixed_input (p, &fixed) && !st_shape_equal (fixed, image))
-        {
-          char a[64], b[64];
-          g_set_error (error, ST_ERROR, ST_ERROR_DATA, "%s: images are %s, the pipeline %s takes %s",
-                       dir, st_shape_format (image, a, sizeof a), st_pipeline_name (p),
-                       st_shape_format (fixed, b, sizeof b));
-          return NULL;
-        }
-      ds = st_dataset_load_idx_dir (dir, test_set, error);
-      if (!ds)
-        return NULL;
-      if (limit > 0 && limit < ds->n)
-        st_dataset_truncate (ds, limit);
-      if (!st_dataset_apply_prefix (ds, p, threads, error))
-        return NULL;
-    }
-  else
-    {
-      g_autoptr (StRunContext) ctx = st_run_context_new (threads, 0);
-      SampleMaker maker = { .p = p, .ctx = ctx, .prefix = st_pipeline_prefix_length (p) };
-      maker.has_fixed = st_pipeline_fixed_input (p, &maker.fixed);
-      ds = st_dataset_load_folder (dir, st_pipeline_labels (p), make_sample, print_message, &maker, max_pixels, error);
-      if (!ds)
-        return NULL;
-      image = maker.first_image;
-      if (limit > 0 && limit < ds->n)
-        st_dataset_truncate (ds, limit);
-      if (ds->n_skipped)
-        fprintf (stderr, "%s: %u unreadable images skipped\n", dir, ds->n_skipped);
-    }
-  if (ds->n > 0 && !check_sized_for_data (p, dir, ds->x->shape, image, error))
-    return NULL;
-  return g_steal_pointer (&ds);
+  return st_dataset_prepare (p, dir, test_set, limit, threads, max_pixels, print_message, NULL,
+                             error);
 }
 
 /* ---- Options with ranges, shared by train and eval ------------------------ */
@@ -821,9 +691,9 @@ cmd_train (int argc, char **argv)
     held = st_dataset_split (train, val_split, opt.seed);
   else if (test)
     held = load_data (p, test, TRUE, 0, threads, ST_DEFAULT_MAX_PIXELS, &error);
-  else if (is_idx_dir (data))
+  else if (st_dataset_is_idx_dir (data))
     held = load_data (p, data, TRUE, 0, threads, ST_DEFAULT_MAX_PIXELS, &error);
-  if ((test || (is_idx_dir (data) && val_split == 0)) && !held)
+  if ((test || (st_dataset_is_idx_dir (data) && val_split == 0)) && !held)
     goto out;
   opt.class_names = (const char *const *) train->class_names;
   if (!quiet)
