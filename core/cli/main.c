@@ -4,6 +4,7 @@
 #include "registry.h"
 #include "runner.h"
 #include "stage.h"
+#include "optvalue.h"
 #include "param.h"
 #include "prepare.h"
 #include "train.h"
@@ -805,29 +806,6 @@ out:
 
 /* ---- strata run --------------------------------------------------------- */
 
-/* An integer option given as text, in [min, max]; unset (NULL) keeps
- * *value.  Taking the text rather than G_OPTION_ARG_INT leaves no value
- * that means "unset", and out-of-range numbers are refused, not wrapped. */
-static gboolean
-parse_ranged_int (const char *option, const char *text, gint64 min, gint64 max, gint64 *value)
-{
-  if (!text)
-    return TRUE;
-  gint64 v;
-  if (!g_ascii_string_to_signed (text, 10, min, max, &v, NULL))
-    {
-      if (max >= G_MAXINT)  /* "or more": the type's own limit is no range a user needs */
-        fprintf (stderr, "strata run: %s: expected a whole number, %" G_GINT64_FORMAT
-                 " or more, found '%s'\n", option, min, text);
-      else
-        fprintf (stderr, "strata run: %s: expected a whole number from %" G_GINT64_FORMAT
-                 " to %" G_GINT64_FORMAT ", found '%s'\n", option, min, max, text);
-      return FALSE;
-    }
-  *value = v;
-  return TRUE;
-}
-
 /* The progress line, redrawn in place on the terminal. */
 static void
 draw_progress (const char *line, gpointer user_data)
@@ -895,11 +873,16 @@ cmd_run (int argc, char **argv)
       return EXIT_USAGE;
     }
   gint64 quality = 90, jobs = 0, top = 5, max_pixels = ST_DEFAULT_MAX_PIXELS;
-  if (!parse_ranged_int ("--quality", quality_text, 1, 100, &quality)
-      || !parse_ranged_int ("--jobs", jobs_text, 1, ST_MAX_THREADS, &jobs)
-      || !parse_ranged_int ("--top", top_text, 1, G_MAXINT, &top)
-      || !parse_ranged_int ("--max-pixels", max_pixels_text, 1, G_MAXINT64, &max_pixels))
-    return EXIT_USAGE;
+  g_autoptr (GError) error = NULL;
+  if (!st_option_parse_int ("--quality", quality_text, 1, 100, &quality, &error)
+      || !st_option_parse_int ("--jobs", jobs_text, 1, ST_MAX_THREADS, &jobs, &error)
+      || !st_option_parse_int ("--top", top_text, 1, G_MAXINT, &top, &error)
+      || !st_option_parse_int ("--max-pixels", max_pixels_text, 1, G_MAXINT64, &max_pixels,
+                               &error))
+    {
+      fprintf (stderr, "strata run: %s\n", error->message);
+      return EXIT_USAGE;
+    }
   StRunOptions opt = { .output = output, .jpeg_quality = (int) quality, .jobs = (int) jobs,
                        .overwrite = overwrite, .quiet = quiet, .top_k = (int) top,
                        .max_pixels = (guint64) max_pixels, .message = print_message,
@@ -922,7 +905,6 @@ cmd_run (int argc, char **argv)
           return EXIT_USAGE;
         }
     }
-  g_autoptr (GError) error = NULL;
   StPipeline *p = st_pipeline_load (st_registry_get_default (), argv[1], &error);
   if (!p)
     return fail (error);
