@@ -505,6 +505,11 @@ test_strips_truncated (void)
       g_test_trap_assert_stderr ("*/in/half.jpg: truncated JPEG file*");
       g_test_trap_assert_stderr ("*/in/no-eoi.jpg: truncated JPEG file*");
     }
+  /* The library writes nothing itself: its lines go to the callback. */
+  g_test_trap_subprocess ("/strips/truncated/subprocess/3", 0, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+  g_test_trap_assert_stderr ("");
+  g_test_trap_assert_stdout ("");
 }
 
 /* The runner says its lines through a callback: here, stderr. */
@@ -523,7 +528,9 @@ strips_truncated_child (gconstpointer data)
 {
   if (!g_test_subprocess ())
     return;
-  const int jobs = GPOINTER_TO_INT (data);
+  /* 1, 2: as described; 3: as 1 but with no message callback. */
+  const int mode = GPOINTER_TO_INT (data);
+  const int jobs = mode == 2 ? 2 : 1;
   g_autofree char *dir = tu_make_tmpdir ("strata-strips-XXXXXX");
   g_autofree char *in_dir = g_build_filename (dir, "in", NULL);
   g_autofree char *out_dir = g_build_filename (dir, "out", NULL);
@@ -543,7 +550,7 @@ strips_truncated_child (gconstpointer data)
   g_autoptr (StPipeline) p = load_pipeline ("sharpen.ini");
   StRunOptions opt = {
     .output = out_dir, .jpeg_quality = 90, .jobs = jobs == 1 ? 1 : 4, .quiet = TRUE,
-    .strip_rows = 16, .strip_min_pixels = 1, .message = print_line,
+    .strip_rows = 16, .strip_min_pixels = 1, .message = mode == 3 ? NULL : print_line,
   };
   const char *inputs[] = { half, no_eoi, NULL };
   StRunSummary summary;
@@ -570,6 +577,8 @@ main (int argc, char **argv)
   g_test_add_func ("/strips/by-default", test_strips_by_default);
   g_test_add_func ("/strips/truncated", test_strips_truncated);
   g_test_add_data_func ("/strips/truncated/subprocess/1", GINT_TO_POINTER (1),
+                        strips_truncated_child);
+  g_test_add_data_func ("/strips/truncated/subprocess/3", GINT_TO_POINTER (3),
                         strips_truncated_child);
   g_test_add_data_func ("/strips/truncated/subprocess/2", GINT_TO_POINTER (2),
                         strips_truncated_child);
