@@ -246,51 +246,84 @@ plan_problem (const StRunOptions *opt, guint *problems, const char *fmt, ...)
   va_end (ap);
 }
 
-/* Refuses a plan in which an output is an input (whether or not
- * --overwrite was given: an input is never replaced, not even by its own
- * output) or several inputs have one output, naming them on stderr;
- * drops a job planned twice (one file named twice, or a folder and a file
- * in it); marks the jobs whose output exists as skipped unless
- * --overwrite.  A classifier's jobs have no outputs; its predictions file
- * (or NULL: standard output) is checked against the inputs. */
-static gboolean
-check_plan (Plan *plan, gboolean classify, const char *predictions, GError **error)
+/* What check_plan knows of the jobs, index by index. */
+typedef struct {
+  Plan *plan;
+  guint n;
+  FileId *ids;                 /* each input's identity, where has_id */
+  gboolean *has_id;
+  GHashTable *inputs;          /* FileId -> the first job reading that file */
+  guint *next_same;            /* index + 1 of the next job writing the same output */
+  gboolean *drop;              /* the same input planned again for the same output */
+  gboolean *collides;          /* the first of several inputs with one output */
+  guint problems;
+} Check;
+
+static void
+check_clear (Check *c)
 {
-  GPtrArray *jobs = plan->jobs;
-  const guint n = jobs->len;
-  g_autoptr (GHashTable) inputs = g_hash_table_new_full (file_id_hash, file_id_equal, g_free, NULL);
-  g_autofree FileId *ids = g_new0 (FileId, n);
-  g_autofree gboolean *has_id = g_new0 (gboolean, n);
-  for (guint i = 0; i < n; i++)
+  g_free (c->ids);
+  g_free (c->has_id);
+  g_clear_pointer (&c->inputs, g_hash_table_unref);
+  g_free (c->next_same);
+  g_free (c->drop);
+  g_free (c->collides);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Check, check_clear)
+
+/* Every input's identity, and the first job of each. */
+static void
+identify_inputs (Check *c)
+{
+  GPtrArray *jobs = c->plan->jobs;
+  for (guint i = 0; i < c->n; i++)
     {
       const StJob *job = jobs->pdata[i];
       GStatBuf st;
       if (strcmp (job->input, "-") != 0 && g_stat (job->input, &st) == 0)
         {
-          ids[i] = (FileId) { st.st_dev, st.st_ino };
-          has_id[i] = TRUE;
-          if (!g_hash_table_contains (inputs, &ids[i]))
-            g_hash_table_insert (inputs, file_id_dup (&st), jobs->pdata[i]);
+          c->ids[i] = (FileId) { st.st_dev, st.st_ino };
+          c->has_id[i] = TRUE;
+          if (!g_hash_table_contains (c->inputs, &c->ids[i]))
+            g_hash_table_insert (c->inputs, file_id_dup (&st), jobs->pdata[i]);
         }
     }
+}
 
-  guint problems = 0;
-  GStatBuf st;
-  if (predictions && g_stat (predictions, &st) == 0)
+/* Job i writes where an earlier job does (first: index + 1 of the first
+ * one there): the same input again is dropped, another one collides. */
+static void
+note_same_output (Check *c, guint i, guint first)
+{
+  guint last = first - 1;
+  gboolean again = FALSE;
+  for (guint j = first - 1;; j = c->next_same[j] - 1)
     {
-      const FileId out_id = { st.st_dev, st.st_ino };
-      const StJob *owner = g_hash_table_lookup (inputs, &out_id);
-      if (owner)
-        plan_problem (plan->opt, &problems, "%s: an input image; the predictions would replace it",
-                      owner->input);
+      again |= c->has_id[i] && c->has_id[j] && file_id_equal (&c->ids[i], &c->ids[j]);
+      last = j;
+      if (!c->next_same[j])
+        break;
     }
+  if (again)
+    c->drop[i] = TRUE;
+  else
+    {
+      c->next_same[last] = i + 1;
+      c->collides[first - 1] = TRUE;
+    }
+}
 
+/* Outputs that are inputs are problems; outputs planned twice are noted;
+ * existing outputs are skipped unless --overwrite. */
+static void
+check_outputs (Check *c)
+{
+  GPtrArray *jobs = c->plan->jobs;
+  const StRunOptions *opt = c->plan->opt;
   /* Jobs by output: key -> index + 1 of the first job writing there. */
   g_autoptr (GHashTable) by_output = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  g_autofree guint *next_same = g_new0 (guint, n);  /* index + 1 of the next job writing there */
-  g_autofree gboolean *drop = g_new0 (gboolean, n);
-  g_autofree gboolean *collides = g_new0 (gboolean, n);
-  for (guint i = 0; i < n && !classify; i++)
+  for (guint i = 0; i < c->n; i++)
     {
       StJob *job = jobs->pdata[i];
       if (strcmp (job->output, "-") == 0)
@@ -299,77 +332,110 @@ check_plan (Plan *plan, gboolean classify, const char *predictions, GError **err
       guint first = GPOINTER_TO_UINT (g_hash_table_lookup (by_output, key));
       if (first)
         {
-          guint last = first - 1;
-          gboolean again = FALSE;
-          for (guint j = first - 1;; j = next_same[j] - 1)
-            {
-              again |= has_id[i] && has_id[j] && file_id_equal (&ids[i], &ids[j]);
-              last = j;
-              if (!next_same[j])
-                break;
-            }
-          if (again)
-            drop[i] = TRUE;  /* the same input planned again for the same output */
-          else
-            {
-              next_same[last] = i + 1;
-              collides[first - 1] = TRUE;
-            }
+          note_same_output (c, i, first);
           continue;
         }
       g_hash_table_insert (by_output, g_steal_pointer (&key), GUINT_TO_POINTER (i + 1));
+      GStatBuf st;
       if (g_stat (job->output, &st) != 0)
         continue;
       const FileId out_id = { st.st_dev, st.st_ino };
-      const StJob *owner = g_hash_table_lookup (inputs, &out_id);
+      const StJob *owner = g_hash_table_lookup (c->inputs, &out_id);
       if (owner == job)
-        plan_problem (plan->opt, &problems, "%s: its output %s is the input itself; an input is never "
-                      "replaced", st_job_name (job), job->output);
+        plan_problem (opt, &c->problems, "%s: its output %s is the input itself; an input is "
+                      "never replaced", st_job_name (job), job->output);
       else if (owner)
-        plan_problem (plan->opt, &problems, "%s: an input; the output of %s would replace it",
+        plan_problem (opt, &c->problems, "%s: an input; the output of %s would replace it",
                       owner->input, st_job_name (job));
-      else if (!plan->opt->overwrite)
+      else if (!opt->overwrite)
         job->skip = TRUE;
     }
+}
 
-  for (guint i = 0; i < n; i++)
+/* One line for each output that several inputs would write. */
+static void
+report_collisions (Check *c)
+{
+  GPtrArray *jobs = c->plan->jobs;
+  for (guint i = 0; i < c->n; i++)
     {
-      if (!collides[i])
+      if (!c->collides[i])
         continue;
       g_autoptr (GString) names = g_string_new (NULL);
       guint count = 0;
-      for (guint j = i;; j = next_same[j] - 1)
+      for (guint j = i;; j = c->next_same[j] - 1)
         {
           const StJob *job = jobs->pdata[j];
           g_string_append_printf (names, "%s%s", count++ ? ", " : "", st_job_name (job));
-          if (!next_same[j])
+          if (!c->next_same[j])
             break;
         }
-      plan_problem (plan->opt, &problems, "%s: the output of %u inputs: %s", ((StJob *) jobs->pdata[i])->output,
-                    count, names->str);
+      plan_problem (c->plan->opt, &c->problems, "%s: the output of %u inputs: %s",
+                    ((StJob *) jobs->pdata[i])->output, count, names->str);
     }
+}
 
-  if (problems)
-    {
-      if (problems > MAX_PLAN_LINES)
-        st_run_message (plan->opt, "(and %u more)", problems - MAX_PLAN_LINES);
-      g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
-                   "nothing was run: %u planned output%s would replace an input or be "
-                   "written from several inputs (choose another -o or --format, or rename "
-                   "the inputs)", problems, problems == 1 ? "" : "s");
-      return FALSE;
-    }
-  /* Drop the repeats, keeping the order. */
+/* Drops the repeats, keeping the order. */
+static void
+drop_repeats (Check *c)
+{
+  GPtrArray *jobs = c->plan->jobs;
   gsize len;
   gpointer *all = g_ptr_array_steal (jobs, &len);
   for (gsize i = 0; i < len; i++)
     {
-      if (drop[i])
+      if (c->drop[i])
         st_job_free (all[i]);
       else
         g_ptr_array_add (jobs, all[i]);
     }
   g_free (all);
+}
+
+/* Refuses a plan in which an output is an input (whether or not
+ * --overwrite was given: an input is never replaced, not even by its own
+ * output) or several inputs have one output, naming them through
+ * opt->message; drops a job planned twice (one file named twice, or a
+ * folder and a file in it); marks the jobs whose output exists as skipped
+ * unless --overwrite.  A classifier's jobs have no outputs; its
+ * predictions file (or NULL: standard output) is checked against the
+ * inputs. */
+static gboolean
+check_plan (Plan *plan, gboolean classify, const char *predictions, GError **error)
+{
+  const guint n = plan->jobs->len;
+  g_auto (Check) c = {
+    .plan = plan, .n = n, .ids = g_new0 (FileId, n), .has_id = g_new0 (gboolean, n),
+    .inputs = g_hash_table_new_full (file_id_hash, file_id_equal, g_free, NULL),
+    .next_same = g_new0 (guint, n), .drop = g_new0 (gboolean, n),
+    .collides = g_new0 (gboolean, n),
+  };
+  identify_inputs (&c);
+  GStatBuf st;
+  if (predictions && g_stat (predictions, &st) == 0)
+    {
+      const FileId out_id = { st.st_dev, st.st_ino };
+      const StJob *owner = g_hash_table_lookup (c.inputs, &out_id);
+      if (owner)
+        plan_problem (plan->opt, &c.problems,
+                      "%s: an input image; the predictions would replace it", owner->input);
+    }
+  if (!classify)
+    {
+      check_outputs (&c);
+      report_collisions (&c);
+    }
+  if (c.problems)
+    {
+      if (c.problems > MAX_PLAN_LINES)
+        st_run_message (plan->opt, "(and %u more)", c.problems - MAX_PLAN_LINES);
+      g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
+                   "nothing was run: %u planned output%s would replace an input or be "
+                   "written from several inputs (choose another -o or --format, or rename "
+                   "the inputs)", c.problems, c.problems == 1 ? "" : "s");
+      return FALSE;
+    }
+  drop_repeats (&c);
   return TRUE;
 }
 
@@ -406,10 +472,35 @@ typedef struct {
   const char *out_file;        /* the one output, otherwise */
 } Outputs;
 
+/* A classifier writes one predictions file: -o FILE, or standard output. */
+static gboolean
+resolve_predictions (const StRunOptions *opt, Outputs *outputs, GError **error)
+{
+  const char *o = opt->output;
+  *outputs = (Outputs) { .out_root = "." };
+  if (!o || strcmp (o, "-") == 0)
+    return TRUE;
+  if (g_file_test (o, G_FILE_TEST_IS_DIR) || ends_with_slash (o))
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
+                   "%s: is a folder; a classifier writes one predictions file (-o FILE.csv)", o);
+      return FALSE;
+    }
+  if (!opt->overwrite && g_file_test (o, G_FILE_TEST_EXISTS))
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_USAGE, "%s: exists (use --overwrite to replace it)", o);
+      return FALSE;
+    }
+  outputs->predictions = o;
+  return TRUE;
+}
+
 static gboolean
 resolve_outputs (const char *const *inputs, int n_inputs, const StRunOptions *opt,
                  gboolean classify, Outputs *outputs, GError **error)
 {
+  if (classify)
+    return resolve_predictions (opt, outputs, error);
   int n_stdin = 0;
   gboolean any_folder = FALSE;
   for (int i = 0; i < n_inputs; i++)
@@ -418,32 +509,10 @@ resolve_outputs (const char *const *inputs, int n_inputs, const StRunOptions *op
       any_folder |= g_file_test (inputs[i], G_FILE_TEST_IS_DIR);
     }
 
-  const char *predictions = NULL;  /* a classifier's file; NULL: stdout */
   const char *out_root = NULL;     /* the folder mirrored under, for folder runs */
   const char *out_file = NULL;     /* the one output, otherwise */
   const char *o = opt->output;
-  if (classify)
-    {
-      if (o && strcmp (o, "-") != 0)
-        {
-          if (g_file_test (o, G_FILE_TEST_IS_DIR) || ends_with_slash (o))
-            {
-              g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
-                           "%s: is a folder; a classifier writes one predictions file (-o FILE.csv)",
-                           o);
-              return FALSE;
-            }
-          if (!opt->overwrite && g_file_test (o, G_FILE_TEST_EXISTS))
-            {
-              g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
-                           "%s: exists (use --overwrite to replace it)", o);
-              return FALSE;
-            }
-          predictions = o;
-        }
-      out_root = ".";
-    }
-  else if (!o)
+  if (!o)
     {
       g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
                    "no output given (expected -o FILE, -o FOLDER/ or -o - for standard output)");
@@ -509,7 +578,7 @@ resolve_outputs (const char *const *inputs, int n_inputs, const StRunOptions *op
       out_file = o;
     }
 
-  *outputs = (Outputs) { predictions, out_root, out_file };
+  *outputs = (Outputs) { NULL, out_root, out_file };
   return TRUE;
 }
 
