@@ -45,6 +45,59 @@ check_picture_path (const char *option, const char *path, const char *image_path
   return TRUE;
 }
 
+/* IMAGE's colour: pipelines see colour only, as in `strata run`. */
+static StTensor *
+load_colour (const char *path, GError **error)
+{
+  StImageInfo info;
+  StTensor *image = st_image_load (path, ST_DEFAULT_MAX_PIXELS, &info, error);
+  if (image && info.has_alpha)
+    {
+      StTensor *colour = st_image_split_alpha (image, NULL);
+      st_tensor_free (image);
+      image = colour;
+    }
+  return image;
+}
+
+/* The table: each stage's kind, inputs, output shape, parameters and
+ * multiply-adds, and their totals, for input shape in. */
+static void
+print_stages (StPipeline *p, StShape in, gboolean fixed, gboolean has_image)
+{
+  printf ("%s%s%s\n", st_pipeline_name (p), st_pipeline_description (p) ? " — " : "",
+          st_pipeline_description (p) ? st_pipeline_description (p) : "");
+  printf ("input %dx%dx%d%s\n\n", in.c, in.h, in.w,
+          fixed ? "" : has_image ? " (a filter pipeline takes any image; shown for IMAGE)"
+                                 : " (a filter pipeline takes any image; shown for 3x256x256)");
+  printf ("%-16s %-14s %-16s %-14s %12s %16s\n", "STAGE", "KIND", "INPUT", "OUTPUT",
+          "PARAMS", "MULT-ADDS");
+  double total_params = 0, total_macs = 0;
+  gboolean any_floored = FALSE;
+  for (int i = 0; i < st_pipeline_n_stages (p); i++)
+    {
+      StStage *s = st_pipeline_stage (p, i);
+      double params = 0;
+      for (int k = 0; k < st_stage_n_params (s); k++)
+        params += st_tensor_numel (st_stage_get_param (s, k)->value);
+      total_params += params;
+      total_macs += s->macs;
+      g_autofree char *inputs = g_strjoinv (",", (char **) st_pipeline_stage_inputs (p, i));
+      g_autofree char *shape = g_strdup_printf ("%dx%dx%d%s", s->out_shape.c, s->out_shape.h,
+                                                s->out_shape.w, s->floored ? " *" : "");
+      g_autofree char *pc = format_count (params);
+      g_autofree char *mc = format_count (s->macs);
+      printf ("%-16s %-14s %-16s %-14s %12s %16s\n", s->name, s->kind->name, inputs, shape, pc, mc);
+      any_floored |= s->floored;
+    }
+  g_autofree char *tp = format_count (total_params);
+  g_autofree char *tm = format_count (total_macs);
+  printf ("%-16s %-14s %-16s %-14s %12s %16s\n", "total", "", "", "", tp, tm);
+  if (any_floored)
+    printf ("\n* output size rounded down: (W - F + 2P) / S is not a whole number, "
+            "so the last rows or columns of the input are not used.\n");
+}
+
 int
 cmd_inspect (int argc, char **argv)
 {
@@ -63,7 +116,7 @@ cmd_inspect (int argc, char **argv)
   g_autoptr (GOptionContext) octx = make_context ("PIPELINE [IMAGE]",
     "Prints a pipeline's stages, output shapes, parameters and multiply-adds.\n"
     "With IMAGE and -o, also draws every stage's output for that image; with\n"
-    "--weights-image, the filters of the first conv2d stage.", entries);
+    "--weights-image, the filters of the first convolution.", entries);
   /* Owned before parsing, so that a refused option frees those parsed before it. */
   g_autofree char *output_owned = NULL, *weights_owned = NULL, *weights_image_owned = NULL;
   gboolean parsed = parse_options (octx, &argc, &argv);
@@ -95,23 +148,11 @@ cmd_inspect (int argc, char **argv)
   StPipeline *p = st_pipeline_load (st_registry_get_default (), argv[1], &error);
   if (!p)
     return fail (error);
-  g_autoptr (StTensor) image = NULL;
-  if (image_path)
+  g_autoptr (StTensor) image = image_path ? load_colour (image_path, &error) : NULL;
+  if (image_path && !image)
     {
-      StImageInfo info;
-      image = st_image_load (image_path, ST_DEFAULT_MAX_PIXELS, &info, &error);
-      if (image && info.has_alpha)
-        {
-          /* Pipelines see colour only, as in `strata run`. */
-          StTensor *colour = st_image_split_alpha (image, NULL);
-          st_tensor_free (image);
-          image = colour;
-        }
-      if (!image)
-        {
-          st_pipeline_free (p);
-          return fail (error);
-        }
+      st_pipeline_free (p);
+      return fail (error);
     }
   StShape in;
   gboolean fixed = st_pipeline_fixed_input (p, &in);
@@ -125,37 +166,7 @@ cmd_inspect (int argc, char **argv)
       st_pipeline_free (p);
       return fail (error);
     }
-  printf ("%s%s%s\n", st_pipeline_name (p), st_pipeline_description (p) ? " — " : "",
-          st_pipeline_description (p) ? st_pipeline_description (p) : "");
-  printf ("input %dx%dx%d%s\n\n", in.c, in.h, in.w,
-          fixed ? "" : image ? " (a filter pipeline takes any image; shown for IMAGE)"
-                             : " (a filter pipeline takes any image; shown for 3x256x256)");
-  printf ("%-16s %-14s %-16s %-14s %12s %16s\n", "STAGE", "KIND", "INPUT", "OUTPUT",
-          "PARAMS", "MULT-ADDS");
-  double total_params = 0, total_macs = 0;
-  gboolean any_floored = FALSE;
-  for (int i = 0; i < st_pipeline_n_stages (p); i++)
-    {
-      StStage *s = st_pipeline_stage (p, i);
-      double params = 0;
-      for (int k = 0; k < st_stage_n_params (s); k++)
-        params += st_tensor_numel (st_stage_get_param (s, k)->value);
-      total_params += params;
-      total_macs += s->macs;
-      g_autofree char *inputs = g_strjoinv (",", (char **) st_pipeline_stage_inputs (p, i));
-      g_autofree char *shape = g_strdup_printf ("%dx%dx%d%s", s->out_shape.c, s->out_shape.h,
-                                                s->out_shape.w, s->floored ? " *" : "");
-      g_autofree char *pc = format_count (params);
-      g_autofree char *mc = format_count (s->macs);
-      printf ("%-16s %-14s %-16s %-14s %12s %16s\n", s->name, s->kind->name, inputs, shape, pc, mc);
-      any_floored |= s->floored;
-    }
-  g_autofree char *tp = format_count (total_params);
-  g_autofree char *tm = format_count (total_macs);
-  printf ("%-16s %-14s %-16s %-14s %12s %16s\n", "total", "", "", "", tp, tm);
-  if (any_floored)
-    printf ("\n* output size rounded down: (W - F + 2P) / S is not a whole number, "
-            "so the last rows or columns of the input are not used.\n");
+  print_stages (p, in, fixed, image != NULL);
   gboolean ok = TRUE;
   if (image)
     {

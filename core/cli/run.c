@@ -20,6 +20,27 @@ say_interrupted (gpointer user_data)
   (void) written;
 }
 
+/* --format: an image format, or (predictions_format) csv or jsonl. */
+static gboolean
+parse_format (const char *format, StRunOptions *opt, gboolean *predictions_format)
+{
+  if (g_ascii_strcasecmp (format, "png") == 0)
+    opt->format = ST_FORMAT_PNG;
+  else if (g_ascii_strcasecmp (format, "jpeg") == 0 || g_ascii_strcasecmp (format, "jpg") == 0)
+    opt->format = ST_FORMAT_JPEG;
+  else if (g_ascii_strcasecmp (format, "jsonl") == 0)
+    opt->jsonl = *predictions_format = TRUE;
+  else if (g_ascii_strcasecmp (format, "csv") == 0)
+    *predictions_format = TRUE;
+  else
+    {
+      fprintf (stderr, "strata run: --format: expected png, jpeg, csv or jsonl, found '%s'\n",
+               format);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 int
 cmd_run (int argc, char **argv)
 {
@@ -83,22 +104,8 @@ cmd_run (int argc, char **argv)
                        .progress = terminal_progress (quiet),
                        .interrupted = say_interrupted };
   gboolean predictions_format = FALSE;
-  if (format)
-    {
-      if (g_ascii_strcasecmp (format, "png") == 0)
-        opt.format = ST_FORMAT_PNG;
-      else if (g_ascii_strcasecmp (format, "jpeg") == 0 || g_ascii_strcasecmp (format, "jpg") == 0)
-        opt.format = ST_FORMAT_JPEG;
-      else if (g_ascii_strcasecmp (format, "jsonl") == 0)
-        opt.jsonl = predictions_format = TRUE;
-      else if (g_ascii_strcasecmp (format, "csv") == 0)
-        predictions_format = TRUE;
-      else
-        {
-          fprintf (stderr, "strata run: --format: expected png, jpeg, csv or jsonl, found '%s'\n", format);
-          return EXIT_USAGE;
-        }
-    }
+  if (format && !parse_format (format, &opt, &predictions_format))
+    return EXIT_USAGE;
   StPipeline *p = st_pipeline_load (st_registry_get_default (), argv[1], &error);
   if (!p)
     return fail (error);
