@@ -467,7 +467,7 @@ prepare_output_folder (const char *folder, GError **error)
  * inputs or a folder among them; otherwise it names the output image and
  * must end in .png, .jpg or .jpeg. */
 typedef struct {
-  const char *predictions;     /* a classifier's file; NULL: stdout */
+  const char *predictions;     /* a classifier's file; NULL: the predictions callback */
   const char *out_root;        /* the folder mirrored under, for folder runs */
   const char *out_file;        /* the one output, otherwise */
 } Outputs;

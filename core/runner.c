@@ -405,8 +405,8 @@ write_predictions (const StPipeline *p, GPtrArray *jobs, const StRunOptions *opt
     }
   if (!path)
     {
-      fputs (out->str, stdout);
-      fflush (stdout);
+      if (opt->predictions)
+        opt->predictions (out->str, opt->user_data);
       return TRUE;
     }
   StAtomicFile *file = st_atomic_file_new (path, ST_ERROR_IO, ST_ATOMIC_FILE_SYNC, error);

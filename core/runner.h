@@ -20,7 +20,7 @@ typedef struct {
   gboolean quiet;              /* no progress line (the summary is the caller's) */
   guint64 max_pixels;
   /* Classifiers (pipelines ending in class scores) write predictions to
-   * output ("-" or NULL: standard output) instead of images. */
+   * output ("-" or NULL: the predictions callback below) instead of images. */
   gboolean jsonl;              /* JSON lines instead of CSV */
   int top_k;                   /* labels listed per image; <= 0: 5 */
   /* An image of more than strip_min_pixels pixels runs in strips of
@@ -41,6 +41,9 @@ typedef struct {
   StProgressFunc progress;
   void (*interrupted) (gpointer user_data);
   gpointer user_data;
+  /* A classifier's whole table (CSV or JSON lines) when output is NULL or
+   * "-", for the caller to write to standard output; NULL: not written. */
+  void (*predictions) (const char *table, gpointer user_data);
 } StRunOptions;
 
 typedef struct {

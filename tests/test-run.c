@@ -950,6 +950,32 @@ test_interrupt (gconstpointer data)
   tu_remove_tree (tmp);
 }
 
+/* A classifier with no -o gives its table to the front end, which writes
+ * it on standard output; with -o -, the same. */
+static void
+test_predictions_on_stdout (void)
+{
+  g_autofree char *tmp = tu_make_tmpdir ("strata-run-XXXXXX");
+  g_autofree char *in = g_build_filename (tmp, "photo.png", NULL);
+  write_image (in, 3, 20, 30, 8);
+  /* Three channels of one pixel: class scores, nothing learnt. */
+  const char *classifier = "resize width=1 height=1";
+  for (int dash = 0; dash < 2; dash++)
+    {
+      TuResult r = dash ? tu_run (exe, "run", classifier, in, "-o", "-", "--random-weights",
+                                  "--quiet", NULL)
+                        : tu_run (exe, "run", classifier, in, "--random-weights", "--quiet",
+                                  NULL);
+      g_assert_cmpint (r.status, ==, 0);
+      g_autofree char *head = g_strdup_printf ("path,label,probability,label_2,probability_2,"
+                                               "label_3,probability_3\n%s,", in);
+      g_assert_true (g_str_has_prefix (r.out, head));
+      g_assert_cmpstr (r.err, ==, "");
+      tu_result_clear (&r);
+    }
+  tu_remove_tree (tmp);
+}
+
 /* Option values: the range is checked on the text, not after wrapping, and
  * the message names the option, the range and what was given. */
 static void
@@ -1036,6 +1062,7 @@ main (int argc, char **argv)
   g_test_add_func ("/run/option-ranges", test_option_ranges);
   g_test_add_func ("/run/option-parse-int", test_option_parse_int);
   g_test_add_func ("/run/progress", test_progress);
+  g_test_add_func ("/run/predictions-on-stdout", test_predictions_on_stdout);
   g_test_add_func ("/run/thread-start-failure", test_thread_start_failure);
   g_test_add_func ("/run/pool-bound", test_pool_bound);
   g_test_add_func ("/run/atomic-file", test_atomic_file);

@@ -9,6 +9,15 @@
 #include <string.h>
 #include <unistd.h>
 
+/* A classifier's predictions, when no file is named. */
+static void
+print_predictions (const char *table, gpointer user_data)
+{
+  (void) user_data;
+  fputs (table, stdout);
+  fflush (stdout);
+}
+
 /* In the signal handler: write(2) only. */
 static void
 say_interrupted (gpointer user_data)
@@ -102,7 +111,7 @@ cmd_run (int argc, char **argv)
                        .overwrite = overwrite, .quiet = quiet, .top_k = (int) top,
                        .max_pixels = (guint64) max_pixels, .message = print_message,
                        .progress = terminal_progress (quiet),
-                       .interrupted = say_interrupted };
+                       .interrupted = say_interrupted, .predictions = print_predictions };
   gboolean predictions_format = FALSE;
   if (format && !parse_format (format, &opt, &predictions_format))
     return EXIT_USAGE;
