@@ -1,4 +1,6 @@
-/* strata — the runner behind `strata run`: jobs, workers, progress. */
+/* strata — the runner behind `strata run`: workers taking the planned jobs
+ * (plan.c) one image at a time, whole or in strips (strips.c), signals,
+ * and a classifier's predictions table. */
 #include "runner.h"
 #include "atomic.h"
 #include "context.h"
@@ -12,6 +14,7 @@
 #include <signal.h>
 #include <string.h>
 
+/* One run: the jobs, handed out in order, and what is said meanwhile. */
 typedef struct {
   GMutex lock;
   GCond gate;                  /* workers wait here until every one has started */
