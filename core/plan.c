@@ -172,16 +172,10 @@ walk_folder (Plan *plan, const char *dir, const char *out_dir, const GStatBuf *s
     }
   g_array_append_val (plan->chain, id);
   g_ptr_array_add (plan->chain_paths, (gpointer) dir);
-  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
-  const char *name;
-  while ((name = g_dir_read_name (d)))
-    g_ptr_array_add (names, g_strdup (name));
-  g_ptr_array_sort (names, st_compare_strings);
+  g_autoptr (GPtrArray) names = st_dir_sorted_names (d);
   for (guint i = 0; i < names->len; i++)
     {
       const char *n = names->pdata[i];
-      if (n[0] == '.')
-        continue;
       g_autofree char *path = g_build_filename (dir, n, NULL);
       g_autofree char *out = g_build_filename (out_dir, n, NULL);
       GStatBuf s;
