@@ -1,13 +1,6 @@
-/* strata — labelled datasets: IDX files (MNIST, Fashion-MNIST) and image
- * folders with one subfolder per class.
- *
- * IDX (http://yann.lecun.com/exdb/mnist/): a big-endian header — two zero
- * bytes, an element type (0x08 = unsigned byte), the number of dimensions —
- * then one big-endian u32 per dimension, then the elements.  A file is
- * gunzipped on the fly when it starts with the gzip magic, whatever its name.
- * Data is read in growing chunks up to what the header declares, so a header
- * claiming billions of images in a small file costs no more memory than the
- * file holds.
+/* strata — labelled datasets: image folders with one subfolder per class,
+ * and what every dataset has (split, truncate, free); IDX files are read
+ * by idx.c.
  *
  * A dataset with n == 0 (only what st_dataset_split or st_dataset_truncate
  * can leave) has x == NULL and labels == NULL. */
@@ -22,495 +15,10 @@
 #include <gio/gio.h>
 #include <glib/gstdio.h>
 
-#define IDX_IMAGES_MAGIC 0x00000803u
-#define IDX_LABELS_MAGIC 0x00000801u
-
-/* Sanity limits on an IDX header, checked before anything is allocated: no
- * real dataset comes near them, and they keep every product in range. */
-#define IDX_MAX_SIDE 65536
-#define IDX_MAX_BYTES (G_GUINT64_CONSTANT (1) << 32)
-
-/* Trailing data is counted up to this many bytes, then reported as "at
- * least" that. */
-#define IDX_MAX_TRAILING_COUNTED (1u << 20)
-
-/* First read of the element data; the buffer doubles from there. */
-#define IDX_FIRST_CHUNK (1u << 20)
-
 /* Folders nested deeper than this inside a class folder are not searched
  * (links are followed, and loops are caught by inode, but a tree this deep
  * is no image collection). */
 #define FOLDER_MAX_DEPTH 32
-
-/* ---- Reading an IDX file ------------------------------------------------- */
-
-typedef struct {
-  const char *path;
-  GInputStream *stream;        /* the file, or a decompressor over it */
-  gboolean gzip;
-  guint64 file_size;           /* bytes on disk */
-} IdxFile;
-
-static void
-idx_file_clear (IdxFile *f)
-{
-  g_clear_object (&f->stream);
-}
-
-G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (IdxFile, idx_file_clear)
-
-/* Sets error to "PATH: message" from a stream read error, telling a corrupt
- * or cut-short gzip stream from an I/O failure. */
-static void
-set_read_error (const IdxFile *f, GError *local, GError **error)
-{
-  if (f->gzip && g_error_matches (local, G_IO_ERROR, G_IO_ERROR_PARTIAL_INPUT))
-    g_set_error (error, ST_ERROR, ST_ERROR_DATA, "%s: corrupt gzip stream (it ends early)",
-                 f->path);
-  else if (f->gzip && g_error_matches (local, G_IO_ERROR, G_IO_ERROR_INVALID_DATA))
-    g_set_error (error, ST_ERROR, ST_ERROR_DATA, "%s: corrupt gzip stream (%s)",
-                 f->path, local->message);
-  else
-    g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot read: %s", f->path, local->message);
-  g_error_free (local);
-}
-
-/* Reads up to size bytes; *got < size only at the end of the data. */
-static gboolean
-idx_read (IdxFile *f, void *buf, gsize size, gsize *got, GError **error)
-{
-  GError *local = NULL;
-  if (!g_input_stream_read_all (f->stream, buf, size, got, NULL, &local))
-    {
-      set_read_error (f, local, error);
-      return FALSE;
-    }
-  return TRUE;
-}
-
-static gboolean
-idx_open (IdxFile *f, const char *path, GError **error)
-{
-  f->path = path;
-  f->stream = NULL;
-  f->gzip = FALSE;
-
-  g_autoptr (GFile) file = g_file_new_for_path (path);
-  GError *local = NULL;
-  g_autoptr (GFileInputStream) fin = g_file_read (file, NULL, &local);
-  if (!fin)
-    {
-      if (g_error_matches (local, G_IO_ERROR, G_IO_ERROR_NOT_FOUND))
-        g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: no such file", path);
-      else if (g_error_matches (local, G_IO_ERROR, G_IO_ERROR_IS_DIRECTORY))
-        g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: is a folder, not an IDX file", path);
-      else
-        g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot open: %s", path, local->message);
-      g_error_free (local);
-      return FALSE;
-    }
-
-  g_autoptr (GFileInfo) info = g_file_input_stream_query_info (fin, G_FILE_ATTRIBUTE_STANDARD_SIZE,
-                                                               NULL, NULL);
-  f->file_size = info ? (guint64) g_file_info_get_size (info) : G_MAXUINT64;
-
-  /* Sniff the gzip magic, then rewind: a file stream is seekable. */
-  guint8 magic[2];
-  gsize got = 0;
-  f->stream = G_INPUT_STREAM (g_object_ref (fin));
-  if (!idx_read (f, magic, sizeof magic, &got, error))
-    return FALSE;
-  if (!g_seekable_seek (G_SEEKABLE (fin), 0, G_SEEK_SET, NULL, &local))
-    {
-      set_read_error (f, local, error);
-      return FALSE;
-    }
-  if (got == 2 && magic[0] == 0x1f && magic[1] == 0x8b)
-    {
-      g_autoptr (GZlibDecompressor) z = g_zlib_decompressor_new (G_ZLIB_COMPRESSOR_FORMAT_GZIP);
-      g_object_unref (f->stream);
-      f->stream = g_converter_input_stream_new (G_INPUT_STREAM (fin), G_CONVERTER (z));
-      f->gzip = TRUE;
-    }
-  return TRUE;
-}
-
-static const char *
-idx_type_name (guint type)
-{
-  switch (type)
-    {
-    case 0x08: return "unsigned byte";
-    case 0x09: return "signed byte";
-    case 0x0b: return "int16";
-    case 0x0c: return "int32";
-    case 0x0d: return "float32";
-    case 0x0e: return "float64";
-    default: return NULL;
-    }
-}
-
-/* Reads and checks the header of an IDX file of unsigned bytes with
- * expected_magic (which fixes the number of dimensions, at most 3), into
- * dims.  what: "image" or "labels", for messages. */
-static gboolean
-idx_read_header (IdxFile *f, guint32 expected_magic, const char *what,
-                 guint32 dims[3], GError **error)
-{
-  const guint n_dims = expected_magic & 0xff;
-  guint8 head[4 + 4 * 3];
-  gsize want = 4 + 4 * n_dims, got = 0;
-  if (!idx_read (f, head, want, &got, error))
-    return FALSE;
-  if (got < 4)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                   "%s: not an IDX %s file (only %" G_GSIZE_FORMAT " bytes)", f->path, what, got);
-      return FALSE;
-    }
-  guint32 magic = (guint32) head[0] << 24 | (guint32) head[1] << 16
-                  | (guint32) head[2] << 8 | head[3];
-  const char *type = idx_type_name (head[2]);
-  if (head[0] != 0 || head[1] != 0 || !type || head[3] != n_dims)
-    {
-      /* A labels file given for images (or the other way round) is the
-       * likely mistake: say so. */
-      const char *hint = "";
-      if (magic == IDX_LABELS_MAGIC)
-        hint = "; this is an IDX labels file";
-      else if (magic == IDX_IMAGES_MAGIC)
-        hint = "; this is an IDX image file";
-      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                   "%s: not an IDX %s file (magic 0x%08x, expected 0x%08x%s)",
-                   f->path, what, magic, expected_magic, hint);
-      return FALSE;
-    }
-  if (head[2] != 0x08)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                   "%s: IDX elements are %s (type 0x%02x), expected unsigned bytes (0x08)",
-                   f->path, type, head[2]);
-      return FALSE;
-    }
-  if (got < want)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                   "%s: truncated IDX header (%" G_GSIZE_FORMAT " bytes, expected %" G_GSIZE_FORMAT ")",
-                   f->path, got, want);
-      return FALSE;
-    }
-  for (guint i = 0; i < n_dims; i++)
-    {
-      const guint8 *p = head + 4 + 4 * i;
-      dims[i] = (guint32) p[0] << 24 | (guint32) p[1] << 16 | (guint32) p[2] << 8 | p[3];
-    }
-  return TRUE;
-}
-
-/* Reads exactly size bytes of element data into a new buffer, then checks
- * that nothing follows.  contents: what the header declares, as "60000
- * images of 28x28", for messages. */
-static guint8 *
-idx_read_data (IdxFile *f, gsize size, const char *contents, GError **error)
-{
-  gsize cap = MIN (size, IDX_FIRST_CHUNK), filled = 0;
-  guint8 *buf = g_malloc (cap);
-  for (;;)
-    {
-      gsize got = 0;
-      if (!idx_read (f, buf + filled, cap - filled, &got, error))
-        {
-          g_free (buf);
-          return NULL;
-        }
-      filled += got;
-      if (filled < cap)
-        {
-          g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                       "%s: declares %s but holds only %" G_GSIZE_FORMAT " bytes of the %"
-                       G_GSIZE_FORMAT " needed", f->path, contents, filled, size);
-          g_free (buf);
-          return NULL;
-        }
-      if (filled == size)
-        break;
-      cap = size - cap > cap ? 2 * cap : size;
-      buf = g_realloc (buf, cap);
-    }
-
-  /* Anything after the declared data means the header and the data do not
-   * agree; count some of it (in a small buffer) so the message says how
-   * much, but stop there: a compressed tail may inflate to gigabytes. */
-  guint64 extra = 0;
-  gboolean more = FALSE;
-  guint8 scratch[65536];
-  for (;;)
-    {
-      gsize got = 0;
-      if (!idx_read (f, scratch, sizeof scratch, &got, error))
-        {
-          g_free (buf);
-          return NULL;
-        }
-      extra += got;
-      if (got < sizeof scratch)
-        break;
-      if (extra >= IDX_MAX_TRAILING_COUNTED)
-        {
-          more = TRUE;
-          break;
-        }
-    }
-  if (extra > 0)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                   "%s: %s%" G_GUINT64_FORMAT " byte%s of trailing data after the %" G_GSIZE_FORMAT
-                   " bytes the header declares (%s)", f->path, more ? "at least " : "",
-                   extra, extra == 1 ? "" : "s", size, contents);
-      g_free (buf);
-      return NULL;
-    }
-  return buf;
-}
-
-/* Opens an IDX image file and reads its header: n images of h x w,
- * checked against strata's sanity limits. */
-static gboolean
-idx_open_images (IdxFile *f, const char *path, guint32 *n_out, guint32 *h_out, guint32 *w_out,
-                 GError **error)
-{
-  guint32 dims[3];
-  if (!idx_open (f, path, error)
-      || !idx_read_header (f, IDX_IMAGES_MAGIC, "image", dims, error))
-    return FALSE;
-  guint32 n = dims[0], h = dims[1], w = dims[2];
-  if (n == 0 || h == 0 || w == 0)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                   "%s: declares %u images of %ux%u: no data", path, n, h, w);
-      return FALSE;
-    }
-  /* h * w < 2^33 here, so nothing below overflows. */
-  if (n > G_MAXINT || h > IDX_MAX_SIDE || w > IDX_MAX_SIDE
-      || (guint64) h * w > IDX_MAX_BYTES / n
-      || (guint64) n * h * w > G_MAXSIZE / sizeof (float))
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                   "%s: declares %u images of %ux%u, more than strata accepts "
-                   "(at most %d pixels a side and %" G_GUINT64_FORMAT " bytes in all)",
-                   path, n, h, w, IDX_MAX_SIDE, IDX_MAX_BYTES);
-      return FALSE;
-    }
-  *n_out = n;
-  *h_out = h;
-  *w_out = w;
-  return TRUE;
-}
-
-/* What the header declares must fit the memory bound (the bytes as read
- * plus the floats they become) and, for an uncompressed file, the file:
- * both are known before a byte of data is read. */
-static gboolean
-idx_check_declared (const IdxFile *f, guint64 header_bytes, guint64 elements,
-                    gsize element_memory, const char *contents, GError **error)
-{
-  if (!f->gzip && f->file_size != G_MAXUINT64 && f->file_size < header_bytes + elements)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                   "%s: declares %s but holds only %" G_GUINT64_FORMAT " bytes of the %"
-                   G_GUINT64_FORMAT " needed", f->path, contents,
-                   f->file_size - MIN (f->file_size, header_bytes), elements);
-      return FALSE;
-    }
-  guint64 memory = elements * (1 + element_memory);
-  if (memory > st_memory_limit ())
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_MEMORY,
-                   "%s: declares %s, which take %" G_GUINT64_FORMAT " bytes of memory, more "
-                   "than the limit of %" G_GUINT64_FORMAT " bytes (--max-memory)",
-                   f->path, contents, memory, st_memory_limit ());
-      return FALSE;
-    }
-  return TRUE;
-}
-
-/* [N, 1, H, W] of byte / 255.  expected_n: the number of labels, checked
- * before the data is read (0: any). */
-static StTensor *
-idx_load_images (const char *path, guint32 expected_n, const char *labels_path, GError **error)
-{
-  g_auto (IdxFile) f = { 0 };
-  guint32 n, h, w;
-  if (!idx_open_images (&f, path, &n, &h, &w, error))
-    return NULL;
-  if (expected_n && n != expected_n)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                   "%s: labels file has %u labels, images file has %u images (%s)",
-                   labels_path, expected_n, n, path);
-      return NULL;
-    }
-  gsize size = (gsize) n * h * w;
-  g_autofree char *contents = g_strdup_printf ("%u images of %ux%u", n, h, w);
-  if (!idx_check_declared (&f, 16, size, sizeof (float), contents, error))
-    return NULL;
-  g_autofree guint8 *bytes = idx_read_data (&f, size, contents, error);
-  if (!bytes)
-    return NULL;
-  float table[256];
-  for (int i = 0; i < 256; i++)
-    table[i] = (float) i / 255.0f;
-  StTensor *x = st_tensor_new ((StShape) { (int) n, 1, (int) h, (int) w }, error);
-  if (x)
-    for (gsize i = 0; i < size; i++)
-      x->data[i] = table[bytes[i]];
-  return x;
-}
-
-static int *
-idx_load_labels (const char *path, int *n_out, GError **error)
-{
-  g_auto (IdxFile) f = { 0 };
-  guint32 dims[3];
-  if (!idx_open (&f, path, error)
-      || !idx_read_header (&f, IDX_LABELS_MAGIC, "labels", dims, error))
-    return NULL;
-  guint32 n = dims[0];
-  if (n == 0)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_DATA, "%s: declares no labels", path);
-      return NULL;
-    }
-  if (n > G_MAXINT)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                   "%s: declares %u labels, more than strata accepts", path, n);
-      return NULL;
-    }
-  g_autofree char *contents = g_strdup_printf ("%u labels", n);
-  if (!idx_check_declared (&f, 8, n, sizeof (int), contents, error))
-    return NULL;
-  g_autofree guint8 *bytes = idx_read_data (&f, n, contents, error);
-  if (!bytes)
-    return NULL;
-  int *labels = g_new (int, n);
-  for (guint32 i = 0; i < n; i++)
-    labels[i] = bytes[i];
-  *n_out = (int) n;
-  return labels;
-}
-
-StDataset *
-st_dataset_load_idx (const char *images_path, const char *labels_path, GError **error)
-{
-  g_return_val_if_fail (images_path && labels_path, NULL);
-
-  /* Labels first: they are small, and a bad labels file is reported
-   * without decompressing 47 MB of images. */
-  int n_labels = 0;
-  g_autofree int *labels = idx_load_labels (labels_path, &n_labels, error);
-  if (!labels)
-    return NULL;
-  g_autoptr (StTensor) x = idx_load_images (images_path, (guint32) n_labels, labels_path, error);
-  if (!x)
-    return NULL;
-
-  StDataset *ds = g_new0 (StDataset, 1);
-  ds->n = n_labels;
-  int max = 0;
-  for (int i = 0; i < n_labels; i++)
-    max = MAX (max, labels[i]);
-  ds->n_classes = max + 1;
-  ds->x = g_steal_pointer (&x);
-  ds->labels = g_steal_pointer (&labels);
-  return ds;
-}
-
-/* DIR/NAME or DIR/NAME.gz for the first of names that exists, else NULL. */
-static char *
-find_idx (const char *dir, const char *const *names)
-{
-  for (int i = 0; names[i]; i++)
-    for (int gz = 0; gz < 2; gz++)
-      {
-        g_autofree char *base = g_strconcat (names[i], gz ? ".gz" : "", NULL);
-        char *path = g_build_filename (dir, base, NULL);
-        if (g_file_test (path, G_FILE_TEST_IS_REGULAR))
-          return path;
-        g_free (path);
-      }
-  return NULL;
-}
-
-/* The images and labels files of DIR's training or test set, or FALSE
- * with error saying which are missing. */
-static gboolean
-find_idx_pair (const char *dir, gboolean test_set, char **images_out, char **labels_out,
-               GError **error)
-{
-  if (!g_file_test (dir, G_FILE_TEST_IS_DIR))
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_IO,
-                   g_file_test (dir, G_FILE_TEST_EXISTS) ? "%s: not a folder" : "%s: no such folder",
-                   dir);
-      return FALSE;
-    }
-  const char *prefix = test_set ? "t10k" : "train";
-  /* Some copies (Kaggle's) write ".idx3" for "-idx3"; take both. */
-  g_autofree char *img_name = g_strdup_printf ("%s-images-idx3-ubyte", prefix);
-  g_autofree char *img_alt = g_strdup_printf ("%s-images.idx3-ubyte", prefix);
-  g_autofree char *lab_name = g_strdup_printf ("%s-labels-idx1-ubyte", prefix);
-  g_autofree char *lab_alt = g_strdup_printf ("%s-labels.idx1-ubyte", prefix);
-  const char *img_names[] = { img_name, img_alt, NULL };
-  const char *lab_names[] = { lab_name, lab_alt, NULL };
-  g_autofree char *images = find_idx (dir, img_names);
-  g_autofree char *labels = find_idx (dir, lab_names);
-  if (!images && !labels)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_IO,
-                   "%s: no MNIST-style %s files here: looked for %s and %s, "
-                   "each with or without .gz", dir, test_set ? "test-set" : "training-set",
-                   img_name, lab_name);
-      return FALSE;
-    }
-  if (!images || !labels)
-    {
-      g_autofree char *found = g_path_get_basename (images ? images : labels);
-      g_set_error (error, ST_ERROR, ST_ERROR_IO,
-                   "%s: found %s but not %s (with or without .gz)", dir, found,
-                   images ? lab_name : img_name);
-      return FALSE;
-    }
-  *images_out = g_steal_pointer (&images);
-  *labels_out = g_steal_pointer (&labels);
-  return TRUE;
-}
-
-StDataset *
-st_dataset_load_idx_dir (const char *dir, gboolean test_set, GError **error)
-{
-  g_return_val_if_fail (dir != NULL, NULL);
-  g_autofree char *images = NULL, *labels = NULL;
-  if (!find_idx_pair (dir, test_set, &images, &labels, error))
-    return NULL;
-  return st_dataset_load_idx (images, labels, error);
-}
-
-gboolean
-st_dataset_idx_dir_image_shape (const char *dir, gboolean test_set, StShape *image,
-                                GError **error)
-{
-  g_return_val_if_fail (dir != NULL && image != NULL, FALSE);
-  g_autofree char *images = NULL, *labels = NULL;
-  if (!find_idx_pair (dir, test_set, &images, &labels, error))
-    return FALSE;
-  g_auto (IdxFile) f = { 0 };
-  guint32 n, h, w;
-  if (!idx_open_images (&f, images, &n, &h, &w, error))
-    return FALSE;
-  *image = (StShape) { 1, 1, (int) h, (int) w };
-  return TRUE;
-}
 
 /* ---- Image folders ----------------------------------------------------- */
 
@@ -566,26 +74,66 @@ first_visit (const char *dir, GHashTable *visited)
   return g_hash_table_add (visited, key);
 }
 
-/* Appends every PNG or JPEG under dir (recursively) to paths, searching
- * each folder once however many links lead to it; dir itself (depth 0, a
- * class folder) is marked by the caller.  A folder that cannot be listed
- * is reported like an unreadable image. */
+/* One st_dataset_load_folder call: what it was given and what it found. */
+typedef struct {
+  const char *dir;
+  StSampleFunc convert;
+  StMessageFunc message;
+  gpointer user_data;
+  guint64 max_pixels;
+  char **classes;              /* the class names, in label order */
+  GPtrArray *class_folders;    /* where each class's images are (NULL: none) */
+  GPtrArray *paths;            /* every image, class by class */
+  GArray *path_class;          /* the label of each path */
+  guint n_skipped;
+} FolderLoad;
+
 static void
-collect_images (const char *dir, int depth, GHashTable *visited, GPtrArray *paths,
-                guint *n_skipped)
+folder_load_clear (FolderLoad *load)
+{
+  g_strfreev (load->classes);
+  g_clear_pointer (&load->class_folders, g_ptr_array_unref);
+  g_clear_pointer (&load->paths, g_ptr_array_unref);
+  g_clear_pointer (&load->path_class, g_array_unref);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (FolderLoad, folder_load_clear)
+
+static void
+folder_say (const FolderLoad *load, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
+
+/* A file or folder passed over, said through load->message. */
+static void
+folder_say (const FolderLoad *load, const char *fmt, ...)
+{
+  if (!load->message)
+    return;
+  va_list ap;
+  va_start (ap, fmt);
+  g_autofree char *line = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  load->message (line, load->user_data);
+}
+
+/* Appends every PNG or JPEG under dir (recursively) to load->paths,
+ * searching each folder once however many links lead to it; dir itself
+ * (depth 0, a class folder) is marked by the caller.  A folder that cannot
+ * be listed is reported like an unreadable image. */
+static void
+collect_images (FolderLoad *load, const char *dir, int depth, GHashTable *visited)
 {
   if (depth > 0 && !first_visit (dir, visited))
     {
-      fprintf (stderr, "%s: a folder already searched (a link loop?); not searched again\n", dir);
+      folder_say (load, "%s: a folder already searched (a link loop?); not searched again", dir);
       return;
     }
   GError *local = NULL;
   g_autoptr (GDir) d = g_dir_open (dir, 0, &local);
   if (!d)
     {
-      fprintf (stderr, "%s: cannot open folder: %s\n", dir, local->message);
+      folder_say (load, "%s: cannot open folder: %s", dir, local->message);
       g_error_free (local);
-      (*n_skipped)++;
+      load->n_skipped++;
       return;
     }
   const char *name;
@@ -597,19 +145,273 @@ collect_images (const char *dir, int depth, GHashTable *visited, GPtrArray *path
       if (g_file_test (path, G_FILE_TEST_IS_DIR))
         {
           if (depth < FOLDER_MAX_DEPTH)
-            collect_images (path, depth + 1, visited, paths, n_skipped);
+            collect_images (load, path, depth + 1, visited);
           g_free (path);
         }
       else if (st_image_format_from_name (name) != ST_FORMAT_UNKNOWN)
-        g_ptr_array_add (paths, path);
+        g_ptr_array_add (load->paths, path);
       else
         g_free (path);
     }
 }
 
+/* The classes are class_names, in that order: each subfolder of the
+ * top folder must be one of them (by st_dataset_folder_name), and no two
+ * may be the same class. */
+static gboolean
+map_listed_classes (FolderLoad *load, GPtrArray *folders, const char *const *class_names,
+                    GError **error)
+{
+  const char *dir = load->dir;
+  char **classes = load->classes = g_strdupv ((char **) class_names);
+  guint n = g_strv_length (classes);
+  g_ptr_array_set_size (load->class_folders, n);
+  g_autoptr (GHashTable) by_folder = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  for (guint c = 0; c < n; c++)
+    {
+      char *safe = st_dataset_folder_name (classes[c]);
+      gpointer other;
+      if (g_hash_table_lookup_extended (by_folder, safe, NULL, &other))
+        {
+          g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                       "%s: classes '%s' and '%s' both have the folder name '%s'", dir,
+                       classes[GPOINTER_TO_UINT (other)], classes[c], safe);
+          g_free (safe);
+          return FALSE;
+        }
+      g_hash_table_insert (by_folder, safe, GUINT_TO_POINTER (c));
+    }
+  /* Folder names are mapped too, so that a folder named exactly as the
+   * label (where the file system allows it) matches as well. */
+  for (guint i = 0; i < folders->len; i++)
+    {
+      const char *folder = folders->pdata[i];
+      g_autofree char *safe = st_dataset_folder_name (folder);
+      gpointer value;
+      if (!g_hash_table_lookup_extended (by_folder, safe, NULL, &value))
+        {
+          g_autofree char *path = g_build_filename (dir, folder, NULL);
+          g_autoptr (GString) list = g_string_new (NULL);
+          for (guint c = 0; c < n; c++)
+            {
+              g_autofree char *name = st_dataset_folder_name (classes[c]);
+              g_string_append_printf (list, "%s'%s'", c ? ", " : "", name);
+            }
+          g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                       "%s: folder '%s' is not one of the %u classes (%s); a label's "
+                       "folder has '_' for each of / \\ : * ? \" < > | and control "
+                       "characters", path, folder, n, list->str);
+          return FALSE;
+        }
+      guint c = GPOINTER_TO_UINT (value);
+      if (load->class_folders->pdata[c])
+        {
+          g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                       "%s: folders '%s' and '%s' both hold class '%s'", dir,
+                       (const char *) load->class_folders->pdata[c], folder, classes[c]);
+          return FALSE;
+        }
+      load->class_folders->pdata[c] = g_strdup (folder);
+    }
+  return TRUE;
+}
+
+/* The classes are the subfolders, sorted. */
+static gboolean
+map_found_classes (FolderLoad *load, GPtrArray *folders, GError **error)
+{
+  if (folders->len == 0)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: no class subfolders (expected DIR/CLASS/image.png ...)", load->dir);
+      return FALSE;
+    }
+  load->classes = g_new0 (char *, folders->len + 1);
+  for (guint i = 0; i < folders->len; i++)
+    {
+      load->classes[i] = g_strdup (folders->pdata[i]);
+      g_ptr_array_add (load->class_folders, g_strdup (folders->pdata[i]));
+    }
+  return TRUE;
+}
+
+/* Every path, class by class, sorted within each class. */
+static gboolean
+collect_class_images (FolderLoad *load, GError **error)
+{
+  const char *dir = load->dir;
+  /* The top folder and every class folder are marked first: a link to
+   * one of them from inside a class would search it again or give its
+   * images to the wrong class. */
+  g_autoptr (GHashTable) visited = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  first_visit (dir, visited);
+  for (guint c = 0; c < load->class_folders->len; c++)
+    if (load->class_folders->pdata[c])
+      {
+        g_autofree char *sub = g_build_filename (dir, load->class_folders->pdata[c], NULL);
+        first_visit (sub, visited);
+      }
+  GPtrArray *paths = load->paths;
+  for (int c = 0; c < (int) load->class_folders->len; c++)
+    {
+      if (!load->class_folders->pdata[c])
+        continue;            /* a listed class without a folder: no samples */
+      g_autofree char *sub = g_build_filename (dir, load->class_folders->pdata[c], NULL);
+      guint first = paths->len;
+      collect_images (load, sub, 0, visited);
+      if (paths->len > first)
+        qsort (paths->pdata + first, paths->len - first, sizeof (gpointer), st_compare_strings);
+      for (guint i = first; i < paths->len; i++)
+        g_array_append_val (load->path_class, c);
+    }
+  if (paths->len == 0)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: no images (*.png, *.jpg, *.jpeg) in its class folders", dir);
+      return FALSE;
+    }
+  if (paths->len > G_MAXINT)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA, "%s: %u images, too many", dir, paths->len);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* The sample of one image: NULL with error unset when the file cannot be
+ * read (said and skipped), NULL with error set when the data is wrong. */
+static StTensor *
+read_sample (FolderLoad *load, const char *path, GError **error)
+{
+  GError *local = NULL;
+  g_autoptr (StTensor) image = st_image_load (path, load->max_pixels, NULL, &local);
+  if (!image)
+    {
+      /* st_image_load's messages already start with the path. */
+      folder_say (load, "%s", local->message);
+      g_error_free (local);
+      load->n_skipped++;
+      return NULL;
+    }
+  g_autoptr (StTensor) sample = NULL;
+  if (load->convert)
+    {
+      sample = load->convert (image, load->user_data, &local);
+      if (!sample)
+        {
+          if (g_str_has_prefix (local->message, path))
+            g_propagate_error (error, local);
+          else
+            {
+              g_set_error (error, local->domain, local->code, "%s: %s", path, local->message);
+              g_error_free (local);
+            }
+          return NULL;
+        }
+    }
+  else
+    sample = g_steal_pointer (&image);
+  if (sample->shape.n != 1)
+    {
+      char got[64];
+      g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
+                   "%s: sample shape %s is not one image (expected 1xCxHxW)", path,
+                   st_shape_format (sample->shape, got, sizeof got));
+      return NULL;
+    }
+  return g_steal_pointer (&sample);
+}
+
+/* x for every path, sized by the first sample, within the memory limit. */
+static StTensor *
+new_samples (const FolderLoad *load, const StTensor *sample, GError **error)
+{
+  StShape s = sample->shape;
+  const guint n = load->paths->len;
+  s.n = (int) n;
+  guint64 bytes = 0;
+  if (!g_uint64_checked_mul (&bytes, st_tensor_numel (sample) * sizeof (float), n)
+      || bytes > st_memory_limit ())
+    {
+      char got[64];
+      g_set_error (error, ST_ERROR, ST_ERROR_MEMORY,
+                   "%s: %u images of samples %s would take %" G_GUINT64_FORMAT " bytes, "
+                   "more than the limit of %" G_GUINT64_FORMAT " bytes (--max-memory)",
+                   load->dir, n, st_shape_format (sample->shape, got, sizeof got),
+                   bytes, st_memory_limit ());
+      return NULL;
+    }
+  return st_tensor_new (s, error);
+}
+
+/* Reads every path into a dataset.  x is sized for every file once the
+ * first sample fixes the shape, and shrunk at the end if some were
+ * skipped: one copy of the data at most. */
+static StDataset *
+read_samples (FolderLoad *load, GError **error)
+{
+  GPtrArray *paths = load->paths;
+  g_autoptr (StTensor) x = NULL;
+  g_autofree int *labels = g_new (int, paths->len);
+  gsize sample_numel = 0;
+  int n = 0;
+  for (guint i = 0; i < paths->len; i++)
+    {
+      const char *path = paths->pdata[i];
+      GError *local = NULL;
+      g_autoptr (StTensor) sample = read_sample (load, path, &local);
+      if (!sample && local)
+        {
+          g_propagate_error (error, local);
+          return NULL;
+        }
+      if (!sample)
+        continue;
+      if (!x)
+        {
+          x = new_samples (load, sample, error);
+          if (!x)
+            return NULL;
+          sample_numel = st_tensor_numel (sample);
+        }
+      else if (sample->shape.c != x->shape.c || sample->shape.h != x->shape.h
+               || sample->shape.w != x->shape.w)
+        {
+          StShape first = x->shape;
+          first.n = 1;
+          char got[64], want[64];
+          g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
+                       "%s: sample shape %s differs from the first image's %s", path,
+                       st_shape_format (sample->shape, got, sizeof got),
+                       st_shape_format (first, want, sizeof want));
+          return NULL;
+        }
+      memcpy (x->data + (gsize) n * sample_numel, sample->data, sample_numel * sizeof (float));
+      labels[n++] = g_array_index (load->path_class, int, i);
+    }
+  if (n == 0)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: none of the %u images found could be read", load->dir, paths->len);
+      return NULL;
+    }
+  if (n < x->shape.n)
+    {
+      StTensor *small = st_tensor_new0 (n, x->shape.c, x->shape.h, x->shape.w);
+      memcpy (small->data, x->data, (gsize) n * sample_numel * sizeof (float));
+      st_tensor_free (x);
+      x = small;
+    }
+  StDataset *ds = g_new0 (StDataset, 1);
+  ds->x = g_steal_pointer (&x);
+  ds->labels = g_steal_pointer (&labels);
+  ds->n = n;
+  return ds;
+}
+
 StDataset *
 st_dataset_load_folder (const char *dir, const char *const *class_names,
-                        StSampleFunc convert, gpointer user_data,
+                        StSampleFunc convert, StMessageFunc message, gpointer user_data,
                         guint64 max_pixels, GError **error)
 {
   g_return_val_if_fail (dir != NULL, NULL);
@@ -624,222 +426,23 @@ st_dataset_load_folder (const char *dir, const char *const *class_names,
   g_autoptr (GPtrArray) folders = list_subfolders (dir, error);
   if (!folders)
     return NULL;
-
-  /* classes: the names; class_folders: where each class's images are
-   * (NULL where a class has no folder). */
-  g_auto (GStrv) classes = NULL;
-  g_autoptr (GPtrArray) class_folders = g_ptr_array_new_with_free_func (g_free);
-  if (class_names)
-    {
-      classes = g_strdupv ((char **) class_names);
-      guint n = g_strv_length (classes);
-      g_ptr_array_set_size (class_folders, n);
-      g_autoptr (GHashTable) by_folder = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-      for (guint c = 0; c < n; c++)
-        {
-          char *safe = st_dataset_folder_name (classes[c]);
-          gpointer other;
-          if (g_hash_table_lookup_extended (by_folder, safe, NULL, &other))
-            {
-              g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                           "%s: classes '%s' and '%s' both have the folder name '%s'", dir,
-                           classes[GPOINTER_TO_UINT (other)], classes[c], safe);
-              g_free (safe);
-              return NULL;
-            }
-          g_hash_table_insert (by_folder, safe, GUINT_TO_POINTER (c));
-        }
-      /* Folder names are mapped too, so that a folder named exactly as the
-       * label (where the file system allows it) matches as well. */
-      for (guint i = 0; i < folders->len; i++)
-        {
-          const char *folder = folders->pdata[i];
-          g_autofree char *safe = st_dataset_folder_name (folder);
-          gpointer value;
-          if (!g_hash_table_lookup_extended (by_folder, safe, NULL, &value))
-            {
-              g_autofree char *path = g_build_filename (dir, folder, NULL);
-              GString *list = g_string_new (NULL);
-              for (guint c = 0; c < n; c++)
-                {
-                  g_autofree char *name = st_dataset_folder_name (classes[c]);
-                  g_string_append_printf (list, "%s'%s'", c ? ", " : "", name);
-                }
-              g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                           "%s: folder '%s' is not one of the %u classes (%s); a label's "
-                           "folder has '_' for each of / \\ : * ? \" < > | and control "
-                           "characters", path, folder, n, list->str);
-              g_string_free (list, TRUE);
-              return NULL;
-            }
-          guint c = GPOINTER_TO_UINT (value);
-          if (class_folders->pdata[c])
-            {
-              g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                           "%s: folders '%s' and '%s' both hold class '%s'", dir,
-                           (const char *) class_folders->pdata[c], folder, classes[c]);
-              return NULL;
-            }
-          class_folders->pdata[c] = g_strdup (folder);
-        }
-    }
-  else
-    {
-      if (folders->len == 0)
-        {
-          g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                       "%s: no class subfolders (expected DIR/CLASS/image.png ...)", dir);
-          return NULL;
-        }
-      classes = g_new0 (char *, folders->len + 1);
-      for (guint i = 0; i < folders->len; i++)
-        {
-          classes[i] = g_strdup (folders->pdata[i]);
-          g_ptr_array_add (class_folders, g_strdup (folders->pdata[i]));
-        }
-    }
-  int n_classes = (int) g_strv_length (classes);
-
-  /* Every path, class by class, sorted within each class. */
-  guint n_skipped = 0;
-  /* The top folder and every class folder are marked first: a link to
-   * one of them from inside a class would search it again or give its
-   * images to the wrong class. */
-  g_autoptr (GHashTable) visited = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  first_visit (dir, visited);
-  for (guint c = 0; c < class_folders->len; c++)
-    if (class_folders->pdata[c])
-      {
-        g_autofree char *sub = g_build_filename (dir, class_folders->pdata[c], NULL);
-        first_visit (sub, visited);
-      }
-  g_autoptr (GPtrArray) paths = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr (GArray) path_class = g_array_new (FALSE, FALSE, sizeof (int));
-  for (int c = 0; c < n_classes; c++)
-    {
-      if (!class_folders->pdata[c])
-        continue;            /* a listed class without a folder: no samples */
-      g_autofree char *sub = g_build_filename (dir, class_folders->pdata[c], NULL);
-      guint first = paths->len;
-      collect_images (sub, 0, visited, paths, &n_skipped);
-      if (paths->len > first)
-        qsort (paths->pdata + first, paths->len - first, sizeof (gpointer), st_compare_strings);
-      for (guint i = first; i < paths->len; i++)
-        g_array_append_val (path_class, c);
-    }
-  if (paths->len == 0)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                   "%s: no images (*.png, *.jpg, *.jpeg) in its class folders", dir);
-      return NULL;
-    }
-  if (paths->len > G_MAXINT)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_DATA, "%s: %u images, too many", dir, paths->len);
-      return NULL;
-    }
-
-  /* x is sized for every file once the first sample fixes the shape, and
-   * shrunk at the end if some were skipped: one copy of the data at most. */
-  g_autoptr (StTensor) x = NULL;
-  g_autofree int *labels = g_new (int, paths->len);
-  gsize sample_numel = 0;
-  int n = 0;
-  for (guint i = 0; i < paths->len; i++)
-    {
-      const char *path = paths->pdata[i];
-      GError *local = NULL;
-      g_autoptr (StTensor) image = st_image_load (path, max_pixels, NULL, &local);
-      if (!image)
-        {
-          /* st_image_load's messages already start with the path. */
-          fprintf (stderr, "%s\n", local->message);
-          g_error_free (local);
-          n_skipped++;
-          continue;
-        }
-      g_autoptr (StTensor) sample = NULL;
-      if (convert)
-        {
-          sample = convert (image, user_data, &local);
-          if (!sample)
-            {
-              if (g_str_has_prefix (local->message, path))
-                g_propagate_error (error, local);
-              else
-                {
-                  g_set_error (error, local->domain, local->code, "%s: %s", path, local->message);
-                  g_error_free (local);
-                }
-              return NULL;
-            }
-        }
-      else
-        sample = g_steal_pointer (&image);
-
-      char got[64], want[64];
-      if (sample->shape.n != 1)
-        {
-          g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
-                       "%s: sample shape %s is not one image (expected 1xCxHxW)", path,
-                       st_shape_format (sample->shape, got, sizeof got));
-          return NULL;
-        }
-      if (!x)
-        {
-          StShape s = sample->shape;
-          s.n = (int) paths->len;
-          guint64 bytes = 0;
-          if (!g_uint64_checked_mul (&bytes, st_tensor_numel (sample) * sizeof (float), paths->len)
-              || bytes > st_memory_limit ())
-            {
-              g_set_error (error, ST_ERROR, ST_ERROR_MEMORY,
-                           "%s: %u images of samples %s would take %" G_GUINT64_FORMAT " bytes, "
-                           "more than the limit of %" G_GUINT64_FORMAT " bytes (--max-memory)",
-                           dir, paths->len, st_shape_format (sample->shape, got, sizeof got),
-                           bytes, st_memory_limit ());
-              return NULL;
-            }
-          x = st_tensor_new (s, error);
-          if (!x)
-            return NULL;
-          sample_numel = st_tensor_numel (sample);
-        }
-      else if (sample->shape.c != x->shape.c || sample->shape.h != x->shape.h
-               || sample->shape.w != x->shape.w)
-        {
-          StShape first = x->shape;
-          first.n = 1;
-          g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
-                       "%s: sample shape %s differs from the first image's %s", path,
-                       st_shape_format (sample->shape, got, sizeof got),
-                       st_shape_format (first, want, sizeof want));
-          return NULL;
-        }
-      memcpy (x->data + (gsize) n * sample_numel, sample->data, sample_numel * sizeof (float));
-      labels[n++] = g_array_index (path_class, int, i);
-    }
-  if (n == 0)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                   "%s: none of the %u images found could be read", dir, paths->len);
-      return NULL;
-    }
-  if (n < x->shape.n)
-    {
-      StTensor *small = st_tensor_new0 (n, x->shape.c, x->shape.h, x->shape.w);
-      memcpy (small->data, x->data, (gsize) n * sample_numel * sizeof (float));
-      st_tensor_free (x);
-      x = small;
-    }
-
-  StDataset *ds = g_new0 (StDataset, 1);
-  ds->x = g_steal_pointer (&x);
-  ds->labels = g_steal_pointer (&labels);
-  ds->n = n;
-  ds->n_classes = n_classes;
-  ds->class_names = g_steal_pointer (&classes);
-  ds->n_skipped = n_skipped;
+  g_auto (FolderLoad) load = {
+    .dir = dir, .convert = convert, .message = message, .user_data = user_data,
+    .max_pixels = max_pixels,
+    .class_folders = g_ptr_array_new_with_free_func (g_free),
+    .paths = g_ptr_array_new_with_free_func (g_free),
+    .path_class = g_array_new (FALSE, FALSE, sizeof (int)),
+  };
+  if (!(class_names ? map_listed_classes (&load, folders, class_names, error)
+                    : map_found_classes (&load, folders, error))
+      || !collect_class_images (&load, error))
+    return NULL;
+  StDataset *ds = read_samples (&load, error);
+  if (!ds)
+    return NULL;
+  ds->n_classes = (int) g_strv_length (load.classes);
+  ds->class_names = g_steal_pointer (&load.classes);
+  ds->n_skipped = load.n_skipped;
   return ds;
 }
 

@@ -4,6 +4,8 @@
 
 #include <strata/strata.h>
 
+#include "progress.h"
+
 G_BEGIN_DECLS
 
 typedef struct {
@@ -22,8 +24,12 @@ typedef struct {
  * read, and compressed data is read no further than the header declares. */
 StDataset *st_dataset_load_idx (const char *images_path, const char *labels_path,
                                 GError **error);
+/* Whether DIR holds an IDX set: a training-set or test-set images file by
+ * any name st_dataset_load_idx_dir takes. */
+gboolean   st_dataset_is_idx_dir (const char *dir);
 /* DIR holding the usual names: train-images-idx3-ubyte, train-labels-idx1-ubyte,
- * t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each optionally .gz. */
+ * t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (or with ".idx3" for
+ * "-idx3", as some copies write them), each optionally .gz. */
 StDataset *st_dataset_load_idx_dir (const char *dir, gboolean test_set, GError **error);
 /* The shape of one image of DIR's IDX set ([1, 1, H, W]), from the images
  * file's header alone: a shape that does not fit is refused before
@@ -39,13 +45,14 @@ typedef StTensor *(*StSampleFunc) (const StTensor *image, gpointer user_data,
 /* DIR/CLASS/.../NAME.png|jpg|jpeg (any case, any depth): class names from
  * the subfolder names, sorted; each image goes through convert (or, when
  * convert is NULL, must have the shape of the first image).  Unreadable
- * images are reported on stderr as "path: reason", counted in n_skipped
- * and skipped.  class_names, when not NULL, fixes the classes and their
+ * images are said through message (when not NULL) as "path: reason",
+ * counted in n_skipped and skipped, as are folders that cannot be listed
+ * or that links lead to twice.  user_data goes to convert and message.  class_names, when not NULL, fixes the classes and their
  * order; each class's folder is st_dataset_folder_name (name), and a folder
  * that is none of them is an error. */
 StDataset *st_dataset_load_folder (const char *dir, const char *const *class_names,
-                                   StSampleFunc convert, gpointer user_data,
-                                   guint64 max_pixels, GError **error);
+                                   StSampleFunc convert, StMessageFunc message,
+                                   gpointer user_data, guint64 max_pixels, GError **error);
 
 /* The folder that holds a class's images: the label with '_' for each
  * character a file name cannot hold on Linux, macOS or Windows

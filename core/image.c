@@ -1934,3 +1934,18 @@ st_image_save (const StTensor *image, const char *path, StImageFormat format,
     }
   return st_image_writer_finish (w, error);
 }
+
+StTensor *
+st_image_split_alpha (const StTensor *image, StTensor **alpha)
+{
+  const int c = image->shape.c - 1;
+  const gsize plane = (gsize) image->shape.h * image->shape.w;
+  StTensor *colour = st_tensor_new0 (1, c, image->shape.h, image->shape.w);
+  memcpy (colour->data, image->data, plane * c * sizeof (float));
+  if (alpha)
+    {
+      *alpha = st_tensor_new0 (1, 1, image->shape.h, image->shape.w);
+      memcpy ((*alpha)->data, image->data + plane * c, plane * sizeof (float));
+    }
+  return colour;
+}

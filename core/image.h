@@ -93,4 +93,9 @@ void st_image_writer_abort (StImageWriter *writer);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (StImageReader, st_image_reader_close)
 
+/* The colour planes of image ([1, C, H, W], alpha its last plane) as a new
+ * tensor, and, when alpha is not NULL, its alpha plane as another: filters
+ * and classifiers see colour only. */
+StTensor *st_image_split_alpha (const StTensor *image, StTensor **alpha);
+
 G_END_DECLS

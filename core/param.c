@@ -276,6 +276,18 @@ st_compare_strings (gconstpointer a, gconstpointer b)
   return strcmp (*(const char *const *) a, *(const char *const *) b);
 }
 
+GPtrArray *
+st_dir_sorted_names (GDir *dir)
+{
+  GPtrArray *names = g_ptr_array_new_with_free_func (g_free);
+  const char *name;
+  while ((name = g_dir_read_name (dir)))
+    if (name[0] != '.')
+      g_ptr_array_add (names, g_strdup (name));
+  g_ptr_array_sort (names, st_compare_strings);
+  return names;
+}
+
 int
 st_edit_distance (const char *a, const char *b)
 {

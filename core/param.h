@@ -23,6 +23,9 @@ G_END_DECLS
 G_BEGIN_DECLS
 /* strcmp for g_ptr_array_sort on an array of strings. */
 gint  st_compare_strings (gconstpointer a, gconstpointer b);
+/* The names in dir, hidden ones (".name") left out, sorted with strcmp: an
+ * order that does not depend on the file system's. */
+GPtrArray *st_dir_sorted_names (GDir *dir);
 /* Levenshtein distance, for "did you mean" suggestions. */
 int   st_edit_distance (const char *a, const char *b);
 /* The candidates within a small distance of name (at most max, closest

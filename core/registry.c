@@ -214,16 +214,10 @@ scan_dir (StRegistry *reg, const char *dir, int depth)
     return;
   /* Sorted, so that which of two equal-rank plugins wins does not depend on
    * the order the file system lists them. */
-  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
-  const char *name;
-  while ((name = g_dir_read_name (d)))
-    g_ptr_array_add (names, g_strdup (name));
-  g_ptr_array_sort (names, st_compare_strings);
+  g_autoptr (GPtrArray) names = st_dir_sorted_names (d);
   for (guint i = 0; i < names->len; i++)
     {
       const char *n = *(const char **) &names->pdata[i];
-      if (n[0] == '.')
-        continue;
       g_autofree char *path = g_build_filename (dir, n, NULL);
       if (g_str_has_suffix (n, "." G_MODULE_SUFFIX) && g_file_test (path, G_FILE_TEST_IS_REGULAR))
         load_plugin (reg, path);

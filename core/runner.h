@@ -4,6 +4,7 @@
 #include "classifier.h"
 #include "pipeline.h"
 #include "image.h"
+#include "progress.h"
 
 G_BEGIN_DECLS
 
@@ -17,10 +18,10 @@ typedef struct {
   int jpeg_quality;            /* 1-100 */
   int jobs;                    /* threads in all, at most ST_MAX_THREADS; <= 0: one per core */
   gboolean overwrite;
-  gboolean quiet;              /* no progress bar and no summary */
+  gboolean quiet;              /* no progress line (the summary is the caller's) */
   guint64 max_pixels;
   /* Classifiers (pipelines ending in class scores) write predictions to
-   * output ("-" or NULL: standard output) instead of images. */
+   * output ("-" or NULL: the predictions callback below) instead of images. */
   gboolean jsonl;              /* JSON lines instead of CSV */
   int top_k;                   /* labels listed per image; <= 0: 5 */
   /* An image of more than strip_min_pixels pixels runs in strips of
@@ -29,6 +30,21 @@ typedef struct {
    * every image whole. */
   int strip_rows;
   guint64 strip_min_pixels;
+  /* What the run has to say; the library writes nothing itself.  Each is
+   * optional (NULL: not said) and gets user_data.  message: one line, no
+   * newline: an input that cannot be used, a symbolic link loop, a planned
+   * output refused, an image that failed ("path: reason"); called from any
+   * thread, one call at a time.  progress: the progress line (progress.h);
+   * not called when quiet.  interrupted: the first SIGINT or SIGTERM of
+   * the run, called from the signal handler: only async-signal-safe calls
+   * (write(2)) may be made there. */
+  StMessageFunc message;
+  StProgressFunc progress;
+  void (*interrupted) (gpointer user_data);
+  gpointer user_data;
+  /* A classifier's whole table (CSV or JSON lines) when output is NULL or
+   * "-", for the caller to write to standard output; NULL: not written. */
+  void (*predictions) (const char *table, gpointer user_data);
 } StRunOptions;
 
 typedef struct {
@@ -42,9 +58,9 @@ typedef struct {
  * once; symbolic link loops reported and not followed; the output folder
  * left out).  Every job is planned first: an output that is an input, or
  * one output of several inputs, stops the run before anything is read
- * (each named on stderr), as does an output folder that cannot be written.
- * Each failing image is then reported on stderr as "path: reason" and
- * counted; the others still run.  SIGINT and SIGTERM stop the run early
+ * (each named through options->message), as does an output folder that
+ * cannot be written.  Each failing image is then said as "path: reason"
+ * and counted; the others still run.  SIGINT and SIGTERM stop the run early
  * (summary->interrupted), leaving only complete outputs.  Returns FALSE
  * with error set only for problems that stop the whole run. */
 gboolean st_run_images (StPipeline *p, const char *const *inputs,

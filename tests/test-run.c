@@ -3,6 +3,8 @@
 #define _GNU_SOURCE  /* O_TMPFILE */
 #include "atomic.h"
 #include "image.h"
+#include "optvalue.h"
+#include "progress.h"
 #include "testutil.h"
 
 #include <gio/gio.h>
@@ -948,6 +950,94 @@ test_interrupt (gconstpointer data)
   tu_remove_tree (tmp);
 }
 
+/* A classifier with no -o gives its table to the front end, which writes
+ * it on standard output; with -o -, the same. */
+static void
+test_predictions_on_stdout (void)
+{
+  g_autofree char *tmp = tu_make_tmpdir ("strata-run-XXXXXX");
+  g_autofree char *in = g_build_filename (tmp, "photo.png", NULL);
+  write_image (in, 3, 20, 30, 8);
+  /* Three channels of one pixel: class scores, nothing learnt. */
+  const char *classifier = "resize width=1 height=1";
+  for (int dash = 0; dash < 2; dash++)
+    {
+      TuResult r = dash ? tu_run (exe, "run", classifier, in, "-o", "-", "--random-weights",
+                                  "--quiet", NULL)
+                        : tu_run (exe, "run", classifier, in, "--random-weights", "--quiet",
+                                  NULL);
+      g_assert_cmpint (r.status, ==, 0);
+      g_autofree char *head = g_strdup_printf ("path,label,probability,label_2,probability_2,"
+                                               "label_3,probability_3\n%s,", in);
+      g_assert_true (g_str_has_prefix (r.out, head));
+      g_assert_cmpstr (r.err, ==, "");
+      tu_result_clear (&r);
+    }
+  tu_remove_tree (tmp);
+}
+
+/* Option values: the range is checked on the text, not after wrapping, and
+ * the message names the option, the range and what was given. */
+static void
+test_option_parse_int (void)
+{
+  gint64 v = 7;
+  g_autoptr (GError) error = NULL;
+  g_assert_true (st_option_parse_int ("--n", NULL, 1, 10, &v, &error));
+  g_assert_cmpint (v, ==, 7);
+  g_assert_true (st_option_parse_int ("--n", "10", 1, 10, &v, &error));
+  g_assert_cmpint (v, ==, 10);
+  g_assert_false (st_option_parse_int ("--n", "11", 1, 10, &v, &error));
+  g_assert_error (error, ST_ERROR, ST_ERROR_USAGE);
+  g_assert_cmpstr (error->message, ==, "--n: expected a whole number from 1 to 10, found '11'");
+  g_assert_cmpint (v, ==, 10);
+  g_clear_error (&error);
+  g_assert_false (st_option_parse_int ("--n", "4294967297", 1, G_MAXINT, &v, &error));
+  g_assert_cmpstr (error->message, ==, "--n: expected a whole number, 1 or more, found '4294967297'");
+  g_clear_error (&error);
+  g_assert_false (st_option_parse_int ("--n", "3x", 0, 10, &v, &error));
+  g_assert_cmpstr (error->message, ==, "--n: expected a whole number from 0 to 10, found '3x'");
+}
+
+/* The lines a progress callback was given, "" for each removal. */
+static void
+collect_progress (const char *line, gpointer user_data)
+{
+  g_ptr_array_add (user_data, g_strdup (line));
+}
+
+/* The progress line says the count, the rate and the time left; it is
+ * removed only when shown, and drawn again after a removal; without a
+ * callback nothing happens. */
+static void
+test_progress (void)
+{
+  g_autofree char *line = st_progress_format ("epoch 2/3", 5, 20, 2.5, "img", 75, "loss 0.5");
+  g_assert_cmpstr (line, ==, "epoch 2/3 [#######-----------------------] 5/20  loss 0.5  "
+                   "2.5 img/s  1:15 left");
+  g_autofree char *plain = st_progress_format (NULL, 20, 20, 10, "img", 0, NULL);
+  g_assert_cmpstr (plain, ==, "[##############################] 20/20  10.0 img/s  0:00 left");
+
+  g_autoptr (GPtrArray) lines = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (StProgress) p = st_progress_new (4, "img", collect_progress, lines);
+  st_progress_clear (p);                 /* nothing shown: nothing to remove */
+  g_assert_cmpuint (lines->len, ==, 0);
+  st_progress_step (p);                  /* the first drawing is never held back */
+  g_assert_cmpuint (lines->len, ==, 1);
+  g_assert_true (g_str_has_prefix (lines->pdata[0], "[#######-----------------------] 1/4  "));
+  st_progress_clear (p);
+  g_assert_cmpstr (lines->pdata[1], ==, "");
+  st_progress_update (p, 4, 64, NULL);
+  st_progress_finish (p);
+  g_assert_true (g_str_has_prefix (g_ptr_array_index (lines, lines->len - 2),
+                                   "[##############################] 4/4  "));
+  g_assert_cmpstr (g_ptr_array_index (lines, lines->len - 1), ==, "");
+
+  g_autoptr (StProgress) silent = st_progress_new (4, "img", NULL, NULL);
+  st_progress_step (silent);
+  st_progress_finish (silent);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -970,6 +1060,9 @@ main (int argc, char **argv)
                    test_output_names_and_standard_streams);
   g_test_add_func ("/run/unwritable-output", test_unwritable_output);
   g_test_add_func ("/run/option-ranges", test_option_ranges);
+  g_test_add_func ("/run/option-parse-int", test_option_parse_int);
+  g_test_add_func ("/run/progress", test_progress);
+  g_test_add_func ("/run/predictions-on-stdout", test_predictions_on_stdout);
   g_test_add_func ("/run/thread-start-failure", test_thread_start_failure);
   g_test_add_func ("/run/pool-bound", test_pool_bound);
   g_test_add_func ("/run/atomic-file", test_atomic_file);

@@ -505,6 +505,50 @@ test_strips_truncated (void)
       g_test_trap_assert_stderr ("*/in/half.jpg: truncated JPEG file*");
       g_test_trap_assert_stderr ("*/in/no-eoi.jpg: truncated JPEG file*");
     }
+  /* The library writes nothing itself: its lines go to the callback. */
+  g_test_trap_subprocess ("/strips/truncated/subprocess/3", 0, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+  g_test_trap_assert_stderr ("");
+  g_test_trap_assert_stdout ("");
+}
+
+/* The runner says its lines through a callback: here, stderr. */
+static void
+print_line (const char *line, gpointer user_data)
+{
+  (void) user_data;
+  g_printerr ("%s\n", line);
+}
+
+/* Keeps the predictions table given to the callback. */
+static void
+keep_table (const char *table, gpointer user_data)
+{
+  g_string_append (user_data, table);
+}
+
+/* A classifier's table with no file named goes to the predictions
+ * callback, and without one nowhere: the library never writes stdout. */
+static void
+classify_quietly (const char *dir)
+{
+  g_autofree char *image = g_build_filename (dir, "good.png", NULL);
+  g_autoptr (StTensor) t = pattern (3, 20, 30, 1);
+  save_ok (t, image, 8);
+  g_autoptr (StPipeline) p = load_pipeline ("resize width=1 height=1");
+  g_autoptr (GString) table = g_string_new (NULL);
+  const char *inputs[] = { image, NULL };
+  for (int with_callback = 0; with_callback < 2; with_callback++)
+    {
+      StRunOptions opt = { .jobs = 1, .quiet = TRUE, .top_k = 1, .user_data = table,
+                           .predictions = with_callback ? keep_table : NULL };
+      StRunSummary summary;
+      g_autoptr (GError) error = NULL;
+      g_assert_true (st_run_images (p, inputs, &opt, &summary, &error));
+      g_assert_cmpuint (summary.written, ==, 1);
+    }
+  g_autofree char *head = g_strdup_printf ("path,label,probability\n%s,", image);
+  g_assert_true (g_str_has_prefix (table->str, head));
 }
 
 /* The child of test_strips_truncated: runs a folder of two cut JPEGs in
@@ -515,7 +559,9 @@ strips_truncated_child (gconstpointer data)
 {
   if (!g_test_subprocess ())
     return;
-  const int jobs = GPOINTER_TO_INT (data);
+  /* 1, 2: as described; 3: as 1 but with no message callback. */
+  const int mode = GPOINTER_TO_INT (data);
+  const int jobs = mode == 2 ? 2 : 1;
   g_autofree char *dir = tu_make_tmpdir ("strata-strips-XXXXXX");
   g_autofree char *in_dir = g_build_filename (dir, "in", NULL);
   g_autofree char *out_dir = g_build_filename (dir, "out", NULL);
@@ -535,7 +581,7 @@ strips_truncated_child (gconstpointer data)
   g_autoptr (StPipeline) p = load_pipeline ("sharpen.ini");
   StRunOptions opt = {
     .output = out_dir, .jpeg_quality = 90, .jobs = jobs == 1 ? 1 : 4, .quiet = TRUE,
-    .strip_rows = 16, .strip_min_pixels = 1,
+    .strip_rows = 16, .strip_min_pixels = 1, .message = mode == 3 ? NULL : print_line,
   };
   const char *inputs[] = { half, no_eoi, NULL };
   StRunSummary summary;
@@ -545,6 +591,8 @@ strips_truncated_child (gconstpointer data)
   g_assert_cmpuint (summary.failed, ==, 2);
   g_assert_cmpuint (summary.written, ==, 0);
   g_assert_cmpint (count_entries (out_dir), ==, 0);
+  if (mode == 3)
+    classify_quietly (dir);
   tu_remove_tree (dir);
 }
 
@@ -562,6 +610,8 @@ main (int argc, char **argv)
   g_test_add_func ("/strips/by-default", test_strips_by_default);
   g_test_add_func ("/strips/truncated", test_strips_truncated);
   g_test_add_data_func ("/strips/truncated/subprocess/1", GINT_TO_POINTER (1),
+                        strips_truncated_child);
+  g_test_add_data_func ("/strips/truncated/subprocess/3", GINT_TO_POINTER (3),
                         strips_truncated_child);
   g_test_add_data_func ("/strips/truncated/subprocess/2", GINT_TO_POINTER (2),
                         strips_truncated_child);

@@ -1,22 +1,21 @@
 /* strata — the command-line tool. */
 #include "config.h"
+#include "cli.h"
 #include "pipeline.h"
 #include "registry.h"
-#include "runner.h"
 #include "stage.h"
 #include "param.h"
-#include "dataset.h"
+#include "prepare.h"
 #include "train.h"
+#include "runner.h"
 #include "weights.h"
 #include "context.h"
-#include "visualize.h"
 
 #include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-enum { EXIT_OK = 0, EXIT_SOME_FAILED = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
+#include <unistd.h>
 
 static char **plugin_dirs;
 static gboolean show_version;
@@ -71,14 +70,22 @@ static const GOptionEntry common_entries[] = {
   { NULL }
 };
 
-static int
+int
 fail (GError *error)
 {
   fprintf (stderr, "strata: %s\n", error->message);
   return EXIT_USAGE;
 }
 
-static GOptionContext *
+/* The library's lines (a file skipped, an image failed), each on stderr. */
+void
+print_message (const char *line, gpointer user_data)
+{
+  (void) user_data;
+  fprintf (stderr, "%s\n", line);
+}
+
+GOptionContext *
 make_context (const char *params, const char *summary, const GOptionEntry *entries)
 {
   GOptionContext *ctx = g_option_context_new (params);
@@ -94,7 +101,7 @@ make_context (const char *params, const char *summary, const GOptionEntry *entri
   return ctx;
 }
 
-static gboolean
+gboolean
 parse_options (GOptionContext *ctx, int *argc, char ***argv)
 {
   g_autoptr (GError) error = NULL;
@@ -118,313 +125,20 @@ parse_options (GOptionContext *ctx, int *argc, char ***argv)
   return TRUE;
 }
 
-/* ---- strata plugins ---------------------------------------------------- */
-
-static const char *
-category_name (StCategory c)
-{
-  switch (c)
-    {
-    case ST_CATEGORY_FILTER: return "filter";
-    case ST_CATEGORY_LAYER: return "layer";
-    case ST_CATEGORY_PLUMBING: return "plumbing";
-    }
-  return "?";
-}
-
+/* The progress line, redrawn in place on the terminal. */
 static void
-print_kind (const StKindEntry *entry, GPtrArray *providers)
+draw_progress (const char *line, gpointer user_data)
 {
-  const StKind *k = entry->kind;
-  printf ("%s — %s\n\n", k->name, k->summary ? k->summary : "");
-  printf ("  Category     %s\n", category_name (k->category));
-  printf ("  File         %s\n", entry->path);
-  if (providers->len > 1)
-    printf ("  Rank         %d, overriding the other file%s below\n", k->rank,
-            providers->len > 2 ? "s" : "");
-  else
-    printf ("  Rank         %d\n", k->rank);
-  printf ("  ABI version  %u\n", k->abi_version);
-  if (k->max_inputs < 0)
-    printf ("  Inputs       %d or more\n", k->min_inputs);
-  else if (k->min_inputs == k->max_inputs)
-    printf ("  Inputs       %d\n", k->min_inputs);
-  else
-    printf ("  Inputs       %d to %d\n", k->min_inputs, k->max_inputs);
-  printf ("  Trainable    %s\n", k->backward ? "yes (has backward)" : "no (inference only)");
-  for (guint i = 1; i < providers->len; i++)
-    {
-      const StKindEntry *other = providers->pdata[i];
-      printf ("  Also in      %s (rank %d), overridden: %s\n", other->path, other->kind->rank,
-              other->kind->rank < k->rank ? "the higher rank is used"
-                                          : "of equal ranks, the first found is used");
-    }
-  printf ("\nParameters:\n");
-  if (k->n_params == 0)
-    printf ("  (none)\n");
-  for (int i = 0; i < k->n_params; i++)
-    {
-      const StParamSpec *s = &k->params[i];
-      g_autofree char *range = st_param_describe_range (s);
-      printf ("\n  %-14s %s%s\n", s->name, st_param_type_name (s->type),
-              s->flags & ST_PARAM_REQUIRED ? ", required" : "");
-      if (s->help)
-        printf ("    %s\n", s->help);
-      if (s->default_value)
-        printf ("    default: %s\n", s->default_value);
-      if (range)
-        printf ("    %s: %s\n", s->type == ST_PARAM_ENUM ? "choices" : "range", range);
-    }
+  (void) user_data;
+  fprintf (stderr, "\r\033[K%s", line);
+  fflush (stderr);
 }
 
-static int
-cmd_plugins (int argc, char **argv)
+StProgressFunc
+terminal_progress (gboolean quiet)
 {
-  g_autoptr (GOptionContext) octx = make_context ("[NAME]",
-    "Lists the stage kinds of every plugin found, or every parameter of one kind.", NULL);
-  if (!parse_options (octx, &argc, &argv))
-    return EXIT_USAGE;
-  StRegistry *reg = st_registry_get_default ();
-  if (argc > 2)
-    {
-      fprintf (stderr, "strata plugins: expected at most one NAME\n");
-      return EXIT_USAGE;
-    }
-  if (argc == 2)
-    {
-      const StKindEntry *entry = st_registry_lookup (reg, argv[1]);
-      const char *refusal = entry ? NULL : st_registry_refusal (reg, argv[1]);
-      if (refusal)
-        {
-          fprintf (stderr, "strata: stage kind '%s' is provided only by a plugin that was not "
-                   "loaded: %s\n", argv[1], refusal);
-          return EXIT_USAGE;
-        }
-      if (!entry)
-        {
-          g_autofree char *near = st_registry_suggest (reg, argv[1]);
-          fprintf (stderr, "strata: no stage kind named '%s'%s%s%s\n", argv[1],
-                   near ? " (did you mean " : "", near ? near : "", near ? "?)" : "");
-          return EXIT_USAGE;
-        }
-      g_autoptr (GPtrArray) providers = st_registry_providers (reg, argv[1]);
-      print_kind (entry, providers);
-      return EXIT_OK;
-    }
-  g_autoptr (GPtrArray) names = st_registry_kind_names (reg);
-  printf ("%-14s %-9s %s\n", "KIND", "CATEGORY", "SUMMARY");
-  guint overridden = 0;
-  for (guint i = 0; i < names->len; i++)
-    {
-      const StKindEntry *e = st_registry_lookup (reg, names->pdata[i]);
-      g_autoptr (GPtrArray) providers = st_registry_providers (reg, names->pdata[i]);
-      printf ("%-14s %-9s %s\n", e->kind->name, category_name (e->kind->category),
-              e->kind->summary ? e->kind->summary : "");
-      if (providers->len == 1)
-        {
-          printf ("%-14s %-9s   from %s\n", "", "", e->path);
-          continue;
-        }
-      /* A kind provided twice is worth seeing: the winner changes what
-       * every pipeline using the kind does. */
-      overridden++;
-      printf ("%-14s %-9s   from %s (rank %d, used)\n", "", "", e->path, e->kind->rank);
-      for (guint k = 1; k < providers->len; k++)
-        {
-          const StKindEntry *other = providers->pdata[k];
-          printf ("%-14s %-9s   also %s (rank %d, overridden)\n", "", "", other->path,
-                  other->kind->rank);
-        }
-    }
-  printf ("\n%u stage kinds, plugin ABI version %d.\n", names->len, ST_ABI_VERSION);
-  if (overridden)
-    printf ("%u kind%s more than one file: the highest rank is used, then the first "
-            "found on the search path.\n", overridden,
-            overridden == 1 ? " is provided by" : "s are provided by");
-  GPtrArray *errors = st_registry_load_errors (reg);
-  if (errors->len)
-    {
-      printf ("\nNot loaded:\n");
-      for (guint i = 0; i < errors->len; i++)
-        printf ("  %s\n", (char *) errors->pdata[i]);
-    }
-  return EXIT_OK;
+  return quiet || !isatty (STDERR_FILENO) ? NULL : draw_progress;
 }
-
-/* ---- strata inspect ----------------------------------------------------- */
-
-static char *
-format_count (double v)
-{
-  /* 93322 -> "93,322": tables people read. */
-  g_autofree char *digits = g_strdup_printf ("%.0f", v);
-  GString *s = g_string_new (NULL);
-  int len = strlen (digits);
-  for (int i = 0; i < len; i++)
-    {
-      if (i > 0 && (len - i) % 3 == 0)
-        g_string_append_c (s, ',');
-      g_string_append_c (s, digits[i]);
-    }
-  return g_string_free (s, FALSE);
-}
-
-/* Defined with the helpers shared by run, eval and train, below. */
-static gboolean load_weights (StPipeline *p, const char *weights, gboolean random_weights,
-                              GError **error);
-
-/* A picture goes to a .png that is not the image it is drawn from. */
-static gboolean
-check_picture_path (const char *option, const char *path, const char *image_path)
-{
-  if (st_image_format_from_name (path) != ST_FORMAT_PNG)
-    {
-      fprintf (stderr, "strata inspect: %s: expected a .png file, found '%s'\n", option, path);
-      return FALSE;
-    }
-  g_autofree char *a = g_canonicalize_filename (path, NULL);
-  g_autofree char *b = image_path ? g_canonicalize_filename (image_path, NULL) : NULL;
-  if (b && strcmp (a, b) == 0)
-    {
-      fprintf (stderr, "strata inspect: %s: '%s' is the input IMAGE; it is never overwritten\n",
-               option, path);
-      return FALSE;
-    }
-  return TRUE;
-}
-
-static int
-cmd_inspect (int argc, char **argv)
-{
-  char *output = NULL, *weights = NULL, *weights_image = NULL;
-  gboolean random_weights = FALSE;
-  const GOptionEntry entries[] = {
-    { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output,
-      "With IMAGE: the picture of every stage's feature maps (PNG)", "MAPS.png" },
-    { "weights", 'w', 0, G_OPTION_ARG_FILENAME, &weights, "Weights file (default: the pipeline's)", "FILE" },
-    { "random-weights", 0, 0, G_OPTION_ARG_NONE, &random_weights,
-      "No weights: draw a fresh random initialisation", NULL },
-    { "weights-image", 0, 0, G_OPTION_ARG_FILENAME, &weights_image,
-      "The picture of the first convolution's filters (PNG)", "FILTERS.png" },
-    { NULL }
-  };
-  g_autoptr (GOptionContext) octx = make_context ("PIPELINE [IMAGE]",
-    "Prints a pipeline's stages, output shapes, parameters and multiply-adds.\n"
-    "With IMAGE and -o, also draws every stage's output for that image; with\n"
-    "--weights-image, the filters of the first conv2d stage.", entries);
-  /* Owned before parsing, so that a refused option frees those parsed before it. */
-  g_autofree char *output_owned = NULL, *weights_owned = NULL, *weights_image_owned = NULL;
-  gboolean parsed = parse_options (octx, &argc, &argv);
-  output_owned = output;
-  weights_owned = weights;
-  weights_image_owned = weights_image;
-  if (!parsed)
-    return EXIT_USAGE;
-  if (argc != 2 && argc != 3)
-    {
-      fprintf (stderr, "strata inspect: expected PIPELINE and at most one IMAGE\n");
-      return EXIT_USAGE;
-    }
-  const char *image_path = argc == 3 ? argv[2] : NULL;
-  if (image_path && !output)
-    {
-      fprintf (stderr, "strata inspect: with IMAGE, -o MAPS.png names the picture to write\n");
-      return EXIT_USAGE;
-    }
-  if (output && !image_path)
-    {
-      fprintf (stderr, "strata inspect: -o: feature maps need an IMAGE to run on\n");
-      return EXIT_USAGE;
-    }
-  if ((output && !check_picture_path ("-o", output, image_path))
-      || (weights_image && !check_picture_path ("--weights-image", weights_image, image_path)))
-    return EXIT_USAGE;
-  g_autoptr (GError) error = NULL;
-  StPipeline *p = st_pipeline_load (st_registry_get_default (), argv[1], &error);
-  if (!p)
-    return fail (error);
-  g_autoptr (StTensor) image = NULL;
-  if (image_path)
-    {
-      StImageInfo info;
-      image = st_image_load (image_path, ST_DEFAULT_MAX_PIXELS, &info, &error);
-      if (image && info.has_alpha)
-        {
-          /* Pipelines see colour only, as in `strata run`. */
-          StShape s = image->shape;
-          StTensor *colour = st_tensor_new0 (1, s.c - 1, s.h, s.w);
-          memcpy (colour->data, image->data, st_tensor_numel (colour) * sizeof (float));
-          st_tensor_free (image);
-          image = colour;
-        }
-      if (!image)
-        {
-          st_pipeline_free (p);
-          return fail (error);
-        }
-    }
-  StShape in;
-  gboolean fixed = st_pipeline_fixed_input (p, &in);
-  if (!fixed)
-    in = image ? image->shape : (StShape) { 1, 3, 256, 256 };
-  /* Drawing needs the weights; the table alone does not. */
-  if (!st_pipeline_prepare (p, in, &error)
-      || ((image || weights || weights_image)
-          && !load_weights (p, weights, random_weights, &error)))
-    {
-      st_pipeline_free (p);
-      return fail (error);
-    }
-  printf ("%s%s%s\n", st_pipeline_name (p), st_pipeline_description (p) ? " — " : "",
-          st_pipeline_description (p) ? st_pipeline_description (p) : "");
-  printf ("input %dx%dx%d%s\n\n", in.c, in.h, in.w,
-          fixed ? "" : image ? " (a filter pipeline takes any image; shown for IMAGE)"
-                             : " (a filter pipeline takes any image; shown for 3x256x256)");
-  printf ("%-16s %-14s %-16s %-14s %12s %16s\n", "STAGE", "KIND", "INPUT", "OUTPUT",
-          "PARAMS", "MULT-ADDS");
-  double total_params = 0, total_macs = 0;
-  gboolean any_floored = FALSE;
-  for (int i = 0; i < st_pipeline_n_stages (p); i++)
-    {
-      StStage *s = st_pipeline_stage (p, i);
-      double params = 0;
-      for (int k = 0; k < st_stage_n_params (s); k++)
-        params += st_tensor_numel (st_stage_get_param (s, k)->value);
-      total_params += params;
-      total_macs += s->macs;
-      g_autofree char *inputs = g_strjoinv (",", (char **) st_pipeline_stage_inputs (p, i));
-      g_autofree char *shape = g_strdup_printf ("%dx%dx%d%s", s->out_shape.c, s->out_shape.h,
-                                                s->out_shape.w, s->floored ? " *" : "");
-      g_autofree char *pc = format_count (params);
-      g_autofree char *mc = format_count (s->macs);
-      printf ("%-16s %-14s %-16s %-14s %12s %16s\n", s->name, s->kind->name, inputs, shape, pc, mc);
-      any_floored |= s->floored;
-    }
-  g_autofree char *tp = format_count (total_params);
-  g_autofree char *tm = format_count (total_macs);
-  printf ("%-16s %-14s %-16s %-14s %12s %16s\n", "total", "", "", "", tp, tm);
-  if (any_floored)
-    printf ("\n* output size rounded down: (W - F + 2P) / S is not a whole number, "
-            "so the last rows or columns of the input are not used.\n");
-  gboolean ok = TRUE;
-  if (image)
-    {
-      ok = st_draw_feature_maps (p, image, output, &error);
-      if (ok)
-        printf ("\nfeature maps: %s\n", output);
-      else if (error->code != ST_ERROR_IO)
-        g_prefix_error (&error, "%s: ", image_path);
-    }
-  if (ok && weights_image)
-    {
-      ok = st_draw_weights (p, weights_image, &error);
-      if (ok)
-        printf ("%sfilters: %s\n", image ? "" : "\n", weights_image);
-    }
-  st_pipeline_free (p);
-  return ok ? EXIT_OK : fail (error);
-}
-
 
 /* ---- Weights and data, shared by run, eval and train -------------------- */
 
@@ -444,7 +158,7 @@ first_learnable_stage (const StPipeline *p)
 /* --weights, or the file the pipeline names.  Learnable stages without
  * either would run on random numbers and print confident nonsense, so that
  * takes an explicit random_weights. */
-static gboolean
+gboolean
 load_weights (StPipeline *p, const char *weights, gboolean random_weights, GError **error)
 {
   if (weights && random_weights)
@@ -470,142 +184,14 @@ load_weights (StPipeline *p, const char *weights, gboolean random_weights, GErro
   return TRUE;
 }
 
-static gboolean
-is_idx_dir (const char *dir)
-{
-  const char *names[] = { "train-images-idx3-ubyte", "train-images-idx3-ubyte.gz",
-                          "t10k-images-idx3-ubyte", "t10k-images-idx3-ubyte.gz" };
-  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
-    {
-      g_autofree char *path = g_build_filename (dir, names[i], NULL);
-      if (g_file_test (path, G_FILE_TEST_IS_REGULAR))
-        return TRUE;
-    }
-  return FALSE;
-}
-
-typedef struct {
-  StPipeline *p;
-  StRunContext *ctx;
-  int prefix;
-  StShape fixed;
-  gboolean has_fixed;
-  StShape first_image;         /* as decoded (colour only), for messages */
-  gboolean seen_image;
-} SampleMaker;
-
-/* An image without its alpha channel: a classifier sees colour only.
- * Returns image itself when it has none. */
-static const StTensor *
-without_alpha (const StTensor *image, StTensor **owned)
-{
-  if (image->shape.c != 2 && image->shape.c != 4)
-    return image;
-  *owned = st_tensor_new0 (1, image->shape.c - 1, image->shape.h, image->shape.w);
-  memcpy ((*owned)->data, image->data, st_tensor_numel (*owned) * sizeof (float));
-  return *owned;
-}
-
-/* A folder image becomes a sample by going through the pipeline's
- * preparation stages (grayscale, resize, ...). */
-static StTensor *
-make_sample (const StTensor *image, gpointer data, GError **error)
-{
-  SampleMaker *m = data;
-  g_autoptr (StTensor) colour = NULL;
-  const StTensor *in = without_alpha (image, &colour);
-  if (!m->seen_image)
-    {
-      m->first_image = in->shape;
-      m->seen_image = TRUE;
-    }
-  if (m->prefix == 0)
-    {
-      if (m->has_fixed && !st_shape_equal (in->shape, m->fixed))
-        {
-          char a[64], b[64];
-          g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
-                       "image is %s, the pipeline takes %s (add grayscale or resize stages)",
-                       st_shape_format (in->shape, a, sizeof a), st_shape_format (m->fixed, b, sizeof b));
-          return NULL;
-        }
-      return st_tensor_copy (in);
-    }
-  return st_pipeline_forward_range (m->p, m->ctx, in, 0, m->prefix - 1, FALSE, error);
-}
-
-/* Without input=, a pipeline's learnable stages are sized at load for a
- * 3x256x256 image; data of another shape would reach them as "declared
- * with another shape".  Say instead what is missing and what to write. */
-static gboolean
-check_sized_for_data (StPipeline *p, const char *dir, StShape sample, StShape image,
-                      GError **error)
-{
-  int first = st_pipeline_prefix_length (p);
-  if (st_pipeline_fixed_input (p, NULL) || first >= st_pipeline_n_stages (p))
-    return TRUE;
-  StStage *stage = st_pipeline_stage (p, first);
-  StShape sized = stage->in_shapes[0];
-  sample.n = sized.n = 1;
-  if (st_shape_equal (sample, sized))
-    return TRUE;
-  /* As input= is written: CxHxW. */
-  g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
-               "%s: the [pipeline] group has no input=, so stage '%s' was sized for %dx%dx%d; "
-               "the images of %s make it %dx%dx%d: add input=%dx%dx%d to the [pipeline] group",
-               st_pipeline_name (p), stage->name, sized.c, sized.h, sized.w, dir,
-               sample.c, sample.h, sample.w, image.c, image.h, image.w);
-  return FALSE;
-}
-
-/* IDX files or a folder of class folders, as samples ready for the part
- * of the pipeline after its preparation stages. */
+/* IDX files or a folder of class folders, as samples for the pipeline;
+ * what was skipped is said on stderr. */
 static StDataset *
 load_data (StPipeline *p, const char *dir, gboolean test_set, int limit, int threads,
            guint64 max_pixels, GError **error)
 {
-  g_autoptr (StDataset) ds = NULL;
-  StShape image;
-  if (is_idx_dir (dir))
-    {
-      /* The header says the shape: a misfit is refused before the data
-       * (hundreds of MB, maybe) is read. */
-      StShape fixed;
-      if (!st_dataset_idx_dir_image_shape (dir, test_set, &image, error))
-        return NULL;
-      if (st_pipeline_fixed_input (p, &fixed) && !st_shape_equal (fixed, image))
-        {
-          char a[64], b[64];
-          g_set_error (error, ST_ERROR, ST_ERROR_DATA, "%s: images are %s, the pipeline %s takes %s",
-                       dir, st_shape_format (image, a, sizeof a), st_pipeline_name (p),
-                       st_shape_format (fixed, b, sizeof b));
-          return NULL;
-        }
-      ds = st_dataset_load_idx_dir (dir, test_set, error);
-      if (!ds)
-        return NULL;
-      if (limit > 0 && limit < ds->n)
-        st_dataset_truncate (ds, limit);
-      if (!st_dataset_apply_prefix (ds, p, threads, error))
-        return NULL;
-    }
-  else
-    {
-      g_autoptr (StRunContext) ctx = st_run_context_new (threads, 0);
-      SampleMaker maker = { .p = p, .ctx = ctx, .prefix = st_pipeline_prefix_length (p) };
-      maker.has_fixed = st_pipeline_fixed_input (p, &maker.fixed);
-      ds = st_dataset_load_folder (dir, st_pipeline_labels (p), make_sample, &maker, max_pixels, error);
-      if (!ds)
-        return NULL;
-      image = maker.first_image;
-      if (limit > 0 && limit < ds->n)
-        st_dataset_truncate (ds, limit);
-      if (ds->n_skipped)
-        fprintf (stderr, "%s: %u unreadable images skipped\n", dir, ds->n_skipped);
-    }
-  if (ds->n > 0 && !check_sized_for_data (p, dir, ds->x->shape, image, error))
-    return NULL;
-  return g_steal_pointer (&ds);
+  return st_dataset_prepare (p, dir, test_set, limit, threads, max_pixels, print_message, NULL,
+                             error);
 }
 
 /* ---- Options with ranges, shared by train and eval ------------------------ */
@@ -812,9 +398,9 @@ cmd_train (int argc, char **argv)
     held = st_dataset_split (train, val_split, opt.seed);
   else if (test)
     held = load_data (p, test, TRUE, 0, threads, ST_DEFAULT_MAX_PIXELS, &error);
-  else if (is_idx_dir (data))
+  else if (st_dataset_is_idx_dir (data))
     held = load_data (p, data, TRUE, 0, threads, ST_DEFAULT_MAX_PIXELS, &error);
-  if ((test || (is_idx_dir (data) && val_split == 0)) && !held)
+  if ((test || (st_dataset_is_idx_dir (data) && val_split == 0)) && !held)
     goto out;
   opt.class_names = (const char *const *) train->class_names;
   if (!quiet)
@@ -922,134 +508,6 @@ out:
   st_dataset_free (ds);
   st_pipeline_free (p);
   return rc;
-}
-
-/* ---- strata run --------------------------------------------------------- */
-
-/* An integer option given as text, in [min, max]; unset (NULL) keeps
- * *value.  Taking the text rather than G_OPTION_ARG_INT leaves no value
- * that means "unset", and out-of-range numbers are refused, not wrapped. */
-static gboolean
-parse_ranged_int (const char *option, const char *text, gint64 min, gint64 max, gint64 *value)
-{
-  if (!text)
-    return TRUE;
-  gint64 v;
-  if (!g_ascii_string_to_signed (text, 10, min, max, &v, NULL))
-    {
-      if (max >= G_MAXINT)  /* "or more": the type's own limit is no range a user needs */
-        fprintf (stderr, "strata run: %s: expected a whole number, %" G_GINT64_FORMAT
-                 " or more, found '%s'\n", option, min, text);
-      else
-        fprintf (stderr, "strata run: %s: expected a whole number from %" G_GINT64_FORMAT
-                 " to %" G_GINT64_FORMAT ", found '%s'\n", option, min, max, text);
-      return FALSE;
-    }
-  *value = v;
-  return TRUE;
-}
-
-static int
-cmd_run (int argc, char **argv)
-{
-  char *output = NULL, *format = NULL, *weights = NULL;
-  char *quality_text = NULL, *jobs_text = NULL, *top_text = NULL, *max_pixels_text = NULL;
-  gboolean overwrite = FALSE, quiet = FALSE, random_weights = FALSE;
-  g_autofree char *jobs_help = g_strdup_printf ("Threads, 1 to %d (default: one per core)",
-                                                ST_MAX_THREADS);
-  const GOptionEntry entries[] = {
-    { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output,
-      "Output image (one input; .png, .jpg or .jpeg), folder (one that exists, a name "
-      "ending in '/', or with several inputs or a folder), or - for standard output", "OUT" },
-    { "format", 0, 0, G_OPTION_ARG_STRING, &format,
-      "Images: png or jpeg (default: keep each input's); predictions: csv (default) or jsonl", "FMT" },
-    { "weights", 'w', 0, G_OPTION_ARG_FILENAME, &weights, "Weights file (default: the pipeline's)", "FILE" },
-    { "random-weights", 0, 0, G_OPTION_ARG_NONE, &random_weights,
-      "No weights: run learnable stages with a fresh random initialisation", NULL },
-    { "top", 0, 0, G_OPTION_ARG_STRING, &top_text,
-      "Predictions: labels listed per image, 1 or more (default 5)", "K" },
-    { "quality", 'q', 0, G_OPTION_ARG_STRING, &quality_text, "JPEG quality, 1 to 100 (default 90)", "N" },
-    { "jobs", 'j', 0, G_OPTION_ARG_STRING, &jobs_text, jobs_help, "N" },
-    { "overwrite", 0, 0, G_OPTION_ARG_NONE, &overwrite,
-      "Replace existing outputs (never an input)", NULL },
-    { "quiet", 0, 0, G_OPTION_ARG_NONE, &quiet, "No progress bar or summary", NULL },
-    { "max-pixels", 0, 0, G_OPTION_ARG_STRING, &max_pixels_text,
-      "Refuse images of more than N pixels, 1 or more (default 200000000)", "N" },
-    { NULL }
-  };
-  g_autoptr (GOptionContext) octx = make_context ("PIPELINE INPUT... -o OUT",
-    "Runs a pipeline over image files and folders (searched recursively).\n"
-    "PIPELINE is a pipeline file, an installed pipeline's name (sharpen), or an\n"
-    "inline chain ('grayscale ! kernel preset=emboss').  INPUT - reads an image\n"
-    "from standard input.\n\n"
-    "Nothing runs when an output would replace an input or two inputs would\n"
-    "have one output.  Exit status: 0 all written (or skipped), 1 some images\n"
-    "failed, 2 nothing run (usage, pipeline or output problem), 130 interrupted.", entries);
-  gboolean parsed = parse_options (octx, &argc, &argv);
-  g_autofree char *output_owned = output, *format_owned = format, *weights_owned = weights;
-  g_autofree char *o1 = quality_text, *o2 = jobs_text, *o3 = top_text, *o4 = max_pixels_text;
-  if (!parsed)
-    return EXIT_USAGE;
-  if (argc < 3)
-    {
-      fprintf (stderr, "strata run: expected PIPELINE and at least one INPUT (see --help)\n");
-      return EXIT_USAGE;
-    }
-  gint64 quality = 90, jobs = 0, top = 5, max_pixels = ST_DEFAULT_MAX_PIXELS;
-  if (!parse_ranged_int ("--quality", quality_text, 1, 100, &quality)
-      || !parse_ranged_int ("--jobs", jobs_text, 1, ST_MAX_THREADS, &jobs)
-      || !parse_ranged_int ("--top", top_text, 1, G_MAXINT, &top)
-      || !parse_ranged_int ("--max-pixels", max_pixels_text, 1, G_MAXINT64, &max_pixels))
-    return EXIT_USAGE;
-  StRunOptions opt = { .output = output, .jpeg_quality = (int) quality, .jobs = (int) jobs,
-                       .overwrite = overwrite, .quiet = quiet, .top_k = (int) top,
-                       .max_pixels = (guint64) max_pixels };
-  gboolean predictions_format = FALSE;
-  if (format)
-    {
-      if (g_ascii_strcasecmp (format, "png") == 0)
-        opt.format = ST_FORMAT_PNG;
-      else if (g_ascii_strcasecmp (format, "jpeg") == 0 || g_ascii_strcasecmp (format, "jpg") == 0)
-        opt.format = ST_FORMAT_JPEG;
-      else if (g_ascii_strcasecmp (format, "jsonl") == 0)
-        opt.jsonl = predictions_format = TRUE;
-      else if (g_ascii_strcasecmp (format, "csv") == 0)
-        predictions_format = TRUE;
-      else
-        {
-          fprintf (stderr, "strata run: --format: expected png, jpeg, csv or jsonl, found '%s'\n", format);
-          return EXIT_USAGE;
-        }
-    }
-  g_autoptr (GError) error = NULL;
-  StPipeline *p = st_pipeline_load (st_registry_get_default (), argv[1], &error);
-  if (!p)
-    return fail (error);
-  const gboolean classify = st_pipeline_is_classifier (p);
-  if (format && classify != predictions_format)
-    {
-      fprintf (stderr, "strata run: --format %s: %s\n", format,
-               classify ? "this pipeline writes predictions: csv or jsonl"
-                        : "this pipeline writes images: png or jpeg");
-      st_pipeline_free (p);
-      return EXIT_USAGE;
-    }
-  if (!load_weights (p, weights, random_weights, &error))
-    {
-      st_pipeline_free (p);
-      return fail (error);
-    }
-  StRunSummary summary;
-  gboolean ok = st_run_images (p, (const char *const *) argv + 2, &opt, &summary, &error);
-  st_pipeline_free (p);
-  if (!ok)
-    return fail (error);
-  if (!quiet)
-    fprintf (stderr, "%u written, %u skipped, %u failed, %u interrupted\n", summary.written,
-             summary.skipped, summary.failed, summary.interrupted);
-  if (summary.interrupted)
-    return EXIT_INTERRUPTED;
-  return summary.failed ? EXIT_SOME_FAILED : EXIT_OK;
 }
 
 /* ---- main --------------------------------------------------------------- */

@@ -1,0 +1,189 @@
+/* strata inspect: a pipeline's stages, shapes, parameters and
+ * multiply-adds, and pictures of its feature maps and filters. */
+#include "cli.h"
+#include "image.h"
+#include "registry.h"
+#include "stage.h"
+#include "visualize.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static char *
+format_count (double v)
+{
+  /* 93322 -> "93,322": tables people read. */
+  g_autofree char *digits = g_strdup_printf ("%.0f", v);
+  GString *s = g_string_new (NULL);
+  int len = strlen (digits);
+  for (int i = 0; i < len; i++)
+    {
+      if (i > 0 && (len - i) % 3 == 0)
+        g_string_append_c (s, ',');
+      g_string_append_c (s, digits[i]);
+    }
+  return g_string_free (s, FALSE);
+}
+
+/* A picture goes to a .png that is not the image it is drawn from. */
+static gboolean
+check_picture_path (const char *option, const char *path, const char *image_path)
+{
+  if (st_image_format_from_name (path) != ST_FORMAT_PNG)
+    {
+      fprintf (stderr, "strata inspect: %s: expected a .png file, found '%s'\n", option, path);
+      return FALSE;
+    }
+  g_autofree char *a = g_canonicalize_filename (path, NULL);
+  g_autofree char *b = image_path ? g_canonicalize_filename (image_path, NULL) : NULL;
+  if (b && strcmp (a, b) == 0)
+    {
+      fprintf (stderr, "strata inspect: %s: '%s' is the input IMAGE; it is never overwritten\n",
+               option, path);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* IMAGE's colour: pipelines see colour only, as in `strata run`. */
+static StTensor *
+load_colour (const char *path, GError **error)
+{
+  StImageInfo info;
+  StTensor *image = st_image_load (path, ST_DEFAULT_MAX_PIXELS, &info, error);
+  if (image && info.has_alpha)
+    {
+      StTensor *colour = st_image_split_alpha (image, NULL);
+      st_tensor_free (image);
+      image = colour;
+    }
+  return image;
+}
+
+/* The table: each stage's kind, inputs, output shape, parameters and
+ * multiply-adds, and their totals, for input shape in. */
+static void
+print_stages (StPipeline *p, StShape in, gboolean fixed, gboolean has_image)
+{
+  printf ("%s%s%s\n", st_pipeline_name (p), st_pipeline_description (p) ? " — " : "",
+          st_pipeline_description (p) ? st_pipeline_description (p) : "");
+  printf ("input %dx%dx%d%s\n\n", in.c, in.h, in.w,
+          fixed ? "" : has_image ? " (a filter pipeline takes any image; shown for IMAGE)"
+                                 : " (a filter pipeline takes any image; shown for 3x256x256)");
+  printf ("%-16s %-14s %-16s %-14s %12s %16s\n", "STAGE", "KIND", "INPUT", "OUTPUT",
+          "PARAMS", "MULT-ADDS");
+  double total_params = 0, total_macs = 0;
+  gboolean any_floored = FALSE;
+  for (int i = 0; i < st_pipeline_n_stages (p); i++)
+    {
+      StStage *s = st_pipeline_stage (p, i);
+      double params = 0;
+      for (int k = 0; k < st_stage_n_params (s); k++)
+        params += st_tensor_numel (st_stage_get_param (s, k)->value);
+      total_params += params;
+      total_macs += s->macs;
+      g_autofree char *inputs = g_strjoinv (",", (char **) st_pipeline_stage_inputs (p, i));
+      g_autofree char *shape = g_strdup_printf ("%dx%dx%d%s", s->out_shape.c, s->out_shape.h,
+                                                s->out_shape.w, s->floored ? " *" : "");
+      g_autofree char *pc = format_count (params);
+      g_autofree char *mc = format_count (s->macs);
+      printf ("%-16s %-14s %-16s %-14s %12s %16s\n", s->name, s->kind->name, inputs, shape, pc, mc);
+      any_floored |= s->floored;
+    }
+  g_autofree char *tp = format_count (total_params);
+  g_autofree char *tm = format_count (total_macs);
+  printf ("%-16s %-14s %-16s %-14s %12s %16s\n", "total", "", "", "", tp, tm);
+  if (any_floored)
+    printf ("\n* output size rounded down: (W - F + 2P) / S is not a whole number, "
+            "so the last rows or columns of the input are not used.\n");
+}
+
+int
+cmd_inspect (int argc, char **argv)
+{
+  char *output = NULL, *weights = NULL, *weights_image = NULL;
+  gboolean random_weights = FALSE;
+  const GOptionEntry entries[] = {
+    { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output,
+      "With IMAGE: the picture of every stage's feature maps (PNG)", "MAPS.png" },
+    { "weights", 'w', 0, G_OPTION_ARG_FILENAME, &weights, "Weights file (default: the pipeline's)", "FILE" },
+    { "random-weights", 0, 0, G_OPTION_ARG_NONE, &random_weights,
+      "No weights: draw a fresh random initialisation", NULL },
+    { "weights-image", 0, 0, G_OPTION_ARG_FILENAME, &weights_image,
+      "The picture of the first convolution's filters (PNG)", "FILTERS.png" },
+    { NULL }
+  };
+  g_autoptr (GOptionContext) octx = make_context ("PIPELINE [IMAGE]",
+    "Prints a pipeline's stages, output shapes, parameters and multiply-adds.\n"
+    "With IMAGE and -o, also draws every stage's output for that image; with\n"
+    "--weights-image, the filters of the first convolution.", entries);
+  /* Owned before parsing, so that a refused option frees those parsed before it. */
+  g_autofree char *output_owned = NULL, *weights_owned = NULL, *weights_image_owned = NULL;
+  gboolean parsed = parse_options (octx, &argc, &argv);
+  output_owned = output;
+  weights_owned = weights;
+  weights_image_owned = weights_image;
+  if (!parsed)
+    return EXIT_USAGE;
+  if (argc != 2 && argc != 3)
+    {
+      fprintf (stderr, "strata inspect: expected PIPELINE and at most one IMAGE\n");
+      return EXIT_USAGE;
+    }
+  const char *image_path = argc == 3 ? argv[2] : NULL;
+  if (image_path && !output)
+    {
+      fprintf (stderr, "strata inspect: with IMAGE, -o MAPS.png names the picture to write\n");
+      return EXIT_USAGE;
+    }
+  if (output && !image_path)
+    {
+      fprintf (stderr, "strata inspect: -o: feature maps need an IMAGE to run on\n");
+      return EXIT_USAGE;
+    }
+  if ((output && !check_picture_path ("-o", output, image_path))
+      || (weights_image && !check_picture_path ("--weights-image", weights_image, image_path)))
+    return EXIT_USAGE;
+  g_autoptr (GError) error = NULL;
+  StPipeline *p = st_pipeline_load (st_registry_get_default (), argv[1], &error);
+  if (!p)
+    return fail (error);
+  g_autoptr (StTensor) image = image_path ? load_colour (image_path, &error) : NULL;
+  if (image_path && !image)
+    {
+      st_pipeline_free (p);
+      return fail (error);
+    }
+  StShape in;
+  gboolean fixed = st_pipeline_fixed_input (p, &in);
+  if (!fixed)
+    in = image ? image->shape : (StShape) { 1, 3, 256, 256 };
+  /* Drawing needs the weights; the table alone does not. */
+  if (!st_pipeline_prepare (p, in, &error)
+      || ((image || weights || weights_image)
+          && !load_weights (p, weights, random_weights, &error)))
+    {
+      st_pipeline_free (p);
+      return fail (error);
+    }
+  print_stages (p, in, fixed, image != NULL);
+  gboolean ok = TRUE;
+  if (image)
+    {
+      ok = st_draw_feature_maps (p, image, output, &error);
+      if (ok)
+        printf ("\nfeature maps: %s\n", output);
+      else if (error->code != ST_ERROR_IO)
+        g_prefix_error (&error, "%s: ", image_path);
+    }
+  if (ok && weights_image)
+    {
+      ok = st_draw_weights (p, weights_image, &error);
+      if (ok)
+        printf ("%sfilters: %s\n", image ? "" : "\n", weights_image);
+    }
+  st_pipeline_free (p);
+  return ok ? EXIT_OK : fail (error);
+}
+
+

@@ -1,0 +1,525 @@
+/* strata — labelled datasets from IDX files (MNIST, Fashion-MNIST).
+ *
+ * IDX (http://yann.lecun.com/exdb/mnist/): a big-endian header — two zero
+ * bytes, an element type (0x08 = unsigned byte), the number of dimensions —
+ * then one big-endian u32 per dimension, then the elements.  A file is
+ * gunzipped on the fly when it starts with the gzip magic, whatever its name.
+ * Data is read in growing chunks up to what the header declares, so a header
+ * claiming billions of images in a small file costs no more memory than the
+ * file holds.
+ */
+#include "dataset.h"
+#include "context.h"
+
+#include <string.h>
+
+#include <gio/gio.h>
+
+#define IDX_IMAGES_MAGIC 0x00000803u
+#define IDX_LABELS_MAGIC 0x00000801u
+
+/* Sanity limits on an IDX header, checked before anything is allocated: no
+ * real dataset comes near them, and they keep every product in range. */
+#define IDX_MAX_SIDE 65536
+#define IDX_MAX_BYTES (G_GUINT64_CONSTANT (1) << 32)
+
+/* Trailing data is counted up to this many bytes, then reported as "at
+ * least" that. */
+#define IDX_MAX_TRAILING_COUNTED (1u << 20)
+
+/* First read of the element data; the buffer doubles from there. */
+#define IDX_FIRST_CHUNK (1u << 20)
+
+/* ---- Reading an IDX file ------------------------------------------------- */
+
+typedef struct {
+  const char *path;
+  GInputStream *stream;        /* the file, or a decompressor over it */
+  gboolean gzip;
+  guint64 file_size;           /* bytes on disk */
+} IdxFile;
+
+static void
+idx_file_clear (IdxFile *f)
+{
+  g_clear_object (&f->stream);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (IdxFile, idx_file_clear)
+
+/* Sets error to "PATH: message" from a stream read error, telling a corrupt
+ * or cut-short gzip stream from an I/O failure. */
+static void
+set_read_error (const IdxFile *f, GError *local, GError **error)
+{
+  if (f->gzip && g_error_matches (local, G_IO_ERROR, G_IO_ERROR_PARTIAL_INPUT))
+    g_set_error (error, ST_ERROR, ST_ERROR_DATA, "%s: corrupt gzip stream (it ends early)",
+                 f->path);
+  else if (f->gzip && g_error_matches (local, G_IO_ERROR, G_IO_ERROR_INVALID_DATA))
+    g_set_error (error, ST_ERROR, ST_ERROR_DATA, "%s: corrupt gzip stream (%s)",
+                 f->path, local->message);
+  else
+    g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot read: %s", f->path, local->message);
+  g_error_free (local);
+}
+
+/* Reads up to size bytes; *got < size only at the end of the data. */
+static gboolean
+idx_read (IdxFile *f, void *buf, gsize size, gsize *got, GError **error)
+{
+  GError *local = NULL;
+  if (!g_input_stream_read_all (f->stream, buf, size, got, NULL, &local))
+    {
+      set_read_error (f, local, error);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+idx_open (IdxFile *f, const char *path, GError **error)
+{
+  f->path = path;
+  f->stream = NULL;
+  f->gzip = FALSE;
+
+  g_autoptr (GFile) file = g_file_new_for_path (path);
+  GError *local = NULL;
+  g_autoptr (GFileInputStream) fin = g_file_read (file, NULL, &local);
+  if (!fin)
+    {
+      if (g_error_matches (local, G_IO_ERROR, G_IO_ERROR_NOT_FOUND))
+        g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: no such file", path);
+      else if (g_error_matches (local, G_IO_ERROR, G_IO_ERROR_IS_DIRECTORY))
+        g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: is a folder, not an IDX file", path);
+      else
+        g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot open: %s", path, local->message);
+      g_error_free (local);
+      return FALSE;
+    }
+
+  g_autoptr (GFileInfo) info = g_file_input_stream_query_info (fin, G_FILE_ATTRIBUTE_STANDARD_SIZE,
+                                                               NULL, NULL);
+  f->file_size = info ? (guint64) g_file_info_get_size (info) : G_MAXUINT64;
+
+  /* Sniff the gzip magic, then rewind: a file stream is seekable. */
+  guint8 magic[2];
+  gsize got = 0;
+  f->stream = G_INPUT_STREAM (g_object_ref (fin));
+  if (!idx_read (f, magic, sizeof magic, &got, error))
+    return FALSE;
+  if (!g_seekable_seek (G_SEEKABLE (fin), 0, G_SEEK_SET, NULL, &local))
+    {
+      set_read_error (f, local, error);
+      return FALSE;
+    }
+  if (got == 2 && magic[0] == 0x1f && magic[1] == 0x8b)
+    {
+      g_autoptr (GZlibDecompressor) z = g_zlib_decompressor_new (G_ZLIB_COMPRESSOR_FORMAT_GZIP);
+      g_object_unref (f->stream);
+      f->stream = g_converter_input_stream_new (G_INPUT_STREAM (fin), G_CONVERTER (z));
+      f->gzip = TRUE;
+    }
+  return TRUE;
+}
+
+static const char *
+idx_type_name (guint type)
+{
+  switch (type)
+    {
+    case 0x08: return "unsigned byte";
+    case 0x09: return "signed byte";
+    case 0x0b: return "int16";
+    case 0x0c: return "int32";
+    case 0x0d: return "float32";
+    case 0x0e: return "float64";
+    default: return NULL;
+    }
+}
+
+/* Reads and checks the header of an IDX file of unsigned bytes with
+ * expected_magic (which fixes the number of dimensions, at most 3), into
+ * dims.  what: "image" or "labels", for messages. */
+static gboolean
+idx_read_header (IdxFile *f, guint32 expected_magic, const char *what,
+                 guint32 dims[3], GError **error)
+{
+  const guint n_dims = expected_magic & 0xff;
+  guint8 head[4 + 4 * 3];
+  gsize want = 4 + 4 * n_dims, got = 0;
+  if (!idx_read (f, head, want, &got, error))
+    return FALSE;
+  if (got < 4)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: not an IDX %s file (only %" G_GSIZE_FORMAT " bytes)", f->path, what, got);
+      return FALSE;
+    }
+  guint32 magic = (guint32) head[0] << 24 | (guint32) head[1] << 16
+                  | (guint32) head[2] << 8 | head[3];
+  const char *type = idx_type_name (head[2]);
+  if (head[0] != 0 || head[1] != 0 || !type || head[3] != n_dims)
+    {
+      /* A labels file given for images (or the other way round) is the
+       * likely mistake: say so. */
+      const char *hint = "";
+      if (magic == IDX_LABELS_MAGIC)
+        hint = "; this is an IDX labels file";
+      else if (magic == IDX_IMAGES_MAGIC)
+        hint = "; this is an IDX image file";
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: not an IDX %s file (magic 0x%08x, expected 0x%08x%s)",
+                   f->path, what, magic, expected_magic, hint);
+      return FALSE;
+    }
+  if (head[2] != 0x08)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: IDX elements are %s (type 0x%02x), expected unsigned bytes (0x08)",
+                   f->path, type, head[2]);
+      return FALSE;
+    }
+  if (got < want)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: truncated IDX header (%" G_GSIZE_FORMAT " bytes, expected %" G_GSIZE_FORMAT ")",
+                   f->path, got, want);
+      return FALSE;
+    }
+  for (guint i = 0; i < n_dims; i++)
+    {
+      const guint8 *p = head + 4 + 4 * i;
+      dims[i] = (guint32) p[0] << 24 | (guint32) p[1] << 16 | (guint32) p[2] << 8 | p[3];
+    }
+  return TRUE;
+}
+
+/* Reads exactly size bytes of element data into a new buffer, then checks
+ * that nothing follows.  contents: what the header declares, as "60000
+ * images of 28x28", for messages. */
+static guint8 *
+idx_read_data (IdxFile *f, gsize size, const char *contents, GError **error)
+{
+  gsize cap = MIN (size, IDX_FIRST_CHUNK), filled = 0;
+  guint8 *buf = g_malloc (cap);
+  for (;;)
+    {
+      gsize got = 0;
+      if (!idx_read (f, buf + filled, cap - filled, &got, error))
+        {
+          g_free (buf);
+          return NULL;
+        }
+      filled += got;
+      if (filled < cap)
+        {
+          g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                       "%s: declares %s but holds only %" G_GSIZE_FORMAT " bytes of the %"
+                       G_GSIZE_FORMAT " needed", f->path, contents, filled, size);
+          g_free (buf);
+          return NULL;
+        }
+      if (filled == size)
+        break;
+      cap = size - cap > cap ? 2 * cap : size;
+      buf = g_realloc (buf, cap);
+    }
+
+  /* Anything after the declared data means the header and the data do not
+   * agree; count some of it (in a small buffer) so the message says how
+   * much, but stop there: a compressed tail may inflate to gigabytes. */
+  guint64 extra = 0;
+  gboolean more = FALSE;
+  guint8 scratch[65536];
+  for (;;)
+    {
+      gsize got = 0;
+      if (!idx_read (f, scratch, sizeof scratch, &got, error))
+        {
+          g_free (buf);
+          return NULL;
+        }
+      extra += got;
+      if (got < sizeof scratch)
+        break;
+      if (extra >= IDX_MAX_TRAILING_COUNTED)
+        {
+          more = TRUE;
+          break;
+        }
+    }
+  if (extra > 0)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: %s%" G_GUINT64_FORMAT " byte%s of trailing data after the %" G_GSIZE_FORMAT
+                   " bytes the header declares (%s)", f->path, more ? "at least " : "",
+                   extra, extra == 1 ? "" : "s", size, contents);
+      g_free (buf);
+      return NULL;
+    }
+  return buf;
+}
+
+/* Opens an IDX image file and reads its header: n images of h x w,
+ * checked against strata's sanity limits. */
+static gboolean
+idx_open_images (IdxFile *f, const char *path, guint32 *n_out, guint32 *h_out, guint32 *w_out,
+                 GError **error)
+{
+  guint32 dims[3];
+  if (!idx_open (f, path, error)
+      || !idx_read_header (f, IDX_IMAGES_MAGIC, "image", dims, error))
+    return FALSE;
+  guint32 n = dims[0], h = dims[1], w = dims[2];
+  if (n == 0 || h == 0 || w == 0)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: declares %u images of %ux%u: no data", path, n, h, w);
+      return FALSE;
+    }
+  /* h * w < 2^33 here, so nothing below overflows. */
+  if (n > G_MAXINT || h > IDX_MAX_SIDE || w > IDX_MAX_SIDE
+      || (guint64) h * w > IDX_MAX_BYTES / n
+      || (guint64) n * h * w > G_MAXSIZE / sizeof (float))
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: declares %u images of %ux%u, more than strata accepts "
+                   "(at most %d pixels a side and %" G_GUINT64_FORMAT " bytes in all)",
+                   path, n, h, w, IDX_MAX_SIDE, IDX_MAX_BYTES);
+      return FALSE;
+    }
+  *n_out = n;
+  *h_out = h;
+  *w_out = w;
+  return TRUE;
+}
+
+/* What the header declares must fit the memory bound (the bytes as read
+ * plus the floats they become) and, for an uncompressed file, the file:
+ * both are known before a byte of data is read. */
+static gboolean
+idx_check_declared (const IdxFile *f, guint64 header_bytes, guint64 elements,
+                    gsize element_memory, const char *contents, GError **error)
+{
+  if (!f->gzip && f->file_size != G_MAXUINT64 && f->file_size < header_bytes + elements)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: declares %s but holds only %" G_GUINT64_FORMAT " bytes of the %"
+                   G_GUINT64_FORMAT " needed", f->path, contents,
+                   f->file_size - MIN (f->file_size, header_bytes), elements);
+      return FALSE;
+    }
+  guint64 memory = elements * (1 + element_memory);
+  if (memory > st_memory_limit ())
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_MEMORY,
+                   "%s: declares %s, which take %" G_GUINT64_FORMAT " bytes of memory, more "
+                   "than the limit of %" G_GUINT64_FORMAT " bytes (--max-memory)",
+                   f->path, contents, memory, st_memory_limit ());
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* [N, 1, H, W] of byte / 255.  expected_n: the number of labels, checked
+ * before the data is read (0: any). */
+static StTensor *
+idx_load_images (const char *path, guint32 expected_n, const char *labels_path, GError **error)
+{
+  g_auto (IdxFile) f = { 0 };
+  guint32 n, h, w;
+  if (!idx_open_images (&f, path, &n, &h, &w, error))
+    return NULL;
+  if (expected_n && n != expected_n)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: labels file has %u labels, images file has %u images (%s)",
+                   labels_path, expected_n, n, path);
+      return NULL;
+    }
+  gsize size = (gsize) n * h * w;
+  g_autofree char *contents = g_strdup_printf ("%u images of %ux%u", n, h, w);
+  if (!idx_check_declared (&f, 16, size, sizeof (float), contents, error))
+    return NULL;
+  g_autofree guint8 *bytes = idx_read_data (&f, size, contents, error);
+  if (!bytes)
+    return NULL;
+  float table[256];
+  for (int i = 0; i < 256; i++)
+    table[i] = (float) i / 255.0f;
+  StTensor *x = st_tensor_new ((StShape) { (int) n, 1, (int) h, (int) w }, error);
+  if (x)
+    for (gsize i = 0; i < size; i++)
+      x->data[i] = table[bytes[i]];
+  return x;
+}
+
+static int *
+idx_load_labels (const char *path, int *n_out, GError **error)
+{
+  g_auto (IdxFile) f = { 0 };
+  guint32 dims[3];
+  if (!idx_open (&f, path, error)
+      || !idx_read_header (&f, IDX_LABELS_MAGIC, "labels", dims, error))
+    return NULL;
+  guint32 n = dims[0];
+  if (n == 0)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA, "%s: declares no labels", path);
+      return NULL;
+    }
+  if (n > G_MAXINT)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                   "%s: declares %u labels, more than strata accepts", path, n);
+      return NULL;
+    }
+  g_autofree char *contents = g_strdup_printf ("%u labels", n);
+  if (!idx_check_declared (&f, 8, n, sizeof (int), contents, error))
+    return NULL;
+  g_autofree guint8 *bytes = idx_read_data (&f, n, contents, error);
+  if (!bytes)
+    return NULL;
+  int *labels = g_new (int, n);
+  for (guint32 i = 0; i < n; i++)
+    labels[i] = bytes[i];
+  *n_out = (int) n;
+  return labels;
+}
+
+StDataset *
+st_dataset_load_idx (const char *images_path, const char *labels_path, GError **error)
+{
+  g_return_val_if_fail (images_path && labels_path, NULL);
+
+  /* Labels first: they are small, and a bad labels file is reported
+   * without decompressing 47 MB of images. */
+  int n_labels = 0;
+  g_autofree int *labels = idx_load_labels (labels_path, &n_labels, error);
+  if (!labels)
+    return NULL;
+  g_autoptr (StTensor) x = idx_load_images (images_path, (guint32) n_labels, labels_path, error);
+  if (!x)
+    return NULL;
+
+  StDataset *ds = g_new0 (StDataset, 1);
+  ds->n = n_labels;
+  int max = 0;
+  for (int i = 0; i < n_labels; i++)
+    max = MAX (max, labels[i]);
+  ds->n_classes = max + 1;
+  ds->x = g_steal_pointer (&x);
+  ds->labels = g_steal_pointer (&labels);
+  return ds;
+}
+
+/* DIR/NAME or DIR/NAME.gz for the first of names that exists, else NULL. */
+static char *
+find_idx (const char *dir, const char *const *names)
+{
+  for (int i = 0; names[i]; i++)
+    for (int gz = 0; gz < 2; gz++)
+      {
+        g_autofree char *base = g_strconcat (names[i], gz ? ".gz" : "", NULL);
+        char *path = g_build_filename (dir, base, NULL);
+        if (g_file_test (path, G_FILE_TEST_IS_REGULAR))
+          return path;
+        g_free (path);
+      }
+  return NULL;
+}
+
+/* DIR's file of one part of a set ("train" or "t10k"; "images", "idx3"),
+ * by either name it goes by, gzipped or not, or NULL.  *usual: the usual
+ * name, for messages. */
+static char *
+find_idx_part (const char *dir, const char *set, const char *part, const char *dims,
+               char **usual)
+{
+  /* Some copies (Kaggle's) write ".idx3" for "-idx3"; take both. */
+  g_autofree char *name = g_strdup_printf ("%s-%s-%s-ubyte", set, part, dims);
+  g_autofree char *alt = g_strdup_printf ("%s-%s.%s-ubyte", set, part, dims);
+  const char *names[] = { name, alt, NULL };
+  char *path = find_idx (dir, names);
+  if (usual)
+    *usual = g_steal_pointer (&name);
+  return path;
+}
+
+gboolean
+st_dataset_is_idx_dir (const char *dir)
+{
+  for (int test_set = 0; test_set < 2; test_set++)
+    {
+      g_autofree char *images = find_idx_part (dir, test_set ? "t10k" : "train", "images",
+                                               "idx3", NULL);
+      if (images)
+        return TRUE;
+    }
+  return FALSE;
+}
+
+/* The images and labels files of DIR's training or test set, or FALSE
+ * with error saying which are missing. */
+static gboolean
+find_idx_pair (const char *dir, gboolean test_set, char **images_out, char **labels_out,
+               GError **error)
+{
+  if (!g_file_test (dir, G_FILE_TEST_IS_DIR))
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_IO,
+                   g_file_test (dir, G_FILE_TEST_EXISTS) ? "%s: not a folder" : "%s: no such folder",
+                   dir);
+      return FALSE;
+    }
+  const char *prefix = test_set ? "t10k" : "train";
+  g_autofree char *img_name = NULL, *lab_name = NULL;
+  g_autofree char *images = find_idx_part (dir, prefix, "images", "idx3", &img_name);
+  g_autofree char *labels = find_idx_part (dir, prefix, "labels", "idx1", &lab_name);
+  if (!images && !labels)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_IO,
+                   "%s: no MNIST-style %s files here: looked for %s and %s, "
+                   "each with or without .gz", dir, test_set ? "test-set" : "training-set",
+                   img_name, lab_name);
+      return FALSE;
+    }
+  if (!images || !labels)
+    {
+      g_autofree char *found = g_path_get_basename (images ? images : labels);
+      g_set_error (error, ST_ERROR, ST_ERROR_IO,
+                   "%s: found %s but not %s (with or without .gz)", dir, found,
+                   images ? lab_name : img_name);
+      return FALSE;
+    }
+  *images_out = g_steal_pointer (&images);
+  *labels_out = g_steal_pointer (&labels);
+  return TRUE;
+}
+
+StDataset *
+st_dataset_load_idx_dir (const char *dir, gboolean test_set, GError **error)
+{
+  g_return_val_if_fail (dir != NULL, NULL);
+  g_autofree char *images = NULL, *labels = NULL;
+  if (!find_idx_pair (dir, test_set, &images, &labels, error))
+    return NULL;
+  return st_dataset_load_idx (images, labels, error);
+}
+
+gboolean
+st_dataset_idx_dir_image_shape (const char *dir, gboolean test_set, StShape *image,
+                                GError **error)
+{
+  g_return_val_if_fail (dir != NULL && image != NULL, FALSE);
+  g_autofree char *images = NULL, *labels = NULL;
+  if (!find_idx_pair (dir, test_set, &images, &labels, error))
+    return FALSE;
+  g_auto (IdxFile) f = { 0 };
+  guint32 n, h, w;
+  if (!idx_open_images (&f, images, &n, &h, &w, error))
+    return FALSE;
+  *image = (StShape) { 1, 1, (int) h, (int) w };
+  return TRUE;
+}

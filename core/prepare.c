@@ -1,0 +1,138 @@
+/* strata — a dataset prepared for a pipeline (see prepare.h). */
+#include "prepare.h"
+#include "context.h"
+#include "image.h"
+#include "train.h"  /* st_dataset_apply_prefix */
+
+#include <string.h>
+
+typedef struct {
+  StPipeline *p;
+  StRunContext *ctx;
+  int prefix;
+  StShape fixed;
+  gboolean has_fixed;
+  StShape first_image;         /* as decoded (colour only), for messages */
+  gboolean seen_image;
+  StMessageFunc message;       /* the caller's, and its user_data */
+  gpointer user_data;
+} SampleMaker;
+
+/* st_dataset_load_folder's lines, passed on to the caller's message. */
+static void
+maker_say (const char *line, gpointer data)
+{
+  SampleMaker *m = data;
+  if (m->message)
+    m->message (line, m->user_data);
+}
+
+/* A folder image becomes a sample by going through the pipeline's
+ * preparation stages (grayscale, resize, ...). */
+static StTensor *
+make_sample (const StTensor *image, gpointer data, GError **error)
+{
+  SampleMaker *m = data;
+  /* A classifier sees colour only.  Decoded images have 1 or 3 colour
+   * channels, and alpha after them. */
+  const gboolean has_alpha = image->shape.c == 2 || image->shape.c == 4;
+  g_autoptr (StTensor) colour = has_alpha ? st_image_split_alpha (image, NULL) : NULL;
+  const StTensor *in = has_alpha ? colour : image;
+  if (!m->seen_image)
+    {
+      m->first_image = in->shape;
+      m->seen_image = TRUE;
+    }
+  if (m->prefix == 0)
+    {
+      if (m->has_fixed && !st_shape_equal (in->shape, m->fixed))
+        {
+          char a[64], b[64];
+          g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
+                       "image is %s, the pipeline takes %s (add grayscale or resize stages)",
+                       st_shape_format (in->shape, a, sizeof a), st_shape_format (m->fixed, b, sizeof b));
+          return NULL;
+        }
+      return st_tensor_copy (in);
+    }
+  return st_pipeline_forward_range (m->p, m->ctx, in, 0, m->prefix - 1, FALSE, error);
+}
+
+/* Without input=, a pipeline's learnable stages are sized at load for a
+ * 3x256x256 image; data of another shape would reach them as "declared
+ * with another shape".  Say instead what is missing and what to write. */
+static gboolean
+check_sized_for_data (StPipeline *p, const char *dir, StShape sample, StShape image,
+                      GError **error)
+{
+  int first = st_pipeline_prefix_length (p);
+  if (st_pipeline_fixed_input (p, NULL) || first >= st_pipeline_n_stages (p))
+    return TRUE;
+  StStage *stage = st_pipeline_stage (p, first);
+  StShape sized = stage->in_shapes[0];
+  sample.n = sized.n = 1;
+  if (st_shape_equal (sample, sized))
+    return TRUE;
+  /* As input= is written: CxHxW. */
+  g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
+               "%s: the [pipeline] group has no input=, so stage '%s' was sized for %dx%dx%d; "
+               "the images of %s make it %dx%dx%d: add input=%dx%dx%d to the [pipeline] group",
+               st_pipeline_name (p), stage->name, sized.c, sized.h, sized.w, dir,
+               sample.c, sample.h, sample.w, image.c, image.h, image.w);
+  return FALSE;
+}
+
+StDataset *
+st_dataset_prepare (StPipeline *p, const char *dir, gboolean test_set, int limit, int threads,
+                    guint64 max_pixels, StMessageFunc message, gpointer user_data,
+                    GError **error)
+{
+  g_autoptr (StDataset) ds = NULL;
+  StShape image;
+  if (st_dataset_is_idx_dir (dir))
+    {
+      /* The header says the shape: a misfit is refused before the data
+       * (hundreds of MB, maybe) is read. */
+      StShape fixed;
+      if (!st_dataset_idx_dir_image_shape (dir, test_set, &image, error))
+        return NULL;
+      if (st_pipeline_fixed_input (p, &fixed) && !st_shape_equal (fixed, image))
+        {
+          char a[64], b[64];
+          g_set_error (error, ST_ERROR, ST_ERROR_DATA, "%s: images are %s, the pipeline %s takes %s",
+                       dir, st_shape_format (image, a, sizeof a), st_pipeline_name (p),
+                       st_shape_format (fixed, b, sizeof b));
+          return NULL;
+        }
+      ds = st_dataset_load_idx_dir (dir, test_set, error);
+      if (!ds)
+        return NULL;
+      if (limit > 0 && limit < ds->n)
+        st_dataset_truncate (ds, limit);
+      if (!st_dataset_apply_prefix (ds, p, threads, error))
+        return NULL;
+    }
+  else
+    {
+      g_autoptr (StRunContext) ctx = st_run_context_new (threads, 0);
+      SampleMaker maker = { .p = p, .ctx = ctx, .prefix = st_pipeline_prefix_length (p),
+                            .message = message, .user_data = user_data };
+      maker.has_fixed = st_pipeline_fixed_input (p, &maker.fixed);
+      ds = st_dataset_load_folder (dir, st_pipeline_labels (p), make_sample, maker_say, &maker,
+                                   max_pixels, error);
+      if (!ds)
+        return NULL;
+      image = maker.first_image;
+      if (limit > 0 && limit < ds->n)
+        st_dataset_truncate (ds, limit);
+      if (ds->n_skipped && message)
+        {
+          g_autofree char *line = g_strdup_printf ("%s: %u unreadable images skipped", dir,
+                                                   ds->n_skipped);
+          message (line, user_data);
+        }
+    }
+  if (ds->n > 0 && !check_sized_for_data (p, dir, ds->x->shape, image, error))
+    return NULL;
+  return g_steal_pointer (&ds);
+}
