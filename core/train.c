@@ -1,7 +1,10 @@
-/* strata — the training loop: batches, softmax cross-entropy, optimisers,
- * schedules, checkpoints that resume bit for bit. */
+/* strata — the training loop: batches, softmax cross-entropy, epochs,
+ * interruption, logs. */
 #include "train.h"
+#include "checkpoint.h"
 #include "context.h"
+#include "evaluate.h"
+#include "optimizer.h"
 #include "plot.h"
 #include "stage.h"
 #include "weights.h"
@@ -194,21 +197,6 @@ st_scores_to_probabilities (const StPipeline *p, StTensor *scores)
 
 /* ---- Batches ------------------------------------------------------------ */
 
-static StTensor *
-gather_batch (const StDataset *ds, const int *order, int start, int count, int *labels)
-{
-  StShape s = ds->x->shape;
-  gsize per = (gsize) s.c * s.h * s.w;
-  StTensor *batch = st_tensor_new0 (count, s.c, s.h, s.w);
-  for (int i = 0; i < count; i++)
-    {
-      int idx = order ? order[start + i] : start + i;
-      memcpy (batch->data + i * per, ds->x->data + (gsize) idx * per, per * sizeof (float));
-      labels[i] = ds->labels[idx];
-    }
-  return batch;
-}
-
 /* Mean cross-entropy of softmax(logits) against labels; writes its gradient
  * with respect to the logits, (softmax - onehot) / B, fused as frameworks
  * do so that no log of a tiny probability is ever taken. */
@@ -236,316 +224,6 @@ softmax_cross_entropy (const StTensor *logits, const int *labels, StTensor *grad
       *correct += best == labels[b];
     }
   return loss;
-}
-
-double
-st_evaluate (StPipeline *p, const StDataset *ds, const StRunContext *ctx, int batch_size,
-             guint64 *confusion, GError **error)
-{
-  int first = st_pipeline_prefix_length (p);
-  int last = st_pipeline_n_stages (p) - 1;
-  int n_classes = st_pipeline_output_shape (p).c;
-  memset (confusion, 0, sizeof (guint64) * n_classes * n_classes);
-  double loss = 0;
-  g_autofree int *labels = g_new (int, batch_size);
-  for (int start = 0; start < ds->n; start += batch_size)
-    {
-      int count = MIN (batch_size, ds->n - start);
-      g_autoptr (StTensor) batch = gather_batch (ds, NULL, start, count, labels);
-      g_autoptr (StTensor) out = st_pipeline_forward_range (p, ctx, batch, first, last, FALSE, error);
-      if (!out)
-        return -1;
-      st_scores_to_probabilities (p, out);
-      for (int b = 0; b < count; b++)
-        {
-          const float *prob = out->data + (gsize) b * out->shape.c;
-          int best = 0;
-          for (int j = 1; j < out->shape.c; j++)
-            if (prob[j] > prob[best])
-              best = j;
-          if (labels[b] < n_classes)
-            confusion[labels[b] * n_classes + best]++;
-          loss += -log (MAX (prob[labels[b]], 1e-30f));
-        }
-    }
-  return ds->n ? loss / ds->n : 0;
-}
-
-/* ---- Optimiser ---------------------------------------------------------- */
-
-typedef struct {
-  StParam *param;
-  StTensor *m;                 /* momentum buffer (SGD) or first moment (Adam) */
-  StTensor *v;                 /* second moment (Adam) */
-} Slot;
-
-static GArray *
-collect_slots (StPipeline *p, const StTrainOptions *opt)
-{
-  GArray *slots = g_array_new (FALSE, TRUE, sizeof (Slot));
-  for (int i = 0; i < st_pipeline_n_stages (p); i++)
-    {
-      StStage *s = st_pipeline_stage (p, i);
-      st_stage_enable_grads (s);
-      for (int k = 0; k < st_stage_n_params (s); k++)
-        {
-          StParam *param = st_stage_get_param (s, k);
-          if (!param->trainable)
-            continue;
-          Slot slot = { param, st_tensor_new (param->value->shape, NULL), NULL };
-          if (opt->optimizer != ST_OPTIM_SGD)
-            slot.v = st_tensor_new (param->value->shape, NULL);
-          g_array_append_val (slots, slot);
-        }
-    }
-  return slots;
-}
-
-static void
-free_slots (GArray *slots)
-{
-  for (guint i = 0; i < slots->len; i++)
-    {
-      Slot *s = &g_array_index (slots, Slot, i);
-      st_tensor_free (s->m);
-      st_tensor_free (s->v);
-    }
-  g_array_free (slots, TRUE);
-}
-
-static void
-optimizer_step (GArray *slots, const StTrainOptions *opt, double lr, gint64 step)
-{
-  double wd = opt->weight_decay;
-  double bias1 = 1.0 - pow (opt->beta1, (double) step);
-  double bias2 = 1.0 - pow (opt->beta2, (double) step);
-  for (guint i = 0; i < slots->len; i++)
-    {
-      Slot *s = &g_array_index (slots, Slot, i);
-      float *w = s->param->value->data, *g = s->param->grad->data;
-      float *m = s->m->data, *v = s->v ? s->v->data : NULL;
-      gsize n = st_tensor_numel (s->param->value);
-      switch (opt->optimizer)
-        {
-        case ST_OPTIM_SGD:
-          /* As PyTorch: buf = momentum * buf + g; nesterov steps by g + momentum * buf. */
-          for (gsize j = 0; j < n; j++)
-            {
-              float grad = g[j] + (float) wd * w[j];
-              float step_dir = grad;
-              if (opt->momentum > 0)
-                {
-                  m[j] = (float) opt->momentum * m[j] + grad;
-                  step_dir = opt->nesterov ? grad + (float) opt->momentum * m[j] : m[j];
-                }
-              w[j] -= (float) lr * step_dir;
-            }
-          break;
-        case ST_OPTIM_ADAM:
-        case ST_OPTIM_ADAMW:
-          {
-            gboolean decoupled = opt->optimizer == ST_OPTIM_ADAMW;
-            float b1 = (float) opt->beta1, b2 = (float) opt->beta2;
-            float step_size = (float) (lr / bias1);
-            float inv_sqrt_bias2 = (float) (1.0 / sqrt (bias2));
-            float eps = (float) opt->eps;
-            for (gsize j = 0; j < n; j++)
-              {
-                float grad = g[j];
-                if (decoupled)
-                  w[j] -= (float) (lr * wd) * w[j];
-                else
-                  grad += (float) wd * w[j];
-                m[j] = b1 * m[j] + (1.0f - b1) * grad;
-                v[j] = b2 * v[j] + (1.0f - b2) * grad * grad;
-                w[j] -= step_size * m[j] / (sqrtf (v[j]) * inv_sqrt_bias2 + eps);
-              }
-            break;
-          }
-        }
-    }
-}
-
-static double
-scheduled_lr (const StTrainOptions *opt, int epoch)
-{
-  switch (opt->schedule)
-    {
-    case ST_SCHEDULE_CONSTANT:
-      return opt->lr;
-    case ST_SCHEDULE_STEP:
-      return opt->lr * pow (opt->gamma, epoch / MAX (opt->step_epochs, 1));
-    case ST_SCHEDULE_COSINE:
-      return opt->lr * 0.5 * (1.0 + cos (G_PI * epoch / MAX (opt->epochs, 1)));
-    }
-  return opt->lr;
-}
-
-static const char *
-optimizer_name (StOptimKind k)
-{
-  return k == ST_OPTIM_SGD ? "sgd" : k == ST_OPTIM_ADAM ? "adam" : "adamw";
-}
-
-/* ---- Checkpoints --------------------------------------------------------- */
-
-typedef struct {
-  int epoch;                   /* the epoch in progress */
-  int batch;                   /* the next batch of it */
-  gint64 step;                 /* optimiser steps taken */
-  double loss_sum;             /* this epoch so far */
-  gint64 correct, seen;
-} Position;
-
-static gboolean
-save_checkpoint (StPipeline *p, GArray *slots, const StTrainOptions *opt,
-                 const StRunContext *ctx, const Position *pos, GError **error)
-{
-  g_autoptr (GPtrArray) tensors = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
-  for (int i = 0; i < st_pipeline_n_stages (p); i++)
-    {
-      StStage *s = st_pipeline_stage (p, i);
-      for (int k = 0; k < st_stage_n_params (s); k++)
-        {
-          StParam *param = st_stage_get_param (s, k);
-          StNamedTensor *t = g_new0 (StNamedTensor, 1);
-          t->name = param->full_name;
-          t->rank = param->rank;
-          memcpy (t->dims, param->dims, sizeof t->dims);
-          t->value = param->value;
-          g_ptr_array_add (tensors, t);
-        }
-    }
-  for (guint i = 0; i < slots->len; i++)
-    {
-      Slot *s = &g_array_index (slots, Slot, i);
-      StTensor *state[2] = { s->m, s->v };
-      const char *suffix[2] = { "m", "v" };
-      for (int j = 0; j < 2; j++)
-        {
-          if (!state[j])
-            continue;
-          StNamedTensor *t = g_new0 (StNamedTensor, 1);
-          char *name = g_strdup_printf ("optimizer.%s.%s", s->param->full_name, suffix[j]);
-          g_ptr_array_add (names, name);
-          t->name = name;
-          t->rank = s->param->rank;
-          memcpy (t->dims, s->param->dims, sizeof t->dims);
-          t->value = state[j];
-          g_ptr_array_add (tensors, t);
-        }
-    }
-  guint64 rng[4];
-  st_rng_get_state (ctx->rng, rng);
-  g_autoptr (GHashTable) meta = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
-  g_hash_table_insert (meta, "strata.checkpoint", g_strdup ("1"));
-  g_hash_table_insert (meta, "strata.pipeline", g_strdup (st_pipeline_name (p)));
-  g_hash_table_insert (meta, "strata.optimizer", g_strdup (optimizer_name (opt->optimizer)));
-  g_hash_table_insert (meta, "strata.epoch", g_strdup_printf ("%d", pos->epoch));
-  g_hash_table_insert (meta, "strata.batch", g_strdup_printf ("%d", pos->batch));
-  g_hash_table_insert (meta, "strata.step", g_strdup_printf ("%" G_GINT64_FORMAT, pos->step));
-  g_hash_table_insert (meta, "strata.loss_sum", g_strdup_printf ("%a", pos->loss_sum));
-  g_hash_table_insert (meta, "strata.correct", g_strdup_printf ("%" G_GINT64_FORMAT, pos->correct));
-  g_hash_table_insert (meta, "strata.seen", g_strdup_printf ("%" G_GINT64_FORMAT, pos->seen));
-  g_hash_table_insert (meta, "strata.rng", g_strdup_printf ("%016" G_GINT64_MODIFIER "x%016"
-                       G_GINT64_MODIFIER "x%016" G_GINT64_MODIFIER "x%016" G_GINT64_MODIFIER "x",
-                       rng[0], rng[1], rng[2], rng[3]));
-  return st_tensor_file_write (opt->checkpoint, (const StNamedTensor *const *) tensors->pdata,
-                               tensors->len, meta, error);
-}
-
-static gboolean
-meta_int (GHashTable *meta, const char *key, gint64 *out)
-{
-  const char *v = g_hash_table_lookup (meta, key);
-  return v && g_ascii_string_to_signed (v, 10, 0, G_MAXINT64, out, NULL);
-}
-
-static gboolean
-load_checkpoint (StPipeline *p, GArray *slots, const StTrainOptions *opt,
-                 StRunContext *ctx, Position *pos, GError **error)
-{
-  g_autoptr (StTensorFile) file = st_tensor_file_read (opt->resume, error);
-  if (!file || !st_tensor_file_check_finite (file, opt->resume, error))
-    return FALSE;
-  const char *optimizer = g_hash_table_lookup (file->metadata, "strata.optimizer");
-  gint64 epoch, batch, step, correct, seen;
-  const char *loss = g_hash_table_lookup (file->metadata, "strata.loss_sum");
-  const char *rng = g_hash_table_lookup (file->metadata, "strata.rng");
-  if (!g_hash_table_lookup (file->metadata, "strata.checkpoint") || !optimizer || !loss || !rng
-      || strlen (rng) != 64 || !meta_int (file->metadata, "strata.epoch", &epoch)
-      || !meta_int (file->metadata, "strata.batch", &batch)
-      || !meta_int (file->metadata, "strata.step", &step)
-      || !meta_int (file->metadata, "strata.correct", &correct)
-      || !meta_int (file->metadata, "strata.seen", &seen))
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_WEIGHTS,
-                   "%s: not a strata checkpoint (its metadata lacks the training position)", opt->resume);
-      return FALSE;
-    }
-  if (epoch > G_MAXINT || batch > G_MAXINT || !isfinite (g_ascii_strtod (loss, NULL))
-      || strspn (rng, "0123456789abcdefABCDEF") != 64)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_WEIGHTS,
-                   "%s: the checkpoint's training position is out of range or malformed",
-                   opt->resume);
-      return FALSE;
-    }
-  if (strcmp (optimizer, optimizer_name (opt->optimizer)) != 0)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
-                   "%s: the checkpoint was written by optimizer '%s', this run uses '%s'",
-                   opt->resume, optimizer, optimizer_name (opt->optimizer));
-      return FALSE;
-    }
-  /* Parameters first, through the checks every weights file gets. */
-  for (int i = 0; i < st_pipeline_n_stages (p); i++)
-    {
-      StStage *s = st_pipeline_stage (p, i);
-      for (int k = 0; k < st_stage_n_params (s); k++)
-        {
-          StParam *param = st_stage_get_param (s, k);
-          const StNamedTensor *t = st_tensor_file_find (file, param->full_name);
-          if (!t || !st_shape_equal (t->value->shape, param->value->shape))
-            {
-              g_set_error (error, ST_ERROR, ST_ERROR_WEIGHTS,
-                           "%s: tensor '%s': missing or of another shape than the pipeline's",
-                           opt->resume, param->full_name);
-              return FALSE;
-            }
-          memcpy (param->value->data, t->value->data, st_tensor_numel (t->value) * sizeof (float));
-        }
-    }
-  for (guint i = 0; i < slots->len; i++)
-    {
-      Slot *s = &g_array_index (slots, Slot, i);
-      StTensor *state[2] = { s->m, s->v };
-      const char *suffix[2] = { "m", "v" };
-      for (int j = 0; j < 2; j++)
-        {
-          if (!state[j])
-            continue;
-          g_autofree char *name = g_strdup_printf ("optimizer.%s.%s", s->param->full_name, suffix[j]);
-          const StNamedTensor *t = st_tensor_file_find (file, name);
-          if (!t || !st_shape_equal (t->value->shape, state[j]->shape))
-            {
-              g_set_error (error, ST_ERROR, ST_ERROR_WEIGHTS,
-                           "%s: tensor '%s': missing or of another shape", opt->resume, name);
-              return FALSE;
-            }
-          memcpy (state[j]->data, t->value->data, st_tensor_numel (t->value) * sizeof (float));
-        }
-    }
-  guint64 state[4];
-  for (int i = 0; i < 4; i++)
-    {
-      g_autofree char *part = g_strndup (rng + 16 * i, 16);
-      state[i] = g_ascii_strtoull (part, NULL, 16);
-    }
-  st_rng_set_state (ctx->rng, state);
-  *pos = (Position) { (int) epoch, (int) batch, step, g_ascii_strtod (loss, NULL), correct, seen };
-  return TRUE;
 }
 
 /* ---- The loop ------------------------------------------------------------ */
@@ -655,11 +333,11 @@ st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions
   g_autoptr (StRunContext) ctx = st_run_context_new (opt->threads, opt->seed);
   for (int i = 0; i < n_stages; i++)
     st_stage_reset_params (st_pipeline_stage (p, i), opt->seed);
-  GArray *slots = collect_slots (p, opt);
-  Position pos = { 0 };
-  if (opt->resume && !load_checkpoint (p, slots, opt, ctx, &pos, error))
+  GArray *slots = st_optimizer_collect_slots (p, opt);
+  StTrainPosition pos = { 0 };
+  if (opt->resume && !st_checkpoint_load (p, slots, opt, ctx, &pos, error))
     {
-      free_slots (slots);
+      st_optimizer_free_slots (slots);
       return FALSE;
     }
 
@@ -678,7 +356,7 @@ st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions
 
   for (int epoch = pos.epoch; epoch < opt->epochs && ok; epoch++)
     {
-      double lr = scheduled_lr (opt, epoch);
+      double lr = st_schedule_lr (opt, epoch);
       g_autofree int *order = epoch_order (train->n, opt->seed, epoch, opt->shuffle);
       gint64 start_us = g_get_monotonic_time (), last_draw = 0;
       int start_batch = epoch == pos.epoch ? pos.batch : 0;
@@ -694,7 +372,7 @@ st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions
               if (show)
                 fputs ("\r\033[K", stderr);
               g_autoptr (GError) local = NULL;
-              if (!save_checkpoint (p, slots, opt, ctx, &pos, &local))
+              if (!st_checkpoint_save (p, slots, opt, ctx, &pos, &local))
                 fprintf (stderr, "strata: %s\n", local->message);
               else
                 fprintf (stderr, "interrupted: checkpoint written to %s (continue with --resume %s)\n",
@@ -705,7 +383,7 @@ st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions
             }
           int start = b * opt->batch_size;
           int count = MIN (opt->batch_size, train->n - start);
-          g_autoptr (StTensor) batch = gather_batch (train, order, start, count, labels);
+          g_autoptr (StTensor) batch = st_dataset_gather_batch (train, order, start, count, labels);
           for (int i = 0; i < n_stages; i++)
             st_stage_zero_grads (st_pipeline_stage (p, i));
           g_autoptr (StTensor) logits = st_pipeline_forward_range (p, ctx, batch, first, last, TRUE, error);
@@ -736,7 +414,7 @@ st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions
               break;
             }
           pos.step++;
-          optimizer_step (slots, opt, lr, pos.step);
+          st_optimizer_step (slots, opt, lr, pos.step);
           gint64 now = g_get_monotonic_time ();
           if (show && (now - last_draw > 100000 || b == n_batches - 1))
             {
@@ -793,10 +471,10 @@ st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions
           ok = FALSE;
           break;
         }
-      pos = (Position) { epoch + 1, 0, pos.step, 0, 0, 0 };
+      pos = (StTrainPosition) { epoch + 1, 0, pos.step, 0, 0, 0 };
       if (epochs_run)
         (*epochs_run)++;
-      if (opt->checkpoint && !save_checkpoint (p, slots, opt, ctx, &pos, error))
+      if (opt->checkpoint && !st_checkpoint_save (p, slots, opt, ctx, &pos, error))
         {
           ok = FALSE;
           break;
@@ -805,7 +483,7 @@ st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions
 
   sigaction (SIGINT, &previous_int, NULL);
   sigaction (SIGTERM, &previous_term, NULL);
-  free_slots (slots);
+  st_optimizer_free_slots (slots);
   if (ok && opt->weights_out)
     {
       g_autoptr (GHashTable) meta = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
@@ -818,113 +496,3 @@ st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions
   return ok;
 }
 
-/* ---- Reporting ------------------------------------------------------------- */
-
-static char *
-class_name (const StPipeline *p, const StDataset *ds, int c)
-{
-  const char *const *labels = st_pipeline_labels (p);
-  if (labels && c < (int) g_strv_length ((char **) labels))
-    return g_strdup (labels[c]);
-  if (ds->class_names && c < (int) g_strv_length (ds->class_names))
-    return g_strdup (ds->class_names[c]);
-  return g_strdup_printf ("%d", c);
-}
-
-void
-st_print_evaluation (const StPipeline *p, const StDataset *ds, const guint64 *confusion,
-                     double loss, gboolean json)
-{
-  int n = st_pipeline_output_shape (p).c;
-  guint64 right = 0, total = 0;
-  for (int t = 0; t < n; t++)
-    for (int q = 0; q < n; q++)
-      {
-        total += confusion[t * n + q];
-        if (t == q)
-          right += confusion[t * n + q];
-      }
-  double accuracy = total ? (double) right / total : 0;
-  g_autoptr (JsonBuilder) b = json ? json_builder_new () : NULL;
-  if (json)
-    {
-      json_builder_begin_object (b);
-      json_builder_set_member_name (b, "pipeline");
-      json_builder_add_string_value (b, st_pipeline_name (p));
-      json_builder_set_member_name (b, "images");
-      json_builder_add_int_value (b, (gint64) total);
-      json_builder_set_member_name (b, "accuracy");
-      json_builder_add_double_value (b, accuracy);
-      json_builder_set_member_name (b, "loss");
-      json_builder_add_double_value (b, loss);
-      json_builder_set_member_name (b, "classes");
-      json_builder_begin_array (b);
-    }
-  else
-    {
-      printf ("accuracy %.2f%% (%" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT "), mean loss %.4f\n\n",
-              100 * accuracy, right, total, loss);
-      printf ("%-20s %10s %10s %8s\n", "class", "precision", "recall", "images");
-    }
-  for (int c = 0; c < n; c++)
-    {
-      guint64 tp = confusion[c * n + c], actual = 0, predicted = 0;
-      for (int k = 0; k < n; k++)
-        {
-          actual += confusion[c * n + k];
-          predicted += confusion[k * n + c];
-        }
-      double precision = predicted ? (double) tp / predicted : 0;
-      double recall = actual ? (double) tp / actual : 0;
-      g_autofree char *name = class_name (p, ds, c);
-      if (json)
-        {
-          json_builder_begin_object (b);
-          json_builder_set_member_name (b, "name");
-          json_builder_add_string_value (b, name);
-          json_builder_set_member_name (b, "precision");
-          json_builder_add_double_value (b, precision);
-          json_builder_set_member_name (b, "recall");
-          json_builder_add_double_value (b, recall);
-          json_builder_set_member_name (b, "images");
-          json_builder_add_int_value (b, (gint64) actual);
-          json_builder_end_object (b);
-        }
-      else
-        printf ("%-20s %9.1f%% %9.1f%% %8" G_GUINT64_FORMAT "\n", name, 100 * precision,
-                100 * recall, actual);
-    }
-  if (json)
-    {
-      json_builder_end_array (b);
-      json_builder_set_member_name (b, "confusion");
-      json_builder_begin_array (b);
-      for (int t = 0; t < n; t++)
-        {
-          json_builder_begin_array (b);
-          for (int q = 0; q < n; q++)
-            json_builder_add_int_value (b, (gint64) confusion[t * n + q]);
-          json_builder_end_array (b);
-        }
-      json_builder_end_array (b);
-      json_builder_end_object (b);
-      g_autoptr (JsonGenerator) gen = json_generator_new ();
-      g_autoptr (JsonNode) root = json_builder_get_root (b);
-      json_generator_set_root (gen, root);
-      g_autofree char *text = json_generator_to_data (gen, NULL);
-      printf ("%s\n", text);
-      return;
-    }
-  printf ("\nconfusion matrix (rows: true class, columns: predicted class)\n%6s", "");
-  for (int q = 0; q < n; q++)
-    printf (" %6d", q);
-  printf ("\n");
-  for (int t = 0; t < n; t++)
-    {
-      printf ("%6d", t);
-      for (int q = 0; q < n; q++)
-        printf (" %6" G_GUINT64_FORMAT, confusion[t * n + q]);
-      g_autofree char *name = class_name (p, ds, t);
-      printf ("  %s\n", name);
-    }
-}

@@ -7,6 +7,7 @@
 #include "param.h"
 #include "dataset.h"
 #include "train.h"
+#include "evaluate.h"
 #include "weights.h"
 #include "context.h"
 #include "visualize.h"
