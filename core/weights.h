@@ -1,44 +1,10 @@
-/* strata — safetensors files: the weights of pipelines and checkpoints. */
+/* strata — a pipeline's parameters as a safetensors file. */
 #pragma once
 
 #include "pipeline.h"
+#include "safetensors.h"
 
 G_BEGIN_DECLS
-
-/* One tensor of a file, converted to float32 on reading. */
-typedef struct {
-  char *name;
-  int rank;                    /* 0 to 4 as stored; 0 is a scalar */
-  int dims[4];
-  StTensor *value;             /* dims padded with trailing 1s to four */
-} StNamedTensor;
-
-typedef struct {
-  GPtrArray *tensors;          /* StNamedTensor*, in file order */
-  GHashTable *metadata;        /* string -> string, from __metadata__ (may be empty) */
-  GHashTable *by_name;         /* name -> StNamedTensor*, for st_tensor_file_find */
-} StTensorFile;
-
-/* Reads a safetensors file as the reference reader does: header length and
- * JSON checked, every tensor's data range inside the file, ranges covering
- * the data exactly with no holes or overlaps, byte lengths equal to shape x
- * dtype size (overflow-checked), no duplicate names.  F32 is read as is;
- * F16, BF16 and F64 are converted.  Every error names the file and, where
- * there is one, the tensor. */
-StTensorFile *st_tensor_file_read (const char *path, GError **error);
-void          st_tensor_file_free (StTensorFile *file);
-const StNamedTensor *st_tensor_file_find (const StTensorFile *file, const char *name);
-
-/* Refuses a file with a NaN or an infinity in any tensor, naming the first
- * such tensor and how many of its values are not finite. */
-gboolean st_tensor_file_check_finite (const StTensorFile *file, const char *path,
-                                      GError **error);
-
-/* Writes F32 tensors (names and dims as given), with the header padded to a
- * multiple of 8 bytes and metadata (may be NULL) as __metadata__; written
- * under a temporary name and renamed. */
-gboolean st_tensor_file_write (const char *path, const StNamedTensor *const *tensors,
-                               int n_tensors, GHashTable *metadata, GError **error);
 
 /* Every parameter of every stage of p, named "<stage>.<param>" with the
  * dims it was declared with (a PyTorch state_dict's names and shapes). */
@@ -49,7 +15,5 @@ gboolean st_pipeline_save_weights (StPipeline *p, const char *path,
  * naming it, and p is unchanged.  When p has no labels=, the class names
  * stored by training (__metadata__ "strata.labels") become its labels. */
 gboolean st_pipeline_load_weights (StPipeline *p, const char *path, GError **error);
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (StTensorFile, st_tensor_file_free)
 
 G_END_DECLS
