@@ -5,50 +5,38 @@
 #include <math.h>
 #include <string.h>
 
+/* Optimiser state is stored beside the parameters under this prefix. */
+#define STATE_PREFIX "optimizer."
+
+/* "optimizer.<parameter>.m" (moment 0) or ".v" (moment 1). */
+static char *
+state_name (const StParam *param, int moment)
+{
+  return g_strdup_printf (STATE_PREFIX "%s.%s", param->full_name, moment ? "v" : "m");
+}
+
 gboolean
 st_checkpoint_save (StPipeline *p, GArray *slots, const StTrainOptions *opt,
-                 const StRunContext *ctx, const StTrainPosition *pos, GError **error)
+                    const StRunContext *ctx, const StTrainPosition *pos, GError **error)
 {
-  g_autoptr (GPtrArray) tensors = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GPtrArray) state = g_ptr_array_new_with_free_func (g_free);
   g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
-  for (int i = 0; i < st_pipeline_n_stages (p); i++)
-    {
-      StStage *s = st_pipeline_stage (p, i);
-      for (int k = 0; k < st_stage_n_params (s); k++)
-        {
-          StParam *param = st_stage_get_param (s, k);
-          StNamedTensor *t = g_new0 (StNamedTensor, 1);
-          t->name = param->full_name;
-          t->rank = param->rank;
-          memcpy (t->dims, param->dims, sizeof t->dims);
-          t->value = param->value;
-          g_ptr_array_add (tensors, t);
-        }
-    }
   for (guint i = 0; i < slots->len; i++)
     {
       StOptimizerSlot *s = &g_array_index (slots, StOptimizerSlot, i);
-      StTensor *state[2] = { s->m, s->v };
-      const char *suffix[2] = { "m", "v" };
+      StTensor *moments[2] = { s->m, s->v };
       for (int j = 0; j < 2; j++)
-        {
-          if (!state[j])
-            continue;
-          StNamedTensor *t = g_new0 (StNamedTensor, 1);
-          char *name = g_strdup_printf ("optimizer.%s.%s", s->param->full_name, suffix[j]);
-          g_ptr_array_add (names, name);
-          t->name = name;
-          t->rank = s->param->rank;
-          memcpy (t->dims, s->param->dims, sizeof t->dims);
-          t->value = state[j];
-          g_ptr_array_add (tensors, t);
-        }
+        if (moments[j])
+          {
+            char *name = state_name (s->param, j);
+            g_ptr_array_add (names, name);
+            g_ptr_array_add (state, st_named_tensor_borrow (name, s->param, moments[j]));
+          }
     }
   guint64 rng[4];
   st_rng_get_state (ctx->rng, rng);
   g_autoptr (GHashTable) meta = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
   g_hash_table_insert (meta, "strata.checkpoint", g_strdup ("1"));
-  g_hash_table_insert (meta, "strata.pipeline", g_strdup (st_pipeline_name (p)));
   g_hash_table_insert (meta, "strata.optimizer", g_strdup (st_optimizer_name (opt->optimizer)));
   g_hash_table_insert (meta, "strata.epoch", g_strdup_printf ("%d", pos->epoch));
   g_hash_table_insert (meta, "strata.batch", g_strdup_printf ("%d", pos->batch));
@@ -59,8 +47,7 @@ st_checkpoint_save (StPipeline *p, GArray *slots, const StTrainOptions *opt,
   g_hash_table_insert (meta, "strata.rng", g_strdup_printf ("%016" G_GINT64_MODIFIER "x%016"
                        G_GINT64_MODIFIER "x%016" G_GINT64_MODIFIER "x%016" G_GINT64_MODIFIER "x",
                        rng[0], rng[1], rng[2], rng[3]));
-  return st_tensor_file_write (opt->checkpoint, (const StNamedTensor *const *) tensors->pdata,
-                               tensors->len, meta, error);
+  return st_weights_write (p, opt->checkpoint, state, meta, error);
 }
 
 static gboolean
@@ -72,7 +59,7 @@ meta_int (GHashTable *meta, const char *key, gint64 *out)
 
 gboolean
 st_checkpoint_load (StPipeline *p, GArray *slots, const StTrainOptions *opt,
-                 StRunContext *ctx, StTrainPosition *pos, GError **error)
+                    StRunContext *ctx, StTrainPosition *pos, GError **error)
 {
   g_autoptr (StTensorFile) file = st_tensor_file_read (opt->resume, error);
   if (!file || !st_tensor_file_check_finite (file, opt->resume, error))
@@ -108,33 +95,19 @@ st_checkpoint_load (StPipeline *p, GArray *slots, const StTrainOptions *opt,
       return FALSE;
     }
   /* Parameters first, through the checks every weights file gets. */
-  for (int i = 0; i < st_pipeline_n_stages (p); i++)
-    {
-      StStage *s = st_pipeline_stage (p, i);
-      for (int k = 0; k < st_stage_n_params (s); k++)
-        {
-          StParam *param = st_stage_get_param (s, k);
-          const StNamedTensor *t = st_tensor_file_find (file, param->full_name);
-          if (!t || !st_shape_equal (t->value->shape, param->value->shape))
-            {
-              g_set_error (error, ST_ERROR, ST_ERROR_WEIGHTS,
-                           "%s: tensor '%s': missing or of another shape than the pipeline's",
-                           opt->resume, param->full_name);
-              return FALSE;
-            }
-          memcpy (param->value->data, t->value->data, st_tensor_numel (t->value) * sizeof (float));
-        }
-    }
+  g_autoptr (GPtrArray) params = st_pipeline_params (p);
+  if (!st_weights_check (params, file, opt->resume, STATE_PREFIX, error))
+    return FALSE;
+  st_weights_copy (params, file);
   for (guint i = 0; i < slots->len; i++)
     {
       StOptimizerSlot *s = &g_array_index (slots, StOptimizerSlot, i);
       StTensor *state[2] = { s->m, s->v };
-      const char *suffix[2] = { "m", "v" };
       for (int j = 0; j < 2; j++)
         {
           if (!state[j])
             continue;
-          g_autofree char *name = g_strdup_printf ("optimizer.%s.%s", s->param->full_name, suffix[j]);
+          g_autofree char *name = state_name (s->param, j);
           const StNamedTensor *t = st_tensor_file_find (file, name);
           if (!t || !st_shape_equal (t->value->shape, state[j]->shape))
             {

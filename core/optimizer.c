@@ -4,25 +4,34 @@
 #include <math.h>
 
 GArray *
-st_optimizer_collect_slots (StPipeline *p, const StTrainOptions *opt)
+st_optimizer_collect_slots (GPtrArray *params, const StTrainOptions *opt)
 {
   GArray *slots = g_array_new (FALSE, TRUE, sizeof (StOptimizerSlot));
-  for (int i = 0; i < st_pipeline_n_stages (p); i++)
+  for (guint i = 0; i < params->len; i++)
     {
-      StStage *s = st_pipeline_stage (p, i);
-      st_stage_enable_grads (s);
-      for (int k = 0; k < st_stage_n_params (s); k++)
-        {
-          StParam *param = st_stage_get_param (s, k);
-          if (!param->trainable)
-            continue;
-          StOptimizerSlot slot = { param, st_tensor_new (param->value->shape, NULL), NULL };
-          if (opt->optimizer != ST_OPTIM_SGD)
-            slot.v = st_tensor_new (param->value->shape, NULL);
-          g_array_append_val (slots, slot);
-        }
+      StParam *param = params->pdata[i];
+      if (!param->trainable)
+        continue;
+      StOptimizerSlot slot = { param, st_tensor_new (param->value->shape, NULL), NULL };
+      if (opt->optimizer != ST_OPTIM_SGD)
+        slot.v = st_tensor_new (param->value->shape, NULL);
+      g_array_append_val (slots, slot);
     }
   return slots;
+}
+
+guint64
+st_optimizer_state_bytes (GPtrArray *params, StOptimKind kind)
+{
+  guint64 bytes = 0;
+  for (guint i = 0; i < params->len; i++)
+    {
+      const StParam *param = params->pdata[i];
+      if (param->trainable)
+        bytes += st_tensor_numel (param->value) * sizeof (float);
+    }
+  /* A momentum buffer for SGD (allocated even at momentum 0), two moments for Adam. */
+  return kind == ST_OPTIM_SGD ? bytes : 2 * bytes;
 }
 
 void

@@ -930,6 +930,19 @@ st_pipeline_stage (const StPipeline *p, int index)
   return ((Node *) p->nodes->pdata[index])->stage;
 }
 
+GPtrArray *
+st_pipeline_params (const StPipeline *p)
+{
+  GPtrArray *params = g_ptr_array_new ();
+  for (int i = 0; i < st_pipeline_n_stages (p); i++)
+    {
+      StStage *stage = st_pipeline_stage (p, i);
+      for (int k = 0; k < st_stage_n_params (stage); k++)
+        g_ptr_array_add (params, st_stage_get_param (stage, k));
+    }
+  return params;
+}
+
 const char *const *
 st_pipeline_stage_inputs (const StPipeline *p, int index)
 {

@@ -101,13 +101,10 @@ ends_in_softmax (const StPipeline *p)
 gboolean
 st_train_check_pipeline (StPipeline *p, int n_classes, GError **error)
 {
-  int trainable = 0;
-  for (int i = 0; i < st_pipeline_n_stages (p); i++)
-    {
-      StStage *s = st_pipeline_stage (p, i);
-      for (int k = 0; k < st_stage_n_params (s); k++)
-        trainable += st_stage_get_param (s, k)->trainable;
-    }
+  g_autoptr (GPtrArray) params = st_pipeline_params (p);
+  guint trainable = 0;
+  for (guint i = 0; i < params->len; i++)
+    trainable += ((StParam *) params->pdata[i])->trainable;
   if (!trainable)
     {
       g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
@@ -333,7 +330,10 @@ st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions
   g_autoptr (StRunContext) ctx = st_run_context_new (opt->threads, opt->seed);
   for (int i = 0; i < n_stages; i++)
     st_stage_reset_params (st_pipeline_stage (p, i), opt->seed);
-  GArray *slots = st_optimizer_collect_slots (p, opt);
+  g_autoptr (GPtrArray) params = st_pipeline_params (p);
+  for (int i = 0; i < n_stages; i++)
+    st_stage_enable_grads (st_pipeline_stage (p, i));
+  GArray *slots = st_optimizer_collect_slots (params, opt);
   StTrainPosition pos = { 0 };
   if (opt->resume && !st_checkpoint_load (p, slots, opt, ctx, &pos, error))
     {

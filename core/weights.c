@@ -7,28 +7,30 @@
 
 #include <string.h>
 
-/* ---- Pipelines ---------------------------------------------------------------- */
+StNamedTensor *
+st_named_tensor_borrow (const char *name, const StParam *param, StTensor *value)
+{
+  StNamedTensor *t = g_new0 (StNamedTensor, 1);
+  t->name = (char *) name;
+  t->rank = param->rank;
+  memcpy (t->dims, param->dims, sizeof t->dims);
+  t->value = value;
+  return t;
+}
 
 gboolean
-st_pipeline_save_weights (StPipeline *p, const char *path, GHashTable *metadata,
-                          GError **error)
+st_weights_write (StPipeline *p, const char *path, GPtrArray *extra, GHashTable *metadata,
+                  GError **error)
 {
-  /* Named tensors borrowing the parameters' names and values. */
+  g_autoptr (GPtrArray) params = st_pipeline_params (p);
   g_autoptr (GPtrArray) named = g_ptr_array_new_with_free_func (g_free);
-  for (int s = 0; s < st_pipeline_n_stages (p); s++)
+  for (guint i = 0; i < params->len; i++)
     {
-      StStage *stage = st_pipeline_stage (p, s);
-      for (int i = 0; i < st_stage_n_params (stage); i++)
-        {
-          const StParam *param = st_stage_get_param (stage, i);
-          StNamedTensor *t = g_new0 (StNamedTensor, 1);
-          t->name = param->full_name;
-          t->rank = param->rank;
-          memcpy (t->dims, param->dims, sizeof t->dims);
-          t->value = param->value;
-          g_ptr_array_add (named, t);
-        }
+      const StParam *param = params->pdata[i];
+      g_ptr_array_add (named, st_named_tensor_borrow (param->full_name, param, param->value));
     }
+  for (guint i = 0; extra && i < extra->len; i++)
+    g_ptr_array_add (named, g_memdup2 (extra->pdata[i], sizeof (StNamedTensor)));
   g_autoptr (GHashTable) meta = g_hash_table_new (g_str_hash, g_str_equal);
   if (metadata)
     {
@@ -41,6 +43,13 @@ st_pipeline_save_weights (StPipeline *p, const char *path, GHashTable *metadata,
   g_hash_table_insert (meta, "strata.pipeline", (gpointer) st_pipeline_name (p));
   return st_tensor_file_write (path, (const StNamedTensor *const *) named->pdata,
                                (int) named->len, meta, error);
+}
+
+gboolean
+st_pipeline_save_weights (StPipeline *p, const char *path, GHashTable *metadata,
+                          GError **error)
+{
+  return st_weights_write (p, path, NULL, metadata, error);
 }
 
 /* The class names a training on class folders stored ("strata.labels", a
@@ -93,33 +102,21 @@ same_dims (const StNamedTensor *t, const StParam *param)
 }
 
 gboolean
-st_pipeline_load_weights (StPipeline *p, const char *path, GError **error)
+st_weights_check (GPtrArray *params, const StTensorFile *file, const char *path,
+                  const char *extra_prefix, GError **error)
 {
-  g_autoptr (StTensorFile) file = st_tensor_file_read (path, error);
-  if (!file)
-    return FALSE;
-
-  g_autoptr (GHashTable) params = g_hash_table_new (g_str_hash, g_str_equal);
-  g_autoptr (GPtrArray) order = g_ptr_array_new ();
-  for (int s = 0; s < st_pipeline_n_stages (p); s++)
-    {
-      StStage *stage = st_pipeline_stage (p, s);
-      for (int i = 0; i < st_stage_n_params (stage); i++)
-        {
-          StParam *param = st_stage_get_param (stage, i);
-          g_hash_table_insert (params, param->full_name, param);
-          g_ptr_array_add (order, param);
-        }
-    }
+  g_autoptr (GHashTable) by_name = g_hash_table_new (g_str_hash, g_str_equal);
+  for (guint i = 0; i < params->len; i++)
+    g_hash_table_insert (by_name, ((StParam *) params->pdata[i])->full_name, params->pdata[i]);
 
   /* The parameters the file lacks: a hint when it has others instead
    * (a renamed stage). */
   GString *missing = g_string_new (NULL);
   const StParam *first_missing = NULL;
   int n_missing = 0;
-  for (guint i = 0; i < order->len; i++)
+  for (guint i = 0; i < params->len; i++)
     {
-      const StParam *param = order->pdata[i];
+      const StParam *param = params->pdata[i];
       if (st_tensor_file_find (file, param->full_name))
         continue;
       if (!first_missing)
@@ -135,35 +132,60 @@ st_pipeline_load_weights (StPipeline *p, const char *path, GError **error)
   for (guint i = 0; ok && i < file->tensors->len; i++)
     {
       const StNamedTensor *t = file->tensors->pdata[i];
-      const StParam *param = g_hash_table_lookup (params, t->name);
+      if (extra_prefix && g_str_has_prefix (t->name, extra_prefix))
+        continue;
+      const StParam *param = g_hash_table_lookup (by_name, t->name);
       g_autofree char *found = st_format_dims (t->dims, t->rank);
       if (!param)
         {
           g_autofree char *shown = st_printable (t->name);
           if (n_missing)
-            st_tensor_file_set_error (error, path, "tensor '%s' is not a parameter of this pipeline (the file "
-                        "lacks %s)", shown, missing->str);
+            st_tensor_file_set_error (error, path, "tensor '%s' is not a parameter of this "
+                                      "pipeline (the file lacks %s)", shown, missing->str);
           else
-            st_tensor_file_set_error (error, path, "tensor '%s' is not a parameter of this pipeline", shown);
+            st_tensor_file_set_error (error, path, "tensor '%s' is not a parameter of this "
+                                      "pipeline", shown);
           ok = FALSE;
         }
       else if (!same_dims (t, param))
         {
           g_autofree char *expected = st_format_dims (param->dims, param->rank);
-          st_tensor_file_set_tensor_error (error, path, t->name, "shape %s in the file, the pipeline expects %s",
-                        found, expected);
+          st_tensor_file_set_tensor_error (error, path, t->name, "shape %s in the file, the "
+                                           "pipeline expects %s", found, expected);
           ok = FALSE;
         }
     }
   if (ok && first_missing)
     {
       g_autofree char *expected = st_format_dims (first_missing->dims, first_missing->rank);
-      st_tensor_file_set_tensor_error (error, path, first_missing->full_name, "missing from the file (the "
-                    "pipeline expects shape %s)", expected);
+      st_tensor_file_set_tensor_error (error, path, first_missing->full_name, "missing from "
+                                       "the file (the pipeline expects shape %s)", expected);
       ok = FALSE;
     }
   g_string_free (missing, TRUE);
-  if (!ok || !st_tensor_file_check_finite (file, path, error))
+  return ok;
+}
+
+void
+st_weights_copy (GPtrArray *params, const StTensorFile *file)
+{
+  for (guint i = 0; i < params->len; i++)
+    {
+      StParam *param = params->pdata[i];
+      const StNamedTensor *t = st_tensor_file_find (file, param->full_name);
+      memcpy (param->value->data, t->value->data, st_tensor_numel (t->value) * sizeof (float));
+    }
+}
+
+gboolean
+st_pipeline_load_weights (StPipeline *p, const char *path, GError **error)
+{
+  g_autoptr (StTensorFile) file = st_tensor_file_read (path, error);
+  if (!file)
+    return FALSE;
+  g_autoptr (GPtrArray) params = st_pipeline_params (p);
+  if (!st_weights_check (params, file, path, NULL, error)
+      || !st_tensor_file_check_finite (file, path, error))
     return FALSE;
   /* The pipeline's own labels= win over the file's. */
   g_auto (GStrv) labels = NULL;
@@ -181,11 +203,6 @@ st_pipeline_load_weights (StPipeline *p, const char *path, GError **error)
   /* Everything fits: only now does p change. */
   if (labels)
     st_pipeline_set_labels (p, (const char *const *) labels);
-  for (guint i = 0; i < file->tensors->len; i++)
-    {
-      const StNamedTensor *t = file->tensors->pdata[i];
-      StParam *param = g_hash_table_lookup (params, t->name);
-      memcpy (param->value->data, t->value->data, st_tensor_numel (t->value) * sizeof (float));
-    }
+  st_weights_copy (params, file);
   return TRUE;
 }

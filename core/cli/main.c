@@ -388,9 +388,7 @@ cmd_inspect (int argc, char **argv)
   for (int i = 0; i < st_pipeline_n_stages (p); i++)
     {
       StStage *s = st_pipeline_stage (p, i);
-      double params = 0;
-      for (int k = 0; k < st_stage_n_params (s); k++)
-        params += st_tensor_numel (st_stage_get_param (s, k)->value);
+      double params = (double) (st_stage_param_bytes (s) / sizeof (float));
       total_params += params;
       total_macs += s->macs;
       g_autofree char *inputs = g_strjoinv (",", (char **) st_pipeline_stage_inputs (p, i));
