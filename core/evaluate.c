@@ -2,10 +2,7 @@
 #include "evaluate.h"
 #include "train.h"   /* st_scores_to_probabilities */
 
-#include <json-glib/json-glib.h>
-
 #include <math.h>
-#include <stdio.h>
 #include <string.h>
 
 StTensor *
@@ -23,14 +20,14 @@ st_dataset_gather_batch (const StDataset *ds, const int *order, int start, int c
   return batch;
 }
 
-double
-st_evaluate (StPipeline *p, const StDataset *ds, const StRunContext *ctx, int batch_size,
-             guint64 *confusion, GError **error)
+/* Adds ds's batches' predictions to the confusion matrix; the summed
+ * cross-entropy, or a negative value with error set. */
+static double
+fill_confusion (StPipeline *p, const StDataset *ds, const StRunContext *ctx, int batch_size,
+                int n_classes, guint64 *confusion, GError **error)
 {
   int first = st_pipeline_prefix_length (p);
   int last = st_pipeline_n_stages (p) - 1;
-  int n_classes = st_pipeline_output_shape (p).c;
-  memset (confusion, 0, sizeof (guint64) * n_classes * n_classes);
   double loss = 0;
   g_autofree int *labels = g_new (int, batch_size);
   for (int start = 0; start < ds->n; start += batch_size)
@@ -53,11 +50,10 @@ st_evaluate (StPipeline *p, const StDataset *ds, const StRunContext *ctx, int ba
           loss += -log (MAX (prob[labels[b]], 1e-30f));
         }
     }
-  return ds->n ? loss / ds->n : 0;
+  return loss;
 }
 
-/* ---- Reporting ------------------------------------------------------------- */
-
+/* The pipeline's label, else the data's class name, else the index. */
 static char *
 class_name (const StPipeline *p, const StDataset *ds, int c)
 {
@@ -69,100 +65,60 @@ class_name (const StPipeline *p, const StDataset *ds, int c)
   return g_strdup_printf ("%d", c);
 }
 
-void
-st_print_evaluation (const StPipeline *p, const StDataset *ds, const guint64 *confusion,
-                     double loss, gboolean json)
+/* Accuracy and each class's precision and recall from the confusion matrix. */
+static void
+summarise (StEvaluation *ev, const StPipeline *p, const StDataset *ds)
 {
-  int n = st_pipeline_output_shape (p).c;
-  guint64 right = 0, total = 0;
+  int n = ev->n_classes;
   for (int t = 0; t < n; t++)
     for (int q = 0; q < n; q++)
       {
-        total += confusion[t * n + q];
+        ev->images += ev->confusion[t * n + q];
         if (t == q)
-          right += confusion[t * n + q];
+          ev->correct += ev->confusion[t * n + q];
       }
-  double accuracy = total ? (double) right / total : 0;
-  g_autoptr (JsonBuilder) b = json ? json_builder_new () : NULL;
-  if (json)
-    {
-      json_builder_begin_object (b);
-      json_builder_set_member_name (b, "pipeline");
-      json_builder_add_string_value (b, st_pipeline_name (p));
-      json_builder_set_member_name (b, "images");
-      json_builder_add_int_value (b, (gint64) total);
-      json_builder_set_member_name (b, "accuracy");
-      json_builder_add_double_value (b, accuracy);
-      json_builder_set_member_name (b, "loss");
-      json_builder_add_double_value (b, loss);
-      json_builder_set_member_name (b, "classes");
-      json_builder_begin_array (b);
-    }
-  else
-    {
-      printf ("accuracy %.2f%% (%" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT "), mean loss %.4f\n\n",
-              100 * accuracy, right, total, loss);
-      printf ("%-20s %10s %10s %8s\n", "class", "precision", "recall", "images");
-    }
+  ev->accuracy = ev->images ? (double) ev->correct / ev->images : 0;
   for (int c = 0; c < n; c++)
     {
-      guint64 tp = confusion[c * n + c], actual = 0, predicted = 0;
+      StClassScore *score = &ev->classes[c];
+      guint64 tp = ev->confusion[c * n + c], predicted = 0;
       for (int k = 0; k < n; k++)
         {
-          actual += confusion[c * n + k];
-          predicted += confusion[k * n + c];
+          score->images += ev->confusion[c * n + k];
+          predicted += ev->confusion[k * n + c];
         }
-      double precision = predicted ? (double) tp / predicted : 0;
-      double recall = actual ? (double) tp / actual : 0;
-      g_autofree char *name = class_name (p, ds, c);
-      if (json)
-        {
-          json_builder_begin_object (b);
-          json_builder_set_member_name (b, "name");
-          json_builder_add_string_value (b, name);
-          json_builder_set_member_name (b, "precision");
-          json_builder_add_double_value (b, precision);
-          json_builder_set_member_name (b, "recall");
-          json_builder_add_double_value (b, recall);
-          json_builder_set_member_name (b, "images");
-          json_builder_add_int_value (b, (gint64) actual);
-          json_builder_end_object (b);
-        }
-      else
-        printf ("%-20s %9.1f%% %9.1f%% %8" G_GUINT64_FORMAT "\n", name, 100 * precision,
-                100 * recall, actual);
+      score->name = class_name (p, ds, c);
+      score->precision = predicted ? (double) tp / predicted : 0;
+      score->recall = score->images ? (double) tp / score->images : 0;
     }
-  if (json)
-    {
-      json_builder_end_array (b);
-      json_builder_set_member_name (b, "confusion");
-      json_builder_begin_array (b);
-      for (int t = 0; t < n; t++)
-        {
-          json_builder_begin_array (b);
-          for (int q = 0; q < n; q++)
-            json_builder_add_int_value (b, (gint64) confusion[t * n + q]);
-          json_builder_end_array (b);
-        }
-      json_builder_end_array (b);
-      json_builder_end_object (b);
-      g_autoptr (JsonGenerator) gen = json_generator_new ();
-      g_autoptr (JsonNode) root = json_builder_get_root (b);
-      json_generator_set_root (gen, root);
-      g_autofree char *text = json_generator_to_data (gen, NULL);
-      printf ("%s\n", text);
-      return;
-    }
-  printf ("\nconfusion matrix (rows: true class, columns: predicted class)\n%6s", "");
-  for (int q = 0; q < n; q++)
-    printf (" %6d", q);
-  printf ("\n");
-  for (int t = 0; t < n; t++)
-    {
-      printf ("%6d", t);
-      for (int q = 0; q < n; q++)
-        printf (" %6" G_GUINT64_FORMAT, confusion[t * n + q]);
-      g_autofree char *name = class_name (p, ds, t);
-      printf ("  %s\n", name);
-    }
+}
+
+StEvaluation *
+st_evaluate (StPipeline *p, const StDataset *ds, const StRunContext *ctx, int batch_size,
+             GError **error)
+{
+  g_autoptr (StEvaluation) ev = g_new0 (StEvaluation, 1);
+  ev->pipeline = g_strdup (st_pipeline_name (p));
+  ev->n_classes = st_pipeline_output_shape (p).c;
+  ev->confusion = g_new0 (guint64, (gsize) ev->n_classes * ev->n_classes);
+  ev->classes = g_new0 (StClassScore, ev->n_classes);
+  double loss = fill_confusion (p, ds, ctx, batch_size, ev->n_classes, ev->confusion, error);
+  if (loss < 0)
+    return NULL;
+  ev->loss = ds->n ? loss / ds->n : 0;
+  summarise (ev, p, ds);
+  return g_steal_pointer (&ev);
+}
+
+void
+st_evaluation_free (StEvaluation *ev)
+{
+  if (!ev)
+    return;
+  for (int c = 0; c < ev->n_classes; c++)
+    g_free (ev->classes[c].name);
+  g_free (ev->classes);
+  g_free (ev->confusion);
+  g_free (ev->pipeline);
+  g_free (ev);
 }

@@ -11,15 +11,30 @@ G_BEGIN_DECLS
 StTensor *st_dataset_gather_batch (const StDataset *ds, const int *order, int start,
                                    int count, int *labels);
 
-/* Runs the classifier on ds (samples through the prefix) and fills a
- * confusion matrix, rows the true class and columns the predicted one,
- * n_classes x n_classes; returns the mean cross-entropy loss or a
- * negative value with error set. */
-double st_evaluate (StPipeline *p, const StDataset *ds, const StRunContext *ctx,
-                    int batch_size, guint64 *confusion, GError **error);
+/* One class's figures. */
+typedef struct {
+  char *name;                  /* the pipeline's label, the data's class name, or the index */
+  double precision, recall;    /* 0 when the class was never predicted / never present */
+  guint64 images;              /* of this class in the data */
+} StClassScore;
 
-/* Prints accuracy, per-class precision and recall and the confusion matrix
- * (as text, or as one JSON object) to standard output. */
-void st_print_evaluation (const StPipeline *p, const StDataset *ds, const guint64 *confusion,
-                          double loss, gboolean json);
+/* How a classifier did on a dataset: data for the caller to present. */
+typedef struct {
+  char *pipeline;              /* st_pipeline_name */
+  int n_classes;               /* the pipeline's class scores */
+  guint64 images, correct;
+  double accuracy;             /* correct / images; 0 without images */
+  double loss;                 /* mean cross-entropy */
+  StClassScore *classes;       /* n_classes */
+  guint64 *confusion;          /* n_classes x n_classes: rows the true class, columns the predicted */
+} StEvaluation;
+
+/* Runs the classifier on ds (samples through the prefix) in batches of
+ * batch_size; NULL with error set when a stage fails. */
+StEvaluation *st_evaluate (StPipeline *p, const StDataset *ds, const StRunContext *ctx,
+                           int batch_size, GError **error);
+void          st_evaluation_free (StEvaluation *ev);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (StEvaluation, st_evaluation_free)
+
 G_END_DECLS

@@ -8,6 +8,29 @@ G_BEGIN_DECLS
 typedef enum { ST_OPTIM_SGD, ST_OPTIM_ADAM, ST_OPTIM_ADAMW } StOptimKind;
 typedef enum { ST_SCHEDULE_CONSTANT, ST_SCHEDULE_STEP, ST_SCHEDULE_COSINE } StScheduleKind;
 
+/* What training tells its caller, which presents it (the library does
+ * not print). */
+typedef enum {
+  ST_TRAIN_PROGRESS,           /* batches done: at most ten times a second, and an epoch's last */
+  ST_TRAIN_EPOCH,              /* an epoch trained and tested */
+  ST_TRAIN_INTERRUPTED,        /* stopped by SIGINT or SIGTERM */
+} StTrainEvent;
+
+typedef struct {
+  StTrainEvent event;
+  int epoch, epochs;           /* epoch counts from 1 */
+  int batch, n_batches;        /* batches of this epoch done */
+  double lr;                   /* this epoch's */
+  double loss, accuracy;       /* on the training data, this epoch so far */
+  double test_loss, test_accuracy;  /* ST_TRAIN_EPOCH with test data; otherwise -1 */
+  double seconds;              /* this epoch's training so far (testing excluded) */
+  double images_per_second;
+  const char *checkpoint;      /* ST_TRAIN_INTERRUPTED: the checkpoint written, or NULL */
+  const GError *checkpoint_error;  /* ... and why it was not */
+} StTrainReport;
+
+typedef void (*StTrainReportFunc) (const StTrainReport *report, gpointer data);
+
 typedef struct {
   StOptimKind optimizer;
   double lr;
@@ -28,7 +51,8 @@ typedef struct {
   const char *resume;          /* a checkpoint to continue from, or NULL */
   const char *log_csv;         /* per-epoch figures, appended; NULL: none */
   const char *plot_png;        /* training curves; NULL: none */
-  gboolean quiet;              /* no progress bar, no per-epoch lines */
+  StTrainReportFunc report;    /* NULL: none */
+  gpointer report_data;
   /* The data's class names (NULL-terminated, or NULL): stored in the
    * weights file's metadata as "strata.labels", so that a pipeline
    * without labels= names its classes after training on folders. */

@@ -225,12 +225,54 @@ softmax_cross_entropy (const StTensor *logits, const int *labels, StTensor *grad
 
 /* ---- The loop ------------------------------------------------------------ */
 
+/* One call of st_train: what its steps share. */
+typedef struct {
+  StPipeline *p;
+  StDataset *train, *test;
+  const StTrainOptions *opt;
+  int first, last;             /* the stages trained (after the prefix, before a fused softmax) */
+  int n_batches, n_classes;
+  StRunContext *ctx;
+  GPtrArray *params;           /* st_pipeline_params */
+  GArray *slots;               /* the optimiser's */
+  StTrainPosition pos;
+  int *labels;                 /* of the batch */
+  double lr;                   /* of the epoch */
+  gint64 epoch_start_us, last_progress_us;
+  int epoch_start_batch;
+  int *epochs_run;
+} Run;
+
 static volatile sig_atomic_t interrupted;
 
 static void
 on_interrupt (int sig)
 {
   interrupted = 1;
+}
+
+typedef struct {
+  struct sigaction interrupt, terminate;
+} Signals;
+
+/* SIGINT and SIGTERM set a flag the loop checks between batches. */
+static Signals
+catch_interrupts (void)
+{
+  struct sigaction action = { .sa_handler = on_interrupt };
+  Signals previous;
+  sigemptyset (&action.sa_mask);
+  interrupted = 0;
+  sigaction (SIGINT, &action, &previous.interrupt);
+  sigaction (SIGTERM, &action, &previous.terminate);
+  return previous;
+}
+
+static void
+restore_signals (const Signals *previous)
+{
+  sigaction (SIGINT, &previous->interrupt, NULL);
+  sigaction (SIGTERM, &previous->terminate, NULL);
 }
 
 static int *
@@ -255,25 +297,10 @@ epoch_order (int n, guint64 seed, int epoch, gboolean shuffle)
   return order;
 }
 
-static void
-draw_progress (int epoch, int epochs, int batch, int n_batches, double loss, double acc,
-               double rate)
-{
-  int width = 24, filled = n_batches ? width * batch / n_batches : 0;
-  char bar[32];
-  for (int i = 0; i < width; i++)
-    bar[i] = i < filled ? '#' : '-';
-  bar[width] = '\0';
-  fprintf (stderr, "\r\033[Kepoch %d/%d [%s] %d/%d  loss %.4f  acc %.2f%%  %.0f img/s",
-           epoch, epochs, bar, batch, n_batches, loss, 100 * acc, rate);
-  fflush (stderr);
-}
-
 static gboolean
-append_log (const char *path, int epoch, double lr, double train_loss, double train_acc,
-            double test_loss, double test_acc, double seconds, GError **error)
+append_log (const char *path, const StTrainReport *r, GError **error)
 {
-  gboolean fresh = !g_file_test (path, G_FILE_TEST_EXISTS) || epoch == 1;
+  gboolean fresh = !g_file_test (path, G_FILE_TEST_EXISTS) || r->epoch == 1;
   FILE *f = fopen (path, fresh ? "w" : "a");
   if (!f)
     {
@@ -283,11 +310,11 @@ append_log (const char *path, int epoch, double lr, double train_loss, double tr
     }
   if (fresh)
     fprintf (f, "epoch,lr,train_loss,train_accuracy,test_loss,test_accuracy,seconds\n");
-  if (test_acc >= 0)
-    fprintf (f, "%d,%g,%.6f,%.6f,%.6f,%.6f,%.2f\n", epoch, lr, train_loss, train_acc,
-             test_loss, test_acc, seconds);
+  if (r->test_accuracy >= 0)
+    fprintf (f, "%d,%g,%.6f,%.6f,%.6f,%.6f,%.2f\n", r->epoch, r->lr, r->loss, r->accuracy,
+             r->test_loss, r->test_accuracy, r->seconds);
   else
-    fprintf (f, "%d,%g,%.6f,%.6f,,,%.2f\n", epoch, lr, train_loss, train_acc, seconds);
+    fprintf (f, "%d,%g,%.6f,%.6f,,,%.2f\n", r->epoch, r->lr, r->loss, r->accuracy, r->seconds);
   return fclose (f) == 0;
 }
 
@@ -311,188 +338,255 @@ labels_json (const char *const *names, int n_scores)
   return json_generator_to_data (gen, NULL);
 }
 
+/* The stages to train: after the preparation prefix, and before a final
+ * softmax, which the loss computes itself. */
+static gboolean
+find_trained_stages (Run *run, GError **error)
+{
+  int n_stages = st_pipeline_n_stages (run->p);
+  run->first = st_pipeline_prefix_length (run->p);
+  run->last = ends_in_softmax (run->p) ? n_stages - 2 : n_stages - 1;
+  if (run->last < run->first)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE, "%s: nothing to train before the softmax",
+                   st_pipeline_name (run->p));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Gradients and the optimiser's state come on top of the parameters that
+ * loading the pipeline counted: refused before they are allocated. */
+static gboolean
+check_training_memory (Run *run, GError **error)
+{
+  guint64 params = 0;
+  for (guint i = 0; i < run->params->len; i++)
+    params += st_tensor_numel (((StParam *) run->params->pdata[i])->value) * sizeof (float);
+  guint64 state = st_optimizer_state_bytes (run->params, run->opt->optimizer);
+  guint64 limit = st_memory_limit ();
+  if (params * 2 + state <= limit)
+    return TRUE;
+  g_autofree char *grads_text = st_format_bytes (params);
+  g_autofree char *state_text = st_format_bytes (state);
+  g_autofree char *total_text = st_format_bytes (params * 2 + state);
+  g_autofree char *limit_text = st_format_bytes (limit);
+  g_set_error (error, ST_ERROR, ST_ERROR_MEMORY,
+               "%s: training needs %s for the gradients and %s for the %s optimizer's state, "
+               "%s with the parameters; the limit is %s (--max-memory)",
+               st_pipeline_name (run->p), grads_text, state_text,
+               st_optimizer_name (run->opt->optimizer), total_text, limit_text);
+  return FALSE;
+}
+
+/* Fresh weights from the seed, gradients, the optimiser's state, and
+ * where a checkpoint left off when resuming. */
+static gboolean
+start_run (Run *run, GError **error)
+{
+  const StTrainOptions *opt = run->opt;
+  run->ctx = st_run_context_new (opt->threads, opt->seed);
+  for (int i = 0; i < st_pipeline_n_stages (run->p); i++)
+    {
+      st_stage_reset_params (st_pipeline_stage (run->p, i), opt->seed);
+      st_stage_enable_grads (st_pipeline_stage (run->p, i));
+    }
+  run->slots = st_optimizer_collect_slots (run->params, opt);
+  run->n_batches = (run->train->n + opt->batch_size - 1) / opt->batch_size;
+  run->n_classes = st_pipeline_output_shape (run->p).c;
+  run->labels = g_new (int, opt->batch_size);
+  return !opt->resume || st_checkpoint_load (run->p, run->slots, opt, run->ctx, &run->pos, error);
+}
+
+static void
+end_run (Run *run)
+{
+  if (run->slots)
+    st_optimizer_free_slots (run->slots);
+  g_clear_pointer (&run->ctx, st_run_context_free);
+  g_clear_pointer (&run->labels, g_free);
+}
+
+static void
+report (const Run *run, const StTrainReport *r)
+{
+  if (run->opt->report)
+    run->opt->report (r, run->opt->report_data);
+}
+
+static StTrainReport
+report_for (const Run *run, StTrainEvent event, int epoch, int batch)
+{
+  double seconds = (g_get_monotonic_time () - run->epoch_start_us) / 1e6;
+  gint64 images = run->pos.seen - (gint64) run->epoch_start_batch * run->opt->batch_size;
+  return (StTrainReport) {
+    .event = event, .epoch = epoch + 1, .epochs = run->opt->epochs, .batch = batch,
+    .n_batches = run->n_batches, .lr = run->lr, .test_loss = -1, .test_accuracy = -1,
+    .seconds = seconds, .images_per_second = seconds > 0 ? images / seconds : 0,
+  };
+}
+
+/* At most ten times a second, and at the end of an epoch. */
+static void
+report_progress (Run *run, int epoch, int batch)
+{
+  gint64 now = g_get_monotonic_time ();
+  if (!run->opt->report || (now - run->last_progress_us <= 100000 && batch != run->n_batches))
+    return;
+  run->last_progress_us = now;
+  StTrainReport r = report_for (run, ST_TRAIN_PROGRESS, epoch, batch);
+  r.loss = run->pos.loss_sum / run->pos.seen;
+  r.accuracy = (double) run->pos.correct / run->pos.seen;
+  report (run, &r);
+}
+
+/* A signal arrived: a checkpoint where the epoch stands, then stop. */
+static void
+stop_on_interrupt (Run *run, int epoch, int batch, GError **error)
+{
+  run->pos.epoch = epoch;
+  run->pos.batch = batch;
+  g_autoptr (GError) local = NULL;
+  StTrainReport r = report_for (run, ST_TRAIN_INTERRUPTED, epoch, batch);
+  if (st_checkpoint_save (run->p, run->slots, run->opt, run->ctx, &run->pos, &local))
+    r.checkpoint = run->opt->checkpoint;
+  r.checkpoint_error = local;
+  report (run, &r);
+  g_set_error (error, ST_ERROR, ST_ERROR_INTERRUPTED, "interrupted");
+}
+
+/* Forward, loss, backward and one optimiser step. */
+static gboolean
+train_batch (Run *run, const int *order, int epoch, int b, GError **error)
+{
+  const StTrainOptions *opt = run->opt;
+  int start = b * opt->batch_size;
+  int count = MIN (opt->batch_size, run->train->n - start);
+  g_autoptr (StTensor) batch = st_dataset_gather_batch (run->train, order, start, count,
+                                                        run->labels);
+  for (int i = 0; i < st_pipeline_n_stages (run->p); i++)
+    st_stage_zero_grads (st_pipeline_stage (run->p, i));
+  g_autoptr (StTensor) logits = st_pipeline_forward_range (run->p, run->ctx, batch, run->first,
+                                                           run->last, TRUE, error);
+  if (!logits)
+    return FALSE;
+  g_autoptr (StTensor) grad = st_tensor_new (logits->shape, NULL);
+  int correct = 0;
+  double batch_loss = softmax_cross_entropy (logits, run->labels, grad, &correct);
+  /* Past this, every weight turns NaN: a file no load would take. */
+  if (!isfinite (batch_loss))
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_FAILED,
+                   "%s: training diverged in epoch %d, batch %d: the loss is not "
+                   "finite (try a smaller --lr); no weights written",
+                   st_pipeline_name (run->p), epoch + 1, b + 1);
+      return FALSE;
+    }
+  run->pos.loss_sum += batch_loss;
+  run->pos.correct += correct;
+  run->pos.seen += count;
+  if (!st_pipeline_backward_range (run->p, run->ctx, grad, run->last, error))
+    return FALSE;
+  run->pos.step++;
+  st_optimizer_step (run->slots, opt, run->lr, run->pos.step);
+  return TRUE;
+}
+
+/* The batches of one epoch, from where a checkpoint left off. */
+static gboolean
+train_epoch (Run *run, int epoch, GError **error)
+{
+  run->lr = st_schedule_lr (run->opt, epoch);
+  g_autofree int *order = epoch_order (run->train->n, run->opt->seed, epoch, run->opt->shuffle);
+  run->epoch_start_us = g_get_monotonic_time ();
+  run->last_progress_us = 0;
+  run->epoch_start_batch = epoch == run->pos.epoch ? run->pos.batch : 0;
+  if (epoch != run->pos.epoch)
+    run->pos.loss_sum = 0, run->pos.correct = 0, run->pos.seen = 0;
+  run->ctx->training = TRUE;
+  for (int b = run->epoch_start_batch; b < run->n_batches; b++)
+    {
+      if (interrupted)
+        {
+          stop_on_interrupt (run, epoch, b, error);
+          return FALSE;
+        }
+      if (!train_batch (run, order, epoch, b, error))
+        return FALSE;
+      report_progress (run, epoch, b + 1);
+    }
+  run->ctx->training = FALSE;
+  return TRUE;
+}
+
+/* Test loss and accuracy (< 0 without test data). */
+static gboolean
+test_epoch (Run *run, double *loss, double *accuracy, GError **error)
+{
+  *loss = *accuracy = -1;
+  if (!run->test || run->test->n == 0)
+    return TRUE;
+  g_autoptr (StEvaluation) ev = st_evaluate (run->p, run->test, run->ctx, 256, error);
+  if (!ev)
+    return FALSE;
+  *loss = ev->loss;
+  *accuracy = ev->accuracy;
+  return TRUE;
+}
+
+/* Test, report, log, plot and checkpoint an epoch just trained. */
+static gboolean
+finish_epoch (Run *run, int epoch, GError **error)
+{
+  const StTrainOptions *opt = run->opt;
+  StTrainReport r = report_for (run, ST_TRAIN_EPOCH, epoch, run->n_batches);
+  if (!test_epoch (run, &r.test_loss, &r.test_accuracy, error))
+    return FALSE;
+  r.loss = run->pos.loss_sum / MAX (run->pos.seen, 1);
+  r.accuracy = (double) run->pos.correct / MAX (run->pos.seen, 1);
+  report (run, &r);
+  if (opt->log_csv && !append_log (opt->log_csv, &r, error))
+    return FALSE;
+  if (opt->log_csv && opt->plot_png && !st_plot_training_log (opt->log_csv, opt->plot_png, error))
+    return FALSE;
+  run->pos = (StTrainPosition) { epoch + 1, 0, run->pos.step, 0, 0, 0 };
+  if (run->epochs_run)
+    (*run->epochs_run)++;
+  return !opt->checkpoint
+         || st_checkpoint_save (run->p, run->slots, opt, run->ctx, &run->pos, error);
+}
+
+/* The final weights, with the seed, the epochs and the data's class names. */
+static gboolean
+save_trained_weights (Run *run, GError **error)
+{
+  const StTrainOptions *opt = run->opt;
+  g_autoptr (GHashTable) meta = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
+  g_hash_table_insert (meta, "strata.seed", g_strdup_printf ("%" G_GUINT64_FORMAT, opt->seed));
+  g_hash_table_insert (meta, "strata.epochs", g_strdup_printf ("%d", opt->epochs));
+  if (opt->class_names)
+    g_hash_table_insert (meta, "strata.labels", labels_json (opt->class_names, run->n_classes));
+  return st_pipeline_save_weights (run->p, opt->weights_out, meta, error);
+}
+
 gboolean
 st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions *opt,
           int *epochs_run, GError **error)
 {
   if (epochs_run)
     *epochs_run = 0;
-  int first = st_pipeline_prefix_length (p);
-  int n_stages = st_pipeline_n_stages (p);
-  int last = ends_in_softmax (p) ? n_stages - 2 : n_stages - 1;
-  if (last < first)
+  Run run = { .p = p, .train = train, .test = test, .opt = opt, .epochs_run = epochs_run };
+  g_autoptr (GPtrArray) params = run.params = st_pipeline_params (p);
+  if (!find_trained_stages (&run, error) || !check_training_memory (&run, error))
+    return FALSE;
+  gboolean ok = start_run (&run, error);
+  if (ok)
     {
-      g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE, "%s: nothing to train before the softmax",
-                   st_pipeline_name (p));
-      return FALSE;
+      Signals previous = catch_interrupts ();
+      for (int epoch = run.pos.epoch; ok && epoch < opt->epochs; epoch++)
+        ok = train_epoch (&run, epoch, error) && finish_epoch (&run, epoch, error);
+      restore_signals (&previous);
     }
-
-  g_autoptr (StRunContext) ctx = st_run_context_new (opt->threads, opt->seed);
-  for (int i = 0; i < n_stages; i++)
-    st_stage_reset_params (st_pipeline_stage (p, i), opt->seed);
-  g_autoptr (GPtrArray) params = st_pipeline_params (p);
-  for (int i = 0; i < n_stages; i++)
-    st_stage_enable_grads (st_pipeline_stage (p, i));
-  GArray *slots = st_optimizer_collect_slots (params, opt);
-  StTrainPosition pos = { 0 };
-  if (opt->resume && !st_checkpoint_load (p, slots, opt, ctx, &pos, error))
-    {
-      st_optimizer_free_slots (slots);
-      return FALSE;
-    }
-
-  struct sigaction action = { .sa_handler = on_interrupt }, previous_int, previous_term;
-  sigemptyset (&action.sa_mask);
-  interrupted = 0;
-  sigaction (SIGINT, &action, &previous_int);
-  sigaction (SIGTERM, &action, &previous_term);
-
-  gboolean show = !opt->quiet && isatty (STDERR_FILENO);
-  int n_batches = (train->n + opt->batch_size - 1) / opt->batch_size;
-  g_autofree int *labels = g_new (int, opt->batch_size);
-  g_autofree guint64 *confusion = NULL;
-  int n_classes = st_pipeline_output_shape (p).c;
-  gboolean ok = TRUE;
-
-  for (int epoch = pos.epoch; epoch < opt->epochs && ok; epoch++)
-    {
-      double lr = st_schedule_lr (opt, epoch);
-      g_autofree int *order = epoch_order (train->n, opt->seed, epoch, opt->shuffle);
-      gint64 start_us = g_get_monotonic_time (), last_draw = 0;
-      int start_batch = epoch == pos.epoch ? pos.batch : 0;
-      if (epoch != pos.epoch)
-        pos.loss_sum = 0, pos.correct = 0, pos.seen = 0;
-      ctx->training = TRUE;
-      for (int b = start_batch; b < n_batches && ok; b++)
-        {
-          if (interrupted)
-            {
-              pos.epoch = epoch;
-              pos.batch = b;
-              if (show)
-                fputs ("\r\033[K", stderr);
-              g_autoptr (GError) local = NULL;
-              if (!st_checkpoint_save (p, slots, opt, ctx, &pos, &local))
-                fprintf (stderr, "strata: %s\n", local->message);
-              else
-                fprintf (stderr, "interrupted: checkpoint written to %s (continue with --resume %s)\n",
-                         opt->checkpoint, opt->checkpoint);
-              g_set_error (error, ST_ERROR, ST_ERROR_INTERRUPTED, "interrupted");
-              ok = FALSE;
-              break;
-            }
-          int start = b * opt->batch_size;
-          int count = MIN (opt->batch_size, train->n - start);
-          g_autoptr (StTensor) batch = st_dataset_gather_batch (train, order, start, count, labels);
-          for (int i = 0; i < n_stages; i++)
-            st_stage_zero_grads (st_pipeline_stage (p, i));
-          g_autoptr (StTensor) logits = st_pipeline_forward_range (p, ctx, batch, first, last, TRUE, error);
-          if (!logits)
-            {
-              ok = FALSE;
-              break;
-            }
-          g_autoptr (StTensor) grad = st_tensor_new (logits->shape, NULL);
-          int correct = 0;
-          double batch_loss = softmax_cross_entropy (logits, labels, grad, &correct);
-          /* Past this, every weight turns NaN: a file no load would take. */
-          if (!isfinite (batch_loss))
-            {
-              g_set_error (error, ST_ERROR, ST_ERROR_FAILED,
-                           "%s: training diverged in epoch %d, batch %d: the loss is not "
-                           "finite (try a smaller --lr); no weights written",
-                           st_pipeline_name (p), epoch + 1, b + 1);
-              ok = FALSE;
-              break;
-            }
-          pos.loss_sum += batch_loss;
-          pos.correct += correct;
-          pos.seen += count;
-          if (!st_pipeline_backward_range (p, ctx, grad, last, error))
-            {
-              ok = FALSE;
-              break;
-            }
-          pos.step++;
-          st_optimizer_step (slots, opt, lr, pos.step);
-          gint64 now = g_get_monotonic_time ();
-          if (show && (now - last_draw > 100000 || b == n_batches - 1))
-            {
-              last_draw = now;
-              double secs = (now - start_us) / 1e6;
-              draw_progress (epoch + 1, opt->epochs, b + 1, n_batches, pos.loss_sum / pos.seen,
-                             (double) pos.correct / pos.seen,
-                             secs > 0 ? (pos.seen - (gint64) start_batch * opt->batch_size) / secs : 0);
-            }
-        }
-      if (!ok)
-        break;
-      double seconds = (g_get_monotonic_time () - start_us) / 1e6;
-      if (show)
-        fputs ("\r\033[K", stderr);
-
-      ctx->training = FALSE;
-      double test_loss = -1, test_acc = -1;
-      if (test && test->n > 0)
-        {
-          confusion = g_renew (guint64, confusion, (gsize) n_classes * n_classes);
-          test_loss = st_evaluate (p, test, ctx, 256, confusion, error);
-          if (test_loss < 0)
-            {
-              ok = FALSE;
-              break;
-            }
-          guint64 right = 0;
-          for (int c = 0; c < n_classes; c++)
-            right += confusion[c * n_classes + c];
-          test_acc = (double) right / test->n;
-        }
-      double train_loss = pos.loss_sum / MAX (pos.seen, 1);
-      double train_acc = (double) pos.correct / MAX (pos.seen, 1);
-      if (!opt->quiet)
-        {
-          if (test_acc >= 0)
-            fprintf (stderr, "epoch %d/%d  lr %g  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  %.1f s\n",
-                     epoch + 1, opt->epochs, lr, train_loss, 100 * train_acc, test_loss,
-                     100 * test_acc, seconds);
-          else
-            fprintf (stderr, "epoch %d/%d  lr %g  train loss %.4f acc %.2f%%  %.1f s\n",
-                     epoch + 1, opt->epochs, lr, train_loss, 100 * train_acc, seconds);
-        }
-      if (opt->log_csv
-          && !append_log (opt->log_csv, epoch + 1, lr, train_loss, train_acc, test_loss, test_acc,
-                          seconds, error))
-        {
-          ok = FALSE;
-          break;
-        }
-      if (opt->log_csv && opt->plot_png && !st_plot_training_log (opt->log_csv, opt->plot_png, error))
-        {
-          ok = FALSE;
-          break;
-        }
-      pos = (StTrainPosition) { epoch + 1, 0, pos.step, 0, 0, 0 };
-      if (epochs_run)
-        (*epochs_run)++;
-      if (opt->checkpoint && !st_checkpoint_save (p, slots, opt, ctx, &pos, error))
-        {
-          ok = FALSE;
-          break;
-        }
-    }
-
-  sigaction (SIGINT, &previous_int, NULL);
-  sigaction (SIGTERM, &previous_term, NULL);
-  st_optimizer_free_slots (slots);
-  if (ok && opt->weights_out)
-    {
-      g_autoptr (GHashTable) meta = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
-      g_hash_table_insert (meta, "strata.seed", g_strdup_printf ("%" G_GUINT64_FORMAT, opt->seed));
-      g_hash_table_insert (meta, "strata.epochs", g_strdup_printf ("%d", opt->epochs));
-      if (opt->class_names)
-        g_hash_table_insert (meta, "strata.labels", labels_json (opt->class_names, n_classes));
-      ok = st_pipeline_save_weights (p, opt->weights_out, meta, error);
-    }
-  return ok;
+  end_run (&run);
+  return ok && (!opt->weights_out || save_trained_weights (&run, error));
 }
-

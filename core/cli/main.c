@@ -8,6 +8,7 @@
 #include "dataset.h"
 #include "train.h"
 #include "evaluate.h"
+#include "report.h"
 #include "weights.h"
 #include "context.h"
 #include "visualize.h"
@@ -774,7 +775,10 @@ cmd_train (int argc, char **argv)
   opt.shuffle = !no_shuffle;
   opt.seed = (guint64) seed;
   opt.threads = threads;
-  opt.quiet = quiet;
+  TrainPrinter printer;
+  train_printer_init (&printer, quiet);
+  opt.report = print_train_report;
+  opt.report_data = &printer;
   opt.weights_out = output;
   g_autofree char *ckpt = checkpoint ? g_strdup (checkpoint) : default_path (output, ".ckpt.safetensors");
   g_autofree char *csv = log ? g_strdup (log) : default_path (output, ".csv");
@@ -894,7 +898,7 @@ cmd_eval (int argc, char **argv)
     return fail (error);
   int rc = EXIT_USAGE;
   StDataset *ds = NULL;
-  g_autofree guint64 *confusion = NULL;
+  g_autoptr (StEvaluation) ev = NULL;
   g_autoptr (StRunContext) ctx = NULL;
   if (!st_pipeline_is_classifier (p))
     {
@@ -907,13 +911,11 @@ cmd_eval (int argc, char **argv)
   ds = load_data (p, data, TRUE, limit, threads, ST_DEFAULT_MAX_PIXELS, &error);
   if (!ds || !st_train_check_pipeline (p, ds->n_classes, &error))
     goto out;
-  int n = st_pipeline_output_shape (p).c;
-  confusion = g_new0 (guint64, (gsize) n * n);
   ctx = st_run_context_new (threads, 0);
-  double loss = st_evaluate (p, ds, ctx, batch, confusion, &error);
-  if (loss < 0)
+  ev = st_evaluate (p, ds, ctx, batch, &error);
+  if (!ev)
     goto out;
-  st_print_evaluation (p, ds, confusion, loss, json);
+  print_evaluation (ev, json);
   rc = EXIT_OK;
 out:
   if (error)
