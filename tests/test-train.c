@@ -690,6 +690,32 @@ test_input_missing (Fixture *f, gconstpointer unused)
   g_assert_false (g_file_test (w, G_FILE_TEST_EXISTS));
 }
 
+/* Gradients and the optimiser's moments count against --max-memory before
+ * training starts: 321,608 bytes of parameters take four times that with
+ * adam (over 1 MB) and three times with sgd (under it). */
+static void
+test_training_memory (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *ini = g_build_filename (f->dir, "wide.ini", NULL);
+  g_assert_true (g_file_set_contents (ini, "[pipeline]\ninput=1x8x8\n"
+                                      "[hidden]\ntype=dense\nunits=1200\n"
+                                      "[fc]\ntype=dense\nunits=2\n", -1, NULL));
+  g_autofree char *w = g_build_filename (f->dir, "w.safetensors", NULL);
+  TuResult r = RUN ("train", ini, "--data", f->data, "-o", w, "--epochs", "1", "--quiet",
+                    "--max-memory", "1M");
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "wide.ini: training needs 321.6 kB for the gradients and "
+                                   "643.2 kB for the adam optimizer's state, 1.3 MB with the "
+                                   "parameters; the limit is 1.0 MB (--max-memory)"));
+  tu_result_clear (&r);
+  g_assert_false (g_file_test (w, G_FILE_TEST_EXISTS));
+  r = RUN ("train", ini, "--data", f->data, "-o", w, "--epochs", "1", "--quiet",
+           "--max-memory", "1M", "--optimizer", "sgd");
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_assert_true (g_file_test (w, G_FILE_TEST_EXISTS));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -713,6 +739,7 @@ main (int argc, char **argv)
   g_test_add ("/train/class-folders", Fixture, NULL, fixture_set_up, test_class_folders, fixture_tear_down);
   g_test_add ("/train/outputs", Fixture, NULL, fixture_set_up, test_outputs, fixture_tear_down);
   g_test_add ("/train/input-missing", Fixture, NULL, fixture_set_up, test_input_missing, fixture_tear_down);
+  g_test_add ("/train/training-memory", Fixture, NULL, fixture_set_up, test_training_memory, fixture_tear_down);
   g_test_add ("/train/fashion-mnist-subset", Fixture, NULL, fixture_set_up, test_fashion_mnist_subset, fixture_tear_down);
   return g_test_run ();
 }
