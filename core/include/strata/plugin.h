@@ -99,6 +99,7 @@ typedef enum {
   ST_PARAM_ENUM,         /* stored as int: index into choices (names match case-insensitively) */
   ST_PARAM_INT_LIST,     /* stored as StIntList, values owned by the core */
   ST_PARAM_DOUBLE_LIST,  /* stored as StDoubleList, values owned by the core */
+  ST_PARAM_INT64,        /* stored as gint64 (seeds, counts past int) */
 } StParamType;
 
 /* Lists are written "1,2,3"; a ';' starts a new row ("0,-1,0;-1,5,-1;0,-1,0"),
@@ -119,6 +120,8 @@ typedef enum {
   ST_PARAM_REQUIRED = 1 << 0,  /* the pipeline must give it */
   ST_PARAM_HAS_MIN  = 1 << 1,  /* min applies (to ints, doubles and list elements) */
   ST_PARAM_HAS_MAX  = 1 << 2,  /* max applies */
+  ST_PARAM_MIN_EXCLUSIVE = 1 << 3,  /* with HAS_MIN: more than min, not min itself */
+  ST_PARAM_MAX_EXCLUSIVE = 1 << 4,  /* with HAS_MAX: less than max */
 } StParamFlags;
 
 /* One key of a kind, as static data.  `strata plugins NAME` prints name,
