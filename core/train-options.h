@@ -1,7 +1,7 @@
 /* strata — the settings of a training run. */
 #pragma once
 
-#include <glib.h>
+#include "option.h"
 
 G_BEGIN_DECLS
 
@@ -33,7 +33,7 @@ typedef void (*StTrainReportFunc) (const StTrainReport *report, gpointer data);
 
 typedef struct {
   StOptimKind optimizer;
-  double lr;
+  double lr;                   /* 0 (not given): the optimizer's default, see st_train_options_finish */
   double momentum;             /* SGD */
   gboolean nesterov;           /* SGD */
   double beta1, beta2, eps;    /* Adam, AdamW */
@@ -44,7 +44,7 @@ typedef struct {
   int batch_size;
   int epochs;
   gboolean shuffle;
-  guint64 seed;
+  guint64 seed;                /* parsed as ST_PARAM_INT64, 0 and up */
   int threads;                 /* <= 0: one per core */
   const char *weights_out;     /* final weights (safetensors) */
   const char *checkpoint;      /* written after every epoch and on interrupt */
@@ -59,6 +59,15 @@ typedef struct {
   const char *const *class_names;
 } StTrainOptions;
 
+/* The settings a user can give, with their help, defaults and ranges:
+ * `strata train` makes its options of them. */
+extern const StOptionSpec st_train_option_specs[];
+extern const int st_train_n_option_specs;
+
+/* Every setting at its default. */
 void st_train_options_init (StTrainOptions *opt);
+/* Settles what depends on other settings: an lr left at 0 becomes the
+ * optimizer's default (0.01 for sgd, 0.001 for adam and adamw). */
+void st_train_options_finish (StTrainOptions *opt);
 
 G_END_DECLS

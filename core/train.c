@@ -20,17 +20,6 @@
 #include <string.h>
 #include <unistd.h>
 
-void
-st_train_options_init (StTrainOptions *opt)
-{
-  *opt = (StTrainOptions) {
-    .optimizer = ST_OPTIM_ADAM, .lr = 1e-3, .momentum = 0.9, .beta1 = 0.9,
-    .beta2 = 0.999, .eps = 1e-8, .schedule = ST_SCHEDULE_CONSTANT,
-    .step_epochs = 10, .gamma = 0.1, .batch_size = 64, .epochs = 10,
-    .shuffle = TRUE, .seed = 1,
-  };
-}
-
 /* path, with its folder's links resolved (the file itself may not exist
  * yet), or NULL with error set when the folder cannot take a new file. */
 static char *
@@ -575,6 +564,9 @@ st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions
 {
   if (epochs_run)
     *epochs_run = 0;
+  StTrainOptions settled = *opt;
+  st_train_options_finish (&settled);
+  opt = &settled;
   Run run = { .p = p, .train = train, .test = test, .opt = opt, .epochs_run = epochs_run };
   g_autoptr (GPtrArray) params = run.params = st_pipeline_params (p);
   if (!find_trained_stages (&run, error) || !check_training_memory (&run, error))

@@ -320,18 +320,18 @@ test_option_ranges (Fixture *f, gconstpointer unused)
 {
   g_autofree char *w = g_build_filename (f->dir, "w.safetensors", NULL);
   struct { const char *args[2]; const char *message; } cases[] = {
-    { { "--lr", "-1" }, "--lr: expected more than 0" },
-    { { "--lr", "nan" }, "--lr: expected a number, found 'nan'" },
+    { { "--lr", "-1" }, "--lr: expected a number more than 0, found '-1'" },
+    { { "--lr", "nan" }, "--lr: expected a number more than 0, found 'nan'" },
     { { "--lr", "0.1x" }, "--lr: expected a number" },
-    { { "--momentum", "-1" }, "--momentum: expected 0 to less than 1" },
-    { { "--weight-decay", "inf" }, "--weight-decay: expected 0 or more" },
-    { { "--gamma", "0" }, "--gamma: expected more than 0, at most 1" },
-    { { "--jobs", "100000" }, "--jobs: expected 0 to 1024, found 100000" },
-    { { "--jobs", "-1" }, "--jobs: expected 0 to 1024, found -1" },
-    { { "--limit", "-5" }, "--limit: expected 0 to" },
-    { { "--seed", "-1" }, "--seed: expected 0 to" },
-    { { "--step-epochs", "0" }, "--step-epochs: expected 1 to 100000" },
-    { { "--batch", "100000" }, "--batch: expected 1 to 65536" },
+    { { "--momentum", "-1" }, "--momentum: expected a number 0 to less than 1, found '-1'" },
+    { { "--weight-decay", "inf" }, "--weight-decay: expected a number at least 0, found 'inf'" },
+    { { "--gamma", "0" }, "--gamma: expected a number more than 0, at most 1, found '0'" },
+    { { "--jobs", "100000" }, "--jobs: expected an integer 0 to 1024, found '100000'" },
+    { { "--jobs", "-1" }, "--jobs: expected an integer 0 to 1024, found '-1'" },
+    { { "--limit", "-5" }, "--limit: expected an integer at least 0, found '-5'" },
+    { { "--seed", "-1" }, "--seed: expected an integer at least 0, found '-1'" },
+    { { "--step-epochs", "0" }, "--step-epochs: expected an integer 1 to 100000" },
+    { { "--batch", "100000" }, "--batch: expected an integer 1 to 65536" },
     { { "--test", "x" }, "" },
   };
   for (guint i = 0; i < G_N_ELEMENTS (cases) - 1; i++)
@@ -356,10 +356,10 @@ test_option_ranges (Fixture *f, gconstpointer unused)
   g_assert_false (g_file_test (w, G_FILE_TEST_EXISTS));
 
   const char *eval_cases[][3] = {
-    { "--batch", "0", "--batch: expected 1 to 65536" },
-    { "--jobs", "-2", "--jobs: expected 0 to 1024" },
-    { "--limit", "-1", "--limit: expected 0 to" },
-    { "--format", "xml", "--format: expected text|json, found 'xml'" },
+    { "--batch", "0", "--batch: expected an integer 1 to 65536" },
+    { "--jobs", "-2", "--jobs: expected an integer 0 to 1024" },
+    { "--limit", "-1", "--limit: expected an integer at least 0" },
+    { "--format", "xml", "--format: expected one of text|json, found 'xml'" },
   };
   for (guint i = 0; i < G_N_ELEMENTS (eval_cases); i++)
     {
@@ -375,6 +375,10 @@ test_option_ranges (Fixture *f, gconstpointer unused)
   g_assert_nonnull (strstr (r.out, "Learning rate, more than 0"));
   g_assert_nonnull (strstr (r.out, "SGD momentum, 0 to less than 1"));
   g_assert_nonnull (strstr (r.out, "Threads, 0 to 1024"));
+  /* Help, defaults and ranges come from one table. */
+  g_assert_nonnull (strstr (r.out, "Batch size, 1 to 65536 (default 64)"));
+  g_assert_nonnull (strstr (r.out, "(default 0.001 for adam and adamw, 0.01 for sgd)"));
+  g_assert_nonnull (strstr (r.out, "step schedule: decay factor, more than 0, at most 1 (default 0.1)"));
   tu_result_clear (&r);
   r = RUN ("eval", "--help");
   g_assert_nonnull (strstr (r.out, "Images per batch, 1 to 65536"));
