@@ -323,6 +323,8 @@ test_option_ranges (Fixture *f, gconstpointer unused)
     { { "--lr", "-1" }, "--lr: expected a number more than 0, found '-1'" },
     { { "--lr", "nan" }, "--lr: expected a number more than 0, found 'nan'" },
     { { "--lr", "0.1x" }, "--lr: expected a number" },
+    { { "--lr", "0" }, "--lr: expected a number more than 0, found '0'" },
+    { { "--momentum", "1" }, "--momentum: expected a number 0 to less than 1, found '1'" },
     { { "--momentum", "-1" }, "--momentum: expected a number 0 to less than 1, found '-1'" },
     { { "--weight-decay", "inf" }, "--weight-decay: expected a number at least 0, found 'inf'" },
     { { "--gamma", "0" }, "--gamma: expected a number more than 0, at most 1, found '0'" },
@@ -720,6 +722,38 @@ test_training_memory (Fixture *f, gconstpointer unused)
   g_assert_true (g_file_test (w, G_FILE_TEST_EXISTS));
 }
 
+/* A checkpoint's parameters go through the weights file checks: one
+ * written for another shape of network is refused naming the tensor and
+ * both shapes; and a seed past 32 bits is taken whole. */
+static void
+test_checkpoint_other_pipeline (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *w = g_build_filename (f->dir, "w.safetensors", NULL);
+  g_autofree char *ckpt = g_build_filename (f->dir, "w.ckpt.safetensors", NULL);
+  TuResult r = RUN ("train", f->ini, "--data", f->data, "-o", w, "--epochs", "1", "--quiet",
+                    "--seed", "5000000000");
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StTensorFile) file = st_tensor_file_read (w, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (g_hash_table_lookup (file->metadata, "strata.seed"), ==, "5000000000");
+
+  g_autofree char *wider = g_build_filename (f->dir, "wider.ini", NULL);
+  g_autofree char *text = g_strdup (tiny_pipeline);
+  char *filters = strstr (text, "filters=4");
+  filters[strlen ("filters=")] = '6';
+  g_assert_true (g_file_set_contents (wider, text, -1, NULL));
+  g_autofree char *w2 = g_build_filename (f->dir, "w2.safetensors", NULL);
+  r = RUN ("train", wider, "--data", f->data, "-o", w2, "--epochs", "2", "--quiet",
+           "--resume", ckpt);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "w.ckpt.safetensors: tensor 'conv.weight': shape [4, 1, 3, 3] "
+                                   "in the file, the pipeline expects [6, 1, 3, 3]"));
+  tu_result_clear (&r);
+  g_assert_false (g_file_test (w2, G_FILE_TEST_EXISTS));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -744,6 +778,7 @@ main (int argc, char **argv)
   g_test_add ("/train/outputs", Fixture, NULL, fixture_set_up, test_outputs, fixture_tear_down);
   g_test_add ("/train/input-missing", Fixture, NULL, fixture_set_up, test_input_missing, fixture_tear_down);
   g_test_add ("/train/training-memory", Fixture, NULL, fixture_set_up, test_training_memory, fixture_tear_down);
+  g_test_add ("/train/checkpoint-other-pipeline", Fixture, NULL, fixture_set_up, test_checkpoint_other_pipeline, fixture_tear_down);
   g_test_add ("/train/fashion-mnist-subset", Fixture, NULL, fixture_set_up, test_fashion_mnist_subset, fixture_tear_down);
   return g_test_run ();
 }
