@@ -10,9 +10,9 @@
 
 /* "optimizer.<parameter>.m" (moment 0) or ".v" (moment 1). */
 static char *
-state_name (const StParam *param, int moment)
+state_name (const StWeight *weight, int moment)
 {
-  return g_strdup_printf (STATE_PREFIX "%s.%s", param->full_name, moment ? "v" : "m");
+  return g_strdup_printf (STATE_PREFIX "%s.%s", weight->full_name, moment ? "v" : "m");
 }
 
 gboolean
@@ -28,9 +28,9 @@ st_checkpoint_save (StPipeline *p, GArray *slots, const StTrainOptions *opt,
       for (int j = 0; j < 2; j++)
         if (moments[j])
           {
-            char *name = state_name (s->param, j);
+            char *name = state_name (s->weight, j);
             g_ptr_array_add (names, name);
-            g_ptr_array_add (state, st_named_tensor_borrow (name, s->param, moments[j]));
+            g_ptr_array_add (state, st_named_tensor_borrow (name, s->weight, moments[j]));
           }
     }
   guint64 rng[4];
@@ -95,10 +95,10 @@ st_checkpoint_load (StPipeline *p, GArray *slots, const StTrainOptions *opt,
       return FALSE;
     }
   /* Parameters first, through the checks every weights file gets. */
-  g_autoptr (GPtrArray) params = st_pipeline_params (p);
-  if (!st_weights_check (params, file, opt->resume, STATE_PREFIX, error))
+  g_autoptr (GPtrArray) weights = st_pipeline_weights (p);
+  if (!st_weights_check (weights, file, opt->resume, STATE_PREFIX, error))
     return FALSE;
-  st_weights_copy (params, file);
+  st_weights_copy (weights, file);
   for (guint i = 0; i < slots->len; i++)
     {
       StOptimizerSlot *s = &g_array_index (slots, StOptimizerSlot, i);
@@ -107,7 +107,7 @@ st_checkpoint_load (StPipeline *p, GArray *slots, const StTrainOptions *opt,
         {
           if (!state[j])
             continue;
-          g_autofree char *name = state_name (s->param, j);
+          g_autofree char *name = state_name (s->weight, j);
           const StNamedTensor *t = st_tensor_file_find (file, name);
           if (!t || !st_shape_equal (t->value->shape, state[j]->shape))
             {

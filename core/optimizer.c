@@ -4,31 +4,31 @@
 #include <math.h>
 
 GArray *
-st_optimizer_collect_slots (GPtrArray *params, const StTrainOptions *opt)
+st_optimizer_collect_slots (GPtrArray *weights, const StTrainOptions *opt)
 {
   GArray *slots = g_array_new (FALSE, TRUE, sizeof (StOptimizerSlot));
-  for (guint i = 0; i < params->len; i++)
+  for (guint i = 0; i < weights->len; i++)
     {
-      StParam *param = params->pdata[i];
-      if (!param->trainable)
+      StWeight *weight = weights->pdata[i];
+      if (!weight->trainable)
         continue;
-      StOptimizerSlot slot = { param, st_tensor_new (param->value->shape, NULL), NULL };
+      StOptimizerSlot slot = { weight, st_tensor_new (weight->value->shape, NULL), NULL };
       if (opt->optimizer != ST_OPTIM_SGD)
-        slot.v = st_tensor_new (param->value->shape, NULL);
+        slot.v = st_tensor_new (weight->value->shape, NULL);
       g_array_append_val (slots, slot);
     }
   return slots;
 }
 
 guint64
-st_optimizer_state_bytes (GPtrArray *params, StOptimKind kind)
+st_optimizer_state_bytes (GPtrArray *weights, StOptimKind kind)
 {
   guint64 bytes = 0;
-  for (guint i = 0; i < params->len; i++)
+  for (guint i = 0; i < weights->len; i++)
     {
-      const StParam *param = params->pdata[i];
-      if (param->trainable)
-        bytes += st_tensor_numel (param->value) * sizeof (float);
+      const StWeight *weight = weights->pdata[i];
+      if (weight->trainable)
+        bytes += st_tensor_numel (weight->value) * sizeof (float);
     }
   /* A momentum buffer for SGD (allocated even at momentum 0), two moments for Adam. */
   return kind == ST_OPTIM_SGD ? bytes : 2 * bytes;
@@ -55,9 +55,9 @@ st_optimizer_step (GArray *slots, const StTrainOptions *opt, double lr, gint64 s
   for (guint i = 0; i < slots->len; i++)
     {
       StOptimizerSlot *s = &g_array_index (slots, StOptimizerSlot, i);
-      float *w = s->param->value->data, *g = s->param->grad->data;
+      float *w = s->weight->value->data, *g = s->weight->grad->data;
       float *m = s->m->data, *v = s->v ? s->v->data : NULL;
-      gsize n = st_tensor_numel (s->param->value);
+      gsize n = st_tensor_numel (s->weight->value);
       switch (opt->optimizer)
         {
         case ST_OPTIM_SGD:

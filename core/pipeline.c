@@ -868,9 +868,9 @@ st_pipeline_copy (const StPipeline *src, GError **error)
     {
       StStage *a = ((Node *) src->nodes->pdata[i])->stage;
       StStage *b = ((Node *) p->nodes->pdata[i])->stage;
-      for (int k = 0; k < st_stage_n_params (a) && k < st_stage_n_params (b); k++)
+      for (int k = 0; k < st_stage_n_weights (a) && k < st_stage_n_weights (b); k++)
         {
-          StParam *pa = st_stage_get_param (a, k), *pb = st_stage_get_param (b, k);
+          StWeight *pa = st_stage_get_weight (a, k), *pb = st_stage_get_weight (b, k);
           if (st_shape_equal (pa->value->shape, pb->value->shape))
             memcpy (pb->value->data, pa->value->data, st_tensor_numel (pa->value) * sizeof (float));
         }
@@ -931,14 +931,14 @@ st_pipeline_stage (const StPipeline *p, int index)
 }
 
 GPtrArray *
-st_pipeline_params (const StPipeline *p)
+st_pipeline_weights (const StPipeline *p)
 {
   GPtrArray *params = g_ptr_array_new ();
   for (int i = 0; i < st_pipeline_n_stages (p); i++)
     {
       StStage *stage = st_pipeline_stage (p, i);
-      for (int k = 0; k < st_stage_n_params (stage); k++)
-        g_ptr_array_add (params, st_stage_get_param (stage, k));
+      for (int k = 0; k < st_stage_n_weights (stage); k++)
+        g_ptr_array_add (params, st_stage_get_weight (stage, k));
     }
   return params;
 }
@@ -1002,7 +1002,7 @@ st_pipeline_prefix_length (const StPipeline *p)
   while (k < n - 1)
     {
       Node *node = p->nodes->pdata[k];
-      if (st_stage_n_params (node->stage) > 0 || node->n_inputs != 1
+      if (st_stage_n_weights (node->stage) > 0 || node->n_inputs != 1
           || !REST_STANDS_ALONE (k + 1))
         break;
       k++;
@@ -1091,7 +1091,7 @@ infer_range (StPipeline *p, StShape input, int first, int last, GError **error)
     }
   guint64 params = 0;
   for (guint i = 0; i < p->nodes->len; i++)
-    params += st_stage_param_bytes (((Node *) p->nodes->pdata[i])->stage);
+    params += st_stage_weight_bytes (((Node *) p->nodes->pdata[i])->stage);
   g_autofree StShape *shapes = NULL;
   int room = 0;
   for (int i = first; i <= last; i++)
@@ -1107,11 +1107,11 @@ infer_range (StPipeline *p, StShape input, int first, int last, GError **error)
           int j = source_in_range (node, k, first);
           shapes[k] = j < 0 ? input : ((Node *) p->nodes->pdata[j])->stage->out_shape;
         }
-      guint64 before = st_stage_param_bytes (node->stage);
-      st_stage_set_other_param_bytes (node->stage, params - before);
+      guint64 before = st_stage_weight_bytes (node->stage);
+      st_stage_set_other_weight_bytes (node->stage, params - before);
       g_autoptr (GError) local = NULL;
       gboolean ok = st_stage_infer (node->stage, shapes, node->n_inputs, &local);
-      params += st_stage_param_bytes (node->stage) - before;
+      params += st_stage_weight_bytes (node->stage) - before;
       if (!ok && other_shape && local->code != ST_ERROR_MEMORY)
         {
           set_fixed_input_error (p, input, error);
@@ -1139,7 +1139,7 @@ check_memory (StPipeline *p, StShape input, int first, int last, GError **error)
   guint64 input_bytes = 0, params = 0;
   st_shape_bytes (input, &input_bytes);
   for (guint i = 0; i < p->nodes->len; i++)
-    params += st_stage_param_bytes (((Node *) p->nodes->pdata[i])->stage);
+    params += st_stage_weight_bytes (((Node *) p->nodes->pdata[i])->stage);
   char buf[64];
   if (input_bytes > limit || params > limit - input_bytes)
     {
@@ -1336,7 +1336,7 @@ st_pipeline_backward_range (StPipeline *p, const StRunContext *ctx, const StTens
   for (int i = first; i <= last; i++)
     {
       Node *node = p->nodes->pdata[i];
-      needs[i] = st_stage_n_params (node->stage) > 0;
+      needs[i] = st_stage_n_weights (node->stage) > 0;
       for (int k = 0; k < node->n_inputs; k++)
         {
           int j = source_in_range (node, k, first);

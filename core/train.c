@@ -90,10 +90,10 @@ ends_in_softmax (const StPipeline *p)
 gboolean
 st_train_check_pipeline (StPipeline *p, int n_classes, GError **error)
 {
-  g_autoptr (GPtrArray) params = st_pipeline_params (p);
+  g_autoptr (GPtrArray) weights = st_pipeline_weights (p);
   guint trainable = 0;
-  for (guint i = 0; i < params->len; i++)
-    trainable += ((StParam *) params->pdata[i])->trainable;
+  for (guint i = 0; i < weights->len; i++)
+    trainable += ((StWeight *) weights->pdata[i])->trainable;
   if (!trainable)
     {
       g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
@@ -222,7 +222,7 @@ typedef struct {
   int first, last;             /* the stages trained (after the prefix, before a fused softmax) */
   int n_batches, n_classes;
   StRunContext *ctx;
-  GPtrArray *params;           /* st_pipeline_params */
+  GPtrArray *weights;           /* st_pipeline_weights */
   GArray *slots;               /* the optimiser's */
   StTrainPosition pos;
   int *labels;                 /* of the batch */
@@ -349,16 +349,16 @@ find_trained_stages (Run *run, GError **error)
 static gboolean
 check_training_memory (Run *run, GError **error)
 {
-  guint64 params = 0;
-  for (guint i = 0; i < run->params->len; i++)
-    params += st_tensor_numel (((StParam *) run->params->pdata[i])->value) * sizeof (float);
-  guint64 state = st_optimizer_state_bytes (run->params, run->opt->optimizer);
+  guint64 weights = 0;
+  for (guint i = 0; i < run->weights->len; i++)
+    weights += st_tensor_numel (((StWeight *) run->weights->pdata[i])->value) * sizeof (float);
+  guint64 state = st_optimizer_state_bytes (run->weights, run->opt->optimizer);
   guint64 limit = st_memory_limit ();
-  if (params * 2 + state <= limit)
+  if (weights * 2 + state <= limit)
     return TRUE;
-  g_autofree char *grads_text = st_format_bytes (params);
+  g_autofree char *grads_text = st_format_bytes (weights);
   g_autofree char *state_text = st_format_bytes (state);
-  g_autofree char *total_text = st_format_bytes (params * 2 + state);
+  g_autofree char *total_text = st_format_bytes (weights * 2 + state);
   g_autofree char *limit_text = st_format_bytes (limit);
   g_set_error (error, ST_ERROR, ST_ERROR_MEMORY,
                "%s: training needs %s for the gradients and %s for the %s optimizer's state, "
@@ -377,10 +377,10 @@ start_run (Run *run, GError **error)
   run->ctx = st_run_context_new (opt->threads, opt->seed);
   for (int i = 0; i < st_pipeline_n_stages (run->p); i++)
     {
-      st_stage_reset_params (st_pipeline_stage (run->p, i), opt->seed);
+      st_stage_reset_weights (st_pipeline_stage (run->p, i), opt->seed);
       st_stage_enable_grads (st_pipeline_stage (run->p, i));
     }
-  run->slots = st_optimizer_collect_slots (run->params, opt);
+  run->slots = st_optimizer_collect_slots (run->weights, opt);
   run->n_batches = (run->train->n + opt->batch_size - 1) / opt->batch_size;
   run->n_classes = st_pipeline_output_shape (run->p).c;
   run->labels = g_new (int, opt->batch_size);
@@ -568,7 +568,7 @@ st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions
   st_train_options_finish (&settled);
   opt = &settled;
   Run run = { .p = p, .train = train, .test = test, .opt = opt, .epochs_run = epochs_run };
-  g_autoptr (GPtrArray) params = run.params = st_pipeline_params (p);
+  g_autoptr (GPtrArray) weights = run.weights = st_pipeline_weights (p);
   if (!find_trained_stages (&run, error) || !check_training_memory (&run, error))
     return FALSE;
   gboolean ok = start_run (&run, error);

@@ -650,9 +650,9 @@ find_conv_weight (StPipeline *p, int *stage_index, int *param_index)
       StStage *s = st_pipeline_stage (p, i);
       if (strcmp (s->kind->name, "conv2d") != 0)
         continue;
-      for (int k = 0; k < st_stage_n_params (s); k++)
+      for (int k = 0; k < st_stage_n_weights (s); k++)
         {
-          StParam *param = st_stage_get_param (s, k);
+          StWeight *param = st_stage_get_weight (s, k);
           if (param->rank == 4 && g_str_has_suffix (param->full_name, ".weight"))
             {
               *stage_index = i;
@@ -687,7 +687,7 @@ weights_text (StPipeline *p, const StWeightsLayout *l, WeightsText *t)
 {
   StStage *stage = st_pipeline_stage (p, l->stage);
   char m_s[32];
-  format_value (m_s, sizeof m_s, weights_scale (st_stage_get_param (stage, l->param)->value));
+  format_value (m_s, sizeof m_s, weights_scale (st_stage_get_weight (stage, l->param)->value));
   t->stage = g_strdup_printf ("%s (conv2d) weight %dx%dx%dx%d", stage->name, l->n_filters,
                               l->in_channels, l->kh, l->kw);
   if (l->rgb)
@@ -738,7 +738,7 @@ st_weights_layout (StPipeline *p, GError **error)
                    st_pipeline_name (p));
       return NULL;
     }
-  const StParam *w = st_stage_get_param (st_pipeline_stage (p, stage), param);
+  const StWeight *w = st_stage_get_weight (st_pipeline_stage (p, stage), param);
   StWeightsLayout *l = g_new0 (StWeightsLayout, 1);
   l->stage = stage;
   l->param = param;
@@ -793,7 +793,7 @@ st_draw_weights (StPipeline *p, const char *png_path, GError **error)
   if (!l)
     return FALSE;
   StStage *stage = st_pipeline_stage (p, l->stage);
-  const StTensor *w = st_stage_get_param (stage, l->param)->value;
+  const StTensor *w = st_stage_get_weight (stage, l->param)->value;
   double m = weights_scale (w);
 
   cairo_surface_t *surface = new_surface (l->width, l->height, error);

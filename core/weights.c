@@ -8,12 +8,12 @@
 #include <string.h>
 
 StNamedTensor *
-st_named_tensor_borrow (const char *name, const StParam *param, StTensor *value)
+st_named_tensor_borrow (const char *name, const StWeight *weight, StTensor *value)
 {
   StNamedTensor *t = g_new0 (StNamedTensor, 1);
   t->name = (char *) name;
-  t->rank = param->rank;
-  memcpy (t->dims, param->dims, sizeof t->dims);
+  t->rank = weight->rank;
+  memcpy (t->dims, weight->dims, sizeof t->dims);
   t->value = value;
   return t;
 }
@@ -22,12 +22,12 @@ gboolean
 st_weights_write (StPipeline *p, const char *path, GPtrArray *extra, GHashTable *metadata,
                   GError **error)
 {
-  g_autoptr (GPtrArray) params = st_pipeline_params (p);
+  g_autoptr (GPtrArray) weights = st_pipeline_weights (p);
   g_autoptr (GPtrArray) named = g_ptr_array_new_with_free_func (g_free);
-  for (guint i = 0; i < params->len; i++)
+  for (guint i = 0; i < weights->len; i++)
     {
-      const StParam *param = params->pdata[i];
-      g_ptr_array_add (named, st_named_tensor_borrow (param->full_name, param, param->value));
+      const StWeight *weight = weights->pdata[i];
+      g_ptr_array_add (named, st_named_tensor_borrow (weight->full_name, weight, weight->value));
     }
   for (guint i = 0; extra && i < extra->len; i++)
     g_ptr_array_add (named, g_memdup2 (extra->pdata[i], sizeof (StNamedTensor)));
@@ -91,38 +91,38 @@ stored_labels (const StTensorFile *file, const char *path, StPipeline *p, GError
 }
 
 static gboolean
-same_dims (const StNamedTensor *t, const StParam *param)
+same_dims (const StNamedTensor *t, const StWeight *weight)
 {
-  if (t->rank != param->rank)
+  if (t->rank != weight->rank)
     return FALSE;
   for (int d = 0; d < t->rank; d++)
-    if (t->dims[d] != param->dims[d])
+    if (t->dims[d] != weight->dims[d])
       return FALSE;
-  return st_shape_equal (t->value->shape, param->value->shape);
+  return st_shape_equal (t->value->shape, weight->value->shape);
 }
 
 gboolean
-st_weights_check (GPtrArray *params, const StTensorFile *file, const char *path,
+st_weights_check (GPtrArray *weights, const StTensorFile *file, const char *path,
                   const char *extra_prefix, GError **error)
 {
   g_autoptr (GHashTable) by_name = g_hash_table_new (g_str_hash, g_str_equal);
-  for (guint i = 0; i < params->len; i++)
-    g_hash_table_insert (by_name, ((StParam *) params->pdata[i])->full_name, params->pdata[i]);
+  for (guint i = 0; i < weights->len; i++)
+    g_hash_table_insert (by_name, ((StWeight *) weights->pdata[i])->full_name, weights->pdata[i]);
 
   /* The parameters the file lacks: a hint when it has others instead
    * (a renamed stage). */
   GString *missing = g_string_new (NULL);
-  const StParam *first_missing = NULL;
+  const StWeight *first_missing = NULL;
   int n_missing = 0;
-  for (guint i = 0; i < params->len; i++)
+  for (guint i = 0; i < weights->len; i++)
     {
-      const StParam *param = params->pdata[i];
-      if (st_tensor_file_find (file, param->full_name))
+      const StWeight *weight = weights->pdata[i];
+      if (st_tensor_file_find (file, weight->full_name))
         continue;
       if (!first_missing)
-        first_missing = param;
+        first_missing = weight;
       if (n_missing < 4)
-        g_string_append_printf (missing, "%s'%s'", n_missing ? ", " : "", param->full_name);
+        g_string_append_printf (missing, "%s'%s'", n_missing ? ", " : "", weight->full_name);
       else if (n_missing == 4)
         g_string_append (missing, ", ...");
       n_missing++;
@@ -134,9 +134,9 @@ st_weights_check (GPtrArray *params, const StTensorFile *file, const char *path,
       const StNamedTensor *t = file->tensors->pdata[i];
       if (extra_prefix && g_str_has_prefix (t->name, extra_prefix))
         continue;
-      const StParam *param = g_hash_table_lookup (by_name, t->name);
+      const StWeight *weight = g_hash_table_lookup (by_name, t->name);
       g_autofree char *found = st_format_dims (t->dims, t->rank);
-      if (!param)
+      if (!weight)
         {
           g_autofree char *shown = st_printable (t->name);
           if (n_missing)
@@ -147,9 +147,9 @@ st_weights_check (GPtrArray *params, const StTensorFile *file, const char *path,
                                       "pipeline", shown);
           ok = FALSE;
         }
-      else if (!same_dims (t, param))
+      else if (!same_dims (t, weight))
         {
-          g_autofree char *expected = st_format_dims (param->dims, param->rank);
+          g_autofree char *expected = st_format_dims (weight->dims, weight->rank);
           st_tensor_file_set_tensor_error (error, path, t->name, "shape %s in the file, the "
                                            "pipeline expects %s", found, expected);
           ok = FALSE;
@@ -167,13 +167,13 @@ st_weights_check (GPtrArray *params, const StTensorFile *file, const char *path,
 }
 
 void
-st_weights_copy (GPtrArray *params, const StTensorFile *file)
+st_weights_copy (GPtrArray *weights, const StTensorFile *file)
 {
-  for (guint i = 0; i < params->len; i++)
+  for (guint i = 0; i < weights->len; i++)
     {
-      StParam *param = params->pdata[i];
-      const StNamedTensor *t = st_tensor_file_find (file, param->full_name);
-      memcpy (param->value->data, t->value->data, st_tensor_numel (t->value) * sizeof (float));
+      StWeight *weight = weights->pdata[i];
+      const StNamedTensor *t = st_tensor_file_find (file, weight->full_name);
+      memcpy (weight->value->data, t->value->data, st_tensor_numel (t->value) * sizeof (float));
     }
 }
 
@@ -183,8 +183,8 @@ st_pipeline_load_weights (StPipeline *p, const char *path, GError **error)
   g_autoptr (StTensorFile) file = st_tensor_file_read (path, error);
   if (!file)
     return FALSE;
-  g_autoptr (GPtrArray) params = st_pipeline_params (p);
-  if (!st_weights_check (params, file, path, NULL, error)
+  g_autoptr (GPtrArray) weights = st_pipeline_weights (p);
+  if (!st_weights_check (weights, file, path, NULL, error)
       || !st_tensor_file_check_finite (file, path, error))
     return FALSE;
   /* The pipeline's own labels= win over the file's. */
@@ -203,6 +203,6 @@ st_pipeline_load_weights (StPipeline *p, const char *path, GError **error)
   /* Everything fits: only now does p change. */
   if (labels)
     st_pipeline_set_labels (p, (const char *const *) labels);
-  st_weights_copy (params, file);
+  st_weights_copy (weights, file);
   return TRUE;
 }

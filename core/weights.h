@@ -7,24 +7,24 @@
 
 G_BEGIN_DECLS
 
-/* A named tensor (g_free it) borrowing name and value, with param's
+/* A named tensor (g_free it) borrowing name and value, with weight's
  * declared dims: how a parameter, or optimiser state shaped like it, is
  * stored. */
-StNamedTensor *st_named_tensor_borrow (const char *name, const StParam *param, StTensor *value);
-/* Writes p's parameters (st_pipeline_params, under their names and
+StNamedTensor *st_named_tensor_borrow (const char *name, const StWeight *weight, StTensor *value);
+/* Writes p's parameters (st_pipeline_weights, under their names and
  * declared dims), then the extra StNamedTensor* (may be NULL), with
  * metadata and "strata.pipeline". */
 gboolean st_weights_write (StPipeline *p, const char *path, GPtrArray *extra,
                            GHashTable *metadata, GError **error);
-/* Checks file holds every tensor of params (StParam*) with its declared
+/* Checks file holds every tensor of weights (StWeight*) with its declared
  * shape, and no other tensor except those whose names start with
  * extra_prefix (may be NULL).  The error names path and the tensor. */
-gboolean st_weights_check (GPtrArray *params, const StTensorFile *file, const char *path,
+gboolean st_weights_check (GPtrArray *weights, const StTensorFile *file, const char *path,
                            const char *extra_prefix, GError **error);
-/* Copies the file's values into params (after st_weights_check). */
-void     st_weights_copy (GPtrArray *params, const StTensorFile *file);
+/* Copies the file's values into weights (after st_weights_check). */
+void     st_weights_copy (GPtrArray *weights, const StTensorFile *file);
 
-/* Every parameter of every stage of p, named "<stage>.<param>" with the
+/* Every parameter of every stage of p, named "<stage>.<name>" with the
  * dims it was declared with (a PyTorch state_dict's names and shapes). */
 gboolean st_pipeline_save_weights (StPipeline *p, const char *path,
                                    GHashTable *metadata, GError **error);

@@ -392,7 +392,7 @@ cmd_inspect (int argc, char **argv)
   for (int i = 0; i < st_pipeline_n_stages (p); i++)
     {
       StStage *s = st_pipeline_stage (p, i);
-      double params = (double) (st_stage_param_bytes (s) / sizeof (float));
+      double params = (double) (st_stage_weight_bytes (s) / sizeof (float));
       total_params += params;
       total_macs += s->macs;
       g_autofree char *inputs = g_strjoinv (",", (char **) st_pipeline_stage_inputs (p, i));
@@ -438,7 +438,7 @@ first_learnable_stage (const StPipeline *p)
   for (int i = 0; i < st_pipeline_n_stages (p); i++)
     {
       StStage *s = st_pipeline_stage (p, i);
-      if (st_stage_n_params (s) > 0)
+      if (st_stage_n_weights (s) > 0)
         return s->name;
     }
   return NULL;

@@ -283,7 +283,9 @@ typedef enum {
   ST_INIT_UNIFORM,             /* U(-arg, arg) */
 } StInit;
 
-/* Declares the parameter "<stage>.<name>" with dims (rank 1 to 4, as in a
+/* Declares the parameter "<stage>.<name>" (a learnable or saved tensor,
+ * which the core calls a weight; "param" in these three functions' names
+ * is kept for compatibility and is not a config key) with dims (rank 1 to 4, as in a
  * PyTorch state_dict: conv weight [out, in/groups, kh, kw], dense weight
  * [out, in], bias [out]) and returns its index, or -1 with error set when a
  * parameter of that name already exists with other dims.  The tensor stores
