@@ -43,10 +43,10 @@ gboolean st_tensor_file_write (const char *path, const StNamedTensor *const *ten
 /* For messages about a file's contents (used by weights.c too): "PATH:
  * MESSAGE" and "PATH: tensor 'NAME': MESSAGE", ST_ERROR_WEIGHTS; NAME
  * made printable. */
-void  st_tensor_file_set_error (GError **error, const char *path, const char *format, ...)
+void  st_file_error (GError **error, const char *path, const char *format, ...)
       G_GNUC_PRINTF (3, 4);
-void  st_tensor_file_set_tensor_error (GError **error, const char *path, const char *name,
-                                       const char *format, ...) G_GNUC_PRINTF (4, 5);
+void  st_file_tensor_error (GError **error, const char *path, const char *name,
+                            const char *format, ...) G_GNUC_PRINTF (4, 5);
 /* A name from a file, safe in a one-line message: control characters
  * become \xNN. */
 char *st_printable (const char *s);

@@ -76,14 +76,14 @@ stored_labels (const StTensorFile *file, const char *path, StPipeline *p, GError
     }
   if (!list || n == 0 || names->len != n)
     {
-      st_tensor_file_set_error (error, path, "__metadata__: strata.labels is not a list of class names");
+      st_file_error (error, path, "__metadata__: strata.labels is not a list of class names");
       return NULL;
     }
   StShape out = st_pipeline_output_shape (p);
   if (out.h != 1 || out.w != 1 || (int) n != out.c)
     {
-      st_tensor_file_set_error (error, path, "__metadata__: strata.labels names %u classes, the pipeline "
-                  "%s scores %d", n, st_pipeline_name (p), out.h == 1 && out.w == 1 ? out.c : 0);
+      st_file_error (error, path, "__metadata__: strata.labels names %u classes, the pipeline "
+                     "%s scores %d", n, st_pipeline_name (p), out.h == 1 && out.w == 1 ? out.c : 0);
       return NULL;
     }
   g_ptr_array_add (names, NULL);
@@ -140,26 +140,26 @@ st_weights_check (GPtrArray *weights, const StTensorFile *file, const char *path
         {
           g_autofree char *shown = st_printable (t->name);
           if (n_missing)
-            st_tensor_file_set_error (error, path, "tensor '%s' is not a parameter of this "
-                                      "pipeline (the file lacks %s)", shown, missing->str);
+            st_file_error (error, path, "tensor '%s' is not a parameter of this "
+                           "pipeline (the file lacks %s)", shown, missing->str);
           else
-            st_tensor_file_set_error (error, path, "tensor '%s' is not a parameter of this "
-                                      "pipeline", shown);
+            st_file_error (error, path, "tensor '%s' is not a parameter of this "
+                           "pipeline", shown);
           ok = FALSE;
         }
       else if (!same_dims (t, weight))
         {
           g_autofree char *expected = st_format_dims (weight->dims, weight->rank);
-          st_tensor_file_set_tensor_error (error, path, t->name, "shape %s in the file, the "
-                                           "pipeline expects %s", found, expected);
+          st_file_tensor_error (error, path, t->name, "shape %s in the file, the "
+                                "pipeline expects %s", found, expected);
           ok = FALSE;
         }
     }
   if (ok && first_missing)
     {
       g_autofree char *expected = st_format_dims (first_missing->dims, first_missing->rank);
-      st_tensor_file_set_tensor_error (error, path, first_missing->full_name, "missing from "
-                                       "the file (the pipeline expects shape %s)", expected);
+      st_file_tensor_error (error, path, first_missing->full_name, "missing from "
+                            "the file (the pipeline expects shape %s)", expected);
       ok = FALSE;
     }
   g_string_free (missing, TRUE);
