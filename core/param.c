@@ -81,6 +81,19 @@ set_expected (const StParamSpec *spec, const char *what, const char *found,
                range ? " " : "", range ? range : "", found);
 }
 
+/* A whole number in [lo, hi] and in the spec's range. */
+static gboolean
+parse_integer (const StParamSpec *spec, const char *text, gint64 lo, gint64 hi, gint64 *out,
+               GError **error)
+{
+  if (!g_ascii_string_to_signed (text, 10, lo, hi, out, NULL) || out_of_range (spec, (double) *out))
+    {
+      set_expected (spec, "an integer", text, error);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 parse_int (const StParamSpec *spec, const char *text, int *out, GError **error)
 {
@@ -92,27 +105,9 @@ parse_int (const StParamSpec *spec, const char *text, int *out, GError **error)
           return TRUE;
         }
   gint64 v;
-  if (!g_ascii_string_to_signed (text, 10, G_MININT, G_MAXINT, &v, NULL)
-      || out_of_range (spec, (double) v))
-    {
-      set_expected (spec, "an integer", text, error);
-      return FALSE;
-    }
+  if (!parse_integer (spec, text, G_MININT, G_MAXINT, &v, error))
+    return FALSE;
   *out = (int) v;
-  return TRUE;
-}
-
-static gboolean
-parse_int64 (const StParamSpec *spec, const char *text, gint64 *out, GError **error)
-{
-  gint64 v;
-  if (!g_ascii_string_to_signed (text, 10, G_MININT64, G_MAXINT64, &v, NULL)
-      || out_of_range (spec, (double) v))
-    {
-      set_expected (spec, "an integer", text, error);
-      return FALSE;
-    }
-  *out = v;
   return TRUE;
 }
 
@@ -197,7 +192,7 @@ st_param_parse (const StParamSpec *spec, const char *raw, void *config,
     case ST_PARAM_DOUBLE:
       return parse_double (spec, text, field, error);
     case ST_PARAM_INT64:
-      return parse_int64 (spec, text, field, error);
+      return parse_integer (spec, text, G_MININT64, G_MAXINT64, field, error);
     case ST_PARAM_BOOL:
       return parse_bool (text, field, error);
     case ST_PARAM_STRING:

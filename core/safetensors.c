@@ -367,20 +367,25 @@ compare_strings (const void *a, const void *b)
 /* {"__metadata__":{...},"name":{"dtype":"F32","shape":[...],"data_offsets":[b,e]},...}
  * padded with spaces to a multiple of 8 bytes, so that the data starts
  * 8-aligned in the file, as the reference writer does. */
+void
+st_metadata_merge (GHashTable *into, GHashTable *from)
+{
+  if (!from)
+    return;
+  GHashTableIter iter;
+  gpointer key, value;
+  g_hash_table_iter_init (&iter, from);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    g_hash_table_insert (into, key, value);
+}
+
 static GString *
 build_header (const StNamedTensor *const *tensors, int n_tensors, GHashTable *metadata)
 {
   /* Hugging Face's loaders look for "format": "pt"; the caller may say otherwise. */
   g_autoptr (GHashTable) meta = g_hash_table_new (g_str_hash, g_str_equal);
   g_hash_table_insert (meta, "format", "pt");
-  if (metadata)
-    {
-      GHashTableIter iter;
-      gpointer key, value;
-      g_hash_table_iter_init (&iter, metadata);
-      while (g_hash_table_iter_next (&iter, &key, &value))
-        g_hash_table_insert (meta, key, value);
-    }
+  st_metadata_merge (meta, metadata);
   /* Sorted keys: the same weights make the same bytes. */
   guint n_keys;
   g_autofree gpointer *keys = g_hash_table_get_keys_as_array (meta, &n_keys);

@@ -40,6 +40,10 @@ gboolean st_tensor_file_check_finite (const StTensorFile *file, const char *path
 gboolean st_tensor_file_write (const char *path, const StNamedTensor *const *tensors,
                                int n_tensors, GHashTable *metadata, GError **error);
 
+/* Adds every entry of from (may be NULL) to into, borrowing keys and
+ * values: metadata on top of a writer's own. */
+void st_metadata_merge (GHashTable *into, GHashTable *from);
+
 /* For messages about a file's contents (used by weights.c too): "PATH:
  * MESSAGE" and "PATH: tensor 'NAME': MESSAGE", ST_ERROR_WEIGHTS; NAME
  * made printable. */

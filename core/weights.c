@@ -32,14 +32,7 @@ st_weights_write (StPipeline *p, const char *path, GPtrArray *extra, GHashTable 
   for (guint i = 0; extra && i < extra->len; i++)
     g_ptr_array_add (named, g_memdup2 (extra->pdata[i], sizeof (StNamedTensor)));
   g_autoptr (GHashTable) meta = g_hash_table_new (g_str_hash, g_str_equal);
-  if (metadata)
-    {
-      GHashTableIter iter;
-      gpointer key, value;
-      g_hash_table_iter_init (&iter, metadata);
-      while (g_hash_table_iter_next (&iter, &key, &value))
-        g_hash_table_insert (meta, key, value);
-    }
+  st_metadata_merge (meta, metadata);
   g_hash_table_insert (meta, "strata.pipeline", (gpointer) st_pipeline_name (p));
   return st_tensor_file_write (path, (const StNamedTensor *const *) named->pdata,
                                (int) named->len, meta, error);

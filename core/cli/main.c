@@ -611,6 +611,26 @@ load_data (StPipeline *p, const char *dir, gboolean test_set, int limit, int thr
   return g_steal_pointer (&ds);
 }
 
+/* ---- Options from tables, for train and eval ----------------------------- */
+
+/* Parses the command line into the tables' structs; FALSE once said why. */
+static gboolean
+parse_table_options (const char *command, const char *params, const char *summary,
+                     const OptionTable *tables, int n_tables, int *argc, char ***argv)
+{
+  g_autoptr (CliOptions) options = cli_options_new (tables, n_tables);
+  g_autoptr (GOptionContext) octx = make_context (params, summary, cli_options_entries (options));
+  if (!parse_options (octx, argc, argv))
+    return FALSE;
+  g_autoptr (GError) error = NULL;
+  if (!cli_options_apply (options, &error))
+    {
+      fprintf (stderr, "strata %s: %s\n", command, error->message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* ---- strata train -------------------------------------------------------- */
 
 /* What train takes beside StTrainOptions: its data and its files. */
@@ -675,17 +695,10 @@ parse_train_command (int *argc, char ***argv, TrainCommand *cmd, StTrainOptions 
     { st_train_option_specs, st_train_n_option_specs, opt },
     { train_file_options, G_N_ELEMENTS (train_file_options), cmd },
   };
-  g_autoptr (CliOptions) options = cli_options_new (tables, G_N_ELEMENTS (tables));
-  g_autoptr (GOptionContext) octx = make_context ("PIPELINE --data DIR -o WEIGHTS",
-    "Trains a classifier pipeline with softmax cross-entropy.", cli_options_entries (options));
-  if (!parse_options (octx, argc, argv))
+  if (!parse_table_options ("train", "PIPELINE --data DIR -o WEIGHTS",
+                            "Trains a classifier pipeline with softmax cross-entropy.",
+                            tables, G_N_ELEMENTS (tables), argc, argv))
     return FALSE;
-  g_autoptr (GError) error = NULL;
-  if (!cli_options_apply (options, &error))
-    {
-      fprintf (stderr, "strata train: %s\n", error->message);
-      return FALSE;
-    }
   const char *bad = NULL;
   if (*argc != 2 || !cmd->data || !cmd->output)
     bad = "expected PIPELINE, --data DIR and -o WEIGHTS (see --help)";
@@ -856,18 +869,10 @@ static gboolean
 parse_eval_command (int *argc, char ***argv, EvalCommand *cmd)
 {
   const OptionTable table = { eval_options, G_N_ELEMENTS (eval_options), cmd };
-  g_autoptr (CliOptions) options = cli_options_new (&table, 1);
-  g_autoptr (GOptionContext) octx = make_context ("PIPELINE --data DIR",
-    "Measures a classifier: accuracy, per-class precision and recall, confusion matrix.",
-    cli_options_entries (options));
-  if (!parse_options (octx, argc, argv))
+  if (!parse_table_options ("eval", "PIPELINE --data DIR",
+                            "Measures a classifier: accuracy, per-class precision and recall, "
+                            "confusion matrix.", &table, 1, argc, argv))
     return FALSE;
-  g_autoptr (GError) error = NULL;
-  if (!cli_options_apply (options, &error))
-    {
-      fprintf (stderr, "strata eval: %s\n", error->message);
-      return FALSE;
-    }
   if (*argc != 2 || !cmd->data)
     {
       fprintf (stderr, "strata eval: expected PIPELINE and --data DIR (see --help)\n");
