@@ -2,6 +2,8 @@
  * determinism and resume, refused options, classifier predictions, and
  * Fashion-MNIST when its Debian package is installed. */
 #include "image.h"
+#include "registry.h"
+#include "train.h"
 #include "testutil.h"
 #include "weights.h"
 
@@ -754,6 +756,78 @@ test_checkpoint_other_pipeline (Fixture *f, gconstpointer unused)
   g_assert_false (g_file_test (w2, G_FILE_TEST_EXISTS));
 }
 
+/* What st_train reports through the callback, in place of printing: one
+ * epoch event per epoch with its test figures, the last batch of every
+ * epoch as progress, the optimizer's default learning rate when none is
+ * given, and the same losses as the CSV log. */
+typedef struct {
+  int n_epochs, n_progress, last_batch;
+  double lr, loss[2], test_accuracy[2];
+} Reports;
+
+static void
+collect_report (const StTrainReport *r, gpointer data)
+{
+  Reports *got = data;
+  if (r->event == ST_TRAIN_PROGRESS)
+    {
+      got->n_progress++;
+      got->last_batch = r->batch;
+      g_assert_cmpint (r->n_batches, ==, 8);
+      return;
+    }
+  g_assert_cmpint (r->event, ==, ST_TRAIN_EPOCH);
+  g_assert_cmpint (r->epoch, ==, got->n_epochs + 1);
+  g_assert_cmpint (r->epochs, ==, 2);
+  g_assert_cmpint (got->last_batch, ==, 8);
+  got->lr = r->lr;
+  got->loss[got->n_epochs] = r->loss;
+  got->test_accuracy[got->n_epochs] = r->test_accuracy;
+  got->n_epochs++;
+}
+
+static void
+test_report_callback (Fixture *f, gconstpointer unused)
+{
+  g_autoptr (GError) error = NULL;
+  StRegistry *reg = st_registry_new (NULL);
+  StPipeline *p = st_pipeline_load_file (reg, f->ini, &error);
+  g_assert_no_error (error);
+  g_autoptr (StDataset) train = st_dataset_load_idx_dir (f->data, FALSE, &error);
+  g_assert_no_error (error);
+  g_autoptr (StDataset) test = st_dataset_load_idx_dir (f->data, TRUE, &error);
+  g_assert_no_error (error);
+  g_autofree char *csv = g_build_filename (f->dir, "log.csv", NULL);
+  StTrainOptions opt;
+  st_train_options_init (&opt);
+  opt.epochs = 2;
+  opt.batch_size = 50;
+  opt.threads = 1;
+  opt.log_csv = csv;
+  Reports got = { 0 };
+  opt.report = collect_report;
+  opt.report_data = &got;
+  int epochs_run = 0;
+  g_assert_true (st_train (p, train, test, &opt, &epochs_run, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (epochs_run, ==, 2);
+  g_assert_cmpint (got.n_epochs, ==, 2);
+  g_assert_cmpint (got.n_progress, >=, 2);
+  g_assert_cmpfloat (got.lr, ==, 1e-3);
+  for (int e = 0; e < 2; e++)
+    g_assert_true (got.test_accuracy[e] >= 0 && got.test_accuracy[e] <= 1);
+  g_autofree char *log = NULL;
+  g_assert_true (g_file_get_contents (csv, &log, NULL, NULL));
+  g_auto (GStrv) lines = g_strsplit (log, "\n", -1);
+  for (int e = 0; e < 2; e++)
+    {
+      g_autofree char *start = g_strdup_printf ("%d,0.001,%.6f,", e + 1, got.loss[e]);
+      g_assert_true (g_str_has_prefix (lines[e + 1], start));
+    }
+  st_pipeline_free (p);
+  st_registry_free (reg);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -779,6 +853,7 @@ main (int argc, char **argv)
   g_test_add ("/train/input-missing", Fixture, NULL, fixture_set_up, test_input_missing, fixture_tear_down);
   g_test_add ("/train/training-memory", Fixture, NULL, fixture_set_up, test_training_memory, fixture_tear_down);
   g_test_add ("/train/checkpoint-other-pipeline", Fixture, NULL, fixture_set_up, test_checkpoint_other_pipeline, fixture_tear_down);
+  g_test_add ("/train/report-callback", Fixture, NULL, fixture_set_up, test_report_callback, fixture_tear_down);
   g_test_add ("/train/fashion-mnist-subset", Fixture, NULL, fixture_set_up, test_fashion_mnist_subset, fixture_tear_down);
   return g_test_run ();
 }
