@@ -286,9 +286,9 @@ st_gradcheck (const StKind *kind, const char *const *keys,
     }
   /* Saved statistics (batchnorm's running_var) keep their initial values,
    * which are valid ones; random values could be, say, negative. */
-  for (int p = 0; p < st_stage_n_params (stage); p++)
-    if (st_stage_get_param (stage, p)->trainable)
-      fill_uniform (st_stage_get_param (stage, p)->value, rng);
+  for (int p = 0; p < st_stage_n_weights (stage); p++)
+    if (st_stage_get_weight (stage, p)->trainable)
+      fill_uniform (st_stage_get_weight (stage, p)->value, rng);
   if (!(output = st_tensor_new (stage->out_shape, error))
       || !(r = st_tensor_new (stage->out_shape, error)))
     goto out;
@@ -301,9 +301,9 @@ st_gradcheck (const StKind *kind, const char *const *keys,
    * gradients start from a known offset rather than zero, so a backward
    * that overwrites them instead of adding into them is caught. */
   const float offset = 0.5f;
-  for (int p = 0; p < st_stage_n_params (stage); p++)
+  for (int p = 0; p < st_stage_n_weights (stage); p++)
     {
-      StTensor *g = st_stage_get_param (stage, p)->grad;
+      StTensor *g = st_stage_get_weight (stage, p)->grad;
       for (gsize k = 0; k < st_tensor_numel (g); k++)
         g->data[k] = offset;
     }
@@ -312,9 +312,9 @@ st_gradcheck (const StKind *kind, const char *const *keys,
       || !kind->backward (stage, ctx, (const StTensor *const *) inputs, output, r,
                           grad_inputs, error))
     goto out;
-  for (int p = 0; p < st_stage_n_params (stage); p++)
+  for (int p = 0; p < st_stage_n_weights (stage); p++)
     {
-      StTensor *g = st_stage_get_param (stage, p)->grad;
+      StTensor *g = st_stage_get_weight (stage, p)->grad;
       for (gsize k = 0; k < st_tensor_numel (g); k++)
         g->data[k] -= offset;
     }
@@ -330,9 +330,9 @@ st_gradcheck (const StKind *kind, const char *const *keys,
                          result, error))
         goto out;
     }
-  for (int p = 0; p < st_stage_n_params (stage); p++)
+  for (int p = 0; p < st_stage_n_weights (stage); p++)
     {
-      StParam *param = st_stage_get_param (stage, p);
+      StWeight *param = st_stage_get_weight (stage, p);
       if (!param->trainable)
         continue;
       g_autofree char *what = g_strdup_printf ("parameter '%s'", param->full_name);

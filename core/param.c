@@ -16,6 +16,7 @@ st_param_type_name (StParamType type)
     case ST_PARAM_ENUM: return "enum";
     case ST_PARAM_INT_LIST: return "int list";
     case ST_PARAM_DOUBLE_LIST: return "double list";
+    case ST_PARAM_INT64: return "int64";
     }
   return "?";
 }
@@ -36,14 +37,18 @@ st_param_describe_range (const StParamSpec *spec)
   GString *s = g_string_new (NULL);
   gboolean has_min = spec->flags & ST_PARAM_HAS_MIN;
   gboolean has_max = spec->flags & ST_PARAM_HAS_MAX;
+  gboolean above = spec->flags & ST_PARAM_MIN_EXCLUSIVE;
+  gboolean below = spec->flags & ST_PARAM_MAX_EXCLUSIVE;
   g_autofree char *lo = format_number (spec->min);
   g_autofree char *hi = format_number (spec->max);
-  if (has_min && has_max)
-    g_string_append_printf (s, "%s to %s", lo, hi);
+  if (has_min && has_max && above)
+    g_string_append_printf (s, "more than %s, %s %s", lo, below ? "less than" : "at most", hi);
+  else if (has_min && has_max)
+    g_string_append_printf (s, "%s to %s%s", lo, below ? "less than " : "", hi);
   else if (has_min)
-    g_string_append_printf (s, "at least %s", lo);
+    g_string_append_printf (s, "%s %s", above ? "more than" : "at least", lo);
   else if (has_max)
-    g_string_append_printf (s, "at most %s", hi);
+    g_string_append_printf (s, "%s %s", below ? "less than" : "at most", hi);
   if (spec->type == ST_PARAM_INT && spec->choices)
     {
       g_autofree char *names = g_strjoinv ("|", (char **) spec->choices);
@@ -60,8 +65,10 @@ st_param_describe_range (const StParamSpec *spec)
 static gboolean
 out_of_range (const StParamSpec *spec, double v)
 {
-  return ((spec->flags & ST_PARAM_HAS_MIN) && v < spec->min)
-         || ((spec->flags & ST_PARAM_HAS_MAX) && v > spec->max);
+  gboolean above = spec->flags & ST_PARAM_MIN_EXCLUSIVE;
+  gboolean below = spec->flags & ST_PARAM_MAX_EXCLUSIVE;
+  return ((spec->flags & ST_PARAM_HAS_MIN) && (v < spec->min || (above && v == spec->min)))
+         || ((spec->flags & ST_PARAM_HAS_MAX) && (v > spec->max || (below && v == spec->max)));
 }
 
 static void
@@ -72,6 +79,19 @@ set_expected (const StParamSpec *spec, const char *what, const char *found,
   g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
                "expected %s%s%s, found '%s'", what,
                range ? " " : "", range ? range : "", found);
+}
+
+/* A whole number in [lo, hi] and in the spec's range. */
+static gboolean
+parse_integer (const StParamSpec *spec, const char *text, gint64 lo, gint64 hi, gint64 *out,
+               GError **error)
+{
+  if (!g_ascii_string_to_signed (text, 10, lo, hi, out, NULL) || out_of_range (spec, (double) *out))
+    {
+      set_expected (spec, "an integer", text, error);
+      return FALSE;
+    }
+  return TRUE;
 }
 
 static gboolean
@@ -85,12 +105,8 @@ parse_int (const StParamSpec *spec, const char *text, int *out, GError **error)
           return TRUE;
         }
   gint64 v;
-  if (!g_ascii_string_to_signed (text, 10, G_MININT, G_MAXINT, &v, NULL)
-      || out_of_range (spec, (double) v))
-    {
-      set_expected (spec, "an integer", text, error);
-      return FALSE;
-    }
+  if (!parse_integer (spec, text, G_MININT, G_MAXINT, &v, error))
+    return FALSE;
   *out = (int) v;
   return TRUE;
 }
@@ -175,6 +191,8 @@ st_param_parse (const StParamSpec *spec, const char *raw, void *config,
       return parse_int (spec, text, field, error);
     case ST_PARAM_DOUBLE:
       return parse_double (spec, text, field, error);
+    case ST_PARAM_INT64:
+      return parse_integer (spec, text, G_MININT64, G_MAXINT64, field, error);
     case ST_PARAM_BOOL:
       return parse_bool (text, field, error);
     case ST_PARAM_STRING:

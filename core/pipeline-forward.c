@@ -123,7 +123,7 @@ st_pipeline_backward_range (StPipeline *p, const StRunContext *ctx, const StTens
   for (int i = first; i <= last; i++)
     {
       Node *node = p->nodes->pdata[i];
-      needs[i] = st_stage_n_params (node->stage) > 0;
+      needs[i] = st_stage_n_weights (node->stage) > 0;
       for (int k = 0; k < node->n_inputs; k++)
         {
           int j = st_node_source_in_range (node, k, first);

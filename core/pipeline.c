@@ -449,9 +449,9 @@ st_pipeline_copy (const StPipeline *src, GError **error)
     {
       StStage *a = ((Node *) src->nodes->pdata[i])->stage;
       StStage *b = ((Node *) p->nodes->pdata[i])->stage;
-      for (int k = 0; k < st_stage_n_params (a) && k < st_stage_n_params (b); k++)
+      for (int k = 0; k < st_stage_n_weights (a) && k < st_stage_n_weights (b); k++)
         {
-          StParam *pa = st_stage_get_param (a, k), *pb = st_stage_get_param (b, k);
+          StWeight *pa = st_stage_get_weight (a, k), *pb = st_stage_get_weight (b, k);
           if (st_shape_equal (pa->value->shape, pb->value->shape))
             memcpy (pb->value->data, pa->value->data, st_tensor_numel (pa->value) * sizeof (float));
         }
@@ -511,6 +511,19 @@ st_pipeline_stage (const StPipeline *p, int index)
   return ((Node *) p->nodes->pdata[index])->stage;
 }
 
+GPtrArray *
+st_pipeline_weights (const StPipeline *p)
+{
+  GPtrArray *params = g_ptr_array_new ();
+  for (int i = 0; i < st_pipeline_n_stages (p); i++)
+    {
+      StStage *stage = st_pipeline_stage (p, i);
+      for (int k = 0; k < st_stage_n_weights (stage); k++)
+        g_ptr_array_add (params, st_stage_get_weight (stage, k));
+    }
+  return params;
+}
+
 const char *const *
 st_pipeline_stage_inputs (const StPipeline *p, int index)
 {
@@ -564,7 +577,7 @@ st_pipeline_prefix_length (const StPipeline *p)
   while (k < n - 1)
     {
       Node *node = p->nodes->pdata[k];
-      if (st_stage_n_params (node->stage) > 0 || node->n_inputs != 1
+      if (st_stage_n_weights (node->stage) > 0 || node->n_inputs != 1
           || !REST_STANDS_ALONE (k + 1))
         break;
       k++;
@@ -620,7 +633,7 @@ infer_range (StPipeline *p, StShape input, int first, int last, GError **error)
     }
   guint64 params = 0;
   for (guint i = 0; i < p->nodes->len; i++)
-    params += st_stage_param_bytes (((Node *) p->nodes->pdata[i])->stage);
+    params += st_stage_weight_bytes (((Node *) p->nodes->pdata[i])->stage);
   g_autofree StShape *shapes = NULL;
   int room = 0;
   for (int i = first; i <= last; i++)
@@ -636,11 +649,11 @@ infer_range (StPipeline *p, StShape input, int first, int last, GError **error)
           int j = st_node_source_in_range (node, k, first);
           shapes[k] = j < 0 ? input : ((Node *) p->nodes->pdata[j])->stage->out_shape;
         }
-      guint64 before = st_stage_param_bytes (node->stage);
-      st_stage_set_other_param_bytes (node->stage, params - before);
+      guint64 before = st_stage_weight_bytes (node->stage);
+      st_stage_set_other_weight_bytes (node->stage, params - before);
       g_autoptr (GError) local = NULL;
       gboolean ok = st_stage_infer (node->stage, shapes, node->n_inputs, &local);
-      params += st_stage_param_bytes (node->stage) - before;
+      params += st_stage_weight_bytes (node->stage) - before;
       if (!ok && other_shape && local->code != ST_ERROR_MEMORY)
         {
           st_pipeline_set_fixed_input_error (p, input, error);
@@ -670,7 +683,7 @@ check_memory (StPipeline *p, StShape input, int first, int last, GError **error)
   guint64 input_bytes = 0, params = 0;
   st_shape_bytes (input, &input_bytes);
   for (guint i = 0; i < p->nodes->len; i++)
-    params += st_stage_param_bytes (((Node *) p->nodes->pdata[i])->stage);
+    params += st_stage_weight_bytes (((Node *) p->nodes->pdata[i])->stage);
   char buf[64];
   if (input_bytes > limit || params > limit - input_bytes)
     {

@@ -36,6 +36,13 @@ StStage  *st_pipeline_stage (const StPipeline *p, int index);   /* in run order 
 /* Names of a stage's inputs ("image" for the pipeline input). */
 const char *const *st_pipeline_stage_inputs (const StPipeline *p, int index);
 
+/* Every stage's weights (StWeight*: name, value, gradient,
+ * trainable), stages in run order and each stage's in declaration order:
+ * the one list that training, the optimiser, checkpoints, weights files,
+ * drawing and inspect walk.  The array is the caller's (g_ptr_array_unref);
+ * the tensors stay the stages'. */
+GPtrArray *st_pipeline_weights (const StPipeline *p);
+
 /* Infers every stage's shape for this input shape ([N, C, H, W], the batch
  * included) and checks its working memory against st_memory_limit(): the
  * input, the parameters, and each stage's output beside those still to be

@@ -9,16 +9,16 @@ struct _StStagePrivate {
   char *name;
   void *config;
   StShape *in_shapes;
-  GPtrArray *params;           /* StParam*, in declaration order */
-  guint64 param_bytes;         /* the data bytes of params */
-  guint64 other_param_bytes;   /* other stages' share of the memory limit */
+  GPtrArray *weights;          /* StWeight*, in declaration order */
+  guint64 weight_bytes;        /* the data bytes of weights */
+  guint64 other_weight_bytes;  /* other stages' share of the memory limit */
   StRng *init_rng;
 };
 
 static void
 param_free (gpointer p)
 {
-  StParam *param = p;
+  StWeight *param = p;
   g_free (param->full_name);
   st_tensor_free (param->value);
   st_tensor_free (param->grad);
@@ -42,7 +42,7 @@ st_stage_new (const StKind *kind, const char *name, const char *const *keys,
   stage->core = g_new0 (StStagePrivate, 1);
   stage->core->name = g_strdup (name);
   stage->core->config = g_malloc0 (MAX (kind->config_size, 1));
-  stage->core->params = g_ptr_array_new_with_free_func (param_free);
+  stage->core->weights = g_ptr_array_new_with_free_func (param_free);
   stage->core->init_rng = st_rng_new (g_str_hash (name));
   stage->name = stage->core->name;
   stage->kind = kind;
@@ -121,7 +121,7 @@ st_stage_free (StStage *stage)
   st_param_clear (stage->kind, stage->core->config);
   g_free (stage->core->config);
   g_free (stage->core->in_shapes);
-  g_ptr_array_unref (stage->core->params);
+  g_ptr_array_unref (stage->core->weights);
   st_rng_free (stage->core->init_rng);
   g_free (stage->core->name);
   g_free (stage->core);
@@ -199,12 +199,12 @@ st_stage_infer (StStage *stage, const StShape *in_shapes, int n_inputs,
 static void init_tensor (StTensor *t, StInit init, double arg, gint64 fan_in, StRng *rng);
 
 void
-st_stage_reset_params (StStage *stage, guint64 seed)
+st_stage_reset_weights (StStage *stage, guint64 seed)
 {
   st_stage_set_seed (stage, seed);
-  for (guint i = 0; i < stage->core->params->len; i++)
+  for (guint i = 0; i < stage->core->weights->len; i++)
     {
-      StParam *p = stage->core->params->pdata[i];
+      StWeight *p = stage->core->weights->pdata[i];
       init_tensor (p->value, p->init, p->init_arg, p->fan_in, stage->core->init_rng);
     }
 }
@@ -243,15 +243,15 @@ format_dims (const int *dims, int rank)
 }
 
 void
-st_stage_set_other_param_bytes (StStage *stage, guint64 bytes)
+st_stage_set_other_weight_bytes (StStage *stage, guint64 bytes)
 {
-  stage->core->other_param_bytes = bytes;
+  stage->core->other_weight_bytes = bytes;
 }
 
 guint64
-st_stage_param_bytes (const StStage *stage)
+st_stage_weight_bytes (const StStage *stage)
 {
-  return stage->core->param_bytes;
+  return stage->core->weight_bytes;
 }
 
 int
@@ -267,10 +267,10 @@ st_stage_declare_param (StStage *stage, const char *name, const int *dims,
       return -1;
     }
   g_autofree char *wanted = format_dims (dims, rank);
-  GPtrArray *params = stage->core->params;
-  for (guint i = 0; i < params->len; i++)
+  GPtrArray *weights = stage->core->weights;
+  for (guint i = 0; i < weights->len; i++)
     {
-      StParam *p = params->pdata[i];
+      StWeight *p = weights->pdata[i];
       if (strcmp (p->full_name, full) != 0)
         continue;
       gboolean same = p->rank == rank;
@@ -306,7 +306,7 @@ st_stage_declare_param (StStage *stage, const char *name, const int *dims,
    * pipeline file can ask for terabytes. */
   StShape shape = { padded[0], padded[1], padded[2], padded[3] };
   guint64 bytes = 0, limit = st_memory_limit ();
-  guint64 others = stage->core->other_param_bytes + stage->core->param_bytes;
+  guint64 others = stage->core->other_weight_bytes + stage->core->weight_bytes;
   if (!st_shape_bytes (shape, &bytes) || bytes > limit || others > limit - bytes)
     {
       g_autofree char *limit_text = st_format_bytes (limit);
@@ -332,7 +332,7 @@ st_stage_declare_param (StStage *stage, const char *name, const int *dims,
       return -1;
     }
 
-  StParam *p = g_new0 (StParam, 1);
+  StWeight *p = g_new0 (StWeight, 1);
   for (int d = 0; d < rank; d++)
     p->dims[d] = dims[d];
   p->full_name = g_steal_pointer (&full);
@@ -348,44 +348,44 @@ st_stage_declare_param (StStage *stage, const char *name, const int *dims,
     }
   p->fan_in = fan_in;
   init_tensor (p->value, init, init_arg, fan_in, stage->core->init_rng);
-  stage->core->param_bytes += bytes;
-  g_ptr_array_add (params, p);
-  return (int) params->len - 1;
+  stage->core->weight_bytes += bytes;
+  g_ptr_array_add (weights, p);
+  return (int) weights->len - 1;
 }
 
 int
-st_stage_n_params (const StStage *stage)
+st_stage_n_weights (const StStage *stage)
 {
-  return (int) stage->core->params->len;
+  return (int) stage->core->weights->len;
 }
 
-StParam *
-st_stage_get_param (const StStage *stage, int index)
+StWeight *
+st_stage_get_weight (const StStage *stage, int index)
 {
-  g_return_val_if_fail (index >= 0 && index < (int) stage->core->params->len, NULL);
-  return stage->core->params->pdata[index];
+  g_return_val_if_fail (index >= 0 && index < (int) stage->core->weights->len, NULL);
+  return stage->core->weights->pdata[index];
 }
 
 StTensor *
 st_stage_param (StStage *stage, int index)
 {
-  StParam *p = st_stage_get_param (stage, index);
+  StWeight *p = st_stage_get_weight (stage, index);
   return p ? p->value : NULL;
 }
 
 StTensor *
 st_stage_param_grad (StStage *stage, int index)
 {
-  StParam *p = st_stage_get_param (stage, index);
+  StWeight *p = st_stage_get_weight (stage, index);
   return p ? p->grad : NULL;
 }
 
 void
 st_stage_enable_grads (StStage *stage)
 {
-  for (guint i = 0; i < stage->core->params->len; i++)
+  for (guint i = 0; i < stage->core->weights->len; i++)
     {
-      StParam *p = stage->core->params->pdata[i];
+      StWeight *p = stage->core->weights->pdata[i];
       if (!p->grad)
         p->grad = st_tensor_new (p->value->shape, NULL);
     }
@@ -394,9 +394,9 @@ st_stage_enable_grads (StStage *stage)
 void
 st_stage_zero_grads (StStage *stage)
 {
-  for (guint i = 0; i < stage->core->params->len; i++)
+  for (guint i = 0; i < stage->core->weights->len; i++)
     {
-      StParam *p = stage->core->params->pdata[i];
+      StWeight *p = stage->core->weights->pdata[i];
       if (p->grad)
         st_tensor_zero (p->grad);
     }

@@ -1,4 +1,11 @@
-/* strata — stage instances: a kind plus validated parameters. */
+/* strata — stage instances: a kind, its validated config and its weights.
+ *
+ * Naming: a "param" is a config key (StParamSpec, param.c, the keys of a
+ * pipeline file); a "weight" is a learnable or saved tensor (StWeight,
+ * weights.c, the tensors of a weights file), biases and running statistics
+ * included.  The SDK's st_stage_declare_param(), st_stage_param() and
+ * st_stage_param_grad() declare and read weights: their names predate this
+ * split and stay for API and ABI stability. */
 #pragma once
 
 #include <strata/strata.h>
@@ -6,7 +13,7 @@
 
 G_BEGIN_DECLS
 
-/* Stage parameters stored by the core. */
+/* A stage's weight, stored by the core. */
 typedef struct {
   char *full_name;             /* "<stage>.<name>" */
   int rank;
@@ -14,12 +21,12 @@ typedef struct {
   gboolean trainable;
   StTensor *value;
   StTensor *grad;              /* NULL until st_stage_enable_grads() */
-  StInit init;                 /* how it was initialised, for st_stage_reset_params() */
+  StInit init;                 /* how it was initialised, for st_stage_reset_weights() */
   double init_arg;
   gint64 fan_in;
-} StParam;
+} StWeight;
 
-/* A stage of the given kind whose parameters come from parallel arrays of
+/* A stage of the given kind whose config comes from parallel arrays of
  * keys and values (as text); n_keys may be 0.  Every key is checked against
  * the kind's specs and every value against its type and range.  The error
  * message is "stage 'NAME': key 'KEY': expected ..., found ...", without a
@@ -33,25 +40,25 @@ void     st_stage_free (StStage *stage);
 gboolean st_stage_infer (StStage *stage, const StShape *in_shapes,
                          int n_inputs, GError **error);
 
-/* The data bytes of the stage's parameters. */
-guint64  st_stage_param_bytes (const StStage *stage);
-/* The bytes other stages' parameters hold: declaring a parameter fails with
+/* The data bytes of the stage's weights. */
+guint64  st_stage_weight_bytes (const StStage *stage);
+/* The bytes other stages' weights hold: declaring a weight fails with
  * ST_ERROR_MEMORY when this stage's and the others' together would pass
  * st_memory_limit().  0 (a stage on its own) until set. */
-void     st_stage_set_other_param_bytes (StStage *stage, guint64 bytes);
+void     st_stage_set_other_weight_bytes (StStage *stage, guint64 bytes);
 
-/* Parameters by index. */
-int      st_stage_n_params (const StStage *stage);
-StParam *st_stage_get_param (const StStage *stage, int index);
-/* Allocates (zeroed) gradients for every parameter. */
+/* Weights by index, in declaration order. */
+int      st_stage_n_weights (const StStage *stage);
+StWeight *st_stage_get_weight (const StStage *stage, int index);
+/* Allocates (zeroed) gradients for every weight. */
 void     st_stage_enable_grads (StStage *stage);
 void     st_stage_zero_grads (StStage *stage);
-/* Seeds the generator used by parameter initialisation (per stage, from the
+/* Seeds the generator used by weight initialisation (per stage, from the
  * pipeline seed and the stage name, so initial weights do not depend on the
  * order stages are declared). */
 void     st_stage_set_seed (StStage *stage, guint64 seed);
-/* Re-initialises every parameter as declared, from a generator seeded with
+/* Re-initialises every weight as declared, from a generator seeded with
  * seed and the stage name: what `strata train --seed` starts from. */
-void     st_stage_reset_params (StStage *stage, guint64 seed);
+void     st_stage_reset_weights (StStage *stage, guint64 seed);
 
 G_END_DECLS

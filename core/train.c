@@ -1,7 +1,10 @@
-/* strata — the training loop: batches, softmax cross-entropy, optimisers,
- * schedules, checkpoints that resume bit for bit. */
+/* strata — the training loop: batches, softmax cross-entropy, epochs,
+ * interruption, logs. */
 #include "train.h"
+#include "checkpoint.h"
 #include "context.h"
+#include "evaluate.h"
+#include "optimizer.h"
 #include "plot.h"
 #include "stage.h"
 #include "weights.h"
@@ -16,17 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-void
-st_train_options_init (StTrainOptions *opt)
-{
-  *opt = (StTrainOptions) {
-    .optimizer = ST_OPTIM_ADAM, .lr = 1e-3, .momentum = 0.9, .beta1 = 0.9,
-    .beta2 = 0.999, .eps = 1e-8, .schedule = ST_SCHEDULE_CONSTANT,
-    .step_epochs = 10, .gamma = 0.1, .batch_size = 64, .epochs = 10,
-    .shuffle = TRUE, .seed = 1,
-  };
-}
 
 /* path, with its folder's links resolved (the file itself may not exist
  * yet), or NULL with error set when the folder cannot take a new file. */
@@ -91,13 +83,10 @@ st_train_check_outputs (const StTrainOptions *opt, GError **error)
 gboolean
 st_train_check_pipeline (StPipeline *p, int n_classes, GError **error)
 {
-  int trainable = 0;
-  for (int i = 0; i < st_pipeline_n_stages (p); i++)
-    {
-      StStage *s = st_pipeline_stage (p, i);
-      for (int k = 0; k < st_stage_n_params (s); k++)
-        trainable += st_stage_get_param (s, k)->trainable;
-    }
+  g_autoptr (GPtrArray) weights = st_pipeline_weights (p);
+  guint trainable = 0;
+  for (guint i = 0; i < weights->len; i++)
+    trainable += ((StWeight *) weights->pdata[i])->trainable;
   if (!trainable)
     {
       g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
@@ -167,21 +156,6 @@ st_dataset_apply_prefix (StDataset *ds, StPipeline *p, int threads, GError **err
 
 /* ---- Batches ------------------------------------------------------------ */
 
-static StTensor *
-gather_batch (const StDataset *ds, const int *order, int start, int count, int *labels)
-{
-  StShape s = ds->x->shape;
-  gsize per = (gsize) s.c * s.h * s.w;
-  StTensor *batch = st_tensor_new0 (count, s.c, s.h, s.w);
-  for (int i = 0; i < count; i++)
-    {
-      int idx = order ? order[start + i] : start + i;
-      memcpy (batch->data + i * per, ds->x->data + (gsize) idx * per, per * sizeof (float));
-      labels[i] = ds->labels[idx];
-    }
-  return batch;
-}
-
 /* Mean cross-entropy of softmax(logits) against labels; writes its gradient
  * with respect to the logits, (softmax - onehot) / B, fused as frameworks
  * do so that no log of a tiny probability is ever taken. */
@@ -206,317 +180,25 @@ softmax_cross_entropy (const StTensor *logits, const int *labels, StTensor *grad
   return loss;
 }
 
-double
-st_evaluate (StPipeline *p, const StDataset *ds, const StRunContext *ctx, int batch_size,
-             guint64 *confusion, GError **error)
-{
-  int first = st_pipeline_prefix_length (p);
-  int last = st_pipeline_n_stages (p) - 1;
-  int n_classes = st_pipeline_output_shape (p).c;
-  memset (confusion, 0, sizeof (guint64) * n_classes * n_classes);
-  double loss = 0;
-  g_autofree int *labels = g_new (int, batch_size);
-  for (int start = 0; start < ds->n; start += batch_size)
-    {
-      int count = MIN (batch_size, ds->n - start);
-      g_autoptr (StTensor) batch = gather_batch (ds, NULL, start, count, labels);
-      g_autoptr (StTensor) out = st_pipeline_forward_range (p, ctx, batch, first, last, FALSE, error);
-      if (!out)
-        return -1;
-      st_scores_to_probabilities (p, out);
-      for (int b = 0; b < count; b++)
-        {
-          const float *prob = out->data + (gsize) b * out->shape.c;
-          int best = 0;
-          for (int j = 1; j < out->shape.c; j++)
-            if (prob[j] > prob[best])
-              best = j;
-          if (labels[b] < n_classes)
-            confusion[labels[b] * n_classes + best]++;
-          loss += -log (MAX (prob[labels[b]], 1e-30f));
-        }
-    }
-  return ds->n ? loss / ds->n : 0;
-}
-
-/* ---- Optimiser ---------------------------------------------------------- */
-
-typedef struct {
-  StParam *param;
-  StTensor *m;                 /* momentum buffer (SGD) or first moment (Adam) */
-  StTensor *v;                 /* second moment (Adam) */
-} Slot;
-
-static GArray *
-collect_slots (StPipeline *p, const StTrainOptions *opt)
-{
-  GArray *slots = g_array_new (FALSE, TRUE, sizeof (Slot));
-  for (int i = 0; i < st_pipeline_n_stages (p); i++)
-    {
-      StStage *s = st_pipeline_stage (p, i);
-      st_stage_enable_grads (s);
-      for (int k = 0; k < st_stage_n_params (s); k++)
-        {
-          StParam *param = st_stage_get_param (s, k);
-          if (!param->trainable)
-            continue;
-          Slot slot = { param, st_tensor_new (param->value->shape, NULL), NULL };
-          if (opt->optimizer != ST_OPTIM_SGD)
-            slot.v = st_tensor_new (param->value->shape, NULL);
-          g_array_append_val (slots, slot);
-        }
-    }
-  return slots;
-}
-
-static void
-free_slots (GArray *slots)
-{
-  for (guint i = 0; i < slots->len; i++)
-    {
-      Slot *s = &g_array_index (slots, Slot, i);
-      st_tensor_free (s->m);
-      st_tensor_free (s->v);
-    }
-  g_array_free (slots, TRUE);
-}
-
-static void
-optimizer_step (GArray *slots, const StTrainOptions *opt, double lr, gint64 step)
-{
-  double wd = opt->weight_decay;
-  double bias1 = 1.0 - pow (opt->beta1, (double) step);
-  double bias2 = 1.0 - pow (opt->beta2, (double) step);
-  for (guint i = 0; i < slots->len; i++)
-    {
-      Slot *s = &g_array_index (slots, Slot, i);
-      float *w = s->param->value->data, *g = s->param->grad->data;
-      float *m = s->m->data, *v = s->v ? s->v->data : NULL;
-      gsize n = st_tensor_numel (s->param->value);
-      switch (opt->optimizer)
-        {
-        case ST_OPTIM_SGD:
-          /* As PyTorch: buf = momentum * buf + g; nesterov steps by g + momentum * buf. */
-          for (gsize j = 0; j < n; j++)
-            {
-              float grad = g[j] + (float) wd * w[j];
-              float step_dir = grad;
-              if (opt->momentum > 0)
-                {
-                  m[j] = (float) opt->momentum * m[j] + grad;
-                  step_dir = opt->nesterov ? grad + (float) opt->momentum * m[j] : m[j];
-                }
-              w[j] -= (float) lr * step_dir;
-            }
-          break;
-        case ST_OPTIM_ADAM:
-        case ST_OPTIM_ADAMW:
-          {
-            gboolean decoupled = opt->optimizer == ST_OPTIM_ADAMW;
-            float b1 = (float) opt->beta1, b2 = (float) opt->beta2;
-            float step_size = (float) (lr / bias1);
-            float inv_sqrt_bias2 = (float) (1.0 / sqrt (bias2));
-            float eps = (float) opt->eps;
-            for (gsize j = 0; j < n; j++)
-              {
-                float grad = g[j];
-                if (decoupled)
-                  w[j] -= (float) (lr * wd) * w[j];
-                else
-                  grad += (float) wd * w[j];
-                m[j] = b1 * m[j] + (1.0f - b1) * grad;
-                v[j] = b2 * v[j] + (1.0f - b2) * grad * grad;
-                w[j] -= step_size * m[j] / (sqrtf (v[j]) * inv_sqrt_bias2 + eps);
-              }
-            break;
-          }
-        }
-    }
-}
-
-static double
-scheduled_lr (const StTrainOptions *opt, int epoch)
-{
-  switch (opt->schedule)
-    {
-    case ST_SCHEDULE_CONSTANT:
-      return opt->lr;
-    case ST_SCHEDULE_STEP:
-      return opt->lr * pow (opt->gamma, epoch / MAX (opt->step_epochs, 1));
-    case ST_SCHEDULE_COSINE:
-      return opt->lr * 0.5 * (1.0 + cos (G_PI * epoch / MAX (opt->epochs, 1)));
-    }
-  return opt->lr;
-}
-
-static const char *
-optimizer_name (StOptimKind k)
-{
-  return k == ST_OPTIM_SGD ? "sgd" : k == ST_OPTIM_ADAM ? "adam" : "adamw";
-}
-
-/* ---- Checkpoints --------------------------------------------------------- */
-
-typedef struct {
-  int epoch;                   /* the epoch in progress */
-  int batch;                   /* the next batch of it */
-  gint64 step;                 /* optimiser steps taken */
-  double loss_sum;             /* this epoch so far */
-  gint64 correct, seen;
-} Position;
-
-static gboolean
-save_checkpoint (StPipeline *p, GArray *slots, const StTrainOptions *opt,
-                 const StRunContext *ctx, const Position *pos, GError **error)
-{
-  g_autoptr (GPtrArray) tensors = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
-  for (int i = 0; i < st_pipeline_n_stages (p); i++)
-    {
-      StStage *s = st_pipeline_stage (p, i);
-      for (int k = 0; k < st_stage_n_params (s); k++)
-        {
-          StParam *param = st_stage_get_param (s, k);
-          StNamedTensor *t = g_new0 (StNamedTensor, 1);
-          t->name = param->full_name;
-          t->rank = param->rank;
-          memcpy (t->dims, param->dims, sizeof t->dims);
-          t->value = param->value;
-          g_ptr_array_add (tensors, t);
-        }
-    }
-  for (guint i = 0; i < slots->len; i++)
-    {
-      Slot *s = &g_array_index (slots, Slot, i);
-      StTensor *state[2] = { s->m, s->v };
-      const char *suffix[2] = { "m", "v" };
-      for (int j = 0; j < 2; j++)
-        {
-          if (!state[j])
-            continue;
-          StNamedTensor *t = g_new0 (StNamedTensor, 1);
-          char *name = g_strdup_printf ("optimizer.%s.%s", s->param->full_name, suffix[j]);
-          g_ptr_array_add (names, name);
-          t->name = name;
-          t->rank = s->param->rank;
-          memcpy (t->dims, s->param->dims, sizeof t->dims);
-          t->value = state[j];
-          g_ptr_array_add (tensors, t);
-        }
-    }
-  guint64 rng[4];
-  st_rng_get_state (ctx->rng, rng);
-  g_autoptr (GHashTable) meta = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
-  g_hash_table_insert (meta, "strata.checkpoint", g_strdup ("1"));
-  g_hash_table_insert (meta, "strata.pipeline", g_strdup (st_pipeline_name (p)));
-  g_hash_table_insert (meta, "strata.optimizer", g_strdup (optimizer_name (opt->optimizer)));
-  g_hash_table_insert (meta, "strata.epoch", g_strdup_printf ("%d", pos->epoch));
-  g_hash_table_insert (meta, "strata.batch", g_strdup_printf ("%d", pos->batch));
-  g_hash_table_insert (meta, "strata.step", g_strdup_printf ("%" G_GINT64_FORMAT, pos->step));
-  g_hash_table_insert (meta, "strata.loss_sum", g_strdup_printf ("%a", pos->loss_sum));
-  g_hash_table_insert (meta, "strata.correct", g_strdup_printf ("%" G_GINT64_FORMAT, pos->correct));
-  g_hash_table_insert (meta, "strata.seen", g_strdup_printf ("%" G_GINT64_FORMAT, pos->seen));
-  g_hash_table_insert (meta, "strata.rng", g_strdup_printf ("%016" G_GINT64_MODIFIER "x%016"
-                       G_GINT64_MODIFIER "x%016" G_GINT64_MODIFIER "x%016" G_GINT64_MODIFIER "x",
-                       rng[0], rng[1], rng[2], rng[3]));
-  return st_tensor_file_write (opt->checkpoint, (const StNamedTensor *const *) tensors->pdata,
-                               tensors->len, meta, error);
-}
-
-static gboolean
-meta_int (GHashTable *meta, const char *key, gint64 *out)
-{
-  const char *v = g_hash_table_lookup (meta, key);
-  return v && g_ascii_string_to_signed (v, 10, 0, G_MAXINT64, out, NULL);
-}
-
-static gboolean
-load_checkpoint (StPipeline *p, GArray *slots, const StTrainOptions *opt,
-                 StRunContext *ctx, Position *pos, GError **error)
-{
-  g_autoptr (StTensorFile) file = st_tensor_file_read (opt->resume, error);
-  if (!file || !st_tensor_file_check_finite (file, opt->resume, error))
-    return FALSE;
-  const char *optimizer = g_hash_table_lookup (file->metadata, "strata.optimizer");
-  gint64 epoch, batch, step, correct, seen;
-  const char *loss = g_hash_table_lookup (file->metadata, "strata.loss_sum");
-  const char *rng = g_hash_table_lookup (file->metadata, "strata.rng");
-  if (!g_hash_table_lookup (file->metadata, "strata.checkpoint") || !optimizer || !loss || !rng
-      || strlen (rng) != 64 || !meta_int (file->metadata, "strata.epoch", &epoch)
-      || !meta_int (file->metadata, "strata.batch", &batch)
-      || !meta_int (file->metadata, "strata.step", &step)
-      || !meta_int (file->metadata, "strata.correct", &correct)
-      || !meta_int (file->metadata, "strata.seen", &seen))
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_WEIGHTS,
-                   "%s: not a strata checkpoint (its metadata lacks the training position)", opt->resume);
-      return FALSE;
-    }
-  if (epoch > G_MAXINT || batch > G_MAXINT || !isfinite (g_ascii_strtod (loss, NULL))
-      || strspn (rng, "0123456789abcdefABCDEF") != 64)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_WEIGHTS,
-                   "%s: the checkpoint's training position is out of range or malformed",
-                   opt->resume);
-      return FALSE;
-    }
-  if (strcmp (optimizer, optimizer_name (opt->optimizer)) != 0)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
-                   "%s: the checkpoint was written by optimizer '%s', this run uses '%s'",
-                   opt->resume, optimizer, optimizer_name (opt->optimizer));
-      return FALSE;
-    }
-  /* Parameters first, through the checks every weights file gets. */
-  for (int i = 0; i < st_pipeline_n_stages (p); i++)
-    {
-      StStage *s = st_pipeline_stage (p, i);
-      for (int k = 0; k < st_stage_n_params (s); k++)
-        {
-          StParam *param = st_stage_get_param (s, k);
-          const StNamedTensor *t = st_tensor_file_find (file, param->full_name);
-          if (!t || !st_shape_equal (t->value->shape, param->value->shape))
-            {
-              g_set_error (error, ST_ERROR, ST_ERROR_WEIGHTS,
-                           "%s: tensor '%s': missing or of another shape than the pipeline's",
-                           opt->resume, param->full_name);
-              return FALSE;
-            }
-          memcpy (param->value->data, t->value->data, st_tensor_numel (t->value) * sizeof (float));
-        }
-    }
-  for (guint i = 0; i < slots->len; i++)
-    {
-      Slot *s = &g_array_index (slots, Slot, i);
-      StTensor *state[2] = { s->m, s->v };
-      const char *suffix[2] = { "m", "v" };
-      for (int j = 0; j < 2; j++)
-        {
-          if (!state[j])
-            continue;
-          g_autofree char *name = g_strdup_printf ("optimizer.%s.%s", s->param->full_name, suffix[j]);
-          const StNamedTensor *t = st_tensor_file_find (file, name);
-          if (!t || !st_shape_equal (t->value->shape, state[j]->shape))
-            {
-              g_set_error (error, ST_ERROR, ST_ERROR_WEIGHTS,
-                           "%s: tensor '%s': missing or of another shape", opt->resume, name);
-              return FALSE;
-            }
-          memcpy (state[j]->data, t->value->data, st_tensor_numel (t->value) * sizeof (float));
-        }
-    }
-  guint64 state[4];
-  for (int i = 0; i < 4; i++)
-    {
-      g_autofree char *part = g_strndup (rng + 16 * i, 16);
-      state[i] = g_ascii_strtoull (part, NULL, 16);
-    }
-  st_rng_set_state (ctx->rng, state);
-  *pos = (Position) { (int) epoch, (int) batch, step, g_ascii_strtod (loss, NULL), correct, seen };
-  return TRUE;
-}
-
 /* ---- The loop ------------------------------------------------------------ */
+
+/* One call of st_train: what its steps share. */
+typedef struct {
+  StPipeline *p;
+  StDataset *train, *test;
+  const StTrainOptions *opt;
+  int first, last;             /* the stages trained (after the prefix, before a fused softmax) */
+  int n_batches, n_classes;
+  StRunContext *ctx;
+  GPtrArray *weights;           /* st_pipeline_weights */
+  GArray *slots;               /* the optimiser's */
+  StTrainPosition pos;
+  int *labels;                 /* of the batch */
+  double lr;                   /* of the epoch */
+  gint64 epoch_start_us, last_progress_us;
+  int epoch_start_batch;
+  int *epochs_run;
+} Run;
 
 static volatile sig_atomic_t interrupted;
 
@@ -524,6 +206,30 @@ static void
 on_interrupt (int sig)
 {
   interrupted = 1;
+}
+
+typedef struct {
+  struct sigaction interrupt, terminate;
+} Signals;
+
+/* SIGINT and SIGTERM set a flag the loop checks between batches. */
+static Signals
+catch_interrupts (void)
+{
+  struct sigaction action = { .sa_handler = on_interrupt };
+  Signals previous;
+  sigemptyset (&action.sa_mask);
+  interrupted = 0;
+  sigaction (SIGINT, &action, &previous.interrupt);
+  sigaction (SIGTERM, &action, &previous.terminate);
+  return previous;
+}
+
+static void
+restore_signals (const Signals *previous)
+{
+  sigaction (SIGINT, &previous->interrupt, NULL);
+  sigaction (SIGTERM, &previous->terminate, NULL);
 }
 
 static int *
@@ -548,25 +254,10 @@ epoch_order (int n, guint64 seed, int epoch, gboolean shuffle)
   return order;
 }
 
-static void
-draw_progress (int epoch, int epochs, int batch, int n_batches, double loss, double acc,
-               double rate)
-{
-  int width = 24, filled = n_batches ? width * batch / n_batches : 0;
-  char bar[32];
-  for (int i = 0; i < width; i++)
-    bar[i] = i < filled ? '#' : '-';
-  bar[width] = '\0';
-  fprintf (stderr, "\r\033[Kepoch %d/%d [%s] %d/%d  loss %.4f  acc %.2f%%  %.0f img/s",
-           epoch, epochs, bar, batch, n_batches, loss, 100 * acc, rate);
-  fflush (stderr);
-}
-
 static gboolean
-append_log (const char *path, int epoch, double lr, double train_loss, double train_acc,
-            double test_loss, double test_acc, double seconds, GError **error)
+append_log (const char *path, const StTrainReport *r, GError **error)
 {
-  gboolean fresh = !g_file_test (path, G_FILE_TEST_EXISTS) || epoch == 1;
+  gboolean fresh = !g_file_test (path, G_FILE_TEST_EXISTS) || r->epoch == 1;
   FILE *f = fopen (path, fresh ? "w" : "a");
   if (!f)
     {
@@ -576,11 +267,11 @@ append_log (const char *path, int epoch, double lr, double train_loss, double tr
     }
   if (fresh)
     fprintf (f, "epoch,lr,train_loss,train_accuracy,test_loss,test_accuracy,seconds\n");
-  if (test_acc >= 0)
-    fprintf (f, "%d,%g,%.6f,%.6f,%.6f,%.6f,%.2f\n", epoch, lr, train_loss, train_acc,
-             test_loss, test_acc, seconds);
+  if (r->test_accuracy >= 0)
+    fprintf (f, "%d,%g,%.6f,%.6f,%.6f,%.6f,%.2f\n", r->epoch, r->lr, r->loss, r->accuracy,
+             r->test_loss, r->test_accuracy, r->seconds);
   else
-    fprintf (f, "%d,%g,%.6f,%.6f,,,%.2f\n", epoch, lr, train_loss, train_acc, seconds);
+    fprintf (f, "%d,%g,%.6f,%.6f,,,%.2f\n", r->epoch, r->lr, r->loss, r->accuracy, r->seconds);
   return fclose (f) == 0;
 }
 
@@ -604,291 +295,258 @@ labels_json (const char *const *names, int n_scores)
   return json_generator_to_data (gen, NULL);
 }
 
+/* The stages to train: after the preparation prefix, and before a final
+ * softmax, which the loss computes itself. */
+static gboolean
+find_trained_stages (Run *run, GError **error)
+{
+  int n_stages = st_pipeline_n_stages (run->p);
+  run->first = st_pipeline_prefix_length (run->p);
+  run->last = st_pipeline_ends_in_probabilities (run->p) ? n_stages - 2 : n_stages - 1;
+  if (run->last < run->first)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE, "%s: nothing to train before the softmax",
+                   st_pipeline_name (run->p));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Gradients and the optimiser's state come on top of the parameters that
+ * loading the pipeline counted: refused before they are allocated. */
+static gboolean
+check_training_memory (Run *run, GError **error)
+{
+  guint64 weights = 0;
+  for (guint i = 0; i < run->weights->len; i++)
+    weights += st_tensor_numel (((StWeight *) run->weights->pdata[i])->value) * sizeof (float);
+  guint64 state = st_optimizer_state_bytes (run->weights, run->opt->optimizer);
+  guint64 limit = st_memory_limit ();
+  if (weights * 2 + state <= limit)
+    return TRUE;
+  g_autofree char *grads_text = st_format_bytes (weights);
+  g_autofree char *state_text = st_format_bytes (state);
+  g_autofree char *total_text = st_format_bytes (weights * 2 + state);
+  g_autofree char *limit_text = st_format_bytes (limit);
+  g_set_error (error, ST_ERROR, ST_ERROR_MEMORY,
+               "%s: training needs %s for the gradients and %s for the %s optimizer's state, "
+               "%s with the parameters; the limit is %s (--max-memory)",
+               st_pipeline_name (run->p), grads_text, state_text,
+               st_optimizer_name (run->opt->optimizer), total_text, limit_text);
+  return FALSE;
+}
+
+/* Fresh weights from the seed, gradients, the optimiser's state, and
+ * where a checkpoint left off when resuming. */
+static gboolean
+start_run (Run *run, GError **error)
+{
+  const StTrainOptions *opt = run->opt;
+  run->ctx = st_run_context_new (opt->threads, opt->seed);
+  for (int i = 0; i < st_pipeline_n_stages (run->p); i++)
+    {
+      st_stage_reset_weights (st_pipeline_stage (run->p, i), opt->seed);
+      st_stage_enable_grads (st_pipeline_stage (run->p, i));
+    }
+  run->slots = st_optimizer_collect_slots (run->weights, opt);
+  run->n_batches = (run->train->n + opt->batch_size - 1) / opt->batch_size;
+  run->n_classes = st_pipeline_output_shape (run->p).c;
+  run->labels = g_new (int, opt->batch_size);
+  return !opt->resume || st_checkpoint_load (run->p, run->slots, opt, run->ctx, &run->pos, error);
+}
+
+static void
+end_run (Run *run)
+{
+  if (run->slots)
+    st_optimizer_free_slots (run->slots);
+  g_clear_pointer (&run->ctx, st_run_context_free);
+  g_clear_pointer (&run->labels, g_free);
+}
+
+static void
+report (const Run *run, const StTrainReport *r)
+{
+  if (run->opt->report)
+    run->opt->report (r, run->opt->report_data);
+}
+
+static StTrainReport
+report_for (const Run *run, StTrainEvent event, int epoch, int batch)
+{
+  double seconds = (g_get_monotonic_time () - run->epoch_start_us) / 1e6;
+  gint64 images = run->pos.seen - (gint64) run->epoch_start_batch * run->opt->batch_size;
+  return (StTrainReport) {
+    .event = event, .epoch = epoch + 1, .epochs = run->opt->epochs, .batch = batch,
+    .n_batches = run->n_batches, .lr = run->lr, .test_loss = -1, .test_accuracy = -1,
+    .seconds = seconds, .images_per_second = seconds > 0 ? images / seconds : 0,
+  };
+}
+
+/* At most ten times a second, and at the end of an epoch. */
+static void
+report_progress (Run *run, int epoch, int batch)
+{
+  gint64 now = g_get_monotonic_time ();
+  if (!run->opt->report || (now - run->last_progress_us <= 100000 && batch != run->n_batches))
+    return;
+  run->last_progress_us = now;
+  StTrainReport r = report_for (run, ST_TRAIN_PROGRESS, epoch, batch);
+  r.loss = run->pos.loss_sum / run->pos.seen;
+  r.accuracy = (double) run->pos.correct / run->pos.seen;
+  report (run, &r);
+}
+
+/* A signal arrived: a checkpoint where the epoch stands, then stop. */
+static void
+stop_on_interrupt (Run *run, int epoch, int batch, GError **error)
+{
+  run->pos.epoch = epoch;
+  run->pos.batch = batch;
+  g_autoptr (GError) local = NULL;
+  StTrainReport r = report_for (run, ST_TRAIN_INTERRUPTED, epoch, batch);
+  if (st_checkpoint_save (run->p, run->slots, run->opt, run->ctx, &run->pos, &local))
+    r.checkpoint = run->opt->checkpoint;
+  r.checkpoint_error = local;
+  report (run, &r);
+  g_set_error (error, ST_ERROR, ST_ERROR_INTERRUPTED, "interrupted");
+}
+
+/* Forward, loss, backward and one optimiser step. */
+static gboolean
+train_batch (Run *run, const int *order, int epoch, int b, GError **error)
+{
+  const StTrainOptions *opt = run->opt;
+  int start = b * opt->batch_size;
+  int count = MIN (opt->batch_size, run->train->n - start);
+  g_autoptr (StTensor) batch = st_dataset_gather_batch (run->train, order, start, count,
+                                                        run->labels);
+  for (int i = 0; i < st_pipeline_n_stages (run->p); i++)
+    st_stage_zero_grads (st_pipeline_stage (run->p, i));
+  g_autoptr (StTensor) logits = st_pipeline_forward_range (run->p, run->ctx, batch, run->first,
+                                                           run->last, TRUE, error);
+  if (!logits)
+    return FALSE;
+  g_autoptr (StTensor) grad = st_tensor_new (logits->shape, NULL);
+  int correct = 0;
+  double batch_loss = softmax_cross_entropy (logits, run->labels, grad, &correct);
+  /* Past this, every weight turns NaN: a file no load would take. */
+  if (!isfinite (batch_loss))
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_FAILED,
+                   "%s: training diverged in epoch %d, batch %d: the loss is not "
+                   "finite (try a smaller --lr); no weights written",
+                   st_pipeline_name (run->p), epoch + 1, b + 1);
+      return FALSE;
+    }
+  run->pos.loss_sum += batch_loss;
+  run->pos.correct += correct;
+  run->pos.seen += count;
+  if (!st_pipeline_backward_range (run->p, run->ctx, grad, run->last, error))
+    return FALSE;
+  run->pos.step++;
+  st_optimizer_step (run->slots, opt, run->lr, run->pos.step);
+  return TRUE;
+}
+
+/* The batches of one epoch, from where a checkpoint left off. */
+static gboolean
+train_epoch (Run *run, int epoch, GError **error)
+{
+  run->lr = st_schedule_lr (run->opt, epoch);
+  g_autofree int *order = epoch_order (run->train->n, run->opt->seed, epoch, run->opt->shuffle);
+  run->epoch_start_us = g_get_monotonic_time ();
+  run->last_progress_us = 0;
+  run->epoch_start_batch = epoch == run->pos.epoch ? run->pos.batch : 0;
+  if (epoch != run->pos.epoch)
+    run->pos.loss_sum = 0, run->pos.correct = 0, run->pos.seen = 0;
+  run->ctx->training = TRUE;
+  for (int b = run->epoch_start_batch; b < run->n_batches; b++)
+    {
+      if (interrupted)
+        {
+          stop_on_interrupt (run, epoch, b, error);
+          return FALSE;
+        }
+      if (!train_batch (run, order, epoch, b, error))
+        return FALSE;
+      report_progress (run, epoch, b + 1);
+    }
+  run->ctx->training = FALSE;
+  return TRUE;
+}
+
+/* Test loss and accuracy (< 0 without test data). */
+static gboolean
+test_epoch (Run *run, double *loss, double *accuracy, GError **error)
+{
+  *loss = *accuracy = -1;
+  if (!run->test || run->test->n == 0)
+    return TRUE;
+  g_autoptr (StEvaluation) ev = st_evaluate (run->p, run->test, run->ctx, 256, error);
+  if (!ev)
+    return FALSE;
+  *loss = ev->loss;
+  *accuracy = ev->accuracy;
+  return TRUE;
+}
+
+/* Test, report, log, plot and checkpoint an epoch just trained. */
+static gboolean
+finish_epoch (Run *run, int epoch, GError **error)
+{
+  const StTrainOptions *opt = run->opt;
+  StTrainReport r = report_for (run, ST_TRAIN_EPOCH, epoch, run->n_batches);
+  if (!test_epoch (run, &r.test_loss, &r.test_accuracy, error))
+    return FALSE;
+  r.loss = run->pos.loss_sum / MAX (run->pos.seen, 1);
+  r.accuracy = (double) run->pos.correct / MAX (run->pos.seen, 1);
+  report (run, &r);
+  if (opt->log_csv && !append_log (opt->log_csv, &r, error))
+    return FALSE;
+  if (opt->log_csv && opt->plot_png && !st_plot_training_log (opt->log_csv, opt->plot_png, error))
+    return FALSE;
+  run->pos = (StTrainPosition) { epoch + 1, 0, run->pos.step, 0, 0, 0 };
+  if (run->epochs_run)
+    (*run->epochs_run)++;
+  return !opt->checkpoint
+         || st_checkpoint_save (run->p, run->slots, opt, run->ctx, &run->pos, error);
+}
+
+/* The final weights, with the seed, the epochs and the data's class names. */
+static gboolean
+save_trained_weights (Run *run, GError **error)
+{
+  const StTrainOptions *opt = run->opt;
+  g_autoptr (GHashTable) meta = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
+  g_hash_table_insert (meta, "strata.seed", g_strdup_printf ("%" G_GUINT64_FORMAT, opt->seed));
+  g_hash_table_insert (meta, "strata.epochs", g_strdup_printf ("%d", opt->epochs));
+  if (opt->class_names)
+    g_hash_table_insert (meta, "strata.labels", labels_json (opt->class_names, run->n_classes));
+  return st_pipeline_save_weights (run->p, opt->weights_out, meta, error);
+}
+
 gboolean
 st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions *opt,
           int *epochs_run, GError **error)
 {
   if (epochs_run)
     *epochs_run = 0;
-  int first = st_pipeline_prefix_length (p);
-  int n_stages = st_pipeline_n_stages (p);
-  int last = st_pipeline_ends_in_probabilities (p) ? n_stages - 2 : n_stages - 1;
-  if (last < first)
+  StTrainOptions settled = *opt;
+  st_train_options_finish (&settled);
+  opt = &settled;
+  Run run = { .p = p, .train = train, .test = test, .opt = opt, .epochs_run = epochs_run };
+  g_autoptr (GPtrArray) weights = run.weights = st_pipeline_weights (p);
+  if (!find_trained_stages (&run, error) || !check_training_memory (&run, error))
+    return FALSE;
+  gboolean ok = start_run (&run, error);
+  if (ok)
     {
-      g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE, "%s: nothing to train before the softmax",
-                   st_pipeline_name (p));
-      return FALSE;
+      Signals previous = catch_interrupts ();
+      for (int epoch = run.pos.epoch; ok && epoch < opt->epochs; epoch++)
+        ok = train_epoch (&run, epoch, error) && finish_epoch (&run, epoch, error);
+      restore_signals (&previous);
     }
-
-  g_autoptr (StRunContext) ctx = st_run_context_new (opt->threads, opt->seed);
-  for (int i = 0; i < n_stages; i++)
-    st_stage_reset_params (st_pipeline_stage (p, i), opt->seed);
-  GArray *slots = collect_slots (p, opt);
-  Position pos = { 0 };
-  if (opt->resume && !load_checkpoint (p, slots, opt, ctx, &pos, error))
-    {
-      free_slots (slots);
-      return FALSE;
-    }
-
-  struct sigaction action = { .sa_handler = on_interrupt }, previous_int, previous_term;
-  sigemptyset (&action.sa_mask);
-  interrupted = 0;
-  sigaction (SIGINT, &action, &previous_int);
-  sigaction (SIGTERM, &action, &previous_term);
-
-  gboolean show = !opt->quiet && isatty (STDERR_FILENO);
-  int n_batches = (train->n + opt->batch_size - 1) / opt->batch_size;
-  g_autofree int *labels = g_new (int, opt->batch_size);
-  g_autofree guint64 *confusion = NULL;
-  int n_classes = st_pipeline_output_shape (p).c;
-  gboolean ok = TRUE;
-
-  for (int epoch = pos.epoch; epoch < opt->epochs && ok; epoch++)
-    {
-      double lr = scheduled_lr (opt, epoch);
-      g_autofree int *order = epoch_order (train->n, opt->seed, epoch, opt->shuffle);
-      gint64 start_us = g_get_monotonic_time (), last_draw = 0;
-      int start_batch = epoch == pos.epoch ? pos.batch : 0;
-      if (epoch != pos.epoch)
-        pos.loss_sum = 0, pos.correct = 0, pos.seen = 0;
-      ctx->training = TRUE;
-      for (int b = start_batch; b < n_batches && ok; b++)
-        {
-          if (interrupted)
-            {
-              pos.epoch = epoch;
-              pos.batch = b;
-              if (show)
-                fputs ("\r\033[K", stderr);
-              g_autoptr (GError) local = NULL;
-              if (!save_checkpoint (p, slots, opt, ctx, &pos, &local))
-                fprintf (stderr, "strata: %s\n", local->message);
-              else
-                fprintf (stderr, "interrupted: checkpoint written to %s (continue with --resume %s)\n",
-                         opt->checkpoint, opt->checkpoint);
-              g_set_error (error, ST_ERROR, ST_ERROR_INTERRUPTED, "interrupted");
-              ok = FALSE;
-              break;
-            }
-          int start = b * opt->batch_size;
-          int count = MIN (opt->batch_size, train->n - start);
-          g_autoptr (StTensor) batch = gather_batch (train, order, start, count, labels);
-          for (int i = 0; i < n_stages; i++)
-            st_stage_zero_grads (st_pipeline_stage (p, i));
-          g_autoptr (StTensor) logits = st_pipeline_forward_range (p, ctx, batch, first, last, TRUE, error);
-          if (!logits)
-            {
-              ok = FALSE;
-              break;
-            }
-          g_autoptr (StTensor) grad = st_tensor_new (logits->shape, NULL);
-          int correct = 0;
-          double batch_loss = softmax_cross_entropy (logits, labels, grad, &correct);
-          /* Past this, every weight turns NaN: a file no load would take. */
-          if (!isfinite (batch_loss))
-            {
-              g_set_error (error, ST_ERROR, ST_ERROR_FAILED,
-                           "%s: training diverged in epoch %d, batch %d: the loss is not "
-                           "finite (try a smaller --lr); no weights written",
-                           st_pipeline_name (p), epoch + 1, b + 1);
-              ok = FALSE;
-              break;
-            }
-          pos.loss_sum += batch_loss;
-          pos.correct += correct;
-          pos.seen += count;
-          if (!st_pipeline_backward_range (p, ctx, grad, last, error))
-            {
-              ok = FALSE;
-              break;
-            }
-          pos.step++;
-          optimizer_step (slots, opt, lr, pos.step);
-          gint64 now = g_get_monotonic_time ();
-          if (show && (now - last_draw > 100000 || b == n_batches - 1))
-            {
-              last_draw = now;
-              double secs = (now - start_us) / 1e6;
-              draw_progress (epoch + 1, opt->epochs, b + 1, n_batches, pos.loss_sum / pos.seen,
-                             (double) pos.correct / pos.seen,
-                             secs > 0 ? (pos.seen - (gint64) start_batch * opt->batch_size) / secs : 0);
-            }
-        }
-      if (!ok)
-        break;
-      double seconds = (g_get_monotonic_time () - start_us) / 1e6;
-      if (show)
-        fputs ("\r\033[K", stderr);
-
-      ctx->training = FALSE;
-      double test_loss = -1, test_acc = -1;
-      if (test && test->n > 0)
-        {
-          confusion = g_renew (guint64, confusion, (gsize) n_classes * n_classes);
-          test_loss = st_evaluate (p, test, ctx, 256, confusion, error);
-          if (test_loss < 0)
-            {
-              ok = FALSE;
-              break;
-            }
-          guint64 right = 0;
-          for (int c = 0; c < n_classes; c++)
-            right += confusion[c * n_classes + c];
-          test_acc = (double) right / test->n;
-        }
-      double train_loss = pos.loss_sum / MAX (pos.seen, 1);
-      double train_acc = (double) pos.correct / MAX (pos.seen, 1);
-      if (!opt->quiet)
-        {
-          if (test_acc >= 0)
-            fprintf (stderr, "epoch %d/%d  lr %g  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  %.1f s\n",
-                     epoch + 1, opt->epochs, lr, train_loss, 100 * train_acc, test_loss,
-                     100 * test_acc, seconds);
-          else
-            fprintf (stderr, "epoch %d/%d  lr %g  train loss %.4f acc %.2f%%  %.1f s\n",
-                     epoch + 1, opt->epochs, lr, train_loss, 100 * train_acc, seconds);
-        }
-      if (opt->log_csv
-          && !append_log (opt->log_csv, epoch + 1, lr, train_loss, train_acc, test_loss, test_acc,
-                          seconds, error))
-        {
-          ok = FALSE;
-          break;
-        }
-      if (opt->log_csv && opt->plot_png && !st_plot_training_log (opt->log_csv, opt->plot_png, error))
-        {
-          ok = FALSE;
-          break;
-        }
-      pos = (Position) { epoch + 1, 0, pos.step, 0, 0, 0 };
-      if (epochs_run)
-        (*epochs_run)++;
-      if (opt->checkpoint && !save_checkpoint (p, slots, opt, ctx, &pos, error))
-        {
-          ok = FALSE;
-          break;
-        }
-    }
-
-  sigaction (SIGINT, &previous_int, NULL);
-  sigaction (SIGTERM, &previous_term, NULL);
-  free_slots (slots);
-  if (ok && opt->weights_out)
-    {
-      g_autoptr (GHashTable) meta = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
-      g_hash_table_insert (meta, "strata.seed", g_strdup_printf ("%" G_GUINT64_FORMAT, opt->seed));
-      g_hash_table_insert (meta, "strata.epochs", g_strdup_printf ("%d", opt->epochs));
-      if (opt->class_names)
-        g_hash_table_insert (meta, "strata.labels", labels_json (opt->class_names, n_classes));
-      ok = st_pipeline_save_weights (p, opt->weights_out, meta, error);
-    }
-  return ok;
-}
-
-/* ---- Reporting ------------------------------------------------------------- */
-
-static char *
-class_name (const StPipeline *p, const StDataset *ds, int c)
-{
-  g_auto (GStrv) names = st_pipeline_class_names (p, (const char *const *) ds->class_names);
-  return g_strdup (names[c]);
-}
-
-void
-st_print_evaluation (const StPipeline *p, const StDataset *ds, const guint64 *confusion,
-                     double loss, gboolean json)
-{
-  int n = st_pipeline_output_shape (p).c;
-  guint64 right = 0, total = 0;
-  for (int t = 0; t < n; t++)
-    for (int q = 0; q < n; q++)
-      {
-        total += confusion[t * n + q];
-        if (t == q)
-          right += confusion[t * n + q];
-      }
-  double accuracy = total ? (double) right / total : 0;
-  g_autoptr (JsonBuilder) b = json ? json_builder_new () : NULL;
-  if (json)
-    {
-      json_builder_begin_object (b);
-      json_builder_set_member_name (b, "pipeline");
-      json_builder_add_string_value (b, st_pipeline_name (p));
-      json_builder_set_member_name (b, "images");
-      json_builder_add_int_value (b, (gint64) total);
-      json_builder_set_member_name (b, "accuracy");
-      json_builder_add_double_value (b, accuracy);
-      json_builder_set_member_name (b, "loss");
-      json_builder_add_double_value (b, loss);
-      json_builder_set_member_name (b, "classes");
-      json_builder_begin_array (b);
-    }
-  else
-    {
-      printf ("accuracy %.2f%% (%" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT "), mean loss %.4f\n\n",
-              100 * accuracy, right, total, loss);
-      printf ("%-20s %10s %10s %8s\n", "class", "precision", "recall", "images");
-    }
-  for (int c = 0; c < n; c++)
-    {
-      guint64 tp = confusion[c * n + c], actual = 0, predicted = 0;
-      for (int k = 0; k < n; k++)
-        {
-          actual += confusion[c * n + k];
-          predicted += confusion[k * n + c];
-        }
-      double precision = predicted ? (double) tp / predicted : 0;
-      double recall = actual ? (double) tp / actual : 0;
-      g_autofree char *name = class_name (p, ds, c);
-      if (json)
-        {
-          json_builder_begin_object (b);
-          json_builder_set_member_name (b, "name");
-          json_builder_add_string_value (b, name);
-          json_builder_set_member_name (b, "precision");
-          json_builder_add_double_value (b, precision);
-          json_builder_set_member_name (b, "recall");
-          json_builder_add_double_value (b, recall);
-          json_builder_set_member_name (b, "images");
-          json_builder_add_int_value (b, (gint64) actual);
-          json_builder_end_object (b);
-        }
-      else
-        printf ("%-20s %9.1f%% %9.1f%% %8" G_GUINT64_FORMAT "\n", name, 100 * precision,
-                100 * recall, actual);
-    }
-  if (json)
-    {
-      json_builder_end_array (b);
-      json_builder_set_member_name (b, "confusion");
-      json_builder_begin_array (b);
-      for (int t = 0; t < n; t++)
-        {
-          json_builder_begin_array (b);
-          for (int q = 0; q < n; q++)
-            json_builder_add_int_value (b, (gint64) confusion[t * n + q]);
-          json_builder_end_array (b);
-        }
-      json_builder_end_array (b);
-      json_builder_end_object (b);
-      g_autoptr (JsonGenerator) gen = json_generator_new ();
-      g_autoptr (JsonNode) root = json_builder_get_root (b);
-      json_generator_set_root (gen, root);
-      g_autofree char *text = json_generator_to_data (gen, NULL);
-      printf ("%s\n", text);
-      return;
-    }
-  printf ("\nconfusion matrix (rows: true class, columns: predicted class)\n%6s", "");
-  for (int q = 0; q < n; q++)
-    printf (" %6d", q);
-  printf ("\n");
-  for (int t = 0; t < n; t++)
-    {
-      printf ("%6d", t);
-      for (int q = 0; q < n; q++)
-        printf (" %6" G_GUINT64_FORMAT, confusion[t * n + q]);
-      g_autofree char *name = class_name (p, ds, t);
-      printf ("  %s\n", name);
-    }
+  end_run (&run);
+  return ok && (!opt->weights_out || save_trained_weights (&run, error));
 }

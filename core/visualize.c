@@ -648,9 +648,9 @@ find_conv_weight (StPipeline *p, int *stage_index, int *param_index)
   for (int i = 0; i < st_pipeline_n_stages (p); i++)
     {
       StStage *s = st_pipeline_stage (p, i);
-      for (int k = 0; k < st_stage_n_params (s); k++)
+      for (int k = 0; k < st_stage_n_weights (s); k++)
         {
-          StParam *param = st_stage_get_param (s, k);
+          StWeight *param = st_stage_get_weight (s, k);
           if (param->rank == 4)
             {
               *stage_index = i;
@@ -685,7 +685,7 @@ weights_text (StPipeline *p, const StWeightsLayout *l, WeightsText *t)
 {
   StStage *stage = st_pipeline_stage (p, l->stage);
   char m_s[32];
-  format_value (m_s, sizeof m_s, weights_scale (st_stage_get_param (stage, l->param)->value));
+  format_value (m_s, sizeof m_s, weights_scale (st_stage_get_weight (stage, l->param)->value));
   t->stage = g_strdup_printf ("%s (%s) weight %dx%dx%dx%d", stage->name, stage->kind->name,
                               l->n_filters, l->in_channels, l->kh, l->kw);
   if (l->rgb)
@@ -736,7 +736,7 @@ st_weights_layout (StPipeline *p, GError **error)
                    st_pipeline_name (p));
       return NULL;
     }
-  const StParam *w = st_stage_get_param (st_pipeline_stage (p, stage), param);
+  const StWeight *w = st_stage_get_weight (st_pipeline_stage (p, stage), param);
   StWeightsLayout *l = g_new0 (StWeightsLayout, 1);
   l->stage = stage;
   l->param = param;
@@ -791,7 +791,7 @@ st_draw_weights (StPipeline *p, const char *png_path, GError **error)
   if (!l)
     return FALSE;
   StStage *stage = st_pipeline_stage (p, l->stage);
-  const StTensor *w = st_stage_get_param (stage, l->param)->value;
+  const StTensor *w = st_stage_get_weight (stage, l->param)->value;
   double m = weights_scale (w);
 
   cairo_surface_t *surface = new_surface (l->width, l->height, error);

@@ -1,46 +1,30 @@
-/* strata — safetensors files: the weights of pipelines and checkpoints. */
+/* strata — a pipeline's parameters as a safetensors file. */
 #pragma once
 
 #include "pipeline.h"
+#include "safetensors.h"
+#include "stage.h"
 
 G_BEGIN_DECLS
 
-/* One tensor of a file, converted to float32 on reading. */
-typedef struct {
-  char *name;
-  int rank;                    /* 0 to 4 as stored; 0 is a scalar */
-  int dims[4];
-  StTensor *value;             /* dims padded with trailing 1s to four */
-} StNamedTensor;
+/* A named tensor (g_free it) borrowing name and value, with weight's
+ * declared dims: how a parameter, or optimiser state shaped like it, is
+ * stored. */
+StNamedTensor *st_named_tensor_borrow (const char *name, const StWeight *weight, StTensor *value);
+/* Writes p's parameters (st_pipeline_weights, under their names and
+ * declared dims), then the extra StNamedTensor* (may be NULL), with
+ * metadata and "strata.pipeline". */
+gboolean st_weights_write (StPipeline *p, const char *path, GPtrArray *extra,
+                           GHashTable *metadata, GError **error);
+/* Checks file holds every tensor of weights (StWeight*) with its declared
+ * shape, and no other tensor except those whose names start with
+ * extra_prefix (may be NULL).  The error names path and the tensor. */
+gboolean st_weights_check (GPtrArray *weights, const StTensorFile *file, const char *path,
+                           const char *extra_prefix, GError **error);
+/* Copies the file's values into weights (after st_weights_check). */
+void     st_weights_copy (GPtrArray *weights, const StTensorFile *file);
 
-typedef struct {
-  GPtrArray *tensors;          /* StNamedTensor*, in file order */
-  GHashTable *metadata;        /* string -> string, from __metadata__ (may be empty) */
-  GHashTable *by_name;         /* name -> StNamedTensor*, for st_tensor_file_find */
-} StTensorFile;
-
-/* Reads a safetensors file as the reference reader does: header length and
- * JSON checked, every tensor's data range inside the file, ranges covering
- * the data exactly with no holes or overlaps, byte lengths equal to shape x
- * dtype size (overflow-checked), no duplicate names.  F32 is read as is;
- * F16, BF16 and F64 are converted.  Every error names the file and, where
- * there is one, the tensor. */
-StTensorFile *st_tensor_file_read (const char *path, GError **error);
-void          st_tensor_file_free (StTensorFile *file);
-const StNamedTensor *st_tensor_file_find (const StTensorFile *file, const char *name);
-
-/* Refuses a file with a NaN or an infinity in any tensor, naming the first
- * such tensor and how many of its values are not finite. */
-gboolean st_tensor_file_check_finite (const StTensorFile *file, const char *path,
-                                      GError **error);
-
-/* Writes F32 tensors (names and dims as given), with the header padded to a
- * multiple of 8 bytes and metadata (may be NULL) as __metadata__; written
- * under a temporary name and renamed. */
-gboolean st_tensor_file_write (const char *path, const StNamedTensor *const *tensors,
-                               int n_tensors, GHashTable *metadata, GError **error);
-
-/* Every parameter of every stage of p, named "<stage>.<param>" with the
+/* Every parameter of every stage of p, named "<stage>.<name>" with the
  * dims it was declared with (a PyTorch state_dict's names and shapes). */
 gboolean st_pipeline_save_weights (StPipeline *p, const char *path,
                                    GHashTable *metadata, GError **error);
@@ -49,7 +33,5 @@ gboolean st_pipeline_save_weights (StPipeline *p, const char *path,
  * naming it, and p is unchanged.  When p has no labels=, the class names
  * stored by training (__metadata__ "strata.labels") become its labels. */
 gboolean st_pipeline_load_weights (StPipeline *p, const char *path, GError **error);
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (StTensorFile, st_tensor_file_free)
 
 G_END_DECLS

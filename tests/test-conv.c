@@ -297,8 +297,8 @@ check_conv_case (const char *params, StShape in_shape, StRunContext *ctx, guint3
                st_shape_format (want, b, 64));
     }
   g_assert_cmpfloat (s->macs, ==, (double) r.n * r.c2 * r.h2 * r.w2 * (r.c1 / r.groups) * r.kh * r.kw);
-  g_assert_cmpint (st_stage_n_params (s), ==, r.bias ? 2 : 1);
-  StParam *wp = st_stage_get_param (s, 0);
+  g_assert_cmpint (st_stage_n_weights (s), ==, r.bias ? 2 : 1);
+  StWeight *wp = st_stage_get_weight (s, 0);
   g_assert_cmpstr (wp->full_name, ==, "conv.weight");
   g_assert_cmpint (wp->rank, ==, 4);
   g_assert_cmpint (wp->dims[0], ==, r.c2);
@@ -768,7 +768,7 @@ check_dense_case (const char *params, StShape in_shape, StRunContext *ctx, guint
   g_assert_true (st_shape_equal (s->out_shape, want));
   g_assert_cmpint (s->halo, ==, ST_HALO_WHOLE);
   g_assert_cmpfloat (s->macs, ==, (double) n * u * f);
-  StParam *wp = st_stage_get_param (s, 0);
+  StWeight *wp = st_stage_get_weight (s, 0);
   g_assert_cmpstr (wp->full_name, ==, "fc.weight");
   g_assert_cmpint (wp->rank, ==, 2);
   g_assert_cmpint (wp->dims[0], ==, u);
@@ -951,7 +951,7 @@ test_network (void)
   for (int i = 0; i < st_pipeline_n_stages (p); i++)
     {
       StStage *s = st_pipeline_stage (p, i);
-      for (int k = 0; k < st_stage_n_params (s); k++)
+      for (int k = 0; k < st_stage_n_weights (s); k++)
         total += st_tensor_numel (st_stage_param (s, k));
       st_stage_enable_grads (s);
       st_stage_zero_grads (s);
@@ -985,9 +985,9 @@ test_network (void)
   for (int i = 0; i < st_pipeline_n_stages (p); i++)
     {
       StStage *s = st_pipeline_stage (p, i);
-      for (int k = 0; k < st_stage_n_params (s); k++)
+      for (int k = 0; k < st_stage_n_weights (s); k++)
         {
-          StParam *param = st_stage_get_param (s, k);
+          StWeight *param = st_stage_get_weight (s, k);
           float *v = param->value->data;
           gsize n = st_tensor_numel (param->value);
           double sum_err = 0.0, sum_a = 0.0, elem_worst = 0.0;
@@ -1049,7 +1049,7 @@ test_network_file (void)
   for (int i = 0; i < st_pipeline_n_stages (p); i++)
     {
       StStage *s = st_pipeline_stage (p, i);
-      for (int k = 0; k < st_stage_n_params (s); k++)
+      for (int k = 0; k < st_stage_n_weights (s); k++)
         total += st_tensor_numel (st_stage_param (s, k));
     }
   g_assert_cmpuint (total, ==, 93322);

@@ -821,10 +821,10 @@ test_batchnorm_params (void)
                           "batchnorm.running_var" };
   const float init[] = { 1, 0, 0, 1 };
   const gboolean trainable[] = { TRUE, TRUE, FALSE, FALSE };
-  g_assert_cmpint (st_stage_n_params (stage), ==, 4);
+  g_assert_cmpint (st_stage_n_weights (stage), ==, 4);
   for (int i = 0; i < 4; i++)
     {
-      StParam *p = st_stage_get_param (stage, i);
+      StWeight *p = st_stage_get_weight (stage, i);
       g_assert_cmpstr (p->full_name, ==, names[i]);
       g_assert_cmpint (p->rank, ==, 1);
       g_assert_cmpint (p->dims[0], ==, 3);

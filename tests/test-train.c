@@ -2,6 +2,8 @@
  * determinism and resume, refused options, classifier predictions, and
  * Fashion-MNIST when its Debian package is installed. */
 #include "image.h"
+#include "registry.h"
+#include "train.h"
 #include "testutil.h"
 #include "weights.h"
 
@@ -288,18 +290,20 @@ test_option_ranges (Fixture *f, gconstpointer unused)
 {
   g_autofree char *w = g_build_filename (f->dir, "w.safetensors", NULL);
   struct { const char *args[2]; const char *message; } cases[] = {
-    { { "--lr", "-1" }, "--lr: expected more than 0" },
-    { { "--lr", "nan" }, "--lr: expected a number, found 'nan'" },
+    { { "--lr", "-1" }, "--lr: expected a number more than 0, found '-1'" },
+    { { "--lr", "nan" }, "--lr: expected a number more than 0, found 'nan'" },
     { { "--lr", "0.1x" }, "--lr: expected a number" },
-    { { "--momentum", "-1" }, "--momentum: expected 0 to less than 1" },
-    { { "--weight-decay", "inf" }, "--weight-decay: expected 0 or more" },
-    { { "--gamma", "0" }, "--gamma: expected more than 0, at most 1" },
-    { { "--jobs", "100000" }, "--jobs: expected 0 to 1024, found 100000" },
-    { { "--jobs", "-1" }, "--jobs: expected 0 to 1024, found -1" },
-    { { "--limit", "-5" }, "--limit: expected 0 to" },
-    { { "--seed", "-1" }, "--seed: expected 0 to" },
-    { { "--step-epochs", "0" }, "--step-epochs: expected 1 to 100000" },
-    { { "--batch", "100000" }, "--batch: expected 1 to 65536" },
+    { { "--lr", "0" }, "--lr: expected a number more than 0, found '0'" },
+    { { "--momentum", "1" }, "--momentum: expected a number 0 to less than 1, found '1'" },
+    { { "--momentum", "-1" }, "--momentum: expected a number 0 to less than 1, found '-1'" },
+    { { "--weight-decay", "inf" }, "--weight-decay: expected a number at least 0, found 'inf'" },
+    { { "--gamma", "0" }, "--gamma: expected a number more than 0, at most 1, found '0'" },
+    { { "--jobs", "100000" }, "--jobs: expected an integer 0 to 1024, found '100000'" },
+    { { "--jobs", "-1" }, "--jobs: expected an integer 0 to 1024, found '-1'" },
+    { { "--limit", "-5" }, "--limit: expected an integer at least 0, found '-5'" },
+    { { "--seed", "-1" }, "--seed: expected an integer at least 0, found '-1'" },
+    { { "--step-epochs", "0" }, "--step-epochs: expected an integer 1 to 100000" },
+    { { "--batch", "100000" }, "--batch: expected an integer 1 to 65536" },
     { { "--test", "x" }, "" },
   };
   for (guint i = 0; i < G_N_ELEMENTS (cases) - 1; i++)
@@ -324,10 +328,10 @@ test_option_ranges (Fixture *f, gconstpointer unused)
   g_assert_false (g_file_test (w, G_FILE_TEST_EXISTS));
 
   const char *eval_cases[][3] = {
-    { "--batch", "0", "--batch: expected 1 to 65536" },
-    { "--jobs", "-2", "--jobs: expected 0 to 1024" },
-    { "--limit", "-1", "--limit: expected 0 to" },
-    { "--format", "xml", "--format: expected text|json, found 'xml'" },
+    { "--batch", "0", "--batch: expected an integer 1 to 65536" },
+    { "--jobs", "-2", "--jobs: expected an integer 0 to 1024" },
+    { "--limit", "-1", "--limit: expected an integer at least 0" },
+    { "--format", "xml", "--format: expected one of text|json, found 'xml'" },
   };
   for (guint i = 0; i < G_N_ELEMENTS (eval_cases); i++)
     {
@@ -343,6 +347,10 @@ test_option_ranges (Fixture *f, gconstpointer unused)
   g_assert_nonnull (strstr (r.out, "Learning rate, more than 0"));
   g_assert_nonnull (strstr (r.out, "SGD momentum, 0 to less than 1"));
   g_assert_nonnull (strstr (r.out, "Threads, 0 to 1024"));
+  /* Help, defaults and ranges come from one table. */
+  g_assert_nonnull (strstr (r.out, "Batch size, 1 to 65536 (default 64)"));
+  g_assert_nonnull (strstr (r.out, "(default 0.001 for adam and adamw, 0.01 for sgd)"));
+  g_assert_nonnull (strstr (r.out, "step schedule: decay factor, more than 0, at most 1 (default 0.1)"));
   tu_result_clear (&r);
   r = RUN ("eval", "--help");
   g_assert_nonnull (strstr (r.out, "Images per batch, 1 to 65536"));
@@ -658,6 +666,136 @@ test_input_missing (Fixture *f, gconstpointer unused)
   g_assert_false (g_file_test (w, G_FILE_TEST_EXISTS));
 }
 
+/* Gradients and the optimiser's moments count against --max-memory before
+ * training starts: 321,608 bytes of parameters take four times that with
+ * adam (over 1 MB) and three times with sgd (under it). */
+static void
+test_training_memory (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *ini = g_build_filename (f->dir, "wide.ini", NULL);
+  g_assert_true (g_file_set_contents (ini, "[pipeline]\ninput=1x8x8\n"
+                                      "[hidden]\ntype=dense\nunits=1200\n"
+                                      "[fc]\ntype=dense\nunits=2\n", -1, NULL));
+  g_autofree char *w = g_build_filename (f->dir, "w.safetensors", NULL);
+  TuResult r = RUN ("train", ini, "--data", f->data, "-o", w, "--epochs", "1", "--quiet",
+                    "--max-memory", "1M");
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "wide.ini: training needs 321.6 kB for the gradients and "
+                                   "643.2 kB for the adam optimizer's state, 1.3 MB with the "
+                                   "parameters; the limit is 1.0 MB (--max-memory)"));
+  tu_result_clear (&r);
+  g_assert_false (g_file_test (w, G_FILE_TEST_EXISTS));
+  r = RUN ("train", ini, "--data", f->data, "-o", w, "--epochs", "1", "--quiet",
+           "--max-memory", "1M", "--optimizer", "sgd");
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_assert_true (g_file_test (w, G_FILE_TEST_EXISTS));
+}
+
+/* A checkpoint's parameters go through the weights file checks: one
+ * written for another shape of network is refused naming the tensor and
+ * both shapes; and a seed past 32 bits is taken whole. */
+static void
+test_checkpoint_other_pipeline (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *w = g_build_filename (f->dir, "w.safetensors", NULL);
+  g_autofree char *ckpt = g_build_filename (f->dir, "w.ckpt.safetensors", NULL);
+  TuResult r = RUN ("train", f->ini, "--data", f->data, "-o", w, "--epochs", "1", "--quiet",
+                    "--seed", "5000000000");
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StTensorFile) file = st_tensor_file_read (w, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (g_hash_table_lookup (file->metadata, "strata.seed"), ==, "5000000000");
+
+  g_autofree char *wider = g_build_filename (f->dir, "wider.ini", NULL);
+  g_autofree char *text = g_strdup (tiny_pipeline);
+  char *filters = strstr (text, "filters=4");
+  filters[strlen ("filters=")] = '6';
+  g_assert_true (g_file_set_contents (wider, text, -1, NULL));
+  g_autofree char *w2 = g_build_filename (f->dir, "w2.safetensors", NULL);
+  r = RUN ("train", wider, "--data", f->data, "-o", w2, "--epochs", "2", "--quiet",
+           "--resume", ckpt);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "w.ckpt.safetensors: tensor 'conv.weight': shape [4, 1, 3, 3] "
+                                   "in the file, the pipeline expects [6, 1, 3, 3]"));
+  tu_result_clear (&r);
+  g_assert_false (g_file_test (w2, G_FILE_TEST_EXISTS));
+}
+
+/* What st_train reports through the callback, in place of printing: one
+ * epoch event per epoch with its test figures, the last batch of every
+ * epoch as progress, the optimizer's default learning rate when none is
+ * given, and the same losses as the CSV log. */
+typedef struct {
+  int n_epochs, n_progress, last_batch;
+  double lr, loss[2], test_accuracy[2];
+} Reports;
+
+static void
+collect_report (const StTrainReport *r, gpointer data)
+{
+  Reports *got = data;
+  if (r->event == ST_TRAIN_PROGRESS)
+    {
+      got->n_progress++;
+      got->last_batch = r->batch;
+      g_assert_cmpint (r->n_batches, ==, 8);
+      return;
+    }
+  g_assert_cmpint (r->event, ==, ST_TRAIN_EPOCH);
+  g_assert_cmpint (r->epoch, ==, got->n_epochs + 1);
+  g_assert_cmpint (r->epochs, ==, 2);
+  g_assert_cmpint (got->last_batch, ==, 8);
+  got->lr = r->lr;
+  got->loss[got->n_epochs] = r->loss;
+  got->test_accuracy[got->n_epochs] = r->test_accuracy;
+  got->n_epochs++;
+}
+
+static void
+test_report_callback (Fixture *f, gconstpointer unused)
+{
+  g_autoptr (GError) error = NULL;
+  StRegistry *reg = st_registry_new (NULL);
+  StPipeline *p = st_pipeline_load_file (reg, f->ini, &error);
+  g_assert_no_error (error);
+  g_autoptr (StDataset) train = st_dataset_load_idx_dir (f->data, FALSE, &error);
+  g_assert_no_error (error);
+  g_autoptr (StDataset) test = st_dataset_load_idx_dir (f->data, TRUE, &error);
+  g_assert_no_error (error);
+  g_autofree char *csv = g_build_filename (f->dir, "log.csv", NULL);
+  StTrainOptions opt;
+  st_train_options_init (&opt);
+  opt.epochs = 2;
+  opt.batch_size = 50;
+  opt.threads = 1;
+  opt.log_csv = csv;
+  Reports got = { 0 };
+  opt.report = collect_report;
+  opt.report_data = &got;
+  int epochs_run = 0;
+  g_assert_true (st_train (p, train, test, &opt, &epochs_run, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (epochs_run, ==, 2);
+  g_assert_cmpint (got.n_epochs, ==, 2);
+  g_assert_cmpint (got.n_progress, >=, 2);
+  g_assert_cmpfloat (got.lr, ==, 1e-3);
+  for (int e = 0; e < 2; e++)
+    g_assert_true (got.test_accuracy[e] >= 0 && got.test_accuracy[e] <= 1);
+  g_autofree char *log = NULL;
+  g_assert_true (g_file_get_contents (csv, &log, NULL, NULL));
+  g_auto (GStrv) lines = g_strsplit (log, "\n", -1);
+  for (int e = 0; e < 2; e++)
+    {
+      g_autofree char *start = g_strdup_printf ("%d,0.001,%.6f,", e + 1, got.loss[e]);
+      g_assert_true (g_str_has_prefix (lines[e + 1], start));
+    }
+  st_pipeline_free (p);
+  st_registry_free (reg);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -681,6 +819,9 @@ main (int argc, char **argv)
   g_test_add ("/train/class-folders", Fixture, NULL, fixture_set_up, test_class_folders, fixture_tear_down);
   g_test_add ("/train/outputs", Fixture, NULL, fixture_set_up, test_outputs, fixture_tear_down);
   g_test_add ("/train/input-missing", Fixture, NULL, fixture_set_up, test_input_missing, fixture_tear_down);
+  g_test_add ("/train/training-memory", Fixture, NULL, fixture_set_up, test_training_memory, fixture_tear_down);
+  g_test_add ("/train/checkpoint-other-pipeline", Fixture, NULL, fixture_set_up, test_checkpoint_other_pipeline, fixture_tear_down);
+  g_test_add ("/train/report-callback", Fixture, NULL, fixture_set_up, test_report_callback, fixture_tear_down);
   g_test_add ("/train/fashion-mnist-subset", Fixture, NULL, fixture_set_up, test_fashion_mnist_subset, fixture_tear_down);
   return g_test_run ();
 }

@@ -229,8 +229,8 @@ test_classifier_layout (void)
 static int
 param_index (StStage *stage, const char *full_name)
 {
-  for (int k = 0; k < st_stage_n_params (stage); k++)
-    if (strcmp (st_stage_get_param (stage, k)->full_name, full_name) == 0)
+  for (int k = 0; k < st_stage_n_weights (stage); k++)
+    if (strcmp (st_stage_get_weight (stage, k)->full_name, full_name) == 0)
       return k;
   g_error ("no parameter %s", full_name);
   return -1;

@@ -102,9 +102,9 @@ snapshot (StPipeline *p)
 {
   GArray *all = g_array_new (FALSE, FALSE, sizeof (float));
   for (int s = 0; s < st_pipeline_n_stages (p); s++)
-    for (int i = 0; i < st_stage_n_params (st_pipeline_stage (p, s)); i++)
+    for (int i = 0; i < st_stage_n_weights (st_pipeline_stage (p, s)); i++)
       {
-        const StParam *param = st_stage_get_param (st_pipeline_stage (p, s), i);
+        const StWeight *param = st_stage_get_weight (st_pipeline_stage (p, s), i);
         g_array_append_vals (all, param->value->data, (guint) st_tensor_numel (param->value));
       }
   return all;
@@ -117,13 +117,13 @@ assert_snapshot_equal (GArray *a, GArray *b)
   g_assert_cmpmem (a->data, a->len * sizeof (float), b->data, b->len * sizeof (float));
 }
 
-static StParam *
+static StWeight *
 find_param (StPipeline *p, const char *full_name)
 {
   for (int s = 0; s < st_pipeline_n_stages (p); s++)
-    for (int i = 0; i < st_stage_n_params (st_pipeline_stage (p, s)); i++)
+    for (int i = 0; i < st_stage_n_weights (st_pipeline_stage (p, s)); i++)
       {
-        StParam *param = st_stage_get_param (st_pipeline_stage (p, s), i);
+        StWeight *param = st_stage_get_weight (st_pipeline_stage (p, s), i);
         if (strcmp (param->full_name, full_name) == 0)
           return param;
       }
@@ -413,9 +413,9 @@ test_pipeline_save_load (void)
   StPipeline *q = load_small_net ();
   /* Values of its own, so that q's initialisation cannot pass for a load. */
   for (int s = 0; s < st_pipeline_n_stages (p); s++)
-    for (int i = 0; i < st_stage_n_params (st_pipeline_stage (p, s)); i++)
+    for (int i = 0; i < st_stage_n_weights (st_pipeline_stage (p, s)); i++)
       {
-        StParam *param = st_stage_get_param (st_pipeline_stage (p, s), i);
+        StWeight *param = st_stage_get_weight (st_pipeline_stage (p, s), i);
         for (gsize k = 0; k < st_tensor_numel (param->value); k++)
           param->value->data[k] = (float) (s * 100 + i * 10) + (float) k / 64.0f;
       }
@@ -876,7 +876,7 @@ test_non_finite (void)
 
   /* Several, infinities included, counted. */
   StPipeline *p = load_small_net ();
-  StParam *bias = find_param (p, "conv1.bias");
+  StWeight *bias = find_param (p, "conv1.bias");
   bias->value->data[0] = INFINITY;
   bias->value->data[1] = -INFINITY;
   g_autofree char *inf_path = tmp_path ("inf.safetensors");

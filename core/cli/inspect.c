@@ -78,8 +78,8 @@ print_stages (StPipeline *p, StShape in, gboolean fixed, gboolean has_image)
     {
       StStage *s = st_pipeline_stage (p, i);
       double params = 0;
-      for (int k = 0; k < st_stage_n_params (s); k++)
-        params += st_tensor_numel (st_stage_get_param (s, k)->value);
+      for (int k = 0; k < st_stage_n_weights (s); k++)
+        params += st_tensor_numel (st_stage_get_weight (s, k)->value);
       total_params += params;
       total_macs += s->macs;
       g_autofree char *inputs = g_strjoinv (",", (char **) st_pipeline_stage_inputs (p, i));

@@ -8,10 +8,15 @@
 #include "prepare.h"
 #include "train.h"
 #include "runner.h"
+#include "evaluate.h"
+#include "options.h"
+#include "optimizer.h"
+#include "report.h"
 #include "weights.h"
 #include "context.h"
 
 #include <malloc.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -149,7 +154,7 @@ first_learnable_stage (const StPipeline *p)
   for (int i = 0; i < st_pipeline_n_stages (p); i++)
     {
       StStage *s = st_pipeline_stage (p, i);
-      if (st_stage_n_params (s) > 0)
+      if (st_stage_n_weights (s) > 0)
         return s->name;
     }
   return NULL;
@@ -194,50 +199,71 @@ load_data (StPipeline *p, const char *dir, gboolean test_set, int limit, int thr
                              error);
 }
 
-/* ---- Options with ranges, shared by train and eval ------------------------ */
+/* ---- Options from tables, for train and eval ----------------------------- */
 
-#define MAX_BATCH 65536
-
+/* Parses the command line into the tables' structs; FALSE once said why. */
 static gboolean
-parse_choice (const char *option, const char *value, const char *const *names, int *out)
+parse_table_options (const char *command, const char *params, const char *summary,
+                     const OptionTable *tables, int n_tables, int *argc, char ***argv)
 {
-  for (int i = 0; names[i]; i++)
-    if (g_ascii_strcasecmp (value, names[i]) == 0)
-      {
-        *out = i;
-        return TRUE;
-      }
-  g_autofree char *all = g_strjoinv ("|", (char **) names);
-  fprintf (stderr, "strata: %s: expected %s, found '%s'\n", option, all, value);
-  return FALSE;
-}
-
-/* An option's number, whole text, finite. */
-static gboolean
-parse_number (const char *command, const char *option, const char *text, double *out)
-{
-  char *end = NULL;
-  double v = g_ascii_strtod (text, &end);
-  if (!*text || *end || !isfinite (v))
+  g_autoptr (CliOptions) options = cli_options_new (tables, n_tables);
+  g_autoptr (GOptionContext) octx = make_context (params, summary, cli_options_entries (options));
+  if (!parse_options (octx, argc, argv))
+    return FALSE;
+  g_autoptr (GError) error = NULL;
+  if (!cli_options_apply (options, &error))
     {
-      fprintf (stderr, "strata %s: %s: expected a number, found '%s'\n", command, option, text);
+      fprintf (stderr, "strata %s: %s\n", command, error->message);
       return FALSE;
     }
-  *out = v;
   return TRUE;
 }
 
-static gboolean
-int_in_range (const char *command, const char *option, gint64 v, gint64 lo, gint64 hi)
-{
-  if (v >= lo && v <= hi)
-    return TRUE;
-  fprintf (stderr, "strata %s: %s: expected %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT
-           ", found %" G_GINT64_FORMAT "\n", command, option, lo, hi, v);
-  return FALSE;
-}
-
 /* ---- strata train -------------------------------------------------------- */
+
+/* What train takes beside StTrainOptions: its data and its files. */
+typedef struct {
+  char *data, *test, *output, *checkpoint, *resume, *log, *plot;
+  double val_split;
+  int limit;
+  gboolean quiet;
+} TrainCommand;
+
+#define TRAIN_FIELD(name) offsetof (TrainCommand, name)
+
+static const StOptionSpec train_data_options[] = {
+  { { "data", ST_PARAM_STRING, NULL, 0, 0, 0, NULL,
+      "Training data: IDX files or a folder of class folders", TRAIN_FIELD (data) }, 0, "DIR", NULL, NULL },
+  { { "test", ST_PARAM_STRING, NULL, 0, 0, 0, NULL, "Test data, measured after each epoch",
+      TRAIN_FIELD (test) }, 0, "DIR", NULL, NULL },
+  { { "val-split", ST_PARAM_DOUBLE, "0", ST_PARAM_HAS_MIN | ST_PARAM_HAS_MAX | ST_PARAM_MAX_EXCLUSIVE,
+      0, 1, NULL, "Hold out this fraction of the training data to test on",
+      TRAIN_FIELD (val_split) }, 0, "F", NULL, "0: none" },
+  { { "limit", ST_PARAM_INT, "0", ST_PARAM_HAS_MIN, 0, 0, NULL,
+      "Use only the first N training images", TRAIN_FIELD (limit) }, 0, "N", NULL, "0: all" },
+  { { "output", ST_PARAM_STRING, NULL, 0, 0, 0, NULL, "Weights file to write (safetensors)",
+      TRAIN_FIELD (output) }, 'o', "WEIGHTS", NULL, NULL },
+};
+
+static const StOptionSpec train_file_options[] = {
+  { { "checkpoint", ST_PARAM_STRING, NULL, 0, 0, 0, NULL, "Checkpoint file",
+      TRAIN_FIELD (checkpoint) }, 0, "FILE", NULL, "WEIGHTS.ckpt.safetensors" },
+  { { "resume", ST_PARAM_STRING, NULL, 0, 0, 0, NULL, "Continue from a checkpoint",
+      TRAIN_FIELD (resume) }, 0, "FILE", NULL, NULL },
+  { { "log", ST_PARAM_STRING, NULL, 0, 0, 0, NULL, "Per-epoch CSV log", TRAIN_FIELD (log) },
+    0, "FILE", NULL, "WEIGHTS.csv" },
+  { { "plot", ST_PARAM_STRING, NULL, 0, 0, 0, NULL, "Training curves PNG", TRAIN_FIELD (plot) },
+    0, "FILE", NULL, "WEIGHTS.png" },
+  { { "quiet", ST_PARAM_BOOL, NULL, 0, 0, 0, NULL, "No progress or per-epoch lines",
+      TRAIN_FIELD (quiet) }, 0, NULL, "true", NULL },
+};
+
+static void
+train_command_clear (TrainCommand *cmd)
+{
+  st_options_clear (train_data_options, G_N_ELEMENTS (train_data_options), cmd);
+  st_options_clear (train_file_options, G_N_ELEMENTS (train_file_options), cmd);
+}
 
 static char *
 default_path (const char *weights, const char *suffix)
@@ -248,265 +274,242 @@ default_path (const char *weights, const char *suffix)
   return g_strdup_printf ("%.*s%s", (int) stem, weights, suffix);
 }
 
-static int
-cmd_train (int argc, char **argv)
+/* Options into cmd and opt, checked against each other; FALSE once said why. */
+static gboolean
+parse_train_command (int *argc, char ***argv, TrainCommand *cmd, StTrainOptions *opt)
 {
-  StTrainOptions opt;
-  st_train_options_init (&opt);
-  char *data = NULL, *test = NULL, *output = NULL, *optimizer = NULL, *schedule = NULL;
-  char *checkpoint = NULL, *resume = NULL, *log = NULL, *plot = NULL;
-  /* Numbers whose default depends on other options are read as text, so
-   * that "not given" is not a value a user can type. */
-  char *lr_text = NULL, *momentum_text = NULL;
-  double val_split = 0, weight_decay = 0, gamma = 0.1;
-  int epochs = 10, batch = 64, threads = 0, limit = 0, step_epochs = 10;
-  gint64 seed = 1;
-  gboolean nesterov = FALSE, no_shuffle = FALSE, quiet = FALSE;
-  const GOptionEntry entries[] = {
-    { "data", 0, 0, G_OPTION_ARG_FILENAME, &data, "Training data: IDX files or a folder of class folders", "DIR" },
-    { "test", 0, 0, G_OPTION_ARG_FILENAME, &test, "Test data, measured after each epoch", "DIR" },
-    { "val-split", 0, 0, G_OPTION_ARG_DOUBLE, &val_split,
-      "Hold out this fraction of the training data to test on, 0 to less than 1 (default 0: none)", "F" },
-    { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "Weights file to write (safetensors)", "WEIGHTS" },
-    { "epochs", 0, 0, G_OPTION_ARG_INT, &epochs, "Passes over the data, 1 to 100000 (default 10)", "N" },
-    { "batch", 'b', 0, G_OPTION_ARG_INT, &batch, "Batch size, 1 to 65536 (default 64)", "N" },
-    { "optimizer", 0, 0, G_OPTION_ARG_STRING, &optimizer, "sgd, adam (default) or adamw", "NAME" },
-    { "lr", 0, 0, G_OPTION_ARG_STRING, &lr_text,
-      "Learning rate, more than 0 (default 0.001 for adam and adamw, 0.01 for sgd)", "X" },
-    { "momentum", 0, 0, G_OPTION_ARG_STRING, &momentum_text, "SGD momentum, 0 to less than 1 (default 0.9)", "X" },
-    { "nesterov", 0, 0, G_OPTION_ARG_NONE, &nesterov, "SGD with Nesterov momentum", NULL },
-    { "weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &weight_decay,
-      "L2 penalty (decoupled for adamw), 0 or more (default 0)", "X" },
-    { "schedule", 0, 0, G_OPTION_ARG_STRING, &schedule, "Learning rate: constant (default), step or cosine", "NAME" },
-    { "step-epochs", 0, 0, G_OPTION_ARG_INT, &step_epochs,
-      "step schedule: epochs between decays, 1 to 100000 (default 10)", "N" },
-    { "gamma", 0, 0, G_OPTION_ARG_DOUBLE, &gamma, "step schedule: decay factor, more than 0 to 1 (default 0.1)", "X" },
-    { "seed", 0, 0, G_OPTION_ARG_INT64, &seed,
-      "Seed of initial weights, shuffling and dropout, 0 or more (default 1)", "N" },
-    { "no-shuffle", 0, 0, G_OPTION_ARG_NONE, &no_shuffle, "Keep the data's order", NULL },
-    { "jobs", 'j', 0, G_OPTION_ARG_INT, &threads, "Threads, 0 to 1024 (default 0: one per core)", "N" },
-    { "limit", 0, 0, G_OPTION_ARG_INT, &limit, "Use only the first N training images, 0 or more (default 0: all)", "N" },
-    { "checkpoint", 0, 0, G_OPTION_ARG_FILENAME, &checkpoint, "Checkpoint file (default WEIGHTS.ckpt.safetensors)", "FILE" },
-    { "resume", 0, 0, G_OPTION_ARG_FILENAME, &resume, "Continue from a checkpoint", "FILE" },
-    { "log", 0, 0, G_OPTION_ARG_FILENAME, &log, "Per-epoch CSV log (default WEIGHTS.csv)", "FILE" },
-    { "plot", 0, 0, G_OPTION_ARG_FILENAME, &plot, "Training curves PNG (default WEIGHTS.png)", "FILE" },
-    { "quiet", 0, 0, G_OPTION_ARG_NONE, &quiet, "No progress or per-epoch lines", NULL },
-    { NULL }
+  const OptionTable tables[] = {
+    { train_data_options, G_N_ELEMENTS (train_data_options), cmd },
+    { st_train_option_specs, st_train_n_option_specs, opt },
+    { train_file_options, G_N_ELEMENTS (train_file_options), cmd },
   };
-  g_autoptr (GOptionContext) octx = make_context ("PIPELINE --data DIR -o WEIGHTS",
-    "Trains a classifier pipeline with softmax cross-entropy.", entries);
-  gboolean parsed = parse_options (octx, &argc, &argv);
-  g_autofree char *o1 = data, *o2 = test, *o3 = output, *o4 = optimizer, *o5 = schedule,
-                  *o6 = checkpoint, *o7 = resume, *o8 = log, *o9 = plot, *o10 = lr_text,
-                  *o11 = momentum_text;
-  if (!parsed)
-    return EXIT_USAGE;
-  if (argc != 2 || !data || !output)
-    {
-      fprintf (stderr, "strata train: expected PIPELINE, --data DIR and -o WEIGHTS (see --help)\n");
-      return EXIT_USAGE;
-    }
-  static const char *const optimizers[] = { "sgd", "adam", "adamw", NULL };
-  static const char *const schedules[] = { "constant", "step", "cosine", NULL };
-  int choice;
-  if (optimizer)
-    {
-      if (!parse_choice ("--optimizer", optimizer, optimizers, &choice))
-        return EXIT_USAGE;
-      opt.optimizer = choice;
-    }
-  if (schedule)
-    {
-      if (!parse_choice ("--schedule", schedule, schedules, &choice))
-        return EXIT_USAGE;
-      opt.schedule = choice;
-    }
-  double lr = opt.optimizer == ST_OPTIM_SGD ? 0.01 : 1e-3, momentum = opt.momentum;
-  if ((lr_text && !parse_number ("train", "--lr", lr_text, &lr))
-      || (momentum_text && !parse_number ("train", "--momentum", momentum_text, &momentum)))
-    return EXIT_USAGE;
+  if (!parse_table_options ("train", "PIPELINE --data DIR -o WEIGHTS",
+                            "Trains a classifier pipeline with softmax cross-entropy.",
+                            tables, G_N_ELEMENTS (tables), argc, argv))
+    return FALSE;
   const char *bad = NULL;
-  if (lr <= 0)
-    bad = "--lr: expected more than 0";
-  else if (momentum < 0 || momentum >= 1)
-    bad = "--momentum: expected 0 to less than 1";
-  else if (!isfinite (weight_decay) || weight_decay < 0)
-    bad = "--weight-decay: expected 0 or more";
-  else if (!isfinite (val_split) || val_split < 0 || val_split >= 1)
-    bad = "--val-split: expected 0 to less than 1";
-  else if (!isfinite (gamma) || gamma <= 0 || gamma > 1)
-    bad = "--gamma: expected more than 0, at most 1";
-  else if (val_split > 0 && test)
+  if (*argc != 2 || !cmd->data || !cmd->output)
+    bad = "expected PIPELINE, --data DIR and -o WEIGHTS (see --help)";
+  else if (cmd->val_split > 0 && cmd->test)
     bad = "--val-split and --test: give one or the other";
   if (bad)
     {
       fprintf (stderr, "strata train: %s\n", bad);
-      return EXIT_USAGE;
+      return FALSE;
     }
-  if (!int_in_range ("train", "--epochs", epochs, 1, 100000)
-      || !int_in_range ("train", "--batch", batch, 1, MAX_BATCH)
-      || !int_in_range ("train", "--step-epochs", step_epochs, 1, 100000)
-      || !int_in_range ("train", "--seed", seed, 0, G_MAXINT64)
-      || !int_in_range ("train", "--jobs", threads, 0, ST_MAX_THREADS)
-      || !int_in_range ("train", "--limit", limit, 0, G_MAXINT))
-    return EXIT_USAGE;
-  opt.lr = lr;
-  opt.momentum = momentum;
-  opt.nesterov = nesterov;
-  opt.weight_decay = weight_decay;
-  opt.step_epochs = step_epochs;
-  opt.gamma = gamma;
-  opt.batch_size = batch;
-  opt.epochs = epochs;
-  opt.shuffle = !no_shuffle;
-  opt.seed = (guint64) seed;
-  opt.threads = threads;
-  opt.quiet = quiet;
-  opt.weights_out = output;
-  g_autofree char *ckpt = checkpoint ? g_strdup (checkpoint) : default_path (output, ".ckpt.safetensors");
-  g_autofree char *csv = log ? g_strdup (log) : default_path (output, ".csv");
-  g_autofree char *png = plot ? g_strdup (plot) : default_path (output, ".png");
-  opt.checkpoint = ckpt;
-  opt.log_csv = csv;
-  opt.plot_png = png;
-  opt.resume = resume;
+  return TRUE;
+}
 
-  g_autoptr (GError) error = NULL;
-  /* Before anything slow: a full training that cannot write its result is
-   * an hour lost. */
-  if (!st_train_check_outputs (&opt, &error))
-    return fail (error);
-  if (resume && !g_file_test (resume, G_FILE_TEST_IS_REGULAR))
+/* The files beside -o that were not named, and opt's view of them all. */
+static void
+settle_train_files (TrainCommand *cmd, StTrainOptions *opt)
+{
+  if (!cmd->checkpoint)
+    cmd->checkpoint = default_path (cmd->output, ".ckpt.safetensors");
+  if (!cmd->log)
+    cmd->log = default_path (cmd->output, ".csv");
+  if (!cmd->plot)
+    cmd->plot = default_path (cmd->output, ".png");
+  opt->weights_out = cmd->output;
+  opt->checkpoint = cmd->checkpoint;
+  opt->log_csv = cmd->log;
+  opt->plot_png = cmd->plot;
+  opt->resume = cmd->resume;
+}
+
+/* Before anything slow: a full training that cannot write its result is
+ * an hour lost. */
+static gboolean
+check_train_files (const TrainCommand *cmd, const StTrainOptions *opt, GError **error)
+{
+  if (!st_train_check_outputs (opt, error))
+    return FALSE;
+  if (cmd->resume && !g_file_test (cmd->resume, G_FILE_TEST_IS_REGULAR))
     {
-      fprintf (stderr, "strata train: --resume: %s: %s\n", resume,
-               g_file_test (resume, G_FILE_TEST_EXISTS) ? "not a file" : "no such file");
-      return EXIT_USAGE;
+      g_set_error (error, ST_ERROR, ST_ERROR_USAGE, "--resume: %s: %s", cmd->resume,
+                   g_file_test (cmd->resume, G_FILE_TEST_EXISTS) ? "not a file" : "no such file");
+      return FALSE;
     }
-  StPipeline *p = st_pipeline_load (st_registry_get_default (), argv[1], &error);
-  if (!p)
-    return fail (error);
-  int rc = EXIT_USAGE;
-  StDataset *train = NULL, *held = NULL;
-  if (!st_train_check_pipeline (p, 0, &error))
-    goto out;
-  train = load_data (p, data, FALSE, limit, threads, ST_DEFAULT_MAX_PIXELS, &error);
-  if (!train)
-    goto out;
-  if (!st_train_check_pipeline (p, train->n_classes, &error))
-    goto out;
-  if (val_split > 0)
-    held = st_dataset_split (train, val_split, opt.seed);
-  else if (test)
-    held = load_data (p, test, TRUE, 0, threads, ST_DEFAULT_MAX_PIXELS, &error);
-  else if (st_dataset_is_idx_dir (data))
-    held = load_data (p, data, TRUE, 0, threads, ST_DEFAULT_MAX_PIXELS, &error);
-  if ((test || (st_dataset_is_idx_dir (data) && val_split == 0)) && !held)
-    goto out;
-  opt.class_names = (const char *const *) train->class_names;
-  if (!quiet)
-    {
-      g_autofree char *testing = held ? g_strdup_printf (", testing on %d images", held->n)
-                                      : g_strdup ("");
-      fprintf (stderr, "training on %d images%s, %d epochs, batch %d, %s, seed %" G_GINT64_FORMAT "\n",
-               train->n, testing, epochs, batch, optimizers[opt.optimizer], seed);
-    }
+  return TRUE;
+}
+
+/* The training data and the data to test on: --test, a --val-split share,
+ * or an IDX folder's test files. */
+static gboolean
+load_train_data (StPipeline *p, const TrainCommand *cmd, const StTrainOptions *opt,
+                 StDataset **train, StDataset **held, GError **error)
+{
+  *train = load_data (p, cmd->data, FALSE, cmd->limit, opt->threads, ST_DEFAULT_MAX_PIXELS, error);
+  if (!*train || !st_train_check_pipeline (p, (*train)->n_classes, error))
+    return FALSE;
+  if (cmd->val_split > 0)
+    *held = st_dataset_split (*train, cmd->val_split, opt->seed);
+  else if (cmd->test)
+    *held = load_data (p, cmd->test, TRUE, 0, opt->threads, ST_DEFAULT_MAX_PIXELS, error);
+  else if (st_dataset_is_idx_dir (cmd->data))
+    *held = load_data (p, cmd->data, TRUE, 0, opt->threads, ST_DEFAULT_MAX_PIXELS, error);
+  return *held || !(cmd->test || (st_dataset_is_idx_dir (cmd->data) && cmd->val_split == 0));
+}
+
+static void
+announce_training (const StDataset *train, const StDataset *held, const StTrainOptions *opt)
+{
+  g_autofree char *testing = held ? g_strdup_printf (", testing on %d images", held->n)
+                                  : g_strdup ("");
+  fprintf (stderr, "training on %d images%s, %d epochs, batch %d, %s, seed %" G_GUINT64_FORMAT "\n",
+           train->n, testing, opt->epochs, opt->batch_size, st_optimizer_name (opt->optimizer),
+           opt->seed);
+}
+
+/* st_train, then what was written; the exit status. */
+static int
+run_training (StPipeline *p, StDataset *train, StDataset *held, const TrainCommand *cmd,
+              StTrainOptions *opt, GError **error)
+{
+  TrainPrinter printer;
+  train_printer_init (&printer, cmd->quiet);
+  opt->report = print_train_report;
+  opt->report_data = &printer;
+  opt->class_names = (const char *const *) train->class_names;
   gint64 start = g_get_monotonic_time ();
   int epochs_run = 0;
-  if (!st_train (p, train, held, &opt, &epochs_run, &error))
+  if (!st_train (p, train, held, opt, &epochs_run, error))
     {
-      /* st_train has said where the checkpoint is. */
-      if (g_error_matches (error, ST_ERROR, ST_ERROR_INTERRUPTED))
-        {
-          rc = 130;
-          g_clear_error (&error);
-        }
-      goto out;
+      /* The report has said where the checkpoint is. */
+      if (!g_error_matches (*error, ST_ERROR, ST_ERROR_INTERRUPTED))
+        return EXIT_USAGE;
+      g_clear_error (error);
+      return EXIT_INTERRUPTED;
     }
-  if (!quiet && epochs_run > 0)
-    fprintf (stderr, "wrote %s in %.1f s (log %s, plot %s)\n", output,
-             (g_get_monotonic_time () - start) / 1e6, csv, png);
-  else if (!quiet)
+  if (!cmd->quiet && epochs_run > 0)
+    fprintf (stderr, "wrote %s in %.1f s (log %s, plot %s)\n", cmd->output,
+             (g_get_monotonic_time () - start) / 1e6, cmd->log, cmd->plot);
+  else if (!cmd->quiet)
     fprintf (stderr, "wrote %s: %s had already done all %d epochs, so no log or plot was written\n",
-             output, resume, epochs);
-  rc = EXIT_OK;
+             cmd->output, cmd->resume, opt->epochs);
+  return EXIT_OK;
+}
+
+static int
+cmd_train (int argc, char **argv)
+{
+  TrainCommand cmd = { 0 };
+  StTrainOptions opt;
+  st_train_options_init (&opt);
+  int rc = EXIT_USAGE;
+  g_autoptr (GError) error = NULL;
+  StPipeline *p = NULL;
+  StDataset *train = NULL, *held = NULL;
+  if (!parse_train_command (&argc, &argv, &cmd, &opt))
+    goto out;
+  settle_train_files (&cmd, &opt);
+  if (!check_train_files (&cmd, &opt, &error))
+    goto out;
+  p = st_pipeline_load (st_registry_get_default (), argv[1], &error);
+  if (!p || !st_train_check_pipeline (p, 0, &error)
+      || !load_train_data (p, &cmd, &opt, &train, &held, &error))
+    goto out;
+  if (!cmd.quiet)
+    announce_training (train, held, &opt);
+  rc = run_training (p, train, held, &cmd, &opt, &error);
 out:
   if (error)
     fail (error);
   st_dataset_free (train);
   st_dataset_free (held);
   st_pipeline_free (p);
+  train_command_clear (&cmd);
   return rc;
 }
 
 /* ---- strata eval ---------------------------------------------------------- */
 
+typedef struct {
+  char *data, *weights;
+  gboolean random_weights;
+  int format;                  /* index into formats */
+  int batch, threads, limit;
+} EvalCommand;
+
+#define EVAL_FIELD(name) offsetof (EvalCommand, name)
+
+static const char *const formats[] = { "text", "json", NULL };
+
+static const StOptionSpec eval_options[] = {
+  { { "data", ST_PARAM_STRING, NULL, 0, 0, 0, NULL,
+      "IDX files (their test set) or a folder of class folders", EVAL_FIELD (data) }, 0, "DIR", NULL, NULL },
+  { { "weights", ST_PARAM_STRING, NULL, 0, 0, 0, NULL, "Weights file", EVAL_FIELD (weights) },
+    'w', "FILE", NULL, "the pipeline's" },
+  { { "random-weights", ST_PARAM_BOOL, NULL, 0, 0, 0, NULL,
+      "No weights: measure a fresh random initialisation (a baseline)",
+      EVAL_FIELD (random_weights) }, 0, NULL, "true", NULL },
+  { { "format", ST_PARAM_ENUM, "text", 0, 0, 0, formats, "Output format", EVAL_FIELD (format) },
+    0, "FMT", NULL, NULL },
+  { { "batch", ST_PARAM_INT, "256", ST_PARAM_HAS_MIN | ST_PARAM_HAS_MAX, 1, 65536, NULL,
+      "Images per batch", EVAL_FIELD (batch) }, 'b', "N", NULL, NULL },
+  { { "jobs", ST_PARAM_INT, "0", ST_PARAM_HAS_MIN | ST_PARAM_HAS_MAX, 0, ST_MAX_THREADS, NULL,
+      "Threads", EVAL_FIELD (threads) }, 'j', "N", NULL, "0: one per core" },
+  { { "limit", ST_PARAM_INT, "0", ST_PARAM_HAS_MIN, 0, 0, NULL, "Use only the first N images",
+      EVAL_FIELD (limit) }, 0, "N", NULL, "0: all" },
+};
+
+static gboolean
+parse_eval_command (int *argc, char ***argv, EvalCommand *cmd)
+{
+  const OptionTable table = { eval_options, G_N_ELEMENTS (eval_options), cmd };
+  if (!parse_table_options ("eval", "PIPELINE --data DIR",
+                            "Measures a classifier: accuracy, per-class precision and recall, "
+                            "confusion matrix.", &table, 1, argc, argv))
+    return FALSE;
+  if (*argc != 2 || !cmd->data)
+    {
+      fprintf (stderr, "strata eval: expected PIPELINE and --data DIR (see --help)\n");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* The pipeline with its weights, measured on the data. */
+static StEvaluation *
+evaluate_classifier (StPipeline *p, const EvalCommand *cmd, GError **error)
+{
+  if (!st_pipeline_is_classifier (p))
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE, "%s: does not end in class scores; "
+                   "eval measures classifiers", st_pipeline_name (p));
+      return NULL;
+    }
+  if (!load_weights (p, cmd->weights, cmd->random_weights, error))
+    return NULL;
+  g_autoptr (StDataset) ds = load_data (p, cmd->data, TRUE, cmd->limit, cmd->threads,
+                                        ST_DEFAULT_MAX_PIXELS, error);
+  if (!ds || !st_train_check_pipeline (p, ds->n_classes, error))
+    return NULL;
+  g_autoptr (StRunContext) ctx = st_run_context_new (cmd->threads, 0);
+  return st_evaluate (p, ds, ctx, cmd->batch, error);
+}
+
+/* Loads, measures and prints; the exit status. */
+static int
+evaluate_and_print (const char *pipeline, const EvalCommand *cmd)
+{
+  g_autoptr (GError) error = NULL;
+  StPipeline *p = st_pipeline_load (st_registry_get_default (), pipeline, &error);
+  g_autoptr (StEvaluation) ev = p ? evaluate_classifier (p, cmd, &error) : NULL;
+  st_pipeline_free (p);
+  if (!ev)
+    return fail (error);
+  print_evaluation (ev, cmd->format == 1);
+  return EXIT_OK;
+}
+
 static int
 cmd_eval (int argc, char **argv)
 {
-  char *data = NULL, *weights = NULL, *format = NULL;
-  int threads = 0, limit = 0, batch = 256;
-  gboolean random_weights = FALSE;
-  const GOptionEntry entries[] = {
-    { "data", 0, 0, G_OPTION_ARG_FILENAME, &data, "IDX files (their test set) or a folder of class folders", "DIR" },
-    { "weights", 'w', 0, G_OPTION_ARG_FILENAME, &weights, "Weights file (default: the pipeline's)", "FILE" },
-    { "random-weights", 0, 0, G_OPTION_ARG_NONE, &random_weights,
-      "No weights: measure a fresh random initialisation (a baseline)", NULL },
-    { "format", 0, 0, G_OPTION_ARG_STRING, &format, "text (default) or json", "FMT" },
-    { "batch", 'b', 0, G_OPTION_ARG_INT, &batch, "Images per batch, 1 to 65536 (default 256)", "N" },
-    { "jobs", 'j', 0, G_OPTION_ARG_INT, &threads, "Threads, 0 to 1024 (default 0: one per core)", "N" },
-    { "limit", 0, 0, G_OPTION_ARG_INT, &limit, "Use only the first N images, 0 or more (default 0: all)", "N" },
-    { NULL }
-  };
-  g_autoptr (GOptionContext) octx = make_context ("PIPELINE --data DIR",
-    "Measures a classifier: accuracy, per-class precision and recall, confusion matrix.", entries);
-  gboolean parsed = parse_options (octx, &argc, &argv);
-  g_autofree char *o1 = data, *o2 = weights, *o3 = format;
-  if (!parsed)
-    return EXIT_USAGE;
-  static const char *const formats[] = { "text", "json", NULL };
-  int json = 0;
-  if (argc != 2 || !data)
-    {
-      fprintf (stderr, "strata eval: expected PIPELINE and --data DIR (see --help)\n");
-      return EXIT_USAGE;
-    }
-  if ((format && !parse_choice ("--format", format, formats, &json))
-      || !int_in_range ("eval", "--batch", batch, 1, MAX_BATCH)
-      || !int_in_range ("eval", "--jobs", threads, 0, ST_MAX_THREADS)
-      || !int_in_range ("eval", "--limit", limit, 0, G_MAXINT))
-    return EXIT_USAGE;
-  g_autoptr (GError) error = NULL;
-  StPipeline *p = st_pipeline_load (st_registry_get_default (), argv[1], &error);
-  if (!p)
-    return fail (error);
-  int rc = EXIT_USAGE;
-  StDataset *ds = NULL;
-  g_autofree guint64 *confusion = NULL;
-  g_autoptr (StRunContext) ctx = NULL;
-  if (!st_pipeline_is_classifier (p))
-    {
-      g_set_error (&error, ST_ERROR, ST_ERROR_PIPELINE, "%s: does not end in class scores; "
-                   "eval measures classifiers", st_pipeline_name (p));
-      goto out;
-    }
-  if (!load_weights (p, weights, random_weights, &error))
-    goto out;
-  ds = load_data (p, data, TRUE, limit, threads, ST_DEFAULT_MAX_PIXELS, &error);
-  if (!ds || !st_train_check_pipeline (p, ds->n_classes, &error))
-    goto out;
-  int n = st_pipeline_output_shape (p).c;
-  confusion = g_new0 (guint64, (gsize) n * n);
-  ctx = st_run_context_new (threads, 0);
-  double loss = st_evaluate (p, ds, ctx, batch, confusion, &error);
-  if (loss < 0)
-    goto out;
-  st_print_evaluation (p, ds, confusion, loss, json);
-  rc = EXIT_OK;
-out:
-  if (error)
-    fail (error);
-  st_dataset_free (ds);
-  st_pipeline_free (p);
+  EvalCommand cmd = { 0 };
+  int rc = parse_eval_command (&argc, &argv, &cmd) ? evaluate_and_print (argv[1], &cmd)
+                                                  : EXIT_USAGE;
+  st_options_clear (eval_options, G_N_ELEMENTS (eval_options), &cmd);
   return rc;
 }
 

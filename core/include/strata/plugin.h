@@ -99,6 +99,7 @@ typedef enum {
   ST_PARAM_ENUM,         /* stored as int: index into choices (names match case-insensitively) */
   ST_PARAM_INT_LIST,     /* stored as StIntList, values owned by the core */
   ST_PARAM_DOUBLE_LIST,  /* stored as StDoubleList, values owned by the core */
+  ST_PARAM_INT64,        /* stored as gint64 (seeds, counts past int) */
 } StParamType;
 
 /* Lists are written "1,2,3"; a ';' starts a new row ("0,-1,0;-1,5,-1;0,-1,0"),
@@ -119,6 +120,8 @@ typedef enum {
   ST_PARAM_REQUIRED = 1 << 0,  /* the pipeline must give it */
   ST_PARAM_HAS_MIN  = 1 << 1,  /* min applies (to ints, doubles and list elements) */
   ST_PARAM_HAS_MAX  = 1 << 2,  /* max applies */
+  ST_PARAM_MIN_EXCLUSIVE = 1 << 3,  /* with HAS_MIN: more than min, not min itself */
+  ST_PARAM_MAX_EXCLUSIVE = 1 << 4,  /* with HAS_MAX: less than max */
 } StParamFlags;
 
 /* One key of a kind, as static data.  `strata plugins NAME` prints name,
@@ -297,7 +300,9 @@ typedef enum {
   ST_INIT_CONSTANT,            /* every element arg (PReLU's slope of 0.25) */
 } StInit;
 
-/* Declares the parameter "<stage>.<name>" with dims (rank 1 to 4, as in a
+/* Declares the parameter "<stage>.<name>" (a learnable or saved tensor,
+ * which the core calls a weight; "param" in these three functions' names
+ * is kept for compatibility and is not a config key) with dims (rank 1 to 4, as in a
  * PyTorch state_dict: conv weight [out, in/groups, kh, kw], dense weight
  * [out, in], bias [out]) and returns its index, or -1 with error set when a
  * parameter of that name already exists with other dims.  The tensor stores

@@ -1,0 +1,121 @@
+/* strata — optimisers (SGD, Adam, AdamW) and learning-rate schedules. */
+#include "optimizer.h"
+
+#include <math.h>
+
+GArray *
+st_optimizer_collect_slots (GPtrArray *weights, const StTrainOptions *opt)
+{
+  GArray *slots = g_array_new (FALSE, TRUE, sizeof (StOptimizerSlot));
+  for (guint i = 0; i < weights->len; i++)
+    {
+      StWeight *weight = weights->pdata[i];
+      if (!weight->trainable)
+        continue;
+      StOptimizerSlot slot = { weight, st_tensor_new (weight->value->shape, NULL), NULL };
+      if (opt->optimizer != ST_OPTIM_SGD)
+        slot.v = st_tensor_new (weight->value->shape, NULL);
+      g_array_append_val (slots, slot);
+    }
+  return slots;
+}
+
+guint64
+st_optimizer_state_bytes (GPtrArray *weights, StOptimKind kind)
+{
+  guint64 bytes = 0;
+  for (guint i = 0; i < weights->len; i++)
+    {
+      const StWeight *weight = weights->pdata[i];
+      if (weight->trainable)
+        bytes += st_tensor_numel (weight->value) * sizeof (float);
+    }
+  /* A momentum buffer for SGD (allocated even at momentum 0), two moments for Adam. */
+  return kind == ST_OPTIM_SGD ? bytes : 2 * bytes;
+}
+
+void
+st_optimizer_free_slots (GArray *slots)
+{
+  for (guint i = 0; i < slots->len; i++)
+    {
+      StOptimizerSlot *s = &g_array_index (slots, StOptimizerSlot, i);
+      st_tensor_free (s->m);
+      st_tensor_free (s->v);
+    }
+  g_array_free (slots, TRUE);
+}
+
+void
+st_optimizer_step (GArray *slots, const StTrainOptions *opt, double lr, gint64 step)
+{
+  double wd = opt->weight_decay;
+  double bias1 = 1.0 - pow (opt->beta1, (double) step);
+  double bias2 = 1.0 - pow (opt->beta2, (double) step);
+  for (guint i = 0; i < slots->len; i++)
+    {
+      StOptimizerSlot *s = &g_array_index (slots, StOptimizerSlot, i);
+      float *w = s->weight->value->data, *g = s->weight->grad->data;
+      float *m = s->m->data, *v = s->v ? s->v->data : NULL;
+      gsize n = st_tensor_numel (s->weight->value);
+      switch (opt->optimizer)
+        {
+        case ST_OPTIM_SGD:
+          /* As PyTorch: buf = momentum * buf + g; nesterov steps by g + momentum * buf. */
+          for (gsize j = 0; j < n; j++)
+            {
+              float grad = g[j] + (float) wd * w[j];
+              float step_dir = grad;
+              if (opt->momentum > 0)
+                {
+                  m[j] = (float) opt->momentum * m[j] + grad;
+                  step_dir = opt->nesterov ? grad + (float) opt->momentum * m[j] : m[j];
+                }
+              w[j] -= (float) lr * step_dir;
+            }
+          break;
+        case ST_OPTIM_ADAM:
+        case ST_OPTIM_ADAMW:
+          {
+            gboolean decoupled = opt->optimizer == ST_OPTIM_ADAMW;
+            float b1 = (float) opt->beta1, b2 = (float) opt->beta2;
+            float step_size = (float) (lr / bias1);
+            float inv_sqrt_bias2 = (float) (1.0 / sqrt (bias2));
+            float eps = (float) opt->eps;
+            for (gsize j = 0; j < n; j++)
+              {
+                float grad = g[j];
+                if (decoupled)
+                  w[j] -= (float) (lr * wd) * w[j];
+                else
+                  grad += (float) wd * w[j];
+                m[j] = b1 * m[j] + (1.0f - b1) * grad;
+                v[j] = b2 * v[j] + (1.0f - b2) * grad * grad;
+                w[j] -= step_size * m[j] / (sqrtf (v[j]) * inv_sqrt_bias2 + eps);
+              }
+            break;
+          }
+        }
+    }
+}
+
+double
+st_schedule_lr (const StTrainOptions *opt, int epoch)
+{
+  switch (opt->schedule)
+    {
+    case ST_SCHEDULE_CONSTANT:
+      return opt->lr;
+    case ST_SCHEDULE_STEP:
+      return opt->lr * pow (opt->gamma, epoch / MAX (opt->step_epochs, 1));
+    case ST_SCHEDULE_COSINE:
+      return opt->lr * 0.5 * (1.0 + cos (G_PI * epoch / MAX (opt->epochs, 1)));
+    }
+  return opt->lr;
+}
+
+const char *
+st_optimizer_name (StOptimKind k)
+{
+  return k == ST_OPTIM_SGD ? "sgd" : k == ST_OPTIM_ADAM ? "adam" : "adamw";
+}
