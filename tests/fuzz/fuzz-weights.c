@@ -3,7 +3,7 @@
  * The input is a weights file, read on its own (st_tensor_file_read) and
  * loaded into a small fixed network whose parameter names and shapes the
  * seeds match: conv.weight [2, 1, 3, 3], conv.bias [2], bn.* [2],
- * fc.weight [3, 8], fc.bias [3]. */
+ * fc.weight [3, 2], fc.bias [3]. */
 #include "fuzz.h"
 
 #include "weights.h"
