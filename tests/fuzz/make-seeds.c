@@ -1,0 +1,460 @@
+/* strata — writes the generated part of the fuzz seed corpus.
+ *
+ *   make-fuzz-seeds CORPUS_DIR     (tests/fuzz/corpus in the source tree)
+ *
+ * Writes CORPUS_DIR/{image,pipeline,weights,idx}/seed-*: small valid files
+ * of every layout each parser knows, and a few malformed ones.  Files of
+ * other names (reproducers of fixed findings) are left alone.  The output
+ * is the same on every run, so the committed corpus can be regenerated and
+ * compared. */
+#include "context.h"
+#include "weights.h"
+
+#include <gio/gio.h>
+#include <glib/gstdio.h>
+#include <stdio.h>               /* before jpeglib.h, which uses FILE */
+#include <stdlib.h>
+#include <string.h>
+#include <jpeglib.h>
+#include <png.h>
+
+static const char *corpus_dir;
+
+static void
+write_seed (const char *harness, const char *name, const void *data, gsize size)
+{
+  g_autofree char *dir = g_build_filename (corpus_dir, harness, NULL);
+  g_assert (g_mkdir_with_parents (dir, 0755) == 0);
+  g_autofree char *file = g_strconcat ("seed-", name, NULL);
+  g_autofree char *path = g_build_filename (dir, file, NULL);
+  g_autoptr (GError) error = NULL;
+  if (!g_file_set_contents (path, data, (gssize) size, &error))
+    g_error ("%s", error->message);
+}
+
+static guint8
+pattern (int x, int y, int c)
+{
+  return (guint8) (x * 37 + y * 91 + c * 53 + x * y * 7);
+}
+
+/* ---- PNG ---------------------------------------------------------------- */
+
+static void
+png_append (png_structp png, png_bytep data, size_t length)
+{
+  g_byte_array_append (png_get_io_ptr (png), data, (guint) length);
+}
+
+static void
+png_flush_nothing (G_GNUC_UNUSED png_structp png)
+{
+}
+
+/* A width x height PNG of colour type colour at depth bits; palette images
+ * get a palette of 2^depth entries and, with trns, transparency. */
+static GByteArray *
+make_png (int width, int height, int colour, int depth, gboolean interlaced, gboolean trns)
+{
+  GByteArray *out = g_byte_array_new ();
+  png_structp png = png_create_write_struct (PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+  png_infop info = png_create_info_struct (png);
+  g_assert (png && info);
+  if (setjmp (png_jmpbuf (png)))
+    g_error ("libpng failed");
+  png_set_write_fn (png, out, png_append, png_flush_nothing);
+  png_set_IHDR (png, info, width, height, depth, colour,
+                interlaced ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE,
+                PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  if (colour == PNG_COLOR_TYPE_PALETTE)
+    {
+      png_color palette[256];
+      png_byte alpha[256];
+      const int entries = 1 << depth;
+      for (int i = 0; i < entries; i++)
+        {
+          palette[i] = (png_color) { pattern (i, 0, 0), pattern (i, 1, 1), pattern (i, 2, 2) };
+          alpha[i] = (png_byte) (255 - i * 255 / entries);
+        }
+      png_set_PLTE (png, info, palette, entries);
+      if (trns)
+        png_set_tRNS (png, info, alpha, entries, NULL);
+    }
+  else if (trns)
+    {
+      png_color_16 key = { .gray = 1, .red = 1, .green = 2, .blue = 3 };
+      png_set_tRNS (png, info, NULL, 0, &key);
+    }
+  png_write_info (png, info);
+
+  const int channels = png_get_channels (png, info);
+  const gsize row_bytes = png_get_rowbytes (png, info);
+  guint8 *row = g_malloc0 (row_bytes);
+  const int passes = png_set_interlace_handling (png);
+  for (int pass = 0; pass < passes; pass++)
+    for (int y = 0; y < height; y++)
+      {
+        memset (row, 0, row_bytes);
+        for (int x = 0; x < width; x++)
+          for (int c = 0; c < channels; c++)
+            {
+              const int v = pattern (x, y, c), sample = x * channels + c;
+              if (depth == 16)
+                {
+                  row[2 * sample] = (guint8) v;
+                  row[2 * sample + 1] = (guint8) (v * 3);
+                }
+              else if (depth == 8)
+                row[sample] = (guint8) v;
+              else
+                {
+                  /* Samples of 1, 2 or 4 bits, packed from the high bit. */
+                  const int per_byte = 8 / depth, shift = 8 - depth * (sample % per_byte + 1);
+                  row[sample / per_byte] |= (guint8) ((v & ((1 << depth) - 1)) << shift);
+                }
+            }
+        png_write_row (png, row);
+      }
+  png_write_end (png, NULL);
+  png_destroy_write_struct (&png, &info);
+  g_free (row);
+  return out;
+}
+
+static void
+png_seed (const char *name, int width, int height, int colour, int depth,
+          gboolean interlaced, gboolean trns)
+{
+  g_autoptr (GByteArray) png = make_png (width, height, colour, depth, interlaced, trns);
+  write_seed ("image", name, png->data, png->len);
+}
+
+/* ---- JPEG --------------------------------------------------------------- */
+
+/* An APP1 EXIF block holding only an orientation tag, in either byte order. */
+static GByteArray *
+make_exif (int orientation, gboolean big_endian)
+{
+  GByteArray *a = g_byte_array_new ();
+  g_byte_array_append (a, (const guint8 *) "Exif\0\0", 6);
+#define PUT16(v) do { guint16 v_ = (v); guint8 b_[2] = { big_endian ? v_ >> 8 : v_ & 0xff, \
+                        big_endian ? v_ & 0xff : v_ >> 8 }; g_byte_array_append (a, b_, 2); } while (0)
+#define PUT32(v) do { guint32 w_ = (v); if (big_endian) { PUT16 (w_ >> 16); PUT16 (w_ & 0xffff); } \
+                      else { PUT16 (w_ & 0xffff); PUT16 (w_ >> 16); } } while (0)
+  g_byte_array_append (a, (const guint8 *) (big_endian ? "MM" : "II"), 2);
+  PUT16 (42);
+  PUT32 (8);                   /* IFD0 right after the TIFF header */
+  PUT16 (1);                   /* one entry */
+  PUT16 (0x0112);              /* Orientation */
+  PUT16 (3);                   /* SHORT */
+  PUT32 (1);
+  PUT16 (orientation);
+  PUT16 (0);
+  PUT32 (0);                   /* no next IFD */
+#undef PUT16
+#undef PUT32
+  return a;
+}
+
+typedef struct {
+  int components;              /* 1 gray, 3 YCbCr, 4 CMYK */
+  gboolean subsample;          /* 4:2:0 rather than 4:4:4 */
+  gboolean progressive;
+  int restart_rows;
+  int orientation;             /* 0: no EXIF */
+  gboolean exif_big_endian;
+} JpegLayout;
+
+static GByteArray *
+make_jpeg (int width, int height, const JpegLayout *layout)
+{
+  struct jpeg_compress_struct cinfo;
+  struct jpeg_error_mgr jerr;
+  unsigned char *mem = NULL;
+  unsigned long mem_size = 0;
+  cinfo.err = jpeg_std_error (&jerr);
+  jpeg_create_compress (&cinfo);
+  jpeg_mem_dest (&cinfo, &mem, &mem_size);
+  cinfo.image_width = width;
+  cinfo.image_height = height;
+  cinfo.input_components = layout->components;
+  cinfo.in_color_space = layout->components == 1 ? JCS_GRAYSCALE
+                         : layout->components == 3 ? JCS_RGB : JCS_CMYK;
+  jpeg_set_defaults (&cinfo);
+  jpeg_set_quality (&cinfo, 75, TRUE);
+  if (layout->components == 3 && !layout->subsample)
+    cinfo.comp_info[0].h_samp_factor = cinfo.comp_info[0].v_samp_factor = 1;
+  if (layout->progressive)
+    jpeg_simple_progression (&cinfo);
+  cinfo.restart_in_rows = layout->restart_rows;
+  jpeg_start_compress (&cinfo, TRUE);
+  if (layout->orientation)
+    {
+      g_autoptr (GByteArray) exif = make_exif (layout->orientation, layout->exif_big_endian);
+      jpeg_write_marker (&cinfo, JPEG_APP0 + 1, exif->data, exif->len);
+    }
+  g_autofree guint8 *row = g_malloc ((gsize) width * layout->components);
+  while (cinfo.next_scanline < cinfo.image_height)
+    {
+      for (int x = 0; x < width; x++)
+        for (int c = 0; c < layout->components; c++)
+          row[x * layout->components + c] = pattern (x, (int) cinfo.next_scanline, c);
+      JSAMPROW rows[1] = { row };
+      jpeg_write_scanlines (&cinfo, rows, 1);
+    }
+  jpeg_finish_compress (&cinfo);
+  jpeg_destroy_compress (&cinfo);
+  GByteArray *out = g_byte_array_new ();
+  g_byte_array_append (out, mem, (guint) mem_size);
+  free (mem);
+  return out;
+}
+
+static void
+jpeg_seed (const char *name, int width, int height, JpegLayout layout)
+{
+  g_autoptr (GByteArray) jpeg = make_jpeg (width, height, &layout);
+  write_seed ("image", name, jpeg->data, jpeg->len);
+}
+
+static void
+image_seeds (void)
+{
+  /* 19x23: more rows than one band and than libjpeg's 16-row batch. */
+  png_seed ("rgb8.png", 19, 23, PNG_COLOR_TYPE_RGB, 8, FALSE, FALSE);
+  png_seed ("rgba8.png", 9, 5, PNG_COLOR_TYPE_RGB_ALPHA, 8, FALSE, FALSE);
+  png_seed ("rgb16.png", 7, 6, PNG_COLOR_TYPE_RGB, 16, FALSE, FALSE);
+  png_seed ("rgba16.png", 5, 4, PNG_COLOR_TYPE_RGB_ALPHA, 16, FALSE, FALSE);
+  png_seed ("gray8.png", 17, 3, PNG_COLOR_TYPE_GRAY, 8, FALSE, FALSE);
+  png_seed ("gray16.png", 4, 4, PNG_COLOR_TYPE_GRAY, 16, FALSE, FALSE);
+  png_seed ("gray1.png", 13, 5, PNG_COLOR_TYPE_GRAY, 1, FALSE, FALSE);
+  png_seed ("gray2-trns.png", 6, 3, PNG_COLOR_TYPE_GRAY, 2, FALSE, TRUE);
+  png_seed ("gray4.png", 5, 5, PNG_COLOR_TYPE_GRAY, 4, FALSE, FALSE);
+  png_seed ("graya8.png", 6, 5, PNG_COLOR_TYPE_GRAY_ALPHA, 8, FALSE, FALSE);
+  png_seed ("graya16.png", 3, 7, PNG_COLOR_TYPE_GRAY_ALPHA, 16, FALSE, FALSE);
+  png_seed ("rgb8-trns.png", 4, 3, PNG_COLOR_TYPE_RGB, 8, FALSE, TRUE);
+  png_seed ("palette8-trns.png", 11, 4, PNG_COLOR_TYPE_PALETTE, 8, FALSE, TRUE);
+  png_seed ("palette2.png", 10, 3, PNG_COLOR_TYPE_PALETTE, 2, FALSE, FALSE);
+  png_seed ("palette1-trns.png", 9, 2, PNG_COLOR_TYPE_PALETTE, 1, FALSE, TRUE);
+  png_seed ("interlaced-rgb8.png", 11, 10, PNG_COLOR_TYPE_RGB, 8, TRUE, FALSE);
+  png_seed ("interlaced-gray16.png", 9, 9, PNG_COLOR_TYPE_GRAY, 16, TRUE, FALSE);
+  png_seed ("interlaced-palette4.png", 7, 8, PNG_COLOR_TYPE_PALETTE, 4, TRUE, TRUE);
+  png_seed ("1x1.png", 1, 1, PNG_COLOR_TYPE_RGB_ALPHA, 8, FALSE, FALSE);
+
+  jpeg_seed ("rgb420.jpg", 19, 23, (JpegLayout) { .components = 3, .subsample = TRUE });
+  jpeg_seed ("rgb444.jpg", 9, 7, (JpegLayout) { .components = 3 });
+  jpeg_seed ("gray.jpg", 17, 18, (JpegLayout) { .components = 1 });
+  jpeg_seed ("cmyk.jpg", 8, 8, (JpegLayout) { .components = 4 });
+  jpeg_seed ("progressive.jpg", 12, 9, (JpegLayout) { .components = 3, .subsample = TRUE, .progressive = TRUE });
+  jpeg_seed ("restart.jpg", 16, 24, (JpegLayout) { .components = 3, .subsample = TRUE, .restart_rows = 1 });
+  jpeg_seed ("1x1.jpg", 1, 1, (JpegLayout) { .components = 3 });
+  for (int o = 2; o <= 8; o++)
+    {
+      char name[32];
+      g_snprintf (name, sizeof name, "exif%d.jpg", o);
+      jpeg_seed (name, 7 + o, 19 - o, (JpegLayout) {
+                   .components = o == 5 ? 1 : 3, .subsample = TRUE, .orientation = o,
+                   .exif_big_endian = o % 2 });
+    }
+  jpeg_seed ("exif6-progressive-gray.jpg", 10, 17, (JpegLayout) {
+             .components = 1, .progressive = TRUE, .orientation = 6, .exif_big_endian = TRUE });
+
+  /* Broken: cut short, a bad IHDR CRC, and nothing but a signature. */
+  g_autoptr (GByteArray) png = make_png (8, 8, PNG_COLOR_TYPE_RGB, 8, FALSE, FALSE);
+  write_seed ("image", "truncated.png", png->data, png->len / 2);
+  png->data[29] ^= 0xff;
+  write_seed ("image", "bad-crc.png", png->data, png->len);
+  JpegLayout layout = { .components = 3, .subsample = TRUE, .orientation = 6 };
+  g_autoptr (GByteArray) jpeg = make_jpeg (8, 8, &layout);
+  write_seed ("image", "truncated-exif6.jpg", jpeg->data, jpeg->len - 40);
+  write_seed ("image", "signature-only.jpg", "\xff\xd8\xff", 3);
+}
+
+/* ---- Pipelines ---------------------------------------------------------- */
+
+static void
+pipeline_seeds (const char *source_root)
+{
+  /* Every bundled pipeline as it is. */
+  g_autofree char *bundled = g_build_filename (source_root, "pipelines", NULL);
+  g_autoptr (GDir) dir = g_dir_open (bundled, 0, NULL);
+  g_assert (dir);
+  for (const char *name; (name = g_dir_read_name (dir));)
+    {
+      if (!g_str_has_suffix (name, ".ini"))
+        continue;
+      g_autofree char *path = g_build_filename (bundled, name, NULL);
+      g_autofree char *text = NULL;
+      gsize size;
+      g_assert (g_file_get_contents (path, &text, &size, NULL));
+      write_seed ("pipeline", name, text, size);
+    }
+
+  static const struct { const char *name, *text; } seeds[] = {
+    { "inline-emboss.txt", "inline:grayscale ! kernel preset=emboss" },
+    { "inline-resize.txt", "inline:resize width=4 height=3 ! invert ! magnitude" },
+    { "skip.ini",
+      "[pipeline]\ninput=3x8x8\n[a]\ntype=conv2d\nfilters=3\nsize=3\npadding=same\n"
+      "[b]\ntype=activation\nfunction=relu\n[sum]\ntype=add\ninput=image,b\nweights=1,0.5\n" },
+    { "kernel-rows.ini", "[k]\ntype=kernel\nmatrix=0,1,0;1,-4,1;0,1,0\nborder=zero\nstride=2\n" },
+    { "dense-net.ini",
+      "[pipeline]\ninput=1x6x6\nlabels=a;b;c\n[f]\ntype=flatten\n[d]\ntype=dense\nunits=3\n"
+      "activation=relu\n[p]\ntype=dropout\nrate=0.5\n[s]\ntype=softmax\n" },
+    { "pool-stride.ini",
+      "[pipeline]\ninput=2x9x7\n[p]\ntype=avgpool\nsize=3\nstride=2\n[n]\ntype=batchnorm\n" },
+    { "bad-missing-bracket.ini", "[a\ntype=invert\n" },
+    { "bad-duplicate.ini", "[a]\ntype=invert\n[a]\ntype=invert\n" },
+    { "bad-unknown-key.ini", "[a]\ntype=kernel\npreset=sharpen\ncolour=blue\n" },
+    { "bad-cycle.ini", "[a]\ntype=add\ninput=b,image\n[b]\ntype=add\ninput=a,image\n" },
+    { "bad-bom.ini", "\xef\xbb\xbf[a]\ntype=grayscale\n" },
+    { "bad-range.ini", "[pipeline]\ninput=1x0x5\n[a]\ntype=conv2d\nfilters=-3\nsize=1e9\n" },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (seeds); i++)
+    write_seed ("pipeline", seeds[i].name, seeds[i].text, strlen (seeds[i].text));
+}
+
+/* ---- Weights ------------------------------------------------------------ */
+
+/* The network of fuzz-weights.c. */
+static const char weights_network[] =
+  "[pipeline]\n"
+  "input=1x4x4\n"
+  "[conv]\ntype=conv2d\nfilters=2\nsize=3\n"
+  "[bn]\ntype=batchnorm\n"
+  "[pool]\ntype=maxpool\nsize=2\n"
+  "[flat]\ntype=flatten\n"
+  "[fc]\ntype=dense\nunits=3\n";
+
+/* A safetensors file from its JSON header and data section. */
+static void
+safetensors_seed (const char *name, const char *header, const void *data, gsize size)
+{
+  g_autoptr (GByteArray) a = g_byte_array_new ();
+  guint64 n = GUINT64_TO_LE (strlen (header));
+  g_byte_array_append (a, (const guint8 *) &n, 8);
+  g_byte_array_append (a, (const guint8 *) header, (guint) strlen (header));
+  g_byte_array_append (a, data, (guint) size);
+  write_seed ("weights", name, a->data, a->len);
+}
+
+static void
+weights_seeds (void)
+{
+  g_autoptr (GError) error = NULL;
+  StPipeline *p = st_pipeline_load_data (st_registry_get_default (), weights_network,
+                                         "fuzz.ini", &error);
+  g_assert_no_error (error);
+  g_autofree char *tmp = g_dir_make_tmp ("strata-seeds-XXXXXX", &error);
+  g_assert_no_error (error);
+  g_autofree char *path = g_build_filename (tmp, "w.safetensors", NULL);
+  g_autoptr (GHashTable) metadata = g_hash_table_new (g_str_hash, g_str_equal);
+  g_hash_table_insert (metadata, "pipeline", "fuzz.ini");
+  g_assert (st_pipeline_save_weights (p, path, metadata, &error));
+  g_autofree char *bytes = NULL;
+  gsize size;
+  g_assert (g_file_get_contents (path, &bytes, &size, NULL));
+  g_unlink (path);
+  g_rmdir (tmp);
+  st_pipeline_free (p);
+  write_seed ("weights", "network.safetensors", bytes, size);
+  write_seed ("weights", "truncated.safetensors", bytes, size - 5);
+
+  const guint8 two[8] = { 0, 0x3c, 0, 0xc0, 0x80, 0x3f, 0, 0 };   /* F16 1, -2; BF16 1, 0 */
+  safetensors_seed ("f16-bf16.safetensors",
+                    "{\"a\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]},"
+                    "\"b\":{\"dtype\":\"BF16\",\"shape\":[1,2],\"data_offsets\":[4,8]}}",
+                    two, sizeof two);
+  const double one = 1.0;
+  safetensors_seed ("f64-scalar.safetensors",
+                    "{\"__metadata__\":{\"format\":\"pt\"},"
+                    "\"s\":{\"dtype\":\"F64\",\"shape\":[],\"data_offsets\":[0,8]}}",
+                    &one, sizeof one);
+  const float four[4] = { 1, 2, 3, 4 };
+  safetensors_seed ("rank4-unaligned.safetensors",
+                    "{\"t\":{\"dtype\":\"F32\",\"shape\":[1,1,2,2],\"data_offsets\":[0,16]}} ",
+                    four, sizeof four);
+  safetensors_seed ("bad-overlap.safetensors",
+                    "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                    "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+                    four, 12);
+  safetensors_seed ("bad-shape.safetensors",
+                    "{\"fc.bias\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}",
+                    four, sizeof four);
+  safetensors_seed ("bad-dtype.safetensors",
+                    "{\"a\":{\"dtype\":\"I8\",\"shape\":[4],\"data_offsets\":[0,4]}}",
+                    four, 4);
+  safetensors_seed ("bad-duplicate.safetensors",
+                    "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                    "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+                    four, 8);
+  safetensors_seed ("bad-json.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1",
+                    four, 4);
+}
+
+/* ---- IDX ---------------------------------------------------------------- */
+
+static GBytes *
+gzip_bytes (const void *data, gsize size)
+{
+  g_autoptr (GZlibCompressor) z = g_zlib_compressor_new (G_ZLIB_COMPRESSOR_FORMAT_GZIP, 9);
+  g_autoptr (GOutputStream) mem = g_memory_output_stream_new_resizable ();
+  g_autoptr (GOutputStream) out = g_converter_output_stream_new (mem, G_CONVERTER (z));
+  g_assert (g_output_stream_write_all (out, data, size, NULL, NULL, NULL));
+  g_assert (g_output_stream_close (out, NULL, NULL));
+  return g_memory_output_stream_steal_as_bytes (G_MEMORY_OUTPUT_STREAM (mem));
+}
+
+/* A seed for fuzz-idx.c: its mode byte, then the file. */
+static void
+idx_seed (const char *name, guint8 mode, const void *data, gsize size)
+{
+  g_autoptr (GByteArray) a = g_byte_array_new ();
+  g_byte_array_append (a, &mode, 1);
+  g_byte_array_append (a, data, (guint) size);
+  write_seed ("idx", name, a->data, a->len);
+}
+
+static void
+idx_seeds (void)
+{
+  /* Two 3x2 images (the harness's labels file has two labels) and two
+   * labels (its images file has two images). */
+  const guint8 images[] = {
+    0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 2,
+    0, 10, 20, 30, 40, 50, 255, 245, 235, 225, 215, 205,
+  };
+  const guint8 labels[] = { 0, 0, 8, 1, 0, 0, 0, 2, 9, 0 };
+  enum { IMAGES = 0, LABELS = 1, GZIP_IN_HARNESS = 2 };
+  idx_seed ("images", IMAGES, images, sizeof images);
+  idx_seed ("labels", LABELS, labels, sizeof labels);
+  idx_seed ("images-gzip-by-harness", IMAGES | GZIP_IN_HARNESS, images, sizeof images);
+  idx_seed ("labels-gzip-by-harness", LABELS | GZIP_IN_HARNESS, labels, sizeof labels);
+  g_autoptr (GBytes) images_gz = gzip_bytes (images, sizeof images);
+  g_autoptr (GBytes) labels_gz = gzip_bytes (labels, sizeof labels);
+  idx_seed ("images.gz", IMAGES, g_bytes_get_data (images_gz, NULL),
+            g_bytes_get_size (images_gz));
+  idx_seed ("labels.gz", LABELS, g_bytes_get_data (labels_gz, NULL),
+            g_bytes_get_size (labels_gz));
+  idx_seed ("images-truncated.gz", IMAGES, g_bytes_get_data (images_gz, NULL),
+            g_bytes_get_size (images_gz) - 6);
+  idx_seed ("images-truncated", IMAGES, images, sizeof images - 3);
+  idx_seed ("labels-trailing", LABELS, "\0\0\x08\x01\0\0\0\x02\x01\x02\x03", 11);
+  idx_seed ("labels-as-images", IMAGES, labels, sizeof labels);
+  idx_seed ("images-float", IMAGES, "\0\0\x0d\x03\0\0\0\x01\0\0\0\x01\0\0\0\x01\0\0\0\0", 20);
+}
+
+int
+main (int argc, char **argv)
+{
+  if (argc != 2)
+    {
+      fprintf (stderr, "usage: %s CORPUS_DIR\n", argv[0]);
+      return 2;
+    }
+  corpus_dir = argv[1];
+  image_seeds ();
+  pipeline_seeds (STRATA_SOURCE_ROOT);
+  weights_seeds ();
+  idx_seeds ();
+  return 0;
+}
