@@ -3,6 +3,7 @@
  * handed to the graph. */
 #include "pipeline-private.h"
 #include "param.h"
+#include "textfile.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -11,6 +12,10 @@
 /* An include chain longer than this is surely a mistake (and would
  * otherwise only end when the files or the stack run out). */
 #define MAX_INCLUDE_DEPTH 16
+/* Far above any real file (a 5 MB pipeline of 91,000 stages loads in under
+ * a second), far below what would strain memory. */
+#define MAX_PIPELINE_FILE_BYTES (64u << 20)
+#define MAX_LABELS_FILE_BYTES (16u << 20)
 
 /* What one file's [pipeline] group says, its paths resolved against the
  * file's folder. */
@@ -79,9 +84,10 @@ parse_labels (const ChainFile *f, const char *value, GError **error)
   else
     {
       g_autofree char *path = resolve_path (f, value);
-      g_autofree char *contents = NULL;
       g_autoptr (GError) read_error = NULL;
-      if (!g_file_get_contents (path, &contents, NULL, &read_error))
+      g_autofree char *contents = st_text_file_read (path, MAX_LABELS_FILE_BYTES, NULL,
+                                                      &read_error);
+      if (!contents)
         {
           st_pipeline_set_file_error (error, f->name, ST_ERROR_PIPELINE,
                                       "group 'pipeline': key 'labels': expected a list (a;b;c) "
@@ -164,10 +170,10 @@ parse_settings (ChainFile *f, const StKeyGroup *group, GError **error)
 static char *
 read_pipeline_file (const char *path, GError **error)
 {
-  g_autofree char *text = NULL;
   gsize length = 0;
   g_autoptr (GError) local = NULL;
-  if (!g_file_get_contents (path, &text, &length, &local))
+  g_autofree char *text = st_text_file_read (path, MAX_PIPELINE_FILE_BYTES, &length, &local);
+  if (!text)
     {
       g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE, "cannot read pipeline file: %s",
                    local->message);

@@ -1,6 +1,7 @@
 /* strata — training curves drawn with cairo. */
 #include "plot.h"
 #include "atomic.h"
+#include "textfile.h"
 
 #include <strata/plugin.h>
 #include <cairo.h>
@@ -14,9 +15,13 @@ typedef struct {
 static gboolean
 read_log (const char *path, Log *log, GError **error)
 {
-  g_autofree char *text = NULL;
-  if (!g_file_get_contents (path, &text, NULL, error))
-    return FALSE;
+  /* A log of a million epochs is a few tens of megabytes. */
+  g_autofree char *text = st_text_file_read (path, 256u << 20, NULL, error);
+  if (!text)
+    {
+      g_prefix_error (error, "%s: ", path);
+      return FALSE;
+    }
   g_auto (GStrv) lines = g_strsplit (text, "\n", -1);
   for (int i = 1; lines[i]; i++)
     {

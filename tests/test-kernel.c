@@ -789,7 +789,7 @@ test_magnitude (void)
       StStage *stage = tu_stage_new (reg, "magnitude", "magnitude", NULL, &error);
       g_autoptr (StTensor) out = tu_stage_run (stage, ab, 2, ctxs[t], &error);
       g_assert_no_error (error);
-      static const float want[] = { 5, 10, 0, sqrtf (5) };
+      const float want[] = { 5, 10, 0, sqrtf (5) };
       assert_values (out, 2, 2, want, "magnitude 2");
 
       const StTensor *abc[] = { a, b, c };

@@ -6,6 +6,8 @@
 #include "param.h"
 #include "stage.h"
 #include "testutil.h"
+
+#include <sys/stat.h>
 #include "weights.h"
 
 #include <math.h>
@@ -819,6 +821,28 @@ expect_file_error (const char *path, const char *const *fragments)
 #define EXPECT_FILE_ERROR(path, ...) \
   expect_file_error (path, (const char *const[]) { __VA_ARGS__, NULL })
 
+/* Named files that are not regular files are refused, not read: /dev/zero
+ * would fill memory and a FIFO with no writer would block forever. */
+static void
+test_special_files (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("strata-special-XXXXXX", NULL);
+  g_autofree char *fifo = g_build_filename (dir, "fifo", NULL);
+  g_assert_cmpint (mkfifo (fifo, 0600), ==, 0);
+  EXPECT_FILE_ERROR ("/dev/zero", "/dev/zero", "not a regular file");
+  EXPECT_FILE_ERROR (fifo, fifo, "not a regular file");
+  EXPECT_FILE_ERROR (dir, dir, "is a folder");
+  const char *labels_of[] = { "/dev/zero", fifo, dir };
+  for (guint i = 0; i < G_N_ELEMENTS (labels_of); i++)
+    {
+      g_autofree char *text = g_strdup_printf ("[pipeline]\nlabels=%s\n[k]\ntype=kernel\n",
+                                               labels_of[i]);
+      g_autofree char *path = write_file (dir, "labels.ini", text);
+      EXPECT_FILE_ERROR (path, "key 'labels'", labels_of[i]);
+    }
+  tu_remove_tree (dir);
+}
+
 /* The bundled photo pipeline, three stages and an include, is the flat
  * file it replaced: the same stages, wiring, labels, parameter names and,
  * with the same weights, the same scores. */
@@ -1056,6 +1080,7 @@ main (int argc, char **argv)
   g_test_add_func ("/pipeline/inline", test_inline_chain);
   g_test_add_func ("/pipeline/graph-order", test_graph_order);
   g_test_add_func ("/pipeline/labels-weights", test_labels_and_weights_paths);
+  g_test_add_func ("/pipeline/error/special-files", test_special_files);
   g_test_add_func ("/pipeline/include/photo-is-flat", test_include_photo_is_flat);
   g_test_add_func ("/pipeline/include/binding", test_include_binding);
   g_test_add_func ("/pipeline/include/errors", test_include_errors);
