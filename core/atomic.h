@@ -14,10 +14,6 @@
 #include <glib.h>
 #include <stdio.h>
 
-/* As cairo.h declares it (C11 allows the repeat), so that users of the
- * writer need not build against cairo. */
-typedef struct _cairo_surface cairo_surface_t;
-
 G_BEGIN_DECLS
 
 typedef struct _StAtomicFile StAtomicFile;
@@ -55,12 +51,6 @@ void st_atomic_file_abort (StAtomicFile *f);
  * truthfully, as root too.  The error is "DIR: cannot write here: REASON",
  * with error_code. */
 gboolean st_atomic_check_folder (const char *dir, int error_code, GError **error);
-
-/* Writes surface as a PNG file at path, atomically and synced; errors are
- * ST_ERROR_IO, "PATH: cannot write the WHAT: REASON" when the PNG cannot be
- * written. */
-gboolean st_atomic_write_png (cairo_surface_t *surface, const char *path, const char *what,
-                              GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (StAtomicFile, st_atomic_file_abort)
 

@@ -1,6 +1,6 @@
 /* strata — training curves drawn with cairo. */
 #include "plot.h"
-#include "atomic.h"
+#include "picture.h"
 #include "textfile.h"
 
 #include <strata/plugin.h>
@@ -174,7 +174,7 @@ st_plot_training_log (const char *csv_path, const char *png_path, GError **error
       draw_panel (cr, width / 2.0, 0, width / 2.0, height, "Accuracy", log.epoch, log.train_acc,
                   "train", log.test_acc, "test", TRUE);
       cairo_destroy (cr);
-      ok = st_atomic_write_png (surface, png_path, "plot", error);
+      ok = st_picture_write_png (surface, png_path, "plot", error);
       cairo_surface_destroy (surface);
     }
   g_array_free (log.epoch, TRUE);

@@ -4,7 +4,7 @@
  * the surface's pixels so that every value gets exactly its colour (tests
  * read them back) and upscaling is plain nearest-neighbour. */
 #include "visualize.h"
-#include "atomic.h"
+#include "picture.h"
 
 #include "classifier.h"
 #include "context.h"
@@ -341,7 +341,7 @@ format_value (char *buf, gsize size, double v)
 static gboolean
 write_png (cairo_surface_t *surface, const char *png_path, GError **error)
 {
-  return st_atomic_write_png (surface, png_path, "picture", error);
+  return st_picture_write_png (surface, png_path, "picture", error);
 }
 
 static cairo_surface_t *

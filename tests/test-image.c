@@ -313,6 +313,46 @@ test_format_from_name (void)
   g_assert_cmpint (st_image_format_from_name ("a.jpgx"), ==, ST_FORMAT_UNKNOWN);
 }
 
+/* The messages that list the formats are built from image.c's format
+ * table: checked whole, so that a table entry cannot garble them. */
+static void
+test_format_table_messages (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  static const struct {
+    const char *name;
+    const char *bytes;
+    gsize size;
+    const char *reason;
+  } cases[] = {
+    { "text.png", "GIF89a", 6, "not a PNG or JPEG image (unrecognised file signature)" },
+    { "cut.jpg", "\x89PN", 3, "truncated PNG file" },
+    { "cut.png", "\xff\xd8", 2, "truncated JPEG file" },
+    { "one.png", "\xff", 1, "truncated JPEG file" },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *path = tu_temp_path (fx, cases[i].name);
+      tu_write_bytes (path, cases[i].bytes, cases[i].size);
+      g_autoptr (GError) error = NULL;
+      g_assert_null (st_image_load (path, 0, NULL, &error));
+      g_assert_error (error, ST_ERROR, ST_ERROR_IMAGE);
+      g_autofree char *want = g_strdup_printf ("%s: %s", path, cases[i].reason);
+      g_assert_cmpstr (error->message, ==, want);
+    }
+
+  g_autofree char *out = tu_temp_path (fx, "out.tiff");
+  g_autofree char *want = g_strdup_printf (
+      "%s: unknown image format (name the file .png, .jpg or .jpeg)", out);
+  g_autoptr (StTensor) image = st_tensor_new0 (1, 3, 2, 2);
+  g_autoptr (GError) save_error = NULL;
+  g_assert_false (st_image_save (image, out, ST_FORMAT_UNKNOWN, 8, 90, &save_error));
+  g_assert_cmpstr (save_error->message, ==, want);
+  g_autoptr (GError) open_error = NULL;
+  g_assert_null (st_image_writer_open (out, ST_FORMAT_UNKNOWN, 2, 2, 3, 8, 90, &open_error));
+  g_assert_cmpstr (open_error->message, ==, want);
+  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+}
+
 /* ---- PNG round trips --------------------------------------------------- */
 
 static void
@@ -1160,6 +1200,7 @@ main (int argc, char **argv)
   ADD ("/image/png/trns-colour", test_png_trns_colour);
   ADD ("/image/png/interlaced", test_png_interlaced);
   ADD ("/image/format-by-signature", test_format_by_signature);
+  ADD ("/image/format-table-messages", test_format_table_messages);
   ADD ("/image/jpeg/round-trip", test_jpeg_round_trip);
   ADD ("/image/jpeg/drops-alpha", test_jpeg_drops_alpha);
   ADD ("/image/jpeg/progressive", test_jpeg_progressive);

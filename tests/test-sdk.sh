@@ -153,6 +153,24 @@ C
 }
 check "a program including only <strata/strata.h> builds and calls st_gradcheck" umbrella
 
+# The error domain has a header of its own, installed and self-contained.
+error_header () {
+  cat >"$tmp/error.c" <<'C'
+#include <strata/error.h>
+
+int
+main (void)
+{
+  return st_error_quark () == ST_ERROR && ST_ERROR_IMAGE == 5 ? 0 : 1;
+}
+C
+  # shellcheck disable=SC2046
+  "$CC" -std=c11 -Wall -Wextra -Werror "$tmp/error.c" -o "$tmp/error" \
+    $(pkg-config --cflags --libs strata) -Wl,-rpath,"$(pkg-config --variable=libdir strata)" \
+    && "$tmp/error"
+}
+check "a program including only <strata/error.h> builds and knows the ST_ERROR codes" error_header
+
 # ---- Helpers in Python: ELF dynamic entries and PNG pixels -----------------
 
 cat >"$tmp/elf.py" <<'PY'
