@@ -24,11 +24,16 @@ static const guint8 jpeg_signature[3] = { 0xff, 0xd8, 0xff };
 /* ---- JPEG reading ------------------------------------------------------ */
 
 #define JPEG_INPUT_BUFFER 65536
+/* A progressive JPEG has about ten scans; a crafted one can repeat a scan
+ * hundreds of thousands of times, each a full pass over the coefficients,
+ * and take hours to decode.  libjpeg-turbo's own tools stop at 500. */
+#define JPEG_MAX_SCANS 500
 
 typedef struct {
   struct jpeg_decompress_struct cinfo;
   struct jpeg_error_mgr jerr;
   struct jpeg_source_mgr source;
+  struct jpeg_progress_mgr progress;
   jmp_buf jump;
   gboolean created;
   StImageInput *in;
@@ -70,6 +75,20 @@ jpeg_load_error_exit (j_common_ptr cinfo)
 static void
 jpeg_silent_output (G_GNUC_UNUSED j_common_ptr cinfo)
 {
+}
+
+/* Called by libjpeg as it goes: stops a file of too many scans. */
+static void
+jpeg_scan_limit (j_common_ptr cinfo)
+{
+  j_decompress_ptr d = (j_decompress_ptr) cinfo;
+  if (d->input_scan_number > JPEG_MAX_SCANS)
+    {
+      char reason[ST_IMAGE_REASON_SIZE];
+      g_snprintf (reason, sizeof reason, "invalid JPEG file (more than %d scans)",
+                  JPEG_MAX_SCANS);
+      jpeg_load_fail (cinfo->client_data, ST_ERROR_IMAGE, reason);
+    }
 }
 
 /* libjpeg reports missing entropy data as a warning and fills the rest of
@@ -183,6 +202,8 @@ jpeg_open_run (JpegLoad *ld)
   jpeg_create_decompress (cinfo);
   ld->created = TRUE;
   cinfo->src = &ld->source;
+  ld->progress.progress_monitor = jpeg_scan_limit;
+  cinfo->progress = &ld->progress;
   jpeg_save_markers (cinfo, JPEG_APP0 + 1, 0xffff);
   if (jpeg_read_header (cinfo, TRUE) != JPEG_HEADER_OK)
     jpeg_load_fail (ld, ST_ERROR_IMAGE, "invalid JPEG file (it holds no image)");

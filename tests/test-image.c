@@ -648,6 +648,43 @@ test_jpeg_progressive (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
   g_free (pixels);
 }
 
+/* A progressive JPEG whose last scan is repeated 600 times (each a valid
+ * refinement pass to libjpeg, and a full pass over the image) is refused,
+ * not decoded for as long as the scans take. */
+static void
+test_jpeg_too_many_scans (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autofree char *path = tu_temp_path (fx, "scans.jpg");
+  const int width = 16, height = 16;
+  guint8 pixels[16 * 16 * 3];
+  for (gsize i = 0; i < sizeof pixels; i++)
+    pixels[i] = (guint8) (i * 7);
+  write_jpeg_raw (path, width, height, pixels,
+                  &(JpegFixture) { 3, JCS_RGB, .progressive = TRUE });
+  g_autofree guint8 *bytes = NULL;
+  gsize size = 0;
+  g_assert_true (g_file_get_contents (path, (char **) &bytes, &size, NULL));
+  /* The last scan: from the last SOS marker to the EOI marker. */
+  gsize sos = 0;
+  for (gsize i = 0; i + 1 < size; i++)
+    if (bytes[i] == 0xff && bytes[i + 1] == 0xda)
+      sos = i;
+  g_assert_cmpuint (sos, >, 0);
+  g_assert_true (bytes[size - 2] == 0xff && bytes[size - 1] == 0xd9);
+  GByteArray *out = g_byte_array_new ();
+  g_byte_array_append (out, bytes, size - 2);
+  for (int k = 0; k < 600; k++)
+    g_byte_array_append (out, bytes + sos, size - 2 - sos);
+  g_byte_array_append (out, bytes + size - 2, 2);
+  tu_write_bytes (path, out->data, out->len);
+  g_byte_array_unref (out);
+  g_autoptr (GError) error = NULL;
+  g_assert_null (st_image_load (path, 0, NULL, &error));
+  g_assert_error (error, ST_ERROR, ST_ERROR_IMAGE);
+  g_assert_nonnull (strstr (error->message, "more than 500 scans"));
+  g_assert_true (g_str_has_prefix (error->message, path));
+}
+
 /* Four quadrants of distinct colours; after applying the orientation the
  * output corners must show the right source corners. */
 enum { TL, TR, BL, BR };
@@ -1204,6 +1241,7 @@ main (int argc, char **argv)
   ADD ("/image/jpeg/round-trip", test_jpeg_round_trip);
   ADD ("/image/jpeg/drops-alpha", test_jpeg_drops_alpha);
   ADD ("/image/jpeg/progressive", test_jpeg_progressive);
+  ADD ("/image/jpeg/too-many-scans", test_jpeg_too_many_scans);
   ADD ("/image/jpeg/exif-orientation", test_jpeg_exif_orientation);
   ADD ("/image/jpeg/orientation-exact", test_jpeg_orientation_exact);
   ADD ("/image/jpeg/cmyk", test_jpeg_cmyk);
