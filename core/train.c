@@ -197,6 +197,7 @@ typedef struct {
   double lr;                   /* of the epoch */
   gint64 epoch_start_us, last_progress_us;
   int epoch_start_batch;
+  StProgress *progress;        /* the epoch's line */
   int *epochs_run;
 } Run;
 
@@ -358,6 +359,10 @@ start_run (Run *run, GError **error)
 static void
 end_run (Run *run)
 {
+  /* An error is printed next: on a line of its own. */
+  if (run->progress)
+    st_progress_clear (run->progress);
+  g_clear_pointer (&run->progress, st_progress_free);
   if (run->slots)
     st_optimizer_free_slots (run->slots);
   g_clear_pointer (&run->ctx, st_run_context_free);
@@ -371,11 +376,18 @@ report (const Run *run, const StTrainReport *r)
     run->opt->report (r, run->opt->report_data);
 }
 
+/* Images trained on in this epoch by this call (not before a resume). */
+static gint64
+epoch_images (const Run *run)
+{
+  return run->pos.seen - (gint64) run->epoch_start_batch * run->opt->batch_size;
+}
+
 static StTrainReport
 report_for (const Run *run, StTrainEvent event, int epoch, int batch)
 {
   double seconds = (g_get_monotonic_time () - run->epoch_start_us) / 1e6;
-  gint64 images = run->pos.seen - (gint64) run->epoch_start_batch * run->opt->batch_size;
+  gint64 images = epoch_images (run);
   return (StTrainReport) {
     .event = event, .epoch = epoch + 1, .epochs = run->opt->epochs, .batch = batch,
     .n_batches = run->n_batches, .lr = run->lr, .test_loss = -1, .test_accuracy = -1,
@@ -383,17 +395,36 @@ report_for (const Run *run, StTrainEvent event, int epoch, int batch)
   };
 }
 
-/* At most ten times a second, and at the end of an epoch. */
+/* The epoch's progress line, from where a checkpoint left off. */
+static void
+start_progress_line (Run *run, int epoch)
+{
+  run->progress = st_progress_new (run->n_batches, "img", run->opt->progress,
+                                   run->opt->progress_data);
+  g_autofree char *prefix = g_strdup_printf ("epoch %d/%d", epoch + 1, run->opt->epochs);
+  st_progress_set_prefix (run->progress, prefix);
+  st_progress_start_at (run->progress, run->epoch_start_batch);
+}
+
+/* The progress line (it draws at most ten times a second), and the
+ * report at most ten times a second and at the end of an epoch. */
 static void
 report_progress (Run *run, int epoch, int batch)
 {
+  double loss = run->pos.loss_sum / run->pos.seen;
+  double accuracy = (double) run->pos.correct / run->pos.seen;
+  if (run->opt->progress)
+    {
+      g_autofree char *note = g_strdup_printf ("loss %.4f  acc %.2f%%", loss, 100 * accuracy);
+      st_progress_update (run->progress, batch, epoch_images (run), note);
+    }
   gint64 now = g_get_monotonic_time ();
   if (!run->opt->report || (now - run->last_progress_us <= 100000 && batch != run->n_batches))
     return;
   run->last_progress_us = now;
   StTrainReport r = report_for (run, ST_TRAIN_PROGRESS, epoch, batch);
-  r.loss = run->pos.loss_sum / run->pos.seen;
-  r.accuracy = (double) run->pos.correct / run->pos.seen;
+  r.loss = loss;
+  r.accuracy = accuracy;
   report (run, &r);
 }
 
@@ -404,6 +435,7 @@ stop_on_interrupt (Run *run, int epoch, int batch, GError **error)
   run->pos.epoch = epoch;
   run->pos.batch = batch;
   g_autoptr (GError) local = NULL;
+  st_progress_clear (run->progress);
   StTrainReport r = report_for (run, ST_TRAIN_INTERRUPTED, epoch, batch);
   if (st_checkpoint_save (run->p, run->slots, run->opt, run->ctx, &run->pos, &local))
     r.checkpoint = run->opt->checkpoint;
@@ -461,6 +493,7 @@ train_epoch (Run *run, int epoch, GError **error)
   if (epoch != run->pos.epoch)
     run->pos.loss_sum = 0, run->pos.correct = 0, run->pos.seen = 0;
   run->ctx->training = TRUE;
+  start_progress_line (run, epoch);
   for (int b = run->epoch_start_batch; b < run->n_batches; b++)
     {
       if (interrupted)
@@ -496,6 +529,9 @@ static gboolean
 finish_epoch (Run *run, int epoch, GError **error)
 {
   const StTrainOptions *opt = run->opt;
+  /* The final count, then the epoch's line takes the bar's place. */
+  st_progress_finish (run->progress);
+  g_clear_pointer (&run->progress, st_progress_free);
   StTrainReport r = report_for (run, ST_TRAIN_EPOCH, epoch, run->n_batches);
   if (!test_epoch (run, &r.test_loss, &r.test_accuracy, error))
     return FALSE;
