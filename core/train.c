@@ -4,12 +4,11 @@
 #include "checkpoint.h"
 #include "context.h"
 #include "evaluate.h"
+#include "jsontext.h"
 #include "optimizer.h"
 #include "plot.h"
 #include "stage.h"
 #include "weights.h"
-
-#include <json-glib/json-glib.h>
 
 #include <errno.h>
 #include <limits.h>
@@ -255,10 +254,7 @@ labels_json (const char *const *names, int n_scores)
       json_builder_add_string_value (b, c < (int) n_names ? names[c] : index);
     }
   json_builder_end_array (b);
-  g_autoptr (JsonNode) root = json_builder_get_root (b);
-  g_autoptr (JsonGenerator) gen = json_generator_new ();
-  json_generator_set_root (gen, root);
-  return json_generator_to_data (gen, NULL);
+  return st_json_builder_to_text (b);
 }
 
 /* The stages to train: after the preparation prefix, and before a final

@@ -1,7 +1,6 @@
 /* strata — how the command line presents training and evaluation. */
 #include "report.h"
-
-#include <json-glib/json-glib.h>
+#include "jsontext.h"
 
 #include <stdio.h>
 
@@ -47,10 +46,7 @@ print_evaluation_json (const StEvaluation *ev)
     }
   json_builder_end_array (b);
   json_builder_end_object (b);
-  g_autoptr (JsonGenerator) gen = json_generator_new ();
-  g_autoptr (JsonNode) root = json_builder_get_root (b);
-  json_generator_set_root (gen, root);
-  g_autofree char *text = json_generator_to_data (gen, NULL);
+  g_autofree char *text = st_json_builder_to_text (b);
   printf ("%s\n", text);
 }
 
