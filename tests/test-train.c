@@ -754,29 +754,53 @@ collect_report (const StTrainReport *r, gpointer data)
   got->n_epochs++;
 }
 
+/* st_train's inputs for the tiny pipeline on the fixture's training set:
+ * two epochs of eight batches, on one thread. */
+typedef struct {
+  StRegistry *reg;
+  StPipeline *p;
+  StDataset *train;
+  StTrainOptions opt;
+} LibraryRun;
+
+static void
+library_run_init (LibraryRun *run, const Fixture *f)
+{
+  g_autoptr (GError) error = NULL;
+  run->reg = st_registry_new (NULL);
+  run->p = st_pipeline_load_file (run->reg, f->ini, &error);
+  g_assert_no_error (error);
+  run->train = st_dataset_load_idx_dir (f->data, FALSE, &error);
+  g_assert_no_error (error);
+  st_train_options_init (&run->opt);
+  run->opt.epochs = 2;
+  run->opt.batch_size = 50;
+  run->opt.threads = 1;
+}
+
+static void
+library_run_clear (LibraryRun *run)
+{
+  st_dataset_free (run->train);
+  st_pipeline_free (run->p);
+  st_registry_free (run->reg);
+}
+
 static void
 test_report_callback (Fixture *f, gconstpointer unused)
 {
   g_autoptr (GError) error = NULL;
-  StRegistry *reg = st_registry_new (NULL);
-  StPipeline *p = st_pipeline_load_file (reg, f->ini, &error);
-  g_assert_no_error (error);
-  g_autoptr (StDataset) train = st_dataset_load_idx_dir (f->data, FALSE, &error);
-  g_assert_no_error (error);
+  LibraryRun run;
+  library_run_init (&run, f);
   g_autoptr (StDataset) test = st_dataset_load_idx_dir (f->data, TRUE, &error);
   g_assert_no_error (error);
   g_autofree char *csv = g_build_filename (f->dir, "log.csv", NULL);
-  StTrainOptions opt;
-  st_train_options_init (&opt);
-  opt.epochs = 2;
-  opt.batch_size = 50;
-  opt.threads = 1;
-  opt.log_csv = csv;
+  run.opt.log_csv = csv;
   Reports got = { 0 };
-  opt.report = collect_report;
-  opt.report_data = &got;
+  run.opt.report = collect_report;
+  run.opt.report_data = &got;
   int epochs_run = 0;
-  g_assert_true (st_train (p, train, test, &opt, &epochs_run, &error));
+  g_assert_true (st_train (run.p, run.train, test, &run.opt, &epochs_run, &error));
   g_assert_no_error (error);
   g_assert_cmpint (epochs_run, ==, 2);
   g_assert_cmpint (got.n_epochs, ==, 2);
@@ -792,8 +816,7 @@ test_report_callback (Fixture *f, gconstpointer unused)
       g_autofree char *start = g_strdup_printf ("%d,0.001,%.6f,", e + 1, got.loss[e]);
       g_assert_true (g_str_has_prefix (lines[e + 1], start));
     }
-  st_pipeline_free (p);
-  st_registry_free (reg);
+  library_run_clear (&run);
 }
 
 /* Training's progress line is run's (progress.h): each epoch's bar ends
@@ -817,22 +840,14 @@ static void
 test_progress_line (Fixture *f, gconstpointer unused)
 {
   g_autoptr (GError) error = NULL;
-  StRegistry *reg = st_registry_new (NULL);
-  StPipeline *p = st_pipeline_load_file (reg, f->ini, &error);
-  g_assert_no_error (error);
-  g_autoptr (StDataset) train = st_dataset_load_idx_dir (f->data, FALSE, &error);
-  g_assert_no_error (error);
-  StTrainOptions opt;
-  st_train_options_init (&opt);
-  opt.epochs = 2;
-  opt.batch_size = 50;
-  opt.threads = 1;
+  LibraryRun run;
+  library_run_init (&run, f);
   g_autoptr (GPtrArray) lines = g_ptr_array_new_with_free_func (g_free);
-  opt.progress = log_progress_line;
-  opt.progress_data = lines;
-  opt.report = log_epoch_report;
-  opt.report_data = lines;
-  g_assert_true (st_train (p, train, NULL, &opt, NULL, &error));
+  run.opt.progress = log_progress_line;
+  run.opt.progress_data = lines;
+  run.opt.report = log_epoch_report;
+  run.opt.report_data = lines;
+  g_assert_true (st_train (run.p, run.train, NULL, &run.opt, NULL, &error));
   g_assert_no_error (error);
   int epochs = 0;
   for (guint i = 0; i < lines->len; i++)
@@ -852,8 +867,7 @@ test_progress_line (Fixture *f, gconstpointer unused)
       g_assert_nonnull (strstr (bar, " img/s  0:00 left"));
     }
   g_assert_cmpint (epochs, ==, 2);
-  st_pipeline_free (p);
-  st_registry_free (reg);
+  library_run_clear (&run);
 }
 
 int
