@@ -40,6 +40,7 @@ double   st_picture_text_width (const char *text, double size, gboolean bold);
 int      st_picture_header_width (StPipeline *p, const char *what);
 /* The picture's title ("what — pipeline") and the pipeline's description. */
 void     st_picture_draw_header (cairo_t *cr, const char *what, StPipeline *p);
+/* A white picture of width x height. */
 cairo_surface_t *st_picture_new_surface (int width, int height, GError **error);
 void     st_picture_fill_panel (cairo_t *cr, StRect r, double grey);
 /* sw x sh RGB pixels into r, scaled up by whole pixels. */

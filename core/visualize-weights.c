@@ -172,8 +172,6 @@ st_render_weights (StPipeline *p, GError **error)
   if (!surface)
     return NULL;
   cairo_t *cr = cairo_create (surface);
-  cairo_set_source_rgb (cr, 1, 1, 1);
-  cairo_paint (cr);
   st_picture_fill_panel (cr, l->panel, 0.55);
   cairo_surface_flush (surface);
   gsize kernel = (gsize) l->kh * l->kw;

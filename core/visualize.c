@@ -332,6 +332,10 @@ st_picture_new_surface (int width, int height, GError **error)
       cairo_surface_destroy (surface);
       return NULL;
     }
+  cairo_t *cr = cairo_create (surface);
+  cairo_set_source_rgb (cr, 1, 1, 1);
+  cairo_paint (cr);
+  cairo_destroy (cr);
   return surface;
 }
 
@@ -569,8 +573,6 @@ st_draw_feature_maps (StPipeline *p, const StTensor *image, const char *png_path
   if (!surface)
     return FALSE;
   cairo_t *cr = cairo_create (surface);
-  cairo_set_source_rgb (cr, 1, 1, 1);
-  cairo_paint (cr);
   /* Frames and panels first; tiles go over them pixel by pixel. */
   for (int s = 0; s < l->n_sections; s++)
     {
