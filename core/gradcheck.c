@@ -49,7 +49,9 @@ typedef struct {
   StStage *stage;
   StRunContext *ctx;
   guint64 rng_state[4];        /* the context's generator before every forward */
+  int n_inputs;
   StTensor **inputs;
+  StTensor **grad_inputs;      /* the backward's */
   StTensor *output;
   StTensor *r;                 /* the loss weights, also grad_output */
 } Check;
@@ -237,6 +239,125 @@ check_tensor (Check *c, const char *what, float *values, const float *grad,
   return TRUE;
 }
 
+/* The stage's inputs, spread (see fill_spread), with room for their
+ * gradients; its trainable parameters drawn uniformly; its output; and the
+ * loss weights R.  Saved statistics (batchnorm's running_var) keep their
+ * initial values, which are valid ones; random values could be, say,
+ * negative. */
+static gboolean
+make_tensors (Check *c, const StShape *in_shapes, double eps, StRng *rng, GError **error)
+{
+  c->inputs = g_new0 (StTensor *, MAX (c->n_inputs, 1));
+  c->grad_inputs = g_new0 (StTensor *, MAX (c->n_inputs, 1));
+  for (int i = 0; i < c->n_inputs; i++)
+    {
+      if (!(c->inputs[i] = st_tensor_new (in_shapes[i], error))
+          || !(c->grad_inputs[i] = st_tensor_new (in_shapes[i], error)))
+        return FALSE;
+      fill_spread (c->inputs[i], eps, rng);
+    }
+  for (int p = 0; p < st_stage_n_weights (c->stage); p++)
+    if (st_stage_get_weight (c->stage, p)->trainable)
+      fill_uniform (st_stage_get_weight (c->stage, p)->value, rng);
+  if (!(c->output = st_tensor_new (c->stage->out_shape, error))
+      || !(c->r = st_tensor_new (c->stage->out_shape, error)))
+    return FALSE;
+  fill_uniform (c->r, rng);
+  return TRUE;
+}
+
+static void
+free_tensors (Check *c)
+{
+  for (int i = 0; c->inputs && i < c->n_inputs; i++)
+    {
+      st_tensor_free (c->inputs[i]);
+      st_tensor_free (c->grad_inputs[i]);
+    }
+  g_free (c->inputs);
+  g_free (c->grad_inputs);
+  st_tensor_free (c->output);
+  st_tensor_free (c->r);
+}
+
+/* Adds delta to every parameter gradient. */
+static void
+shift_weight_grads (StStage *stage, float delta)
+{
+  for (int p = 0; p < st_stage_n_weights (stage); p++)
+    {
+      StTensor *g = st_stage_get_weight (stage, p)->grad;
+      for (gsize k = 0; k < st_tensor_numel (g); k++)
+        g->data[k] += delta;
+    }
+}
+
+/* Analytic: one forward (*base, the loss), one backward with
+ * grad_output = R.  Parameter gradients start from a known offset rather
+ * than zero, so a backward that overwrites them instead of adding into
+ * them is caught. */
+static gboolean
+analytic_gradients (Check *c, double *base, GError **error)
+{
+  const float offset = 0.5f;
+  st_stage_zero_grads (c->stage);
+  shift_weight_grads (c->stage, offset);
+  if (!loss (c, base, error)
+      || !c->stage->kind->backward (c->stage, c->ctx, (const StTensor *const *) c->inputs,
+                                    c->output, c->r, c->grad_inputs, error))
+    return FALSE;
+  shift_weight_grads (c->stage, -offset);
+  return TRUE;
+}
+
+/* Every input's and trainable parameter's analytic gradient against
+ * differences; the worst error goes to result. */
+static gboolean
+check_all_tensors (Check *c, double eps, double tolerance, double base, StRng *rng,
+                   StGradcheckResult *result, GError **error)
+{
+  for (int i = 0; i < c->n_inputs; i++)
+    {
+      char what[32];
+      StShape s = c->inputs[i]->shape;
+      int dims[4] = { s.n, s.c, s.h, s.w };
+      snprintf (what, sizeof what, "input %d", i);
+      if (!check_tensor (c, what, c->inputs[i]->data, c->grad_inputs[i]->data, dims, 4,
+                         st_tensor_numel (c->inputs[i]), eps, tolerance, base, rng,
+                         result, error))
+        return FALSE;
+    }
+  for (int p = 0; p < st_stage_n_weights (c->stage); p++)
+    {
+      StWeight *param = st_stage_get_weight (c->stage, p);
+      if (!param->trainable)
+        continue;
+      g_autofree char *what = g_strdup_printf ("parameter '%s'", param->full_name);
+      if (!check_tensor (c, what, param->value->data, param->grad->data, param->dims,
+                         param->rank, st_tensor_numel (param->value), eps, tolerance,
+                         base, rng, result, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+check_arguments (const StKind *kind, double eps, GError **error)
+{
+  if (!kind->backward)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_PLUGIN,
+                   "kind '%s' has no backward: it is inference-only", kind->name);
+      return FALSE;
+    }
+  if (!(eps > 0.0))
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_USAGE, "gradcheck step must be positive, found %g", eps);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 gboolean
 st_gradcheck (const StKind *kind, const char *const *keys,
               const char *const *values, int n_keys,
@@ -249,115 +370,34 @@ st_gradcheck (const StKind *kind, const char *const *keys,
   if (!result)
     result = &local_result;
   memset (result, 0, sizeof *result);
-
-  if (!kind->backward)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_PLUGIN,
-                   "kind '%s' has no backward: it is inference-only", kind->name);
-      return FALSE;
-    }
-  if (!(eps > 0.0))
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_USAGE, "gradcheck step must be positive, found %g", eps);
-      return FALSE;
-    }
-
+  if (!check_arguments (kind, eps, error))
+    return FALSE;
   StStage *stage = st_stage_new_inferred (kind, keys, values, n_keys, in_shapes, n_inputs, error);
   if (!stage)
     return FALSE;
-  gboolean ok = FALSE;
   /* Several threads, so that the parallel paths are the ones checked; a
    * fixed count, so that a seed gives the same check everywhere. */
   g_autoptr (StRunContext) ctx = st_run_context_new (GRADCHECK_THREADS, seed);
   StRng *rng = st_rng_new (seed ^ G_GUINT64_CONSTANT (0x5eed6ad1c4ec4000));
-  StTensor **inputs = g_new0 (StTensor *, MAX (n_inputs, 1));
-  StTensor **grad_inputs = g_new0 (StTensor *, MAX (n_inputs, 1));
-  StTensor *output = NULL, *r = NULL;
-
   st_stage_enable_grads (stage);
   ctx->training = training;
-
-  for (int i = 0; i < n_inputs; i++)
-    {
-      if (!(inputs[i] = st_tensor_new (in_shapes[i], error))
-          || !(grad_inputs[i] = st_tensor_new (in_shapes[i], error)))
-        goto out;
-      fill_spread (inputs[i], eps, rng);
-    }
-  /* Saved statistics (batchnorm's running_var) keep their initial values,
-   * which are valid ones; random values could be, say, negative. */
-  for (int p = 0; p < st_stage_n_weights (stage); p++)
-    if (st_stage_get_weight (stage, p)->trainable)
-      fill_uniform (st_stage_get_weight (stage, p)->value, rng);
-  if (!(output = st_tensor_new (stage->out_shape, error))
-      || !(r = st_tensor_new (stage->out_shape, error)))
-    goto out;
-  fill_uniform (r, rng);
-
-  Check c = { stage, ctx, { 0 }, inputs, output, r };
-  st_rng_get_state (ctx->rng, c.rng_state);
-
-  /* Analytic: one forward, one backward with grad_output = R.  Parameter
-   * gradients start from a known offset rather than zero, so a backward
-   * that overwrites them instead of adding into them is caught. */
-  const float offset = 0.5f;
-  for (int p = 0; p < st_stage_n_weights (stage); p++)
-    {
-      StTensor *g = st_stage_get_weight (stage, p)->grad;
-      for (gsize k = 0; k < st_tensor_numel (g); k++)
-        g->data[k] = offset;
-    }
+  Check c = { .stage = stage, .ctx = ctx, .n_inputs = n_inputs };
   double base;
-  if (!loss (&c, &base, error)
-      || !kind->backward (stage, ctx, (const StTensor *const *) inputs, output, r,
-                          grad_inputs, error))
-    goto out;
-  for (int p = 0; p < st_stage_n_weights (stage); p++)
+  gboolean ok = make_tensors (&c, in_shapes, eps, rng, error);
+  if (ok)
     {
-      StTensor *g = st_stage_get_weight (stage, p)->grad;
-      for (gsize k = 0; k < st_tensor_numel (g); k++)
-        g->data[k] -= offset;
+      st_rng_get_state (ctx->rng, c.rng_state);
+      ok = analytic_gradients (&c, &base, error)
+           && check_all_tensors (&c, eps, tolerance, base, rng, result, error);
     }
-
-  for (int i = 0; i < n_inputs; i++)
+  if (ok && result->max_rel_error > tolerance)
     {
-      char what[32];
-      StShape s = in_shapes[i];
-      int dims[4] = { s.n, s.c, s.h, s.w };
-      snprintf (what, sizeof what, "input %d", i);
-      if (!check_tensor (&c, what, inputs[i]->data, grad_inputs[i]->data, dims, 4,
-                         st_tensor_numel (inputs[i]), eps, tolerance, base, rng,
-                         result, error))
-        goto out;
+      g_set_error (error, ST_ERROR, ST_ERROR_FAILED,
+                   "kind '%s': gradient off by relative error %.3g (tolerance %.3g) at %s",
+                   kind->name, result->max_rel_error, tolerance, result->worst);
+      ok = FALSE;
     }
-  for (int p = 0; p < st_stage_n_weights (stage); p++)
-    {
-      StWeight *param = st_stage_get_weight (stage, p);
-      if (!param->trainable)
-        continue;
-      g_autofree char *what = g_strdup_printf ("parameter '%s'", param->full_name);
-      if (!check_tensor (&c, what, param->value->data, param->grad->data, param->dims,
-                         param->rank, st_tensor_numel (param->value), eps, tolerance,
-                         base, rng, result, error))
-        goto out;
-    }
-
-  ok = result->max_rel_error <= tolerance;
-  if (!ok)
-    g_set_error (error, ST_ERROR, ST_ERROR_FAILED,
-                 "kind '%s': gradient off by relative error %.3g (tolerance %.3g) at %s",
-                 kind->name, result->max_rel_error, tolerance, result->worst);
-
-out:
-  for (int i = 0; i < n_inputs; i++)
-    {
-      st_tensor_free (inputs[i]);
-      st_tensor_free (grad_inputs[i]);
-    }
-  g_free (inputs);
-  g_free (grad_inputs);
-  st_tensor_free (output);
-  st_tensor_free (r);
+  free_tensors (&c);
   st_rng_free (rng);
   st_stage_free (stage);
   return ok;

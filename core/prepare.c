@@ -2,7 +2,6 @@
 #include "prepare.h"
 #include "context.h"
 #include "image.h"
-#include "train.h"  /* st_dataset_apply_prefix */
 
 #include <string.h>
 
@@ -80,6 +79,41 @@ check_sized_for_data (StPipeline *p, const char *dir, StShape sample, StShape im
                st_pipeline_name (p), stage->name, sized.c, sized.h, sized.w, dir,
                sample.c, sample.h, sample.w, image.c, image.h, image.w);
   return FALSE;
+}
+
+gboolean
+st_dataset_apply_prefix (StDataset *ds, StPipeline *p, int threads, GError **error)
+{
+  int k = st_pipeline_prefix_length (p);
+  if (k == 0)
+    return TRUE;
+  g_autoptr (StRunContext) ctx = st_run_context_new (threads, 0);
+  StShape s = ds->x->shape;
+  gsize per = (gsize) s.c * s.h * s.w;
+  const int chunk = 512;
+  StTensor *result = NULL;
+  gsize per_out = 0;
+  for (int start = 0; start < s.n; start += chunk)
+    {
+      int count = MIN (chunk, s.n - start);
+      g_autoptr (StTensor) in = st_tensor_new0 (count, s.c, s.h, s.w);
+      memcpy (in->data, ds->x->data + start * per, count * per * sizeof (float));
+      g_autoptr (StTensor) out = st_pipeline_forward_range (p, ctx, in, 0, k - 1, FALSE, error);
+      if (!out)
+        {
+          st_tensor_free (result);
+          return FALSE;
+        }
+      if (!result)
+        {
+          result = st_tensor_new0 (s.n, out->shape.c, out->shape.h, out->shape.w);
+          per_out = (gsize) out->shape.c * out->shape.h * out->shape.w;
+        }
+      memcpy (result->data + start * per_out, out->data, count * per_out * sizeof (float));
+    }
+  st_tensor_free (ds->x);
+  ds->x = result;
+  return TRUE;
 }
 
 StDataset *

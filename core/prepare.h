@@ -19,4 +19,8 @@ StDataset *st_dataset_prepare (StPipeline *p, const char *dir, gboolean test_set
                                int threads, guint64 max_pixels, StMessageFunc message,
                                gpointer user_data, GError **error);
 
+/* Applies the pipeline's preparation prefix (st_pipeline_prefix_length) to
+ * every sample of ds in place, so that training batches only the rest. */
+gboolean st_dataset_apply_prefix (StDataset *ds, StPipeline *p, int threads, GError **error);
+
 G_END_DECLS

@@ -13,6 +13,7 @@ struct _StProgress {
   char *rate_unit;
   char *note;
   guint64 total, done, units;
+  guint64 first_done;          /* done before the start: not in the rate */
   gint64 start_us, last_draw_us;
   gboolean shown;              /* a line is on screen */
 };
@@ -40,6 +41,14 @@ st_progress_free (StProgress *p)
   g_free (p->rate_unit);
   g_free (p->note);
   g_free (p);
+}
+
+void
+st_progress_start_at (StProgress *p, guint64 done)
+{
+  g_mutex_lock (&p->lock);
+  p->done = p->first_done = done;
+  g_mutex_unlock (&p->lock);
 }
 
 void
@@ -81,7 +90,7 @@ draw (StProgress *p, gboolean force)
   p->last_draw_us = now;
   double elapsed = (now - p->start_us) / 1e6;
   double rate = elapsed > 0 ? p->units / elapsed : 0;
-  double steps_a_second = elapsed > 0 ? p->done / elapsed : 0;
+  double steps_a_second = elapsed > 0 ? (p->done - MIN (p->first_done, p->done)) / elapsed : 0;
   double left = steps_a_second > 0 && p->total > p->done
                 ? (p->total - p->done) / steps_a_second : 0;
   g_autofree char *line = st_progress_format (p->prefix, p->done, p->total, rate, p->rate_unit,

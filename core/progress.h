@@ -25,6 +25,9 @@ StProgress *st_progress_new (guint64 total, const char *rate_unit, StProgressFun
                              gpointer user_data);
 void        st_progress_free (StProgress *progress);
 
+/* A count that starts part-way (a resumed epoch): done steps are shown
+ * in the count but left out of the rate and the time left. */
+void        st_progress_start_at (StProgress *progress, guint64 done);
 /* Text before the bar ("epoch 3/10"), or NULL for none. */
 void        st_progress_set_prefix (StProgress *progress, const char *prefix);
 /* done steps of total so far, units of the rate so far (images, where a

@@ -5,12 +5,11 @@
 #include "atomic.h"
 #include "context.h"
 #include "classifier.h"
+#include "jsontext.h"
 #include "param.h"
 #include "plan.h"
 #include "progress.h"
 #include "strips.h"
-
-#include <json-glib/json-glib.h>
 
 #include <signal.h>
 #include <string.h>
@@ -340,10 +339,7 @@ append_json_line (GString *s, const char *path, char **names, const float *probs
     }
   json_builder_end_array (b);
   json_builder_end_object (b);
-  g_autoptr (JsonGenerator) gen = json_generator_new ();
-  g_autoptr (JsonNode) root = json_builder_get_root (b);
-  json_generator_set_root (gen, root);
-  g_autofree char *text = json_generator_to_data (gen, NULL);
+  g_autofree char *text = st_json_builder_to_text (b);
   g_string_append (s, text);
   g_string_append_c (s, '\n');
 }

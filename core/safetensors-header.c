@@ -282,8 +282,6 @@ node_get_count (JsonNode *node, guint64 *value)
   return TRUE;
 }
 
-
-
 static void
 entry_clear (gpointer data)
 {
@@ -291,17 +289,10 @@ entry_clear (gpointer data)
   g_free (e->shape);
 }
 
+/* A key strata does not know may change the meaning of the data. */
 static gboolean
-parse_entry (const char *path, const char *name, JsonNode *node, StHeaderEntry *e, GError **error)
+check_entry_keys (const char *path, const char *name, JsonObject *info, GError **error)
 {
-  e->name = name;
-  if (!JSON_NODE_HOLDS_OBJECT (node))
-    {
-      st_file_tensor_error (error, path, name,
-                            "entry is not an object {dtype, shape, data_offsets}");
-      return FALSE;
-    }
-  JsonObject *info = json_node_get_object (node);
   JsonObjectIter iter;
   const char *key;
   JsonNode *value;
@@ -310,14 +301,19 @@ parse_entry (const char *path, const char *name, JsonNode *node, StHeaderEntry *
     if (strcmp (key, "dtype") != 0 && strcmp (key, "shape") != 0
         && strcmp (key, "data_offsets") != 0)
       {
-        /* A key strata does not know may change the meaning of the data. */
         g_autofree char *shown = st_printable (key);
         st_file_tensor_error (error, path, name,
                               "unknown key '%s' (expected dtype, shape and data_offsets)",
                               shown);
         return FALSE;
       }
+  return TRUE;
+}
 
+static gboolean
+parse_dtype (const char *path, const char *name, JsonObject *info, StHeaderEntry *e,
+             GError **error)
+{
   JsonNode *dtype = json_object_get_member (info, "dtype");
   if (!dtype || !JSON_NODE_HOLDS_VALUE (dtype) || json_node_get_value_type (dtype) != G_TYPE_STRING)
     {
@@ -332,7 +328,13 @@ parse_entry (const char *path, const char *name, JsonNode *node, StHeaderEntry *
       st_file_tensor_error (error, path, name, "unknown dtype '%s'", shown);
       return FALSE;
     }
+  return TRUE;
+}
 
+static gboolean
+parse_shape (const char *path, const char *name, JsonObject *info, StHeaderEntry *e,
+             GError **error)
+{
   JsonNode *shape = json_object_get_member (info, "shape");
   if (!shape || !JSON_NODE_HOLDS_ARRAY (shape))
     {
@@ -355,7 +357,13 @@ parse_entry (const char *path, const char *name, JsonNode *node, StHeaderEntry *
         st_file_tensor_error (error, path, name, "shape is not a list of non-negative integers");
         return FALSE;
       }
+  return TRUE;
+}
 
+static gboolean
+parse_offsets (const char *path, const char *name, JsonObject *info, StHeaderEntry *e,
+               GError **error)
+{
   JsonNode *offsets = json_object_get_member (info, "data_offsets");
   if (!offsets || !JSON_NODE_HOLDS_ARRAY (offsets)
       || json_array_get_length (json_node_get_array (offsets)) != 2
@@ -374,7 +382,13 @@ parse_entry (const char *path, const char *name, JsonNode *node, StHeaderEntry *
                             "] end before they begin", e->begin, e->end);
       return FALSE;
     }
+  return TRUE;
+}
 
+/* The shape and dtype take exactly the bytes the offsets hold. */
+static gboolean
+check_entry_size (const char *path, const char *name, const StHeaderEntry *e, GError **error)
+{
   guint64 bytes = e->dtype->size;
   for (int i = 0; i < e->rank; i++)
     if (!g_uint64_checked_mul (&bytes, bytes, e->shape[i]))
@@ -394,6 +408,24 @@ parse_entry (const char *path, const char *name, JsonNode *node, StHeaderEntry *
       return FALSE;
     }
   return TRUE;
+}
+
+static gboolean
+parse_entry (const char *path, const char *name, JsonNode *node, StHeaderEntry *e, GError **error)
+{
+  e->name = name;
+  if (!JSON_NODE_HOLDS_OBJECT (node))
+    {
+      st_file_tensor_error (error, path, name,
+                            "entry is not an object {dtype, shape, data_offsets}");
+      return FALSE;
+    }
+  JsonObject *info = json_node_get_object (node);
+  return check_entry_keys (path, name, info, error)
+         && parse_dtype (path, name, info, e, error)
+         && parse_shape (path, name, info, e, error)
+         && parse_offsets (path, name, info, e, error)
+         && check_entry_size (path, name, e, error);
 }
 
 static gboolean

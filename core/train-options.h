@@ -2,6 +2,7 @@
 #pragma once
 
 #include "option.h"
+#include "progress.h"
 
 G_BEGIN_DECLS
 
@@ -57,6 +58,11 @@ typedef struct {
    * weights file's metadata as "strata.labels", so that a pipeline
    * without labels= names its classes after training on folders. */
   const char *const *class_names;
+  /* Each epoch's progress line (progress.h): batches done, images a
+   * second, time left, loss and accuracy so far.  NULL: none.  Removed
+   * before each ST_TRAIN_EPOCH or ST_TRAIN_INTERRUPTED report. */
+  StProgressFunc progress;
+  gpointer progress_data;
 } StTrainOptions;
 
 /* The settings a user can give, with their help, defaults and ranges:

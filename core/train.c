@@ -4,12 +4,11 @@
 #include "checkpoint.h"
 #include "context.h"
 #include "evaluate.h"
+#include "jsontext.h"
 #include "optimizer.h"
 #include "plot.h"
 #include "stage.h"
 #include "weights.h"
-
-#include <json-glib/json-glib.h>
 
 #include <errno.h>
 #include <limits.h>
@@ -119,41 +118,6 @@ st_train_check_pipeline (StPipeline *p, int n_classes, GError **error)
   return TRUE;
 }
 
-gboolean
-st_dataset_apply_prefix (StDataset *ds, StPipeline *p, int threads, GError **error)
-{
-  int k = st_pipeline_prefix_length (p);
-  if (k == 0)
-    return TRUE;
-  g_autoptr (StRunContext) ctx = st_run_context_new (threads, 0);
-  StShape s = ds->x->shape;
-  gsize per = (gsize) s.c * s.h * s.w;
-  const int chunk = 512;
-  StTensor *result = NULL;
-  gsize per_out = 0;
-  for (int start = 0; start < s.n; start += chunk)
-    {
-      int count = MIN (chunk, s.n - start);
-      g_autoptr (StTensor) in = st_tensor_new0 (count, s.c, s.h, s.w);
-      memcpy (in->data, ds->x->data + start * per, count * per * sizeof (float));
-      g_autoptr (StTensor) out = st_pipeline_forward_range (p, ctx, in, 0, k - 1, FALSE, error);
-      if (!out)
-        {
-          st_tensor_free (result);
-          return FALSE;
-        }
-      if (!result)
-        {
-          result = st_tensor_new0 (s.n, out->shape.c, out->shape.h, out->shape.w);
-          per_out = (gsize) out->shape.c * out->shape.h * out->shape.w;
-        }
-      memcpy (result->data + start * per_out, out->data, count * per_out * sizeof (float));
-    }
-  st_tensor_free (ds->x);
-  ds->x = result;
-  return TRUE;
-}
-
 /* ---- Batches ------------------------------------------------------------ */
 
 /* Mean cross-entropy of softmax(logits) against labels; writes its gradient
@@ -197,6 +161,7 @@ typedef struct {
   double lr;                   /* of the epoch */
   gint64 epoch_start_us, last_progress_us;
   int epoch_start_batch;
+  StProgress *progress;        /* the epoch's line */
   int *epochs_run;
 } Run;
 
@@ -289,10 +254,7 @@ labels_json (const char *const *names, int n_scores)
       json_builder_add_string_value (b, c < (int) n_names ? names[c] : index);
     }
   json_builder_end_array (b);
-  g_autoptr (JsonNode) root = json_builder_get_root (b);
-  g_autoptr (JsonGenerator) gen = json_generator_new ();
-  json_generator_set_root (gen, root);
-  return json_generator_to_data (gen, NULL);
+  return st_json_builder_to_text (b);
 }
 
 /* The stages to train: after the preparation prefix, and before a final
@@ -358,6 +320,10 @@ start_run (Run *run, GError **error)
 static void
 end_run (Run *run)
 {
+  /* An error is printed next: on a line of its own. */
+  if (run->progress)
+    st_progress_clear (run->progress);
+  g_clear_pointer (&run->progress, st_progress_free);
   if (run->slots)
     st_optimizer_free_slots (run->slots);
   g_clear_pointer (&run->ctx, st_run_context_free);
@@ -371,11 +337,18 @@ report (const Run *run, const StTrainReport *r)
     run->opt->report (r, run->opt->report_data);
 }
 
+/* Images trained on in this epoch by this call (not before a resume). */
+static gint64
+epoch_images (const Run *run)
+{
+  return run->pos.seen - (gint64) run->epoch_start_batch * run->opt->batch_size;
+}
+
 static StTrainReport
 report_for (const Run *run, StTrainEvent event, int epoch, int batch)
 {
   double seconds = (g_get_monotonic_time () - run->epoch_start_us) / 1e6;
-  gint64 images = run->pos.seen - (gint64) run->epoch_start_batch * run->opt->batch_size;
+  gint64 images = epoch_images (run);
   return (StTrainReport) {
     .event = event, .epoch = epoch + 1, .epochs = run->opt->epochs, .batch = batch,
     .n_batches = run->n_batches, .lr = run->lr, .test_loss = -1, .test_accuracy = -1,
@@ -383,17 +356,36 @@ report_for (const Run *run, StTrainEvent event, int epoch, int batch)
   };
 }
 
-/* At most ten times a second, and at the end of an epoch. */
+/* The epoch's progress line, from where a checkpoint left off. */
+static void
+start_progress_line (Run *run, int epoch)
+{
+  run->progress = st_progress_new (run->n_batches, "img", run->opt->progress,
+                                   run->opt->progress_data);
+  g_autofree char *prefix = g_strdup_printf ("epoch %d/%d", epoch + 1, run->opt->epochs);
+  st_progress_set_prefix (run->progress, prefix);
+  st_progress_start_at (run->progress, run->epoch_start_batch);
+}
+
+/* The progress line (it draws at most ten times a second), and the
+ * report at most ten times a second and at the end of an epoch. */
 static void
 report_progress (Run *run, int epoch, int batch)
 {
+  double loss = run->pos.loss_sum / run->pos.seen;
+  double accuracy = (double) run->pos.correct / run->pos.seen;
+  if (run->opt->progress)
+    {
+      g_autofree char *note = g_strdup_printf ("loss %.4f  acc %.2f%%", loss, 100 * accuracy);
+      st_progress_update (run->progress, batch, epoch_images (run), note);
+    }
   gint64 now = g_get_monotonic_time ();
   if (!run->opt->report || (now - run->last_progress_us <= 100000 && batch != run->n_batches))
     return;
   run->last_progress_us = now;
   StTrainReport r = report_for (run, ST_TRAIN_PROGRESS, epoch, batch);
-  r.loss = run->pos.loss_sum / run->pos.seen;
-  r.accuracy = (double) run->pos.correct / run->pos.seen;
+  r.loss = loss;
+  r.accuracy = accuracy;
   report (run, &r);
 }
 
@@ -404,6 +396,7 @@ stop_on_interrupt (Run *run, int epoch, int batch, GError **error)
   run->pos.epoch = epoch;
   run->pos.batch = batch;
   g_autoptr (GError) local = NULL;
+  st_progress_clear (run->progress);
   StTrainReport r = report_for (run, ST_TRAIN_INTERRUPTED, epoch, batch);
   if (st_checkpoint_save (run->p, run->slots, run->opt, run->ctx, &run->pos, &local))
     r.checkpoint = run->opt->checkpoint;
@@ -461,6 +454,7 @@ train_epoch (Run *run, int epoch, GError **error)
   if (epoch != run->pos.epoch)
     run->pos.loss_sum = 0, run->pos.correct = 0, run->pos.seen = 0;
   run->ctx->training = TRUE;
+  start_progress_line (run, epoch);
   for (int b = run->epoch_start_batch; b < run->n_batches; b++)
     {
       if (interrupted)
@@ -496,6 +490,9 @@ static gboolean
 finish_epoch (Run *run, int epoch, GError **error)
 {
   const StTrainOptions *opt = run->opt;
+  /* The final count, then the epoch's line takes the bar's place. */
+  st_progress_finish (run->progress);
+  g_clear_pointer (&run->progress, st_progress_free);
   StTrainReport r = report_for (run, ST_TRAIN_EPOCH, epoch, run->n_batches);
   if (!test_epoch (run, &r.test_loss, &r.test_accuracy, error))
     return FALSE;

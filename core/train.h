@@ -18,10 +18,6 @@ gboolean st_train_check_outputs (const StTrainOptions *opt, GError **error);
  * C >= n_classes.  The error says what is wrong. */
 gboolean st_train_check_pipeline (StPipeline *p, int n_classes, GError **error);
 
-/* Applies the pipeline's preparation prefix (st_pipeline_prefix_length) to
- * every sample of ds in place, so that training batches only the rest. */
-gboolean st_dataset_apply_prefix (StDataset *ds, StPipeline *p, int threads, GError **error);
-
 /* Trains p's parameters on train (samples already through the prefix),
  * reporting test accuracy after each epoch when test is not NULL.  Stops
  * cleanly on SIGINT or SIGTERM after writing a checkpoint.  *epochs_run

@@ -9,33 +9,11 @@
 #include "classifier.h"
 #include "context.h"
 #include "stage.h"
+#include "visualize-private.h"
 
 #include <cairo.h>
 #include <math.h>
 #include <string.h>
-
-enum {
-  MARGIN = 20,
-  MIN_WIDTH = 640,
-  MAX_WIDTH = 1600,
-  MAX_HEIGHT = 32000,          /* cairo image surfaces stop at 32767 */
-  HEADER_H = 52,               /* the picture's title and the colour legend */
-  TITLE_H = 22,                /* a section's title, above its tiles */
-  SECTION_GAP = 20,
-  TILE_GAP = 6,                /* between map tiles: room for a frame each */
-  TILE_MIN = 48,
-  MAX_MAPS = 64,               /* channels drawn per stage */
-  MAX_CELLS = 2048,            /* cells drawn for a Cx1x1 stage */
-  CELL_MIN = 8,
-  CELL_MAX = 28,
-  MAX_BARS = 20,               /* classes listed; more: the most probable */
-  BAR_ROW = 18,
-  BAR_MAX = 360,               /* px for 100 % */
-  KERNEL_SIDE = 30,            /* a 3x3 kernel becomes 30x30 px */
-  KERNEL_ROWS = 4,             /* input channels drawn per filter */
-  WEIGHTS_MIN_WIDTH = 480,
-  WEIGHTS_HEADER_H = 70,       /* title, stage and scale lines */
-};
 
 static const guint8 BLUE[3] = { 33, 102, 172 }, RED[3] = { 178, 24, 43 };
 
@@ -60,7 +38,6 @@ colour_grey (double t, guint8 rgb[3])
 
 /* ---- Layout ------------------------------------------------------------- */
 
-static int header_width (StPipeline *p, const char *what);
 
 /* How large a tile is, from its map's long side: maps smaller than `up`
  * grow by whole pixels to about `up` (at least TILE_MIN), so every value is a
@@ -171,7 +148,7 @@ st_feature_map_layout (StPipeline *p, StShape input, GError **error)
       content_w = MAX (content_w, sec->area.width);
       y = top + sec->area.height + SECTION_GAP;
     }
-  content_w = MAX (content_w, header_width (p, "feature maps"));
+  content_w = MAX (content_w, st_picture_header_width (p, "feature maps"));
   l->width = CLAMP (content_w + 2 * MARGIN, MIN_WIDTH, MAX_WIDTH);
   l->height = y - SECTION_GAP + MARGIN;
   if (bars)
@@ -191,8 +168,8 @@ st_feature_map_layout (StPipeline *p, StShape input, GError **error)
 
 /* Copies an sw x sh RGB picture into r, nearest-neighbour, sampling each
  * screen pixel's centre (whole-number upscales repeat each value exactly). */
-static void
-blit (cairo_surface_t *surface, StRect r, const guint8 *rgb, int sw, int sh)
+void
+st_picture_blit (cairo_surface_t *surface, StRect r, const guint8 *rgb, int sw, int sh)
 {
   unsigned char *data = cairo_image_surface_get_data (surface);
   int stride = cairo_image_surface_get_stride (surface);
@@ -237,8 +214,8 @@ resample (const float *src, int sw, int sh, float *dst, int dw, int dh)
     }
 }
 
-static void
-value_range (const float *v, gsize n, float *lo, float *hi)
+void
+st_picture_value_range (const float *v, gsize n, float *lo, float *hi)
 {
   *lo = INFINITY;
   *hi = -INFINITY;
@@ -258,7 +235,7 @@ static void
 colour_values (const float *v, gsize n, guint8 *rgb)
 {
   float lo, hi;
-  value_range (v, n, &lo, &hi);
+  st_picture_value_range (v, n, &lo, &hi);
   if (lo < 0)
     {
       double m = MAX (-lo, hi);
@@ -270,8 +247,8 @@ colour_values (const float *v, gsize n, guint8 *rgb)
       colour_grey (hi > lo ? (v[i] - lo) / (double) (hi - lo) : 0, rgb + 3 * i);
 }
 
-static void
-set_font (cairo_t *cr, double size, gboolean bold)
+void
+st_picture_set_font (cairo_t *cr, double size, gboolean bold)
 {
   cairo_select_font_face (cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL,
                           bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
@@ -279,8 +256,8 @@ set_font (cairo_t *cr, double size, gboolean bold)
 }
 
 /* Shows text at (x, y) and returns where the next text would start. */
-static double
-show_text (cairo_t *cr, double x, double y, const char *text)
+double
+st_picture_show_text (cairo_t *cr, double x, double y, const char *text)
 {
   cairo_text_extents_t ext;
   cairo_text_extents (cr, text, &ext);
@@ -289,8 +266,8 @@ show_text (cairo_t *cr, double x, double y, const char *text)
   return x + ext.x_advance;
 }
 
-static void
-fill_panel (cairo_t *cr, StRect r, double grey)
+void
+st_picture_fill_panel (cairo_t *cr, StRect r, double grey)
 {
   cairo_set_source_rgb (cr, grey, grey, grey);
   cairo_rectangle (cr, r.x, r.y, r.width, r.height);
@@ -307,8 +284,8 @@ frame_tile (cairo_t *cr, StRect t)
 }
 
 /* A small horizontal bar of the diverging scale (or the grey one). */
-static void
-legend_bar (cairo_t *cr, double x, double y, double w, double h, gboolean diverging)
+void
+st_picture_legend_bar (cairo_t *cr, double x, double y, double w, double h, gboolean diverging)
 {
   cairo_pattern_t *g = cairo_pattern_create_linear (x, 0, x + w, 0);
   if (diverging)
@@ -332,8 +309,8 @@ legend_bar (cairo_t *cr, double x, double y, double w, double h, gboolean diverg
   cairo_stroke (cr);
 }
 
-static void
-format_value (char *buf, gsize size, double v)
+void
+st_picture_format_value (char *buf, gsize size, double v)
 {
   g_snprintf (buf, size, "%.3g", v);
 }
@@ -344,8 +321,8 @@ write_png (cairo_surface_t *surface, const char *png_path, GError **error)
   return st_picture_write_png (surface, png_path, "picture", error);
 }
 
-static cairo_surface_t *
-new_surface (int width, int height, GError **error)
+cairo_surface_t *
+st_picture_new_surface (int width, int height, GError **error)
 {
   cairo_surface_t *surface = cairo_image_surface_create (CAIRO_FORMAT_RGB24, width, height);
   if (cairo_surface_status (surface) != CAIRO_STATUS_SUCCESS)
@@ -355,6 +332,10 @@ new_surface (int width, int height, GError **error)
       cairo_surface_destroy (surface);
       return NULL;
     }
+  cairo_t *cr = cairo_create (surface);
+  cairo_set_source_rgb (cr, 1, 1, 1);
+  cairo_paint (cr);
+  cairo_destroy (cr);
   return surface;
 }
 
@@ -372,7 +353,7 @@ draw_section_pixels (cairo_surface_t *surface, const StMapSection *sec, const St
       g_autofree guint8 *rgb = g_malloc ((gsize) t->shape.c * 3);
       colour_values (t->data, t->shape.c, rgb);
       for (int i = 0; i < sec->n_tiles; i++)
-        blit (surface, sec->tiles[i], rgb + 3 * i, 1, 1);
+        st_picture_blit (surface, sec->tiles[i], rgb + 3 * i, 1, 1);
       return;
     }
   /* Every tile of a section has the same size. */
@@ -391,14 +372,14 @@ draw_section_pixels (cairo_surface_t *surface, const StMapSection *sec, const St
             rgb[3 * i + k] = (guint8) lround (255.0 * (isfinite (v[i]) ? CLAMP (v[i], 0.0f, 1.0f)
                                                                      : 0));
         }
-      blit (surface, sec->tiles[0], rgb, tw, th);
+      st_picture_blit (surface, sec->tiles[0], rgb, tw, th);
       return;
     }
   for (int c = 0; c < sec->n_tiles; c++)
     {
       resample (t->data + c * plane, t->shape.w, t->shape.h, v, tw, th);
       colour_values (v, shown, rgb);
-      blit (surface, sec->tiles[c], rgb, tw, th);
+      st_picture_blit (surface, sec->tiles[c], rgb, tw, th);
     }
 }
 
@@ -425,9 +406,9 @@ draw_section_title (cairo_t *cr, const StMapSection *sec, StPipeline *p, const S
           title = g_strdup_printf ("%s (%s) %s", s->name, s->kind->name, shape);
         }
       float lo, hi;
-      value_range (t->data, st_tensor_numel (t), &lo, &hi);
-      format_value (lo_s, sizeof lo_s, lo);
-      format_value (hi_s, sizeof hi_s, hi);
+      st_picture_value_range (t->data, st_tensor_numel (t), &lo, &hi);
+      st_picture_format_value (lo_s, sizeof lo_s, lo);
+      st_picture_format_value (hi_s, sizeof hi_s, hi);
       g_autofree char *range = g_strdup_printf ("values %s … %s", lo_s, hi_s);
       if (sec->n_tiles < sec->n_channels && sec->kind != ST_SECTION_IMAGE)
         note = g_strdup_printf ("(first %d of %d)   %s", sec->n_tiles, sec->n_channels, range);
@@ -435,13 +416,13 @@ draw_section_title (cairo_t *cr, const StMapSection *sec, StPipeline *p, const S
         note = g_steal_pointer (&range);
     }
   cairo_set_source_rgb (cr, 0.2, 0.2, 0.2);
-  set_font (cr, 13, TRUE);
-  double x = show_text (cr, sec->area.x, sec->title_y, title);
+  st_picture_set_font (cr, 13, TRUE);
+  double x = st_picture_show_text (cr, sec->area.x, sec->title_y, title);
   if (note)
     {
       cairo_set_source_rgb (cr, 0.45, 0.45, 0.45);
-      set_font (cr, 11, FALSE);
-      show_text (cr, x + 12, sec->title_y, note);
+      st_picture_set_font (cr, 11, FALSE);
+      st_picture_show_text (cr, x + 12, sec->title_y, note);
     }
 }
 
@@ -482,7 +463,7 @@ draw_bars (cairo_t *cr, const StMapSection *sec, StPipeline *p, const StTensor *
     {
       int k = order[i].index;
       names[i] = g_strdup (class_names[k]);
-      set_font (cr, 11, k == best);
+      st_picture_set_font (cr, 11, k == best);
       cairo_text_extents_t ext;
       cairo_text_extents (cr, names[i], &ext);
       label_w = MAX (label_w, ext.x_advance);
@@ -506,13 +487,13 @@ draw_bars (cairo_t *cr, const StMapSection *sec, StPipeline *p, const StTensor *
       cairo_fill (cr);
 
       cairo_set_source_rgb (cr, 0.2, 0.2, 0.2);
-      set_font (cr, 11, k == best);
+      st_picture_set_font (cr, 11, k == best);
       cairo_text_extents_t ext;
       cairo_text_extents (cr, names[i], &ext);
-      show_text (cr, bar_x - 10 - ext.x_advance, y + 12, names[i]);
+      st_picture_show_text (cr, bar_x - 10 - ext.x_advance, y + 12, names[i]);
       char pct[32];
       g_snprintf (pct, sizeof pct, "%.1f%%", 100 * v);
-      show_text (cr, bar_x + bar_max * v + 6, y + 12, pct);
+      st_picture_show_text (cr, bar_x + bar_max * v + 6, y + 12, pct);
     }
 }
 
@@ -524,29 +505,29 @@ header_title (StPipeline *p, const char *what)
 }
 
 /* The picture's title and the pipeline's description, on one line. */
-static void
-draw_header (cairo_t *cr, const char *what, StPipeline *p)
+void
+st_picture_draw_header (cairo_t *cr, const char *what, StPipeline *p)
 {
   g_autofree char *title = header_title (p, what);
   const char *desc = st_pipeline_description (p);
   cairo_set_source_rgb (cr, 0.2, 0.2, 0.2);
-  set_font (cr, 15, TRUE);
-  double x = show_text (cr, MARGIN, MARGIN + 14, title);
+  st_picture_set_font (cr, 15, TRUE);
+  double x = st_picture_show_text (cr, MARGIN, MARGIN + 14, title);
   if (desc)
     {
       cairo_set_source_rgb (cr, 0.45, 0.45, 0.45);
-      set_font (cr, 12, FALSE);
-      show_text (cr, x + 12, MARGIN + 14, desc);
+      st_picture_set_font (cr, 12, FALSE);
+      st_picture_show_text (cr, x + 12, MARGIN + 14, desc);
     }
 }
 
 /* Pixels of text in the house fonts, so that a layout can make room for it. */
-static double
-text_width (const char *text, double size, gboolean bold)
+double
+st_picture_text_width (const char *text, double size, gboolean bold)
 {
   cairo_surface_t *scratch = cairo_image_surface_create (CAIRO_FORMAT_RGB24, 1, 1);
   cairo_t *cr = cairo_create (scratch);
-  set_font (cr, size, bold);
+  st_picture_set_font (cr, size, bold);
   cairo_text_extents_t ext;
   cairo_text_extents (cr, text, &ext);
   cairo_destroy (cr);
@@ -554,27 +535,27 @@ text_width (const char *text, double size, gboolean bold)
   return ext.x_advance;
 }
 
-static int
-header_width (StPipeline *p, const char *what)
+int
+st_picture_header_width (StPipeline *p, const char *what)
 {
   g_autofree char *title = header_title (p, what);
   const char *desc = st_pipeline_description (p);
-  return (int) ceil (text_width (title, 15, TRUE) + (desc ? 12 + text_width (desc, 12, FALSE) : 0));
+  return (int) ceil (st_picture_text_width (title, 15, TRUE) + (desc ? 12 + st_picture_text_width (desc, 12, FALSE) : 0));
 }
 
 static void
 draw_maps_legend (cairo_t *cr)
 {
   double y = MARGIN + 36;
-  set_font (cr, 11, FALSE);
+  st_picture_set_font (cr, 11, FALSE);
   cairo_set_source_rgb (cr, 0.3, 0.3, 0.3);
-  double x = show_text (cr, MARGIN, y, "one tile per channel, each on its own scale:");
-  legend_bar (cr, x + 8, y - 9, 50, 10, FALSE);
+  double x = st_picture_show_text (cr, MARGIN, y, "one tile per channel, each on its own scale:");
+  st_picture_legend_bar (cr, x + 8, y - 9, 50, 10, FALSE);
   cairo_set_source_rgb (cr, 0.3, 0.3, 0.3);
-  x = show_text (cr, x + 64, y, "min … max;");
-  legend_bar (cr, x + 8, y - 9, 50, 10, TRUE);
+  x = st_picture_show_text (cr, x + 64, y, "min … max;");
+  st_picture_legend_bar (cr, x + 8, y - 9, 50, 10, TRUE);
   cairo_set_source_rgb (cr, 0.3, 0.3, 0.3);
-  show_text (cr, x + 64, y, "−m … 0 … +m if any value is negative (m = max |value|)");
+  st_picture_show_text (cr, x + 64, y, "−m … 0 … +m if any value is negative (m = max |value|)");
 }
 
 gboolean
@@ -588,18 +569,16 @@ st_draw_feature_maps (StPipeline *p, const StTensor *image, const char *png_path
   g_autoptr (StMapLayout) l = st_feature_map_layout (p, image->shape, error);
   if (!l)
     return FALSE;
-  cairo_surface_t *surface = new_surface (l->width, l->height, error);
+  cairo_surface_t *surface = st_picture_new_surface (l->width, l->height, error);
   if (!surface)
     return FALSE;
   cairo_t *cr = cairo_create (surface);
-  cairo_set_source_rgb (cr, 1, 1, 1);
-  cairo_paint (cr);
   /* Frames and panels first; tiles go over them pixel by pixel. */
   for (int s = 0; s < l->n_sections; s++)
     {
       const StMapSection *sec = &l->sections[s];
       if (sec->kind == ST_SECTION_STRIP)
-        fill_panel (cr, sec->area, 0.72);
+        st_picture_fill_panel (cr, sec->area, 0.72);
       else
         for (int i = 0; i < sec->n_tiles; i++)
           frame_tile (cr, sec->tiles[i]);
@@ -613,7 +592,7 @@ st_draw_feature_maps (StPipeline *p, const StTensor *image, const char *png_path
     }
   cairo_surface_mark_dirty (surface);
 
-  draw_header (cr, "feature maps", p);
+  st_picture_draw_header (cr, "feature maps", p);
   draw_maps_legend (cr);
   for (int s = 0; s < l->n_sections; s++)
     {
@@ -629,220 +608,14 @@ st_draw_feature_maps (StPipeline *p, const StTensor *image, const char *png_path
   return ok;
 }
 
-/* ---- Weights ------------------------------------------------------------ */
-
-void
-st_weights_layout_free (StWeightsLayout *layout)
-{
-  if (!layout)
-    return;
-  g_free (layout->tiles);
-  g_free (layout);
-}
-
-/* The filters are the first 4-D parameter, [out, in/groups, kh, kw] as
- * the SDK lays out a convolution's weight, whatever the kind is called. */
-static gboolean
-find_conv_weight (StPipeline *p, int *stage_index, int *param_index)
-{
-  for (int i = 0; i < st_pipeline_n_stages (p); i++)
-    {
-      StStage *s = st_pipeline_stage (p, i);
-      for (int k = 0; k < st_stage_n_weights (s); k++)
-        {
-          StWeight *param = st_stage_get_weight (s, k);
-          if (param->rank == 4)
-            {
-              *stage_index = i;
-              *param_index = k;
-              return TRUE;
-            }
-        }
-    }
-  return FALSE;
-}
-
-/* One scale for every filter, so that their strengths compare. */
-static double
-weights_scale (const StTensor *w)
-{
-  float lo, hi;
-  value_range (w->data, st_tensor_numel (w), &lo, &hi);
-  double m = MAX (-lo, hi);
-  return m > 0 ? m : 1;
-}
-
-/* The lines under the picture's title: the stage and shape, and the scale
- * ("-m [bar] note" with one kernel per tile, "note" alone for RGB tiles). */
-typedef struct {
-  char *stage;
-  char *low;
-  char *note;
-} WeightsText;
-
-static void
-weights_text (StPipeline *p, const StWeightsLayout *l, WeightsText *t)
-{
-  StStage *stage = st_pipeline_stage (p, l->stage);
-  char m_s[32];
-  format_value (m_s, sizeof m_s, weights_scale (st_stage_get_weight (stage, l->param)->value));
-  t->stage = g_strdup_printf ("%s (%s) weight %dx%dx%dx%d", stage->name, stage->kind->name,
-                              l->n_filters, l->in_channels, l->kh, l->kw);
-  if (l->rgb)
-    {
-      t->low = NULL;
-      t->note = g_strdup_printf ("one RGB tile per filter, grey = 0; one scale, ±%s", m_s);
-      return;
-    }
-  t->low = g_strdup_printf ("−%s", m_s);
-  if (l->in_channels > l->rows_per_filter)
-    t->note = g_strdup_printf ("+%s, one scale; per filter a column of its input channels "
-                               "1–%d of %d", m_s, l->rows_per_filter, l->in_channels);
-  else if (l->rows_per_filter > 1)
-    t->note = g_strdup_printf ("+%s, one scale; per filter a column of its input channels",
-                               m_s);
-  else
-    t->note = g_strdup_printf ("+%s, one scale for every filter", m_s);
-}
-
-static void
-weights_text_clear (WeightsText *t)
-{
-  g_free (t->stage);
-  g_free (t->low);
-  g_free (t->note);
-}
-
-enum { LEGEND_BAR = 60 };
-
-static int
-weights_text_width (const WeightsText *t)
-{
-  double stage = text_width (t->stage, 13, TRUE);
-  double scale = text_width (t->note, 11, FALSE);
-  if (t->low)
-    scale += text_width (t->low, 11, FALSE) + LEGEND_BAR + 12;
-  return (int) ceil (MAX (stage, scale));
-}
-
-StWeightsLayout *
-st_weights_layout (StPipeline *p, GError **error)
-{
-  int stage, param;
-  if (!find_conv_weight (p, &stage, &param))
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
-                   "%s: no stage with 4-D weights (a convolution's): there are no filters to draw",
-                   st_pipeline_name (p));
-      return NULL;
-    }
-  const StWeight *w = st_stage_get_weight (st_pipeline_stage (p, stage), param);
-  StWeightsLayout *l = g_new0 (StWeightsLayout, 1);
-  l->stage = stage;
-  l->param = param;
-  l->n_filters = w->dims[0];
-  l->in_channels = w->dims[1];
-  l->kh = w->dims[2];
-  l->kw = w->dims[3];
-  l->rgb = l->in_channels == 3;
-  l->rows_per_filter = l->rgb ? 1 : MIN (l->in_channels, KERNEL_ROWS);
-  int side = MAX (l->kh, l->kw);
-  l->scale = MAX (3, (KERNEL_SIDE + side - 1) / side);
-  int tw = l->kw * l->scale, th = l->kh * l->scale;
-  /* A filter is a column of its kernels 2 px apart; filters stand further
-   * apart, so that one filter reads as one thing. */
-  int cell_w = tw, cell_h = l->rows_per_filter * (th + 2) - 2;
-  int gap = l->rows_per_filter > 1 ? 8 : 2;
-  int avail = MAX_WIDTH - 2 * MARGIN - 2;
-  int cap = MAX (1, (avail + gap) / (cell_w + gap));
-  int cols = MIN (MIN (cap, l->n_filters), MAX (8, (int) ceil (sqrt (l->n_filters))));
-  int rows = (l->n_filters + cols - 1) / cols;
-  int top = MARGIN + WEIGHTS_HEADER_H;
-  l->tiles = g_new (StRect, (gsize) l->n_filters * l->rows_per_filter);
-  for (int f = 0; f < l->n_filters; f++)
-    for (int r = 0; r < l->rows_per_filter; r++)
-      l->tiles[f * l->rows_per_filter + r] = (StRect) {
-        MARGIN + 2 + (f % cols) * (cell_w + gap),
-        top + 2 + (f / cols) * (cell_h + gap) + r * (th + 2), tw, th };
-  l->panel = (StRect) { MARGIN, top, cols * (cell_w + gap) - gap + 4,
-                        rows * (cell_h + gap) - gap + 4 };
-  WeightsText text;
-  weights_text (p, l, &text);
-  int content_w = MAX (MAX (l->panel.width, header_width (p, "filters")),
-                       weights_text_width (&text));
-  weights_text_clear (&text);
-  l->width = CLAMP (content_w + 2 * MARGIN, WEIGHTS_MIN_WIDTH, MAX_WIDTH);
-  l->height = top + l->panel.height + MARGIN;
-  if (l->height > MAX_HEIGHT)
-    {
-      g_set_error (error, ST_ERROR, ST_ERROR_FAILED,
-                   "%s: %d filters would make a picture %d px high, more than %d",
-                   st_pipeline_name (p), l->n_filters, l->height, MAX_HEIGHT);
-      st_weights_layout_free (l);
-      return NULL;
-    }
-  return l;
-}
+/* ---- Writing ------------------------------------------------------------ */
 
 gboolean
 st_draw_weights (StPipeline *p, const char *png_path, GError **error)
 {
-  g_autoptr (StWeightsLayout) l = st_weights_layout (p, error);
-  if (!l)
-    return FALSE;
-  StStage *stage = st_pipeline_stage (p, l->stage);
-  const StTensor *w = st_stage_get_weight (stage, l->param)->value;
-  double m = weights_scale (w);
-
-  cairo_surface_t *surface = new_surface (l->width, l->height, error);
+  cairo_surface_t *surface = st_render_weights (p, error);
   if (!surface)
     return FALSE;
-  cairo_t *cr = cairo_create (surface);
-  cairo_set_source_rgb (cr, 1, 1, 1);
-  cairo_paint (cr);
-  fill_panel (cr, l->panel, 0.55);
-  cairo_surface_flush (surface);
-  gsize kernel = (gsize) l->kh * l->kw;
-  g_autofree guint8 *rgb = g_malloc (kernel * 3);
-  for (int f = 0; f < l->n_filters; f++)
-    for (int r = 0; r < l->rows_per_filter; r++)
-      {
-        const float *k = w->data + ((gsize) f * l->in_channels + r) * kernel;
-        for (gsize i = 0; i < kernel; i++)
-          {
-            if (l->rgb)
-              for (int ch = 0; ch < 3; ch++)
-                {
-                  double v = 0.5 + 0.5 * k[ch * kernel + i] / m;
-                  rgb[3 * i + ch] = (guint8) lround (255.0 * (isfinite (v) ? CLAMP (v, 0.0, 1.0)
-                                                                           : 0.5));
-                }
-            else
-              st_colour_diverging (k[i] / m, rgb + 3 * i);
-          }
-        blit (surface, l->tiles[f * l->rows_per_filter + r], rgb, l->kw, l->kh);
-      }
-  cairo_surface_mark_dirty (surface);
-
-  draw_header (cr, "filters", p);
-  WeightsText text;
-  weights_text (p, l, &text);
-  cairo_set_source_rgb (cr, 0.2, 0.2, 0.2);
-  set_font (cr, 13, TRUE);
-  show_text (cr, MARGIN, MARGIN + 38, text.stage);
-  cairo_set_source_rgb (cr, 0.3, 0.3, 0.3);
-  set_font (cr, 11, FALSE);
-  double x = MARGIN, y = MARGIN + 58;
-  if (text.low)
-    {
-      x = show_text (cr, x, y, text.low);
-      legend_bar (cr, x + 6, y - 9, LEGEND_BAR, 10, TRUE);
-      cairo_set_source_rgb (cr, 0.3, 0.3, 0.3);
-      x += LEGEND_BAR + 12;
-    }
-  show_text (cr, x, y, text.note);
-  weights_text_clear (&text);
-  cairo_destroy (cr);
   gboolean ok = write_png (surface, png_path, error);
   cairo_surface_destroy (surface);
   return ok;

@@ -754,29 +754,53 @@ collect_report (const StTrainReport *r, gpointer data)
   got->n_epochs++;
 }
 
+/* st_train's inputs for the tiny pipeline on the fixture's training set:
+ * two epochs of eight batches, on one thread. */
+typedef struct {
+  StRegistry *reg;
+  StPipeline *p;
+  StDataset *train;
+  StTrainOptions opt;
+} LibraryRun;
+
+static void
+library_run_init (LibraryRun *run, const Fixture *f)
+{
+  g_autoptr (GError) error = NULL;
+  run->reg = st_registry_new (NULL);
+  run->p = st_pipeline_load_file (run->reg, f->ini, &error);
+  g_assert_no_error (error);
+  run->train = st_dataset_load_idx_dir (f->data, FALSE, &error);
+  g_assert_no_error (error);
+  st_train_options_init (&run->opt);
+  run->opt.epochs = 2;
+  run->opt.batch_size = 50;
+  run->opt.threads = 1;
+}
+
+static void
+library_run_clear (LibraryRun *run)
+{
+  st_dataset_free (run->train);
+  st_pipeline_free (run->p);
+  st_registry_free (run->reg);
+}
+
 static void
 test_report_callback (Fixture *f, gconstpointer unused)
 {
   g_autoptr (GError) error = NULL;
-  StRegistry *reg = st_registry_new (NULL);
-  StPipeline *p = st_pipeline_load_file (reg, f->ini, &error);
-  g_assert_no_error (error);
-  g_autoptr (StDataset) train = st_dataset_load_idx_dir (f->data, FALSE, &error);
-  g_assert_no_error (error);
+  LibraryRun run;
+  library_run_init (&run, f);
   g_autoptr (StDataset) test = st_dataset_load_idx_dir (f->data, TRUE, &error);
   g_assert_no_error (error);
   g_autofree char *csv = g_build_filename (f->dir, "log.csv", NULL);
-  StTrainOptions opt;
-  st_train_options_init (&opt);
-  opt.epochs = 2;
-  opt.batch_size = 50;
-  opt.threads = 1;
-  opt.log_csv = csv;
+  run.opt.log_csv = csv;
   Reports got = { 0 };
-  opt.report = collect_report;
-  opt.report_data = &got;
+  run.opt.report = collect_report;
+  run.opt.report_data = &got;
   int epochs_run = 0;
-  g_assert_true (st_train (p, train, test, &opt, &epochs_run, &error));
+  g_assert_true (st_train (run.p, run.train, test, &run.opt, &epochs_run, &error));
   g_assert_no_error (error);
   g_assert_cmpint (epochs_run, ==, 2);
   g_assert_cmpint (got.n_epochs, ==, 2);
@@ -792,8 +816,58 @@ test_report_callback (Fixture *f, gconstpointer unused)
       g_autofree char *start = g_strdup_printf ("%d,0.001,%.6f,", e + 1, got.loss[e]);
       g_assert_true (g_str_has_prefix (lines[e + 1], start));
     }
-  st_pipeline_free (p);
-  st_registry_free (reg);
+  library_run_clear (&run);
+}
+
+/* Training's progress line is run's (progress.h): each epoch's bar ends
+ * on its full count with the loss, accuracy, rate and time left, and is
+ * removed before the epoch's report is written. */
+static void
+log_progress_line (const char *line, gpointer data)
+{
+  g_ptr_array_add (data, g_strdup (line));
+}
+
+static void
+log_epoch_report (const StTrainReport *r, gpointer data)
+{
+  if (r->event == ST_TRAIN_EPOCH)
+    g_ptr_array_add (data, g_strdup_printf ("EPOCH %d loss %.4f  acc %.2f%%", r->epoch, r->loss,
+                                            100 * r->accuracy));
+}
+
+static void
+test_progress_line (Fixture *f, gconstpointer unused)
+{
+  g_autoptr (GError) error = NULL;
+  LibraryRun run;
+  library_run_init (&run, f);
+  g_autoptr (GPtrArray) lines = g_ptr_array_new_with_free_func (g_free);
+  run.opt.progress = log_progress_line;
+  run.opt.progress_data = lines;
+  run.opt.report = log_epoch_report;
+  run.opt.report_data = lines;
+  g_assert_true (st_train (run.p, run.train, NULL, &run.opt, NULL, &error));
+  g_assert_no_error (error);
+  int epochs = 0;
+  for (guint i = 0; i < lines->len; i++)
+    {
+      const char *line = lines->pdata[i];
+      if (!g_str_has_prefix (line, "EPOCH "))
+        continue;
+      /* The full bar with the figures the report gives, then its removal. */
+      epochs++;
+      g_assert_cmpuint (i, >=, 2);
+      g_assert_cmpstr (lines->pdata[i - 1], ==, "");
+      const char *bar = lines->pdata[i - 2];
+      g_autofree char *head = g_strdup_printf ("epoch %d/2 [##############################] 8/8  ",
+                                               epochs);
+      g_assert_true (g_str_has_prefix (bar, head));
+      g_assert_nonnull (strstr (bar, line + strlen ("EPOCH 1 ")));
+      g_assert_nonnull (strstr (bar, " img/s  0:00 left"));
+    }
+  g_assert_cmpint (epochs, ==, 2);
+  library_run_clear (&run);
 }
 
 int
@@ -822,6 +896,7 @@ main (int argc, char **argv)
   g_test_add ("/train/training-memory", Fixture, NULL, fixture_set_up, test_training_memory, fixture_tear_down);
   g_test_add ("/train/checkpoint-other-pipeline", Fixture, NULL, fixture_set_up, test_checkpoint_other_pipeline, fixture_tear_down);
   g_test_add ("/train/report-callback", Fixture, NULL, fixture_set_up, test_report_callback, fixture_tear_down);
+  g_test_add ("/train/progress-line", Fixture, NULL, fixture_set_up, test_progress_line, fixture_tear_down);
   g_test_add ("/train/fashion-mnist-subset", Fixture, NULL, fixture_set_up, test_fashion_mnist_subset, fixture_tear_down);
   return g_test_run ();
 }

@@ -106,9 +106,7 @@ cmd_inspect (int argc, char **argv)
   const GOptionEntry entries[] = {
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output,
       "With IMAGE: the picture of every stage's feature maps (PNG)", "MAPS.png" },
-    { "weights", 'w', 0, G_OPTION_ARG_FILENAME, &weights, "Weights file (default: the pipeline's)", "FILE" },
-    { "random-weights", 0, 0, G_OPTION_ARG_NONE, &random_weights,
-      "No weights: draw a fresh random initialisation", NULL },
+    WEIGHTS_OPTION_ENTRIES (weights, random_weights, "No weights: draw a fresh random initialisation"),
     { "weights-image", 0, 0, G_OPTION_ARG_FILENAME, &weights_image,
       "The picture of the first convolution's filters (PNG)", "FILTERS.png" },
     { NULL }

@@ -366,10 +366,10 @@ static int
 run_training (StPipeline *p, StDataset *train, StDataset *held, const TrainCommand *cmd,
               StTrainOptions *opt, GError **error)
 {
-  TrainPrinter printer;
-  train_printer_init (&printer, cmd->quiet);
+  TrainPrinter printer = { .quiet = cmd->quiet };
   opt->report = print_train_report;
   opt->report_data = &printer;
+  opt->progress = terminal_progress (cmd->quiet);
   opt->class_names = (const char *const *) train->class_names;
   gint64 start = g_get_monotonic_time ();
   int epochs_run = 0;

@@ -1,10 +1,8 @@
 /* strata — how the command line presents training and evaluation. */
 #include "report.h"
-
-#include <json-glib/json-glib.h>
+#include "jsontext.h"
 
 #include <stdio.h>
-#include <unistd.h>
 
 static void
 print_evaluation_json (const StEvaluation *ev)
@@ -48,10 +46,7 @@ print_evaluation_json (const StEvaluation *ev)
     }
   json_builder_end_array (b);
   json_builder_end_object (b);
-  g_autoptr (JsonGenerator) gen = json_generator_new ();
-  g_autoptr (JsonNode) root = json_builder_get_root (b);
-  json_generator_set_root (gen, root);
-  g_autofree char *text = json_generator_to_data (gen, NULL);
+  g_autofree char *text = st_json_builder_to_text (b);
   printf ("%s\n", text);
 }
 
@@ -87,27 +82,6 @@ print_evaluation (const StEvaluation *ev, gboolean json)
     print_evaluation_text (ev);
 }
 
-void
-train_printer_init (TrainPrinter *printer, gboolean quiet)
-{
-  printer->quiet = quiet;
-  printer->bar = !quiet && isatty (STDERR_FILENO);
-}
-
-static void
-draw_bar (const StTrainReport *r)
-{
-  int width = 24, filled = r->n_batches ? width * r->batch / r->n_batches : 0;
-  char bar[32];
-  for (int i = 0; i < width; i++)
-    bar[i] = i < filled ? '#' : '-';
-  bar[width] = '\0';
-  fprintf (stderr, "\r\033[Kepoch %d/%d [%s] %d/%d  loss %.4f  acc %.2f%%  %.0f img/s",
-           r->epoch, r->epochs, bar, r->batch, r->n_batches, r->loss, 100 * r->accuracy,
-           r->images_per_second);
-  fflush (stderr);
-}
-
 static void
 print_epoch (const StTrainReport *r)
 {
@@ -124,14 +98,10 @@ void
 print_train_report (const StTrainReport *r, gpointer data)
 {
   const TrainPrinter *printer = data;
-  /* The bar is one line redrawn in place: cleared before anything else. */
-  if (printer->bar && r->event != ST_TRAIN_PROGRESS)
-    fputs ("\r\033[K", stderr);
   switch (r->event)
     {
     case ST_TRAIN_PROGRESS:
-      if (printer->bar)
-        draw_bar (r);
+      /* Drawn by the progress line (StTrainOptions.progress). */
       break;
     case ST_TRAIN_EPOCH:
       if (!printer->quiet)

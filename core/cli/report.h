@@ -10,14 +10,13 @@ G_BEGIN_DECLS
  * standard output: as text, or as one JSON object. */
 void print_evaluation (const StEvaluation *ev, gboolean json);
 
-/* What st_train reports, on standard error: the per-epoch lines, and a
- * progress bar when standard error is a terminal. */
+/* What st_train reports, on standard error: the per-epoch lines, and
+ * where an interrupted run's checkpoint is.  (The progress line is
+ * terminal_progress's, given as StTrainOptions.progress.) */
 typedef struct {
-  gboolean quiet;              /* nothing at all */
-  gboolean bar;                /* draw the bar */
+  gboolean quiet;              /* no per-epoch lines */
 } TrainPrinter;
 
-void train_printer_init (TrainPrinter *printer, gboolean quiet);
 /* A StTrainReportFunc; data is the TrainPrinter. */
 void print_train_report (const StTrainReport *report, gpointer data);
 
