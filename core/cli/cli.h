@@ -21,14 +21,6 @@ GOptionContext *make_context (const char *params, const char *summary,
 /* Parses them, printing what is wrong; applies the common options. */
 gboolean parse_options (GOptionContext *ctx, int *argc, char ***argv);
 
-/* The --weights FILE and --random-weights entries of a command's option
- * table, setting weights (a char *) and random_weights (a gboolean);
- * random_help says what a random start means for the command. */
-#define WEIGHTS_OPTION_ENTRIES(weights, random_weights, random_help)                      \
-  { "weights", 'w', 0, G_OPTION_ARG_FILENAME, &(weights),                                 \
-    "Weights file (default: the pipeline's)", "FILE" },                                   \
-  { "random-weights", 0, 0, G_OPTION_ARG_NONE, &(random_weights), random_help, NULL }
-
 /* --weights, or the file the pipeline names, or (asked for) none. */
 gboolean load_weights (StPipeline *p, const char *weights, gboolean random_weights,
                        GError **error);

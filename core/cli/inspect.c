@@ -1,11 +1,13 @@
 /* strata inspect: a pipeline's stages, shapes, parameters and
  * multiply-adds, and pictures of its feature maps and filters. */
 #include "cli.h"
+#include "options.h"
 #include "image.h"
 #include "registry.h"
 #include "stage.h"
 #include "visualize.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -98,31 +100,51 @@ print_stages (StPipeline *p, StShape in, gboolean fixed, gboolean has_image)
             "so the last rows or columns of the input are not used.\n");
 }
 
+/* What inspect takes, filled from inspect_options. */
+typedef struct {
+  char *output, *weights, *weights_image;
+  gboolean random_weights;
+} InspectCommand;
+
+#define INSPECT_FIELD(name) offsetof (InspectCommand, name)
+
+static const StOptionSpec inspect_options[] = {
+  { { "output", ST_PARAM_STRING, NULL, 0, 0, 0, NULL,
+      "With IMAGE: the picture of every stage's feature maps (PNG)", INSPECT_FIELD (output) },
+    'o', "MAPS.png", NULL, NULL },
+  { { "weights", ST_PARAM_STRING, NULL, 0, 0, 0, NULL, "Weights file", INSPECT_FIELD (weights) },
+    'w', "FILE", NULL, "the pipeline's" },
+  { { "random-weights", ST_PARAM_BOOL, NULL, 0, 0, 0, NULL,
+      "No weights: draw a fresh random initialisation", INSPECT_FIELD (random_weights) },
+    0, NULL, "true", NULL },
+  { { "weights-image", ST_PARAM_STRING, NULL, 0, 0, 0, NULL,
+      "The picture of the first convolution's filters (PNG)", INSPECT_FIELD (weights_image) },
+    0, "FILTERS.png", NULL, NULL },
+};
+
+static int inspect_command (const InspectCommand *cmd, int argc, char **argv);
+
 int
 cmd_inspect (int argc, char **argv)
 {
-  char *output = NULL, *weights = NULL, *weights_image = NULL;
-  gboolean random_weights = FALSE;
-  const GOptionEntry entries[] = {
-    { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output,
-      "With IMAGE: the picture of every stage's feature maps (PNG)", "MAPS.png" },
-    WEIGHTS_OPTION_ENTRIES (weights, random_weights, "No weights: draw a fresh random initialisation"),
-    { "weights-image", 0, 0, G_OPTION_ARG_FILENAME, &weights_image,
-      "The picture of the first convolution's filters (PNG)", "FILTERS.png" },
-    { NULL }
-  };
-  g_autoptr (GOptionContext) octx = make_context ("PIPELINE [IMAGE]",
-    "Prints a pipeline's stages, output shapes, parameters and multiply-adds.\n"
-    "With IMAGE and -o, also draws every stage's output for that image; with\n"
-    "--weights-image, the filters of the first convolution.", entries);
-  /* Owned before parsing, so that a refused option frees those parsed before it. */
-  g_autofree char *output_owned = NULL, *weights_owned = NULL, *weights_image_owned = NULL;
-  gboolean parsed = parse_options (octx, &argc, &argv);
-  output_owned = output;
-  weights_owned = weights;
-  weights_image_owned = weights_image;
-  if (!parsed)
-    return EXIT_USAGE;
+  InspectCommand cmd = { 0 };
+  const OptionTable table = { inspect_options, G_N_ELEMENTS (inspect_options), &cmd };
+  int rc = EXIT_USAGE;
+  if (cli_parse_table_options ("inspect", "PIPELINE [IMAGE]",
+        "Prints a pipeline's stages, output shapes, parameters and multiply-adds.\n"
+        "With IMAGE and -o, also draws every stage's output for that image; with\n"
+        "--weights-image, the filters of the first convolution.", &table, 1, &argc, &argv))
+    rc = inspect_command (&cmd, argc, argv);
+  st_options_clear (inspect_options, G_N_ELEMENTS (inspect_options), &cmd);
+  return rc;
+}
+
+static int
+inspect_command (const InspectCommand *cmd, int argc, char **argv)
+{
+  const char *output = cmd->output, *weights = cmd->weights;
+  const char *weights_image = cmd->weights_image;
+  const gboolean random_weights = cmd->random_weights;
   if (argc != 2 && argc != 3)
     {
       fprintf (stderr, "strata inspect: expected PIPELINE and at most one IMAGE\n");

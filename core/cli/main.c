@@ -199,26 +199,6 @@ load_data (StPipeline *p, const char *dir, gboolean test_set, int limit, int thr
                              error);
 }
 
-/* ---- Options from tables, for train and eval ----------------------------- */
-
-/* Parses the command line into the tables' structs; FALSE once said why. */
-static gboolean
-parse_table_options (const char *command, const char *params, const char *summary,
-                     const OptionTable *tables, int n_tables, int *argc, char ***argv)
-{
-  g_autoptr (CliOptions) options = cli_options_new (tables, n_tables);
-  g_autoptr (GOptionContext) octx = make_context (params, summary, cli_options_entries (options));
-  if (!parse_options (octx, argc, argv))
-    return FALSE;
-  g_autoptr (GError) error = NULL;
-  if (!cli_options_apply (options, &error))
-    {
-      fprintf (stderr, "strata %s: %s\n", command, error->message);
-      return FALSE;
-    }
-  return TRUE;
-}
-
 /* ---- strata train -------------------------------------------------------- */
 
 /* What train takes beside StTrainOptions: its data and its files. */
@@ -283,7 +263,7 @@ parse_train_command (int *argc, char ***argv, TrainCommand *cmd, StTrainOptions 
     { st_train_option_specs, st_train_n_option_specs, opt },
     { train_file_options, G_N_ELEMENTS (train_file_options), cmd },
   };
-  if (!parse_table_options ("train", "PIPELINE --data DIR -o WEIGHTS",
+  if (!cli_parse_table_options ("train", "PIPELINE --data DIR -o WEIGHTS",
                             "Trains a classifier pipeline with softmax cross-entropy.",
                             tables, G_N_ELEMENTS (tables), argc, argv))
     return FALSE;
@@ -457,7 +437,7 @@ static gboolean
 parse_eval_command (int *argc, char ***argv, EvalCommand *cmd)
 {
   const OptionTable table = { eval_options, G_N_ELEMENTS (eval_options), cmd };
-  if (!parse_table_options ("eval", "PIPELINE --data DIR",
+  if (!cli_parse_table_options ("eval", "PIPELINE --data DIR",
                             "Measures a classifier: accuracy, per-class precision and recall, "
                             "confusion matrix.", &table, 1, argc, argv))
     return FALSE;

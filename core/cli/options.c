@@ -1,5 +1,8 @@
 /* strata — GOption entries made from StOptionSpec tables. */
 #include "options.h"
+#include "cli.h"
+
+#include <stdio.h>
 
 #include <string.h>
 
@@ -87,4 +90,22 @@ cli_options_given (const CliOptions *o, const char *name)
     if (strcmp (o->slots[i].option->spec.name, name) == 0)
       return o->slots[i].text || o->slots[i].flag;
   return FALSE;
+}
+
+/* Parses the command line into the tables' structs; FALSE once said why. */
+gboolean
+cli_parse_table_options (const char *command, const char *params, const char *summary,
+                         const OptionTable *tables, int n_tables, int *argc, char ***argv)
+{
+  g_autoptr (CliOptions) options = cli_options_new (tables, n_tables);
+  g_autoptr (GOptionContext) octx = make_context (params, summary, cli_options_entries (options));
+  if (!parse_options (octx, argc, argv))
+    return FALSE;
+  g_autoptr (GError) error = NULL;
+  if (!cli_options_apply (options, &error))
+    {
+      fprintf (stderr, "strata %s: %s\n", command, error->message);
+      return FALSE;
+    }
+  return TRUE;
 }

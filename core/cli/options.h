@@ -28,4 +28,11 @@ gboolean            cli_options_given (const CliOptions *o, const char *name);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (CliOptions, cli_options_free)
 
+/* A command's whole command line through its tables (and the common
+ * options): help, defaults, parsing and range checks from the specs.
+ * FALSE once it has said what is wrong on stderr. */
+gboolean cli_parse_table_options (const char *command, const char *params, const char *summary,
+                                  const OptionTable *tables, int n_tables, int *argc,
+                                  char ***argv);
+
 G_END_DECLS

@@ -1,10 +1,11 @@
 /* strata run: a pipeline over image files and folders. */
 #include "cli.h"
 #include "context.h"
-#include "optvalue.h"
+#include "options.h"
 #include "registry.h"
 #include "runner.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -50,65 +51,81 @@ parse_format (const char *format, StRunOptions *opt, gboolean *predictions_forma
   return TRUE;
 }
 
+/* What run takes, filled from run_options. */
+typedef struct {
+  char *output, *format, *weights;
+  gboolean random_weights, overwrite, quiet;
+  int top, quality, jobs;
+  gint64 max_pixels;
+} RunCommand;
+
+#define RUN_FIELD(name) offsetof (RunCommand, name)
+#define RANGE (ST_PARAM_HAS_MIN | ST_PARAM_HAS_MAX)
+
+static const StOptionSpec run_options[] = {
+  { { "output", ST_PARAM_STRING, NULL, 0, 0, 0, NULL,
+      "Output image (one input; .png, .jpg or .jpeg), folder (one that exists, a name "
+      "ending in '/', or with several inputs or a folder), or - for standard output",
+      RUN_FIELD (output) }, 'o', "OUT", NULL, NULL },
+  { { "format", ST_PARAM_STRING, NULL, 0, 0, 0, NULL,
+      "Images: png or jpeg; predictions: csv or jsonl", RUN_FIELD (format) },
+    0, "FMT", NULL, "each input's own format, or csv" },
+  { { "weights", ST_PARAM_STRING, NULL, 0, 0, 0, NULL, "Weights file", RUN_FIELD (weights) },
+    'w', "FILE", NULL, "the pipeline's" },
+  { { "random-weights", ST_PARAM_BOOL, NULL, 0, 0, 0, NULL,
+      "No weights: run learnable stages with a fresh random initialisation",
+      RUN_FIELD (random_weights) }, 0, NULL, "true", NULL },
+  { { "top", ST_PARAM_INT, "5", ST_PARAM_HAS_MIN, 1, 0, NULL,
+      "Predictions: labels listed per image", RUN_FIELD (top) }, 0, "K", NULL, NULL },
+  { { "quality", ST_PARAM_INT, "90", RANGE, 1, 100, NULL, "JPEG quality", RUN_FIELD (quality) },
+    'q', "N", NULL, NULL },
+  /* Not given, 0 stays: one thread per core. */
+  { { "jobs", ST_PARAM_INT, NULL, RANGE, 1, ST_MAX_THREADS, NULL, "Threads", RUN_FIELD (jobs) },
+    'j', "N", NULL, "one per core" },
+  { { "overwrite", ST_PARAM_BOOL, NULL, 0, 0, 0, NULL, "Replace existing outputs (never an input)",
+      RUN_FIELD (overwrite) }, 0, NULL, "true", NULL },
+  { { "quiet", ST_PARAM_BOOL, NULL, 0, 0, 0, NULL, "No progress bar or summary",
+      RUN_FIELD (quiet) }, 0, NULL, "true", NULL },
+  { { "max-pixels", ST_PARAM_INT64, "200000000", ST_PARAM_HAS_MIN, 1, 0, NULL,
+      "Refuse images of more than N pixels", RUN_FIELD (max_pixels) }, 0, "N", NULL, NULL },
+};
+
+static int run_command (RunCommand *cmd, int argc, char **argv);
+
 int
 cmd_run (int argc, char **argv)
 {
-  char *output = NULL, *format = NULL, *weights = NULL;
-  char *quality_text = NULL, *jobs_text = NULL, *top_text = NULL, *max_pixels_text = NULL;
-  gboolean overwrite = FALSE, quiet = FALSE, random_weights = FALSE;
-  g_autofree char *jobs_help = g_strdup_printf ("Threads, 1 to %d (default: one per core)",
-                                                ST_MAX_THREADS);
-  const GOptionEntry entries[] = {
-    { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output,
-      "Output image (one input; .png, .jpg or .jpeg), folder (one that exists, a name "
-      "ending in '/', or with several inputs or a folder), or - for standard output", "OUT" },
-    { "format", 0, 0, G_OPTION_ARG_STRING, &format,
-      "Images: png or jpeg (default: keep each input's); predictions: csv (default) or jsonl", "FMT" },
-    WEIGHTS_OPTION_ENTRIES (weights, random_weights,
-                            "No weights: run learnable stages with a fresh random initialisation"),
-    { "top", 0, 0, G_OPTION_ARG_STRING, &top_text,
-      "Predictions: labels listed per image, 1 or more (default 5)", "K" },
-    { "quality", 'q', 0, G_OPTION_ARG_STRING, &quality_text, "JPEG quality, 1 to 100 (default 90)", "N" },
-    { "jobs", 'j', 0, G_OPTION_ARG_STRING, &jobs_text, jobs_help, "N" },
-    { "overwrite", 0, 0, G_OPTION_ARG_NONE, &overwrite,
-      "Replace existing outputs (never an input)", NULL },
-    { "quiet", 0, 0, G_OPTION_ARG_NONE, &quiet, "No progress bar or summary", NULL },
-    { "max-pixels", 0, 0, G_OPTION_ARG_STRING, &max_pixels_text,
-      "Refuse images of more than N pixels, 1 or more (default 200000000)", "N" },
-    { NULL }
-  };
-  g_autoptr (GOptionContext) octx = make_context ("PIPELINE INPUT... -o OUT",
-    "Runs a pipeline over image files and folders (searched recursively).\n"
-    "PIPELINE is a pipeline file, an installed pipeline's name (sharpen), or an\n"
-    "inline chain ('grayscale ! kernel preset=emboss').  INPUT - reads an image\n"
-    "from standard input.\n\n"
-    "Nothing runs when an output would replace an input or two inputs would\n"
-    "have one output.  Exit status: 0 all written (or skipped), 1 some images\n"
-    "failed, 2 nothing run (usage, pipeline or output problem), 130 interrupted.", entries);
-  gboolean parsed = parse_options (octx, &argc, &argv);
-  g_autofree char *output_owned = output, *format_owned = format, *weights_owned = weights;
-  g_autofree char *o1 = quality_text, *o2 = jobs_text, *o3 = top_text, *o4 = max_pixels_text;
-  if (!parsed)
-    return EXIT_USAGE;
+  RunCommand cmd = { 0 };
+  const OptionTable table = { run_options, G_N_ELEMENTS (run_options), &cmd };
+  int rc = EXIT_USAGE;
+  if (cli_parse_table_options ("run", "PIPELINE INPUT... -o OUT",
+        "Runs a pipeline over image files and folders (searched recursively).\n"
+        "PIPELINE is a pipeline file, an installed pipeline's name (sharpen), or an\n"
+        "inline chain ('grayscale ! kernel preset=emboss').  INPUT - reads an image\n"
+        "from standard input.\n\n"
+        "Nothing runs when an output would replace an input or two inputs would\n"
+        "have one output.  Exit status: 0 all written (or skipped), 1 some images\n"
+        "failed, 2 nothing run (usage, pipeline or output problem), 130 interrupted.",
+        &table, 1, &argc, &argv))
+    rc = run_command (&cmd, argc, argv);
+  st_options_clear (run_options, G_N_ELEMENTS (run_options), &cmd);
+  return rc;
+}
+
+static int
+run_command (RunCommand *cmd, int argc, char **argv)
+{
   if (argc < 3)
     {
       fprintf (stderr, "strata run: expected PIPELINE and at least one INPUT (see --help)\n");
       return EXIT_USAGE;
     }
-  gint64 quality = 90, jobs = 0, top = 5, max_pixels = ST_DEFAULT_MAX_PIXELS;
+  const char *format = cmd->format, *weights = cmd->weights;
+  const gboolean quiet = cmd->quiet;
   g_autoptr (GError) error = NULL;
-  if (!st_option_parse_int ("--quality", quality_text, 1, 100, &quality, &error)
-      || !st_option_parse_int ("--jobs", jobs_text, 1, ST_MAX_THREADS, &jobs, &error)
-      || !st_option_parse_int ("--top", top_text, 1, G_MAXINT, &top, &error)
-      || !st_option_parse_int ("--max-pixels", max_pixels_text, 1, G_MAXINT64, &max_pixels,
-                               &error))
-    {
-      fprintf (stderr, "strata run: %s\n", error->message);
-      return EXIT_USAGE;
-    }
-  StRunOptions opt = { .output = output, .jpeg_quality = (int) quality, .jobs = (int) jobs,
-                       .overwrite = overwrite, .quiet = quiet, .top_k = (int) top,
-                       .max_pixels = (guint64) max_pixels, .message = print_message,
+  StRunOptions opt = { .output = cmd->output, .jpeg_quality = cmd->quality, .jobs = cmd->jobs,
+                       .overwrite = cmd->overwrite, .quiet = quiet, .top_k = cmd->top,
+                       .max_pixels = (guint64) cmd->max_pixels, .message = print_message,
                        .progress = terminal_progress (quiet),
                        .interrupted = say_interrupted, .predictions = print_predictions };
   gboolean predictions_format = FALSE;
@@ -126,7 +143,7 @@ cmd_run (int argc, char **argv)
       st_pipeline_free (p);
       return EXIT_USAGE;
     }
-  if (!load_weights (p, weights, random_weights, &error))
+  if (!load_weights (p, weights, cmd->random_weights, &error))
     {
       st_pipeline_free (p);
       return fail (error);
