@@ -36,8 +36,9 @@ const StOptionSpec st_train_option_specs[] = {
       "Seed of initial weights, shuffling and dropout", FIELD (seed) }, 0, "N", NULL, NULL },
   { { "no-shuffle", ST_PARAM_BOOL, NULL, 0, 0, 0, NULL, "Keep the data's order",
       FIELD (shuffle) }, 0, NULL, "false", NULL },
-  { { "jobs", ST_PARAM_INT, "0", RANGE, 0, ST_MAX_THREADS, NULL, "Threads", FIELD (threads) },
-    'j', "N", NULL, "0: one per core" },
+  /* Not given, 0 stays: one thread per core. */
+  { { "jobs", ST_PARAM_INT, NULL, RANGE, 1, ST_MAX_THREADS, NULL, "Threads", FIELD (threads) },
+    'j', "N", NULL, "one per core" },
 };
 const int st_train_n_option_specs = G_N_ELEMENTS (st_train_option_specs);
 

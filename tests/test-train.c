@@ -298,9 +298,11 @@ test_option_ranges (Fixture *f, gconstpointer unused)
     { { "--momentum", "-1" }, "--momentum: expected a number 0 to less than 1, found '-1'" },
     { { "--weight-decay", "inf" }, "--weight-decay: expected a number at least 0, found 'inf'" },
     { { "--gamma", "0" }, "--gamma: expected a number more than 0, at most 1, found '0'" },
-    { { "--jobs", "100000" }, "--jobs: expected an integer 0 to 1024, found '100000'" },
-    { { "--jobs", "-1" }, "--jobs: expected an integer 0 to 1024, found '-1'" },
-    { { "--limit", "-5" }, "--limit: expected an integer at least 0, found '-5'" },
+    { { "--jobs", "100000" }, "--jobs: expected an integer 1 to 1024, found '100000'" },
+    { { "--jobs", "-1" }, "--jobs: expected an integer 1 to 1024, found '-1'" },
+    { { "--limit", "-5" }, "--limit: expected an integer at least 1, found '-5'" },
+    { { "--limit", "0" }, "--limit: expected an integer at least 1, found '0'" },
+    { { "--jobs", "0" }, "--jobs: expected an integer 1 to 1024, found '0'" },
     { { "--seed", "-1" }, "--seed: expected an integer at least 0, found '-1'" },
     { { "--step-epochs", "0" }, "--step-epochs: expected an integer 1 to 100000" },
     { { "--batch", "100000" }, "--batch: expected an integer 1 to 65536" },
@@ -329,8 +331,9 @@ test_option_ranges (Fixture *f, gconstpointer unused)
 
   const char *eval_cases[][3] = {
     { "--batch", "0", "--batch: expected an integer 1 to 65536" },
-    { "--jobs", "-2", "--jobs: expected an integer 0 to 1024" },
-    { "--limit", "-1", "--limit: expected an integer at least 0" },
+    { "--jobs", "-2", "--jobs: expected an integer 1 to 1024" },
+    { "--jobs", "0", "--jobs: expected an integer 1 to 1024" },
+    { "--limit", "-1", "--limit: expected an integer at least 1" },
     { "--format", "xml", "--format: expected one of text|json, found 'xml'" },
   };
   for (guint i = 0; i < G_N_ELEMENTS (eval_cases); i++)
@@ -346,7 +349,7 @@ test_option_ranges (Fixture *f, gconstpointer unused)
   g_assert_cmpint (r.status, ==, 0);
   g_assert_nonnull (strstr (r.out, "Learning rate, more than 0"));
   g_assert_nonnull (strstr (r.out, "SGD momentum, 0 to less than 1"));
-  g_assert_nonnull (strstr (r.out, "Threads, 0 to 1024"));
+  g_assert_nonnull (strstr (r.out, "Threads, 1 to 1024 (default one per core)"));
   /* Help, defaults and ranges come from one table. */
   g_assert_nonnull (strstr (r.out, "Batch size, 1 to 65536 (default 64)"));
   g_assert_nonnull (strstr (r.out, "(default 0.001 for adam and adamw, 0.01 for sgd)"));

@@ -219,8 +219,9 @@ static const StOptionSpec train_data_options[] = {
   { { "val-split", ST_PARAM_DOUBLE, "0", ST_PARAM_HAS_MIN | ST_PARAM_HAS_MAX | ST_PARAM_MAX_EXCLUSIVE,
       0, 1, NULL, "Hold out this fraction of the training data to test on",
       TRAIN_FIELD (val_split) }, 0, "F", NULL, "0: none" },
-  { { "limit", ST_PARAM_INT, "0", ST_PARAM_HAS_MIN, 0, 0, NULL,
-      "Use only the first N training images", TRAIN_FIELD (limit) }, 0, "N", NULL, "0: all" },
+  /* Not given, 0 stays: every image. */
+  { { "limit", ST_PARAM_INT, NULL, ST_PARAM_HAS_MIN, 1, 0, NULL,
+      "Use only the first N training images", TRAIN_FIELD (limit) }, 0, "N", NULL, "all" },
   { { "output", ST_PARAM_STRING, NULL, 0, 0, 0, NULL, "Weights file to write (safetensors)",
       TRAIN_FIELD (output) }, 'o', "WEIGHTS", NULL, NULL },
 };
@@ -427,10 +428,11 @@ static const StOptionSpec eval_options[] = {
     0, "FMT", NULL, NULL },
   { { "batch", ST_PARAM_INT, "256", ST_PARAM_HAS_MIN | ST_PARAM_HAS_MAX, 1, 65536, NULL,
       "Images per batch", EVAL_FIELD (batch) }, 'b', "N", NULL, NULL },
-  { { "jobs", ST_PARAM_INT, "0", ST_PARAM_HAS_MIN | ST_PARAM_HAS_MAX, 0, ST_MAX_THREADS, NULL,
-      "Threads", EVAL_FIELD (threads) }, 'j', "N", NULL, "0: one per core" },
-  { { "limit", ST_PARAM_INT, "0", ST_PARAM_HAS_MIN, 0, 0, NULL, "Use only the first N images",
-      EVAL_FIELD (limit) }, 0, "N", NULL, "0: all" },
+  /* Not given, 0 stays: one thread per core, every image. */
+  { { "jobs", ST_PARAM_INT, NULL, ST_PARAM_HAS_MIN | ST_PARAM_HAS_MAX, 1, ST_MAX_THREADS, NULL,
+      "Threads", EVAL_FIELD (threads) }, 'j', "N", NULL, "one per core" },
+  { { "limit", ST_PARAM_INT, NULL, ST_PARAM_HAS_MIN, 1, 0, NULL, "Use only the first N images",
+      EVAL_FIELD (limit) }, 0, "N", NULL, "all" },
 };
 
 static gboolean
