@@ -150,20 +150,21 @@ st_pipeline_set_fixed_input_error (StPipeline *p, StShape input, GError **error)
 {
   const StShape want = p->input;
   g_autofree char *variant = find_photo_variant (p);
+  /* What must change, in words: the core names no stage kind. */
   GString *how = g_string_new (NULL);
-  if (input.c != want.c && want.c == 1)
-    g_string_append (how, "grayscale");
+  if (input.c != want.c)
+    g_string_append_printf (how, "%d channel%s instead of %d", want.c, want.c == 1 ? "" : "s",
+                            input.c);
   if (input.h != want.h || input.w != want.w)
-    g_string_append_printf (how, "%sresize width=%d height=%d", how->len ? " and " : "",
-                            want.w, want.h);
-  g_autofree char *stages = g_string_free (how, FALSE);
+    g_string_append_printf (how, "%s%dx%d pixels instead of %dx%d", how->len ? "; " : "",
+                            want.h, want.w, input.h, input.w);
+  g_autofree char *change = g_string_free (how, FALSE);
   st_pipeline_set_error (error, p, ST_ERROR_SHAPE,
                          "the pipeline takes %dx%dx%d, the image is %dx%dx%d: %s%s%sput stages "
-                         "that make "
-                         "it %dx%dx%d before the first one%s%s%s",
+                         "that make it %dx%dx%d before the first one%s%s%s",
                          want.c, want.h, want.w, input.c, input.h, input.w,
                          variant ? "use the pipeline " : "", variant ? variant : "",
                          variant ? ", which takes any image, or " : "",
                          want.c, want.h, want.w,
-                         *stages ? " (such as " : "", stages, *stages ? ")" : "");
+                         *change ? " (" : "", change, *change ? ")" : "");
 }

@@ -425,7 +425,7 @@ test_fixed_input_message (void)
   g_test_message ("%s", error->message);
   g_assert_true (g_str_has_prefix (error->message, path));
   g_assert_true (strstr (error->message, "the pipeline takes 1x28x28, the image is 3x400x300"));
-  g_assert_true (strstr (error->message, "grayscale and resize width=28 height=28"));
+  g_assert_true (strstr (error->message, "(1 channel instead of 3; 28x28 pixels instead of 400x300)"));
   g_assert_null (strstr (error->message, "declared"));
   g_assert_null (strstr (error->message, "-photo"));
   g_clear_error (&error);
@@ -440,7 +440,7 @@ test_fixed_input_message (void)
   g_assert_false (st_pipeline_prepare (p, (StShape) { 1, 1, 28, 30 }, &error));
   g_assert_true (strstr (error->message, "the image is 1x28x30: use the pipeline "));
   g_assert_true (strstr (error->message, "net-photo.ini"));
-  g_assert_true (strstr (error->message, "(such as resize width=28 height=28)"));
+  g_assert_true (strstr (error->message, "before the first one (28x28 pixels instead of 28x30)"));
   g_clear_error (&error);
   st_pipeline_free (p);
 
