@@ -675,6 +675,15 @@ test_option_ranges (void)
   r = tu_run (exe, "run", "sharpen", in, "-o", out, "-j", "1024", "--max-pixels", "64", NULL);
   g_assert_cmpint (r.status, ==, 0);
   tu_result_clear (&r);
+  /* -q is --quiet, as in most tools; JPEG quality is --quality only. */
+  r = tu_run (exe, "run", "sharpen", in, "-o", out, "--overwrite", "-q", NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_cmpstr (r.err, ==, "");
+  tu_result_clear (&r);
+  r = tu_run (exe, "run", "--help", NULL);
+  g_assert_true (strstr (r.out, "-q, --quiet"));
+  g_assert_null (strstr (r.out, "-q, --quality"));
+  tu_result_clear (&r);
   tu_remove_tree (tmp);
 }
 

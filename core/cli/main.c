@@ -236,7 +236,7 @@ static const StOptionSpec train_file_options[] = {
   { { "plot", ST_PARAM_STRING, NULL, 0, 0, 0, NULL, "Training curves PNG", TRAIN_FIELD (plot) },
     0, "FILE", NULL, "WEIGHTS.png" },
   { { "quiet", ST_PARAM_BOOL, NULL, 0, 0, 0, NULL, "No progress or per-epoch lines",
-      TRAIN_FIELD (quiet) }, 0, NULL, "true", NULL },
+      TRAIN_FIELD (quiet) }, 'q', NULL, "true", NULL },
 };
 
 static void

@@ -78,14 +78,14 @@ static const StOptionSpec run_options[] = {
   { { "top", ST_PARAM_INT, "5", ST_PARAM_HAS_MIN, 1, 0, NULL,
       "Predictions: labels listed per image", RUN_FIELD (top) }, 0, "K", NULL, NULL },
   { { "quality", ST_PARAM_INT, "90", RANGE, 1, 100, NULL, "JPEG quality", RUN_FIELD (quality) },
-    'q', "N", NULL, NULL },
+    0, "N", NULL, NULL },
   /* Not given, 0 stays: one thread per core. */
   { { "jobs", ST_PARAM_INT, NULL, RANGE, 1, ST_MAX_THREADS, NULL, "Threads", RUN_FIELD (jobs) },
     'j', "N", NULL, "one per core" },
   { { "overwrite", ST_PARAM_BOOL, NULL, 0, 0, 0, NULL, "Replace existing outputs (never an input)",
       RUN_FIELD (overwrite) }, 0, NULL, "true", NULL },
   { { "quiet", ST_PARAM_BOOL, NULL, 0, 0, 0, NULL, "No progress bar or summary",
-      RUN_FIELD (quiet) }, 0, NULL, "true", NULL },
+      RUN_FIELD (quiet) }, 'q', NULL, "true", NULL },
   { { "max-pixels", ST_PARAM_INT64, "200000000", ST_PARAM_HAS_MIN, 1, 0, NULL,
       "Refuse images of more than N pixels", RUN_FIELD (max_pixels) }, 0, "N", NULL, NULL },
 };
