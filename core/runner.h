@@ -45,12 +45,16 @@ typedef struct {
   /* A classifier's whole table (CSV or JSON lines) when output is NULL or
    * "-", for the caller to write to standard output; NULL: not written. */
   void (*predictions) (const char *table, gpointer user_data);
+  /* Also name, through message, each file in a folder that is ignored
+   * because no image format has its extension. */
+  gboolean verbose;
 } StRunOptions;
 
 typedef struct {
   guint written, skipped, failed;
   guint interrupted;           /* not run, or abandoned, after SIGINT or SIGTERM */
   guint in_strips;             /* of those written, how many ran in strips */
+  guint ignored;               /* files in input folders that are not images */
 } StRunSummary;
 
 /* Runs p on every image named by inputs: files ("-" is standard input)
