@@ -549,6 +549,55 @@ test_cli_plugins (void)
   tu_remove_tree (tmp);
 }
 
+/* strata pipelines names each installed pipeline on the search path with
+ * its description (or why it does not load); an unknown name lists them. */
+static void
+test_cli_pipelines (void)
+{
+  const char *exe = g_getenv ("STRATA_EXE");
+  g_autofree char *tmp = tu_make_tmpdir ("strata-load-XXXXXX");
+  g_autofree char *mine = g_build_filename (tmp, "mine.ini", NULL);
+  g_autofree char *broken = g_build_filename (tmp, "broken.ini", NULL);
+  g_autofree char *not_pipeline = g_build_filename (tmp, "notes.txt", NULL);
+  const char *mine_text = "[pipeline]\ndescription=Inverts, for the test\n[invert]\ntype=invert\n";
+  tu_write_bytes (mine, mine_text, strlen (mine_text));
+  tu_write_bytes (broken, "[x]\ntype=nosuchkind\n", 20);
+  tu_write_bytes (not_pipeline, "x", 1);
+  g_setenv ("STRATA_PIPELINE_PATH", tmp, TRUE);
+
+  TuResult r = tu_run (exe, "pipelines", NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_true (strstr (r.out, "\nmine                 Inverts, for the test\n"));
+  g_assert_true (strstr (r.out, "\nbroken               (does not load: "));
+  g_assert_true (strstr (r.out, "nosuchkind"));
+  /* The installed ones follow the path's, in one sorted list. */
+  g_assert_true (strstr (r.out, "\nsharpen              Sharpen with the 3x3 kernel"));
+  g_assert_true (strstr (r.out, "\nblur ") < strstr (r.out, "\nbroken "));
+  g_assert_null (strstr (r.out, "notes"));
+  tu_result_clear (&r);
+
+  g_autofree char *image = g_build_filename (tmp, "in.png", NULL);
+  g_autoptr (StTensor) pixels = st_tensor_new0 (1, 3, 4, 4);
+  g_autoptr (GError) error = NULL;
+  g_assert_true (st_image_save (pixels, image, ST_FORMAT_PNG, 8, 90, &error));
+  g_autofree char *out = g_build_filename (tmp, "out.png", NULL);
+  r = tu_run (exe, "run", "nosuchpipeline", image, "-o", out, NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_true (strstr (r.err, "nosuchpipeline: no pipeline file, installed pipeline or stage kind"));
+  g_assert_true (strstr (r.err, "; installed pipelines: blur, broken, "));
+  g_assert_true (strstr (r.err, ", mine, "));
+  g_assert_true (strstr (r.err, "('strata pipelines' describes them)"));
+  tu_result_clear (&r);
+  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+
+  r = tu_run (exe, "pipelines", "extra", NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_true (strstr (r.err, "expected no arguments"));
+  tu_result_clear (&r);
+  g_unsetenv ("STRATA_PIPELINE_PATH");
+  tu_remove_tree (tmp);
+}
+
 static void
 test_cli_common_options (void)
 {
@@ -1076,6 +1125,7 @@ main (int argc, char **argv)
   g_test_add_func ("/pipeline/plugins/refused", test_refused_plugins);
   g_test_add_func ("/pipeline/cli/plugins", test_cli_plugins);
   g_test_add_func ("/pipeline/cli/common-options", test_cli_common_options);
+  g_test_add_func ("/pipeline/cli/pipelines", test_cli_pipelines);
   g_test_add_func ("/pipeline/large", test_large_pipeline);
   g_test_add_func ("/pipeline/inline", test_inline_chain);
   g_test_add_func ("/pipeline/graph-order", test_graph_order);

@@ -28,3 +28,4 @@ gboolean load_weights (StPipeline *p, const char *weights, gboolean random_weigh
 int cmd_run (int argc, char **argv);
 int cmd_inspect (int argc, char **argv);
 int cmd_plugins (int argc, char **argv);
+int cmd_pipelines (int argc, char **argv);

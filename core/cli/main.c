@@ -508,7 +508,8 @@ usage (FILE *out)
            "  eval PIPELINE --data DIR            accuracy, precision, recall, confusion matrix\n"
            "  inspect PIPELINE [IMAGE -o PNG]     stages, shapes, parameters, multiply-adds;\n"
            "                                      with IMAGE, a picture of each stage's feature maps\n"
-           "  plugins [NAME]                      list stage kinds, or one kind's parameters\n\n"
+           "  plugins [NAME]                      list stage kinds, or one kind's parameters\n"
+           "  pipelines                           list installed pipelines and what they do\n\n"
            "'strata COMMAND --help' describes a command's options.\n");
 }
 
@@ -546,6 +547,8 @@ main (int argc, char **argv)
     rc = cmd_run (argc - 1, argv + 1);
   else if (strcmp (cmd, "plugins") == 0)
     rc = cmd_plugins (argc - 1, argv + 1);
+  else if (strcmp (cmd, "pipelines") == 0)
+    rc = cmd_pipelines (argc - 1, argv + 1);
   else if (strcmp (cmd, "train") == 0)
     rc = cmd_train (argc - 1, argv + 1);
   else if (strcmp (cmd, "eval") == 0)
