@@ -1,5 +1,6 @@
 /* Pipeline files and inline chains: parsing, every error, graph wiring, and
  * the ready pipelines against references written here. */
+#include "config.h"
 #include "pipeline.h"
 #include "context.h"
 #include "image.h"
@@ -598,6 +599,37 @@ test_cli_pipelines (void)
   tu_remove_tree (tmp);
 }
 
+/* --version answers the same, alone, as a command or after one. */
+static void
+test_cli_version (void)
+{
+  const char *exe = g_getenv ("STRATA_EXE");
+  TuResult r = tu_run (exe, "--version", NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  g_autofree char *expected = g_strdup_printf ("strata %s (plugin ABI %d)\n", ST_VERSION,
+                                               ST_ABI_VERSION);
+  g_assert_cmpstr (r.out, ==, expected);
+  tu_result_clear (&r);
+  const char *const asks[][4] = {
+    { "version" }, { "run", "--version" }, { "run", "sharpen", "--version" },
+    { "plugins", "--version" }, { "train", "--epochs", "0", "--version" }, { "pipelines", "--version" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (asks); i++)
+    {
+      const char *argv[6] = { exe };
+      for (int k = 0; k < 4 && asks[i][k]; k++)
+        argv[k + 1] = asks[i][k];
+      r = tu_run_argv (exe, argv + 1);
+      g_assert_cmpint (r.status, ==, 0);
+      g_assert_cmpstr (r.out, ==, expected);
+      g_assert_cmpstr (r.err, ==, "");
+      tu_result_clear (&r);
+    }
+  r = tu_run (exe, "inspect", "--help", NULL);
+  g_assert_true (strstr (r.out, "--version") && strstr (r.out, "Print strata's version"));
+  tu_result_clear (&r);
+}
+
 static void
 test_cli_common_options (void)
 {
@@ -1126,6 +1158,7 @@ main (int argc, char **argv)
   g_test_add_func ("/pipeline/cli/plugins", test_cli_plugins);
   g_test_add_func ("/pipeline/cli/common-options", test_cli_common_options);
   g_test_add_func ("/pipeline/cli/pipelines", test_cli_pipelines);
+  g_test_add_func ("/pipeline/cli/version", test_cli_version);
   g_test_add_func ("/pipeline/large", test_large_pipeline);
   g_test_add_func ("/pipeline/inline", test_inline_chain);
   g_test_add_func ("/pipeline/graph-order", test_graph_order);

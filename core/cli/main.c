@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 static char **plugin_dirs;
-static gboolean show_version;
+static gboolean show_version;        /* in --help only: main answers --version first */
 static guint64 max_memory;           /* 0: not given */
 static char max_memory_help[256];    /* says the default, which depends on the machine */
 
@@ -72,6 +72,7 @@ static const GOptionEntry common_entries[] = {
     "Also load plugins from DIR, an existing folder (before STRATA_PLUGIN_PATH)", "DIR" },
   { "max-memory", 0, 0, G_OPTION_ARG_CALLBACK, (gpointer) parse_max_memory, max_memory_help,
     "SIZE" },
+  { "version", 0, 0, G_OPTION_ARG_NONE, &show_version, "Print strata's version and exit", NULL },
   { NULL }
 };
 
@@ -509,8 +510,20 @@ usage (FILE *out)
            "  inspect PIPELINE [IMAGE -o PNG]     stages, shapes, parameters, multiply-adds;\n"
            "                                      with IMAGE, a picture of each stage's feature maps\n"
            "  plugins [NAME]                      list stage kinds, or one kind's parameters\n"
-           "  pipelines                           list installed pipelines and what they do\n\n"
+           "  pipelines                           list installed pipelines and what they do\n"
+           "  version                             strata's version (also --version)\n\n"
            "'strata COMMAND --help' describes a command's options.\n");
+}
+
+/* "strata COMMAND ... --version" answers like "strata --version", before
+ * the command checks its other arguments ("--" ends the options). */
+static gboolean
+asks_version (int argc, char **argv)
+{
+  for (int i = 2; i < argc && strcmp (argv[i], "--") != 0; i++)
+    if (strcmp (argv[i], "--version") == 0)
+      return TRUE;
+  return FALSE;
 }
 
 int
@@ -528,7 +541,7 @@ main (int argc, char **argv)
       return EXIT_USAGE;
     }
   const char *cmd = argv[1];
-  if (strcmp (cmd, "--version") == 0 || strcmp (cmd, "version") == 0)
+  if (strcmp (cmd, "--version") == 0 || strcmp (cmd, "version") == 0 || asks_version (argc, argv))
     {
       printf ("strata %s (plugin ABI %d)\n", ST_VERSION, ST_ABI_VERSION);
       return EXIT_OK;
