@@ -93,6 +93,13 @@ static const StOptionSpec run_options[] = {
       "Refuse images of more than N pixels", RUN_FIELD (max_pixels) }, 0, "N", NULL, NULL },
 };
 
+const StOptionSpec *
+cli_run_options (int *n)
+{
+  *n = G_N_ELEMENTS (run_options);
+  return run_options;
+}
+
 static int run_command (RunCommand *cmd, int argc, char **argv);
 
 int
