@@ -58,7 +58,8 @@ typedef struct {
 } StRunSummary;
 
 /* Runs p on every image named by inputs: files ("-" is standard input)
- * and folders, searched recursively for .png, .jpg and .jpeg (each folder
+ * and folders, searched recursively for files with an image format's
+ * extension (the others counted in summary->ignored; each folder
  * once; symbolic link loops reported and not followed; the output folder
  * left out).  Every job is planned first: an output that is an input, or
  * one output of several inputs, stops the run before anything is read
