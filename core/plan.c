@@ -85,6 +85,7 @@ typedef struct {
   gboolean has_out_root;       /* the output folder exists: out_root is its identity */
   FileId out_root;
   guint failed;                /* inputs that are missing or cannot be read */
+  guint ignored;               /* files in folders that are not images strata reads */
 } Plan;
 
 static void
@@ -131,6 +132,16 @@ add_job (Plan *plan, const char *input, const char *output, StImageFormat format
   else
     job->output = g_strdup (output);
   g_ptr_array_add (plan->jobs, job);
+}
+
+/* A file in a folder with no image format's extension: counted, and
+ * named with --verbose, so that nothing a folder holds passes unsaid. */
+static void
+ignore_file (Plan *plan, const char *path)
+{
+  plan->ignored++;
+  if (plan->opt->verbose)
+    st_run_message (plan->opt, "%s: not an image format strata reads; ignored", path);
 }
 
 static StImageFormat
@@ -183,12 +194,14 @@ walk_folder (Plan *plan, const char *dir, const char *out_dir, const GStatBuf *s
         {
           if (is_image_name (n))
             plan_report (plan, "%s: cannot read: %s", path, g_strerror (errno));
+          else
+            ignore_file (plan, path);
           continue;
         }
       if (S_ISDIR (s.st_mode))
         walk_folder (plan, path, out, &s, FALSE);
       else if (!is_image_name (n))
-        continue;
+        ignore_file (plan, path);
       else if (S_ISREG (s.st_mode))
         add_job (plan, path, out, folder_job_format (plan->opt, path));
       else
@@ -629,11 +642,15 @@ st_plan_jobs (const char *const *inputs, const StRunOptions *opt, gboolean class
     {
       result->jobs = g_steal_pointer (&jobs);
       result->failed = plan.failed;
+      result->ignored = plan.ignored;
       if (plan.failed)
         return TRUE;
       st_job_plan_clear (result);
+      g_autofree char *ignored = plan.ignored
+        ? g_strdup_printf ("; %u other files ignored (--verbose names them)", plan.ignored)
+        : g_strdup ("");
       g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
-                   "no images found (expected .png, .jpg or .jpeg files)");
+                   "no images found (expected .png, .jpg or .jpeg files)%s", ignored);
       return FALSE;
     }
 
@@ -654,6 +671,7 @@ st_plan_jobs (const char *const *inputs, const StRunOptions *opt, gboolean class
   result->jobs = g_steal_pointer (&jobs);
   result->predictions = predictions;
   result->failed = plan.failed;
+  result->ignored = plan.ignored;
   return TRUE;
 }
 

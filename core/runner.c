@@ -433,6 +433,7 @@ st_run_images (StPipeline *pipeline, const char *const *inputs,
   if (jobs->len == 0)
     {
       summary->failed = plan.failed;
+      summary->ignored = plan.ignored;
       return TRUE;
     }
 
@@ -479,6 +480,7 @@ st_run_images (StPipeline *pipeline, const char *const *inputs,
         }
     }
   summary->failed += plan.failed;
+  summary->ignored = plan.ignored;
   /* Predictions of an interrupted run are not written: a table that
    * looks complete would mislead. */
   if (classify && !summary->interrupted)

@@ -54,7 +54,7 @@ parse_format (const char *format, StRunOptions *opt, gboolean *predictions_forma
 /* What run takes, filled from run_options. */
 typedef struct {
   char *output, *format, *weights;
-  gboolean random_weights, overwrite, quiet;
+  gboolean random_weights, overwrite, quiet, verbose;
   int top, quality, jobs;
   gint64 max_pixels;
 } RunCommand;
@@ -78,17 +78,27 @@ static const StOptionSpec run_options[] = {
   { { "top", ST_PARAM_INT, "5", ST_PARAM_HAS_MIN, 1, 0, NULL,
       "Predictions: labels listed per image", RUN_FIELD (top) }, 0, "K", NULL, NULL },
   { { "quality", ST_PARAM_INT, "90", RANGE, 1, 100, NULL, "JPEG quality", RUN_FIELD (quality) },
-    'q', "N", NULL, NULL },
+    0, "N", NULL, NULL },
   /* Not given, 0 stays: one thread per core. */
   { { "jobs", ST_PARAM_INT, NULL, RANGE, 1, ST_MAX_THREADS, NULL, "Threads", RUN_FIELD (jobs) },
     'j', "N", NULL, "one per core" },
   { { "overwrite", ST_PARAM_BOOL, NULL, 0, 0, 0, NULL, "Replace existing outputs (never an input)",
       RUN_FIELD (overwrite) }, 0, NULL, "true", NULL },
   { { "quiet", ST_PARAM_BOOL, NULL, 0, 0, 0, NULL, "No progress bar or summary",
-      RUN_FIELD (quiet) }, 0, NULL, "true", NULL },
+      RUN_FIELD (quiet) }, 'q', NULL, "true", NULL },
+  { { "verbose", ST_PARAM_BOOL, NULL, 0, 0, 0, NULL,
+      "Also name each file in a folder that is ignored as not an image",
+      RUN_FIELD (verbose) }, 'v', NULL, "true", NULL },
   { { "max-pixels", ST_PARAM_INT64, "200000000", ST_PARAM_HAS_MIN, 1, 0, NULL,
       "Refuse images of more than N pixels", RUN_FIELD (max_pixels) }, 0, "N", NULL, NULL },
 };
+
+const StOptionSpec *
+cli_run_options (int *n)
+{
+  *n = G_N_ELEMENTS (run_options);
+  return run_options;
+}
 
 static int run_command (RunCommand *cmd, int argc, char **argv);
 
@@ -125,6 +135,7 @@ run_command (RunCommand *cmd, int argc, char **argv)
   g_autoptr (GError) error = NULL;
   StRunOptions opt = { .output = cmd->output, .jpeg_quality = cmd->quality, .jobs = cmd->jobs,
                        .overwrite = cmd->overwrite, .quiet = quiet, .top_k = cmd->top,
+                       .verbose = cmd->verbose,
                        .max_pixels = (guint64) cmd->max_pixels, .message = print_message,
                        .progress = terminal_progress (quiet),
                        .interrupted = say_interrupted, .predictions = print_predictions };
@@ -154,8 +165,13 @@ run_command (RunCommand *cmd, int argc, char **argv)
   if (!ok)
     return fail (error);
   if (!quiet)
-    fprintf (stderr, "%u written, %u skipped, %u failed, %u interrupted\n", summary.written,
-             summary.skipped, summary.failed, summary.interrupted);
+    {
+      /* "N ignored" only when a folder held other files: the usual line stays short. */
+      g_autofree char *ignored = summary.ignored ? g_strdup_printf (", %u ignored", summary.ignored)
+                                                 : g_strdup ("");
+      fprintf (stderr, "%u written, %u skipped, %u failed, %u interrupted%s\n", summary.written,
+               summary.skipped, summary.failed, summary.interrupted, ignored);
+    }
   if (summary.interrupted)
     return EXIT_INTERRUPTED;
   return summary.failed ? EXIT_SOME_FAILED : EXIT_OK;
