@@ -18,6 +18,7 @@
 #include <glib/gstdio.h>
 #include <jpeglib.h>
 #include <png.h>
+#include <tiffio.h>
 
 static void
 temp_dir_setup (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
@@ -324,7 +325,7 @@ test_format_table_messages (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
     gsize size;
     const char *reason;
   } cases[] = {
-    { "text.png", "GIF89a", 6, "not a PNG or JPEG image (unrecognised file signature)" },
+    { "text.png", "GIF89a", 6, "not a PNG, JPEG or TIFF image (unrecognised file signature)" },
     { "cut.jpg", "\x89PN", 3, "truncated PNG file" },
     { "cut.png", "\xff\xd8", 2, "truncated JPEG file" },
     { "one.png", "\xff", 1, "truncated JPEG file" },
@@ -340,9 +341,9 @@ test_format_table_messages (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
       g_assert_cmpstr (error->message, ==, want);
     }
 
-  g_autofree char *out = tu_temp_path (fx, "out.tiff");
+  g_autofree char *out = tu_temp_path (fx, "out.bmp");
   g_autofree char *want = g_strdup_printf (
-      "%s: unknown image format (name the file .png, .jpg or .jpeg)", out);
+      "%s: unknown image format (name the file .png, .jpg, .jpeg, .tif or .tiff)", out);
   g_autoptr (StTensor) image = st_tensor_new0 (1, 3, 2, 2);
   g_autoptr (GError) save_error = NULL;
   g_assert_false (st_image_save (image, out, ST_FORMAT_UNKNOWN, 8, 90, &save_error));
@@ -873,7 +874,7 @@ test_text_named_jpeg (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
   g_autofree char *path = tu_temp_path (fx, "notes.jpg");
   const char *text = "This is not a picture.\nIt is a text file with a .jpg name.\n";
   tu_write_bytes (path, text, strlen (text));
-  assert_load_fails (path, 0, ST_ERROR_IMAGE, "not a PNG or JPEG");
+  assert_load_fails (path, 0, ST_ERROR_IMAGE, "not a PNG, JPEG or TIFF");
 }
 
 static void
@@ -888,7 +889,7 @@ test_random_bytes (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
   g_autofree char *path = tu_temp_path (fx, "random.png");
   bytes[0] = 'R';
   tu_write_bytes (path, bytes, sizeof bytes);
-  assert_load_fails (path, 0, ST_ERROR_IMAGE, "not a PNG or JPEG");
+  assert_load_fails (path, 0, ST_ERROR_IMAGE, "not a PNG, JPEG or TIFF");
 
   /* Noise behind a valid signature reaches the decoders. */
   g_autofree char *png_path = tu_temp_path (fx, "random-after-signature.png");
@@ -1131,7 +1132,7 @@ test_save_bad_arguments (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
   g_autofree char *png = tu_temp_path (fx, "out.png");
   g_autofree char *jpeg = tu_temp_path (fx, "out.jpg");
-  g_autofree char *other = tu_temp_path (fx, "out.tiff");
+  g_autofree char *other = tu_temp_path (fx, "out.bmp");
   g_autoptr (StTensor) five = st_tensor_new0 (1, 5, 4, 4);
   g_autoptr (StTensor) batch = st_tensor_new0 (2, 3, 4, 4);
   g_autoptr (StTensor) rgb = gradient (3, 4, 4);
@@ -1222,6 +1223,244 @@ test_save_clamps (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
     }
 }
 
+/* ---- TIFF ---------------------------------------------------------------- */
+
+static void
+tiff_round_trip (TuTempDir *fx, int bit_depth)
+{
+  const int levels = bit_depth == 16 ? 65535 : 255;
+  for (int channels = 1; channels <= 4; channels++)
+    {
+      g_autofree char *name = g_strdup_printf ("rt-%d-%d.tif", channels, bit_depth);
+      g_autofree char *path = tu_temp_path (fx, name);
+      g_autoptr (StTensor) src = random_levels (channels, 7, 13, levels, channels);
+      src->data[0] = 0.0f;
+      src->data[1] = 1.0f;
+      save_ok (src, path, ST_FORMAT_UNKNOWN, bit_depth, 0);
+      StImageInfo info;
+      g_autoptr (StTensor) back = load_ok (path, &info);
+      assert_tensors_equal (src, back);
+      g_assert_cmpint (info.format, ==, ST_FORMAT_TIFF);
+      g_assert_cmpint (info.bit_depth, ==, bit_depth);
+      g_assert_cmpint (info.has_alpha, ==, channels == 2 || channels == 4);
+    }
+}
+
+static void
+test_tiff_round_trip_8 (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  tiff_round_trip (fx, 8);
+}
+
+static void
+test_tiff_round_trip_16 (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  tiff_round_trip (fx, 16);
+}
+
+/* A TIFF written by libtiff itself: pixel (x, y) of sample s is
+ * (x * 7 + y * 13 + s * 50) % 256 (times 257 at 16 bits); tile_size 0
+ * writes strips. */
+static guint32
+tiff_sample (int x, int y, int s, int bits)
+{
+  guint32 v = (guint32) (x * 7 + y * 13 + s * 50) % 256;
+  return bits == 16 ? v * 257 : v;
+}
+
+static void
+write_tiff_raw (const char *path, int width, int height, int samples, int bits,
+                guint16 compression, int tile_size, int pages)
+{
+  TIFF *tif = TIFFOpen (path, "w");
+  g_assert_nonnull (tif);
+  for (int page = 0; page < pages; page++)
+    {
+      TIFFSetField (tif, TIFFTAG_IMAGEWIDTH, width);
+      TIFFSetField (tif, TIFFTAG_IMAGELENGTH, height);
+      TIFFSetField (tif, TIFFTAG_SAMPLESPERPIXEL, samples);
+      TIFFSetField (tif, TIFFTAG_BITSPERSAMPLE, bits);
+      TIFFSetField (tif, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
+      TIFFSetField (tif, TIFFTAG_PHOTOMETRIC, samples <= 2 ? PHOTOMETRIC_MINISBLACK : PHOTOMETRIC_RGB);
+      TIFFSetField (tif, TIFFTAG_COMPRESSION, compression);
+      if (samples == 2 || samples == 4)
+        {
+          const guint16 extra[] = { EXTRASAMPLE_UNASSALPHA };
+          TIFFSetField (tif, TIFFTAG_EXTRASAMPLES, 1, extra);
+        }
+      const gsize bps = bits / 8;
+      if (tile_size)
+        {
+          TIFFSetField (tif, TIFFTAG_TILEWIDTH, tile_size);
+          TIFFSetField (tif, TIFFTAG_TILELENGTH, tile_size);
+          g_autofree guint8 *tile = g_malloc0 (TIFFTileSize (tif));
+          for (int ty = 0; ty < height; ty += tile_size)
+            for (int tx = 0; tx < width; tx += tile_size)
+              {
+                for (int y = 0; y < tile_size; y++)
+                  for (int x = 0; x < tile_size; x++)
+                    for (int s = 0; s < samples; s++)
+                      {
+                        guint32 v = tiff_sample (tx + x, ty + y, s + page, bits);
+                        gsize i = ((gsize) y * tile_size + x) * samples + s;
+                        if (bits == 16)
+                          ((guint16 *) tile)[i] = v;
+                        else
+                          tile[i] = v;
+                      }
+                g_assert_cmpint (TIFFWriteTile (tif, tile, tx, ty, 0, 0), >, 0);
+              }
+        }
+      else
+        {
+          TIFFSetField (tif, TIFFTAG_ROWSPERSTRIP, 3);
+          g_autofree guint8 *row = g_malloc0 ((gsize) width * samples * bps);
+          for (int y = 0; y < height; y++)
+            {
+              for (int x = 0; x < width; x++)
+                for (int s = 0; s < samples; s++)
+                  {
+                    guint32 v = tiff_sample (x, y, s + page, bits);
+                    if (bits == 16)
+                      ((guint16 *) row)[x * samples + s] = v;
+                    else
+                      row[x * samples + s] = v;
+                  }
+              g_assert_cmpint (TIFFWriteScanline (tif, row, y, 0), ==, 1);
+            }
+        }
+      g_assert_true (TIFFWriteDirectory (tif));
+    }
+  TIFFClose (tif);
+}
+
+static void
+assert_tiff_pixels (const StTensor *t, int samples, int bits)
+{
+  g_assert_cmpint (t->shape.c, ==, samples);
+  const float top = bits == 16 ? 65535.0f : 255.0f;
+  for (int s = 0; s < samples; s++)
+    for (int y = 0; y < t->shape.h; y++)
+      for (int x = 0; x < t->shape.w; x++)
+        g_assert_cmpfloat (at (t, s, y, x), ==, tiff_sample (x, y, s, bits) / top);
+}
+
+/* Files from libtiff: every layout, depth, compression, strips and tiles,
+ * and only the first page of a two-page file. */
+static void
+test_tiff_from_libtiff (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  static const guint16 compressions[] = { COMPRESSION_NONE, COMPRESSION_LZW,
+                                          COMPRESSION_ADOBE_DEFLATE, COMPRESSION_PACKBITS };
+  for (int samples = 1; samples <= 4; samples++)
+    for (int bits = 8; bits <= 16; bits += 8)
+      for (gsize c = 0; c < G_N_ELEMENTS (compressions); c++)
+        for (int tile = 0; tile <= 16; tile += 16)
+          {
+            g_autofree char *name = g_strdup_printf ("lib-%d-%d-%d-%d.tif", samples, bits,
+                                                     (int) c, tile);
+            g_autofree char *path = tu_temp_path (fx, name);
+            write_tiff_raw (path, 21, 19, samples, bits, compressions[c], tile, 2);
+            StImageInfo info;
+            g_autoptr (StTensor) t = load_ok (path, &info);
+            g_assert_cmpint (t->shape.w, ==, 21);
+            g_assert_cmpint (t->shape.h, ==, 19);
+            assert_tiff_pixels (t, samples, bits);
+            g_assert_cmpint (info.bit_depth, ==, bits);
+          }
+}
+
+/* A palette image and a JPEG-compressed one go through libtiff's RGBA
+ * interface. */
+static void
+test_tiff_palette_and_jpeg (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autofree char *path = tu_temp_path (fx, "palette.tif");
+  TIFF *tif = TIFFOpen (path, "w");
+  g_assert_nonnull (tif);
+  TIFFSetField (tif, TIFFTAG_IMAGEWIDTH, 4);
+  TIFFSetField (tif, TIFFTAG_IMAGELENGTH, 2);
+  TIFFSetField (tif, TIFFTAG_SAMPLESPERPIXEL, 1);
+  TIFFSetField (tif, TIFFTAG_BITSPERSAMPLE, 8);
+  TIFFSetField (tif, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_PALETTE);
+  guint16 red[256] = { 0 }, green[256] = { 0 }, blue[256] = { 0 };
+  red[1] = 65535;
+  green[2] = 65535;
+  blue[3] = 257 * 100;
+  TIFFSetField (tif, TIFFTAG_COLORMAP, red, green, blue);
+  const guint8 rows[2][4] = { { 0, 1, 2, 3 }, { 3, 2, 1, 0 } };
+  for (int y = 0; y < 2; y++)
+    g_assert_cmpint (TIFFWriteScanline (tif, (void *) rows[y], y, 0), ==, 1);
+  TIFFClose (tif);
+  g_autoptr (StTensor) t = load_ok (path, NULL);
+  g_assert_cmpint (t->shape.c, ==, 3);
+  g_assert_cmpfloat (at (t, 0, 0, 1), ==, 1.0f);
+  g_assert_cmpfloat (at (t, 1, 0, 2), ==, 1.0f);
+  g_assert_cmpfloat (at (t, 2, 0, 3), ==, 100 / 255.0f);
+  g_assert_cmpfloat (at (t, 2, 1, 0), ==, 100 / 255.0f);
+  g_assert_cmpfloat (at (t, 0, 1, 3), ==, 0.0f);
+
+  g_autofree char *jpeg = tu_temp_path (fx, "jpeg.tif");
+  tif = TIFFOpen (jpeg, "w");
+  TIFFSetField (tif, TIFFTAG_IMAGEWIDTH, 32);
+  TIFFSetField (tif, TIFFTAG_IMAGELENGTH, 16);
+  TIFFSetField (tif, TIFFTAG_SAMPLESPERPIXEL, 3);
+  TIFFSetField (tif, TIFFTAG_BITSPERSAMPLE, 8);
+  TIFFSetField (tif, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_YCBCR);
+  TIFFSetField (tif, TIFFTAG_COMPRESSION, COMPRESSION_JPEG);
+  TIFFSetField (tif, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB);
+  TIFFSetField (tif, TIFFTAG_ROWSPERSTRIP, 16);
+  guint8 row[32 * 3];
+  for (int y = 0; y < 16; y++)
+    {
+      for (int x = 0; x < 32; x++)
+        row[3 * x] = row[3 * x + 1] = row[3 * x + 2] = 200;
+      g_assert_cmpint (TIFFWriteScanline (tif, row, y, 0), ==, 1);
+    }
+  TIFFClose (tif);
+  g_autoptr (StTensor) j = load_ok (jpeg, NULL);
+  g_assert_cmpint (j->shape.c, ==, 3);
+  g_assert_cmpint (j->shape.w, ==, 32);
+  for (gsize i = 0; i < st_tensor_numel (j); i++)
+    g_assert_cmpfloat (fabs (j->data[i] - 200 / 255.0f), <, 3 / 255.0f);
+}
+
+/* Cut files, a corrupt strip and a huge header give one clear error. */
+static void
+test_tiff_bad (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autofree char *path = tu_temp_path (fx, "good.tif");
+  write_tiff_raw (path, 40, 30, 3, 8, COMPRESSION_ADOBE_DEFLATE, 0, 1);
+  gsize size;
+  g_autofree guint8 *bytes = read_bytes (path, &size);
+
+  g_autofree char *cut = tu_temp_path (fx, "cut.tif");
+  tu_write_bytes (cut, bytes, size / 2);
+  assert_load_fails (cut, 0, ST_ERROR_IMAGE, "invalid TIFF file");
+  tu_write_bytes (cut, bytes, 6);
+  assert_load_fails (cut, 0, ST_ERROR_IMAGE, "invalid TIFF file (cannot read the header");
+
+  /* The first strip's data (just after the 8-byte header) garbled. */
+  g_autofree guint8 *bad = g_memdup2 (bytes, size);
+  memset (bad + 8, 0xff, 40);
+  g_autofree char *corrupt = tu_temp_path (fx, "corrupt.tif");
+  tu_write_bytes (corrupt, bad, size);
+  assert_load_fails (corrupt, 0, ST_ERROR_IMAGE, "invalid TIFF file (cannot decode row 0");
+
+  assert_load_fails (path, 40 * 30 - 1, ST_ERROR_IMAGE,
+                     "image is 40x30 (1200 pixels), more than the limit of 1199 pixels");
+  /* A header claiming 100000 x 100000 over a few bytes of data. */
+  g_autofree char *huge = tu_temp_path (fx, "huge.tif");
+  write_tiff_raw (huge, 64, 64, 1, 8, COMPRESSION_NONE, 0, 1);
+  TIFF *tif = TIFFOpen (huge, "r+");
+  TIFFSetField (tif, TIFFTAG_IMAGEWIDTH, 100000);
+  TIFFSetField (tif, TIFFTAG_IMAGELENGTH, 100000);
+  TIFFRewriteDirectory (tif);
+  TIFFClose (tif);
+  assert_load_fails (huge, ST_DEFAULT_MAX_PIXELS, ST_ERROR_IMAGE,
+                     "image is 100000x100000 (10000 megapixels), more than the limit");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1262,6 +1501,11 @@ main (int argc, char **argv)
   ADD ("/image/save/replaces", test_save_replaces);
   ADD ("/image/save/write-error", test_save_write_error);
   ADD ("/image/save/clamps", test_save_clamps);
+  ADD ("/image/tiff/round-trip-8", test_tiff_round_trip_8);
+  ADD ("/image/tiff/round-trip-16", test_tiff_round_trip_16);
+  ADD ("/image/tiff/from-libtiff", test_tiff_from_libtiff);
+  ADD ("/image/tiff/palette-and-jpeg", test_tiff_palette_and_jpeg);
+  ADD ("/image/tiff/bad", test_tiff_bad);
 #undef ADD
 
   return g_test_run ();

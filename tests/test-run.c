@@ -523,7 +523,7 @@ test_output_names_and_standard_streams (void)
       g_autofree char *out = g_build_filename (tmp, bad_names[i], NULL);
       TuResult r = tu_run (exe, "run", "sharpen", in, "-o", out, NULL);
       g_assert_cmpint (r.status, ==, 2);
-      g_assert_true (strstr (r.err, "not a .png, .jpg or .jpeg name"));
+      g_assert_true (strstr (r.err, "not a .png, .jpg, .jpeg, .tif or .tiff name"));
       tu_result_clear (&r);
       g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
     }
@@ -584,7 +584,7 @@ test_output_names_and_standard_streams (void)
   g_autofree char *err3 = NULL;
   const char *args_again[] = { "run", "sharpen", "-", "-o", to_file, "--overwrite", NULL };
   g_assert_cmpint (run_with_stdin (text, &out3, &err3, args_again), ==, 1);
-  g_assert_true (strstr (err3, "standard input: not a PNG or JPEG image"));
+  g_assert_true (strstr (err3, "standard input: not a PNG, JPEG or TIFF image"));
   /* Standard input has no name in an output folder. */
   const char *args_folder[] = { "run", "sharpen", "-", in, "-o", folder, NULL };
   g_autoptr (GBytes) out4 = NULL;

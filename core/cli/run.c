@@ -38,13 +38,15 @@ parse_format (const char *format, StRunOptions *opt, gboolean *predictions_forma
     opt->format = ST_FORMAT_PNG;
   else if (g_ascii_strcasecmp (format, "jpeg") == 0 || g_ascii_strcasecmp (format, "jpg") == 0)
     opt->format = ST_FORMAT_JPEG;
+  else if (g_ascii_strcasecmp (format, "tiff") == 0 || g_ascii_strcasecmp (format, "tif") == 0)
+    opt->format = ST_FORMAT_TIFF;
   else if (g_ascii_strcasecmp (format, "jsonl") == 0)
     opt->jsonl = *predictions_format = TRUE;
   else if (g_ascii_strcasecmp (format, "csv") == 0)
     *predictions_format = TRUE;
   else
     {
-      fprintf (stderr, "strata run: --format: expected png, jpeg, csv or jsonl, found '%s'\n",
+      fprintf (stderr, "strata run: --format: expected png, jpeg, tiff, csv or jsonl, found '%s'\n",
                format);
       return FALSE;
     }
@@ -64,11 +66,11 @@ typedef struct {
 
 static const StOptionSpec run_options[] = {
   { { "output", ST_PARAM_STRING, NULL, 0, 0, 0, NULL,
-      "Output image (one input; .png, .jpg or .jpeg), folder (one that exists, a name "
+      "Output image (one input; .png, .jpg, .jpeg, .tif or .tiff), folder (one that exists, a name "
       "ending in '/', or with several inputs or a folder), or - for standard output",
       RUN_FIELD (output) }, 'o', "OUT", NULL, NULL },
   { { "format", ST_PARAM_STRING, NULL, 0, 0, 0, NULL,
-      "Images: png or jpeg; predictions: csv or jsonl", RUN_FIELD (format) },
+      "Images: png, jpeg or tiff; predictions: csv or jsonl", RUN_FIELD (format) },
     0, "FMT", NULL, "each input's own format, or csv" },
   { { "weights", ST_PARAM_STRING, NULL, 0, 0, 0, NULL, "Weights file", RUN_FIELD (weights) },
     'w', "FILE", NULL, "the pipeline's" },
@@ -139,7 +141,7 @@ run_command (RunCommand *cmd, int argc, char **argv)
     {
       fprintf (stderr, "strata run: --format %s: %s\n", format,
                classify ? "this pipeline writes predictions: csv or jsonl"
-                        : "this pipeline writes images: png or jpeg");
+                        : "this pipeline writes images: png, jpeg or tiff");
       st_pipeline_free (p);
       return EXIT_USAGE;
     }
