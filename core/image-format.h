@@ -96,6 +96,7 @@ typedef struct {
 extern const StImageCodec st_image_png_codec;
 extern const StImageCodec st_image_jpeg_codec;
 extern const StImageCodec st_image_tiff_codec;
+extern const StImageCodec st_image_webp_codec;
 
 /* ---- Helpers for the codecs ---------------------------------------------- */
 

@@ -27,6 +27,7 @@ static const StImageCodec *const codecs[] = {
   &st_image_png_codec,
   &st_image_jpeg_codec,
   &st_image_tiff_codec,
+  &st_image_webp_codec,
 };
 
 static const StImageCodec *

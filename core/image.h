@@ -10,6 +10,7 @@ typedef enum {
   ST_FORMAT_PNG,
   ST_FORMAT_JPEG,
   ST_FORMAT_TIFF,
+  ST_FORMAT_WEBP,
 } StImageFormat;
 
 typedef struct {

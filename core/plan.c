@@ -558,7 +558,7 @@ resolve_outputs (const char *const *inputs, int n_inputs, const StRunOptions *op
       if (named == ST_FORMAT_UNKNOWN)
         {
           g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
-                       "%s: not a .png, .jpg, .jpeg, .tif or .tiff name (to write into a folder of that "
+                       "%s: not a .png, .jpg, .jpeg, .tif, .tiff or .webp name (to write into a folder of that "
                        "name, end it with '/')", o);
           return FALSE;
         }
@@ -632,7 +632,7 @@ st_plan_jobs (const char *const *inputs, const StRunOptions *opt, gboolean class
         return TRUE;
       st_job_plan_clear (result);
       g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
-                   "no images found (expected .png, .jpg, .jpeg, .tif or .tiff files)");
+                   "no images found (expected .png, .jpg, .jpeg, .tif, .tiff or .webp files)");
       return FALSE;
     }
 

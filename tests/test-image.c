@@ -19,6 +19,7 @@
 #include <jpeglib.h>
 #include <png.h>
 #include <tiffio.h>
+#include <webp/encode.h>
 
 static void
 temp_dir_setup (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
@@ -325,7 +326,7 @@ test_format_table_messages (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
     gsize size;
     const char *reason;
   } cases[] = {
-    { "text.png", "GIF89a", 6, "not a PNG, JPEG or TIFF image (unrecognised file signature)" },
+    { "text.png", "GIF89a", 6, "not a PNG, JPEG, TIFF or WebP image (unrecognised file signature)" },
     { "cut.jpg", "\x89PN", 3, "truncated PNG file" },
     { "cut.png", "\xff\xd8", 2, "truncated JPEG file" },
     { "one.png", "\xff", 1, "truncated JPEG file" },
@@ -343,7 +344,7 @@ test_format_table_messages (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 
   g_autofree char *out = tu_temp_path (fx, "out.bmp");
   g_autofree char *want = g_strdup_printf (
-      "%s: unknown image format (name the file .png, .jpg, .jpeg, .tif or .tiff)", out);
+      "%s: unknown image format (name the file .png, .jpg, .jpeg, .tif, .tiff or .webp)", out);
   g_autoptr (StTensor) image = st_tensor_new0 (1, 3, 2, 2);
   g_autoptr (GError) save_error = NULL;
   g_assert_false (st_image_save (image, out, ST_FORMAT_UNKNOWN, 8, 90, &save_error));
@@ -874,7 +875,7 @@ test_text_named_jpeg (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
   g_autofree char *path = tu_temp_path (fx, "notes.jpg");
   const char *text = "This is not a picture.\nIt is a text file with a .jpg name.\n";
   tu_write_bytes (path, text, strlen (text));
-  assert_load_fails (path, 0, ST_ERROR_IMAGE, "not a PNG, JPEG or TIFF");
+  assert_load_fails (path, 0, ST_ERROR_IMAGE, "not a PNG, JPEG, TIFF or WebP");
 }
 
 static void
@@ -889,7 +890,7 @@ test_random_bytes (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
   g_autofree char *path = tu_temp_path (fx, "random.png");
   bytes[0] = 'R';
   tu_write_bytes (path, bytes, sizeof bytes);
-  assert_load_fails (path, 0, ST_ERROR_IMAGE, "not a PNG, JPEG or TIFF");
+  assert_load_fails (path, 0, ST_ERROR_IMAGE, "not a PNG, JPEG, TIFF or WebP");
 
   /* Noise behind a valid signature reaches the decoders. */
   g_autofree char *png_path = tu_temp_path (fx, "random-after-signature.png");
@@ -1461,6 +1462,132 @@ test_tiff_bad (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
                      "image is 100000x100000 (10000 megapixels), more than the limit");
 }
 
+/* ---- WebP ---------------------------------------------------------------- */
+
+/* Lossy at quality 95: close to the source; gray comes back as RGB. */
+static void
+test_webp_round_trip (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  for (int channels = 1; channels <= 4; channels++)
+    {
+      g_autofree char *name = g_strdup_printf ("rt-%d.webp", channels);
+      g_autofree char *path = tu_temp_path (fx, name);
+      g_autoptr (StTensor) src = gradient (channels, 37, 53);
+      save_ok (src, path, ST_FORMAT_UNKNOWN, 8, 95);
+      StImageInfo info;
+      g_autoptr (StTensor) back = load_ok (path, &info);
+      const gboolean alpha = channels == 2 || channels == 4;
+      g_assert_cmpint (info.format, ==, ST_FORMAT_WEBP);
+      g_assert_cmpint (info.bit_depth, ==, 8);
+      g_assert_cmpint (info.has_alpha, ==, alpha);
+      g_assert_cmpint (back->shape.c, ==, alpha ? 4 : 3);
+      g_assert_cmpint (back->shape.w, ==, 53);
+      g_assert_cmpint (back->shape.h, ==, 37);
+      double error = 0;
+      for (int c = 0; c < back->shape.c; c++)
+        for (int y = 0; y < 37; y++)
+          for (int x = 0; x < 53; x++)
+            {
+              const int from = channels >= 3 ? c : c == 3 ? 1 : 0;
+              error += fabs (at (back, c, y, x) - at (src, from, y, x));
+            }
+      error /= st_tensor_numel (back);
+      g_test_message ("%d channels: mean absolute error %.4f", channels, error);
+      g_assert_cmpfloat (error, <, 0.02);
+    }
+}
+
+/* Quality changes the file: lower quality, smaller file. */
+static void
+test_webp_quality (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autoptr (StTensor) src = random_levels (3, 64, 64, 255, 7);
+  g_autofree char *low = tu_temp_path (fx, "low.webp");
+  g_autofree char *high = tu_temp_path (fx, "high.webp");
+  save_ok (src, low, ST_FORMAT_WEBP, 8, 10);
+  save_ok (src, high, ST_FORMAT_WEBP, 8, 100);
+  gsize low_size, high_size;
+  g_autofree guint8 *a = read_bytes (low, &low_size);
+  g_autofree guint8 *b = read_bytes (high, &high_size);
+  g_assert_cmpuint (low_size, <, high_size);
+}
+
+/* A lossless RGBA file from libwebp itself reads back exactly. */
+static void
+test_webp_from_libwebp (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  const int width = 19, height = 11;
+  guint8 pixels[19 * 11 * 4];
+  for (int i = 0; i < width * height * 4; i++)
+    pixels[i] = (guint8) (i * 37 + i / 7);
+  guint8 *out = NULL;
+  gsize size = WebPEncodeLosslessRGBA (pixels, width, height, width * 4, &out);
+  g_assert_cmpuint (size, >, 0);
+  g_autofree char *path = tu_temp_path (fx, "lossless.webp");
+  tu_write_bytes (path, out, size);
+  WebPFree (out);
+  StImageInfo info;
+  g_autoptr (StTensor) t = load_ok (path, &info);
+  g_assert_true (info.has_alpha);
+  g_assert_cmpint (t->shape.c, ==, 4);
+  for (int y = 0; y < height; y++)
+    for (int x = 0; x < width; x++)
+      for (int c = 0; c < 4; c++)
+        {
+          const guint8 *p = pixels + (y * width + x) * 4;
+          /* Lossless WebP may change the colour of fully transparent pixels. */
+          if (p[3] == 0 && c < 3)
+            continue;
+          g_assert_cmpfloat (at (t, c, y, x), ==, p[c] / 255.0f);
+        }
+}
+
+static void
+test_webp_bad (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autoptr (StTensor) src = gradient (3, 48, 64);
+  g_autofree char *path = tu_temp_path (fx, "good.webp");
+  save_ok (src, path, ST_FORMAT_WEBP, 8, 90);
+  gsize size;
+  g_autofree guint8 *bytes = read_bytes (path, &size);
+
+  g_autofree char *cut = tu_temp_path (fx, "cut.webp");
+  tu_write_bytes (cut, bytes, size / 2);
+  assert_load_fails (cut, 0, ST_ERROR_IMAGE, "truncated WebP file");
+  tu_write_bytes (cut, bytes, 14);
+  assert_load_fails (cut, 0, ST_ERROR_IMAGE, "truncated WebP file (it ends inside the header)");
+
+  g_autofree guint8 *bad = g_memdup2 (bytes, size);
+  memset (bad + 12, 'x', 16);
+  g_autofree char *corrupt = tu_temp_path (fx, "corrupt.webp");
+  tu_write_bytes (corrupt, bad, size);
+  assert_load_fails (corrupt, 0, ST_ERROR_IMAGE, "invalid WebP file");
+
+  assert_load_fails (path, 64 * 48 - 1, ST_ERROR_IMAGE,
+                     "image is 64x48 (3072 pixels), more than the limit of 3071 pixels");
+
+  /* A lossless header claiming 16384 x 16384 (VP8L: signature 0x2f at
+   * byte 20, then 14 bits of width - 1 and 14 of height - 1). */
+  guint8 tiny[4 * 4 * 4] = { 0 };
+  guint8 *out = NULL;
+  gsize n = WebPEncodeLosslessRGBA (tiny, 4, 4, 16, &out);
+  g_assert_cmpuint (n, >, 25);
+  g_assert_cmpint (out[20], ==, 0x2f);
+  out[21] = out[22] = out[23] = 0xff;
+  out[24] |= 0x0f;
+  g_autofree char *huge = tu_temp_path (fx, "huge.webp");
+  tu_write_bytes (huge, out, n);
+  WebPFree (out);
+  assert_load_fails (huge, ST_DEFAULT_MAX_PIXELS, ST_ERROR_IMAGE,
+                     "image is 16384x16384 (268.4 megapixels), more than the limit");
+
+  GError *error = NULL;
+  g_assert_false (st_image_save (src, path, ST_FORMAT_WEBP, 8, 0, &error));
+  g_assert_error (error, ST_ERROR, ST_ERROR_IMAGE);
+  g_assert_true (strstr (error->message, "WebP quality 0 is out of range"));
+  g_error_free (error);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1506,6 +1633,10 @@ main (int argc, char **argv)
   ADD ("/image/tiff/from-libtiff", test_tiff_from_libtiff);
   ADD ("/image/tiff/palette-and-jpeg", test_tiff_palette_and_jpeg);
   ADD ("/image/tiff/bad", test_tiff_bad);
+  ADD ("/image/webp/round-trip", test_webp_round_trip);
+  ADD ("/image/webp/quality", test_webp_quality);
+  ADD ("/image/webp/from-libwebp", test_webp_from_libwebp);
+  ADD ("/image/webp/bad", test_webp_bad);
 #undef ADD
 
   return g_test_run ();

@@ -18,6 +18,7 @@
 #include <jpeglib.h>
 #include <png.h>
 #include <tiffio.h>
+#include <webp/encode.h>
 
 static const char *corpus_dir;
 
@@ -300,6 +301,30 @@ tiff_seed (const char *name, int width, int height, int samples, int bits, int p
   write_seed ("image", name, tiff->data, tiff->len);
 }
 
+/* ---- WebP --------------------------------------------------------------- */
+
+static void
+webp_seed (const char *name, int width, int height, gboolean alpha, int quality, gsize cut)
+{
+  const int bytes = alpha ? 4 : 3;
+  g_autofree guint8 *pixels = g_malloc ((gsize) width * height * bytes);
+  for (int y = 0; y < height; y++)
+    for (int x = 0; x < width; x++)
+      for (int c = 0; c < bytes; c++)
+        pixels[(y * width + x) * bytes + c] = pattern (x, y, c);
+  guint8 *out = NULL;
+  gsize size;
+  if (quality == 0)
+    size = alpha ? WebPEncodeLosslessRGBA (pixels, width, height, width * bytes, &out)
+                 : WebPEncodeLosslessRGB (pixels, width, height, width * bytes, &out);
+  else
+    size = alpha ? WebPEncodeRGBA (pixels, width, height, width * bytes, quality, &out)
+                 : WebPEncodeRGB (pixels, width, height, width * bytes, quality, &out);
+  g_assert (size > cut);
+  write_seed ("image", name, out, size - cut);
+  WebPFree (out);
+}
+
 static void
 image_seeds (void)
 {
@@ -363,6 +388,13 @@ image_seeds (void)
   g_autoptr (GByteArray) tiff = make_tiff (8, 8, 3, 8, PHOTOMETRIC_RGB, COMPRESSION_ADOBE_DEFLATE,
                                            0, 1);
   write_seed ("image", "truncated.tif", tiff->data, tiff->len / 2);
+
+  /* Quality 0: lossless. */
+  webp_seed ("lossy-rgb.webp", 13, 9, FALSE, 80, 0);
+  webp_seed ("lossy-rgba.webp", 9, 13, TRUE, 60, 0);
+  webp_seed ("lossless-rgba.webp", 7, 6, TRUE, 0, 0);
+  webp_seed ("lossless-rgb.webp", 5, 5, FALSE, 0, 0);
+  webp_seed ("truncated.webp", 16, 16, FALSE, 80, 20);
 }
 
 /* ---- Pipelines ---------------------------------------------------------- */
