@@ -459,7 +459,7 @@ prepare_output_folder (const char *folder, GError **error)
 /* Where the outputs go.  Images: -o - is standard output (one image);
  * -o names a folder when it is one, ends in '/', or there are several
  * inputs or a folder among them; otherwise it names the output image and
- * must end in .png, .jpg or .jpeg. */
+ * must end in an image extension (.png, .jpg, .tif, .webp...). */
 typedef struct {
   const char *predictions;     /* a classifier's file; NULL: the predictions callback */
   const char *out_root;        /* the folder mirrored under, for folder runs */
