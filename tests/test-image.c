@@ -1371,6 +1371,39 @@ test_tiff_from_libtiff (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
           }
 }
 
+/* Our writer's file, read by libtiff itself: Deflate, the layout tags,
+ * and 16-bit samples in the file's byte order. */
+static void
+test_tiff_read_by_libtiff (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autoptr (StTensor) src = random_levels (4, 5, 9, 65535, 3);
+  g_autofree char *path = tu_temp_path (fx, "ours.tiff");
+  save_ok (src, path, ST_FORMAT_TIFF, 16, 0);
+  TIFF *tif = TIFFOpen (path, "r");
+  g_assert_nonnull (tif);
+  guint16 compression = 0, bits = 0, samples = 0, photometric = 0, n_extra = 0, *extra = NULL;
+  TIFFGetField (tif, TIFFTAG_COMPRESSION, &compression);
+  TIFFGetField (tif, TIFFTAG_BITSPERSAMPLE, &bits);
+  TIFFGetField (tif, TIFFTAG_SAMPLESPERPIXEL, &samples);
+  TIFFGetField (tif, TIFFTAG_PHOTOMETRIC, &photometric);
+  TIFFGetField (tif, TIFFTAG_EXTRASAMPLES, &n_extra, &extra);
+  g_assert_cmpint (compression, ==, COMPRESSION_ADOBE_DEFLATE);
+  g_assert_cmpint (bits, ==, 16);
+  g_assert_cmpint (samples, ==, 4);
+  g_assert_cmpint (photometric, ==, PHOTOMETRIC_RGB);
+  g_assert_cmpint (n_extra, ==, 1);
+  g_assert_cmpint (extra[0], ==, EXTRASAMPLE_UNASSALPHA);
+  guint16 row[9 * 4];
+  for (int y = 0; y < 5; y++)
+    {
+      g_assert_cmpint (TIFFReadScanline (tif, row, y, 0), ==, 1);
+      for (int x = 0; x < 9; x++)
+        for (int c = 0; c < 4; c++)
+          g_assert_cmpfloat (row[x * 4 + c] / 65535.0f, ==, at (src, c, y, x));
+    }
+  TIFFClose (tif);
+}
+
 /* A palette image and a JPEG-compressed one go through libtiff's RGBA
  * interface. */
 static void
@@ -1631,6 +1664,7 @@ main (int argc, char **argv)
   ADD ("/image/tiff/round-trip-8", test_tiff_round_trip_8);
   ADD ("/image/tiff/round-trip-16", test_tiff_round_trip_16);
   ADD ("/image/tiff/from-libtiff", test_tiff_from_libtiff);
+  ADD ("/image/tiff/read-by-libtiff", test_tiff_read_by_libtiff);
   ADD ("/image/tiff/palette-and-jpeg", test_tiff_palette_and_jpeg);
   ADD ("/image/tiff/bad", test_tiff_bad);
   ADD ("/image/webp/round-trip", test_webp_round_trip);
