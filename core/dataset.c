@@ -267,7 +267,8 @@ collect_class_images (FolderLoad *load, GError **error)
   if (paths->len == 0)
     {
       g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                   "%s: no images (*.png, *.jpg, *.jpeg) in its class folders", dir);
+                   "%s: no images (*.png, *.jpg, *.jpeg, *.tif, *.tiff, *.webp) in its class "
+                   "folders", dir);
       return FALSE;
     }
   if (paths->len > G_MAXINT)

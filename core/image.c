@@ -26,6 +26,8 @@
 static const StImageCodec *const codecs[] = {
   &st_image_png_codec,
   &st_image_jpeg_codec,
+  &st_image_tiff_codec,
+  &st_image_webp_codec,
 };
 
 static const StImageCodec *
@@ -77,6 +79,20 @@ st_image_format_from_name (const char *path)
       if (g_ascii_strcasecmp (dot + 1, *ext) == 0)
         return codecs[i]->format;
   return ST_FORMAT_UNKNOWN;
+}
+
+const char *
+st_image_format_extension (StImageFormat format)
+{
+  const StImageCodec *codec = codec_for_format (format);
+  return codec ? codec->extensions[0] : "";
+}
+
+const char *
+st_image_format_label (StImageFormat format)
+{
+  const StImageCodec *codec = codec_for_format (format);
+  return codec ? codec->name : "unknown";
 }
 
 /* ---- Helpers for the codecs --------------------------------------------- */
@@ -160,6 +176,24 @@ st_image_input_read (StImageInput *in, void *buf, gsize size)
   if (done < size)
     done += fread ((guint8 *) buf + done, 1, size - done, in->fp);
   return done;
+}
+
+guint8 *
+st_image_input_read_all (StImageInput *in, gsize *size, GError **error)
+{
+  g_autoptr (GByteArray) bytes = g_byte_array_new ();
+  guint8 buf[65536];
+  gsize n;
+  while ((n = st_image_input_read (in, buf, sizeof buf)) > 0)
+    g_byte_array_append (bytes, buf, n);
+  if (ferror (in->fp))
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot read: %s", in->path,
+                   g_strerror (errno));
+      return NULL;
+    }
+  *size = bytes->len;
+  return g_byte_array_steal (bytes, NULL);
 }
 
 /* ---- Reader ------------------------------------------------------------ */

@@ -9,6 +9,8 @@ typedef enum {
   ST_FORMAT_UNKNOWN,
   ST_FORMAT_PNG,
   ST_FORMAT_JPEG,
+  ST_FORMAT_TIFF,
+  ST_FORMAT_WEBP,
 } StImageFormat;
 
 typedef struct {
@@ -21,6 +23,11 @@ typedef struct {
 
 /* The format named by a file's extension (.png, .jpg, .jpeg, any case). */
 StImageFormat st_image_format_from_name (const char *path);
+
+/* A format's usual extension, without the dot ("png"), and its name in
+ * messages ("PNG"). */
+const char *st_image_format_extension (StImageFormat format);
+const char *st_image_format_label (StImageFormat format);
 
 /* Reads a PNG or JPEG (chosen by the file's signature, not its name) into a
  * new [1, C, H, W] tensor of values in [0, 1]: C is 1 (gray), 2 (gray +

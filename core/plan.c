@@ -40,7 +40,7 @@ replace_extension (const char *path, StImageFormat format)
   const char *dot = strrchr (path, '.');
   const char *slash = strrchr (path, '/');
   gsize stem = dot && (!slash || dot > slash) ? (gsize) (dot - path) : strlen (path);
-  return g_strdup_printf ("%.*s%s", (int) stem, path, format == ST_FORMAT_PNG ? ".png" : ".jpg");
+  return g_strdup_printf ("%.*s.%s", (int) stem, path, st_image_format_extension (format));
 }
 
 /* ---- Planning -------------------------------------------------------------
@@ -472,7 +472,7 @@ prepare_output_folder (const char *folder, GError **error)
 /* Where the outputs go.  Images: -o - is standard output (one image);
  * -o names a folder when it is one, ends in '/', or there are several
  * inputs or a folder among them; otherwise it names the output image and
- * must end in .png, .jpg or .jpeg. */
+ * must end in an image extension (.png, .jpg, .tif, .webp...). */
 typedef struct {
   const char *predictions;     /* a classifier's file; NULL: the predictions callback */
   const char *out_root;        /* the folder mirrored under, for folder runs */
@@ -571,15 +571,14 @@ resolve_outputs (const char *const *inputs, int n_inputs, const StRunOptions *op
       if (named == ST_FORMAT_UNKNOWN)
         {
           g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
-                       "%s: not a .png, .jpg or .jpeg name (to write into a folder of that "
+                       "%s: not a .png, .jpg, .jpeg, .tif, .tiff or .webp name (to write into a folder of that "
                        "name, end it with '/')", o);
           return FALSE;
         }
       if (opt->format && opt->format != named)
         {
           g_set_error (error, ST_ERROR, ST_ERROR_USAGE, "%s: the name says %s but --format says %s",
-                       o, named == ST_FORMAT_PNG ? "PNG" : "JPEG",
-                       opt->format == ST_FORMAT_PNG ? "PNG" : "JPEG");
+                       o, st_image_format_label (named), st_image_format_label (opt->format));
           return FALSE;
         }
       out_file = o;
@@ -650,7 +649,8 @@ st_plan_jobs (const char *const *inputs, const StRunOptions *opt, gboolean class
         ? g_strdup_printf ("; %u other files ignored (--verbose names them)", plan.ignored)
         : g_strdup ("");
       g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
-                   "no images found (expected .png, .jpg or .jpeg files)%s", ignored);
+                   "no images found (expected .png, .jpg, .jpeg, .tif, .tiff or .webp files)%s",
+                   ignored);
       return FALSE;
     }
 

@@ -697,7 +697,7 @@ test_cli_completion_and_manual (void)
   g_assert_cmpint (r.status, ==, 0);
   g_assert_true (g_str_has_prefix (r.out, ".TH STRATA 1 "));
   const char *expect[] = {
-    ".SS strata run\n", ".B \\-\\-quality \\fIN\\fR\nJPEG quality, 1 to 100 (default 90)\n",
+    ".SS strata run\n", ".B \\-\\-quality \\fIN\\fR\nJPEG and WebP quality, 1 to 100 (default 90)\n",
     ".B \\-q, \\-\\-quiet\n", ".SS strata train\n", ".B \\-\\-epochs \\fIN\\fR\n",
     ".B \\-\\-max\\-memory \\fISIZE\\fR\n", ".SH STAGE KINDS\n", ".B kernel\n",
     ".B strata pipelines\n",

@@ -517,16 +517,38 @@ test_output_names_and_standard_streams (void)
   g_autofree char *tmp = tu_make_tmpdir ("strata-run-XXXXXX");
   g_autofree char *in = g_build_filename (tmp, "photo.jpg", NULL);
   write_image (in, 3, 20, 30, 8);
-  const char *bad_names[] = { "name.webp", "noext" };
+  const char *bad_names[] = { "name.bmp", "noext" };
   for (guint i = 0; i < G_N_ELEMENTS (bad_names); i++)
     {
       g_autofree char *out = g_build_filename (tmp, bad_names[i], NULL);
       TuResult r = tu_run (exe, "run", "sharpen", in, "-o", out, NULL);
       g_assert_cmpint (r.status, ==, 2);
-      g_assert_true (strstr (r.err, "not a .png, .jpg or .jpeg name"));
+      g_assert_true (strstr (r.err, "not a .png, .jpg, .jpeg, .tif, .tiff or .webp name"));
       tu_result_clear (&r);
       g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
     }
+  /* The extension chooses the format; --format must agree with it. */
+  const struct { const char *name; StImageFormat format; } good_names[] = {
+    { "out.tif", ST_FORMAT_TIFF }, { "out.TIFF", ST_FORMAT_TIFF }, { "out.webp", ST_FORMAT_WEBP },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (good_names); i++)
+    {
+      g_autofree char *out = g_build_filename (tmp, good_names[i].name, NULL);
+      TuResult r = tu_run (exe, "run", "sharpen", in, "-o", out, NULL);
+      g_assert_cmpint (r.status, ==, 0);
+      tu_result_clear (&r);
+      StImageInfo info;
+      g_autoptr (GError) error = NULL;
+      g_autoptr (StTensor) t = st_image_load (out, 0, &info, &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (info.format, ==, good_names[i].format);
+      g_assert_cmpint (t->shape.w, ==, 30);
+    }
+  g_autofree char *clash = g_build_filename (tmp, "clash.tif", NULL);
+  TuResult fr = tu_run (exe, "run", "sharpen", in, "-o", clash, "--format", "webp", NULL);
+  g_assert_cmpint (fr.status, ==, 2);
+  g_assert_true (strstr (fr.err, "the name says TIFF but --format says WebP"));
+  tu_result_clear (&fr);
   /* A final slash makes a folder of any name. */
   g_autofree char *folder = g_build_filename (tmp, "noext/", NULL);
   TuResult r = tu_run (exe, "run", "sharpen", in, "-o", folder, "--quiet", NULL);
@@ -584,7 +606,7 @@ test_output_names_and_standard_streams (void)
   g_autofree char *err3 = NULL;
   const char *args_again[] = { "run", "sharpen", "-", "-o", to_file, "--overwrite", NULL };
   g_assert_cmpint (run_with_stdin (text, &out3, &err3, args_again), ==, 1);
-  g_assert_true (strstr (err3, "standard input: not a PNG or JPEG image"));
+  g_assert_true (strstr (err3, "standard input: not a PNG, JPEG, TIFF or WebP image"));
   /* Standard input has no name in an output folder. */
   const char *args_folder[] = { "run", "sharpen", "-", in, "-o", folder, NULL };
   g_autoptr (GBytes) out4 = NULL;
@@ -706,7 +728,7 @@ test_option_ranges (void)
     { "--quality", "9x", "1 to 100, found '9x'" },
     { "--top", "0", "at least 1, found '0'" },
     { "--max-pixels", "99999999999999999999", "at least 1" },
-    { "--format", "webp", "expected png, jpeg" },
+    { "--format", "bmp", "expected png, jpeg, tiff, webp, csv or jsonl, found 'bmp'" },
     { "--format", "csv", "writes images" },
   };
   for (guint i = 0; i < G_N_ELEMENTS (bad); i++)

@@ -38,13 +38,17 @@ parse_format (const char *format, StRunOptions *opt, gboolean *predictions_forma
     opt->format = ST_FORMAT_PNG;
   else if (g_ascii_strcasecmp (format, "jpeg") == 0 || g_ascii_strcasecmp (format, "jpg") == 0)
     opt->format = ST_FORMAT_JPEG;
+  else if (g_ascii_strcasecmp (format, "tiff") == 0 || g_ascii_strcasecmp (format, "tif") == 0)
+    opt->format = ST_FORMAT_TIFF;
+  else if (g_ascii_strcasecmp (format, "webp") == 0)
+    opt->format = ST_FORMAT_WEBP;
   else if (g_ascii_strcasecmp (format, "jsonl") == 0)
     opt->jsonl = *predictions_format = TRUE;
   else if (g_ascii_strcasecmp (format, "csv") == 0)
     *predictions_format = TRUE;
   else
     {
-      fprintf (stderr, "strata run: --format: expected png, jpeg, csv or jsonl, found '%s'\n",
+      fprintf (stderr, "strata run: --format: expected png, jpeg, tiff, webp, csv or jsonl, found '%s'\n",
                format);
       return FALSE;
     }
@@ -64,11 +68,11 @@ typedef struct {
 
 static const StOptionSpec run_options[] = {
   { { "output", ST_PARAM_STRING, NULL, 0, 0, 0, NULL,
-      "Output image (one input; .png, .jpg or .jpeg), folder (one that exists, a name "
+      "Output image (one input; .png, .jpg, .jpeg, .tif, .tiff or .webp), folder (one that exists, a name "
       "ending in '/', or with several inputs or a folder), or - for standard output",
       RUN_FIELD (output) }, 'o', "OUT", NULL, NULL },
   { { "format", ST_PARAM_STRING, NULL, 0, 0, 0, NULL,
-      "Images: png or jpeg; predictions: csv or jsonl", RUN_FIELD (format) },
+      "Images: png, jpeg, tiff or webp; predictions: csv or jsonl", RUN_FIELD (format) },
     0, "FMT", NULL, "each input's own format, or csv" },
   { { "weights", ST_PARAM_STRING, NULL, 0, 0, 0, NULL, "Weights file", RUN_FIELD (weights) },
     'w', "FILE", NULL, "the pipeline's" },
@@ -77,8 +81,8 @@ static const StOptionSpec run_options[] = {
       RUN_FIELD (random_weights) }, 0, NULL, "true", NULL },
   { { "top", ST_PARAM_INT, "5", ST_PARAM_HAS_MIN, 1, 0, NULL,
       "Predictions: labels listed per image", RUN_FIELD (top) }, 0, "K", NULL, NULL },
-  { { "quality", ST_PARAM_INT, "90", RANGE, 1, 100, NULL, "JPEG quality", RUN_FIELD (quality) },
-    0, "N", NULL, NULL },
+  { { "quality", ST_PARAM_INT, "90", RANGE, 1, 100, NULL, "JPEG and WebP quality",
+      RUN_FIELD (quality) }, 0, "N", NULL, NULL },
   /* Not given, 0 stays: one thread per core. */
   { { "jobs", ST_PARAM_INT, NULL, RANGE, 1, ST_MAX_THREADS, NULL, "Threads", RUN_FIELD (jobs) },
     'j', "N", NULL, "one per core" },
@@ -150,7 +154,7 @@ run_command (RunCommand *cmd, int argc, char **argv)
     {
       fprintf (stderr, "strata run: --format %s: %s\n", format,
                classify ? "this pipeline writes predictions: csv or jsonl"
-                        : "this pipeline writes images: png or jpeg");
+                        : "this pipeline writes images: png, jpeg, tiff or webp");
       st_pipeline_free (p);
       return EXIT_USAGE;
     }
