@@ -9,7 +9,8 @@
  * stage on a 400x300 image gives the same bytes whole and with strips
  * asked for (only the local ones, flip horizontal, then run in strips),
  * and those bytes are the reference's; `strata run` does the same from the
- * command line and names both sizes when a crop reaches outside. */
+ * command line and names both sizes when a crop reaches outside.  lppool
+ * (L_p-norm pooling) is checked against PyTorch's formula and gradcheck. */
 #include "image.h"
 #include "pipeline.h"
 #include "runner.h"
@@ -296,6 +297,90 @@ test_crop_outside (void)
   g_assert_no_error (error);
 }
 
+/* ---- L_p-norm pooling ---------------------------------------------------------- */
+
+/* PyTorch's LPPool2d for inputs >= 0: (mean of x^p · K²)^(1/p). */
+static StTensor *
+ref_lppool (const StTensor *in, double p, int k, int s)
+{
+  StShape sh = in->shape;
+  int oh = (sh.h - k) / s + 1, ow = (sh.w - k) / s + 1;
+  StTensor *out = st_tensor_new0 (sh.n, sh.c, oh, ow);
+  for (int pl = 0; pl < sh.n * sh.c; pl++)
+    for (int y = 0; y < oh; y++)
+      for (int x = 0; x < ow; x++)
+        {
+          double mean = 0;
+          for (int m = 0; m < k; m++)
+            for (int n = 0; n < k; n++)
+              mean += pow (in->data[((gsize) pl * sh.h + y * s + m) * sh.w + x * s + n], p) / (k * k);
+          out->data[((gsize) pl * oh + y) * ow + x] = (float) pow (mean * k * k, 1.0 / p);
+        }
+  return out;
+}
+
+static void
+test_lppool (void)
+{
+  GRand *rand = g_rand_new_with_seed (13);
+  const struct { double p; int k, s; const char *params; } lp[] = {
+    { 2, 2, 2, "p=2" }, { 2, 3, 1, "p=2 size=3 stride=1" }, { 3, 2, 3, "p=3 size=2 stride=3" },
+    { 1, 1, 1, "p=1 size=1" }, { 40, 2, 1, "p=40 size=2 stride=1" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (lp); i++)
+    for (guint si = 0; si < G_N_ELEMENTS (shapes); si++)
+      for (int t = 0; t < 2; t++)
+        {
+          StShape s = shapes[si];
+          if (s.h < lp[i].k || s.w < lp[i].k)
+            continue;
+          g_autoptr (StTensor) in = tu_tensor_random (rand, s.n, s.c, s.h, s.w);
+          g_autoptr (StTensor) want = ref_lppool (in, lp[i].p, lp[i].k, lp[i].s);
+          g_autoptr (StTensor) got = tu_run1 (reg, "lppool", lp[i].params, in, ctxs[t]);
+          g_assert_true (st_shape_equal (got->shape, want->shape));
+          for (gsize e = 0; e < st_tensor_numel (want); e++)
+            g_assert_cmpfloat_with_epsilon (got->data[e], want->data[e], 1e-5 * (1 + want->data[e]));
+
+          TuParams p;
+          tu_params_parse (&p, lp[i].params);
+          StGradcheckResult result;
+          g_autoptr (GError) error = NULL;
+          gboolean ok = st_gradcheck (tu_kind (reg, "lppool"), p.keys, p.values, p.n, &s, 1, TRUE,
+                                      1, 1e-2, 1e-3, &result, &error);
+          tu_params_clear (&p);
+          g_assert_no_error (error);
+          g_assert_true (ok);
+        }
+  g_rand_free (rand);
+
+  /* A 3-4-5 triangle, and negative values count by their size. */
+  const float v[] = { 3, -4, 0, 0 };
+  g_autoptr (StTensor) in = tu_tensor_from (1, 1, 2, 2, v);
+  g_autoptr (StTensor) out = tu_run1 (reg, "lppool", "p=2", in, ctxs[0]);
+  g_assert_cmpfloat_with_epsilon (out->data[0], 5.0, 1e-6);
+  /* A high power on tiny values: |x|^p and norm^(p−1) underflow to 0, yet
+   * the norm is right and the gradient finite: nearly 1 at the largest
+   * value, nearly 0 elsewhere. */
+  const float tiny[] = { 1e-9f, 2e-9f, 0, 1e-9f };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StStage) stage = tu_stage_new (reg, "lppool", "lppool", "p=40", &error);
+  g_autoptr (StTensor) x = tu_tensor_from (1, 1, 2, 2, tiny);
+  const StTensor *ins[] = { x };
+  g_autoptr (StTensor) y = tu_stage_run (stage, ins, 1, ctxs[0], &error);
+  g_assert_no_error (error);
+  g_assert_cmpfloat_with_epsilon (y->data[0], 2e-9, 1e-12);
+  const float one = 1;
+  g_autoptr (StTensor) g = tu_tensor_from (1, 1, 1, 1, &one);
+  g_autoptr (StTensor) dx = st_tensor_new0 (1, 1, 2, 2);
+  StTensor *grads[] = { dx };
+  g_assert_true (stage->kind->backward (stage, ctxs[0], ins, y, g, grads, &error));
+  g_assert_cmpfloat_with_epsilon (dx->data[1], 1.0, 1e-5);
+  g_assert_cmpfloat (dx->data[2], ==, 0.0);
+  g_assert_true (isfinite (dx->data[0]) && dx->data[0] >= 0 && dx->data[0] < 1e-6);
+  assert_infer_fails ("lppool", "size=3", (StShape) { 1, 1, 2, 5 },
+                      "a 3x3 window does not fit in the 5x2 input");
+}
+
 /* ---- Through the runner and the CLI ------------------------------------------ */
 
 /* A 400x300 RGB PNG of noise: large enough that a local pipeline runs in
@@ -467,6 +552,7 @@ main (int argc, char **argv)
   g_test_add_func ("/geometry/known-answers", test_known_answers);
   g_test_add_func ("/geometry/backward", test_backward);
   g_test_add_func ("/geometry/crop-outside", test_crop_outside);
+  g_test_add_func ("/geometry/lppool", test_lppool);
   g_test_add_func ("/geometry/strips-match-whole", test_strips_match_whole);
   g_test_add_func ("/geometry/cli", test_cli);
   int rc = g_test_run ();

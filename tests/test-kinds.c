@@ -191,6 +191,7 @@ static const GradcheckRow gradcheck_rows[] = {
   { "flip", "direction=both", { 2, 3, 3, 4 }, 1, TRUE, 5e-2 },
   { "globalavgpool", NULL, { 2, 3, 4, 4 }, 1, TRUE, 5e-2 },
   { "invert", NULL, { 2, 3, 4, 5 }, 1, FALSE, 5e-2 },
+  { "lppool", "p=2 size=2 stride=1", { 2, 2, 4, 4 }, 1, TRUE, 1e-2 },
   { "maxpool", "size=2", { 2, 2, 4, 4 }, 1, TRUE, 2e-3 },
   { "normalize", "mean=0.1,-0.2,0.3 std=0.5,2,4", { 2, 3, 4, 5 }, 1, FALSE, 5e-2 },
   { "normexp", NULL, { 2, 4, 3, 3 }, 1, TRUE, 2e-2 },
