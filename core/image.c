@@ -26,6 +26,7 @@
 static const StImageCodec *const codecs[] = {
   &st_image_png_codec,
   &st_image_jpeg_codec,
+  &st_image_pnm_codec,
 };
 
 static const StImageCodec *
@@ -61,6 +62,13 @@ set_unknown_format_error (const char *path, GError **error)
       append_alternative (names, index++, count, ".", *ext);
   g_set_error (error, ST_ERROR, ST_ERROR_IMAGE,
                "%s: unknown image format (name the file %s)", path, names->str);
+}
+
+const char *
+st_image_format_name (StImageFormat format)
+{
+  const StImageCodec *codec = codec_for_format (format);
+  return codec ? codec->name : "unknown";
 }
 
 StImageFormat

@@ -9,6 +9,7 @@ typedef enum {
   ST_FORMAT_UNKNOWN,
   ST_FORMAT_PNG,
   ST_FORMAT_JPEG,
+  ST_FORMAT_PNM,
 } StImageFormat;
 
 typedef struct {
@@ -21,6 +22,9 @@ typedef struct {
 
 /* The format named by a file's extension (.png, .jpg, .jpeg, any case). */
 StImageFormat st_image_format_from_name (const char *path);
+
+/* The format's name in messages: "PNG". */
+const char *st_image_format_name (StImageFormat format);
 
 /* Reads a PNG or JPEG (chosen by the file's signature, not its name) into a
  * new [1, C, H, W] tensor of values in [0, 1]: C is 1 (gray), 2 (gray +

@@ -40,7 +40,7 @@ replace_extension (const char *path, StImageFormat format)
   const char *dot = strrchr (path, '.');
   const char *slash = strrchr (path, '/');
   gsize stem = dot && (!slash || dot > slash) ? (gsize) (dot - path) : strlen (path);
-  return g_strdup_printf ("%.*s%s", (int) stem, path, format == ST_FORMAT_PNG ? ".png" : ".jpg");
+  return g_strdup_printf ("%.*s%s", (int) stem, path, format == ST_FORMAT_PNG ? ".png" : format == ST_FORMAT_PNM ? ".pnm" : ".jpg");
 }
 
 /* ---- Planning -------------------------------------------------------------
@@ -558,15 +558,14 @@ resolve_outputs (const char *const *inputs, int n_inputs, const StRunOptions *op
       if (named == ST_FORMAT_UNKNOWN)
         {
           g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
-                       "%s: not a .png, .jpg or .jpeg name (to write into a folder of that "
+                       "%s: not a .png, .jpg, .jpeg, .pgm, .ppm or .pnm name (to write into a folder of that "
                        "name, end it with '/')", o);
           return FALSE;
         }
       if (opt->format && opt->format != named)
         {
           g_set_error (error, ST_ERROR, ST_ERROR_USAGE, "%s: the name says %s but --format says %s",
-                       o, named == ST_FORMAT_PNG ? "PNG" : "JPEG",
-                       opt->format == ST_FORMAT_PNG ? "PNG" : "JPEG");
+                       o, st_image_format_name (named), st_image_format_name (opt->format));
           return FALSE;
         }
       out_file = o;

@@ -155,7 +155,7 @@ run_one (Run *run, StPipeline *p, StRunContext *ctx, StStripScratch *scratch, St
 
   if (check_interrupted (job, error) || !st_job_make_output_folder (job, error))
     return FALSE;
-  int depth = job->format == ST_FORMAT_PNG ? info.bit_depth : 8;
+  int depth = job->format == ST_FORMAT_PNG || job->format == ST_FORMAT_PNM ? info.bit_depth : 8;
   return st_image_save (out, job->output, job->format, depth, run->opt->jpeg_quality, error);
 }
 

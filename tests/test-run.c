@@ -160,6 +160,46 @@ test_folder_with_bad_images (void)
   tu_remove_tree (tmp);
 }
 
+/* PNM output chosen by the name or --format, keeping 16 bits; a PNM input;
+ * GIF refused as an output format. */
+static void
+test_pnm_output (void)
+{
+  g_autofree char *tmp = tu_make_tmpdir ("strata-run-XXXXXX");
+  g_autofree char *in = g_build_filename (tmp, "photo.png", NULL);
+  g_autofree char *pgm = g_build_filename (tmp, "gray.pgm", NULL);
+  write_image (in, 3, 20, 30, 16);
+  TuResult r = tu_run (exe, "run", "grayscale", in, "-o", pgm, NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_autofree char *bytes = NULL;
+  g_assert_true (g_file_get_contents (pgm, &bytes, NULL, NULL));
+  g_assert_true (g_str_has_prefix (bytes, "P5\n30 20\n65535\n"));
+
+  /* Into a folder with --format pnm: a PNG's extension becomes .pnm, a
+   * PNM input keeps its name. */
+  g_autofree char *outdir = g_build_filename (tmp, "conv/", NULL);
+  r = tu_run (exe, "run", "blur", in, pgm, "-o", outdir, "--format", "pnm", "--quiet", NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_autofree char *from_png = g_build_filename (outdir, "photo.pnm", NULL);
+  g_assert_true (g_file_test (from_png, G_FILE_TEST_IS_REGULAR));
+  g_autofree char *converted = g_build_filename (outdir, "gray.pgm", NULL);
+  StImageInfo info;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StTensor) t = st_image_load (converted, 0, &info, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (info.format, ==, ST_FORMAT_PNM);
+  g_assert_cmpint (info.bit_depth, ==, 16);
+  g_assert_cmpint (t->shape.c, ==, 1);
+
+  r = tu_run (exe, "run", "blur", in, "-o", outdir, "--format", "gif", NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_true (strstr (r.err, "--format gif: GIF is read only (write png, jpeg or pnm)"));
+  tu_result_clear (&r);
+  tu_remove_tree (tmp);
+}
+
 static void
 test_single_file_and_format (void)
 {
@@ -523,7 +563,7 @@ test_output_names_and_standard_streams (void)
       g_autofree char *out = g_build_filename (tmp, bad_names[i], NULL);
       TuResult r = tu_run (exe, "run", "sharpen", in, "-o", out, NULL);
       g_assert_cmpint (r.status, ==, 2);
-      g_assert_true (strstr (r.err, "not a .png, .jpg or .jpeg name"));
+      g_assert_true (strstr (r.err, "not a .png, .jpg, .jpeg, .pgm, .ppm or .pnm name"));
       tu_result_clear (&r);
       g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
     }
@@ -584,7 +624,7 @@ test_output_names_and_standard_streams (void)
   g_autofree char *err3 = NULL;
   const char *args_again[] = { "run", "sharpen", "-", "-o", to_file, "--overwrite", NULL };
   g_assert_cmpint (run_with_stdin (text, &out3, &err3, args_again), ==, 1);
-  g_assert_true (strstr (err3, "standard input: not a PNG or JPEG image"));
+  g_assert_true (strstr (err3, "standard input: not a PNG, JPEG or PNM image"));
   /* Standard input has no name in an output folder. */
   const char *args_folder[] = { "run", "sharpen", "-", in, "-o", folder, NULL };
   g_autoptr (GBytes) out4 = NULL;
@@ -1028,6 +1068,7 @@ main (int argc, char **argv)
     }
   g_test_add_func ("/run/folder-with-bad-images", test_folder_with_bad_images);
   g_test_add_func ("/run/single-file-and-format", test_single_file_and_format);
+  g_test_add_func ("/run/pnm-output", test_pnm_output);
   g_test_add_func ("/run/usage-and-pipeline-errors", test_usage_and_pipeline_errors);
   g_test_add_func ("/run/input-never-replaced", test_input_never_replaced);
   g_test_add_func ("/run/output-collisions", test_output_collisions);

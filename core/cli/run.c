@@ -38,13 +38,21 @@ parse_format (const char *format, StRunOptions *opt, gboolean *predictions_forma
     opt->format = ST_FORMAT_PNG;
   else if (g_ascii_strcasecmp (format, "jpeg") == 0 || g_ascii_strcasecmp (format, "jpg") == 0)
     opt->format = ST_FORMAT_JPEG;
+  else if (g_ascii_strcasecmp (format, "pnm") == 0 || g_ascii_strcasecmp (format, "pgm") == 0
+           || g_ascii_strcasecmp (format, "ppm") == 0)
+    opt->format = ST_FORMAT_PNM;
+  else if (g_ascii_strcasecmp (format, "gif") == 0)
+    {
+      fprintf (stderr, "strata run: --format gif: GIF is read only (write png, jpeg or pnm)\n");
+      return FALSE;
+    }
   else if (g_ascii_strcasecmp (format, "jsonl") == 0)
     opt->jsonl = *predictions_format = TRUE;
   else if (g_ascii_strcasecmp (format, "csv") == 0)
     *predictions_format = TRUE;
   else
     {
-      fprintf (stderr, "strata run: --format: expected png, jpeg, csv or jsonl, found '%s'\n",
+      fprintf (stderr, "strata run: --format: expected png, jpeg, pnm, csv or jsonl, found '%s'\n",
                format);
       return FALSE;
     }
@@ -139,7 +147,7 @@ run_command (RunCommand *cmd, int argc, char **argv)
     {
       fprintf (stderr, "strata run: --format %s: %s\n", format,
                classify ? "this pipeline writes predictions: csv or jsonl"
-                        : "this pipeline writes images: png or jpeg");
+                        : "this pipeline writes images: png, jpeg or pnm");
       st_pipeline_free (p);
       return EXIT_USAGE;
     }

@@ -217,6 +217,44 @@ jpeg_seed (const char *name, int width, int height, JpegLayout layout)
   write_seed ("image", name, jpeg->data, jpeg->len);
 }
 
+/* Width x height samples of `channels` a pixel, one or two bytes each. */
+static void
+pnm_binary_seed (const char *name, const char *header, int width, int height, int channels,
+                 int sample_bytes)
+{
+  g_autoptr (GByteArray) a = g_byte_array_new ();
+  g_byte_array_append (a, (const guint8 *) header, strlen (header));
+  for (int i = 0; i < width * height * channels * sample_bytes; i++)
+    {
+      guint8 b = (guint8) (i * 37 + 11);
+      g_byte_array_append (a, &b, 1);
+    }
+  write_seed ("image", name, a->data, a->len);
+}
+
+#define TEXT_SEED(name, text) write_seed ("image", name, text, sizeof text - 1)
+
+static void
+pnm_seeds (void)
+{
+  TEXT_SEED ("plain.pbm", "P1\n# comment\n5 2\n1 0 1 0 1\n01010\n");
+  TEXT_SEED ("plain.pgm", "P2 # c\n3 2\n255\n0 128 255\n1 2 3\n");
+  TEXT_SEED ("plain16.ppm", "P3\n2 1\n65535\n65535 0 1 2 3 40000\n");
+  pnm_binary_seed ("bits.pbm", "P4\n# c\n13 3\n", 2, 3, 1, 1);
+  pnm_binary_seed ("gray8.pgm", "P5\n6 4\n255\n", 6, 4, 1, 1);
+  pnm_binary_seed ("gray16.pgm", "P5 4 3 65535\n", 4, 3, 1, 2);
+  pnm_binary_seed ("maxval9.pgm", "P5\n3 3\n9\n", 3, 3, 1, 1);
+  pnm_binary_seed ("rgb8.ppm", "P6\n5 4\n255\n", 5, 4, 3, 1);
+  pnm_binary_seed ("rgb16.ppm", "P6\n3 2\n1000\n", 3, 2, 3, 2);
+  pnm_binary_seed ("rgba.pam", "P7\nWIDTH 3\nHEIGHT 2\nDEPTH 4\nMAXVAL 255\n"
+                   "TUPLTYPE RGB_ALPHA\nENDHDR\n", 3, 2, 4, 1);
+  pnm_binary_seed ("graya16.pam", "P7\n# c\nWIDTH 2\nHEIGHT 2\nDEPTH 2\nMAXVAL 65535\n"
+                   "TUPLTYPE GRAYSCALE_ALPHA\nENDHDR\n", 2, 2, 2, 2);
+  TEXT_SEED ("bw.pam", "P7\nWIDTH 3\nHEIGHT 1\nDEPTH 1\nMAXVAL 1\nTUPLTYPE BLACKANDWHITE\n"
+             "ENDHDR\n\x01\x00\x01");
+  TEXT_SEED ("truncated.ppm", "P6\n4 4\n255\n\x01\x02\x03");
+}
+
 static void
 image_seeds (void)
 {
@@ -268,6 +306,8 @@ image_seeds (void)
   g_autoptr (GByteArray) jpeg = make_jpeg (8, 8, &layout);
   write_seed ("image", "truncated-exif6.jpg", jpeg->data, jpeg->len - 40);
   write_seed ("image", "signature-only.jpg", "\xff\xd8\xff", 3);
+
+  pnm_seeds ();
 }
 
 /* ---- Pipelines ---------------------------------------------------------- */
