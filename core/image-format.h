@@ -94,6 +94,7 @@ typedef struct {
 extern const StImageCodec st_image_png_codec;
 extern const StImageCodec st_image_jpeg_codec;
 extern const StImageCodec st_image_pnm_codec;
+extern const StImageCodec st_image_gif_codec;
 
 /* ---- Helpers for the codecs ---------------------------------------------- */
 

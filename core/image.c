@@ -27,6 +27,7 @@ static const StImageCodec *const codecs[] = {
   &st_image_png_codec,
   &st_image_jpeg_codec,
   &st_image_pnm_codec,
+  &st_image_gif_codec,
 };
 
 static const StImageCodec *

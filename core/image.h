@@ -10,6 +10,7 @@ typedef enum {
   ST_FORMAT_PNG,
   ST_FORMAT_JPEG,
   ST_FORMAT_PNM,
+  ST_FORMAT_GIF,
 } StImageFormat;
 
 typedef struct {

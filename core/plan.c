@@ -122,12 +122,12 @@ plan_report (Plan *plan, const char *fmt, ...)
 static void
 add_job (Plan *plan, const char *input, const char *output, StImageFormat format)
 {
-  const StRunOptions *opt = plan->opt;
   StJob *job = g_new0 (StJob, 1);
   job->input = g_strdup (input);
   job->format = format;
-  if (opt->format && strcmp (output, "-") != 0 && st_image_format_from_name (output) != opt->format)
-    job->output = replace_extension (output, opt->format);
+  if (format != ST_FORMAT_UNKNOWN && strcmp (output, "-") != 0
+      && st_image_format_from_name (output) != format)
+    job->output = replace_extension (output, format);
   else
     job->output = g_strdup (output);
   g_ptr_array_add (plan->jobs, job);
@@ -136,7 +136,11 @@ add_job (Plan *plan, const char *input, const char *output, StImageFormat format
 static StImageFormat
 folder_job_format (const StRunOptions *opt, const char *input)
 {
-  return opt->format ? opt->format : st_image_format_from_name (input);
+  if (opt->format)
+    return opt->format;
+  /* GIF is read only: its picture is written as a PNG. */
+  const StImageFormat format = st_image_format_from_name (input);
+  return format == ST_FORMAT_GIF ? ST_FORMAT_PNG : format;
 }
 
 /* Searches dir (whose stat is st) for images, mirroring it under out_dir.

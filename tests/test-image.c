@@ -18,6 +18,7 @@
 #include <glib/gstdio.h>
 #include <jpeglib.h>
 #include <png.h>
+#include <gif_lib.h>
 
 static void
 temp_dir_setup (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
@@ -324,7 +325,7 @@ test_format_table_messages (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
     gsize size;
     const char *reason;
   } cases[] = {
-    { "text.png", "GIF89a", 6, "not a PNG, JPEG or PNM image (unrecognised file signature)" },
+    { "text.png", "BM6\0\0\0", 6, "not a PNG, JPEG, PNM or GIF image (unrecognised file signature)" },
     { "cut.jpg", "\x89PN", 3, "truncated PNG file" },
     { "cut.png", "\xff\xd8", 2, "truncated JPEG file" },
     { "one.png", "\xff", 1, "truncated JPEG file" },
@@ -342,7 +343,7 @@ test_format_table_messages (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 
   g_autofree char *out = tu_temp_path (fx, "out.tiff");
   g_autofree char *want = g_strdup_printf (
-      "%s: unknown image format (name the file .png, .jpg, .jpeg, .pgm, .ppm, .pnm, .pbm or .pam)", out);
+      "%s: unknown image format (name the file .png, .jpg, .jpeg, .pgm, .ppm, .pnm, .pbm, .pam or .gif)", out);
   g_autoptr (StTensor) image = st_tensor_new0 (1, 3, 2, 2);
   g_autoptr (GError) save_error = NULL;
   g_assert_false (st_image_save (image, out, ST_FORMAT_UNKNOWN, 8, 90, &save_error));
@@ -873,7 +874,7 @@ test_text_named_jpeg (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
   g_autofree char *path = tu_temp_path (fx, "notes.jpg");
   const char *text = "This is not a picture.\nIt is a text file with a .jpg name.\n";
   tu_write_bytes (path, text, strlen (text));
-  assert_load_fails (path, 0, ST_ERROR_IMAGE, "not a PNG, JPEG or PNM");
+  assert_load_fails (path, 0, ST_ERROR_IMAGE, "not a PNG, JPEG, PNM or GIF");
 }
 
 static void
@@ -888,7 +889,7 @@ test_random_bytes (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
   g_autofree char *path = tu_temp_path (fx, "random.png");
   bytes[0] = 'R';
   tu_write_bytes (path, bytes, sizeof bytes);
-  assert_load_fails (path, 0, ST_ERROR_IMAGE, "not a PNG, JPEG or PNM");
+  assert_load_fails (path, 0, ST_ERROR_IMAGE, "not a PNG, JPEG, PNM or GIF");
 
   /* Noise behind a valid signature reaches the decoders. */
   g_autofree char *png_path = tu_temp_path (fx, "random-after-signature.png");
@@ -1228,6 +1229,147 @@ test_pnm_max_pixels (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
     }
 }
 
+/* ---- GIF ------------------------------------------------------------------ */
+
+/* A GIF written with giflib: frames of width x height palette indices, each
+ * after a Graphics Control Extension naming `transparent` (-1: none);
+ * interlaced frames are given to giflib in pass order, as it expects. */
+static void
+write_gif (const char *path, int width, int height, const guint8 (*palette)[3], int n_colours,
+           const guint8 *const *frames, int n_frames, int transparent, gboolean interlace)
+{
+  int err = 0;
+  GifFileType *gif = EGifOpenFileName (path, FALSE, &err);
+  g_assert_nonnull (gif);
+  GifColorType colours[256] = { { 0 } };
+  for (int i = 0; i < n_colours; i++)
+    colours[i] = (GifColorType) { palette[i][0], palette[i][1], palette[i][2] };
+  ColorMapObject *map = GifMakeMapObject (256, colours);
+  EGifSetGifVersion (gif, TRUE);
+  g_assert_cmpint (EGifPutScreenDesc (gif, width, height, 8, 0, map), ==, GIF_OK);
+  for (int f = 0; f < n_frames; f++)
+    {
+      GraphicsControlBlock gcb = { DISPOSAL_UNSPECIFIED, FALSE, 10, transparent };
+      GifByteType ext[4];
+      size_t n = EGifGCBToExtension (&gcb, ext);
+      g_assert_cmpint (EGifPutExtension (gif, GRAPHICS_EXT_FUNC_CODE, (int) n, ext), ==, GIF_OK);
+      g_assert_cmpint (EGifPutImageDesc (gif, 0, 0, width, height, interlace, NULL), ==, GIF_OK);
+      static const int start[] = { 0, 4, 2, 1 }, step[] = { 8, 8, 4, 2 };
+      for (int pass = 0; pass < (interlace ? 4 : 1); pass++)
+        for (int y = interlace ? start[pass] : 0; y < height; y += interlace ? step[pass] : 1)
+          g_assert_cmpint (EGifPutLine (gif, (GifPixelType *) frames[f] + y * width, width),
+                           ==, GIF_OK);
+    }
+  g_assert_cmpint (EGifCloseFile (gif, &err), ==, GIF_OK);
+  GifFreeMapObject (map);
+}
+
+static const guint8 gif_palette[4][3] = {
+  { 255, 0, 0 }, { 0, 255, 0 }, { 10, 20, 30 }, { 200, 100, 50 },
+};
+
+static void
+assert_gif_pixels (const StTensor *t, const guint8 *indices, int transparent)
+{
+  for (int y = 0; y < t->shape.h; y++)
+    for (int x = 0; x < t->shape.w; x++)
+      {
+        const int i = indices[y * t->shape.w + x];
+        const gboolean clear = i == transparent;
+        for (int c = 0; c < 3; c++)
+          g_assert_cmpfloat (at (t, c, y, x), ==, clear ? 0.0f : gif_palette[i][c] / 255.0f);
+        if (t->shape.c == 4)
+          g_assert_cmpfloat (at (t, 3, y, x), ==, clear ? 0.0f : 1.0f);
+      }
+}
+
+static guint8 *
+gif_indices (int width, int height, int seed)
+{
+  guint8 *p = g_malloc ((gsize) width * height);
+  for (int i = 0; i < width * height; i++)
+    p[i] = (guint8) ((i * 7 + i / width + seed) % 4);
+  return p;
+}
+
+static void
+test_gif_read (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  const int w = 7, h = 19;
+  g_autofree guint8 *first = gif_indices (w, h, 0);
+  g_autofree guint8 *second = gif_indices (w, h, 1);
+  const guint8 *frames[] = { first, second };
+  static const struct {
+    const char *name;
+    int n_frames, transparent;
+    gboolean interlace;
+  } cases[] = {
+    { "palette.gif", 1, -1, FALSE },
+    { "transparent.gif", 1, 2, FALSE },
+    { "interlaced.gif", 1, -1, TRUE },
+    /* The first frame of an animation, not the second. */
+    { "animation.gif", 2, -1, FALSE },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *path = tu_temp_path (fx, cases[i].name);
+      write_gif (path, w, h, gif_palette, 4, frames, cases[i].n_frames, cases[i].transparent,
+                 cases[i].interlace);
+      StImageInfo info;
+      g_autoptr (StTensor) t = load_ok (path, &info);
+      g_assert_cmpint (info.format, ==, ST_FORMAT_GIF);
+      g_assert_cmpint (info.bit_depth, ==, 8);
+      g_assert_cmpint (info.has_alpha, ==, cases[i].transparent >= 0);
+      g_assert_cmpint (t->shape.c, ==, cases[i].transparent >= 0 ? 4 : 3);
+      g_assert_cmpint (t->shape.w, ==, w);
+      g_assert_cmpint (t->shape.h, ==, h);
+      assert_gif_pixels (t, first, cases[i].transparent);
+    }
+}
+
+static void
+test_gif_bad (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  const int w = 40, h = 30;
+  g_autofree guint8 *indices = gif_indices (w, h, 0);
+  const guint8 *frames[] = { indices };
+  g_autofree char *good = tu_temp_path (fx, "good.gif");
+  write_gif (good, w, h, gif_palette, 4, frames, 1, -1, FALSE);
+  gsize size;
+  g_autofree guint8 *bytes = read_bytes (good, &size);
+
+  g_autofree char *cut = tu_temp_path (fx, "cut.gif");
+  tu_write_bytes (cut, bytes, size / 2);
+  assert_load_fails (cut, 0, ST_ERROR_IMAGE,
+                     "truncated GIF file (it ends before the image is complete)");
+  g_autofree char *header = tu_temp_path (fx, "header.gif");
+  tu_write_bytes (header, bytes, 10);
+  assert_load_fails (header, 0, ST_ERROR_IMAGE, "truncated GIF file");
+
+  /* A screen descriptor, then no image at all. */
+  g_autofree char *empty = tu_temp_path (fx, "empty.gif");
+  tu_write_bytes (empty, "GIF89a\x01\x00\x01\x00\x00\x00\x00;", 14);
+  assert_load_fails (empty, 0, ST_ERROR_IMAGE, "invalid GIF file (it holds no image)");
+  g_autofree char *junk = tu_temp_path (fx, "junk.gif");
+  tu_write_bytes (junk, "GIF89a\x01\x00\x01\x00\x00\x00\x00\x55\x55\x55", 16);
+  assert_load_fails (junk, 0, ST_ERROR_IMAGE, "invalid GIF file (");
+
+  /* --max-pixels from the screen size: the file holds no pixels. */
+  g_autofree char *huge = tu_temp_path (fx, "huge.gif");
+  tu_write_bytes (huge, "GIF89a\x60\xea\x60\xea\x00\x00\x00", 13);
+  assert_load_fails (huge, ST_DEFAULT_MAX_PIXELS, ST_ERROR_IMAGE,
+                     "image is 60000x60000 (3600 megapixels), more than the limit");
+  assert_load_fails (good, w * h - 1, ST_ERROR_IMAGE, "image is 40x30 (1200 pixels)");
+
+  /* Writing is refused before any file is made. */
+  g_autofree char *out = tu_temp_path (fx, "out.gif");
+  g_autoptr (StTensor) image = st_tensor_new0 (1, 3, 2, 2);
+  g_autoptr (GError) error = NULL;
+  g_assert_false (st_image_save (image, out, ST_FORMAT_UNKNOWN, 8, 90, &error));
+  g_assert_nonnull (strstr (error->message, "cannot write GIF (strata reads GIF only"));
+  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+}
+
 /* The library never prints: every failure above, run again in a child
  * whose stderr and stdout must stay empty. */
 static void
@@ -1408,6 +1550,8 @@ main (int argc, char **argv)
   ADD ("/image/pnm/hand-written", test_pnm_hand_written);
   ADD ("/image/pnm/bad", test_pnm_bad);
   ADD ("/image/pnm/max-pixels", test_pnm_max_pixels);
+  ADD ("/image/gif/read", test_gif_read);
+  ADD ("/image/gif/bad", test_gif_bad);
   ADD ("/image/save/missing-folder", test_save_missing_folder);
   ADD ("/image/save/bad-arguments", test_save_bad_arguments);
   ADD ("/image/save/rename-fails", test_save_rename_fails);

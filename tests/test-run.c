@@ -193,6 +193,26 @@ test_pnm_output (void)
   g_assert_cmpint (info.bit_depth, ==, 16);
   g_assert_cmpint (t->shape.c, ==, 1);
 
+  /* GIF is read only: a GIF in a folder is written as a PNG. */
+  g_autofree char *gif_dir = g_build_filename (tmp, "gifs", NULL);
+  g_assert_cmpint (g_mkdir (gif_dir, 0755), ==, 0);
+  g_autofree char *gif = g_build_filename (gif_dir, "dot.gif", NULL);
+  /* 1x1, a two-colour table, index 0 transparent, the pixel index 0. */
+  tu_write_bytes (gif, "GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00"
+                  "!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00"
+                  "\x02\x02" "D\x01\x00;", 43);
+  g_autofree char *gif_out = g_build_filename (tmp, "gif-out/", NULL);
+  r = tu_run (exe, "run", "blur", gif_dir, "-o", gif_out, NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_autofree char *png = g_build_filename (gif_out, "dot.png", NULL);
+  g_autoptr (StTensor) dot = st_image_load (png, 0, &info, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (info.format, ==, ST_FORMAT_PNG);
+  g_assert_true (info.has_alpha);
+  g_assert_cmpint (dot->shape.c, ==, 4);
+  g_assert_cmpfloat (dot->data[3], ==, 0.0f);
+
   r = tu_run (exe, "run", "blur", in, "-o", outdir, "--format", "gif", NULL);
   g_assert_cmpint (r.status, ==, 2);
   g_assert_true (strstr (r.err, "--format gif: GIF is read only (write png, jpeg or pnm)"));
@@ -624,7 +644,7 @@ test_output_names_and_standard_streams (void)
   g_autofree char *err3 = NULL;
   const char *args_again[] = { "run", "sharpen", "-", "-o", to_file, "--overwrite", NULL };
   g_assert_cmpint (run_with_stdin (text, &out3, &err3, args_again), ==, 1);
-  g_assert_true (strstr (err3, "standard input: not a PNG, JPEG or PNM image"));
+  g_assert_true (strstr (err3, "standard input: not a PNG, JPEG, PNM or GIF image"));
   /* Standard input has no name in an output folder. */
   const char *args_folder[] = { "run", "sharpen", "-", in, "-o", folder, NULL };
   g_autoptr (GBytes) out4 = NULL;

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <jpeglib.h>
 #include <png.h>
+#include <gif_lib.h>
 
 static const char *corpus_dir;
 
@@ -255,6 +256,50 @@ pnm_seeds (void)
   TEXT_SEED ("truncated.ppm", "P6\n4 4\n255\n\x01\x02\x03");
 }
 
+/* A GIF of `frames` frames of a 4-colour pattern, written by giflib
+ * straight into the corpus. */
+static void
+gif_seed (const char *name, int width, int height, int frames, int transparent,
+          gboolean interlace)
+{
+  g_autofree char *file = g_strconcat ("seed-", name, NULL);
+  g_autofree char *path = g_build_filename (corpus_dir, "image", file, NULL);
+  int err = 0;
+  GifFileType *gif = EGifOpenFileName (path, FALSE, &err);
+  if (!gif)
+    g_error ("%s: cannot write (%s)", path, GifErrorString (err));
+  GifColorType colours[4] = { { 255, 0, 0 }, { 0, 255, 0 }, { 0, 0, 255 }, { 9, 99, 199 } };
+  ColorMapObject *map = GifMakeMapObject (4, colours);
+  EGifSetGifVersion (gif, TRUE);
+  EGifPutScreenDesc (gif, width, height, 2, 0, map);
+  g_autofree GifPixelType *row = g_new (GifPixelType, width);
+  for (int f = 0; f < frames; f++)
+    {
+      GraphicsControlBlock gcb = { DISPOSAL_UNSPECIFIED, FALSE, 5, transparent };
+      GifByteType ext[4];
+      EGifPutExtension (gif, GRAPHICS_EXT_FUNC_CODE, (int) EGifGCBToExtension (&gcb, ext), ext);
+      EGifPutImageDesc (gif, 0, 0, width, height, interlace, NULL);
+      for (int y = 0; y < height; y++)
+        {
+          for (int x = 0; x < width; x++)
+            row[x] = (GifPixelType) ((x + 2 * y + f) % 4);
+          EGifPutLine (gif, row, width);
+        }
+    }
+  if (EGifCloseFile (gif, &err) != GIF_OK)
+    g_error ("%s: cannot write (%s)", path, GifErrorString (err));
+  GifFreeMapObject (map);
+}
+
+static void
+gif_seeds (void)
+{
+  gif_seed ("palette.gif", 9, 7, 1, NO_TRANSPARENT_COLOR, FALSE);
+  gif_seed ("transparent.gif", 6, 5, 1, 1, FALSE);
+  gif_seed ("interlaced.gif", 5, 11, 1, NO_TRANSPARENT_COLOR, TRUE);
+  gif_seed ("animation.gif", 4, 4, 2, 3, FALSE);
+}
+
 static void
 image_seeds (void)
 {
@@ -308,6 +353,7 @@ image_seeds (void)
   write_seed ("image", "signature-only.jpg", "\xff\xd8\xff", 3);
 
   pnm_seeds ();
+  gif_seeds ();
 }
 
 /* ---- Pipelines ---------------------------------------------------------- */
