@@ -1325,6 +1325,19 @@ test_gif_read (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
       g_assert_cmpint (t->shape.h, ==, h);
       assert_gif_pixels (t, first, cases[i].transparent);
     }
+
+  /* A 1x1 frame on a 2x1 screen: the uncovered pixel is transparent. */
+  g_autofree char *path = tu_temp_path (fx, "small-frame.gif");
+  tu_write_bytes (path, "GIF89a\x02\x00\x01\x00\x80\x00\x00\xff\x00\x00\x00\x00\xff"
+                  ",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02" "D\x01\x00;", 35);
+  StImageInfo info;
+  g_autoptr (StTensor) t = load_ok (path, &info);
+  g_assert_true (info.has_alpha);
+  g_assert_cmpint (t->shape.c, ==, 4);
+  g_assert_cmpint (t->shape.w, ==, 2);
+  const float want[] = { 1, 0, 0, 0, 0, 0, 1, 0 };
+  for (gsize k = 0; k < G_N_ELEMENTS (want); k++)
+    g_assert_cmpfloat (t->data[k], ==, want[k]);
 }
 
 static void
