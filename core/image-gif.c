@@ -114,7 +114,8 @@ gif_decode_frame (GifLoad *ld)
   static const int start[] = { 0, 4, 2, 1 }, step[] = { 8, 8, 4, 2 };
   const gboolean interlaced = ld->gif->Image.Interlace;
   for (int pass = 0; pass < (interlaced ? 4 : 1); pass++)
-    for (int y = interlaced ? start[pass] : 0; y < ld->frame_height; y += interlaced ? step[pass] : 1)
+    for (int y = interlaced ? start[pass] : 0; y < ld->frame_height;
+         y += interlaced ? step[pass] : 1)
       if (DGifGetLine (ld->gif, ld->indices + (gsize) y * ld->frame_width,
                        ld->frame_width) == GIF_ERROR)
         return gif_fail (ld, ld->gif->Error);

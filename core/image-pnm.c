@@ -368,7 +368,8 @@ pnm_reader_open (StImageInput *in, guint64 max_pixels, StImageHeader *header, GE
       if (ld->kind == 7)
         {
           int c = pnm_getc (ld);
-          ok = c == '\n' || (c >= 0 && pnm_fail (ld, "invalid PAM header (P7 not on a line of its own)"));
+          ok = c == '\n'
+               || (c >= 0 && pnm_fail (ld, "invalid PAM header (P7 not on a line of its own)"));
           ok = ok && pam_read_header (ld, max_pixels, &found);
         }
       else

@@ -40,7 +40,8 @@ replace_extension (const char *path, StImageFormat format)
   const char *dot = strrchr (path, '.');
   const char *slash = strrchr (path, '/');
   gsize stem = dot && (!slash || dot > slash) ? (gsize) (dot - path) : strlen (path);
-  return g_strdup_printf ("%.*s%s", (int) stem, path, format == ST_FORMAT_PNG ? ".png" : format == ST_FORMAT_PNM ? ".pnm" : ".jpg");
+  const char *ext = format == ST_FORMAT_PNG ? ".png" : format == ST_FORMAT_PNM ? ".pnm" : ".jpg";
+  return g_strdup_printf ("%.*s%s", (int) stem, path, ext);
 }
 
 /* ---- Planning -------------------------------------------------------------
@@ -562,8 +563,8 @@ resolve_outputs (const char *const *inputs, int n_inputs, const StRunOptions *op
       if (named == ST_FORMAT_UNKNOWN)
         {
           g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
-                       "%s: not a .png, .jpg, .jpeg, .pgm, .ppm or .pnm name (to write into a folder of that "
-                       "name, end it with '/')", o);
+                       "%s: not a .png, .jpg, .jpeg, .pgm, .ppm or .pnm name (to write into a "
+                       "folder of that name, end it with '/')", o);
           return FALSE;
         }
       if (opt->format && opt->format != named)

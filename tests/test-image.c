@@ -325,7 +325,8 @@ test_format_table_messages (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
     gsize size;
     const char *reason;
   } cases[] = {
-    { "text.png", "BM6\0\0\0", 6, "not a PNG, JPEG, PNM or GIF image (unrecognised file signature)" },
+    { "text.png", "BM6\0\0\0", 6,
+      "not a PNG, JPEG, PNM or GIF image (unrecognised file signature)" },
     { "cut.jpg", "\x89PN", 3, "truncated PNG file" },
     { "cut.png", "\xff\xd8", 2, "truncated JPEG file" },
     { "one.png", "\xff", 1, "truncated JPEG file" },
@@ -343,7 +344,8 @@ test_format_table_messages (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 
   g_autofree char *out = tu_temp_path (fx, "out.tiff");
   g_autofree char *want = g_strdup_printf (
-      "%s: unknown image format (name the file .png, .jpg, .jpeg, .pgm, .ppm, .pnm, .pbm, .pam or .gif)", out);
+      "%s: unknown image format (name the file .png, .jpg, .jpeg, .pgm, .ppm, .pnm, .pbm, .pam "
+      "or .gif)", out);
   g_autoptr (StTensor) image = st_tensor_new0 (1, 3, 2, 2);
   g_autoptr (GError) save_error = NULL;
   g_assert_false (st_image_save (image, out, ST_FORMAT_UNKNOWN, 8, 90, &save_error));
@@ -1138,7 +1140,8 @@ test_pnm_hand_written (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
       "\x01\x00"), 1, 2, 1, 8, { 1, 0 } },
     { "ga.pam", BYTES ("P7\n# comment\nWIDTH 1\nHEIGHT 1\nDEPTH 2\nMAXVAL 255\n"
       "TUPLTYPE GRAYSCALE_ALPHA\nENDHDR\n\xff\x80"), 2, 1, 1, 8, { 1, 128.0f / 255 } },
-    { "rgba.pam", BYTES ("P7\nWIDTH 1\nHEIGHT 1\nDEPTH 4\nMAXVAL 65535\nTUPLTYPE RGB_ALPHA\nENDHDR\n"
+    { "rgba.pam", BYTES ("P7\nWIDTH 1\nHEIGHT 1\nDEPTH 4\nMAXVAL 65535\nTUPLTYPE RGB_ALPHA\n"
+                         "ENDHDR\n"
       "\xff\xff\x00\x00\x00\x00\xff\xff"), 4, 1, 1, 16, { 1, 0, 0, 1 } },
 #undef BYTES
   };

@@ -72,11 +72,12 @@ typedef struct {
 
 static const StOptionSpec run_options[] = {
   { { "output", ST_PARAM_STRING, NULL, 0, 0, 0, NULL,
-      "Output image (one input; .png, .jpg or .jpeg), folder (one that exists, a name "
-      "ending in '/', or with several inputs or a folder), or - for standard output",
+      "Output image (one input; .png, .jpg, .jpeg, .pgm, .ppm or .pnm), folder (one that "
+      "exists, a name ending in '/', or with several inputs or a folder), or - for standard "
+      "output",
       RUN_FIELD (output) }, 'o', "OUT", NULL, NULL },
   { { "format", ST_PARAM_STRING, NULL, 0, 0, 0, NULL,
-      "Images: png or jpeg; predictions: csv or jsonl", RUN_FIELD (format) },
+      "Images: png, jpeg or pnm; predictions: csv or jsonl", RUN_FIELD (format) },
     0, "FMT", NULL, "each input's own format, or csv" },
   { { "weights", ST_PARAM_STRING, NULL, 0, 0, 0, NULL, "Weights file", RUN_FIELD (weights) },
     'w', "FILE", NULL, "the pipeline's" },
