@@ -44,6 +44,8 @@ typedef struct {
 /* Reads up to size bytes; fewer at the end of the file or on an error
  * (ferror (in->fp) tells which). */
 gsize st_image_input_read (StImageInput *in, void *buf, gsize size);
+/* The rest of the file, for a format whose library needs it whole. */
+guint8 *st_image_input_read_all (StImageInput *in, gsize *size, GError **error);
 
 /* What a reader knows once the header is read. */
 typedef struct {
@@ -93,6 +95,8 @@ typedef struct {
 
 extern const StImageCodec st_image_png_codec;
 extern const StImageCodec st_image_jpeg_codec;
+extern const StImageCodec st_image_tiff_codec;
+extern const StImageCodec st_image_webp_codec;
 extern const StImageCodec st_image_pnm_codec;
 extern const StImageCodec st_image_gif_codec;
 

@@ -60,12 +60,13 @@ st_pipeline_load_inline (StRegistry *reg, const char *chain, GError **error)
   return st_pipeline_load_text (reg, ini->str, "inline pipeline", cwd, error);
 }
 
-/* Installed pipelines: STRATA_PIPELINE_PATH, then the source tree when
- * running from the build tree, then the installed data directory. */
-static char *
-find_named_pipeline (const char *name)
+/* Where installed pipelines are: STRATA_PIPELINE_PATH, then the source
+ * tree when running from the build tree, then the installed data
+ * directory. */
+static GPtrArray *
+pipeline_search_dirs (void)
 {
-  g_autoptr (GPtrArray) dirs = g_ptr_array_new_with_free_func (g_free);
+  GPtrArray *dirs = g_ptr_array_new_with_free_func (g_free);
   const char *env = g_getenv ("STRATA_PIPELINE_PATH");
   if (env)
     {
@@ -78,6 +79,13 @@ find_named_pipeline (const char *name)
     g_ptr_array_add (dirs, g_strdup (ST_SOURCE_ROOT "/pipelines"));
   else
     g_ptr_array_add (dirs, g_strdup (ST_PIPELINE_DIR));
+  return dirs;
+}
+
+static char *
+find_named_pipeline (const char *name)
+{
+  g_autoptr (GPtrArray) dirs = pipeline_search_dirs ();
   for (guint i = 0; i < dirs->len; i++)
     {
       g_autofree char *file = g_strconcat (name, ".ini", NULL);
@@ -87,6 +95,59 @@ find_named_pipeline (const char *name)
       g_free (path);
     }
   return NULL;
+}
+
+static gint
+compare_names (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
+GPtrArray *
+st_pipeline_installed_names (void)
+{
+  g_autoptr (GPtrArray) dirs = pipeline_search_dirs ();
+  g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
+  GPtrArray *names = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < dirs->len; i++)
+    {
+      g_autoptr (GDir) d = g_dir_open (dirs->pdata[i], 0, NULL);
+      const char *file;
+      while (d && (file = g_dir_read_name (d)))
+        {
+          if (!g_str_has_suffix (file, ".ini") || strlen (file) == 4)
+            continue;
+          g_autofree char *path = g_build_filename (dirs->pdata[i], file, NULL);
+          char *name = g_strndup (file, strlen (file) - 4);
+          if (!g_file_test (path, G_FILE_TEST_IS_REGULAR) || g_hash_table_contains (seen, name))
+            {
+              g_free (name);
+              continue;
+            }
+          g_hash_table_add (seen, name);
+          g_ptr_array_add (names, name);
+        }
+    }
+  g_ptr_array_sort (names, compare_names);
+  return names;
+}
+
+char *
+st_pipeline_find_installed (const char *name)
+{
+  return find_named_pipeline (name);
+}
+
+/* "; installed pipelines: blur, sharpen" for an error, or "". */
+static char *
+installed_pipelines_note (void)
+{
+  g_autoptr (GPtrArray) names = st_pipeline_installed_names ();
+  if (names->len == 0)
+    return g_strdup ("");
+  g_ptr_array_add (names, NULL);
+  g_autofree char *list = g_strjoinv (", ", (char **) names->pdata);
+  return g_strdup_printf ("; installed pipelines: %s ('strata pipelines' describes them)", list);
 }
 
 StPipeline *
@@ -115,9 +176,11 @@ st_pipeline_load (StRegistry *reg, const char *spec, GError **error)
       return NULL;
     }
   g_autofree char *near = st_registry_suggest (reg, spec);
+  g_autofree char *installed = installed_pipelines_note ();
   g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
-               "%s: no pipeline file, installed pipeline or stage kind of that name%s%s%s",
-               spec, near ? " (did you mean " : "", near ? near : "", near ? "?)" : "");
+               "%s: no pipeline file, installed pipeline or stage kind of that name%s%s%s%s",
+               spec, near ? " (did you mean " : "", near ? near : "", near ? "?)" : "",
+               installed);
   return NULL;
 }
 

@@ -433,8 +433,22 @@ st_pipeline_build_graph (StPipeline *p, GArray *stages, GError **error)
 
   /* Check shapes through the whole graph now, before any image is read.
    * Filters take any image: check them on a typical RGB one. */
-  StShape probe = p->has_input ? p->input : (StShape) { 1, 3, 256, 256 };
-  return st_pipeline_prepare (p, probe, error);
+  if (p->has_input)
+    return st_pipeline_prepare (p, p->input, error);
+  GError *probe_error = NULL;
+  if (st_pipeline_prepare (p, (StShape) { 1, 3, 256, 256 }, &probe_error))
+    return TRUE;
+  /* A stage that may refuse the probe for its size alone is checked
+   * against each real image instead. */
+  if (g_error_matches (probe_error, ST_ERROR, ST_ERROR_SHAPE))
+    for (guint i = 0; i < p->nodes->len; i++)
+      if (st_kind_flags (((Node *) p->nodes->pdata[i])->stage->kind) & ST_KIND_SIZE_DEPENDENT)
+        {
+          g_error_free (probe_error);
+          return TRUE;
+        }
+  g_propagate_error (error, probe_error);
+  return FALSE;
 }
 
 StPipeline *

@@ -14,6 +14,12 @@ typedef struct _StPipeline StPipeline;
  * every error names the file (or "inline pipeline"), the stage and the key. */
 StPipeline *st_pipeline_load (StRegistry *reg, const char *spec, GError **error);
 StPipeline *st_pipeline_load_file (StRegistry *reg, const char *path, GError **error);
+/* The installed pipelines' names (NAME.ini on the search path that
+ * st_pipeline_load uses for a name), sorted, each once (char*; the
+ * caller's, g_ptr_array_unref). */
+GPtrArray  *st_pipeline_installed_names (void);
+/* The file of the installed pipeline name, or NULL. */
+char       *st_pipeline_find_installed (const char *name);
 /* A key file given as text; display_name stands for the file in errors. */
 StPipeline *st_pipeline_load_data (StRegistry *reg, const char *data,
                                    const char *display_name, GError **error);

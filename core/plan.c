@@ -40,8 +40,10 @@ replace_extension (const char *path, StImageFormat format)
   const char *dot = strrchr (path, '.');
   const char *slash = strrchr (path, '/');
   gsize stem = dot && (!slash || dot > slash) ? (gsize) (dot - path) : strlen (path);
-  const char *ext = format == ST_FORMAT_PNG ? ".png" : format == ST_FORMAT_PNM ? ".pnm" : ".jpg";
-  return g_strdup_printf ("%.*s%s", (int) stem, path, ext);
+  /* PNM's first extension is .pgm; a converted file is named .pnm, which
+   * fits gray and color alike. */
+  const char *ext = format == ST_FORMAT_PNM ? "pnm" : st_image_format_extension (format);
+  return g_strdup_printf ("%.*s.%s", (int) stem, path, ext);
 }
 
 /* ---- Planning -------------------------------------------------------------
@@ -86,6 +88,7 @@ typedef struct {
   gboolean has_out_root;       /* the output folder exists: out_root is its identity */
   FileId out_root;
   guint failed;                /* inputs that are missing or cannot be read */
+  guint ignored;               /* files in folders that are not images strata reads */
 } Plan;
 
 static void
@@ -132,6 +135,16 @@ add_job (Plan *plan, const char *input, const char *output, StImageFormat format
   else
     job->output = g_strdup (output);
   g_ptr_array_add (plan->jobs, job);
+}
+
+/* A file in a folder with no image format's extension: counted, and
+ * named with --verbose, so that nothing a folder holds passes unsaid. */
+static void
+ignore_file (Plan *plan, const char *path)
+{
+  plan->ignored++;
+  if (plan->opt->verbose)
+    st_run_message (plan->opt, "%s: not an image format strata reads; ignored", path);
 }
 
 static StImageFormat
@@ -188,12 +201,14 @@ walk_folder (Plan *plan, const char *dir, const char *out_dir, const GStatBuf *s
         {
           if (is_image_name (n))
             plan_report (plan, "%s: cannot read: %s", path, g_strerror (errno));
+          else
+            ignore_file (plan, path);
           continue;
         }
       if (S_ISDIR (s.st_mode))
         walk_folder (plan, path, out, &s, FALSE);
       else if (!is_image_name (n))
-        continue;
+        ignore_file (plan, path);
       else if (S_ISREG (s.st_mode))
         add_job (plan, path, out, folder_job_format (plan->opt, path));
       else
@@ -464,7 +479,7 @@ prepare_output_folder (const char *folder, GError **error)
 /* Where the outputs go.  Images: -o - is standard output (one image);
  * -o names a folder when it is one, ends in '/', or there are several
  * inputs or a folder among them; otherwise it names the output image and
- * must end in .png, .jpg or .jpeg. */
+ * must end in an image extension (.png, .jpg, .tif, .webp...). */
 typedef struct {
   const char *predictions;     /* a classifier's file; NULL: the predictions callback */
   const char *out_root;        /* the folder mirrored under, for folder runs */
@@ -562,15 +577,16 @@ resolve_outputs (const char *const *inputs, int n_inputs, const StRunOptions *op
       StImageFormat named = st_image_format_from_name (o);
       if (named == ST_FORMAT_UNKNOWN)
         {
+          g_autofree char *names = st_image_extension_list (".", " or ");
           g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
-                       "%s: not a .png, .jpg, .jpeg, .pgm, .ppm or .pnm name (to write into a "
-                       "folder of that name, end it with '/')", o);
+                       "%s: not a %s name (to write into a folder of that name, end it with '/')",
+                       o, names);
           return FALSE;
         }
       if (opt->format && opt->format != named)
         {
           g_set_error (error, ST_ERROR, ST_ERROR_USAGE, "%s: the name says %s but --format says %s",
-                       o, st_image_format_name (named), st_image_format_name (opt->format));
+                       o, st_image_format_label (named), st_image_format_label (opt->format));
           return FALSE;
         }
       out_file = o;
@@ -633,11 +649,16 @@ st_plan_jobs (const char *const *inputs, const StRunOptions *opt, gboolean class
     {
       result->jobs = g_steal_pointer (&jobs);
       result->failed = plan.failed;
+      result->ignored = plan.ignored;
       if (plan.failed)
         return TRUE;
       st_job_plan_clear (result);
-      g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
-                   "no images found (expected .png, .jpg or .jpeg files)");
+      g_autofree char *ignored = plan.ignored
+        ? g_strdup_printf ("; %u other files ignored (--verbose names them)", plan.ignored)
+        : g_strdup ("");
+      g_autofree char *names = st_image_extension_list (".", " or ");
+      g_set_error (error, ST_ERROR, ST_ERROR_USAGE, "no images found (expected %s files)%s",
+                   names, ignored);
       return FALSE;
     }
 
@@ -658,6 +679,7 @@ st_plan_jobs (const char *const *inputs, const StRunOptions *opt, gboolean class
   result->jobs = g_steal_pointer (&jobs);
   result->predictions = predictions;
   result->failed = plan.failed;
+  result->ignored = plan.ignored;
   return TRUE;
 }
 

@@ -34,6 +34,7 @@ typedef struct {
   GPtrArray *jobs;             /* StJob, in input order, repeats dropped */
   const char *predictions;     /* a classifier's file; NULL: standard output */
   guint failed;                /* inputs that are missing or cannot be read, reported */
+  guint ignored;               /* files in folders that are not images (ignore_file) */
 } StJobPlan;
 
 /* Plans the jobs of st_run_images (see runner.h): resolves where the

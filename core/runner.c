@@ -155,7 +155,8 @@ run_one (Run *run, StPipeline *p, StRunContext *ctx, StStripScratch *scratch, St
 
   if (check_interrupted (job, error) || !st_job_make_output_folder (job, error))
     return FALSE;
-  int depth = job->format == ST_FORMAT_PNG || job->format == ST_FORMAT_PNM ? info.bit_depth : 8;
+  int depth = job->format == ST_FORMAT_PNG || job->format == ST_FORMAT_TIFF
+              || job->format == ST_FORMAT_PNM ? info.bit_depth : 8;
   return st_image_save (out, job->output, job->format, depth, run->opt->jpeg_quality, error);
 }
 
@@ -433,6 +434,7 @@ st_run_images (StPipeline *pipeline, const char *const *inputs,
   if (jobs->len == 0)
     {
       summary->failed = plan.failed;
+      summary->ignored = plan.ignored;
       return TRUE;
     }
 
@@ -479,6 +481,7 @@ st_run_images (StPipeline *pipeline, const char *const *inputs,
         }
     }
   summary->failed += plan.failed;
+  summary->ignored = plan.ignored;
   /* Predictions of an interrupted run are not written: a table that
    * looks complete would mislead. */
   if (classify && !summary->interrupted)

@@ -45,16 +45,21 @@ typedef struct {
   /* A classifier's whole table (CSV or JSON lines) when output is NULL or
    * "-", for the caller to write to standard output; NULL: not written. */
   void (*predictions) (const char *table, gpointer user_data);
+  /* Also name, through message, each file in a folder that is ignored
+   * because no image format has its extension. */
+  gboolean verbose;
 } StRunOptions;
 
 typedef struct {
   guint written, skipped, failed;
   guint interrupted;           /* not run, or abandoned, after SIGINT or SIGTERM */
   guint in_strips;             /* of those written, how many ran in strips */
+  guint ignored;               /* files in input folders that are not images */
 } StRunSummary;
 
 /* Runs p on every image named by inputs: files ("-" is standard input)
- * and folders, searched recursively for .png, .jpg and .jpeg (each folder
+ * and folders, searched recursively for files with an image format's
+ * extension (the others counted in summary->ignored; each folder
  * once; symbolic link loops reported and not followed; the output folder
  * left out).  Every job is planned first: an output that is an input, or
  * one output of several inputs, stops the run before anything is read

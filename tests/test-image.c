@@ -19,6 +19,8 @@
 #include <jpeglib.h>
 #include <png.h>
 #include <gif_lib.h>
+#include <tiffio.h>
+#include <webp/encode.h>
 
 static void
 temp_dir_setup (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
@@ -326,7 +328,7 @@ test_format_table_messages (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
     const char *reason;
   } cases[] = {
     { "text.png", "BM6\0\0\0", 6,
-      "not a PNG, JPEG, PNM or GIF image (unrecognised file signature)" },
+      "not a PNG, JPEG, TIFF, WebP, PNM or GIF image (unrecognised file signature)" },
     { "cut.jpg", "\x89PN", 3, "truncated PNG file" },
     { "cut.png", "\xff\xd8", 2, "truncated JPEG file" },
     { "one.png", "\xff", 1, "truncated JPEG file" },
@@ -342,10 +344,10 @@ test_format_table_messages (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
       g_assert_cmpstr (error->message, ==, want);
     }
 
-  g_autofree char *out = tu_temp_path (fx, "out.tiff");
+  g_autofree char *out = tu_temp_path (fx, "out.bmp");
   g_autofree char *want = g_strdup_printf (
-      "%s: unknown image format (name the file .png, .jpg, .jpeg, .pgm, .ppm, .pnm, .pbm, .pam "
-      "or .gif)", out);
+      "%s: unknown image format (name the file .png, .jpg, .jpeg, .tif, .tiff, .webp, .pgm, .ppm, "
+      ".pnm, .pbm, .pam or .gif)", out);
   g_autoptr (StTensor) image = st_tensor_new0 (1, 3, 2, 2);
   g_autoptr (GError) save_error = NULL;
   g_assert_false (st_image_save (image, out, ST_FORMAT_UNKNOWN, 8, 90, &save_error));
@@ -876,7 +878,7 @@ test_text_named_jpeg (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
   g_autofree char *path = tu_temp_path (fx, "notes.jpg");
   const char *text = "This is not a picture.\nIt is a text file with a .jpg name.\n";
   tu_write_bytes (path, text, strlen (text));
-  assert_load_fails (path, 0, ST_ERROR_IMAGE, "not a PNG, JPEG, PNM or GIF");
+  assert_load_fails (path, 0, ST_ERROR_IMAGE, "not a PNG, JPEG, TIFF, WebP, PNM or GIF");
 }
 
 static void
@@ -891,7 +893,7 @@ test_random_bytes (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
   g_autofree char *path = tu_temp_path (fx, "random.png");
   bytes[0] = 'R';
   tu_write_bytes (path, bytes, sizeof bytes);
-  assert_load_fails (path, 0, ST_ERROR_IMAGE, "not a PNG, JPEG, PNM or GIF");
+  assert_load_fails (path, 0, ST_ERROR_IMAGE, "not a PNG, JPEG, TIFF, WebP, PNM or GIF");
 
   /* Noise behind a valid signature reaches the decoders. */
   g_autofree char *png_path = tu_temp_path (fx, "random-after-signature.png");
@@ -1437,7 +1439,7 @@ test_save_bad_arguments (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
   g_autofree char *png = tu_temp_path (fx, "out.png");
   g_autofree char *jpeg = tu_temp_path (fx, "out.jpg");
-  g_autofree char *other = tu_temp_path (fx, "out.tiff");
+  g_autofree char *other = tu_temp_path (fx, "out.bmp");
   g_autoptr (StTensor) five = st_tensor_new0 (1, 5, 4, 4);
   g_autoptr (StTensor) batch = st_tensor_new0 (2, 3, 4, 4);
   g_autoptr (StTensor) rgb = gradient (3, 4, 4);
@@ -1528,6 +1530,403 @@ test_save_clamps (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
     }
 }
 
+/* ---- TIFF ---------------------------------------------------------------- */
+
+static void
+tiff_round_trip (TuTempDir *fx, int bit_depth)
+{
+  const int levels = bit_depth == 16 ? 65535 : 255;
+  for (int channels = 1; channels <= 4; channels++)
+    {
+      g_autofree char *name = g_strdup_printf ("rt-%d-%d.tif", channels, bit_depth);
+      g_autofree char *path = tu_temp_path (fx, name);
+      g_autoptr (StTensor) src = random_levels (channels, 7, 13, levels, channels);
+      src->data[0] = 0.0f;
+      src->data[1] = 1.0f;
+      save_ok (src, path, ST_FORMAT_UNKNOWN, bit_depth, 0);
+      StImageInfo info;
+      g_autoptr (StTensor) back = load_ok (path, &info);
+      assert_tensors_equal (src, back);
+      g_assert_cmpint (info.format, ==, ST_FORMAT_TIFF);
+      g_assert_cmpint (info.bit_depth, ==, bit_depth);
+      g_assert_cmpint (info.has_alpha, ==, channels == 2 || channels == 4);
+    }
+}
+
+static void
+test_tiff_round_trip_8 (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  tiff_round_trip (fx, 8);
+}
+
+static void
+test_tiff_round_trip_16 (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  tiff_round_trip (fx, 16);
+}
+
+/* A TIFF written by libtiff itself: pixel (x, y) of sample s is
+ * (x * 7 + y * 13 + s * 50) % 256 (times 257 at 16 bits); tile_size 0
+ * writes strips. */
+static guint32
+tiff_sample (int x, int y, int s, int bits)
+{
+  guint32 v = (guint32) (x * 7 + y * 13 + s * 50) % 256;
+  return bits == 16 ? v * 257 : v;
+}
+
+static void
+write_tiff_raw (const char *path, int width, int height, int samples, int bits,
+                guint16 compression, int tile_size, int pages)
+{
+  TIFF *tif = TIFFOpen (path, "w");
+  g_assert_nonnull (tif);
+  for (int page = 0; page < pages; page++)
+    {
+      TIFFSetField (tif, TIFFTAG_IMAGEWIDTH, width);
+      TIFFSetField (tif, TIFFTAG_IMAGELENGTH, height);
+      TIFFSetField (tif, TIFFTAG_SAMPLESPERPIXEL, samples);
+      TIFFSetField (tif, TIFFTAG_BITSPERSAMPLE, bits);
+      TIFFSetField (tif, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
+      TIFFSetField (tif, TIFFTAG_PHOTOMETRIC, samples <= 2 ? PHOTOMETRIC_MINISBLACK : PHOTOMETRIC_RGB);
+      TIFFSetField (tif, TIFFTAG_COMPRESSION, compression);
+      if (samples == 2 || samples == 4)
+        {
+          const guint16 extra[] = { EXTRASAMPLE_UNASSALPHA };
+          TIFFSetField (tif, TIFFTAG_EXTRASAMPLES, 1, extra);
+        }
+      const gsize bps = bits / 8;
+      if (tile_size)
+        {
+          TIFFSetField (tif, TIFFTAG_TILEWIDTH, tile_size);
+          TIFFSetField (tif, TIFFTAG_TILELENGTH, tile_size);
+          g_autofree guint8 *tile = g_malloc0 (TIFFTileSize (tif));
+          for (int ty = 0; ty < height; ty += tile_size)
+            for (int tx = 0; tx < width; tx += tile_size)
+              {
+                for (int y = 0; y < tile_size; y++)
+                  for (int x = 0; x < tile_size; x++)
+                    for (int s = 0; s < samples; s++)
+                      {
+                        guint32 v = tiff_sample (tx + x, ty + y, s + page, bits);
+                        gsize i = ((gsize) y * tile_size + x) * samples + s;
+                        if (bits == 16)
+                          ((guint16 *) tile)[i] = v;
+                        else
+                          tile[i] = v;
+                      }
+                g_assert_cmpint (TIFFWriteTile (tif, tile, tx, ty, 0, 0), >, 0);
+              }
+        }
+      else
+        {
+          TIFFSetField (tif, TIFFTAG_ROWSPERSTRIP, 3);
+          g_autofree guint8 *row = g_malloc0 ((gsize) width * samples * bps);
+          for (int y = 0; y < height; y++)
+            {
+              for (int x = 0; x < width; x++)
+                for (int s = 0; s < samples; s++)
+                  {
+                    guint32 v = tiff_sample (x, y, s + page, bits);
+                    if (bits == 16)
+                      ((guint16 *) row)[x * samples + s] = v;
+                    else
+                      row[x * samples + s] = v;
+                  }
+              g_assert_cmpint (TIFFWriteScanline (tif, row, y, 0), ==, 1);
+            }
+        }
+      g_assert_true (TIFFWriteDirectory (tif));
+    }
+  TIFFClose (tif);
+}
+
+static void
+assert_tiff_pixels (const StTensor *t, int samples, int bits)
+{
+  g_assert_cmpint (t->shape.c, ==, samples);
+  const float top = bits == 16 ? 65535.0f : 255.0f;
+  for (int s = 0; s < samples; s++)
+    for (int y = 0; y < t->shape.h; y++)
+      for (int x = 0; x < t->shape.w; x++)
+        g_assert_cmpfloat (at (t, s, y, x), ==, tiff_sample (x, y, s, bits) / top);
+}
+
+/* Files from libtiff: every layout, depth, compression, strips and tiles,
+ * and only the first page of a two-page file. */
+static void
+test_tiff_from_libtiff (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  static const guint16 compressions[] = { COMPRESSION_NONE, COMPRESSION_LZW,
+                                          COMPRESSION_ADOBE_DEFLATE, COMPRESSION_PACKBITS };
+  for (int samples = 1; samples <= 4; samples++)
+    for (int bits = 8; bits <= 16; bits += 8)
+      for (gsize c = 0; c < G_N_ELEMENTS (compressions); c++)
+        for (int tile = 0; tile <= 16; tile += 16)
+          {
+            g_autofree char *name = g_strdup_printf ("lib-%d-%d-%d-%d.tif", samples, bits,
+                                                     (int) c, tile);
+            g_autofree char *path = tu_temp_path (fx, name);
+            write_tiff_raw (path, 21, 19, samples, bits, compressions[c], tile, 2);
+            StImageInfo info;
+            g_autoptr (StTensor) t = load_ok (path, &info);
+            g_assert_cmpint (t->shape.w, ==, 21);
+            g_assert_cmpint (t->shape.h, ==, 19);
+            assert_tiff_pixels (t, samples, bits);
+            g_assert_cmpint (info.bit_depth, ==, bits);
+          }
+}
+
+/* Our writer's file, read by libtiff itself: Deflate, the layout tags,
+ * and 16-bit samples in the file's byte order. */
+static void
+test_tiff_read_by_libtiff (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autoptr (StTensor) src = random_levels (4, 5, 9, 65535, 3);
+  g_autofree char *path = tu_temp_path (fx, "ours.tiff");
+  save_ok (src, path, ST_FORMAT_TIFF, 16, 0);
+  TIFF *tif = TIFFOpen (path, "r");
+  g_assert_nonnull (tif);
+  guint16 compression = 0, bits = 0, samples = 0, photometric = 0, n_extra = 0, *extra = NULL;
+  TIFFGetField (tif, TIFFTAG_COMPRESSION, &compression);
+  TIFFGetField (tif, TIFFTAG_BITSPERSAMPLE, &bits);
+  TIFFGetField (tif, TIFFTAG_SAMPLESPERPIXEL, &samples);
+  TIFFGetField (tif, TIFFTAG_PHOTOMETRIC, &photometric);
+  TIFFGetField (tif, TIFFTAG_EXTRASAMPLES, &n_extra, &extra);
+  g_assert_cmpint (compression, ==, COMPRESSION_ADOBE_DEFLATE);
+  g_assert_cmpint (bits, ==, 16);
+  g_assert_cmpint (samples, ==, 4);
+  g_assert_cmpint (photometric, ==, PHOTOMETRIC_RGB);
+  g_assert_cmpint (n_extra, ==, 1);
+  g_assert_cmpint (extra[0], ==, EXTRASAMPLE_UNASSALPHA);
+  guint16 row[9 * 4];
+  for (int y = 0; y < 5; y++)
+    {
+      g_assert_cmpint (TIFFReadScanline (tif, row, y, 0), ==, 1);
+      for (int x = 0; x < 9; x++)
+        for (int c = 0; c < 4; c++)
+          g_assert_cmpfloat (row[x * 4 + c] / 65535.0f, ==, at (src, c, y, x));
+    }
+  TIFFClose (tif);
+}
+
+/* A palette image and a JPEG-compressed one go through libtiff's RGBA
+ * interface. */
+static void
+test_tiff_palette_and_jpeg (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autofree char *path = tu_temp_path (fx, "palette.tif");
+  TIFF *tif = TIFFOpen (path, "w");
+  g_assert_nonnull (tif);
+  TIFFSetField (tif, TIFFTAG_IMAGEWIDTH, 4);
+  TIFFSetField (tif, TIFFTAG_IMAGELENGTH, 2);
+  TIFFSetField (tif, TIFFTAG_SAMPLESPERPIXEL, 1);
+  TIFFSetField (tif, TIFFTAG_BITSPERSAMPLE, 8);
+  TIFFSetField (tif, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_PALETTE);
+  guint16 red[256] = { 0 }, green[256] = { 0 }, blue[256] = { 0 };
+  red[1] = 65535;
+  green[2] = 65535;
+  blue[3] = 257 * 100;
+  TIFFSetField (tif, TIFFTAG_COLORMAP, red, green, blue);
+  const guint8 rows[2][4] = { { 0, 1, 2, 3 }, { 3, 2, 1, 0 } };
+  for (int y = 0; y < 2; y++)
+    g_assert_cmpint (TIFFWriteScanline (tif, (void *) rows[y], y, 0), ==, 1);
+  TIFFClose (tif);
+  g_autoptr (StTensor) t = load_ok (path, NULL);
+  g_assert_cmpint (t->shape.c, ==, 3);
+  g_assert_cmpfloat (at (t, 0, 0, 1), ==, 1.0f);
+  g_assert_cmpfloat (at (t, 1, 0, 2), ==, 1.0f);
+  g_assert_cmpfloat (at (t, 2, 0, 3), ==, 100 / 255.0f);
+  g_assert_cmpfloat (at (t, 2, 1, 0), ==, 100 / 255.0f);
+  g_assert_cmpfloat (at (t, 0, 1, 3), ==, 0.0f);
+
+  g_autofree char *jpeg = tu_temp_path (fx, "jpeg.tif");
+  tif = TIFFOpen (jpeg, "w");
+  TIFFSetField (tif, TIFFTAG_IMAGEWIDTH, 32);
+  TIFFSetField (tif, TIFFTAG_IMAGELENGTH, 16);
+  TIFFSetField (tif, TIFFTAG_SAMPLESPERPIXEL, 3);
+  TIFFSetField (tif, TIFFTAG_BITSPERSAMPLE, 8);
+  TIFFSetField (tif, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_YCBCR);
+  TIFFSetField (tif, TIFFTAG_COMPRESSION, COMPRESSION_JPEG);
+  TIFFSetField (tif, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB);
+  TIFFSetField (tif, TIFFTAG_ROWSPERSTRIP, 16);
+  guint8 row[32 * 3];
+  for (int y = 0; y < 16; y++)
+    {
+      for (int x = 0; x < 32; x++)
+        row[3 * x] = row[3 * x + 1] = row[3 * x + 2] = 200;
+      g_assert_cmpint (TIFFWriteScanline (tif, row, y, 0), ==, 1);
+    }
+  TIFFClose (tif);
+  g_autoptr (StTensor) j = load_ok (jpeg, NULL);
+  g_assert_cmpint (j->shape.c, ==, 3);
+  g_assert_cmpint (j->shape.w, ==, 32);
+  for (gsize i = 0; i < st_tensor_numel (j); i++)
+    g_assert_cmpfloat (fabs (j->data[i] - 200 / 255.0f), <, 3 / 255.0f);
+}
+
+/* Cut files, a corrupt strip and a huge header give one clear error. */
+static void
+test_tiff_bad (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autofree char *path = tu_temp_path (fx, "good.tif");
+  write_tiff_raw (path, 40, 30, 3, 8, COMPRESSION_ADOBE_DEFLATE, 0, 1);
+  gsize size;
+  g_autofree guint8 *bytes = read_bytes (path, &size);
+
+  g_autofree char *cut = tu_temp_path (fx, "cut.tif");
+  tu_write_bytes (cut, bytes, size / 2);
+  assert_load_fails (cut, 0, ST_ERROR_IMAGE, "invalid TIFF file");
+  tu_write_bytes (cut, bytes, 6);
+  assert_load_fails (cut, 0, ST_ERROR_IMAGE, "invalid TIFF file (cannot read the header");
+
+  /* The first strip's data (just after the 8-byte header) garbled. */
+  g_autofree guint8 *bad = g_memdup2 (bytes, size);
+  memset (bad + 8, 0xff, 40);
+  g_autofree char *corrupt = tu_temp_path (fx, "corrupt.tif");
+  tu_write_bytes (corrupt, bad, size);
+  assert_load_fails (corrupt, 0, ST_ERROR_IMAGE, "invalid TIFF file (cannot decode row 0");
+
+  assert_load_fails (path, 40 * 30 - 1, ST_ERROR_IMAGE,
+                     "image is 40x30 (1200 pixels), more than the limit of 1199 pixels");
+  /* A header claiming 100000 x 100000 over a few bytes of data. */
+  g_autofree char *huge = tu_temp_path (fx, "huge.tif");
+  write_tiff_raw (huge, 64, 64, 1, 8, COMPRESSION_NONE, 0, 1);
+  TIFF *tif = TIFFOpen (huge, "r+");
+  TIFFSetField (tif, TIFFTAG_IMAGEWIDTH, 100000);
+  TIFFSetField (tif, TIFFTAG_IMAGELENGTH, 100000);
+  TIFFRewriteDirectory (tif);
+  TIFFClose (tif);
+  assert_load_fails (huge, ST_DEFAULT_MAX_PIXELS, ST_ERROR_IMAGE,
+                     "image is 100000x100000 (10000 megapixels), more than the limit");
+}
+
+/* ---- WebP ---------------------------------------------------------------- */
+
+/* Lossy at quality 95: close to the source; gray comes back as RGB. */
+static void
+test_webp_round_trip (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  for (int channels = 1; channels <= 4; channels++)
+    {
+      g_autofree char *name = g_strdup_printf ("rt-%d.webp", channels);
+      g_autofree char *path = tu_temp_path (fx, name);
+      g_autoptr (StTensor) src = gradient (channels, 37, 53);
+      save_ok (src, path, ST_FORMAT_UNKNOWN, 8, 95);
+      StImageInfo info;
+      g_autoptr (StTensor) back = load_ok (path, &info);
+      const gboolean alpha = channels == 2 || channels == 4;
+      g_assert_cmpint (info.format, ==, ST_FORMAT_WEBP);
+      g_assert_cmpint (info.bit_depth, ==, 8);
+      g_assert_cmpint (info.has_alpha, ==, alpha);
+      g_assert_cmpint (back->shape.c, ==, alpha ? 4 : 3);
+      g_assert_cmpint (back->shape.w, ==, 53);
+      g_assert_cmpint (back->shape.h, ==, 37);
+      double error = 0;
+      for (int c = 0; c < back->shape.c; c++)
+        for (int y = 0; y < 37; y++)
+          for (int x = 0; x < 53; x++)
+            {
+              const int from = channels >= 3 ? c : c == 3 ? 1 : 0;
+              error += fabs (at (back, c, y, x) - at (src, from, y, x));
+            }
+      error /= st_tensor_numel (back);
+      g_test_message ("%d channels: mean absolute error %.4f", channels, error);
+      g_assert_cmpfloat (error, <, 0.02);
+    }
+}
+
+/* Quality changes the file: lower quality, smaller file. */
+static void
+test_webp_quality (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autoptr (StTensor) src = random_levels (3, 64, 64, 255, 7);
+  g_autofree char *low = tu_temp_path (fx, "low.webp");
+  g_autofree char *high = tu_temp_path (fx, "high.webp");
+  save_ok (src, low, ST_FORMAT_WEBP, 8, 10);
+  save_ok (src, high, ST_FORMAT_WEBP, 8, 100);
+  gsize low_size, high_size;
+  g_autofree guint8 *a = read_bytes (low, &low_size);
+  g_autofree guint8 *b = read_bytes (high, &high_size);
+  g_assert_cmpuint (low_size, <, high_size);
+}
+
+/* A lossless RGBA file from libwebp itself reads back exactly. */
+static void
+test_webp_from_libwebp (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  const int width = 19, height = 11;
+  guint8 pixels[19 * 11 * 4];
+  for (int i = 0; i < width * height * 4; i++)
+    pixels[i] = (guint8) (i * 37 + i / 7);
+  guint8 *out = NULL;
+  gsize size = WebPEncodeLosslessRGBA (pixels, width, height, width * 4, &out);
+  g_assert_cmpuint (size, >, 0);
+  g_autofree char *path = tu_temp_path (fx, "lossless.webp");
+  tu_write_bytes (path, out, size);
+  WebPFree (out);
+  StImageInfo info;
+  g_autoptr (StTensor) t = load_ok (path, &info);
+  g_assert_true (info.has_alpha);
+  g_assert_cmpint (t->shape.c, ==, 4);
+  for (int y = 0; y < height; y++)
+    for (int x = 0; x < width; x++)
+      for (int c = 0; c < 4; c++)
+        {
+          const guint8 *p = pixels + (y * width + x) * 4;
+          /* Lossless WebP may change the colour of fully transparent pixels. */
+          if (p[3] == 0 && c < 3)
+            continue;
+          g_assert_cmpfloat (at (t, c, y, x), ==, p[c] / 255.0f);
+        }
+}
+
+static void
+test_webp_bad (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autoptr (StTensor) src = gradient (3, 48, 64);
+  g_autofree char *path = tu_temp_path (fx, "good.webp");
+  save_ok (src, path, ST_FORMAT_WEBP, 8, 90);
+  gsize size;
+  g_autofree guint8 *bytes = read_bytes (path, &size);
+
+  g_autofree char *cut = tu_temp_path (fx, "cut.webp");
+  tu_write_bytes (cut, bytes, size / 2);
+  assert_load_fails (cut, 0, ST_ERROR_IMAGE, "truncated WebP file");
+  tu_write_bytes (cut, bytes, 14);
+  assert_load_fails (cut, 0, ST_ERROR_IMAGE, "truncated WebP file (it ends inside the header)");
+
+  g_autofree guint8 *bad = g_memdup2 (bytes, size);
+  memset (bad + 12, 'x', 16);
+  g_autofree char *corrupt = tu_temp_path (fx, "corrupt.webp");
+  tu_write_bytes (corrupt, bad, size);
+  assert_load_fails (corrupt, 0, ST_ERROR_IMAGE, "invalid WebP file");
+
+  assert_load_fails (path, 64 * 48 - 1, ST_ERROR_IMAGE,
+                     "image is 64x48 (3072 pixels), more than the limit of 3071 pixels");
+
+  /* A lossless header claiming 16384 x 16384 (VP8L: signature 0x2f at
+   * byte 20, then 14 bits of width - 1 and 14 of height - 1). */
+  guint8 tiny[4 * 4 * 4] = { 0 };
+  guint8 *out = NULL;
+  gsize n = WebPEncodeLosslessRGBA (tiny, 4, 4, 16, &out);
+  g_assert_cmpuint (n, >, 25);
+  g_assert_cmpint (out[20], ==, 0x2f);
+  out[21] = out[22] = out[23] = 0xff;
+  out[24] |= 0x0f;
+  g_autofree char *huge = tu_temp_path (fx, "huge.webp");
+  tu_write_bytes (huge, out, n);
+  WebPFree (out);
+  assert_load_fails (huge, ST_DEFAULT_MAX_PIXELS, ST_ERROR_IMAGE,
+                     "image is 16384x16384 (268.4 megapixels), more than the limit");
+
+  GError *error = NULL;
+  g_assert_false (st_image_save (src, path, ST_FORMAT_WEBP, 8, 0, &error));
+  g_assert_error (error, ST_ERROR, ST_ERROR_IMAGE);
+  g_assert_true (strstr (error->message, "WebP quality 0 is out of range"));
+  g_error_free (error);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1574,6 +1973,16 @@ main (int argc, char **argv)
   ADD ("/image/save/replaces", test_save_replaces);
   ADD ("/image/save/write-error", test_save_write_error);
   ADD ("/image/save/clamps", test_save_clamps);
+  ADD ("/image/tiff/round-trip-8", test_tiff_round_trip_8);
+  ADD ("/image/tiff/round-trip-16", test_tiff_round_trip_16);
+  ADD ("/image/tiff/from-libtiff", test_tiff_from_libtiff);
+  ADD ("/image/tiff/read-by-libtiff", test_tiff_read_by_libtiff);
+  ADD ("/image/tiff/palette-and-jpeg", test_tiff_palette_and_jpeg);
+  ADD ("/image/tiff/bad", test_tiff_bad);
+  ADD ("/image/webp/round-trip", test_webp_round_trip);
+  ADD ("/image/webp/quality", test_webp_quality);
+  ADD ("/image/webp/from-libwebp", test_webp_from_libwebp);
+  ADD ("/image/webp/bad", test_webp_bad);
 #undef ADD
 
   return g_test_run ();

@@ -1,5 +1,6 @@
 /* Pipeline files and inline chains: parsing, every error, graph wiring, and
  * the ready pipelines against references written here. */
+#include "config.h"
 #include "pipeline.h"
 #include "context.h"
 #include "image.h"
@@ -549,6 +550,164 @@ test_cli_plugins (void)
   tu_remove_tree (tmp);
 }
 
+/* strata pipelines names each installed pipeline on the search path with
+ * its description (or why it does not load); an unknown name lists them. */
+static void
+test_cli_pipelines (void)
+{
+  const char *exe = g_getenv ("STRATA_EXE");
+  g_autofree char *tmp = tu_make_tmpdir ("strata-load-XXXXXX");
+  g_autofree char *mine = g_build_filename (tmp, "mine.ini", NULL);
+  g_autofree char *broken = g_build_filename (tmp, "broken.ini", NULL);
+  g_autofree char *not_pipeline = g_build_filename (tmp, "notes.txt", NULL);
+  const char *mine_text = "[pipeline]\ndescription=Inverts, for the test\n[invert]\ntype=invert\n";
+  tu_write_bytes (mine, mine_text, strlen (mine_text));
+  tu_write_bytes (broken, "[x]\ntype=nosuchkind\n", 20);
+  tu_write_bytes (not_pipeline, "x", 1);
+  g_setenv ("STRATA_PIPELINE_PATH", tmp, TRUE);
+
+  TuResult r = tu_run (exe, "pipelines", NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_true (strstr (r.out, "\nmine                 Inverts, for the test\n"));
+  g_assert_true (strstr (r.out, "\nbroken               (does not load: "));
+  g_assert_true (strstr (r.out, "nosuchkind"));
+  /* The installed ones follow the path's, in one sorted list. */
+  g_assert_true (strstr (r.out, "\nsharpen              Sharpen with the 3x3 kernel"));
+  g_assert_true (strstr (r.out, "\nblur ") < strstr (r.out, "\nbroken "));
+  g_assert_null (strstr (r.out, "notes"));
+  tu_result_clear (&r);
+
+  g_autofree char *image = g_build_filename (tmp, "in.png", NULL);
+  g_autoptr (StTensor) pixels = st_tensor_new0 (1, 3, 4, 4);
+  g_autoptr (GError) error = NULL;
+  g_assert_true (st_image_save (pixels, image, ST_FORMAT_PNG, 8, 90, &error));
+  g_autofree char *out = g_build_filename (tmp, "out.png", NULL);
+  r = tu_run (exe, "run", "nosuchpipeline", image, "-o", out, NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_true (strstr (r.err, "nosuchpipeline: no pipeline file, installed pipeline or stage kind"));
+  g_assert_true (strstr (r.err, "; installed pipelines: blur, broken, "));
+  g_assert_true (strstr (r.err, ", mine, "));
+  g_assert_true (strstr (r.err, "('strata pipelines' describes them)"));
+  tu_result_clear (&r);
+  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+
+  r = tu_run (exe, "pipelines", "extra", NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_true (strstr (r.err, "expected no arguments"));
+  tu_result_clear (&r);
+  g_unsetenv ("STRATA_PIPELINE_PATH");
+  tu_remove_tree (tmp);
+}
+
+/* --version answers the same, alone, as a command or after one. */
+static void
+test_cli_version (void)
+{
+  const char *exe = g_getenv ("STRATA_EXE");
+  TuResult r = tu_run (exe, "--version", NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  g_autofree char *expected = g_strdup_printf ("strata %s (plugin ABI %d)\n", ST_VERSION,
+                                               ST_ABI_VERSION);
+  g_assert_cmpstr (r.out, ==, expected);
+  tu_result_clear (&r);
+  const char *const asks[][4] = {
+    { "version" }, { "run", "--version" }, { "run", "sharpen", "--version" },
+    { "plugins", "--version" }, { "train", "--epochs", "0", "--version" }, { "pipelines", "--version" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (asks); i++)
+    {
+      const char *argv[6] = { exe };
+      for (int k = 0; k < 4 && asks[i][k]; k++)
+        argv[k + 1] = asks[i][k];
+      r = tu_run_argv (exe, argv + 1);
+      g_assert_cmpint (r.status, ==, 0);
+      g_assert_cmpstr (r.out, ==, expected);
+      g_assert_cmpstr (r.err, ==, "");
+      tu_result_clear (&r);
+    }
+  r = tu_run (exe, "inspect", "--help", NULL);
+  g_assert_true (strstr (r.out, "--version") && strstr (r.out, "Print strata's version"));
+  tu_result_clear (&r);
+}
+
+/* The words "strata complete" offers, run through the bash completion. */
+static char *
+complete_in_bash (const char *exe, const char *words)
+{
+  g_autofree char *script = g_strdup_printf (
+    "source '%s/data/strata.bash'; COMP_WORDS=('%s' %s); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); "
+    "_strata; printf '%%s\\n' \"${COMPREPLY[@]}\"", g_getenv ("STRATA_SOURCE_ROOT"), exe, words);
+  TuResult r = tu_run ("/bin/bash", "-c", script, NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  char *out = g_strconcat ("\n", r.out, NULL);
+  tu_result_clear (&r);
+  return out;
+}
+
+/* Completion words and the manual come from the option tables: every
+ * option that a command's --help shows is offered, and the manual lists
+ * each with its range and default, and the stage kinds. */
+static void
+test_cli_completion_and_manual (void)
+{
+  const char *exe = g_getenv ("STRATA_EXE");
+  TuResult r = tu_run (exe, "complete", "commands", NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  g_auto (GStrv) commands = g_strsplit (g_strstrip (r.out), "\n", -1);
+  tu_result_clear (&r);
+  g_assert_cmpuint (g_strv_length (commands), ==, 7);
+  g_assert_true (g_strv_contains ((const char *const *) commands, "pipelines"));
+  for (int i = 0; commands[i]; i++)
+    {
+      if (strcmp (commands[i], "version") == 0)
+        continue;
+      TuResult help = tu_run (exe, commands[i], "--help", NULL);
+      g_assert_cmpint (help.status, ==, 0);
+      r = tu_run (exe, "complete", "options", commands[i], NULL);
+      g_autofree char *offered = g_strconcat ("\n", r.out, NULL);
+      g_auto (GStrv) words = g_strsplit_set (help.out, " ,=\n", -1);
+      for (int k = 0; words[k]; k++)
+        if (g_str_has_prefix (words[k], "--") && words[k][2])
+          {
+            g_autofree char *line = g_strdup_printf ("\n%s\n", words[k]);
+            if (!strstr (offered, line))
+              g_error ("strata complete options %s lacks %s", commands[i], words[k]);
+          }
+      tu_result_clear (&r);
+      tu_result_clear (&help);
+    }
+  r = tu_run (exe, "complete", "value-options", "run", NULL);
+  g_assert_true (strstr (r.out, "--output\n") && strstr (r.out, "--max-memory\n"));
+  g_assert_null (strstr (r.out, "--quiet"));
+  tu_result_clear (&r);
+  r = tu_run (exe, "complete", "nonsense", NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  tu_result_clear (&r);
+
+  g_autofree char *first = complete_in_bash (exe, "ru");
+  g_assert_cmpstr (first, ==, "\nrun\n");
+  g_autofree char *options = complete_in_bash (exe, "run --q");
+  g_assert_cmpstr (options, ==, "\n--quality\n--quiet\n");
+  g_autofree char *kinds = complete_in_bash (exe, "plugins ker");
+  g_assert_cmpstr (kinds, ==, "\nkernel\n");
+  g_autofree char *pipelines = complete_in_bash (exe, "run sha");
+  g_assert_true (strstr (pipelines, "\nsharpen\n"));
+
+  r = tu_run (exe, "--man", NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_true (g_str_has_prefix (r.out, ".TH STRATA 1 "));
+  const char *expect[] = {
+    ".SS strata run\n", ".B \\-\\-quality \\fIN\\fR\nJPEG and WebP quality, 1 to 100 (default 90)\n",
+    ".B \\-q, \\-\\-quiet\n", ".SS strata train\n", ".B \\-\\-epochs \\fIN\\fR\n",
+    ".B \\-\\-max\\-memory \\fISIZE\\fR\n", ".SH STAGE KINDS\n", ".B kernel\n",
+    ".B strata pipelines\n",
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (expect); i++)
+    if (!strstr (r.out, expect[i]))
+      g_error ("the manual lacks '%s'", expect[i]);
+  tu_result_clear (&r);
+}
+
 static void
 test_cli_common_options (void)
 {
@@ -1076,6 +1235,9 @@ main (int argc, char **argv)
   g_test_add_func ("/pipeline/plugins/refused", test_refused_plugins);
   g_test_add_func ("/pipeline/cli/plugins", test_cli_plugins);
   g_test_add_func ("/pipeline/cli/common-options", test_cli_common_options);
+  g_test_add_func ("/pipeline/cli/pipelines", test_cli_pipelines);
+  g_test_add_func ("/pipeline/cli/version", test_cli_version);
+  g_test_add_func ("/pipeline/cli/completion-and-manual", test_cli_completion_and_manual);
   g_test_add_func ("/pipeline/large", test_large_pipeline);
   g_test_add_func ("/pipeline/inline", test_inline_chain);
   g_test_add_func ("/pipeline/graph-order", test_graph_order);

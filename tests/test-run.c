@@ -215,7 +215,7 @@ test_pnm_output (void)
 
   r = tu_run (exe, "run", "blur", in, "-o", outdir, "--format", "gif", NULL);
   g_assert_cmpint (r.status, ==, 2);
-  g_assert_true (strstr (r.err, "--format gif: GIF is read only (write png, jpeg or pnm)"));
+  g_assert_true (strstr (r.err, "--format gif: GIF is read only (write png, jpeg, tiff, webp or pnm)"));
   tu_result_clear (&r);
   tu_remove_tree (tmp);
 }
@@ -577,16 +577,39 @@ test_output_names_and_standard_streams (void)
   g_autofree char *tmp = tu_make_tmpdir ("strata-run-XXXXXX");
   g_autofree char *in = g_build_filename (tmp, "photo.jpg", NULL);
   write_image (in, 3, 20, 30, 8);
-  const char *bad_names[] = { "name.webp", "noext" };
+  const char *bad_names[] = { "name.bmp", "noext" };
   for (guint i = 0; i < G_N_ELEMENTS (bad_names); i++)
     {
       g_autofree char *out = g_build_filename (tmp, bad_names[i], NULL);
       TuResult r = tu_run (exe, "run", "sharpen", in, "-o", out, NULL);
       g_assert_cmpint (r.status, ==, 2);
-      g_assert_true (strstr (r.err, "not a .png, .jpg, .jpeg, .pgm, .ppm or .pnm name"));
+      g_assert_true (strstr (r.err, "not a .png, .jpg, .jpeg, .tif, .tiff, .webp, .pgm, .ppm, .pnm, "
+                             ".pbm, .pam or .gif name"));
       tu_result_clear (&r);
       g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
     }
+  /* The extension chooses the format; --format must agree with it. */
+  const struct { const char *name; StImageFormat format; } good_names[] = {
+    { "out.tif", ST_FORMAT_TIFF }, { "out.TIFF", ST_FORMAT_TIFF }, { "out.webp", ST_FORMAT_WEBP },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (good_names); i++)
+    {
+      g_autofree char *out = g_build_filename (tmp, good_names[i].name, NULL);
+      TuResult r = tu_run (exe, "run", "sharpen", in, "-o", out, NULL);
+      g_assert_cmpint (r.status, ==, 0);
+      tu_result_clear (&r);
+      StImageInfo info;
+      g_autoptr (GError) error = NULL;
+      g_autoptr (StTensor) t = st_image_load (out, 0, &info, &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (info.format, ==, good_names[i].format);
+      g_assert_cmpint (t->shape.w, ==, 30);
+    }
+  g_autofree char *clash = g_build_filename (tmp, "clash.tif", NULL);
+  TuResult fr = tu_run (exe, "run", "sharpen", in, "-o", clash, "--format", "webp", NULL);
+  g_assert_cmpint (fr.status, ==, 2);
+  g_assert_true (strstr (fr.err, "the name says TIFF but --format says WebP"));
+  tu_result_clear (&fr);
   /* A final slash makes a folder of any name. */
   g_autofree char *folder = g_build_filename (tmp, "noext/", NULL);
   TuResult r = tu_run (exe, "run", "sharpen", in, "-o", folder, "--quiet", NULL);
@@ -644,7 +667,7 @@ test_output_names_and_standard_streams (void)
   g_autofree char *err3 = NULL;
   const char *args_again[] = { "run", "sharpen", "-", "-o", to_file, "--overwrite", NULL };
   g_assert_cmpint (run_with_stdin (text, &out3, &err3, args_again), ==, 1);
-  g_assert_true (strstr (err3, "standard input: not a PNG, JPEG, PNM or GIF image"));
+  g_assert_true (strstr (err3, "standard input: not a PNG, JPEG, TIFF, WebP, PNM or GIF image"));
   /* Standard input has no name in an output folder. */
   const char *args_folder[] = { "run", "sharpen", "-", in, "-o", folder, NULL };
   g_autoptr (GBytes) out4 = NULL;
@@ -694,6 +717,61 @@ test_unwritable_output (void)
 
 /* Cases 8 and 10: every option is checked against its range, which
  * --help states; no value means "unset". */
+/* Files in a folder that are not images are counted, and named with
+ * --verbose; an image whose extension names another format still reads. */
+static void
+test_ignored_files (void)
+{
+  g_autofree char *tmp = tu_make_tmpdir ("strata-run-XXXXXX");
+  g_autofree char *in = g_build_filename (tmp, "in", NULL);
+  g_autofree char *sub = g_build_filename (in, "sub", NULL);
+  g_autofree char *out = g_build_filename (tmp, "out", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (sub, 0755), ==, 0);
+  g_autofree char *png = g_build_filename (in, "a.png", NULL);
+  g_autofree char *jpeg_named = g_build_filename (in, "b.jpg", NULL);
+  g_autofree char *notes = g_build_filename (in, "notes.txt", NULL);
+  g_autofree char *table = g_build_filename (sub, "data.csv", NULL);
+  g_autofree char *bare = g_build_filename (sub, "README", NULL);
+  write_image (png, 3, 6, 5, 8);
+  write_image (jpeg_named, 3, 6, 5, 8);
+  /* A PNG named .jpg: read by its content. */
+  g_autofree char *png_bytes = NULL;
+  gsize len = 0;
+  g_assert_true (g_file_get_contents (png, &png_bytes, &len, NULL));
+  tu_write_bytes (jpeg_named, png_bytes, len);
+  tu_write_bytes (notes, "text", 4);
+  tu_write_bytes (table, "1,2", 3);
+  tu_write_bytes (bare, "", 0);
+
+  TuResult r = tu_run (exe, "run", "sharpen", in, "-o", out, NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_true (strstr (r.err, "2 written, 0 skipped, 0 failed, 0 interrupted, 3 ignored"));
+  g_assert_null (strstr (r.err, "notes.txt"));
+  tu_result_clear (&r);
+
+  r = tu_run (exe, "run", "sharpen", in, "-o", out, "--overwrite", "--verbose", NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  const char *ignored[] = { notes, table, bare };
+  for (guint i = 0; i < G_N_ELEMENTS (ignored); i++)
+    {
+      g_autofree char *line = g_strdup_printf ("%s: not an image format strata reads; ignored\n",
+                                               ignored[i]);
+      if (!strstr (r.err, line))
+        g_error ("no line for %s in: %s", ignored[i], r.err);
+    }
+  g_assert_null (strstr (r.err, "a.png: "));
+  g_assert_true (strstr (r.err, "2 written, 0 skipped, 0 failed, 0 interrupted, 3 ignored"));
+  tu_result_clear (&r);
+
+  /* A folder of nothing strata reads: no images, and how many files were passed over. */
+  r = tu_run (exe, "run", "sharpen", sub, "-o", out, NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_true (strstr (r.err, "no images found"));
+  g_assert_true (strstr (r.err, "2 other files ignored (--verbose names them)"));
+  tu_result_clear (&r);
+  tu_remove_tree (tmp);
+}
+
 static void
 test_option_ranges (void)
 {
@@ -711,7 +789,7 @@ test_option_ranges (void)
     { "--quality", "9x", "1 to 100, found '9x'" },
     { "--top", "0", "at least 1, found '0'" },
     { "--max-pixels", "99999999999999999999", "at least 1" },
-    { "--format", "webp", "expected png, jpeg" },
+    { "--format", "bmp", "expected png, jpeg, tiff, webp, pnm, csv or jsonl, found 'bmp'" },
     { "--format", "csv", "writes images" },
   };
   for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
@@ -734,6 +812,15 @@ test_option_ranges (void)
   /* The bound itself runs. */
   r = tu_run (exe, "run", "sharpen", in, "-o", out, "-j", "1024", "--max-pixels", "64", NULL);
   g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  /* -q is --quiet, as in most tools; JPEG quality is --quality only. */
+  r = tu_run (exe, "run", "sharpen", in, "-o", out, "--overwrite", "-q", NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_cmpstr (r.err, ==, "");
+  tu_result_clear (&r);
+  r = tu_run (exe, "run", "--help", NULL);
+  g_assert_true (strstr (r.out, "-q, --quiet"));
+  g_assert_null (strstr (r.out, "-q, --quality"));
   tu_result_clear (&r);
   tu_remove_tree (tmp);
 }
@@ -1098,6 +1185,7 @@ main (int argc, char **argv)
                    test_output_names_and_standard_streams);
   g_test_add_func ("/run/unwritable-output", test_unwritable_output);
   g_test_add_func ("/run/option-ranges", test_option_ranges);
+  g_test_add_func ("/run/ignored-files", test_ignored_files);
   g_test_add_func ("/run/progress", test_progress);
   g_test_add_func ("/run/predictions-on-stdout", test_predictions_on_stdout);
   g_test_add_func ("/run/thread-start-failure", test_thread_start_failure);

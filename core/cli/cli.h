@@ -2,6 +2,7 @@
  * parsing, printing the library's errors, messages and progress. */
 #pragma once
 
+#include "options.h"
 #include "pipeline.h"
 #include "progress.h"
 
@@ -28,3 +29,21 @@ gboolean load_weights (StPipeline *p, const char *weights, gboolean random_weigh
 int cmd_run (int argc, char **argv);
 int cmd_inspect (int argc, char **argv);
 int cmd_plugins (int argc, char **argv);
+/* The option tables of run and inspect. */
+const StOptionSpec *cli_run_options (int *n);
+const StOptionSpec *cli_inspect_options (int *n);
+int cmd_pipelines (int argc, char **argv);
+int cmd_complete (int argc, char **argv);
+
+/* The commands, for usage, completion and the manual. */
+typedef struct {
+  const char *name, *synopsis, *summary;
+} CliCommand;
+extern const CliCommand cli_commands[];   /* ends with a NULL name */
+
+/* A command's option tables (targets NULL), at most max; 0 for none. */
+int                 cli_command_tables (const char *command, OptionTable *tables, int max);
+/* The options every command takes. */
+const GOptionEntry *cli_common_entries (void);
+/* strata --man: the manual page in roff on stdout. */
+int                 cli_print_manual (void);

@@ -122,6 +122,13 @@ static const StOptionSpec inspect_options[] = {
     0, "FILTERS.png", NULL, NULL },
 };
 
+const StOptionSpec *
+cli_inspect_options (int *n)
+{
+  *n = G_N_ELEMENTS (inspect_options);
+  return inspect_options;
+}
+
 static int inspect_command (const InspectCommand *cmd, int argc, char **argv);
 
 int

@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 static char **plugin_dirs;
-static gboolean show_version;
+static gboolean show_version;        /* in --help only: main answers --version first */
 static guint64 max_memory;           /* 0: not given */
 static char max_memory_help[256];    /* says the default, which depends on the machine */
 
@@ -72,8 +72,22 @@ static const GOptionEntry common_entries[] = {
     "Also load plugins from DIR, an existing folder (before STRATA_PLUGIN_PATH)", "DIR" },
   { "max-memory", 0, 0, G_OPTION_ARG_CALLBACK, (gpointer) parse_max_memory, max_memory_help,
     "SIZE" },
+  { "version", 0, 0, G_OPTION_ARG_NONE, &show_version, "Print strata's version and exit", NULL },
   { NULL }
 };
+
+#define MAX_MEMORY_HELP "Refuse a pipeline whose tensors and parameters need more than SIZE " \
+  "bytes; K, M, G, T (1000s) or Ki, Mi, Gi (1024s) suffixes, 1M to 1P (default: half the " \
+  "physical memory"
+
+/* For the manual and completion: the help says no machine's memory. */
+const GOptionEntry *
+cli_common_entries (void)
+{
+  if (!*max_memory_help)
+    g_snprintf (max_memory_help, sizeof max_memory_help, "%s)", MAX_MEMORY_HELP);
+  return common_entries;
+}
 
 int
 fail (GError *error)
@@ -98,10 +112,8 @@ make_context (const char *params, const char *summary, const GOptionEntry *entri
   if (entries)
     g_option_context_add_main_entries (ctx, entries, NULL);
   g_autofree char *default_limit = st_format_bytes (st_memory_limit ());
-  g_snprintf (max_memory_help, sizeof max_memory_help,
-              "Refuse a pipeline whose tensors and parameters need more than SIZE bytes; "
-              "K, M, G, T (1000s) or Ki, Mi, Gi (1024s) suffixes, 1M to 1P "
-              "(default: half the physical memory, here %s)", default_limit);
+  g_snprintf (max_memory_help, sizeof max_memory_help, "%s, here %s)", MAX_MEMORY_HELP,
+              default_limit);
   g_option_context_add_main_entries (ctx, common_entries, NULL);
   return ctx;
 }
@@ -236,7 +248,7 @@ static const StOptionSpec train_file_options[] = {
   { { "plot", ST_PARAM_STRING, NULL, 0, 0, 0, NULL, "Training curves PNG", TRAIN_FIELD (plot) },
     0, "FILE", NULL, "WEIGHTS.png" },
   { { "quiet", ST_PARAM_BOOL, NULL, 0, 0, 0, NULL, "No progress or per-epoch lines",
-      TRAIN_FIELD (quiet) }, 0, NULL, "true", NULL },
+      TRAIN_FIELD (quiet) }, 'q', NULL, "true", NULL },
 };
 
 static void
@@ -497,19 +509,54 @@ cmd_eval (int argc, char **argv)
 
 /* ---- main --------------------------------------------------------------- */
 
+int
+cli_command_tables (const char *command, OptionTable *tables, int max)
+{
+  int n = 0;
+  const OptionTable train[] = {
+    { train_data_options, G_N_ELEMENTS (train_data_options), NULL },
+    { st_train_option_specs, st_train_n_option_specs, NULL },
+    { train_file_options, G_N_ELEMENTS (train_file_options), NULL },
+  };
+  if (strcmp (command, "train") == 0)
+    for (; n < (int) G_N_ELEMENTS (train) && n < max; n++)
+      tables[n] = train[n];
+  else if (strcmp (command, "eval") == 0 && max > 0)
+    tables[n++] = (OptionTable) { eval_options, G_N_ELEMENTS (eval_options), NULL };
+  else if (strcmp (command, "run") == 0 && max > 0)
+    {
+      tables[n].options = cli_run_options (&tables[n].n_options);
+      tables[n++].target = NULL;
+    }
+  else if (strcmp (command, "inspect") == 0 && max > 0)
+    {
+      tables[n].options = cli_inspect_options (&tables[n].n_options);
+      tables[n++].target = NULL;
+    }
+  return n;
+}
+
 static void
 usage (FILE *out)
 {
-  fprintf (out,
-           "Usage: strata COMMAND [OPTIONS...]\n\n"
-           "Commands:\n"
-           "  run PIPELINE INPUT... -o OUT        run a pipeline on image files and folders\n"
-           "  train PIPELINE --data DIR -o WEIGHTS  train a classifier\n"
-           "  eval PIPELINE --data DIR            accuracy, precision, recall, confusion matrix\n"
-           "  inspect PIPELINE [IMAGE -o PNG]     stages, shapes, parameters, multiply-adds;\n"
-           "                                      with IMAGE, a picture of each stage's feature maps\n"
-           "  plugins [NAME]                      list stage kinds, or one kind's parameters\n\n"
-           "'strata COMMAND --help' describes a command's options.\n");
+  fprintf (out, "Usage: strata COMMAND [OPTIONS...]\n\nCommands:\n");
+  for (const CliCommand *c = cli_commands; c->name; c++)
+    {
+      g_autofree char *call = g_strdup_printf ("%s %s", c->name, c->synopsis);
+      fprintf (out, "  %-36s %s\n", call, c->summary);
+    }
+  fprintf (out, "\n'strata COMMAND --help' describes a command's options.\n");
+}
+
+/* "strata COMMAND ... --version" answers like "strata --version", before
+ * the command checks its other arguments ("--" ends the options). */
+static gboolean
+asks_version (int argc, char **argv)
+{
+  for (int i = 2; i < argc && strcmp (argv[i], "--") != 0; i++)
+    if (strcmp (argv[i], "--version") == 0)
+      return TRUE;
+  return FALSE;
 }
 
 int
@@ -527,7 +574,9 @@ main (int argc, char **argv)
       return EXIT_USAGE;
     }
   const char *cmd = argv[1];
-  if (strcmp (cmd, "--version") == 0 || strcmp (cmd, "version") == 0)
+  if (strcmp (cmd, "--man") == 0)
+    return cli_print_manual ();
+  if (strcmp (cmd, "--version") == 0 || strcmp (cmd, "version") == 0 || asks_version (argc, argv))
     {
       printf ("strata %s (plugin ABI %d)\n", ST_VERSION, ST_ABI_VERSION);
       return EXIT_OK;
@@ -546,6 +595,10 @@ main (int argc, char **argv)
     rc = cmd_run (argc - 1, argv + 1);
   else if (strcmp (cmd, "plugins") == 0)
     rc = cmd_plugins (argc - 1, argv + 1);
+  else if (strcmp (cmd, "pipelines") == 0)
+    rc = cmd_pipelines (argc - 1, argv + 1);
+  else if (strcmp (cmd, "complete") == 0)
+    rc = cmd_complete (argc - 1, argv + 1);
   else if (strcmp (cmd, "train") == 0)
     rc = cmd_train (argc - 1, argv + 1);
   else if (strcmp (cmd, "eval") == 0)

@@ -38,12 +38,17 @@ parse_format (const char *format, StRunOptions *opt, gboolean *predictions_forma
     opt->format = ST_FORMAT_PNG;
   else if (g_ascii_strcasecmp (format, "jpeg") == 0 || g_ascii_strcasecmp (format, "jpg") == 0)
     opt->format = ST_FORMAT_JPEG;
+  else if (g_ascii_strcasecmp (format, "tiff") == 0 || g_ascii_strcasecmp (format, "tif") == 0)
+    opt->format = ST_FORMAT_TIFF;
+  else if (g_ascii_strcasecmp (format, "webp") == 0)
+    opt->format = ST_FORMAT_WEBP;
   else if (g_ascii_strcasecmp (format, "pnm") == 0 || g_ascii_strcasecmp (format, "pgm") == 0
            || g_ascii_strcasecmp (format, "ppm") == 0)
     opt->format = ST_FORMAT_PNM;
   else if (g_ascii_strcasecmp (format, "gif") == 0)
     {
-      fprintf (stderr, "strata run: --format gif: GIF is read only (write png, jpeg or pnm)\n");
+      fprintf (stderr, "strata run: --format gif: GIF is read only "
+               "(write png, jpeg, tiff, webp or pnm)\n");
       return FALSE;
     }
   else if (g_ascii_strcasecmp (format, "jsonl") == 0)
@@ -52,8 +57,8 @@ parse_format (const char *format, StRunOptions *opt, gboolean *predictions_forma
     *predictions_format = TRUE;
   else
     {
-      fprintf (stderr, "strata run: --format: expected png, jpeg, pnm, csv or jsonl, found '%s'\n",
-               format);
+      fprintf (stderr, "strata run: --format: expected png, jpeg, tiff, webp, pnm, csv or jsonl, "
+               "found '%s'\n", format);
       return FALSE;
     }
   return TRUE;
@@ -62,7 +67,7 @@ parse_format (const char *format, StRunOptions *opt, gboolean *predictions_forma
 /* What run takes, filled from run_options. */
 typedef struct {
   char *output, *format, *weights;
-  gboolean random_weights, overwrite, quiet;
+  gboolean random_weights, overwrite, quiet, verbose;
   int top, quality, jobs;
   gint64 max_pixels;
 } RunCommand;
@@ -72,12 +77,12 @@ typedef struct {
 
 static const StOptionSpec run_options[] = {
   { { "output", ST_PARAM_STRING, NULL, 0, 0, 0, NULL,
-      "Output image (one input; .png, .jpg, .jpeg, .pgm, .ppm or .pnm), folder (one that "
-      "exists, a name ending in '/', or with several inputs or a folder), or - for standard "
-      "output",
+      "Output image (one input; .png, .jpg, .jpeg, .tif, .tiff, .webp, .pgm, .ppm or .pnm), "
+      "folder (one that exists, a name ending in '/', or with several inputs or a folder), or - "
+      "for standard output",
       RUN_FIELD (output) }, 'o', "OUT", NULL, NULL },
   { { "format", ST_PARAM_STRING, NULL, 0, 0, 0, NULL,
-      "Images: png, jpeg or pnm; predictions: csv or jsonl", RUN_FIELD (format) },
+      "Images: png, jpeg, tiff, webp or pnm; predictions: csv or jsonl", RUN_FIELD (format) },
     0, "FMT", NULL, "each input's own format, or csv" },
   { { "weights", ST_PARAM_STRING, NULL, 0, 0, 0, NULL, "Weights file", RUN_FIELD (weights) },
     'w', "FILE", NULL, "the pipeline's" },
@@ -86,18 +91,28 @@ static const StOptionSpec run_options[] = {
       RUN_FIELD (random_weights) }, 0, NULL, "true", NULL },
   { { "top", ST_PARAM_INT, "5", ST_PARAM_HAS_MIN, 1, 0, NULL,
       "Predictions: labels listed per image", RUN_FIELD (top) }, 0, "K", NULL, NULL },
-  { { "quality", ST_PARAM_INT, "90", RANGE, 1, 100, NULL, "JPEG quality", RUN_FIELD (quality) },
-    'q', "N", NULL, NULL },
+  { { "quality", ST_PARAM_INT, "90", RANGE, 1, 100, NULL, "JPEG and WebP quality",
+      RUN_FIELD (quality) }, 0, "N", NULL, NULL },
   /* Not given, 0 stays: one thread per core. */
   { { "jobs", ST_PARAM_INT, NULL, RANGE, 1, ST_MAX_THREADS, NULL, "Threads", RUN_FIELD (jobs) },
     'j', "N", NULL, "one per core" },
   { { "overwrite", ST_PARAM_BOOL, NULL, 0, 0, 0, NULL, "Replace existing outputs (never an input)",
       RUN_FIELD (overwrite) }, 0, NULL, "true", NULL },
   { { "quiet", ST_PARAM_BOOL, NULL, 0, 0, 0, NULL, "No progress bar or summary",
-      RUN_FIELD (quiet) }, 0, NULL, "true", NULL },
+      RUN_FIELD (quiet) }, 'q', NULL, "true", NULL },
+  { { "verbose", ST_PARAM_BOOL, NULL, 0, 0, 0, NULL,
+      "Also name each file in a folder that is ignored as not an image",
+      RUN_FIELD (verbose) }, 'v', NULL, "true", NULL },
   { { "max-pixels", ST_PARAM_INT64, "200000000", ST_PARAM_HAS_MIN, 1, 0, NULL,
       "Refuse images of more than N pixels", RUN_FIELD (max_pixels) }, 0, "N", NULL, NULL },
 };
+
+const StOptionSpec *
+cli_run_options (int *n)
+{
+  *n = G_N_ELEMENTS (run_options);
+  return run_options;
+}
 
 static int run_command (RunCommand *cmd, int argc, char **argv);
 
@@ -134,6 +149,7 @@ run_command (RunCommand *cmd, int argc, char **argv)
   g_autoptr (GError) error = NULL;
   StRunOptions opt = { .output = cmd->output, .jpeg_quality = cmd->quality, .jobs = cmd->jobs,
                        .overwrite = cmd->overwrite, .quiet = quiet, .top_k = cmd->top,
+                       .verbose = cmd->verbose,
                        .max_pixels = (guint64) cmd->max_pixels, .message = print_message,
                        .progress = terminal_progress (quiet),
                        .interrupted = say_interrupted, .predictions = print_predictions };
@@ -148,7 +164,7 @@ run_command (RunCommand *cmd, int argc, char **argv)
     {
       fprintf (stderr, "strata run: --format %s: %s\n", format,
                classify ? "this pipeline writes predictions: csv or jsonl"
-                        : "this pipeline writes images: png, jpeg or pnm");
+                        : "this pipeline writes images: png, jpeg, tiff, webp or pnm");
       st_pipeline_free (p);
       return EXIT_USAGE;
     }
@@ -163,8 +179,13 @@ run_command (RunCommand *cmd, int argc, char **argv)
   if (!ok)
     return fail (error);
   if (!quiet)
-    fprintf (stderr, "%u written, %u skipped, %u failed, %u interrupted\n", summary.written,
-             summary.skipped, summary.failed, summary.interrupted);
+    {
+      /* "N ignored" only when a folder held other files: the usual line stays short. */
+      g_autofree char *ignored = summary.ignored ? g_strdup_printf (", %u ignored", summary.ignored)
+                                                 : g_strdup ("");
+      fprintf (stderr, "%u written, %u skipped, %u failed, %u interrupted%s\n", summary.written,
+               summary.skipped, summary.failed, summary.interrupted, ignored);
+    }
   if (summary.interrupted)
     return EXIT_INTERRUPTED;
   return summary.failed ? EXIT_SOME_FAILED : EXIT_OK;

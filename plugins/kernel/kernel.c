@@ -10,8 +10,8 @@
  * anchored at floor((F − 1) / 2), as PyTorch's padding='same'.
  * Borders: zero, edge (replicate), reflect (mirror without repeating the
  * edge pixel: numpy 'reflect', OpenCV BORDER_REFLECT_101, PyTorch
- * 'reflect'), wrap (circular); every mode is periodic, so padding wider than
- * the image still works. */
+ * 'reflect'), wrap (circular), as the SDK's st_border_index() computes
+ * them; every mode is periodic, so padding wider than the image still works. */
 #include <strata/strata.h>
 
 #include <math.h>
@@ -47,13 +47,6 @@ typedef enum {
   PRESET_SOBEL_Y,
 } Preset;
 
-typedef enum {
-  BORDER_ZERO,
-  BORDER_EDGE,
-  BORDER_REFLECT,
-  BORDER_WRAP,
-} Border;
-
 /* The symbolic values of the int param 'padding'. */
 enum { PADDING_SAME = -1, PADDING_VALID = -2 };
 
@@ -74,7 +67,6 @@ static const char *const preset_names[] = {
   "identity", "sharpen", "emboss", "box", "gaussian", "laplacian", "edge",
   "outline", "sobel-x", "sobel-y", NULL
 };
-static const char *const border_names[] = { "zero", "edge", "reflect", "wrap", NULL };
 static const char *const padding_names[] = { "same", "valid", NULL };
 
 static const StParamSpec kernel_params[] = {
@@ -103,7 +95,7 @@ static const StParamSpec kernel_params[] = {
     .help = "rotate the kernel 180 degrees: true convolution instead of correlation",
     .offset = offsetof (KernelConfig, flip) },
   { .name = "border", .type = ST_PARAM_ENUM, .default_value = "reflect",
-    .choices = border_names,
+    .choices = ST_BORDER_CHOICES,
     .help = "pixels beyond the edge: zero, edge (repeat), reflect (mirror, edge not repeated), wrap",
     .offset = offsetof (KernelConfig, border) },
   { .name = "stride", .type = ST_PARAM_INT, .default_value = "1",
@@ -149,7 +141,7 @@ typedef struct {
   float offset;
   int pt, pb, pl, pr;          /* padding before/after, rows and columns */
   int stride;
-  Border border;
+  StBorder border;
 } Plan;
 
 static void
@@ -279,7 +271,7 @@ plan_new (const KernelConfig *cfg, GError **error)
     }
   p->offset = (float) cfg->offset;
   p->stride = cfg->stride;
-  p->border = (Border) cfg->border;
+  p->border = (StBorder) cfg->border;
   /* 'same' depends on the input's size: kernel_infer sets it. */
   if (cfg->padding >= 0)
     p->pt = p->pb = p->pl = p->pr = cfg->padding;
@@ -338,7 +330,7 @@ kernel_infer (StStage *stage, GError **error)
   gboolean aligned = p->stride == 1
                      && p->pt == (p->fh - 1) / 2 && p->pb == p->fh - 1 - p->pt
                      && p->pl == (p->fw - 1) / 2 && p->pr == p->fw - 1 - p->pl;
-  if (aligned && p->border != BORDER_WRAP)
+  if (aligned && p->border != ST_BORDER_WRAP)
     stage->halo = MAX (MAX (p->pt, p->pb), MAX (p->pl, p->pr));
   else
     stage->halo = ST_HALO_WHOLE;
@@ -352,38 +344,6 @@ kernel_finalize (StStage *stage)
 }
 
 /* ---- Forward ---------------------------------------------------------------- */
-
-/* Where index i of a line of n pixels reads from, or -1 for zero.  Each
- * mode is periodic, so any distance beyond the edge is fine. */
-static int
-border_index (gint64 i, int n, Border border)
-{
-  if (i >= 0 && i < n)
-    return (int) i;
-  switch (border)
-    {
-    case BORDER_ZERO:
-      return -1;
-    case BORDER_EDGE:
-      return i < 0 ? 0 : n - 1;
-    case BORDER_REFLECT:
-      {
-        if (n == 1)
-          return 0;
-        gint64 period = 2 * (gint64) (n - 1);
-        gint64 j = i % period;
-        if (j < 0)
-          j += period;
-        return (int) (j < n ? j : period - j);
-      }
-    case BORDER_WRAP:
-      {
-        gint64 j = i % n;
-        return (int) (j < 0 ? j + n : j);
-      }
-    }
-  return -1;
-}
 
 /* out[x] += Σ_n k[n] · in[x·s + n] for x < w.  Stride 1 takes four taps a
  * pass so each output element is loaded and stored F/4 times, not F. */
@@ -539,7 +499,7 @@ kernel_rows (gsize begin, gsize end, gpointer data)
       for (int m = 0; m < fh; m++)
         {
           gint64 r = r0 + m;
-          int sr = border_index (r, j->h1, p->border);
+          int sr = st_border_index (r, j->h1, p->border);
           if (sr < 0)
             {
               rows[m] = j->zeros;
@@ -608,9 +568,9 @@ kernel_forward (StStage *stage, const StRunContext *ctx,
   };
   int *colmap = g_new (int, p->pl + p->pr + 1);
   for (int i = 0; i < p->pl; i++)
-    colmap[i] = border_index ((gint64) i - p->pl, j.w1, p->border);
+    colmap[i] = st_border_index ((gint64) i - p->pl, j.w1, p->border);
   for (int i = 0; i < p->pr; i++)
-    colmap[p->pl + i] = border_index ((gint64) j.w1 + i, j.w1, p->border);
+    colmap[p->pl + i] = st_border_index ((gint64) j.w1 + i, j.w1, p->border);
   float *zeros = g_new0 (float, MAX (j.wp, (gsize) j.w2));
   j.colmap = colmap;
   j.zeros = zeros;

@@ -18,6 +18,8 @@
 #include <jpeglib.h>
 #include <png.h>
 #include <gif_lib.h>
+#include <tiffio.h>
+#include <webp/encode.h>
 
 static const char *corpus_dir;
 
@@ -218,6 +220,114 @@ jpeg_seed (const char *name, int width, int height, JpegLayout layout)
   write_seed ("image", name, jpeg->data, jpeg->len);
 }
 
+/* ---- TIFF --------------------------------------------------------------- */
+
+/* A width x height TIFF (through a temporary file: libtiff writes files);
+ * photometric PALETTE gets a gray ramp of a colour map; tile 0: strips. */
+static GByteArray *
+make_tiff (int width, int height, int samples, int bits, int photometric, int compression,
+           int tile, int pages)
+{
+  g_autofree char *dir = g_dir_make_tmp ("strata-seeds-XXXXXX", NULL);
+  g_assert (dir);
+  g_autofree char *path = g_build_filename (dir, "seed.tif", NULL);
+  TIFF *tif = TIFFOpen (path, "w");
+  g_assert (tif);
+  for (int page = 0; page < pages; page++)
+    {
+      TIFFSetField (tif, TIFFTAG_IMAGEWIDTH, width);
+      TIFFSetField (tif, TIFFTAG_IMAGELENGTH, height);
+      TIFFSetField (tif, TIFFTAG_SAMPLESPERPIXEL, samples);
+      TIFFSetField (tif, TIFFTAG_BITSPERSAMPLE, bits);
+      TIFFSetField (tif, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
+      TIFFSetField (tif, TIFFTAG_PHOTOMETRIC, photometric);
+      TIFFSetField (tif, TIFFTAG_COMPRESSION, compression);
+      if (compression == COMPRESSION_JPEG)
+        TIFFSetField (tif, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB);
+      if (samples == 2 || samples == 4)
+        {
+          const guint16 extra[] = { EXTRASAMPLE_UNASSALPHA };
+          TIFFSetField (tif, TIFFTAG_EXTRASAMPLES, 1, extra);
+        }
+      if (photometric == PHOTOMETRIC_PALETTE)
+        {
+          guint16 map[3][256];
+          for (int i = 0; i < 256; i++)
+            map[0][i] = map[1][i] = map[2][i] = (guint16) (i * 257);
+          TIFFSetField (tif, TIFFTAG_COLORMAP, map[0], map[1], map[2]);
+        }
+      const int bytes = bits / 8;
+      if (tile)
+        {
+          TIFFSetField (tif, TIFFTAG_TILEWIDTH, tile);
+          TIFFSetField (tif, TIFFTAG_TILELENGTH, tile);
+          g_autofree guint8 *buf = g_malloc0 (TIFFTileSize (tif));
+          for (int ty = 0; ty < height; ty += tile)
+            for (int tx = 0; tx < width; tx += tile)
+              {
+                for (gsize i = 0; i < (gsize) TIFFTileSize (tif); i++)
+                  buf[i] = pattern (tx + (int) i, ty, page);
+                g_assert (TIFFWriteTile (tif, buf, tx, ty, 0, 0) > 0);
+              }
+        }
+      else
+        {
+          TIFFSetField (tif, TIFFTAG_ROWSPERSTRIP, compression == COMPRESSION_JPEG ? 16 : 2);
+          g_autofree guint8 *row = g_malloc0 ((gsize) width * samples * bytes);
+          for (int y = 0; y < height; y++)
+            {
+              for (int i = 0; i < width * samples * bytes; i++)
+                row[i] = pattern (i, y, page);
+              g_assert (TIFFWriteScanline (tif, row, y, 0) == 1);
+            }
+        }
+      g_assert (TIFFWriteDirectory (tif));
+    }
+  TIFFClose (tif);
+  gchar *data;
+  gsize size;
+  g_assert (g_file_get_contents (path, &data, &size, NULL));
+  g_unlink (path);
+  g_rmdir (dir);
+  GByteArray *out = g_byte_array_new_take ((guint8 *) data, size);
+  return out;
+}
+
+static void
+tiff_seed (const char *name, int width, int height, int samples, int bits, int photometric,
+           int compression, int tile, int pages)
+{
+  g_autoptr (GByteArray) tiff = make_tiff (width, height, samples, bits, photometric,
+                                           compression, tile, pages);
+  write_seed ("image", name, tiff->data, tiff->len);
+}
+
+/* ---- WebP --------------------------------------------------------------- */
+
+static void
+webp_seed (const char *name, int width, int height, gboolean alpha, int quality, gsize cut)
+{
+  const int bytes = alpha ? 4 : 3;
+  g_autofree guint8 *pixels = g_malloc ((gsize) width * height * bytes);
+  for (int y = 0; y < height; y++)
+    for (int x = 0; x < width; x++)
+      for (int c = 0; c < bytes; c++)
+        pixels[(y * width + x) * bytes + c] = pattern (x, y, c);
+  guint8 *out = NULL;
+  gsize size;
+  if (quality == 0)
+    size = alpha ? WebPEncodeLosslessRGBA (pixels, width, height, width * bytes, &out)
+                 : WebPEncodeLosslessRGB (pixels, width, height, width * bytes, &out);
+  else
+    size = alpha ? WebPEncodeRGBA (pixels, width, height, width * bytes, quality, &out)
+                 : WebPEncodeRGB (pixels, width, height, width * bytes, quality, &out);
+  g_assert (size > cut);
+  write_seed ("image", name, out, size - cut);
+  WebPFree (out);
+}
+
+/* ---- PNM and GIF -------------------------------------------------------- */
+
 /* Width x height samples of `channels` a pixel, one or two bytes each. */
 static void
 pnm_binary_seed (const char *name, const char *header, int width, int height, int channels,
@@ -351,6 +461,25 @@ image_seeds (void)
   g_autoptr (GByteArray) jpeg = make_jpeg (8, 8, &layout);
   write_seed ("image", "truncated-exif6.jpg", jpeg->data, jpeg->len - 40);
   write_seed ("image", "signature-only.jpg", "\xff\xd8\xff", 3);
+
+  tiff_seed ("gray8.tif", 7, 5, 1, 8, PHOTOMETRIC_MINISBLACK, COMPRESSION_NONE, 0, 1);
+  tiff_seed ("graya8-packbits.tif", 6, 5, 2, 8, PHOTOMETRIC_MINISBLACK, COMPRESSION_PACKBITS, 0, 1);
+  tiff_seed ("rgb16-lzw.tif", 5, 4, 3, 16, PHOTOMETRIC_RGB, COMPRESSION_LZW, 0, 1);
+  tiff_seed ("rgba8-deflate-tiled.tif", 20, 18, 4, 8, PHOTOMETRIC_RGB, COMPRESSION_ADOBE_DEFLATE, 16, 1);
+  tiff_seed ("gray16-tiled.tif", 17, 3, 1, 16, PHOTOMETRIC_MINISBLACK, COMPRESSION_NONE, 16, 1);
+  tiff_seed ("palette8.tif", 6, 6, 1, 8, PHOTOMETRIC_PALETTE, COMPRESSION_NONE, 0, 1);
+  tiff_seed ("ycbcr-jpeg.tif", 16, 16, 3, 8, PHOTOMETRIC_YCBCR, COMPRESSION_JPEG, 0, 1);
+  tiff_seed ("two-pages.tif", 4, 3, 3, 8, PHOTOMETRIC_RGB, COMPRESSION_NONE, 0, 2);
+  g_autoptr (GByteArray) tiff = make_tiff (8, 8, 3, 8, PHOTOMETRIC_RGB, COMPRESSION_ADOBE_DEFLATE,
+                                           0, 1);
+  write_seed ("image", "truncated.tif", tiff->data, tiff->len / 2);
+
+  /* Quality 0: lossless. */
+  webp_seed ("lossy-rgb.webp", 13, 9, FALSE, 80, 0);
+  webp_seed ("lossy-rgba.webp", 9, 13, TRUE, 60, 0);
+  webp_seed ("lossless-rgba.webp", 7, 6, TRUE, 0, 0);
+  webp_seed ("lossless-rgb.webp", 5, 5, FALSE, 0, 0);
+  webp_seed ("truncated.webp", 16, 16, FALSE, 80, 20);
 
   pnm_seeds ();
   gif_seeds ();

@@ -181,6 +181,12 @@ typedef enum {
    * trains on the stage's input and takes the gradient there as
    * (p − onehot) / B, never the log of a tiny probability. */
   ST_KIND_OUTPUTS_PROBABILITIES = 1 << 0,
+  /* infer may refuse an input for its height and width alone (a crop
+   * larger than the image).  A filter pipeline, which takes any image, is
+   * shape-checked when it loads on a typical image; with such a stage a
+   * shape error there is not final, and each image is checked as it runs
+   * (its error then names the file and the image's own size). */
+  ST_KIND_SIZE_DEPENDENT = 1 << 1,
 } StKindFlags;
 
 /* infer: from stage->config and stage->in_shapes, set stage->out_shape (and

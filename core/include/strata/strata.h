@@ -19,3 +19,4 @@
 #include <strata/plugin.h>
 #include <strata/activation.h>
 #include <strata/gradcheck.h>
+#include <strata/border.h>
