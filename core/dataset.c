@@ -266,9 +266,9 @@ collect_class_images (FolderLoad *load, GError **error)
     }
   if (paths->len == 0)
     {
-      g_set_error (error, ST_ERROR, ST_ERROR_DATA,
-                   "%s: no images (*.png, *.jpg, *.jpeg, *.tif, *.tiff, *.webp) in its class "
-                   "folders", dir);
+      g_autofree char *names = st_image_extension_list ("*.", ", ");
+      g_set_error (error, ST_ERROR, ST_ERROR_DATA, "%s: no images (%s) in its class folders",
+                   dir, names);
       return FALSE;
     }
   if (paths->len > G_MAXINT)

@@ -97,6 +97,8 @@ extern const StImageCodec st_image_png_codec;
 extern const StImageCodec st_image_jpeg_codec;
 extern const StImageCodec st_image_tiff_codec;
 extern const StImageCodec st_image_webp_codec;
+extern const StImageCodec st_image_pnm_codec;
+extern const StImageCodec st_image_gif_codec;
 
 /* ---- Helpers for the codecs ---------------------------------------------- */
 

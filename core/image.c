@@ -28,6 +28,8 @@ static const StImageCodec *const codecs[] = {
   &st_image_jpeg_codec,
   &st_image_tiff_codec,
   &st_image_webp_codec,
+  &st_image_pnm_codec,
+  &st_image_gif_codec,
 };
 
 static const StImageCodec *
@@ -53,16 +55,9 @@ append_alternative (GString *s, gsize index, gsize count, const char *prefix,
 static void
 set_unknown_format_error (const char *path, GError **error)
 {
-  gsize count = 0;
-  for (gsize i = 0; i < G_N_ELEMENTS (codecs); i++)
-    count += g_strv_length ((char **) codecs[i]->extensions);
-  g_autoptr (GString) names = g_string_new (NULL);
-  gsize index = 0;
-  for (gsize i = 0; i < G_N_ELEMENTS (codecs); i++)
-    for (const char *const *ext = codecs[i]->extensions; *ext; ext++)
-      append_alternative (names, index++, count, ".", *ext);
+  g_autofree char *names = st_image_extension_list (".", " or ");
   g_set_error (error, ST_ERROR, ST_ERROR_IMAGE,
-               "%s: unknown image format (name the file %s)", path, names->str);
+               "%s: unknown image format (name the file %s)", path, names);
 }
 
 StImageFormat
@@ -93,6 +88,24 @@ st_image_format_label (StImageFormat format)
 {
   const StImageCodec *codec = codec_for_format (format);
   return codec ? codec->name : "unknown";
+}
+
+char *
+st_image_extension_list (const char *prefix, const char *last_separator)
+{
+  gsize count = 0;
+  for (gsize i = 0; i < G_N_ELEMENTS (codecs); i++)
+    count += g_strv_length ((char **) codecs[i]->extensions);
+  GString *names = g_string_new (NULL);
+  gsize index = 0;
+  for (gsize i = 0; i < G_N_ELEMENTS (codecs); i++)
+    for (const char *const *ext = codecs[i]->extensions; *ext; ext++, index++)
+      {
+        if (index > 0)
+          g_string_append (names, index + 1 == count ? last_separator : ", ");
+        g_string_append_printf (names, "%s%s", prefix, *ext);
+      }
+  return g_string_free (names, FALSE);
 }
 
 /* ---- Helpers for the codecs --------------------------------------------- */

@@ -11,6 +11,8 @@ typedef enum {
   ST_FORMAT_JPEG,
   ST_FORMAT_TIFF,
   ST_FORMAT_WEBP,
+  ST_FORMAT_PNM,
+  ST_FORMAT_GIF,
 } StImageFormat;
 
 typedef struct {
@@ -28,6 +30,10 @@ StImageFormat st_image_format_from_name (const char *path);
  * messages ("PNG"). */
 const char *st_image_format_extension (StImageFormat format);
 const char *st_image_format_label (StImageFormat format);
+
+/* Every extension the codecs know, in the codec table's order, each after
+ * prefix: ".png, .jpg, ... or .gif" with last_separator " or ".  Free it. */
+char *st_image_extension_list (const char *prefix, const char *last_separator);
 
 /* Reads a PNG or JPEG (chosen by the file's signature, not its name) into a
  * new [1, C, H, W] tensor of values in [0, 1]: C is 1 (gray), 2 (gray +

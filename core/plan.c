@@ -40,7 +40,10 @@ replace_extension (const char *path, StImageFormat format)
   const char *dot = strrchr (path, '.');
   const char *slash = strrchr (path, '/');
   gsize stem = dot && (!slash || dot > slash) ? (gsize) (dot - path) : strlen (path);
-  return g_strdup_printf ("%.*s.%s", (int) stem, path, st_image_format_extension (format));
+  /* PNM's first extension is .pgm; a converted file is named .pnm, which
+   * fits gray and color alike. */
+  const char *ext = format == ST_FORMAT_PNM ? "pnm" : st_image_format_extension (format);
+  return g_strdup_printf ("%.*s.%s", (int) stem, path, ext);
 }
 
 /* ---- Planning -------------------------------------------------------------
@@ -123,12 +126,12 @@ plan_report (Plan *plan, const char *fmt, ...)
 static void
 add_job (Plan *plan, const char *input, const char *output, StImageFormat format)
 {
-  const StRunOptions *opt = plan->opt;
   StJob *job = g_new0 (StJob, 1);
   job->input = g_strdup (input);
   job->format = format;
-  if (opt->format && strcmp (output, "-") != 0 && st_image_format_from_name (output) != opt->format)
-    job->output = replace_extension (output, opt->format);
+  if (format != ST_FORMAT_UNKNOWN && strcmp (output, "-") != 0
+      && st_image_format_from_name (output) != format)
+    job->output = replace_extension (output, format);
   else
     job->output = g_strdup (output);
   g_ptr_array_add (plan->jobs, job);
@@ -147,7 +150,11 @@ ignore_file (Plan *plan, const char *path)
 static StImageFormat
 folder_job_format (const StRunOptions *opt, const char *input)
 {
-  return opt->format ? opt->format : st_image_format_from_name (input);
+  if (opt->format)
+    return opt->format;
+  /* GIF is read only: its picture is written as a PNG. */
+  const StImageFormat format = st_image_format_from_name (input);
+  return format == ST_FORMAT_GIF ? ST_FORMAT_PNG : format;
 }
 
 /* Searches dir (whose stat is st) for images, mirroring it under out_dir.
@@ -570,9 +577,10 @@ resolve_outputs (const char *const *inputs, int n_inputs, const StRunOptions *op
       StImageFormat named = st_image_format_from_name (o);
       if (named == ST_FORMAT_UNKNOWN)
         {
+          g_autofree char *names = st_image_extension_list (".", " or ");
           g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
-                       "%s: not a .png, .jpg, .jpeg, .tif, .tiff or .webp name (to write into a folder of that "
-                       "name, end it with '/')", o);
+                       "%s: not a %s name (to write into a folder of that name, end it with '/')",
+                       o, names);
           return FALSE;
         }
       if (opt->format && opt->format != named)
@@ -648,9 +656,9 @@ st_plan_jobs (const char *const *inputs, const StRunOptions *opt, gboolean class
       g_autofree char *ignored = plan.ignored
         ? g_strdup_printf ("; %u other files ignored (--verbose names them)", plan.ignored)
         : g_strdup ("");
-      g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
-                   "no images found (expected .png, .jpg, .jpeg, .tif, .tiff or .webp files)%s",
-                   ignored);
+      g_autofree char *names = st_image_extension_list (".", " or ");
+      g_set_error (error, ST_ERROR, ST_ERROR_USAGE, "no images found (expected %s files)%s",
+                   names, ignored);
       return FALSE;
     }
 

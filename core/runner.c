@@ -108,7 +108,7 @@ run_one (Run *run, StPipeline *p, StRunContext *ctx, StStripScratch *scratch, St
   /* Standard input (or a name without an image extension) to standard
    * output keeps the format it came in. */
   if (job->format == ST_FORMAT_UNKNOWN)
-    job->format = info.format;
+    job->format = info.format == ST_FORMAT_GIF ? ST_FORMAT_PNG : info.format;
   const guint64 min_pixels = run->opt->strip_min_pixels ? run->opt->strip_min_pixels
                                                         : STRIP_MIN_PIXELS;
   if ((guint64) width * (guint64) height > min_pixels)
@@ -155,7 +155,8 @@ run_one (Run *run, StPipeline *p, StRunContext *ctx, StStripScratch *scratch, St
 
   if (check_interrupted (job, error) || !st_job_make_output_folder (job, error))
     return FALSE;
-  int depth = job->format == ST_FORMAT_PNG || job->format == ST_FORMAT_TIFF ? info.bit_depth : 8;
+  int depth = job->format == ST_FORMAT_PNG || job->format == ST_FORMAT_TIFF
+              || job->format == ST_FORMAT_PNM ? info.bit_depth : 8;
   return st_image_save (out, job->output, job->format, depth, run->opt->jpeg_quality, error);
 }
 

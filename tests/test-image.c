@@ -18,6 +18,7 @@
 #include <glib/gstdio.h>
 #include <jpeglib.h>
 #include <png.h>
+#include <gif_lib.h>
 #include <tiffio.h>
 #include <webp/encode.h>
 
@@ -326,7 +327,8 @@ test_format_table_messages (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
     gsize size;
     const char *reason;
   } cases[] = {
-    { "text.png", "GIF89a", 6, "not a PNG, JPEG, TIFF or WebP image (unrecognised file signature)" },
+    { "text.png", "BM6\0\0\0", 6,
+      "not a PNG, JPEG, TIFF, WebP, PNM or GIF image (unrecognised file signature)" },
     { "cut.jpg", "\x89PN", 3, "truncated PNG file" },
     { "cut.png", "\xff\xd8", 2, "truncated JPEG file" },
     { "one.png", "\xff", 1, "truncated JPEG file" },
@@ -344,7 +346,8 @@ test_format_table_messages (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 
   g_autofree char *out = tu_temp_path (fx, "out.bmp");
   g_autofree char *want = g_strdup_printf (
-      "%s: unknown image format (name the file .png, .jpg, .jpeg, .tif, .tiff or .webp)", out);
+      "%s: unknown image format (name the file .png, .jpg, .jpeg, .tif, .tiff, .webp, .pgm, .ppm, "
+      ".pnm, .pbm, .pam or .gif)", out);
   g_autoptr (StTensor) image = st_tensor_new0 (1, 3, 2, 2);
   g_autoptr (GError) save_error = NULL;
   g_assert_false (st_image_save (image, out, ST_FORMAT_UNKNOWN, 8, 90, &save_error));
@@ -875,7 +878,7 @@ test_text_named_jpeg (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
   g_autofree char *path = tu_temp_path (fx, "notes.jpg");
   const char *text = "This is not a picture.\nIt is a text file with a .jpg name.\n";
   tu_write_bytes (path, text, strlen (text));
-  assert_load_fails (path, 0, ST_ERROR_IMAGE, "not a PNG, JPEG, TIFF or WebP");
+  assert_load_fails (path, 0, ST_ERROR_IMAGE, "not a PNG, JPEG, TIFF, WebP, PNM or GIF");
 }
 
 static void
@@ -890,7 +893,7 @@ test_random_bytes (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
   g_autofree char *path = tu_temp_path (fx, "random.png");
   bytes[0] = 'R';
   tu_write_bytes (path, bytes, sizeof bytes);
-  assert_load_fails (path, 0, ST_ERROR_IMAGE, "not a PNG, JPEG, TIFF or WebP");
+  assert_load_fails (path, 0, ST_ERROR_IMAGE, "not a PNG, JPEG, TIFF, WebP, PNM or GIF");
 
   /* Noise behind a valid signature reaches the decoders. */
   g_autofree char *png_path = tu_temp_path (fx, "random-after-signature.png");
@@ -1080,6 +1083,309 @@ test_max_pixels (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
       assert_load_fails (path, 64 * 48 - 1, ST_ERROR_IMAGE,
                          "image is 64x48 (3072 pixels), more than the limit of 3071 pixels");
     }
+}
+
+
+/* ---- PNM ------------------------------------------------------------------ */
+
+/* Every layout the writer makes (P5, P6, P7 with alpha) at both depths. */
+static void
+test_pnm_round_trip (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  static const char *const names[] = { "a.pgm", "a.pam", "a.ppm", "a.pnm" };
+  static const char *const magic[] = { "P5\n", "P7\n", "P6\n", "P7\n" };
+  for (int depth = 8; depth <= 16; depth += 8)
+    for (int channels = 1; channels <= 4; channels++)
+      {
+        g_autofree char *name = g_strdup_printf ("%d-%s", depth, names[channels - 1]);
+        g_autofree char *path = tu_temp_path (fx, name);
+        g_autoptr (StTensor) src = random_levels (channels, 5, 9, depth == 16 ? 65535 : 255,
+                                                  channels + depth);
+        src->data[0] = 0.0f;
+        src->data[1] = 1.0f;
+        save_ok (src, path, ST_FORMAT_UNKNOWN, depth, 0);
+        gsize size;
+        g_autofree guint8 *bytes = read_bytes (path, &size);
+        g_assert_cmpmem (bytes, 3, magic[channels - 1], 3);
+        StImageInfo info;
+        g_autoptr (StTensor) back = load_ok (path, &info);
+        assert_tensors_equal (src, back);
+        g_assert_cmpint (info.format, ==, ST_FORMAT_PNM);
+        g_assert_cmpint (info.bit_depth, ==, depth);
+        g_assert_cmpint (info.has_alpha, ==, channels == 2 || channels == 4);
+      }
+}
+
+/* Files written by hand: each kind, with comments where the formats allow
+ * them, and the values they must give. */
+static void
+test_pnm_hand_written (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  static const struct {
+    const char *name;
+    const char *bytes;
+    gsize size;
+    int channels, width, height, depth;
+    float values[10];             /* planar, as the tensor holds them */
+  } cases[] = {
+#define BYTES(text) text, sizeof text - 1
+    { "p1.pbm", BYTES ("P1\n# plain\n3 1\n1 0\n1"), 1, 3, 1, 8, { 0, 1, 0 } },
+    { "p1-packed.pbm", BYTES ("P1 3 1 101"), 1, 3, 1, 8, { 0, 1, 0 } },
+    { "p2.pgm", BYTES ("P2 #c\n2 2 # size\n4\n0 1\n2 4\n"), 1, 2, 2, 8, { 0, 0.25f, 0.5f, 1 } },
+    { "p3.ppm", BYTES ("P3\n1 2\n65535\n65535 0 32768\n0 65535 0\n"), 3, 1, 2, 16,
+      { 1, 0, 0, 1, 32768.0f / 65535, 0 } },
+    { "p4.pbm", BYTES ("P4\n# bits\n10 1\n\x5f\xc0"), 1, 10, 1, 8,
+      { 1, 0, 1, 0, 0, 0, 0, 0, 0, 0 } },
+    { "p5.pgm", BYTES ("P5\n# c\n2 1 1000\n\x03\xe8\x01\xf4"), 1, 2, 1, 16, { 1, 0.5f } },
+    { "p6.ppm", BYTES ("P6 1 1 3\n\x00\x03\x01"), 3, 1, 1, 8, { 0, 1, 1.0f / 3 } },
+    { "bw.pam", BYTES ("P7\nWIDTH 2\nHEIGHT 1\nDEPTH 1\nMAXVAL 1\nTUPLTYPE BLACKANDWHITE\nENDHDR\n"
+      "\x01\x00"), 1, 2, 1, 8, { 1, 0 } },
+    { "ga.pam", BYTES ("P7\n# comment\nWIDTH 1\nHEIGHT 1\nDEPTH 2\nMAXVAL 255\n"
+      "TUPLTYPE GRAYSCALE_ALPHA\nENDHDR\n\xff\x80"), 2, 1, 1, 8, { 1, 128.0f / 255 } },
+    { "rgba.pam", BYTES ("P7\nWIDTH 1\nHEIGHT 1\nDEPTH 4\nMAXVAL 65535\nTUPLTYPE RGB_ALPHA\n"
+                         "ENDHDR\n"
+      "\xff\xff\x00\x00\x00\x00\xff\xff"), 4, 1, 1, 16, { 1, 0, 0, 1 } },
+#undef BYTES
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *path = tu_temp_path (fx, cases[i].name);
+      tu_write_bytes (path, cases[i].bytes, cases[i].size);
+      StImageInfo info;
+      g_autoptr (StTensor) t = load_ok (path, &info);
+      g_assert_cmpint (t->shape.c, ==, cases[i].channels);
+      g_assert_cmpint (t->shape.w, ==, cases[i].width);
+      g_assert_cmpint (t->shape.h, ==, cases[i].height);
+      g_assert_cmpint (info.bit_depth, ==, cases[i].depth);
+      for (gsize k = 0; k < st_tensor_numel (t); k++)
+        if (fabsf (t->data[k] - cases[i].values[k]) > 1e-6f)
+          g_error ("%s: value %" G_GSIZE_FORMAT " is %g, expected %g", cases[i].name, k,
+                   t->data[k], cases[i].values[k]);
+    }
+}
+
+static void
+test_pnm_bad (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  static const struct {
+    const char *bytes;
+    const char *reason;
+  } cases[] = {
+    { "P5\n2 2\n255\n\x01\x02\x03", "truncated PNM file (it ends before the image is complete)" },
+    { "P5\n2 2", "truncated PNM file (it ends inside the header)" },
+    { "P2\n2 1\n255\n1", "truncated PNM file" },
+    { "P5\n99999999999 1\n255\n", "invalid PNM width (more than 2147483647)" },
+    { "P5\n2 1\n0\n", "invalid PNM maxval (0; expected 1 to 65535)" },
+    { "P5\n2 1\n65536\n", "invalid PNM maxval (more than 65535)" },
+    { "P5\n0 1\n255\n", "invalid PNM width (0; expected 1 to 2147483647)" },
+    { "P5\nx 1\n255\n", "invalid PNM width (expected a number)" },
+    { "P5\n2x 1\n255\n", "unexpected character after the number" },
+    { "P2\n2 1\n9\n3 10\n", "invalid PNM sample 10 (over the maxval 9)" },
+    { "P5\n1 1\n9\n\x0a", "invalid PNM sample 10 (over the maxval 9)" },
+    { "P1\n2 1\n1 2\n", "invalid PBM pixel (expected 0 or 1)" },
+    { "P7\nWIDTH 1\nHEIGHT 1\nDEPTH 5\nMAXVAL 255\nENDHDR\n", "invalid PAM DEPTH '5'" },
+    { "P7\nWIDTH 1\nHEIGHT 1\nDEPTH 3\nMAXVAL 255\nTUPLTYPE GRAYSCALE\nENDHDR\n",
+      "TUPLTYPE GRAYSCALE with DEPTH 3" },
+    { "P7\nWIDTH 1\nHEIGHT 1\nDEPTH 3\nENDHDR\n", "WIDTH, HEIGHT, DEPTH and MAXVAL are required" },
+    { "P7\nWIDTH 1\nHEIGHT 1\nDEPTH 1\nMAXVAL 255\nTUPLTYPE CMYK\nENDHDR\n",
+      "unsupported PAM tuple type 'CMYK'" },
+    { "P7\nWIDTH 1\nHEIGHT 1\nCOLOURS 3\n", "unknown field 'COLOURS'" },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *name = g_strdup_printf ("bad-%" G_GSIZE_FORMAT ".pnm", i);
+      g_autofree char *path = tu_temp_path (fx, name);
+      tu_write_bytes (path, cases[i].bytes, strlen (cases[i].bytes));
+      assert_load_fails (path, 0, ST_ERROR_IMAGE, cases[i].reason);
+    }
+
+  /* A header of endless comments is refused, not read on. */
+  g_autofree char *path = tu_temp_path (fx, "comments.pgm");
+  g_autoptr (GString) text = g_string_new ("P5\n");
+  while (text->len < 70000)
+    g_string_append (text, "# a comment line\n");
+  tu_write_bytes (path, text->str, text->len);
+  assert_load_fails (path, 0, ST_ERROR_IMAGE, "invalid PNM header (longer than 65536 bytes)");
+
+  /* A PBM cannot be written: the name is refused before any file is made. */
+  g_autofree char *out = tu_temp_path (fx, "out.pbm");
+  g_autoptr (StTensor) image = st_tensor_new0 (1, 1, 2, 2);
+  g_autoptr (GError) error = NULL;
+  g_assert_false (st_image_save (image, out, ST_FORMAT_UNKNOWN, 8, 90, &error));
+  g_assert_nonnull (strstr (error->message, "cannot write a PBM bitmap"));
+  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+}
+
+/* --max-pixels refuses from the header: the files hold no pixels at all. */
+static void
+test_pnm_max_pixels (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  static const char *const headers[] = {
+    "P5\n100000 100000\n255\n", "P1 100000 100000\n",
+    "P7\nWIDTH 100000\nHEIGHT 100000\nDEPTH 3\nMAXVAL 255\nENDHDR\n",
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (headers); i++)
+    {
+      g_autofree char *name = g_strdup_printf ("huge-%" G_GSIZE_FORMAT ".pnm", i);
+      g_autofree char *path = tu_temp_path (fx, name);
+      tu_write_bytes (path, headers[i], strlen (headers[i]));
+      assert_load_fails (path, ST_DEFAULT_MAX_PIXELS, ST_ERROR_IMAGE,
+                         "image is 100000x100000 (10000 megapixels), more than the limit");
+    }
+}
+
+/* ---- GIF ------------------------------------------------------------------ */
+
+/* A GIF written with giflib: frames of width x height palette indices, each
+ * after a Graphics Control Extension naming `transparent` (-1: none);
+ * interlaced frames are given to giflib in pass order, as it expects. */
+static void
+write_gif (const char *path, int width, int height, const guint8 (*palette)[3], int n_colours,
+           const guint8 *const *frames, int n_frames, int transparent, gboolean interlace)
+{
+  int err = 0;
+  GifFileType *gif = EGifOpenFileName (path, FALSE, &err);
+  g_assert_nonnull (gif);
+  GifColorType colours[256] = { { 0 } };
+  for (int i = 0; i < n_colours; i++)
+    colours[i] = (GifColorType) { palette[i][0], palette[i][1], palette[i][2] };
+  ColorMapObject *map = GifMakeMapObject (256, colours);
+  EGifSetGifVersion (gif, TRUE);
+  g_assert_cmpint (EGifPutScreenDesc (gif, width, height, 8, 0, map), ==, GIF_OK);
+  for (int f = 0; f < n_frames; f++)
+    {
+      GraphicsControlBlock gcb = { DISPOSAL_UNSPECIFIED, FALSE, 10, transparent };
+      GifByteType ext[4];
+      size_t n = EGifGCBToExtension (&gcb, ext);
+      g_assert_cmpint (EGifPutExtension (gif, GRAPHICS_EXT_FUNC_CODE, (int) n, ext), ==, GIF_OK);
+      g_assert_cmpint (EGifPutImageDesc (gif, 0, 0, width, height, interlace, NULL), ==, GIF_OK);
+      static const int start[] = { 0, 4, 2, 1 }, step[] = { 8, 8, 4, 2 };
+      for (int pass = 0; pass < (interlace ? 4 : 1); pass++)
+        for (int y = interlace ? start[pass] : 0; y < height; y += interlace ? step[pass] : 1)
+          g_assert_cmpint (EGifPutLine (gif, (GifPixelType *) frames[f] + y * width, width),
+                           ==, GIF_OK);
+    }
+  g_assert_cmpint (EGifCloseFile (gif, &err), ==, GIF_OK);
+  GifFreeMapObject (map);
+}
+
+static const guint8 gif_palette[4][3] = {
+  { 255, 0, 0 }, { 0, 255, 0 }, { 10, 20, 30 }, { 200, 100, 50 },
+};
+
+static void
+assert_gif_pixels (const StTensor *t, const guint8 *indices, int transparent)
+{
+  for (int y = 0; y < t->shape.h; y++)
+    for (int x = 0; x < t->shape.w; x++)
+      {
+        const int i = indices[y * t->shape.w + x];
+        const gboolean clear = i == transparent;
+        for (int c = 0; c < 3; c++)
+          g_assert_cmpfloat (at (t, c, y, x), ==, clear ? 0.0f : gif_palette[i][c] / 255.0f);
+        if (t->shape.c == 4)
+          g_assert_cmpfloat (at (t, 3, y, x), ==, clear ? 0.0f : 1.0f);
+      }
+}
+
+static guint8 *
+gif_indices (int width, int height, int seed)
+{
+  guint8 *p = g_malloc ((gsize) width * height);
+  for (int i = 0; i < width * height; i++)
+    p[i] = (guint8) ((i * 7 + i / width + seed) % 4);
+  return p;
+}
+
+static void
+test_gif_read (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  const int w = 7, h = 19;
+  g_autofree guint8 *first = gif_indices (w, h, 0);
+  g_autofree guint8 *second = gif_indices (w, h, 1);
+  const guint8 *frames[] = { first, second };
+  static const struct {
+    const char *name;
+    int n_frames, transparent;
+    gboolean interlace;
+  } cases[] = {
+    { "palette.gif", 1, -1, FALSE },
+    { "transparent.gif", 1, 2, FALSE },
+    { "interlaced.gif", 1, -1, TRUE },
+    /* The first frame of an animation, not the second. */
+    { "animation.gif", 2, -1, FALSE },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *path = tu_temp_path (fx, cases[i].name);
+      write_gif (path, w, h, gif_palette, 4, frames, cases[i].n_frames, cases[i].transparent,
+                 cases[i].interlace);
+      StImageInfo info;
+      g_autoptr (StTensor) t = load_ok (path, &info);
+      g_assert_cmpint (info.format, ==, ST_FORMAT_GIF);
+      g_assert_cmpint (info.bit_depth, ==, 8);
+      g_assert_cmpint (info.has_alpha, ==, cases[i].transparent >= 0);
+      g_assert_cmpint (t->shape.c, ==, cases[i].transparent >= 0 ? 4 : 3);
+      g_assert_cmpint (t->shape.w, ==, w);
+      g_assert_cmpint (t->shape.h, ==, h);
+      assert_gif_pixels (t, first, cases[i].transparent);
+    }
+
+  /* A 1x1 frame on a 2x1 screen: the uncovered pixel is transparent. */
+  g_autofree char *path = tu_temp_path (fx, "small-frame.gif");
+  tu_write_bytes (path, "GIF89a\x02\x00\x01\x00\x80\x00\x00\xff\x00\x00\x00\x00\xff"
+                  ",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02" "D\x01\x00;", 35);
+  StImageInfo info;
+  g_autoptr (StTensor) t = load_ok (path, &info);
+  g_assert_true (info.has_alpha);
+  g_assert_cmpint (t->shape.c, ==, 4);
+  g_assert_cmpint (t->shape.w, ==, 2);
+  const float want[] = { 1, 0, 0, 0, 0, 0, 1, 0 };
+  for (gsize k = 0; k < G_N_ELEMENTS (want); k++)
+    g_assert_cmpfloat (t->data[k], ==, want[k]);
+}
+
+static void
+test_gif_bad (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  const int w = 40, h = 30;
+  g_autofree guint8 *indices = gif_indices (w, h, 0);
+  const guint8 *frames[] = { indices };
+  g_autofree char *good = tu_temp_path (fx, "good.gif");
+  write_gif (good, w, h, gif_palette, 4, frames, 1, -1, FALSE);
+  gsize size;
+  g_autofree guint8 *bytes = read_bytes (good, &size);
+
+  g_autofree char *cut = tu_temp_path (fx, "cut.gif");
+  tu_write_bytes (cut, bytes, size / 2);
+  assert_load_fails (cut, 0, ST_ERROR_IMAGE,
+                     "truncated GIF file (it ends before the image is complete)");
+  g_autofree char *header = tu_temp_path (fx, "header.gif");
+  tu_write_bytes (header, bytes, 10);
+  assert_load_fails (header, 0, ST_ERROR_IMAGE, "truncated GIF file");
+
+  /* A screen descriptor, then no image at all. */
+  g_autofree char *empty = tu_temp_path (fx, "empty.gif");
+  tu_write_bytes (empty, "GIF89a\x01\x00\x01\x00\x00\x00\x00;", 14);
+  assert_load_fails (empty, 0, ST_ERROR_IMAGE, "invalid GIF file (it holds no image)");
+  g_autofree char *junk = tu_temp_path (fx, "junk.gif");
+  tu_write_bytes (junk, "GIF89a\x01\x00\x01\x00\x00\x00\x00\x55\x55\x55", 16);
+  assert_load_fails (junk, 0, ST_ERROR_IMAGE, "invalid GIF file (");
+
+  /* --max-pixels from the screen size: the file holds no pixels. */
+  g_autofree char *huge = tu_temp_path (fx, "huge.gif");
+  tu_write_bytes (huge, "GIF89a\x60\xea\x60\xea\x00\x00\x00", 13);
+  assert_load_fails (huge, ST_DEFAULT_MAX_PIXELS, ST_ERROR_IMAGE,
+                     "image is 60000x60000 (3600 megapixels), more than the limit");
+  assert_load_fails (good, w * h - 1, ST_ERROR_IMAGE, "image is 40x30 (1200 pixels)");
+
+  /* Writing is refused before any file is made. */
+  g_autofree char *out = tu_temp_path (fx, "out.gif");
+  g_autoptr (StTensor) image = st_tensor_new0 (1, 3, 2, 2);
+  g_autoptr (GError) error = NULL;
+  g_assert_false (st_image_save (image, out, ST_FORMAT_UNKNOWN, 8, 90, &error));
+  g_assert_nonnull (strstr (error->message, "cannot write GIF (strata reads GIF only"));
+  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
 }
 
 /* The library never prints: every failure above, run again in a child
@@ -1655,6 +1961,12 @@ main (int argc, char **argv)
   ADD ("/image/bad/huge-png-header", test_huge_png_header);
   ADD ("/image/bad/max-pixels", test_max_pixels);
   ADD ("/image/bad/silent", test_silent);
+  ADD ("/image/pnm/round-trip", test_pnm_round_trip);
+  ADD ("/image/pnm/hand-written", test_pnm_hand_written);
+  ADD ("/image/pnm/bad", test_pnm_bad);
+  ADD ("/image/pnm/max-pixels", test_pnm_max_pixels);
+  ADD ("/image/gif/read", test_gif_read);
+  ADD ("/image/gif/bad", test_gif_bad);
   ADD ("/image/save/missing-folder", test_save_missing_folder);
   ADD ("/image/save/bad-arguments", test_save_bad_arguments);
   ADD ("/image/save/rename-fails", test_save_rename_fails);

@@ -160,6 +160,66 @@ test_folder_with_bad_images (void)
   tu_remove_tree (tmp);
 }
 
+/* PNM output chosen by the name or --format, keeping 16 bits; a PNM input;
+ * GIF refused as an output format. */
+static void
+test_pnm_output (void)
+{
+  g_autofree char *tmp = tu_make_tmpdir ("strata-run-XXXXXX");
+  g_autofree char *in = g_build_filename (tmp, "photo.png", NULL);
+  g_autofree char *pgm = g_build_filename (tmp, "gray.pgm", NULL);
+  write_image (in, 3, 20, 30, 16);
+  TuResult r = tu_run (exe, "run", "grayscale", in, "-o", pgm, NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_autofree char *bytes = NULL;
+  g_assert_true (g_file_get_contents (pgm, &bytes, NULL, NULL));
+  g_assert_true (g_str_has_prefix (bytes, "P5\n30 20\n65535\n"));
+
+  /* Into a folder with --format pnm: a PNG's extension becomes .pnm, a
+   * PNM input keeps its name. */
+  g_autofree char *outdir = g_build_filename (tmp, "conv/", NULL);
+  r = tu_run (exe, "run", "blur", in, pgm, "-o", outdir, "--format", "pnm", "--quiet", NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_autofree char *from_png = g_build_filename (outdir, "photo.pnm", NULL);
+  g_assert_true (g_file_test (from_png, G_FILE_TEST_IS_REGULAR));
+  g_autofree char *converted = g_build_filename (outdir, "gray.pgm", NULL);
+  StImageInfo info;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StTensor) t = st_image_load (converted, 0, &info, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (info.format, ==, ST_FORMAT_PNM);
+  g_assert_cmpint (info.bit_depth, ==, 16);
+  g_assert_cmpint (t->shape.c, ==, 1);
+
+  /* GIF is read only: a GIF in a folder is written as a PNG. */
+  g_autofree char *gif_dir = g_build_filename (tmp, "gifs", NULL);
+  g_assert_cmpint (g_mkdir (gif_dir, 0755), ==, 0);
+  g_autofree char *gif = g_build_filename (gif_dir, "dot.gif", NULL);
+  /* 1x1, a two-colour table, index 0 transparent, the pixel index 0. */
+  tu_write_bytes (gif, "GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00"
+                  "!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00"
+                  "\x02\x02" "D\x01\x00;", 43);
+  g_autofree char *gif_out = g_build_filename (tmp, "gif-out/", NULL);
+  r = tu_run (exe, "run", "blur", gif_dir, "-o", gif_out, NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_autofree char *png = g_build_filename (gif_out, "dot.png", NULL);
+  g_autoptr (StTensor) dot = st_image_load (png, 0, &info, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (info.format, ==, ST_FORMAT_PNG);
+  g_assert_true (info.has_alpha);
+  g_assert_cmpint (dot->shape.c, ==, 4);
+  g_assert_cmpfloat (dot->data[3], ==, 0.0f);
+
+  r = tu_run (exe, "run", "blur", in, "-o", outdir, "--format", "gif", NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_true (strstr (r.err, "--format gif: GIF is read only (write png, jpeg, tiff, webp or pnm)"));
+  tu_result_clear (&r);
+  tu_remove_tree (tmp);
+}
+
 static void
 test_single_file_and_format (void)
 {
@@ -523,7 +583,8 @@ test_output_names_and_standard_streams (void)
       g_autofree char *out = g_build_filename (tmp, bad_names[i], NULL);
       TuResult r = tu_run (exe, "run", "sharpen", in, "-o", out, NULL);
       g_assert_cmpint (r.status, ==, 2);
-      g_assert_true (strstr (r.err, "not a .png, .jpg, .jpeg, .tif, .tiff or .webp name"));
+      g_assert_true (strstr (r.err, "not a .png, .jpg, .jpeg, .tif, .tiff, .webp, .pgm, .ppm, .pnm, "
+                             ".pbm, .pam or .gif name"));
       tu_result_clear (&r);
       g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
     }
@@ -606,7 +667,7 @@ test_output_names_and_standard_streams (void)
   g_autofree char *err3 = NULL;
   const char *args_again[] = { "run", "sharpen", "-", "-o", to_file, "--overwrite", NULL };
   g_assert_cmpint (run_with_stdin (text, &out3, &err3, args_again), ==, 1);
-  g_assert_true (strstr (err3, "standard input: not a PNG, JPEG, TIFF or WebP image"));
+  g_assert_true (strstr (err3, "standard input: not a PNG, JPEG, TIFF, WebP, PNM or GIF image"));
   /* Standard input has no name in an output folder. */
   const char *args_folder[] = { "run", "sharpen", "-", in, "-o", folder, NULL };
   g_autoptr (GBytes) out4 = NULL;
@@ -728,7 +789,7 @@ test_option_ranges (void)
     { "--quality", "9x", "1 to 100, found '9x'" },
     { "--top", "0", "at least 1, found '0'" },
     { "--max-pixels", "99999999999999999999", "at least 1" },
-    { "--format", "bmp", "expected png, jpeg, tiff, webp, csv or jsonl, found 'bmp'" },
+    { "--format", "bmp", "expected png, jpeg, tiff, webp, pnm, csv or jsonl, found 'bmp'" },
     { "--format", "csv", "writes images" },
   };
   for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
@@ -1114,6 +1175,7 @@ main (int argc, char **argv)
     }
   g_test_add_func ("/run/folder-with-bad-images", test_folder_with_bad_images);
   g_test_add_func ("/run/single-file-and-format", test_single_file_and_format);
+  g_test_add_func ("/run/pnm-output", test_pnm_output);
   g_test_add_func ("/run/usage-and-pipeline-errors", test_usage_and_pipeline_errors);
   g_test_add_func ("/run/input-never-replaced", test_input_never_replaced);
   g_test_add_func ("/run/output-collisions", test_output_collisions);

@@ -42,14 +42,23 @@ parse_format (const char *format, StRunOptions *opt, gboolean *predictions_forma
     opt->format = ST_FORMAT_TIFF;
   else if (g_ascii_strcasecmp (format, "webp") == 0)
     opt->format = ST_FORMAT_WEBP;
+  else if (g_ascii_strcasecmp (format, "pnm") == 0 || g_ascii_strcasecmp (format, "pgm") == 0
+           || g_ascii_strcasecmp (format, "ppm") == 0)
+    opt->format = ST_FORMAT_PNM;
+  else if (g_ascii_strcasecmp (format, "gif") == 0)
+    {
+      fprintf (stderr, "strata run: --format gif: GIF is read only "
+               "(write png, jpeg, tiff, webp or pnm)\n");
+      return FALSE;
+    }
   else if (g_ascii_strcasecmp (format, "jsonl") == 0)
     opt->jsonl = *predictions_format = TRUE;
   else if (g_ascii_strcasecmp (format, "csv") == 0)
     *predictions_format = TRUE;
   else
     {
-      fprintf (stderr, "strata run: --format: expected png, jpeg, tiff, webp, csv or jsonl, found '%s'\n",
-               format);
+      fprintf (stderr, "strata run: --format: expected png, jpeg, tiff, webp, pnm, csv or jsonl, "
+               "found '%s'\n", format);
       return FALSE;
     }
   return TRUE;
@@ -68,11 +77,12 @@ typedef struct {
 
 static const StOptionSpec run_options[] = {
   { { "output", ST_PARAM_STRING, NULL, 0, 0, 0, NULL,
-      "Output image (one input; .png, .jpg, .jpeg, .tif, .tiff or .webp), folder (one that exists, a name "
-      "ending in '/', or with several inputs or a folder), or - for standard output",
+      "Output image (one input; .png, .jpg, .jpeg, .tif, .tiff, .webp, .pgm, .ppm or .pnm), "
+      "folder (one that exists, a name ending in '/', or with several inputs or a folder), or - "
+      "for standard output",
       RUN_FIELD (output) }, 'o', "OUT", NULL, NULL },
   { { "format", ST_PARAM_STRING, NULL, 0, 0, 0, NULL,
-      "Images: png, jpeg, tiff or webp; predictions: csv or jsonl", RUN_FIELD (format) },
+      "Images: png, jpeg, tiff, webp or pnm; predictions: csv or jsonl", RUN_FIELD (format) },
     0, "FMT", NULL, "each input's own format, or csv" },
   { { "weights", ST_PARAM_STRING, NULL, 0, 0, 0, NULL, "Weights file", RUN_FIELD (weights) },
     'w', "FILE", NULL, "the pipeline's" },
@@ -154,7 +164,7 @@ run_command (RunCommand *cmd, int argc, char **argv)
     {
       fprintf (stderr, "strata run: --format %s: %s\n", format,
                classify ? "this pipeline writes predictions: csv or jsonl"
-                        : "this pipeline writes images: png, jpeg, tiff or webp");
+                        : "this pipeline writes images: png, jpeg, tiff, webp or pnm");
       st_pipeline_free (p);
       return EXIT_USAGE;
     }

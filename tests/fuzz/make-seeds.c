@@ -17,6 +17,7 @@
 #include <string.h>
 #include <jpeglib.h>
 #include <png.h>
+#include <gif_lib.h>
 #include <tiffio.h>
 #include <webp/encode.h>
 
@@ -325,6 +326,90 @@ webp_seed (const char *name, int width, int height, gboolean alpha, int quality,
   WebPFree (out);
 }
 
+/* ---- PNM and GIF -------------------------------------------------------- */
+
+/* Width x height samples of `channels` a pixel, one or two bytes each. */
+static void
+pnm_binary_seed (const char *name, const char *header, int width, int height, int channels,
+                 int sample_bytes)
+{
+  g_autoptr (GByteArray) a = g_byte_array_new ();
+  g_byte_array_append (a, (const guint8 *) header, strlen (header));
+  for (int i = 0; i < width * height * channels * sample_bytes; i++)
+    {
+      guint8 b = (guint8) (i * 37 + 11);
+      g_byte_array_append (a, &b, 1);
+    }
+  write_seed ("image", name, a->data, a->len);
+}
+
+#define TEXT_SEED(name, text) write_seed ("image", name, text, sizeof text - 1)
+
+static void
+pnm_seeds (void)
+{
+  TEXT_SEED ("plain.pbm", "P1\n# comment\n5 2\n1 0 1 0 1\n01010\n");
+  TEXT_SEED ("plain.pgm", "P2 # c\n3 2\n255\n0 128 255\n1 2 3\n");
+  TEXT_SEED ("plain16.ppm", "P3\n2 1\n65535\n65535 0 1 2 3 40000\n");
+  pnm_binary_seed ("bits.pbm", "P4\n# c\n13 3\n", 2, 3, 1, 1);
+  pnm_binary_seed ("gray8.pgm", "P5\n6 4\n255\n", 6, 4, 1, 1);
+  pnm_binary_seed ("gray16.pgm", "P5 4 3 65535\n", 4, 3, 1, 2);
+  pnm_binary_seed ("maxval9.pgm", "P5\n3 3\n9\n", 3, 3, 1, 1);
+  pnm_binary_seed ("rgb8.ppm", "P6\n5 4\n255\n", 5, 4, 3, 1);
+  pnm_binary_seed ("rgb16.ppm", "P6\n3 2\n1000\n", 3, 2, 3, 2);
+  pnm_binary_seed ("rgba.pam", "P7\nWIDTH 3\nHEIGHT 2\nDEPTH 4\nMAXVAL 255\n"
+                   "TUPLTYPE RGB_ALPHA\nENDHDR\n", 3, 2, 4, 1);
+  pnm_binary_seed ("graya16.pam", "P7\n# c\nWIDTH 2\nHEIGHT 2\nDEPTH 2\nMAXVAL 65535\n"
+                   "TUPLTYPE GRAYSCALE_ALPHA\nENDHDR\n", 2, 2, 2, 2);
+  TEXT_SEED ("bw.pam", "P7\nWIDTH 3\nHEIGHT 1\nDEPTH 1\nMAXVAL 1\nTUPLTYPE BLACKANDWHITE\n"
+             "ENDHDR\n\x01\x00\x01");
+  TEXT_SEED ("truncated.ppm", "P6\n4 4\n255\n\x01\x02\x03");
+}
+
+/* A GIF of `frames` frames of a 4-colour pattern, written by giflib
+ * straight into the corpus. */
+static void
+gif_seed (const char *name, int width, int height, int frames, int transparent,
+          gboolean interlace)
+{
+  g_autofree char *file = g_strconcat ("seed-", name, NULL);
+  g_autofree char *path = g_build_filename (corpus_dir, "image", file, NULL);
+  int err = 0;
+  GifFileType *gif = EGifOpenFileName (path, FALSE, &err);
+  if (!gif)
+    g_error ("%s: cannot write (%s)", path, GifErrorString (err));
+  GifColorType colours[4] = { { 255, 0, 0 }, { 0, 255, 0 }, { 0, 0, 255 }, { 9, 99, 199 } };
+  ColorMapObject *map = GifMakeMapObject (4, colours);
+  EGifSetGifVersion (gif, TRUE);
+  EGifPutScreenDesc (gif, width, height, 2, 0, map);
+  g_autofree GifPixelType *row = g_new (GifPixelType, width);
+  for (int f = 0; f < frames; f++)
+    {
+      GraphicsControlBlock gcb = { DISPOSAL_UNSPECIFIED, FALSE, 5, transparent };
+      GifByteType ext[4];
+      EGifPutExtension (gif, GRAPHICS_EXT_FUNC_CODE, (int) EGifGCBToExtension (&gcb, ext), ext);
+      EGifPutImageDesc (gif, 0, 0, width, height, interlace, NULL);
+      for (int y = 0; y < height; y++)
+        {
+          for (int x = 0; x < width; x++)
+            row[x] = (GifPixelType) ((x + 2 * y + f) % 4);
+          EGifPutLine (gif, row, width);
+        }
+    }
+  if (EGifCloseFile (gif, &err) != GIF_OK)
+    g_error ("%s: cannot write (%s)", path, GifErrorString (err));
+  GifFreeMapObject (map);
+}
+
+static void
+gif_seeds (void)
+{
+  gif_seed ("palette.gif", 9, 7, 1, NO_TRANSPARENT_COLOR, FALSE);
+  gif_seed ("transparent.gif", 6, 5, 1, 1, FALSE);
+  gif_seed ("interlaced.gif", 5, 11, 1, NO_TRANSPARENT_COLOR, TRUE);
+  gif_seed ("animation.gif", 4, 4, 2, 3, FALSE);
+}
+
 static void
 image_seeds (void)
 {
@@ -395,6 +480,9 @@ image_seeds (void)
   webp_seed ("lossless-rgba.webp", 7, 6, TRUE, 0, 0);
   webp_seed ("lossless-rgb.webp", 5, 5, FALSE, 0, 0);
   webp_seed ("truncated.webp", 16, 16, FALSE, 80, 20);
+
+  pnm_seeds ();
+  gif_seeds ();
 }
 
 /* ---- Pipelines ---------------------------------------------------------- */
