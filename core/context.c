@@ -85,8 +85,13 @@ st_rng_normal (StRng *rng)
 }
 
 /* ---- Thread pool --------------------------------------------------------
- * Workers wait on a generation counter; st_parallel_for hands each of them
- * one contiguous range and runs the first range itself. */
+ * Items are handed out in chunks from a shared counter, the caller taking
+ * its share like the workers: a thread that the system deschedules (a busy
+ * neighbour, a fuzzer forking) holds up only the chunk it took, and the
+ * others finish the rest.  Which thread runs an item never changes what
+ * the item computes, so results stay bit-identical.  Workers wait on a
+ * generation counter; one that wakes after the items are gone does not
+ * join, so the caller waits only for chunks actually being worked on. */
 
 struct _StPool {
   int n_threads;
@@ -95,25 +100,32 @@ struct _StPool {
   GCond work_cond;
   GCond done_cond;
   guint64 generation;
-  int pending;
+  int active;                  /* workers inside the current call's items */
   gboolean quit;
   StRangeFunc fn;
   gpointer data;
   gsize total;
+  gsize chunk;
+  gsize next;                  /* first item not yet handed out; atomic */
 };
 
-typedef struct {
-  StPool *pool;
-  int index;
-} Worker;
+/* Runs chunks of the current call until none is left. */
+static void
+take_chunks (StPool *pool, StRangeFunc fn, gpointer data, gsize total, gsize chunk)
+{
+  for (;;)
+    {
+      gsize begin = __atomic_fetch_add (&pool->next, chunk, __ATOMIC_RELAXED);
+      if (begin >= total)
+        return;
+      fn (begin, MIN (begin + chunk, total), data);
+    }
+}
 
 static gpointer
 worker_main (gpointer user_data)
 {
-  Worker *w = user_data;
-  StPool *pool = w->pool;
-  int index = w->index;
-  g_free (w);
+  StPool *pool = user_data;
   guint64 seen = 0;
 
   g_mutex_lock (&pool->lock);
@@ -124,18 +136,18 @@ worker_main (gpointer user_data)
       if (pool->quit)
         break;
       seen = pool->generation;
+      if (__atomic_load_n (&pool->next, __ATOMIC_RELAXED) >= pool->total)
+        continue;
+      pool->active++;
       StRangeFunc fn = pool->fn;
       gpointer data = pool->data;
-      gsize total = pool->total;
+      gsize total = pool->total, chunk = pool->chunk;
       g_mutex_unlock (&pool->lock);
 
-      gsize begin = total * index / pool->n_threads;
-      gsize end = total * (index + 1) / pool->n_threads;
-      if (begin < end)
-        fn (begin, end, data);
+      take_chunks (pool, fn, data, total, chunk);
 
       g_mutex_lock (&pool->lock);
-      if (--pool->pending == 0)
+      if (--pool->active == 0)
         g_cond_signal (&pool->done_cond);
     }
   g_mutex_unlock (&pool->lock);
@@ -169,15 +181,11 @@ pool_new (int n_threads, gboolean allow_fewer, GError **error)
   pool->threads = g_new0 (GThread *, n_threads);
   for (int i = 1; i < n_threads; i++)
     {
-      Worker *w = g_new (Worker, 1);
-      w->pool = pool;
-      w->index = i;
       g_autoptr (GError) local = NULL;
-      pool->threads[i] = g_thread_try_new ("strata-worker", worker_main, w, &local);
+      pool->threads[i] = g_thread_try_new ("strata-worker", worker_main, pool, &local);
       if (pool->threads[i])
         continue;
-      g_free (w);
-      /* Workers split ranges by n_threads: only the started ones count. */
+      /* Only the started threads count (st_pool_free joins n_threads - 1). */
       pool->n_threads = i;
       if (allow_fewer)
         break;
@@ -237,21 +245,23 @@ st_parallel_for (const StRunContext *ctx, gsize n, StRangeFunc fn, gpointer data
       fn (0, n, data);
       return;
     }
+  /* About four chunks a thread: small enough to even out a late thread,
+   * large enough that handing them out costs nothing. */
+  const gsize chunk = MAX (n / ((gsize) pool->n_threads * 4), 1);
   g_mutex_lock (&pool->lock);
   pool->fn = fn;
   pool->data = data;
   pool->total = n;
-  pool->pending = pool->n_threads - 1;
+  pool->chunk = chunk;
+  __atomic_store_n (&pool->next, 0, __ATOMIC_RELAXED);
   pool->generation++;
   g_cond_broadcast (&pool->work_cond);
   g_mutex_unlock (&pool->lock);
 
-  gsize end = n / pool->n_threads;
-  if (end > 0)
-    fn (0, end, data);
+  take_chunks (pool, fn, data, n, chunk);
 
   g_mutex_lock (&pool->lock);
-  while (pool->pending > 0)
+  while (pool->active > 0)
     g_cond_wait (&pool->done_cond, &pool->lock);
   g_mutex_unlock (&pool->lock);
 }

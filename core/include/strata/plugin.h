@@ -327,10 +327,14 @@ typedef void (*StRangeFunc) (gsize begin, gsize end, gpointer data);
  * threads; returns when all are done.  fn must not call back into the
  * core's thread pool.
  *
- * Each thread (the caller's included) runs fn at most once per call, on
- * one range, so scratch memory allocated inside fn is allocated once per
- * thread.  The ranges do not overlap: fn may write its own items' outputs
- * without locks, and anything shared must be read-only or protected.  fn
+ * Ranges are handed out as threads become free (about four per thread),
+ * so a thread the system deschedules does not hold up the rest: a thread
+ * may run fn several times in one call, and which thread runs an item
+ * varies from call to call.  What fn computes for an item must depend on
+ * the item alone (keep per-item scratch and partial sums indexed by item,
+ * not by thread), which keeps results identical from run to run.  The
+ * ranges do not overlap: fn may write its own items' outputs without
+ * locks, and anything shared must be read-only or protected.  fn
  * returns nothing; to report a failure, record it in data (one slot per
  * item, or an atomic flag) and set the GError after st_parallel_for()
  * returns.  The number of threads is set once per run (`-j`): n is
