@@ -1,6 +1,6 @@
 /* strata — tests of the network layers without weights of their own or
  * with per-channel ones: maxpool, avgpool, globalavgpool, dropout, flatten,
- * softmax, activation, batchnorm; and of st_gradcheck itself.
+ * softmax, activation, batchnorm, concat; and of st_gradcheck itself.
  *
  * Every forward is compared with a plain reference written here (naive
  * loops in double, independent of the plugins' code) over odd sizes,
@@ -953,6 +953,66 @@ test_batchnorm_gradcheck (void)
     }
 }
 
+/* ---- concat ------------------------------------------------------------------- */
+
+/* Inputs of 1, 2 and 3 channels stacked in input order, sample by sample;
+ * the backward hands each input its band of the gradient. */
+static void
+test_concat (void)
+{
+  const int channels[] = { 1, 2, 3 };
+  StShape shapes[3];
+  g_autoptr (StTensor) a = random_tensor (2, 1, 3, 4, 11);
+  g_autoptr (StTensor) b = random_tensor (2, 2, 3, 4, 12);
+  g_autoptr (StTensor) c = random_tensor (2, 3, 3, 4, 13);
+  const StTensor *inputs[] = { a, b, c };
+  for (int i = 0; i < 3; i++)
+    shapes[i] = inputs[i]->shape;
+  g_autoptr (GError) error = NULL;
+  StStage *stage = tu_stage_new (reg, "concat", "cat", NULL, &error);
+  g_assert_no_error (error);
+  for (int t = 0; t < 2; t++)
+    {
+      g_autoptr (StTensor) out = tu_stage_run (stage, inputs, 3, ctxs[t], &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (out->shape.n, ==, 2);
+      g_assert_cmpint (out->shape.c, ==, 6);
+      g_assert_cmpint (out->shape.h, ==, 3);
+      g_assert_cmpint (out->shape.w, ==, 4);
+      g_autoptr (StTensor) g = random_tensor (2, 6, 3, 4, 14);
+      StTensor *grads[3];
+      for (int i = 0; i < 3; i++)
+        grads[i] = st_tensor_new (shapes[i], NULL);
+      g_assert_true (stage->kind->backward (stage, ctxs[t], inputs, out, g, grads, &error));
+      for (int n = 0; n < 2; n++)
+        for (int i = 0, first = 0; i < 3; first += channels[i], i++)
+          for (int ch = 0; ch < channels[i]; ch++)
+            for (int y = 0; y < 3; y++)
+              for (int x = 0; x < 4; x++)
+                {
+                  g_assert_cmpfloat (at (out, n, first + ch, y, x), ==,
+                                     at (inputs[i], n, ch, y, x));
+                  g_assert_cmpfloat (at (grads[i], n, ch, y, x), ==, at (g, n, first + ch, y, x));
+                }
+      for (int i = 0; i < 3; i++)
+        st_tensor_free (grads[i]);
+    }
+  st_stage_free (stage);
+
+  /* Channels may differ; height, width and batch may not. */
+  StGradcheckResult result;
+  g_assert_true (st_gradcheck (tu_kind (reg, "concat"), NULL, NULL, 0, shapes, 3, TRUE, 1,
+                               EPS_LINEAR, TOLERANCE, &result, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (result.n_checked, >, 0);
+  StShape wrong[] = { { 2, 1, 3, 4 }, { 2, 1, 3, 5 } };
+  stage = tu_stage_new (reg, "concat", "cat", NULL, &error);
+  g_assert_false (st_stage_infer (stage, wrong, 2, &error));
+  g_assert_error (error, ST_ERROR, ST_ERROR_SHAPE);
+  g_assert_nonnull (strstr (error->message, "input 2 is 2x1x3x5 but input 1 is 2x1x3x4"));
+  st_stage_free (stage);
+}
+
 /* ---- st_gradcheck itself ------------------------------------------------------- */
 
 /* A kind whose backward is wrong: out = 2·in, but grad_in = grad_out. */
@@ -1170,6 +1230,7 @@ main (int argc, char **argv)
   g_test_add_func ("/layers/batchnorm/inference", test_batchnorm_inference);
   g_test_add_func ("/layers/batchnorm/errors", test_batchnorm_errors);
   g_test_add_func ("/layers/batchnorm/gradcheck", test_batchnorm_gradcheck);
+  g_test_add_func ("/layers/concat", test_concat);
   g_test_add_func ("/gradcheck/catches", test_gradcheck_catches);
   g_test_add_func ("/gradcheck/elu-seeds", test_gradcheck_elu_seeds);
 
