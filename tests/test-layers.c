@@ -1,6 +1,7 @@
 /* strata — tests of the network layers without weights of their own or
  * with per-channel ones: maxpool, avgpool, globalavgpool, dropout, flatten,
- * softmax, activation, batchnorm, concat; and of st_gradcheck itself.
+ * softmax, activation, batchnorm, concat; the residual network of
+ * pipelines/resnet-mnist.ini as a whole; and of st_gradcheck itself.
  *
  * Every forward is compared with a plain reference written here (naive
  * loops in double, independent of the plugins' code) over odd sizes,
@@ -11,6 +12,7 @@
  * PyTorch's batchnorm momentum rule.  maxpool's fast path for tiling
  * windows must match its general path bit for bit, NaNs included. */
 #include "context.h"
+#include "pipeline.h"
 #include "registry.h"
 #include "stage.h"
 #include "testutil.h"
@@ -1013,6 +1015,145 @@ test_concat (void)
   st_stage_free (stage);
 }
 
+/* ---- A residual network as a whole ------------------------------------------- */
+
+/* Σ out · r, the scalar whose gradient the backward computes for grad r. */
+static double
+network_loss (StPipeline *p, StRunContext *ctx, const StTensor *in, const StTensor *r)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StTensor) out = st_pipeline_forward (p, ctx, in, FALSE, &error);
+  g_assert_no_error (error);
+  double sum = 0.0;
+  for (gsize i = 0; i < st_tensor_numel (out); i++)
+    sum += (double) out->data[i] * r->data[i];
+  return sum;
+}
+
+/* Central difference of network_loss in element j of v: the median over
+ * five steps from 2e-3 down, so that neither float rounding (small steps)
+ * nor a ReLU or maxpool kink (large ones) decides it. */
+static double
+numeric_gradient (StPipeline *p, StRunContext *ctx, const StTensor *in, const StTensor *r,
+                  float *v, gsize j)
+{
+  double nums[5], eps = 2e-3;
+  for (int q = 0; q < 5; q++, eps /= 2)
+    {
+      float v0 = v[j], vp = (float) (v0 + eps), vm = (float) (v0 - eps);
+      v[j] = vp;
+      double lp = network_loss (p, ctx, in, r);
+      v[j] = vm;
+      double lm = network_loss (p, ctx, in, r);
+      v[j] = v0;
+      nums[q] = (lp - lm) / ((double) vp - vm);
+    }
+  for (int x = 0; x < 5; x++)
+    for (int y = x + 1; y < 5; y++)
+      if (nums[y] < nums[x])
+        {
+          double t = nums[x];
+          nums[x] = nums[y];
+          nums[y] = t;
+        }
+  return nums[2];
+}
+
+/* One stage read three times: twice by one add (input=scale,scale) and
+ * once through an identity.  out = (1 + 2 + 4) w x, so the gradient of
+ * Σ out · r in the 1x1 convolution's weight w is 7 Σ x r: each of the
+ * three paths counts once. */
+static void
+test_fan_out (void)
+{
+  g_autoptr (GError) error = NULL;
+  StPipeline *p = st_pipeline_load_data (reg,
+    "[pipeline]\ninput=1x2x3\n"
+    "[scale]\ntype=conv2d\nfilters=1\nsize=1\nbias=false\n"
+    "[same]\ntype=activation\nfunction=none\n"
+    "[sum]\ntype=add\ninput=scale,scale,same\nweights=1,2,4\n", "fan-out.ini", &error);
+  g_assert_no_error (error);
+  StStage *scale = st_pipeline_stage (p, 0);
+  st_stage_enable_grads (scale);
+  st_stage_zero_grads (scale);
+  float w = st_stage_param (scale, 0)->data[0];
+  g_autoptr (StTensor) x = random_tensor (2, 1, 2, 3, 41);
+  g_autoptr (StTensor) r = random_tensor (2, 1, 2, 3, 42);
+  g_autoptr (StTensor) out = st_pipeline_forward (p, ctxs[1], x, TRUE, &error);
+  g_assert_no_error (error);
+  g_assert_true (st_pipeline_backward (p, ctxs[1], r, &error));
+  double want = 0;
+  for (gsize i = 0; i < st_tensor_numel (x); i++)
+    {
+      g_assert_cmpfloat_with_epsilon (out->data[i], 7 * w * x->data[i], 1e-5);
+      want += 7.0 * x->data[i] * r->data[i];
+    }
+  g_assert_cmpfloat_with_epsilon (st_stage_param_grad (scale, 0)->data[0], want, 1e-4);
+  st_pipeline_free (p);
+}
+
+/* pipelines/resnet-mnist.ini, trained through: every trainable tensor's
+ * gradient from the pipeline's backward agrees with central differences
+ * (norm-wise over a sample of its elements).  The stem and block 1 are
+ * upstream of a fan-out (pool and relu1 each feed two stages): their
+ * gradients are right only if the core sums both paths. */
+static void
+test_resnet_gradients (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *path = g_build_filename (STRATA_SOURCE_ROOT, "pipelines", "resnet-mnist.ini",
+                                            NULL);
+  StPipeline *p = st_pipeline_load_file (reg, path, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (st_pipeline_output_shape (p).c, ==, 10);
+  for (int i = 0; i < st_pipeline_n_stages (p); i++)
+    {
+      st_stage_enable_grads (st_pipeline_stage (p, i));
+      st_stage_zero_grads (st_pipeline_stage (p, i));
+    }
+  /* Batch statistics, as training sees them. */
+  StRunContext *ctx = st_run_context_new (3, 1);
+  ctx->training = TRUE;
+  g_autoptr (StTensor) in = random_tensor (2, 1, 28, 28, 31);
+  g_autoptr (StTensor) out = st_pipeline_forward (p, ctx, in, TRUE, &error);
+  g_assert_no_error (error);
+  g_autoptr (StTensor) r = random_tensor (2, 10, 1, 1, 32);
+  g_assert_true (st_pipeline_backward (p, ctx, r, &error));
+  g_assert_no_error (error);
+
+  g_autoptr (GPtrArray) weights = st_pipeline_weights (p);
+  GRand *rand = g_rand_new_with_seed (33);
+  int tensors = 0;
+  gsize trained = 0;
+  for (guint i = 0; i < weights->len; i++)
+    {
+      StWeight *w = weights->pdata[i];
+      if (!w->trainable)
+        continue;
+      gsize n = st_tensor_numel (w->value);
+      trained += n;
+      double sum_err = 0.0, sum_a = 0.0;
+      for (int e = 0; e < 8; e++)
+        {
+          gsize j = n <= 8 ? (gsize) e % n : (gsize) g_rand_int_range (rand, 0, (gint32) n);
+          double a = w->grad->data[j];
+          double num = numeric_gradient (p, ctx, in, r, w->value->data, j);
+          sum_err += (a - num) * (a - num);
+          sum_a += a * a;
+        }
+      double err = sqrt (sum_err / MAX (sum_a, 1e-300));
+      g_test_message ("%-16s norm-wise relative error %.2g", w->full_name, err);
+      /* A wrong gradient (one path of a fan-out dropped) scores near 1. */
+      g_assert_cmpfloat (err, <, 5e-2);
+      tensors++;
+    }
+  g_assert_cmpint (tensors, ==, 20);
+  g_assert_cmpuint (trained, ==, 19706);
+  g_rand_free (rand);
+  st_run_context_free (ctx);
+  st_pipeline_free (p);
+}
+
 /* ---- st_gradcheck itself ------------------------------------------------------- */
 
 /* A kind whose backward is wrong: out = 2·in, but grad_in = grad_out. */
@@ -1231,6 +1372,8 @@ main (int argc, char **argv)
   g_test_add_func ("/layers/batchnorm/errors", test_batchnorm_errors);
   g_test_add_func ("/layers/batchnorm/gradcheck", test_batchnorm_gradcheck);
   g_test_add_func ("/layers/concat", test_concat);
+  g_test_add_func ("/network/fan-out", test_fan_out);
+  g_test_add_func ("/network/resnet-mnist", test_resnet_gradients);
   g_test_add_func ("/gradcheck/catches", test_gradcheck_catches);
   g_test_add_func ("/gradcheck/elu-seeds", test_gradcheck_elu_seeds);
 
