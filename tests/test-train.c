@@ -1070,6 +1070,87 @@ test_schedule_resume (Fixture *f, gconstpointer unused)
   tu_result_clear (&r);
 }
 
+/* ---- A residual network learns ------------------------------------------------ */
+
+/* DIR/PREFIX-images-idx3-ubyte and -labels-idx1-ubyte: n 12x12 images of
+ * four classes, stripes of period 4 at a random phase running
+ * horizontally (0), vertically (1), along one diagonal (2) or the other
+ * (3), with noise from seed. */
+static void
+write_stripes_idx (const char *dir, const char *prefix, int n, guint32 seed)
+{
+  g_autoptr (GRand) rand = g_rand_new_with_seed (seed);
+  g_autoptr (GByteArray) images = g_byte_array_new ();
+  g_autoptr (GByteArray) labels = g_byte_array_new ();
+  tu_put_be32 (images, 0x803);
+  tu_put_be32 (images, n);
+  tu_put_be32 (images, 12);
+  tu_put_be32 (images, 12);
+  tu_put_be32 (labels, 0x801);
+  tu_put_be32 (labels, n);
+  for (int i = 0; i < n; i++)
+    {
+      guint8 label = (guint8) (i % 4);
+      g_byte_array_append (labels, &label, 1);
+      int phase = g_rand_int_range (rand, 0, 4);
+      for (int y = 0; y < 12; y++)
+        for (int x = 0; x < 12; x++)
+          {
+            int along = label == 0 ? y : label == 1 ? x : label == 2 ? x + y : x - y + 12;
+            gboolean bright = (along + phase) % 4 < 2;
+            guint8 v = (guint8) CLAMP ((bright ? 180 : 60) + g_rand_int_range (rand, -40, 40), 0,
+                                       255);
+            g_byte_array_append (images, &v, 1);
+          }
+    }
+  g_autofree char *ip = g_strdup_printf ("%s/%s-images-idx3-ubyte", dir, prefix);
+  g_autofree char *lp = g_strdup_printf ("%s/%s-labels-idx1-ubyte", dir, prefix);
+  g_assert_true (g_file_set_contents (ip, (char *) images->data, images->len, NULL));
+  g_assert_true (g_file_set_contents (lp, (char *) labels->data, labels->len, NULL));
+}
+
+/* A stem and one residual block (the stem's output feeds both the block
+ * and its addition), global pooling, four scores. */
+static const char *residual_pipeline =
+  "[pipeline]\ninput=1x12x12\n"
+  "[stem]\ntype=conv2d\nfilters=8\nsize=3\npadding=same\nactivation=relu\n"
+  "[a]\ntype=conv2d\nfilters=8\nsize=3\npadding=same\nactivation=relu\n"
+  "[b]\ntype=conv2d\nfilters=8\nsize=3\npadding=same\n"
+  "[sum]\ntype=add\ninput=stem,b\n"
+  "[relu]\ntype=activation\nfunction=relu\n"
+  "[gap]\ntype=globalavgpool\n"
+  "[fc]\ntype=dense\nunits=4\n"
+  "[prob]\ntype=softmax\n";
+
+/* Trained through the CLI on 400 images for 4 epochs (about a second),
+ * the residual network tells the four orientations apart on 100 unseen
+ * images (it scores 1.0 with seeds 1 to 8; 0.95 leaves room). */
+static void
+test_residual_learns (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *data = g_build_filename (f->dir, "stripes", NULL);
+  g_assert_cmpint (g_mkdir (data, 0755), ==, 0);
+  write_stripes_idx (data, "train", 400, 21);
+  write_stripes_idx (data, "t10k", 100, 22);
+  g_autofree char *ini = g_build_filename (f->dir, "residual.ini", NULL);
+  g_assert_true (g_file_set_contents (ini, residual_pipeline, -1, NULL));
+  g_autofree char *w = g_build_filename (f->dir, "residual.safetensors", NULL);
+  TuResult r = RUN ("train", ini, "--data", data, "-o", w, "--epochs", "4", "--batch", "16",
+                    "--lr", "0.01", "--seed", "3", "-j", "2", "--quiet");
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  r = RUN ("eval", ini, "--data", data, "--weights", w, "--format", "json");
+  g_assert_cmpint (r.status, ==, 0);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_assert_true (json_parser_load_from_data (parser, r.out, -1, NULL));
+  JsonObject *o = json_node_get_object (json_parser_get_root (parser));
+  double acc = json_object_get_double_member (o, "accuracy");
+  g_test_message ("residual network on 4 stripe orientations: test accuracy %.3f", acc);
+  g_assert_cmpint (json_object_get_int_member (o, "images"), ==, 100);
+  g_assert_cmpfloat (acc, >=, 0.95);
+  tu_result_clear (&r);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1100,6 +1181,7 @@ main (int argc, char **argv)
   g_test_add ("/train/label-smoothing-loss", Fixture, NULL, fixture_set_up, test_label_smoothing_loss, fixture_tear_down);
   g_test_add ("/train/schedule-values", Fixture, NULL, fixture_set_up, test_schedule_values, fixture_tear_down);
   g_test_add ("/train/schedule-resume", Fixture, NULL, fixture_set_up, test_schedule_resume, fixture_tear_down);
+  g_test_add ("/train/residual-learns", Fixture, NULL, fixture_set_up, test_residual_learns, fixture_tear_down);
   g_test_add ("/train/fashion-mnist-subset", Fixture, NULL, fixture_set_up, test_fashion_mnist_subset, fixture_tear_down);
   return g_test_run ();
 }
