@@ -1070,6 +1070,42 @@ test_schedule_resume (Fixture *f, gconstpointer unused)
   tu_result_clear (&r);
 }
 
+/* A checkpoint from before label smoothing and schedules were kept (no
+ * such keys) resumes with neither; a stored smoothing out of range is
+ * refused with the file's name. */
+static void
+test_checkpoint_settings (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *w = g_build_filename (f->dir, "w.safetensors", NULL);
+  g_autofree char *ckpt = g_build_filename (f->dir, "w.ckpt.safetensors", NULL);
+  g_autofree char *old = g_build_filename (f->dir, "old.ckpt.safetensors", NULL);
+  g_autofree char *bad = g_build_filename (f->dir, "bad.ckpt.safetensors", NULL);
+  TuResult r = RUN ("train", f->ini, "--data", f->data, "-o", w, "--epochs", "1", "--quiet");
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StTensorFile) file = st_tensor_file_read (ckpt, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (g_hash_table_lookup (file->metadata, "strata.label_smoothing"), ==, "0x0p+0");
+  g_assert_cmpstr (g_hash_table_lookup (file->metadata, "strata.schedule"), ==, "constant");
+  g_assert_true (g_hash_table_remove (file->metadata, "strata.label_smoothing"));
+  g_assert_true (g_hash_table_remove (file->metadata, "strata.schedule"));
+  g_assert_true (st_tensor_file_write (old, (const StNamedTensor *const *) file->tensors->pdata,
+                                       file->tensors->len, file->metadata, &error));
+  g_hash_table_insert (file->metadata, g_strdup ("strata.label_smoothing"), g_strdup ("1.5"));
+  g_assert_true (st_tensor_file_write (bad, (const StNamedTensor *const *) file->tensors->pdata,
+                                       file->tensors->len, file->metadata, &error));
+  r = RUN ("train", f->ini, "--data", f->data, "-o", w, "--epochs", "2", "--resume", old,
+           "--schedule", "one-cycle", "--quiet");
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  r = RUN ("train", f->ini, "--data", f->data, "-o", w, "--epochs", "2", "--resume", bad, "--quiet");
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "bad.ckpt.safetensors: the checkpoint's label smoothing '1.5' "
+                                   "is not in [0, 1)"));
+  tu_result_clear (&r);
+}
+
 /* ---- A residual network learns ------------------------------------------------ */
 
 /* DIR/PREFIX-images-idx3-ubyte and -labels-idx1-ubyte: n 12x12 images of
@@ -1181,6 +1217,7 @@ main (int argc, char **argv)
   g_test_add ("/train/label-smoothing-loss", Fixture, NULL, fixture_set_up, test_label_smoothing_loss, fixture_tear_down);
   g_test_add ("/train/schedule-values", Fixture, NULL, fixture_set_up, test_schedule_values, fixture_tear_down);
   g_test_add ("/train/schedule-resume", Fixture, NULL, fixture_set_up, test_schedule_resume, fixture_tear_down);
+  g_test_add ("/train/checkpoint-settings", Fixture, NULL, fixture_set_up, test_checkpoint_settings, fixture_tear_down);
   g_test_add ("/train/residual-learns", Fixture, NULL, fixture_set_up, test_residual_learns, fixture_tear_down);
   g_test_add ("/train/fashion-mnist-subset", Fixture, NULL, fixture_set_up, test_fashion_mnist_subset, fixture_tear_down);
   return g_test_run ();
