@@ -38,6 +38,9 @@ st_checkpoint_save (StPipeline *p, GArray *slots, const StTrainOptions *opt,
   g_autoptr (GHashTable) meta = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
   g_hash_table_insert (meta, "strata.checkpoint", g_strdup ("1"));
   g_hash_table_insert (meta, "strata.optimizer", g_strdup (st_optimizer_name (opt->optimizer)));
+  g_hash_table_insert (meta, "strata.schedule", g_strdup (st_schedule_name (opt->schedule)));
+  /* In hex: a resumed run must use the very same value. */
+  g_hash_table_insert (meta, "strata.label_smoothing", g_strdup_printf ("%a", opt->label_smoothing));
   g_hash_table_insert (meta, "strata.epoch", g_strdup_printf ("%d", pos->epoch));
   g_hash_table_insert (meta, "strata.batch", g_strdup_printf ("%d", pos->batch));
   g_hash_table_insert (meta, "strata.step", g_strdup_printf ("%" G_GINT64_FORMAT, pos->step));
@@ -57,8 +60,42 @@ meta_int (GHashTable *meta, const char *key, gint64 *out)
   return v && g_ascii_string_to_signed (v, 10, 0, G_MAXINT64, out, NULL);
 }
 
+/* The settings a resumed run takes from its checkpoint: the schedule must
+ * be the one given (like the optimizer), label smoothing is the
+ * checkpoint's unless given; checkpoints older than these keys had
+ * neither. */
+static gboolean
+load_settings (GHashTable *meta, StTrainOptions *opt, GError **error)
+{
+  const char *schedule = g_hash_table_lookup (meta, "strata.schedule");
+  if (schedule && strcmp (schedule, st_schedule_name (opt->schedule)) != 0)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
+                   "%s: the checkpoint was written with schedule '%s', this run uses '%s'",
+                   opt->resume, schedule, st_schedule_name (opt->schedule));
+      return FALSE;
+    }
+  const char *text = g_hash_table_lookup (meta, "strata.label_smoothing");
+  double stored = text ? g_ascii_strtod (text, NULL) : 0;
+  if (!(stored >= 0 && stored < 1))
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_WEIGHTS,
+                   "%s: the checkpoint's label smoothing '%s' is not in [0, 1)", opt->resume, text);
+      return FALSE;
+    }
+  if (opt->label_smoothing >= 0 && opt->label_smoothing != stored)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_USAGE,
+                   "%s: the checkpoint was written with --label-smoothing %g, this run gives %g",
+                   opt->resume, stored, opt->label_smoothing);
+      return FALSE;
+    }
+  opt->label_smoothing = stored;
+  return TRUE;
+}
+
 gboolean
-st_checkpoint_load (StPipeline *p, GArray *slots, const StTrainOptions *opt,
+st_checkpoint_load (StPipeline *p, GArray *slots, StTrainOptions *opt,
                     StRunContext *ctx, StTrainPosition *pos, GError **error)
 {
   g_autoptr (StTensorFile) file = st_tensor_file_read (opt->resume, error);
@@ -94,6 +131,8 @@ st_checkpoint_load (StPipeline *p, GArray *slots, const StTrainOptions *opt,
                    opt->resume, optimizer, st_optimizer_name (opt->optimizer));
       return FALSE;
     }
+  if (!load_settings (file->metadata, opt, error))
+    return FALSE;
   /* Parameters first, through the checks every weights file gets. */
   g_autoptr (GPtrArray) weights = st_pipeline_weights (p);
   if (!st_weights_check (weights, file, opt->resume, STATE_PREFIX, error))

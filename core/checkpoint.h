@@ -21,8 +21,10 @@ typedef struct {
  * and, as metadata, pos and ctx's generator. */
 gboolean st_checkpoint_save (StPipeline *p, GArray *slots, const StTrainOptions *opt,
                              const StRunContext *ctx, const StTrainPosition *pos, GError **error);
-/* Reads opt->resume into p, the slots, ctx's generator and pos. */
-gboolean st_checkpoint_load (StPipeline *p, GArray *slots, const StTrainOptions *opt,
+/* Reads opt->resume into p, the slots, ctx's generator and pos, and the
+ * settings a resumed run keeps into opt: label smoothing (refused when
+ * opt gives another), and the schedule (refused when not opt's). */
+gboolean st_checkpoint_load (StPipeline *p, GArray *slots, StTrainOptions *opt,
                              StRunContext *ctx, StTrainPosition *pos, GError **error);
 
 G_END_DECLS

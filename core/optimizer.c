@@ -99,9 +99,44 @@ st_optimizer_step (GArray *slots, const StTrainOptions *opt, double lr, gint64 s
     }
 }
 
-double
-st_schedule_lr (const StTrainOptions *opt, int epoch)
+/* PyTorch's OneCycleLR with its defaults (anneal_strategy "cos",
+ * pct_start 0.3, div_factor 25, final_div_factor 1e4, three_phase False,
+ * momentum not cycled): from lr/25 up to lr over the first 30% of the
+ * steps, then down to lr/25/1e4 at the last, both halves cosine. */
+static double
+one_cycle_lr (double max_lr, gint64 step, gint64 total)
 {
+  const double pct_start = 0.3, div_factor = 25, final_div_factor = 1e4;
+  double initial = max_lr / div_factor, final = initial / final_div_factor;
+  /* Past the end (more epochs on resume) the rate stays at its floor. */
+  double k = (double) MIN (step, total - 1);
+  double peak_step = pct_start * (double) total - 1, last_step = (double) (total - 1);
+  double from, to, pct;
+  if (k <= peak_step)
+    from = initial, to = max_lr, pct = peak_step > 0 ? k / peak_step : 1;
+  else
+    from = max_lr, to = final, pct = (k - peak_step) / (last_step - peak_step);
+  return to + (from - to) / 2.0 * (cos (G_PI * pct) + 1.0);
+}
+
+/* Linear from 0 (step 0) towards lr over the warm-up's steps, then cosine
+ * from lr to 0 over the rest, as get_cosine_schedule_with_warmup of
+ * Hugging Face's transformers. */
+static double
+warmup_cosine_lr (double lr, gint64 step, gint64 warmup, gint64 total)
+{
+  if (step < warmup)
+    return lr * (double) step / (double) warmup;
+  double progress = (double) (step - warmup) / (double) MAX (total - warmup, 1);
+  return lr * 0.5 * (1.0 + cos (G_PI * MIN (progress, 1.0)));
+}
+
+double
+st_schedule_lr (const StTrainOptions *opt, gint64 step, int steps_per_epoch)
+{
+  int spe = MAX (steps_per_epoch, 1);
+  int epoch = (int) MIN (step / spe, G_MAXINT);
+  gint64 total = (gint64) MAX (opt->epochs, 1) * spe;
   switch (opt->schedule)
     {
     case ST_SCHEDULE_CONSTANT:
@@ -110,8 +145,27 @@ st_schedule_lr (const StTrainOptions *opt, int epoch)
       return opt->lr * pow (opt->gamma, epoch / MAX (opt->step_epochs, 1));
     case ST_SCHEDULE_COSINE:
       return opt->lr * 0.5 * (1.0 + cos (G_PI * epoch / MAX (opt->epochs, 1)));
+    case ST_SCHEDULE_ONE_CYCLE:
+      return one_cycle_lr (opt->lr, step, total);
+    case ST_SCHEDULE_WARMUP_COSINE:
+      return warmup_cosine_lr (opt->lr, step, st_schedule_warmup_steps (opt, spe), total);
     }
   return opt->lr;
+}
+
+gint64
+st_schedule_warmup_steps (const StTrainOptions *opt, int steps_per_epoch)
+{
+  return opt->warmup_steps > 0 ? opt->warmup_steps
+                               : (gint64) opt->warmup_epochs * MAX (steps_per_epoch, 1);
+}
+
+const char *
+st_schedule_name (StScheduleKind kind)
+{
+  static const char *const names[] = { "constant", "step", "cosine", "one-cycle",
+                                       "warmup-cosine" };
+  return names[kind];
 }
 
 const char *

@@ -7,7 +7,12 @@
 G_BEGIN_DECLS
 
 typedef enum { ST_OPTIM_SGD, ST_OPTIM_ADAM, ST_OPTIM_ADAMW } StOptimKind;
-typedef enum { ST_SCHEDULE_CONSTANT, ST_SCHEDULE_STEP, ST_SCHEDULE_COSINE } StScheduleKind;
+/* constant, step and cosine set the rate per epoch; one-cycle and
+ * warmup-cosine per step (optimizer.c gives the formulas). */
+typedef enum {
+  ST_SCHEDULE_CONSTANT, ST_SCHEDULE_STEP, ST_SCHEDULE_COSINE, ST_SCHEDULE_ONE_CYCLE,
+  ST_SCHEDULE_WARMUP_COSINE
+} StScheduleKind;
 
 /* What training tells its caller, which presents it (the library does
  * not print). */
@@ -21,8 +26,9 @@ typedef struct {
   StTrainEvent event;
   int epoch, epochs;           /* epoch counts from 1 */
   int batch, n_batches;        /* batches of this epoch done */
-  double lr;                   /* this epoch's */
-  double loss, accuracy;       /* on the training data, this epoch so far */
+  double lr;                   /* of the last step taken (of the epoch's first before any) */
+  double loss, accuracy;       /* on the training data, this epoch so far; the loss is
+                                * the smoothed one under label smoothing */
   double test_loss, test_accuracy;  /* ST_TRAIN_EPOCH with test data; otherwise -1 */
   double seconds;              /* this epoch's training so far (testing excluded) */
   double images_per_second;
@@ -42,6 +48,12 @@ typedef struct {
   StScheduleKind schedule;
   int step_epochs;             /* step schedule: multiply by gamma every step_epochs */
   double gamma;
+  /* warmup-cosine: steps of linear warm-up, given as epochs or as steps
+   * (at most one of them non-zero). */
+  int warmup_epochs, warmup_steps;
+  /* Targets (1 - E) one-hot + E / K over K class scores.  < 0: not given,
+   * which is 0, or with resume the checkpoint's value. */
+  double label_smoothing;
   int batch_size;
   int epochs;
   gboolean shuffle;
@@ -75,5 +87,8 @@ void st_train_options_init (StTrainOptions *opt);
 /* Settles what depends on other settings: an lr left at 0 becomes the
  * optimizer's default (0.01 for sgd, 0.001 for adam and adamw). */
 void st_train_options_finish (StTrainOptions *opt);
+/* Settings that contradict each other: --warmup without the warmup-cosine
+ * schedule, or in both epochs and steps.  ST_ERROR_USAGE naming them. */
+gboolean st_train_options_check (const StTrainOptions *opt, GError **error);
 
 G_END_DECLS

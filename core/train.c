@@ -120,25 +120,36 @@ st_train_check_pipeline (StPipeline *p, int n_classes, GError **error)
 
 /* ---- Batches ------------------------------------------------------------ */
 
-/* Mean cross-entropy of softmax(logits) against labels; writes its gradient
- * with respect to the logits, (softmax - onehot) / B, fused as frameworks
- * do so that no log of a tiny probability is ever taken. */
-static double
-softmax_cross_entropy (const StTensor *logits, const int *labels, StTensor *grad, int *correct)
+/* Cross-entropy of softmax(logits) against labels smoothed by E, summed
+ * over the batch: for target t = (1 - E) one-hot + E / K over K scores,
+ * logsumexp(x) - sum_j t_j x_j.  Writes its gradient with respect to the
+ * logits, (softmax - t) / B, fused as frameworks do so that no log of a
+ * tiny probability is ever taken.  At E = 0 the arithmetic is that of the
+ * plain loss, bit for bit. */
+double
+st_softmax_cross_entropy (const StTensor *logits, const int *labels, double label_smoothing,
+                          StTensor *grad, int *correct)
 {
   int n = logits->shape.n, c = logits->shape.c;
+  double off = label_smoothing / c;
+  float on_target = (float) (1.0 - label_smoothing + off), off_target = (float) off;
   double loss = 0;
   for (int b = 0; b < n; b++)
     {
       const float *x = logits->data + (gsize) b * c;
       float *g = grad->data + (gsize) b * c;
       int best = 0;
-      for (int j = 1; j < c; j++)
-        if (x[j] > x[best])
-          best = j;
-      loss += st_softmax_channels (x, g, c, 1) - x[labels[b]];
+      double sum = 0;
       for (int j = 0; j < c; j++)
-        g[j] = (g[j] - (j == labels[b])) / n;
+        {
+          best = x[j] > x[best] ? j : best;
+          sum += x[j];
+        }
+      loss += st_softmax_channels (x, g, c, 1) - (1.0 - label_smoothing) * x[labels[b]];
+      if (label_smoothing > 0)
+        loss -= off * sum;
+      for (int j = 0; j < c; j++)
+        g[j] = (g[j] - (j == labels[b] ? on_target : off_target)) / n;
       *correct += best == labels[b];
     }
   return loss;
@@ -158,7 +169,7 @@ typedef struct {
   GArray *slots;               /* the optimiser's */
   StTrainPosition pos;
   int *labels;                 /* of the batch */
-  double lr;                   /* of the epoch */
+  double lr;                   /* of the step last taken */
   gint64 epoch_start_us, last_progress_us;
   int epoch_start_batch;
   StProgress *progress;        /* the epoch's line */
@@ -299,9 +310,10 @@ check_training_memory (Run *run, GError **error)
 }
 
 /* Fresh weights from the seed, gradients, the optimiser's state, and
- * where a checkpoint left off when resuming. */
+ * where a checkpoint left off when resuming, with the settings it keeps
+ * (run->opt is settled). */
 static gboolean
-start_run (Run *run, GError **error)
+start_run (Run *run, StTrainOptions *settled, GError **error)
 {
   const StTrainOptions *opt = run->opt;
   run->ctx = st_run_context_new (opt->threads, opt->seed);
@@ -314,7 +326,10 @@ start_run (Run *run, GError **error)
   run->n_batches = (run->train->n + opt->batch_size - 1) / opt->batch_size;
   run->n_classes = st_pipeline_output_shape (run->p).c;
   run->labels = g_new (int, opt->batch_size);
-  return !opt->resume || st_checkpoint_load (run->p, run->slots, opt, run->ctx, &run->pos, error);
+  if (opt->resume && !st_checkpoint_load (run->p, run->slots, settled, run->ctx, &run->pos, error))
+    return FALSE;
+  settled->label_smoothing = MAX (settled->label_smoothing, 0.0);
+  return TRUE;
 }
 
 static void
@@ -422,7 +437,8 @@ train_batch (Run *run, const int *order, int epoch, int b, GError **error)
     return FALSE;
   g_autoptr (StTensor) grad = st_tensor_new (logits->shape, NULL);
   int correct = 0;
-  double batch_loss = softmax_cross_entropy (logits, run->labels, grad, &correct);
+  double batch_loss = st_softmax_cross_entropy (logits, run->labels, opt->label_smoothing, grad,
+                                                &correct);
   /* Past this, every weight turns NaN: a file no load would take. */
   if (!isfinite (batch_loss))
     {
@@ -437,6 +453,7 @@ train_batch (Run *run, const int *order, int epoch, int b, GError **error)
   run->pos.seen += count;
   if (!st_pipeline_backward_range (run->p, run->ctx, grad, run->last, error))
     return FALSE;
+  run->lr = st_schedule_lr (opt, run->pos.step, run->n_batches);
   run->pos.step++;
   st_optimizer_step (run->slots, opt, run->lr, run->pos.step);
   return TRUE;
@@ -446,7 +463,8 @@ train_batch (Run *run, const int *order, int epoch, int b, GError **error)
 static gboolean
 train_epoch (Run *run, int epoch, GError **error)
 {
-  run->lr = st_schedule_lr (run->opt, epoch);
+  /* Set again before every step; here for a report before the first. */
+  run->lr = st_schedule_lr (run->opt, run->pos.step, run->n_batches);
   g_autofree int *order = epoch_order (run->train->n, run->opt->seed, epoch, run->opt->shuffle);
   run->epoch_start_us = g_get_monotonic_time ();
   run->last_progress_us = 0;
@@ -534,9 +552,10 @@ st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions
   opt = &settled;
   Run run = { .p = p, .train = train, .test = test, .opt = opt, .epochs_run = epochs_run };
   g_autoptr (GPtrArray) weights = run.weights = st_pipeline_weights (p);
-  if (!find_trained_stages (&run, error) || !check_training_memory (&run, error))
+  if (!st_train_options_check (opt, error) || !find_trained_stages (&run, error)
+      || !check_training_memory (&run, error))
     return FALSE;
-  gboolean ok = start_run (&run, error);
+  gboolean ok = start_run (&run, &settled, error);
   if (ok)
     {
       Signals previous = catch_interrupts ();

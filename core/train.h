@@ -28,6 +28,14 @@ gboolean st_train_check_pipeline (StPipeline *p, int n_classes, GError **error);
 gboolean st_train (StPipeline *p, StDataset *train, StDataset *test,
                    const StTrainOptions *opt, int *epochs_run, GError **error);
 
+/* The loss training minimises: the cross-entropy of softmax(logits)
+ * ([B, K, 1, 1]) against labels smoothed by label_smoothing E (targets
+ * (1 - E) one-hot + E / K), summed over the batch.  Writes into grad (its
+ * shape) the gradient of the batch's mean loss with respect to the
+ * logits, and adds to *correct the samples whose highest score is their
+ * label. */
+double st_softmax_cross_entropy (const StTensor *logits, const int *labels,
+                                 double label_smoothing, StTensor *grad, int *correct);
 
 G_END_DECLS
 

@@ -183,6 +183,7 @@ static const GradcheckRow gradcheck_rows[] = {
   { "add", "weights=1.5,-0.5", { 2, 3, 4, 5 }, 2, FALSE, 1e-2 },
   { "avgpool", "size=2", { 2, 2, 4, 4 }, 1, TRUE, 5e-2 },
   { "batchnorm", NULL, { 4, 3, 2, 2 }, 1, TRUE, 0.1 },
+  { "concat", NULL, { 2, 3, 4, 5 }, 3, TRUE, 5e-2 },
   { "crop", "x=1 y=0 width=2 height=2", { 2, 3, 3, 4 }, 1, TRUE, 5e-2 },
   { "conv2d", "filters=2 size=3", { 2, 2, 5, 5 }, 1, TRUE, 5e-2 },
   { "dense", "units=3", { 2, 5, 1, 1 }, 1, TRUE, 5e-2 },

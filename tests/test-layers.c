@@ -1,6 +1,8 @@
 /* strata — tests of the network layers without weights of their own or
  * with per-channel ones: maxpool, avgpool, globalavgpool, dropout, flatten,
- * softmax, activation, batchnorm; and of st_gradcheck itself.
+ * softmax, activation, batchnorm, concat; the residual network of
+ * pipelines/resnet-mnist.ini and an Inception-style block as a whole; and
+ * of st_gradcheck itself.
  *
  * Every forward is compared with a plain reference written here (naive
  * loops in double, independent of the plugins' code) over odd sizes,
@@ -11,6 +13,7 @@
  * PyTorch's batchnorm momentum rule.  maxpool's fast path for tiling
  * windows must match its general path bit for bit, NaNs included. */
 #include "context.h"
+#include "pipeline.h"
 #include "registry.h"
 #include "stage.h"
 #include "testutil.h"
@@ -953,6 +956,234 @@ test_batchnorm_gradcheck (void)
     }
 }
 
+/* ---- concat ------------------------------------------------------------------- */
+
+/* Inputs of 1, 2 and 3 channels stacked in input order, sample by sample;
+ * the backward hands each input its band of the gradient. */
+static void
+test_concat (void)
+{
+  const int channels[] = { 1, 2, 3 };
+  StShape shapes[3];
+  g_autoptr (StTensor) a = random_tensor (2, 1, 3, 4, 11);
+  g_autoptr (StTensor) b = random_tensor (2, 2, 3, 4, 12);
+  g_autoptr (StTensor) c = random_tensor (2, 3, 3, 4, 13);
+  const StTensor *inputs[] = { a, b, c };
+  for (int i = 0; i < 3; i++)
+    shapes[i] = inputs[i]->shape;
+  g_autoptr (GError) error = NULL;
+  StStage *stage = tu_stage_new (reg, "concat", "cat", NULL, &error);
+  g_assert_no_error (error);
+  for (int t = 0; t < 2; t++)
+    {
+      g_autoptr (StTensor) out = tu_stage_run (stage, inputs, 3, ctxs[t], &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (out->shape.n, ==, 2);
+      g_assert_cmpint (out->shape.c, ==, 6);
+      g_assert_cmpint (out->shape.h, ==, 3);
+      g_assert_cmpint (out->shape.w, ==, 4);
+      g_autoptr (StTensor) g = random_tensor (2, 6, 3, 4, 14);
+      StTensor *grads[3];
+      for (int i = 0; i < 3; i++)
+        grads[i] = st_tensor_new (shapes[i], NULL);
+      g_assert_true (stage->kind->backward (stage, ctxs[t], inputs, out, g, grads, &error));
+      for (int n = 0; n < 2; n++)
+        for (int i = 0, first = 0; i < 3; first += channels[i], i++)
+          for (int ch = 0; ch < channels[i]; ch++)
+            for (int y = 0; y < 3; y++)
+              for (int x = 0; x < 4; x++)
+                {
+                  g_assert_cmpfloat (at (out, n, first + ch, y, x), ==,
+                                     at (inputs[i], n, ch, y, x));
+                  g_assert_cmpfloat (at (grads[i], n, ch, y, x), ==, at (g, n, first + ch, y, x));
+                }
+      for (int i = 0; i < 3; i++)
+        st_tensor_free (grads[i]);
+    }
+  st_stage_free (stage);
+
+  /* Channels may differ; height, width and batch may not. */
+  StGradcheckResult result;
+  g_assert_true (st_gradcheck (tu_kind (reg, "concat"), NULL, NULL, 0, shapes, 3, TRUE, 1,
+                               EPS_LINEAR, TOLERANCE, &result, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (result.n_checked, >, 0);
+  StShape wrong[] = { { 2, 1, 3, 4 }, { 2, 1, 3, 5 } };
+  stage = tu_stage_new (reg, "concat", "cat", NULL, &error);
+  g_assert_false (st_stage_infer (stage, wrong, 2, &error));
+  g_assert_error (error, ST_ERROR, ST_ERROR_SHAPE);
+  g_assert_nonnull (strstr (error->message, "input 2 is 2x1x3x5 but input 1 is 2x1x3x4"));
+  st_stage_free (stage);
+}
+
+/* ---- A residual network as a whole ------------------------------------------- */
+
+/* Σ out · r, the scalar whose gradient the backward computes for grad r. */
+static double
+network_loss (StPipeline *p, StRunContext *ctx, const StTensor *in, const StTensor *r)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StTensor) out = st_pipeline_forward (p, ctx, in, FALSE, &error);
+  g_assert_no_error (error);
+  double sum = 0.0;
+  for (gsize i = 0; i < st_tensor_numel (out); i++)
+    sum += (double) out->data[i] * r->data[i];
+  return sum;
+}
+
+/* Central difference of network_loss in element j of v: the median over
+ * five steps from 2e-3 down, so that neither float rounding (small steps)
+ * nor a ReLU or maxpool kink (large ones) decides it. */
+static double
+numeric_gradient (StPipeline *p, StRunContext *ctx, const StTensor *in, const StTensor *r,
+                  float *v, gsize j)
+{
+  double nums[5], eps = 2e-3;
+  for (int q = 0; q < 5; q++, eps /= 2)
+    {
+      float v0 = v[j], vp = (float) (v0 + eps), vm = (float) (v0 - eps);
+      v[j] = vp;
+      double lp = network_loss (p, ctx, in, r);
+      v[j] = vm;
+      double lm = network_loss (p, ctx, in, r);
+      v[j] = v0;
+      nums[q] = (lp - lm) / ((double) vp - vm);
+    }
+  for (int x = 0; x < 5; x++)
+    for (int y = x + 1; y < 5; y++)
+      if (nums[y] < nums[x])
+        {
+          double t = nums[x];
+          nums[x] = nums[y];
+          nums[y] = t;
+        }
+  return nums[2];
+}
+
+/* One stage read three times: twice by one add (input=scale,scale) and
+ * once through an identity.  out = (1 + 2 + 4) w x, so the gradient of
+ * Σ out · r in the 1x1 convolution's weight w is 7 Σ x r: each of the
+ * three paths counts once. */
+static void
+test_fan_out (void)
+{
+  g_autoptr (GError) error = NULL;
+  StPipeline *p = st_pipeline_load_data (reg,
+    "[pipeline]\ninput=1x2x3\n"
+    "[scale]\ntype=conv2d\nfilters=1\nsize=1\nbias=false\n"
+    "[same]\ntype=activation\nfunction=none\n"
+    "[sum]\ntype=add\ninput=scale,scale,same\nweights=1,2,4\n", "fan-out.ini", &error);
+  g_assert_no_error (error);
+  StStage *scale = st_pipeline_stage (p, 0);
+  st_stage_enable_grads (scale);
+  st_stage_zero_grads (scale);
+  float w = st_stage_param (scale, 0)->data[0];
+  g_autoptr (StTensor) x = random_tensor (2, 1, 2, 3, 41);
+  g_autoptr (StTensor) r = random_tensor (2, 1, 2, 3, 42);
+  g_autoptr (StTensor) out = st_pipeline_forward (p, ctxs[1], x, TRUE, &error);
+  g_assert_no_error (error);
+  g_assert_true (st_pipeline_backward (p, ctxs[1], r, &error));
+  double want = 0;
+  for (gsize i = 0; i < st_tensor_numel (x); i++)
+    {
+      g_assert_cmpfloat_with_epsilon (out->data[i], 7 * w * x->data[i], 1e-5);
+      want += 7.0 * x->data[i] * r->data[i];
+    }
+  g_assert_cmpfloat_with_epsilon (st_stage_param_grad (scale, 0)->data[0], want, 1e-4);
+  st_pipeline_free (p);
+}
+
+/* Checks every trainable tensor's gradient of p, from its backward on a
+ * random batch of two, against central differences (norm-wise over a
+ * sample of 8 elements); returns the number of trainable parameters. */
+static gsize
+check_network_gradients (StPipeline *p, StShape input, guint32 seed)
+{
+  g_autoptr (GError) error = NULL;
+  for (int i = 0; i < st_pipeline_n_stages (p); i++)
+    {
+      st_stage_enable_grads (st_pipeline_stage (p, i));
+      st_stage_zero_grads (st_pipeline_stage (p, i));
+    }
+  /* Batch statistics, as training sees them. */
+  StRunContext *ctx = st_run_context_new (3, 1);
+  ctx->training = TRUE;
+  g_autoptr (StTensor) in = random_tensor (input.n, input.c, input.h, input.w, seed);
+  g_autoptr (StTensor) out = st_pipeline_forward (p, ctx, in, TRUE, &error);
+  g_assert_no_error (error);
+  StShape o = out->shape;
+  g_autoptr (StTensor) r = random_tensor (o.n, o.c, o.h, o.w, seed + 1);
+  g_assert_true (st_pipeline_backward (p, ctx, r, &error));
+  g_assert_no_error (error);
+
+  g_autoptr (GPtrArray) weights = st_pipeline_weights (p);
+  GRand *rand = g_rand_new_with_seed (seed + 2);
+  gsize trained = 0;
+  for (guint i = 0; i < weights->len; i++)
+    {
+      StWeight *w = weights->pdata[i];
+      if (!w->trainable)
+        continue;
+      gsize n = st_tensor_numel (w->value);
+      trained += n;
+      double sum_err = 0.0, sum_a = 0.0;
+      for (int e = 0; e < 8; e++)
+        {
+          gsize j = n <= 8 ? (gsize) e % n : (gsize) g_rand_int_range (rand, 0, (gint32) n);
+          double a = w->grad->data[j];
+          double num = numeric_gradient (p, ctx, in, r, w->value->data, j);
+          sum_err += (a - num) * (a - num);
+          sum_a += a * a;
+        }
+      double err = sqrt (sum_err / MAX (sum_a, 1e-300));
+      g_test_message ("%-16s norm-wise relative error %.2g", w->full_name, err);
+      /* A wrong gradient (one path of a fan-out dropped) scores near 1. */
+      g_assert_cmpfloat (err, <, 5e-2);
+    }
+  g_rand_free (rand);
+  st_run_context_free (ctx);
+  return trained;
+}
+
+/* pipelines/resnet-mnist.ini, trained through.  The stem and block 1 are
+ * upstream of a fan-out (pool and relu1 each feed two stages): their
+ * gradients are right only if the core sums both paths. */
+static void
+test_resnet_gradients (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *path = g_build_filename (STRATA_SOURCE_ROOT, "pipelines", "resnet-mnist.ini",
+                                            NULL);
+  StPipeline *p = st_pipeline_load_file (reg, path, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (st_pipeline_output_shape (p).c, ==, 10);
+  g_assert_cmpuint (check_network_gradients (p, (StShape) { 2, 1, 28, 28 }, 31), ==, 19706);
+  st_pipeline_free (p);
+}
+
+/* An Inception-style block: three branches of the stem (a 1x1
+ * convolution, a 3x3 one and the stem itself) concatenated along
+ * channels, then pooled and scored. */
+static void
+test_inception_gradients (void)
+{
+  g_autoptr (GError) error = NULL;
+  StPipeline *p = st_pipeline_load_data (reg,
+    "[pipeline]\ninput=2x9x9\n"
+    "[stem]\ntype=conv2d\nfilters=4\nsize=3\npadding=same\nactivation=tanh\n"
+    "[one]\ntype=conv2d\ninput=stem\nfilters=3\nsize=1\n"
+    "[three]\ntype=conv2d\ninput=stem\nfilters=5\nsize=3\npadding=same\nactivation=relu\n"
+    "[cat]\ntype=concat\ninput=one,three,stem\n"
+    "[gap]\ntype=globalavgpool\n"
+    "[fc]\ntype=dense\nunits=3\n", "inception.ini", &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (st_pipeline_output_shape (p).c, ==, 3);
+  /* 2*4*9 + 4, 4*3 + 3, 4*5*9 + 5, 12*3 + 3 */
+  g_assert_cmpuint (check_network_gradients (p, (StShape) { 2, 2, 9, 9 }, 51), ==,
+                    76 + 15 + 185 + 39);
+  st_pipeline_free (p);
+}
+
 /* ---- st_gradcheck itself ------------------------------------------------------- */
 
 /* A kind whose backward is wrong: out = 2·in, but grad_in = grad_out. */
@@ -1170,6 +1401,10 @@ main (int argc, char **argv)
   g_test_add_func ("/layers/batchnorm/inference", test_batchnorm_inference);
   g_test_add_func ("/layers/batchnorm/errors", test_batchnorm_errors);
   g_test_add_func ("/layers/batchnorm/gradcheck", test_batchnorm_gradcheck);
+  g_test_add_func ("/layers/concat", test_concat);
+  g_test_add_func ("/network/fan-out", test_fan_out);
+  g_test_add_func ("/network/resnet-mnist", test_resnet_gradients);
+  g_test_add_func ("/network/inception", test_inception_gradients);
   g_test_add_func ("/gradcheck/catches", test_gradcheck_catches);
   g_test_add_func ("/gradcheck/elu-seeds", test_gradcheck_elu_seeds);
 

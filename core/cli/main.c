@@ -310,12 +310,12 @@ settle_train_files (TrainCommand *cmd, StTrainOptions *opt)
   opt->resume = cmd->resume;
 }
 
-/* Before anything slow: a full training that cannot write its result is
- * an hour lost. */
+/* Before anything slow: a full training that cannot write its result, or
+ * whose options contradict each other, is an hour lost. */
 static gboolean
 check_train_files (const TrainCommand *cmd, const StTrainOptions *opt, GError **error)
 {
-  if (!st_train_check_outputs (opt, error))
+  if (!st_train_options_check (opt, error) || !st_train_check_outputs (opt, error))
     return FALSE;
   if (cmd->resume && !g_file_test (cmd->resume, G_FILE_TEST_IS_REGULAR))
     {
@@ -349,9 +349,15 @@ announce_training (const StDataset *train, const StDataset *held, const StTrainO
 {
   g_autofree char *testing = held ? g_strdup_printf (", testing on %d images", held->n)
                                   : g_strdup ("");
-  fprintf (stderr, "training on %d images%s, %d epochs, batch %d, %s, seed %" G_GUINT64_FORMAT "\n",
+  fprintf (stderr, "training on %d images%s, %d epochs, batch %d, %s, seed %" G_GUINT64_FORMAT,
            train->n, testing, opt->epochs, opt->batch_size, st_optimizer_name (opt->optimizer),
            opt->seed);
+  if (opt->schedule != ST_SCHEDULE_CONSTANT)
+    fprintf (stderr, ", %s schedule", st_schedule_name (opt->schedule));
+  /* The loss on the progress line and in the log is then the smoothed one. */
+  if (opt->label_smoothing > 0)
+    fprintf (stderr, ", label smoothing %g (smoothed loss)", opt->label_smoothing);
+  fputc ('\n', stderr);
 }
 
 /* st_train, then what was written; the exit status. */

@@ -4,7 +4,8 @@
  *
  * An unsharp mask is add with input=image,blur and weights=1.5,-0.5; a
  * residual connection is add with input=a,b.  The backward is one line,
- * grad_in_i = w_i · grad_out, so the kind can sit inside a trained network. */
+ * grad_in_i = w_i · grad_out, so the kind can sit inside a trained network
+ * (pipelines/resnet-mnist.ini). */
 #include <strata/strata.h>
 
 #include <stddef.h>
@@ -125,6 +126,27 @@ add_forward (StStage *stage, const StRunContext *ctx,
   return TRUE;
 }
 
+typedef struct {
+  const float *grad_output;
+  float *grad_input;
+  float w;
+  gsize numel;
+} BackJob;
+
+static void
+scale_range (gsize begin, gsize end, gpointer data)
+{
+  const BackJob *j = data;
+  gsize lo = begin * CHUNK, hi = MIN (end * CHUNK, j->numel);
+  const float *restrict g = j->grad_output;
+  float *restrict d = j->grad_input;
+  for (gsize x = lo; x < hi; x++)
+    d[x] = j->w * g[x];
+}
+
+/* No broadcasting: every input has the output's shape, so each gradient
+ * is the output's scaled by its weight.  An input named twice (input=a,a)
+ * gets one gradient per mention, which the core sums. */
 static gboolean
 add_backward (StStage *stage, const StRunContext *ctx,
               const StTensor *const *inputs, const StTensor *output,
@@ -133,15 +155,12 @@ add_backward (StStage *stage, const StRunContext *ctx,
 {
   const AddConfig *cfg = stage->config;
   gsize n = st_tensor_numel (grad_output);
-  const float *restrict g = grad_output->data;
   for (int i = 0; i < stage->n_inputs; i++)
     {
       if (!grad_inputs[i])
         continue;
-      float *restrict d = grad_inputs[i]->data;
-      float wi = (float) weight (cfg, i);
-      for (gsize x = 0; x < n; x++)
-        d[x] = wi * g[x];
+      BackJob j = { grad_output->data, grad_inputs[i]->data, (float) weight (cfg, i), n };
+      st_parallel_for (ctx, (n + CHUNK - 1) / CHUNK, scale_range, &j);
     }
   return TRUE;
 }
