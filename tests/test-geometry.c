@@ -1,4 +1,4 @@
-/* strata — tests of the geometric stages: flip, rotate90, crop, pad.
+/* strata — tests of the geometric stages: flip, rotate90, crop, pad, affine.
  *
  * Every forward is compared with a plain reference written here (naive
  * loops, independent of the plugins' code: a turn by 180 or 270 is the
@@ -10,7 +10,12 @@
  * asked for (only the local ones, flip horizontal, then run in strips),
  * and those bytes are the reference's; `strata run` does the same from the
  * command line and names both sizes when a crop reaches outside.  lppool
- * (L_p-norm pooling) is checked against PyTorch's formula and gradcheck. */
+ * (L_p-norm pooling) is checked against PyTorch's formula and gradcheck.
+ *
+ * affine is checked against a reference that solves the forward map for
+ * each output pixel and samples from the taps' definitions, against the
+ * exact stages for quarter turns and mirrors, as an adjoint, with
+ * gradcheck, whole against strips, and 16-bit through `strata run`. */
 #include "image.h"
 #include "pipeline.h"
 #include "runner.h"
@@ -541,6 +546,365 @@ test_cli (void)
   tu_remove_tree (dir);
 }
 
+/* ---- affine -------------------------------------------------------------------- */
+
+/* One affine case: the stage's parameters and, for the reference, the map
+ * they mean, written out as the README states it. */
+typedef struct {
+  const char *params;
+  gboolean has_matrix;
+  double matrix[6];            /* forward, input to output */
+  double rotate, sx, sy, shear_x, tx, ty;
+  int interpolation;           /* 0 nearest, 1 bilinear, 2 bicubic */
+  int border;                  /* as Case's pad */
+  float value;
+  gboolean fit;
+} AffineCase;
+
+static const AffineCase affine_cases[] = {
+  { "", FALSE, { 0 }, 0, 1, 1, 0, 0, 0, 1, 0, 0, FALSE },
+  { "matrix=1.2,0.3,-1,-0.2,0.9,0.5", TRUE, { 1.2, 0.3, -1, -0.2, 0.9, 0.5 }, 0, 1, 1, 0, 0, 0,
+    1, 0, 0, FALSE },
+  { "rotate=30 interpolation=bicubic border=reflect", FALSE, { 0 }, 30, 1, 1, 0, 0, 0, 2, 2, 0, FALSE },
+  { "scale=0.7,1.3 interpolation=nearest border=edge", FALSE, { 0 }, 0, 0.7, 1.3, 0, 0, 0, 0, 1, 0, FALSE },
+  { "translate=2.25,-1.5 border=wrap", FALSE, { 0 }, 0, 1, 1, 0, 2.25, -1.5, 1, 3, 0, FALSE },
+  { "shear=20 border=constant value=0.25", FALSE, { 0 }, 0, 1, 1, 20, 0, 0, 1, 4, 0.25f, FALSE },
+  { "rotate=-33 scale=1.5 size=fit interpolation=bicubic", FALSE, { 0 }, -33, 1.5, 1.5, 0, 0, 0,
+    2, 0, 0, TRUE },
+  { "rotate=10 shear=-15 scale=0.5,2 translate=1,1 border=edge size=fit", FALSE, { 0 }, 10, 0.5, 2,
+    -15, 1, 1, 1, 1, 0, TRUE },
+};
+
+/* The forward map of k for a w x h input, and the output size. */
+static void
+ref_affine_map (const AffineCase *k, int w, int h, double m[6], int *out_w, int *out_h)
+{
+  if (k->has_matrix)
+    memcpy (m, k->matrix, sizeof k->matrix);
+  else
+    {
+      /* p' = R·Sh·S·(p − c) + c + t, R turning counter-clockwise on screen. */
+      double cx = (w - 1) / 2.0, cy = (h - 1) / 2.0, t = k->rotate * G_PI / 180;
+      double c = cos (t), s = sin (t), hx = tan (k->shear_x * G_PI / 180);
+      double a11 = c * k->sx, a12 = c * hx * k->sy + s * k->sy;
+      double a21 = -s * k->sx, a22 = -s * hx * k->sy + c * k->sy;
+      m[0] = a11, m[1] = a12, m[2] = cx + k->tx - a11 * cx - a12 * cy;
+      m[3] = a21, m[4] = a22, m[5] = cy + k->ty - a21 * cx - a22 * cy;
+    }
+  *out_w = w, *out_h = h;
+  if (!k->fit)
+    return;
+  double xs[4], ys[4];
+  for (int i = 0; i < 4; i++)
+    {
+      double x = i % 2 ? w - 0.5 : -0.5, y = i / 2 ? h - 0.5 : -0.5;
+      xs[i] = m[0] * x + m[1] * y + m[2];
+      ys[i] = m[3] * x + m[4] * y + m[5];
+    }
+  double x0 = MIN (MIN (xs[0], xs[1]), MIN (xs[2], xs[3])), x1 = MAX (MAX (xs[0], xs[1]), MAX (xs[2], xs[3]));
+  double y0 = MIN (MIN (ys[0], ys[1]), MIN (ys[2], ys[3])), y1 = MAX (MAX (ys[0], ys[1]), MAX (ys[2], ys[3]));
+  *out_w = (int) ceil (x1 - x0 - 1e-6);
+  *out_h = (int) ceil (y1 - y0 - 1e-6);
+  m[2] += (*out_w - 1) / 2.0 - (x0 + x1) / 2;
+  m[5] += (*out_h - 1) / 2.0 - (y0 + y1) / 2;
+}
+
+/* Keys' cubic at a = −0.75, expanded. */
+static double
+ref_cubic (double t)
+{
+  t = fabs (t);
+  if (t <= 1)
+    return 1.25 * t * t * t - 2.25 * t * t + 1;
+  if (t < 2)
+    return -0.75 * t * t * t + 3.75 * t * t - 6 * t + 3;
+  return 0;
+}
+
+static double
+ref_tap (const float *plane, int w, int h, double x, double y, const AffineCase *k)
+{
+  int ix = ref_border ((int) x, w, k->border), iy = ref_border ((int) y, h, k->border);
+  return ix < 0 || iy < 0 ? k->value : plane[(gsize) iy * w + ix];
+}
+
+/* Every output pixel solves the forward map for the input point it shows
+ * (Cramer's rule) and samples there from the taps' own definitions. */
+static StTensor *
+ref_affine (const AffineCase *k, const StTensor *in)
+{
+  StShape s = in->shape;
+  double m[6];
+  int ow, oh;
+  ref_affine_map (k, s.w, s.h, m, &ow, &oh);
+  double det = m[0] * m[4] - m[1] * m[3];
+  StTensor *out = st_tensor_new0 (s.n, s.c, oh, ow);
+  for (int p = 0; p < s.n * s.c; p++)
+    for (int y = 0; y < oh; y++)
+      for (int x = 0; x < ow; x++)
+        {
+          const float *plane = in->data + (gsize) p * s.h * s.w;
+          double u = x - m[2], v = y - m[5];
+          double sx = (u * m[4] - m[1] * v) / det, sy = (m[0] * v - m[3] * u) / det;
+          double fx = floor (sx), fy = floor (sy), sum = 0;
+          if (k->interpolation == 0)
+            sum = ref_tap (plane, s.w, s.h, floor (sx + 0.5), floor (sy + 0.5), k);
+          else if (k->interpolation == 1)
+            for (int j = 0; j < 2; j++)
+              for (int i = 0; i < 2; i++)
+                sum += (j ? sy - fy : 1 - (sy - fy)) * (i ? sx - fx : 1 - (sx - fx))
+                       * ref_tap (plane, s.w, s.h, fx + i, fy + j, k);
+          else
+            for (int j = -1; j < 3; j++)
+              for (int i = -1; i < 3; i++)
+                sum += ref_cubic (sy - fy - j) * ref_cubic (sx - fx - i)
+                       * ref_tap (plane, s.w, s.h, fx + i, fy + j, k);
+          out->data[((gsize) p * oh + y) * ow + x] = (float) sum;
+        }
+  return out;
+}
+
+static void
+assert_tensors_close (const StTensor *got, const StTensor *want, double tolerance)
+{
+  if (!st_shape_equal (got->shape, want->shape))
+    {
+      char a[64], b[64];
+      g_error ("shape %s, want %s", st_shape_format (got->shape, a, sizeof a),
+               st_shape_format (want->shape, b, sizeof b));
+    }
+  for (gsize i = 0; i < st_tensor_numel (want); i++)
+    if (fabs (got->data[i] - want->data[i]) > tolerance)
+      g_error ("element %" G_GSIZE_FORMAT ": %.7g, want %.7g", i, got->data[i], want->data[i]);
+}
+
+static void
+test_affine_reference (void)
+{
+  GRand *rand = g_rand_new_with_seed (20);
+  for (guint ci = 0; ci < G_N_ELEMENTS (affine_cases); ci++)
+    for (guint si = 0; si < G_N_ELEMENTS (shapes); si++)
+      for (int t = 0; t < 2; t++)
+        {
+          const AffineCase *k = &affine_cases[ci];
+          StShape s = shapes[si];
+          g_test_message ("affine %s on %dx%dx%dx%d", k->params, s.n, s.c, s.h, s.w);
+          g_autoptr (StTensor) in = tu_tensor_random (rand, s.n, s.c, s.h, s.w);
+          g_autoptr (StTensor) want = ref_affine (k, in);
+          g_autoptr (StTensor) got = tu_run1 (reg, "affine", k->params, in, ctxs[t]);
+          assert_tensors_close (got, want, 1e-5);
+        }
+  g_rand_free (rand);
+}
+
+/* Exact turns and mirrors equal the exact stages; a shift by one pixel
+ * shows each border; size=fit holds the whole image. */
+static void
+test_affine_known (void)
+{
+  GRand *rand = g_rand_new_with_seed (21);
+  const struct { const char *affine, *kind, *params; } same[] = {
+    { "rotate=90 size=fit", "rotate90", "angle=90" },
+    { "rotate=-90 size=fit interpolation=bicubic", "rotate90", "angle=270" },
+    { "rotate=180", "flip", "direction=both" },
+    { "scale=-1,1", "flip", "direction=horizontal" },
+    { "matrix=1,0,0,0,-1,0 center=0,0 size=fit", "flip", "direction=vertical" },
+    { "interpolation=bicubic border=wrap", "pad", "all=0" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (same); i++)
+    for (guint si = 0; si < G_N_ELEMENTS (shapes); si++)
+      {
+        StShape s = shapes[si];
+        g_autoptr (StTensor) in = tu_tensor_random (rand, s.n, s.c, s.h, s.w);
+        g_autoptr (StTensor) got = tu_run1 (reg, "affine", same[i].affine, in, ctxs[si % 2]);
+        g_autoptr (StTensor) want = tu_run1 (reg, same[i].kind, same[i].params, in, ctxs[0]);
+        g_test_message ("affine %s vs %s %s", same[i].affine, same[i].kind, same[i].params);
+        assert_tensors_equal (got, want);
+      }
+  g_rand_free (rand);
+
+  const float line[] = { 1, 2, 3 };
+  g_autoptr (StTensor) l = tu_tensor_from (1, 1, 1, 3, line);
+  const struct { const char *params; float want[3]; } shifts[] = {
+    { "translate=1,0 interpolation=nearest", { 0, 1, 2 } },
+    { "translate=1,0 border=edge", { 1, 1, 2 } },
+    { "translate=1,0 border=reflect", { 2, 1, 2 } },
+    { "translate=1,0 border=wrap", { 3, 1, 2 } },
+    { "translate=-1,0 border=constant value=0.5", { 2, 3, 0.5f } },
+    { "translate=0.5,0", { 0.5f, 1.5f, 2.5f } },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (shifts); i++)
+    {
+      g_autoptr (StTensor) got = tu_run1 (reg, "affine", shifts[i].params, l, ctxs[0]);
+      g_autoptr (StTensor) want = tu_tensor_from (1, 1, 1, 3, shifts[i].want);
+      g_test_message ("affine %s", shifts[i].params);
+      assert_tensors_equal (got, want);
+    }
+
+  g_autoptr (StTensor) square = st_tensor_new0 (1, 1, 10, 10);
+  g_autoptr (StTensor) turned = tu_run1 (reg, "affine", "rotate=45 size=fit", square, ctxs[0]);
+  g_assert_cmpint (turned->shape.w, ==, 15);   /* ceil (10·√2) */
+  g_assert_cmpint (turned->shape.h, ==, 15);
+  g_autoptr (StTensor) wide = st_tensor_new0 (1, 1, 3, 5);
+  g_autoptr (StTensor) big = tu_run1 (reg, "affine", "scale=2 size=fit", wide, ctxs[0]);
+  g_assert_cmpint (big->shape.w, ==, 10);
+  g_assert_cmpint (big->shape.h, ==, 6);
+
+  StShape s = { 1, 1, 4, 4 };
+  assert_infer_fails ("affine", "matrix=1,0,0,0,1,0 rotate=5", s,
+                      "matrix gives the whole map: leave out rotate, scale, shear and translate");
+  assert_infer_fails ("affine", "matrix=1,2,0,2,4,0", s, "cannot be inverted");
+  assert_infer_fails ("affine", "scale=0", s, "cannot be inverted");
+  assert_infer_fails ("affine", "scale=1,2,3", s, "scale takes 1 or 2 values, not 3");
+  assert_infer_fails ("affine", "matrix=1,0,0,0,1", s, "matrix takes 6 values, not 5");
+  assert_infer_fails ("affine", "scale=1000 size=fit", (StShape) { 1, 1, 2000, 2000 },
+                      "size=fit needs 2000000x2000000 pixels");
+}
+
+/* <F x, g> = <x, B g> for the stage's forward F (with a zero border: a
+ * constant one is an offset) and backward B. */
+static void
+check_adjoint (const char *kind, const char *params, StShape s, GRand *rand, StRunContext *ctx)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StStage) stage = tu_stage_new (reg, kind, kind, params, &error);
+  g_assert_no_error (error);
+  g_autoptr (StTensor) x = tu_tensor_random (rand, s.n, s.c, s.h, s.w);
+  const StTensor *ins[] = { x };
+  g_autoptr (StTensor) y = tu_stage_run (stage, ins, 1, ctx, &error);
+  g_assert_no_error (error);
+  g_autoptr (StTensor) g = tu_tensor_random (rand, y->shape.n, y->shape.c, y->shape.h, y->shape.w);
+  g_autoptr (StTensor) dx = st_tensor_new0 (s.n, s.c, s.h, s.w);
+  StTensor *grads[] = { dx };
+  g_assert_true (stage->kind->backward (stage, ctx, ins, y, g, grads, &error));
+  g_assert_no_error (error);
+  double fx_g = 0, x_bg = 0;
+  for (gsize i = 0; i < st_tensor_numel (y); i++)
+    fx_g += (double) y->data[i] * g->data[i];
+  for (gsize i = 0; i < st_tensor_numel (x); i++)
+    x_bg += (double) x->data[i] * dx->data[i];
+  g_assert_cmpfloat_with_epsilon (fx_g, x_bg, 1e-4 * (1 + fabs (x_bg)));
+}
+
+static void
+test_affine_backward (void)
+{
+  GRand *rand = g_rand_new_with_seed (22);
+  const char *params[] = {
+    "rotate=30 interpolation=bicubic border=reflect",
+    "scale=0.7,1.3 interpolation=nearest border=edge",
+    "translate=2.25,-1.5 border=wrap",
+    "rotate=-33 scale=1.5 size=fit",
+    "matrix=1.2,0.3,-1,-0.2,0.9,0.5",
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (params); i++)
+    for (guint si = 0; si < G_N_ELEMENTS (shapes); si++)
+      {
+        StShape s = shapes[si];
+        g_test_message ("affine %s on %dx%dx%dx%d", params[i], s.n, s.c, s.h, s.w);
+        check_adjoint ("affine", params[i], s, rand, ctxs[si % 2]);
+        TuParams p;
+        tu_params_parse (&p, params[i]);
+        StGradcheckResult result;
+        g_autoptr (GError) error = NULL;
+        gboolean ok = st_gradcheck (tu_kind (reg, "affine"), p.keys, p.values, p.n, &s, 1, TRUE,
+                                    1, 5e-2, 1e-3, &result, &error);
+        tu_params_clear (&p);
+        g_assert_no_error (error);
+        g_assert_true (ok);
+      }
+  g_rand_free (rand);
+}
+
+/* Each level of path within `levels` of the reference's, at the file's
+ * depth (the stage's floats and the reference's doubles may round either
+ * side of a half level). */
+static void
+assert_image_near (const char *path, const StTensor *want, int levels)
+{
+  g_autoptr (GError) error = NULL;
+  StImageInfo info;
+  g_autoptr (StTensor) got = st_image_load (path, 0, &info, &error);
+  g_assert_no_error (error);
+  g_assert_true (st_shape_equal (got->shape, want->shape));
+  double scale = (1 << info.bit_depth) - 1;
+  for (gsize i = 0; i < st_tensor_numel (want); i++)
+    {
+      /* Rounded as the writers do, in float, half up. */
+      long g = lrint (got->data[i] * scale);
+      long w = (long) floorf (CLAMP (want->data[i], 0.0f, 1.0f) * (float) scale + 0.5f);
+      if (labs (g - w) > levels)
+        g_error ("%s: element %" G_GSIZE_FORMAT " is %g, want %g", path, i, got->data[i], want->data[i]);
+    }
+}
+
+/* affine is not local: asked for strips, the runner still runs it whole,
+ * with the same bytes, and those are the reference's. */
+static void
+test_affine_strips (void)
+{
+  g_autofree char *dir = tu_make_tmpdir ("strata-geometry-XXXXXX");
+  g_autoptr (StTensor) in = NULL;
+  g_autofree char *input = write_input (dir, &in);
+  g_autofree char *whole = g_build_filename (dir, "whole.png", NULL);
+  g_autofree char *strips = g_build_filename (dir, "strips.png", NULL);
+  const guint chosen[] = { 2, 5, 6 };
+  for (guint i = 0; i < G_N_ELEMENTS (chosen); i++)
+    {
+      const AffineCase *k = &affine_cases[chosen[i]];
+      g_autofree char *chain = g_strdup_printf ("affine %s", k->params);
+      g_test_message ("%s", chain);
+      g_autoptr (GError) error = NULL;
+      g_autoptr (StPipeline) p = st_pipeline_load_inline (reg, chain, &error);
+      g_assert_no_error (error);
+      StRunSummary s = run_images (p, input, whole, 0, G_MAXUINT64);
+      s = run_images (p, input, strips, 16, 1);
+      g_assert_cmpuint (s.in_strips, ==, 0);
+      assert_same_bytes (whole, strips);
+      g_autoptr (StTensor) want = ref_affine (k, in);
+      assert_image_near (whole, want, 1);
+    }
+  tu_remove_tree (dir);
+}
+
+/* 16 bits in, 16 bits out through `strata run`, each level within one of
+ * the reference. */
+static void
+test_affine_cli_16bit (void)
+{
+  const char *exe = g_getenv ("STRATA_EXE");
+  g_assert_nonnull (exe);
+  g_autofree char *dir = tu_make_tmpdir ("strata-geometry-XXXXXX");
+  g_autofree char *input = g_build_filename (dir, "deep.png", NULL);
+  g_autofree char *out = g_build_filename (dir, "out.png", NULL);
+  GRand *rand = g_rand_new_with_seed (23);
+  g_autoptr (StTensor) t = tu_tensor_random (rand, 1, 3, 23, 37);
+  g_rand_free (rand);
+  g_autoptr (GError) error = NULL;
+  g_assert_true (st_image_save (t, input, st_image_format_from_name (input), 16, 90, &error));
+  g_assert_no_error (error);
+  g_autoptr (StTensor) in = st_image_load (input, 0, NULL, &error);
+  g_assert_no_error (error);
+
+  const AffineCase *k = &affine_cases[2];
+  g_autofree char *chain = g_strdup_printf ("affine %s", k->params);
+  TuResult r = tu_run (exe, "run", chain, input, "-o", out, "--quiet", NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  StImageInfo info;
+  g_autoptr (StTensor) got = st_image_load (out, 0, &info, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (info.bit_depth, ==, 16);
+  g_autoptr (StTensor) want = ref_affine (k, in);
+  assert_image_near (out, want, 1);
+
+  r = tu_run (exe, "run", "affine matrix=0,0,0,0,0,0", input, "-o", out, NULL);
+  g_assert_cmpint (r.status, !=, 0);
+  g_assert_nonnull (strstr (r.err, "cannot be inverted"));
+  tu_result_clear (&r);
+  tu_remove_tree (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -555,6 +919,11 @@ main (int argc, char **argv)
   g_test_add_func ("/geometry/lppool", test_lppool);
   g_test_add_func ("/geometry/strips-match-whole", test_strips_match_whole);
   g_test_add_func ("/geometry/cli", test_cli);
+  g_test_add_func ("/geometry/affine/reference", test_affine_reference);
+  g_test_add_func ("/geometry/affine/known", test_affine_known);
+  g_test_add_func ("/geometry/affine/backward", test_affine_backward);
+  g_test_add_func ("/geometry/affine/strips", test_affine_strips);
+  g_test_add_func ("/geometry/affine/cli-16bit", test_affine_cli_16bit);
   int rc = g_test_run ();
   st_run_context_free (ctxs[0]);
   st_run_context_free (ctxs[1]);
