@@ -1,4 +1,5 @@
-/* strata — tests of the geometric stages: flip, rotate90, crop, pad, affine.
+/* strata — tests of the geometric stages: flip, rotate90, crop, pad, affine,
+ * resize.
  *
  * Every forward is compared with a plain reference written here (naive
  * loops, independent of the plugins' code: a turn by 180 or 270 is the
@@ -15,7 +16,11 @@
  * affine is checked against a reference that solves the forward map for
  * each output pixel and samples from the taps' definitions, against the
  * exact stages for quarter turns and mirrors, as an adjoint, with
- * gradcheck, whole against strips, and 16-bit through `strata run`. */
+ * gradcheck, whole against strips, and 16-bit through `strata run`.
+ * resize's bicubic and lanczos are checked against their definitions (as
+ * OpenCV and PIL compute them); fit=contain and cover against resize then
+ * pad or crop; width or height alone against the rounded aspect ratio.
+ * tests/bench/oracle-affine.py compares both with OpenCV. */
 #include "image.h"
 #include "pipeline.h"
 #include "runner.h"
@@ -905,6 +910,232 @@ test_affine_cli_16bit (void)
   tu_remove_tree (dir);
 }
 
+/* ---- resize: bicubic, lanczos, aspect ratio, contain and cover ---------------- */
+
+/* Lanczos-3 from its definition: sinc(x)·sinc(x/3) inside |x| < 3. */
+static double
+ref_lanczos3 (double x)
+{
+  if (fabs (x) >= 3)
+    return 0;
+  if (x == 0)
+    return 1;
+  double p = G_PI * x;
+  return sin (p) / p * sin (p / 3) / (p / 3);
+}
+
+/* The weight output i of an axis from in to out pixels gives input j:
+ * bicubic as OpenCV (edge taps clamped, so they pile onto the edge pixel),
+ * lanczos as PIL (window stretched when shrinking, normalised). */
+static double
+ref_axis_weight (gboolean lanczos, int in, int out, int i, int j)
+{
+  double scale = (double) in / out;
+  if (!lanczos)
+    {
+      double src = (i + 0.5) * scale - 0.5, f = floor (src), w = 0;
+      for (int m = -1; m < 3; m++)
+        if (CLAMP ((int) f + m, 0, in - 1) == j)
+          w += ref_cubic (src - (f + m));
+      return w;
+    }
+  double stretch = MAX (scale, 1.0), centre = (i + 0.5) * scale, sum = 0;
+  for (int k = 0; k < in; k++)
+    sum += ref_lanczos3 ((k + 0.5 - centre) / stretch);
+  return ref_lanczos3 ((j + 0.5 - centre) / stretch) / sum;
+}
+
+static StTensor *
+ref_resize (const StTensor *in, int ow, int oh, gboolean lanczos)
+{
+  StShape s = in->shape;
+  StTensor *out = st_tensor_new0 (s.n, s.c, oh, ow);
+  for (int p = 0; p < s.n * s.c; p++)
+    for (int y = 0; y < oh; y++)
+      for (int x = 0; x < ow; x++)
+        {
+          double sum = 0;
+          for (int j = 0; j < s.h; j++)
+            {
+              double wy = ref_axis_weight (lanczos, s.h, oh, y, j);
+              if (wy != 0)
+                for (int i = 0; i < s.w; i++)
+                  sum += wy * ref_axis_weight (lanczos, s.w, ow, x, i)
+                         * in->data[((gsize) p * s.h + j) * s.w + i];
+            }
+          out->data[((gsize) p * oh + y) * ow + x] = (float) sum;
+        }
+  return out;
+}
+
+static void
+test_resize_kernels (void)
+{
+  GRand *rand = g_rand_new_with_seed (30);
+  const int sizes[][2] = { { 1, 1 }, { 3, 2 }, { 9, 7 }, { 2, 11 }, { 5, 5 } };
+  for (int lanczos = 0; lanczos < 2; lanczos++)
+    for (guint si = 0; si < G_N_ELEMENTS (shapes); si++)
+      for (guint oi = 0; oi < G_N_ELEMENTS (sizes); oi++)
+        {
+          StShape s = shapes[si];
+          int ow = sizes[oi][0], oh = sizes[oi][1];
+          g_autofree char *params = g_strdup_printf ("width=%d height=%d method=%s", ow, oh,
+                                                     lanczos ? "lanczos" : "bicubic");
+          g_test_message ("resize %s on %dx%dx%dx%d", params, s.n, s.c, s.h, s.w);
+          g_autoptr (StTensor) in = tu_tensor_random (rand, s.n, s.c, s.h, s.w);
+          g_autoptr (StTensor) want = ref_resize (in, ow, oh, lanczos);
+          g_autoptr (StTensor) got = tu_run1 (reg, "resize", params, in, ctxs[oi % 2]);
+          assert_tensors_close (got, want, 2e-5);
+        }
+  /* Same size is the identity, exactly. */
+  g_autoptr (StTensor) in = tu_tensor_random (rand, 2, 3, 5, 7);
+  g_autoptr (StTensor) cubic = tu_run1 (reg, "resize", "width=7 height=5 method=bicubic", in, ctxs[1]);
+  assert_tensors_equal (cubic, in);
+  g_autoptr (StTensor) lz = tu_run1 (reg, "resize", "width=7 height=5 method=lanczos", in, ctxs[1]);
+  assert_tensors_equal (lz, in);
+  g_rand_free (rand);
+}
+
+/* contain is resize to the aspect-true size inside, then pad; cover is
+ * resize to the aspect-true size around, then a centred crop: both checked
+ * as those two steps. */
+typedef struct {
+  const char *params;          /* after width=W height=H */
+  int w, h;
+  gboolean contain;
+  const char *method;
+  int border;                  /* as Case's pad */
+  float value;
+} FitCase;
+
+static const FitCase fit_cases[] = {
+  { "fit=contain method=bicubic border=constant value=0.25", 9, 4, TRUE, "bicubic", 4, 0.25f },
+  { "fit=contain method=lanczos border=reflect", 4, 9, TRUE, "lanczos", 2, 0 },
+  { "fit=contain method=area border=edge", 6, 6, TRUE, "area", 1, 0 },
+  { "fit=contain", 3, 1, TRUE, "bilinear", 0, 0 },
+  { "fit=cover method=area", 5, 5, FALSE, "area", 0, 0 },
+  { "fit=cover method=nearest", 3, 7, FALSE, "nearest", 0, 0 },
+  { "fit=cover method=lanczos", 8, 3, FALSE, "lanczos", 0, 0 },
+};
+
+static gint64
+ref_round_aspect (int a, int b, int given)
+{
+  return MAX ((gint64) floor ((double) a * given / b + 0.5), 1);
+}
+
+static void
+test_resize_fit (void)
+{
+  GRand *rand = g_rand_new_with_seed (31);
+  for (guint ci = 0; ci < G_N_ELEMENTS (fit_cases); ci++)
+    for (guint si = 0; si < G_N_ELEMENTS (shapes); si++)
+      {
+        const FitCase *k = &fit_cases[ci];
+        StShape s = shapes[si];
+        /* The scale that fits inside (contain) or covers (cover). */
+        double fx = (double) k->w / s.w, fy = (double) k->h / s.h;
+        gboolean by_width = k->contain ? fx <= fy : fx > fy;
+        int iw = by_width ? k->w : (int) ref_round_aspect (s.w, s.h, k->h);
+        int ih = by_width ? (int) ref_round_aspect (s.h, s.w, k->w) : k->h;
+        iw = k->contain ? MIN (iw, k->w) : MAX (iw, k->w);
+        ih = k->contain ? MIN (ih, k->h) : MAX (ih, k->h);
+        g_autofree char *params = g_strdup_printf ("width=%d height=%d %s", k->w, k->h, k->params);
+        g_autofree char *inner = g_strdup_printf ("width=%d height=%d method=%s", iw, ih, k->method);
+        g_test_message ("resize %s on %dx%dx%dx%d (scaled to %dx%d)", params, s.n, s.c, s.h, s.w,
+                        iw, ih);
+        g_autoptr (StTensor) in = tu_tensor_random (rand, s.n, s.c, s.h, s.w);
+        g_autoptr (StTensor) scaled = tu_run1 (reg, "resize", inner, in, ctxs[0]);
+        Case step;
+        if (k->contain)
+          {
+            int left = (k->w - iw) / 2, top = (k->h - ih) / 2;
+            step = (Case) { "pad", NULL, REF_PAD,
+                            { top, k->h - ih - top, left, k->w - iw - left, k->border }, k->value };
+          }
+        else
+          step = (Case) { "crop", NULL, REF_CROP, { -1, 0, k->w, k->h }, 0 };
+        g_autoptr (StTensor) want = reference (&step, scaled);
+        g_autoptr (StTensor) got = tu_run1 (reg, "resize", params, in, ctxs[si % 2]);
+        assert_tensors_equal (got, want);
+      }
+  g_rand_free (rand);
+}
+
+static void
+test_resize_aspect (void)
+{
+  GRand *rand = g_rand_new_with_seed (32);
+  g_autoptr (StTensor) in = tu_tensor_random (rand, 1, 3, 30, 45);
+  g_rand_free (rand);
+  const struct { const char *params; int w, h; } keep[] = {
+    { "width=30", 30, 20 }, { "height=10", 15, 10 }, { "width=7 method=area", 7, 5 },
+    { "height=1", 2, 1 }, { "width=1", 1, 1 },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (keep); i++)
+    {
+      g_autoptr (StTensor) got = tu_run1 (reg, "resize", keep[i].params, in, ctxs[0]);
+      g_autofree char *both = g_strdup_printf ("%s %s=%d", keep[i].params,
+                                               strstr (keep[i].params, "width") ? "height" : "width",
+                                               strstr (keep[i].params, "width") ? keep[i].h : keep[i].w);
+      g_autoptr (StTensor) want = tu_run1 (reg, "resize", both, in, ctxs[0]);
+      g_test_message ("resize %s", keep[i].params);
+      g_assert_cmpint (got->shape.w, ==, keep[i].w);
+      g_assert_cmpint (got->shape.h, ==, keep[i].h);
+      assert_tensors_equal (got, want);
+    }
+
+  /* contain puts the image in the middle; cover shows the middle. */
+  const float m[] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+  g_autoptr (StTensor) wide = tu_tensor_from (1, 1, 2, 4, m);
+  g_autoptr (StTensor) contained = tu_run1 (reg, "resize", "width=4 height=4 fit=contain method=nearest "
+                                            "border=constant value=0.5", wide, ctxs[0]);
+  const float want_contain[] = { 0.5f, 0.5f, 0.5f, 0.5f, 1, 2, 3, 4, 5, 6, 7, 8, 0.5f, 0.5f, 0.5f, 0.5f };
+  g_autoptr (StTensor) wc = tu_tensor_from (1, 1, 4, 4, want_contain);
+  assert_tensors_equal (contained, wc);
+  g_autoptr (StTensor) covered = tu_run1 (reg, "resize", "width=2 height=2 fit=cover", wide, ctxs[0]);
+  const float want_cover[] = { 2, 3, 6, 7 };
+  g_autoptr (StTensor) wv = tu_tensor_from (1, 1, 2, 2, want_cover);
+  assert_tensors_equal (covered, wv);
+
+  StShape s = { 1, 1, 1, 4000 };
+  assert_infer_fails ("resize", "method=bicubic", s,
+                      "give width, height or both (one alone keeps the aspect ratio)");
+  assert_infer_fails ("resize", "height=100", s,
+                      "keeping the 4000x1 input's aspect ratio gives 400000x100");
+}
+
+/* resize needs its whole input: asked for strips, the runner runs it
+ * whole, with the same bytes. */
+static void
+test_resize_strips (void)
+{
+  g_autofree char *dir = tu_make_tmpdir ("strata-geometry-XXXXXX");
+  g_autoptr (StTensor) in = NULL;
+  g_autofree char *input = write_input (dir, &in);
+  g_autofree char *whole = g_build_filename (dir, "whole.png", NULL);
+  g_autofree char *strips = g_build_filename (dir, "strips.png", NULL);
+  const char *chains[] = {
+    "resize width=150 height=150 fit=contain method=lanczos border=reflect",
+    "resize height=123 method=bicubic",
+    "resize width=120 height=200 fit=cover method=area",
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (chains); i++)
+    {
+      g_test_message ("%s", chains[i]);
+      g_autoptr (GError) error = NULL;
+      g_autoptr (StPipeline) p = st_pipeline_load_inline (reg, chains[i], &error);
+      g_assert_no_error (error);
+      run_images (p, input, whole, 0, G_MAXUINT64);
+      StRunSummary s = run_images (p, input, strips, 16, 1);
+      g_assert_cmpuint (s.in_strips, ==, 0);
+      assert_same_bytes (whole, strips);
+      g_autoptr (StTensor) want = tu_run1 (reg, "resize", chains[i] + strlen ("resize "), in, ctxs[1]);
+      assert_image_near (whole, want, 0);
+    }
+  tu_remove_tree (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -924,6 +1155,10 @@ main (int argc, char **argv)
   g_test_add_func ("/geometry/affine/backward", test_affine_backward);
   g_test_add_func ("/geometry/affine/strips", test_affine_strips);
   g_test_add_func ("/geometry/affine/cli-16bit", test_affine_cli_16bit);
+  g_test_add_func ("/geometry/resize/kernels", test_resize_kernels);
+  g_test_add_func ("/geometry/resize/fit", test_resize_fit);
+  g_test_add_func ("/geometry/resize/aspect", test_resize_aspect);
+  g_test_add_func ("/geometry/resize/strips", test_resize_strips);
   int rc = g_test_run ();
   st_run_context_free (ctxs[0]);
   st_run_context_free (ctxs[1]);
