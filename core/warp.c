@@ -92,33 +92,94 @@ pixel_taps (const StWarp *warp, int x, int y, int src_w, int src_h, Taps *tx, Ta
   axis_taps (warp, m[3] * x + m[4] * y + m[5], src_h, ty);
 }
 
+/* Output pixel (x, y) from its taps, reading through the border: the
+ * general path, for pixels whose taps leave the input. */
+static float
+sample_general (const StWarp *warp, const float *src, int src_w, int src_h, int x, int y)
+{
+  Taps tx, ty;
+  pixel_taps (warp, x, y, src_w, src_h, &tx, &ty);
+  float sum = 0;
+  for (int j = 0; j < ty.n; j++)
+    {
+      float row = 0;
+      if (ty.idx[j] < 0)
+        row = warp->value;
+      else
+        {
+          const float *line = src + (gsize) ty.idx[j] * src_w;
+          for (int i = 0; i < tx.n; i++)
+            row += tx.w[i] * (tx.idx[i] < 0 ? warp->value : line[tx.idx[i]]);
+        }
+      sum += ty.w[j] * row;
+    }
+  return sum;
+}
+
 void
 st_warp_rows (const StWarp *warp, const float *src, int src_w, int src_h,
               float *dst, int dst_w, int dst_h, int row_begin, int row_end)
 {
   g_return_if_fail (row_begin >= 0 && row_end <= dst_h);
+  const double *m = warp->matrix;
+  /* Inside these, every tap of a pixel lies in the input: read it
+   * directly, in the general path's order so both give the same floats. */
+  const gboolean cubic = warp->interpolation == ST_INTERP_BICUBIC;
+  const double lo = cubic ? 1 : 0, x_hi = src_w - (cubic ? 3 : 2), y_hi = src_h - (cubic ? 3 : 2);
   for (int y = row_begin; y < row_end; y++)
     {
       float *out = dst + (gsize) y * dst_w;
       for (int x = 0; x < dst_w; x++)
         {
-          Taps tx, ty;
-          pixel_taps (warp, x, y, src_w, src_h, &tx, &ty);
-          float sum = 0;
-          for (int j = 0; j < ty.n; j++)
+          double sx = m[0] * x + m[1] * y + m[2], sy = m[3] * x + m[4] * y + m[5];
+          if (warp->interpolation == ST_INTERP_NEAREST)
             {
-              float row = 0;
-              if (ty.idx[j] < 0)
-                row = warp->value;
-              else
+              double fx = floor (sx + 0.5), fy = floor (sy + 0.5);
+              if (fx >= 0 && fx < src_w && fy >= 0 && fy < src_h)
                 {
-                  const float *line = src + (gsize) ty.idx[j] * src_w;
-                  for (int i = 0; i < tx.n; i++)
-                    row += tx.w[i] * (tx.idx[i] < 0 ? warp->value : line[tx.idx[i]]);
+                  out[x] = src[(gsize) fy * src_w + (gsize) fx];
+                  continue;
                 }
-              sum += ty.w[j] * row;
             }
-          out[x] = sum;
+          else
+            {
+              double fx = floor (sx), fy = floor (sy);
+              if (fx >= lo && fx <= x_hi && fy >= lo && fy <= y_hi)
+                {
+                  double lx = sx - fx, ly = sy - fy;
+                  const float *p = src + (gsize) fy * src_w + (gsize) fx;
+                  if (warp->interpolation == ST_INTERP_BILINEAR)
+                    {
+                      float wx0 = (float) (1 - lx), wx1 = (float) lx;
+                      float wy0 = (float) (1 - ly), wy1 = (float) ly;
+                      float r0 = 0, r1 = 0, sum = 0;
+                      r0 += wx0 * p[0], r0 += wx1 * p[1];
+                      r1 += wx0 * p[src_w], r1 += wx1 * p[src_w + 1];
+                      sum += wy0 * r0, sum += wy1 * r1;
+                      out[x] = sum;
+                    }
+                  else
+                    {
+                      float wx[4], wy[4], sum = 0;
+                      for (int k = 0; k < 4; k++)
+                        {
+                          wx[k] = (float) st_cubic_weight (lx - (k - 1), CUBIC_A);
+                          wy[k] = (float) st_cubic_weight (ly - (k - 1), CUBIC_A);
+                        }
+                      p -= src_w + 1;
+                      for (int j = 0; j < 4; j++, p += src_w)
+                        {
+                          float row = 0;
+                          for (int i = 0; i < 4; i++)
+                            row += wx[i] * p[i];
+                          sum += wy[j] * row;
+                        }
+                      out[x] = sum;
+                    }
+                  continue;
+                }
+            }
+          out[x] = sample_general (warp, src, src_w, src_h, x, y);
         }
     }
 }
