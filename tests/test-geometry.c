@@ -564,20 +564,22 @@ typedef struct {
   int border;                  /* as Case's pad */
   float value;
   gboolean fit;
+  double shear_y;
 } AffineCase;
 
 static const AffineCase affine_cases[] = {
-  { "", FALSE, { 0 }, 0, 1, 1, 0, 0, 0, 1, 0, 0, FALSE },
+  { "", FALSE, { 0 }, 0, 1, 1, 0, 0, 0, 1, 0, 0, FALSE, 0 },
   { "matrix=1.2,0.3,-1,-0.2,0.9,0.5", TRUE, { 1.2, 0.3, -1, -0.2, 0.9, 0.5 }, 0, 1, 1, 0, 0, 0,
-    1, 0, 0, FALSE },
-  { "rotate=30 interpolation=bicubic border=reflect", FALSE, { 0 }, 30, 1, 1, 0, 0, 0, 2, 2, 0, FALSE },
-  { "scale=0.7,1.3 interpolation=nearest border=edge", FALSE, { 0 }, 0, 0.7, 1.3, 0, 0, 0, 0, 1, 0, FALSE },
-  { "translate=2.25,-1.5 border=wrap", FALSE, { 0 }, 0, 1, 1, 0, 2.25, -1.5, 1, 3, 0, FALSE },
-  { "shear=20 border=constant value=0.25", FALSE, { 0 }, 0, 1, 1, 20, 0, 0, 1, 4, 0.25f, FALSE },
+    1, 0, 0, FALSE, 0 },
+  { "rotate=30 interpolation=bicubic border=reflect", FALSE, { 0 }, 30, 1, 1, 0, 0, 0, 2, 2, 0, FALSE, 0 },
+  { "scale=0.7,1.3 interpolation=nearest border=edge", FALSE, { 0 }, 0, 0.7, 1.3, 0, 0, 0, 0, 1, 0, FALSE, 0 },
+  { "translate=2.25,-1.5 border=wrap", FALSE, { 0 }, 0, 1, 1, 0, 2.25, -1.5, 1, 3, 0, FALSE, 0 },
+  { "shear=20 border=constant value=0.25", FALSE, { 0 }, 0, 1, 1, 20, 0, 0, 1, 4, 0.25f, FALSE, 0 },
   { "rotate=-33 scale=1.5 size=fit interpolation=bicubic", FALSE, { 0 }, -33, 1.5, 1.5, 0, 0, 0,
-    2, 0, 0, TRUE },
+    2, 0, 0, TRUE, 0 },
   { "rotate=10 shear=-15 scale=0.5,2 translate=1,1 border=edge size=fit", FALSE, { 0 }, 10, 0.5, 2,
-    -15, 1, 1, 1, 1, 0, TRUE },
+    -15, 1, 1, 1, 1, 0, TRUE, 0 },
+  { "shear=20,-10 rotate=5 border=reflect", FALSE, { 0 }, 5, 1, 1, 20, 0, 0, 1, 2, 0, FALSE, -10 },
 };
 
 /* The forward map of k for a w x h input, and the output size. */
@@ -590,9 +592,10 @@ ref_affine_map (const AffineCase *k, int w, int h, double m[6], int *out_w, int 
     {
       /* p' = R·Sh·S·(p − c) + c + t, R turning counter-clockwise on screen. */
       double cx = (w - 1) / 2.0, cy = (h - 1) / 2.0, t = k->rotate * G_PI / 180;
-      double c = cos (t), s = sin (t), hx = tan (k->shear_x * G_PI / 180);
-      double a11 = c * k->sx, a12 = c * hx * k->sy + s * k->sy;
-      double a21 = -s * k->sx, a22 = -s * hx * k->sy + c * k->sy;
+      double c = cos (t), s = sin (t);
+      double hx = tan (k->shear_x * G_PI / 180), hy = tan (k->shear_y * G_PI / 180);
+      double a11 = (c + s * hy) * k->sx, a12 = (c * hx + s) * k->sy;
+      double a21 = (c * hy - s) * k->sx, a22 = (c - s * hx) * k->sy;
       m[0] = a11, m[1] = a12, m[2] = cx + k->tx - a11 * cx - a12 * cy;
       m[3] = a21, m[4] = a22, m[5] = cy + k->ty - a21 * cx - a22 * cy;
     }
