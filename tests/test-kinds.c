@@ -181,6 +181,7 @@ typedef struct {
 static const GradcheckRow gradcheck_rows[] = {
   { "activation", "function=tanh", { 2, 3, 3, 3 }, 1, TRUE, 1e-2 },
   { "add", "weights=1.5,-0.5", { 2, 3, 4, 5 }, 2, FALSE, 1e-2 },
+  { "affine", "rotate=30 scale=1.2,0.8 interpolation=bicubic border=reflect", { 2, 2, 5, 6 }, 1, TRUE, 5e-2 },
   { "avgpool", "size=2", { 2, 2, 4, 4 }, 1, TRUE, 5e-2 },
   { "batchnorm", NULL, { 4, 3, 2, 2 }, 1, TRUE, 0.1 },
   { "concat", NULL, { 2, 3, 4, 5 }, 3, TRUE, 5e-2 },
