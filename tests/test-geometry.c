@@ -982,7 +982,7 @@ test_resize_kernels (void)
         {
           StShape s = shapes[si];
           int ow = sizes[oi][0], oh = sizes[oi][1];
-          g_autofree char *params = g_strdup_printf ("width=%d height=%d method=%s", ow, oh,
+          g_autofree char *params = g_strdup_printf ("width=%d height=%d interpolation=%s", ow, oh,
                                                      lanczos ? "lanczos" : "bicubic");
           g_test_message ("resize %s on %dx%dx%dx%d", params, s.n, s.c, s.h, s.w);
           g_autoptr (StTensor) in = tu_tensor_random (rand, s.n, s.c, s.h, s.w);
@@ -992,9 +992,9 @@ test_resize_kernels (void)
         }
   /* Same size is the identity, exactly. */
   g_autoptr (StTensor) in = tu_tensor_random (rand, 2, 3, 5, 7);
-  g_autoptr (StTensor) cubic = tu_run1 (reg, "resize", "width=7 height=5 method=bicubic", in, ctxs[1]);
+  g_autoptr (StTensor) cubic = tu_run1 (reg, "resize", "width=7 height=5 interpolation=bicubic", in, ctxs[1]);
   assert_tensors_equal (cubic, in);
-  g_autoptr (StTensor) lz = tu_run1 (reg, "resize", "width=7 height=5 method=lanczos", in, ctxs[1]);
+  g_autoptr (StTensor) lz = tu_run1 (reg, "resize", "width=7 height=5 interpolation=lanczos", in, ctxs[1]);
   assert_tensors_equal (lz, in);
   g_rand_free (rand);
 }
@@ -1012,13 +1012,13 @@ typedef struct {
 } FitCase;
 
 static const FitCase fit_cases[] = {
-  { "fit=contain method=bicubic border=constant value=0.25", 9, 4, TRUE, "bicubic", 4, 0.25f },
-  { "fit=contain method=lanczos border=reflect", 4, 9, TRUE, "lanczos", 2, 0 },
-  { "fit=contain method=area border=edge", 6, 6, TRUE, "area", 1, 0 },
+  { "fit=contain interpolation=bicubic border=constant value=0.25", 9, 4, TRUE, "bicubic", 4, 0.25f },
+  { "fit=contain interpolation=lanczos border=reflect", 4, 9, TRUE, "lanczos", 2, 0 },
+  { "fit=contain interpolation=area border=edge", 6, 6, TRUE, "area", 1, 0 },
   { "fit=contain", 3, 1, TRUE, "bilinear", 0, 0 },
-  { "fit=cover method=area", 5, 5, FALSE, "area", 0, 0 },
-  { "fit=cover method=nearest", 3, 7, FALSE, "nearest", 0, 0 },
-  { "fit=cover method=lanczos", 8, 3, FALSE, "lanczos", 0, 0 },
+  { "fit=cover interpolation=area", 5, 5, FALSE, "area", 0, 0 },
+  { "fit=cover interpolation=nearest", 3, 7, FALSE, "nearest", 0, 0 },
+  { "fit=cover interpolation=lanczos", 8, 3, FALSE, "lanczos", 0, 0 },
 };
 
 static gint64
@@ -1044,7 +1044,7 @@ test_resize_fit (void)
         iw = k->contain ? MIN (iw, k->w) : MAX (iw, k->w);
         ih = k->contain ? MIN (ih, k->h) : MAX (ih, k->h);
         g_autofree char *params = g_strdup_printf ("width=%d height=%d %s", k->w, k->h, k->params);
-        g_autofree char *inner = g_strdup_printf ("width=%d height=%d method=%s", iw, ih, k->method);
+        g_autofree char *inner = g_strdup_printf ("width=%d height=%d interpolation=%s", iw, ih, k->method);
         g_test_message ("resize %s on %dx%dx%dx%d (scaled to %dx%d)", params, s.n, s.c, s.h, s.w,
                         iw, ih);
         g_autoptr (StTensor) in = tu_tensor_random (rand, s.n, s.c, s.h, s.w);
@@ -1072,7 +1072,7 @@ test_resize_aspect (void)
   g_autoptr (StTensor) in = tu_tensor_random (rand, 1, 3, 30, 45);
   g_rand_free (rand);
   const struct { const char *params; int w, h; } keep[] = {
-    { "width=30", 30, 20 }, { "height=10", 15, 10 }, { "width=7 method=area", 7, 5 },
+    { "width=30", 30, 20 }, { "height=10", 15, 10 }, { "width=7 interpolation=area", 7, 5 },
     { "height=1", 2, 1 }, { "width=1", 1, 1 },
   };
   for (guint i = 0; i < G_N_ELEMENTS (keep); i++)
@@ -1091,7 +1091,7 @@ test_resize_aspect (void)
   /* contain puts the image in the middle; cover shows the middle. */
   const float m[] = { 1, 2, 3, 4, 5, 6, 7, 8 };
   g_autoptr (StTensor) wide = tu_tensor_from (1, 1, 2, 4, m);
-  g_autoptr (StTensor) contained = tu_run1 (reg, "resize", "width=4 height=4 fit=contain method=nearest "
+  g_autoptr (StTensor) contained = tu_run1 (reg, "resize", "width=4 height=4 fit=contain interpolation=nearest "
                                             "border=constant value=0.5", wide, ctxs[0]);
   const float want_contain[] = { 0.5f, 0.5f, 0.5f, 0.5f, 1, 2, 3, 4, 5, 6, 7, 8, 0.5f, 0.5f, 0.5f, 0.5f };
   g_autoptr (StTensor) wc = tu_tensor_from (1, 1, 4, 4, want_contain);
@@ -1102,7 +1102,7 @@ test_resize_aspect (void)
   assert_tensors_equal (covered, wv);
 
   StShape s = { 1, 1, 1, 4000 };
-  assert_infer_fails ("resize", "method=bicubic", s,
+  assert_infer_fails ("resize", "interpolation=bicubic", s,
                       "give width, height or both (one alone keeps the aspect ratio)");
   assert_infer_fails ("resize", "height=100", s,
                       "keeping the 4000x1 input's aspect ratio gives 400000x100");
@@ -1119,9 +1119,9 @@ test_resize_strips (void)
   g_autofree char *whole = g_build_filename (dir, "whole.png", NULL);
   g_autofree char *strips = g_build_filename (dir, "strips.png", NULL);
   const char *chains[] = {
-    "resize width=150 height=150 fit=contain method=lanczos border=reflect",
-    "resize height=123 method=bicubic",
-    "resize width=120 height=200 fit=cover method=area",
+    "resize width=150 height=150 fit=contain interpolation=lanczos border=reflect",
+    "resize height=123 interpolation=bicubic",
+    "resize width=120 height=200 fit=cover interpolation=area",
   };
   for (guint i = 0; i < G_N_ELEMENTS (chains); i++)
     {

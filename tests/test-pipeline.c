@@ -1017,7 +1017,7 @@ test_include_photo_is_flat (void)
   /* The flat file: the preparation stages, then the network's groups
    * without its [pipeline] group. */
   GString *flat = g_string_new ("[gray]\ntype=grayscale\n"
-                                "[resize]\ntype=resize\nwidth=28\nheight=28\nmethod=area\n"
+                                "[resize]\ntype=resize\nwidth=28\nheight=28\ninterpolation=area\n"
                                 "[invert]\ntype=invert\n");
   g_auto (GStrv) lines = g_strsplit (net, "\n", -1);
   gboolean in_pipeline = FALSE;

@@ -134,7 +134,7 @@ ref_area (const float *p, int ih, int iw, int oh, int ow, int y, int x)
 static void
 check_resize (const char *method, RefFunc ref, const StTensor *in, int oh, int ow, double tol)
 {
-  g_autofree char *params = g_strdup_printf ("width=%d height=%d method=%s", ow, oh, method);
+  g_autofree char *params = g_strdup_printf ("width=%d height=%d interpolation=%s", ow, oh, method);
   for (int t = 0; t < 2; t++)
     {
       g_autoptr (StTensor) out = run1 ("resize", params, in, t);
@@ -245,13 +245,13 @@ test_resize_nearest_known (void)
   g_autoptr (StTensor) in2 = tu_tensor_from (1, 1, 2, 2, grid2);
   for (int t = 0; t < 2; t++)
     {
-      g_autoptr (StTensor) five = run1 ("resize", "width=5 height=1 method=nearest", in3, t);
+      g_autoptr (StTensor) five = run1 ("resize", "width=5 height=1 interpolation=nearest", in3, t);
       static const float want_five[] = { 10, 10, 20, 20, 30 };     /* floor(i * 0.6) */
       assert_values (five, want_five, 0);
-      g_autoptr (StTensor) two = run1 ("resize", "width=2 height=1 method=nearest", in3, t);
+      g_autoptr (StTensor) two = run1 ("resize", "width=2 height=1 interpolation=nearest", in3, t);
       static const float want_two[] = { 10, 20 };                  /* floor(i * 1.5) */
       assert_values (two, want_two, 0);
-      g_autoptr (StTensor) up = run1 ("resize", "width=4 height=4 method=nearest", in2, t);
+      g_autoptr (StTensor) up = run1 ("resize", "width=4 height=4 interpolation=nearest", in2, t);
       static const float want_up[] = { 0, 0, 1, 1, 0, 0, 1, 1, 2, 2, 3, 3, 2, 2, 3, 3 };
       assert_values (up, want_up, 0);
     }
@@ -266,12 +266,12 @@ test_resize_area_known (void)
   for (int t = 0; t < 2; t++)
     {
       /* Integer factors: block means (PyTorch's adaptive_avg_pool2d). */
-      g_autoptr (StTensor) down = run1 ("resize", "width=2 height=2 method=area", in4, t);
+      g_autoptr (StTensor) down = run1 ("resize", "width=2 height=2 interpolation=area", in4, t);
       static const float want_down[] = { 2.5, 4.5, 10.5, 12.5 };
       assert_values (down, want_down, 1e-6);
 
       g_autoptr (StTensor) in66 = tu_tensor_random (rand, 2, 2, 6, 6);
-      g_autoptr (StTensor) blocks = run1 ("resize", "width=3 height=2 method=area", in66, t);
+      g_autoptr (StTensor) blocks = run1 ("resize", "width=3 height=2 interpolation=area", in66, t);
       for (int p = 0; p < 4; p++)
         for (int by = 0; by < 2; by++)
           for (int bx = 0; bx < 3; bx++)
@@ -286,7 +286,7 @@ test_resize_area_known (void)
       /* Enlarging 2 -> 3: the middle pixel straddles both halves. */
       static const float pair[2] = { 1, 4 };
       g_autoptr (StTensor) in_pair = tu_tensor_from (1, 1, 1, 2, pair);
-      g_autoptr (StTensor) three = run1 ("resize", "width=3 height=1 method=area", in_pair, t);
+      g_autoptr (StTensor) three = run1 ("resize", "width=3 height=1 interpolation=area", in_pair, t);
       static const float want_three[] = { 1, 2.5, 4 };
       assert_values (three, want_three, 1e-6);
 
@@ -308,7 +308,7 @@ test_resize_area_known (void)
                   ramp_mean += v;
                 }
           ramp_mean /= 2.0 * ih * iw;
-          g_autofree char *params = g_strdup_printf ("width=%d height=%d method=area", ow, oh);
+          g_autofree char *params = g_strdup_printf ("width=%d height=%d interpolation=area", ow, oh);
           g_autoptr (StTensor) flat_out = run1 ("resize", params, flat, t);
           for (gsize i = 0; i < st_tensor_numel (flat_out); i++)
             g_assert_cmpfloat_with_epsilon (flat_out->data[i], 0.3, 1e-6);
@@ -333,7 +333,7 @@ test_resize_round_trip (void)
   for (int t = 0; t < 2; t++)
     {
       g_autoptr (StTensor) up = run1 ("resize", "width=56 height=56", in, t);
-      g_autoptr (StTensor) back = run1 ("resize", "width=28 height=28 method=area", up, t);
+      g_autoptr (StTensor) back = run1 ("resize", "width=28 height=28 interpolation=area", up, t);
       g_assert_cmpint (back->shape.h, ==, 28);
       g_assert_cmpint (back->shape.w, ==, 28);
       for (int y = 1; y < 27; y++)
@@ -347,8 +347,8 @@ test_resize_round_trip (void)
                 want += a[dy + 1] * a[dx + 1] * p[(y + dy) * 28 + x + dx];
             g_assert_cmpfloat_with_epsilon (back->data[y * 28 + x], want, 1e-5);
           }
-      g_autoptr (StTensor) near_up = run1 ("resize", "width=56 height=56 method=nearest", in, t);
-      g_autoptr (StTensor) near_back = run1 ("resize", "width=28 height=28 method=nearest", near_up, t);
+      g_autoptr (StTensor) near_up = run1 ("resize", "width=56 height=56 interpolation=nearest", in, t);
+      g_autoptr (StTensor) near_back = run1 ("resize", "width=28 height=28 interpolation=nearest", near_up, t);
       assert_values (near_back, in->data, 0);
     }
 }
@@ -358,7 +358,7 @@ test_resize_errors (void)
 {
   StShape shape = { 1, 3, 8, 8 };
   static const char *const bad[] = {
-    "width=0 height=4", "", "width=4 height=4 method=cubic",
+    "width=0 height=4", "", "width=4 height=4 interpolation=cubic",
     "width=4 height=-1", "width=4 height=4 size=2",
   };
   for (guint i = 0; i < G_N_ELEMENTS (bad); i++)

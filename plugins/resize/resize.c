@@ -66,7 +66,7 @@ static const StParamSpec resize_params[] = {
     .flags = ST_PARAM_HAS_MIN | ST_PARAM_HAS_MAX, .min = 1, .max = RESIZE_MAX,
     .help = "output height in pixels; alone: width keeps the aspect ratio",
     .offset = offsetof (ResizeConfig, height) },
-  { .name = "method", .type = ST_PARAM_ENUM, .default_value = "bilinear",
+  { .name = "interpolation", .type = ST_PARAM_ENUM, .default_value = "bilinear",
     .choices = method_names,
     .help = "bilinear (PyTorch, align_corners=False), area (box average, best for shrinking), "
             "nearest (PyTorch's 'nearest'), bicubic (OpenCV's, a=-0.75) or lanczos (Lanczos-3, as PIL)",

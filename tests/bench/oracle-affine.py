@@ -145,7 +145,7 @@ def main():
     for size in ((400, 300), (101, 77)):
         for method, flag in (("bilinear", cv2.INTER_LINEAR), ("bicubic", cv2.INTER_CUBIC),
                              ("area", cv2.INTER_AREA), ("nearest", cv2.INTER_NEAREST)):
-            got = strata_run(strata, f"resize width={size[0]} height={size[1]} method={method}",
+            got = strata_run(strata, f"resize width={size[0]} height={size[1]} interpolation={method}",
                              src, out)
             want = cv2.resize(img, size, interpolation=flag)
             sx, sy = w / size[0], h / size[1]
