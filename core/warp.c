@@ -37,6 +37,37 @@ st_affine_multiply (const double a[6], const double b[6], double out[6])
     out[i] = r[i];
 }
 
+void
+st_affine_compose (const StAffineParts *p, double m[6])
+{
+  /* Exact quarter turns: cos and sin of multiples of 90° are 0 and ±1,
+   * not 6e-17, so a quarter turn moves pixels onto pixels. */
+  double turns = p->rotate / 90;
+  double c, s;
+  if (turns == floor (turns))
+    {
+      static const double cos_q[] = { 1, 0, -1, 0 }, sin_q[] = { 0, 1, 0, -1 };
+      int q = (int) fmod (fmod (turns, 4) + 4, 4);
+      c = cos_q[q], s = sin_q[q];
+    }
+  else
+    {
+      c = cos (p->rotate * G_PI / 180);
+      s = sin (p->rotate * G_PI / 180);
+    }
+  const double hx = tan (p->shear_x * G_PI / 180), hy = tan (p->shear_y * G_PI / 180);
+  /* y points down, so a counter-clockwise turn on screen is [c s; -s c]. */
+  const double to_origin[6] = { 1, 0, -p->cx, 0, 1, -p->cy };
+  const double scale[6] = { p->scale_x, 0, 0, 0, p->scale_y, 0 };
+  const double shear[6] = { 1, hx, 0, hy, 1, 0 };
+  const double rotate[6] = { c, s, 0, -s, c, 0 };
+  const double back[6] = { 1, 0, p->cx + p->translate_x, 0, 1, p->cy + p->translate_y };
+  st_affine_multiply (scale, to_origin, m);
+  st_affine_multiply (shear, m, m);
+  st_affine_multiply (rotate, m, m);
+  st_affine_multiply (back, m, m);
+}
+
 /* The taps of one output pixel along one axis: up to 4 indices (-1: the
  * constant) and their weights. */
 typedef struct {

@@ -163,39 +163,18 @@ forward_matrix (const AffineConfig *cfg, int w, int h, double m[6], GError **err
         m[i] = cfg->matrix.values[i];
       return TRUE;
     }
-  double cx = cfg->center.n ? cfg->center.values[0] : (w - 1) / 2.0;
-  double cy = cfg->center.n ? cfg->center.values[1] : (h - 1) / 2.0;
-  double sx = cfg->scale.n ? cfg->scale.values[0] : 1;
-  double sy = cfg->scale.n ? cfg->scale.values[cfg->scale.n - 1] : 1;
-  double hx = cfg->shear.n ? tan (cfg->shear.values[0] * G_PI / 180) : 0;
-  double hy = cfg->shear.n == 2 ? tan (cfg->shear.values[1] * G_PI / 180) : 0;
-  double tx = cfg->translate.n ? cfg->translate.values[0] : 0;
-  double ty = cfg->translate.n ? cfg->translate.values[1] : 0;
-  /* Exact quarter turns: cos and sin of multiples of 90° are 0 and ±1,
-   * not 6e-17, so rotate=90 moves pixels onto pixels. */
-  double turns = cfg->rotate / 90;
-  double c, s;
-  if (turns == floor (turns))
-    {
-      static const double cos_q[] = { 1, 0, -1, 0 }, sin_q[] = { 0, 1, 0, -1 };
-      int q = (int) fmod (fmod (turns, 4) + 4, 4);
-      c = cos_q[q], s = sin_q[q];
-    }
-  else
-    {
-      c = cos (cfg->rotate * G_PI / 180);
-      s = sin (cfg->rotate * G_PI / 180);
-    }
-  /* y points down, so a counter-clockwise turn on screen is [c s; -s c]. */
-  const double to_origin[6] = { 1, 0, -cx, 0, 1, -cy };
-  const double scale[6] = { sx, 0, 0, 0, sy, 0 };
-  const double shear[6] = { 1, hx, 0, hy, 1, 0 };
-  const double rotate[6] = { c, s, 0, -s, c, 0 };
-  const double back[6] = { 1, 0, cx + tx, 0, 1, cy + ty };
-  st_affine_multiply (scale, to_origin, m);
-  st_affine_multiply (shear, m, m);
-  st_affine_multiply (rotate, m, m);
-  st_affine_multiply (back, m, m);
+  const StAffineParts parts = {
+    .cx = cfg->center.n ? cfg->center.values[0] : (w - 1) / 2.0,
+    .cy = cfg->center.n ? cfg->center.values[1] : (h - 1) / 2.0,
+    .scale_x = cfg->scale.n ? cfg->scale.values[0] : 1,
+    .scale_y = cfg->scale.n ? cfg->scale.values[cfg->scale.n - 1] : 1,
+    .shear_x = cfg->shear.n ? cfg->shear.values[0] : 0,
+    .shear_y = cfg->shear.n == 2 ? cfg->shear.values[1] : 0,
+    .rotate = cfg->rotate,
+    .translate_x = cfg->translate.n ? cfg->translate.values[0] : 0,
+    .translate_y = cfg->translate.n ? cfg->translate.values[1] : 0,
+  };
+  st_affine_compose (&parts, m);
   return TRUE;
 }
 

@@ -69,6 +69,23 @@ gboolean st_affine_invert (const double m[6], double inverse[6]);
  * may be a or b. */
 void st_affine_multiply (const double a[6], const double b[6], double out[6]);
 
+/* An affine map built from parts, applied in this order about the centre
+ * (cx, cy): scale (scale_x, scale_y; negative mirrors), shear (degrees: x
+ * moves by tan(shear_x)·(y − cy), y by tan(shear_y)·(x − cx), as
+ * torchvision), rotation (degrees, counter-clockwise on screen, as
+ * cv2.getRotationMatrix2D), then translation; whole quarter turns are
+ * exact.  The identity is { .scale_x = 1, .scale_y = 1 } with a centre. */
+typedef struct {
+  double cx, cy;
+  double scale_x, scale_y;
+  double shear_x, shear_y;
+  double rotate;
+  double translate_x, translate_y;
+} StAffineParts;
+
+/* The forward map (input to output, as cv2.warpAffine takes it) of parts. */
+void st_affine_compose (const StAffineParts *parts, double m[6]);
+
 /* Writes rows [row_begin, row_end) of one output plane of dst_w x dst_h
  * (dst points at the plane's first row) by sampling the src_w x src_h
  * plane src through warp. */
