@@ -3,6 +3,7 @@
 #include "image-format.h"
 
 #include <libexif/exif-data.h>
+#include <string.h>
 
 int
 st_image_exif_orientation (const guint8 *data, gsize size)
@@ -49,4 +50,62 @@ gboolean
 st_image_orientation_streams (int orientation)
 {
   return orientation <= 2;
+}
+
+/* ---- Handing EXIF on ---------------------------------------------------------- */
+
+#define EXIF_TAG_ORIENTATION_ID 0x0112
+#define EXIF_TYPE_SHORT 3
+
+gboolean
+st_image_exif_is_tiff (const guint8 *data, gsize size)
+{
+  return size >= 8 && (memcmp (data, "II*\0", 4) == 0 || memcmp (data, "MM\0*", 4) == 0);
+}
+
+static guint
+exif_read16 (const guint8 *p, gboolean big)
+{
+  return big ? (guint) p[0] << 8 | p[1] : (guint) p[1] << 8 | p[0];
+}
+
+static guint32
+exif_read32 (const guint8 *p, gboolean big)
+{
+  return big ? (guint32) p[0] << 24 | (guint32) p[1] << 16 | (guint32) p[2] << 8 | p[3]
+             : (guint32) p[3] << 24 | (guint32) p[2] << 16 | (guint32) p[1] << 8 | p[0];
+}
+
+/* The orientation entry of IFD0 is patched in a copy, byte for byte, rather
+ * than the block rebuilt by libexif: rebuilding can drop or move maker
+ * notes and tags libexif does not know. */
+GBytes *
+st_image_exif_upright (GBytes *exif)
+{
+  gsize size;
+  const guint8 *data = exif ? g_bytes_get_data (exif, &size) : NULL;
+  if (!data || !st_image_exif_is_tiff (data, size))
+    return NULL;
+  const gboolean big = data[0] == 'M';
+  const guint32 ifd = exif_read32 (data + 4, big);
+  if (ifd < 8 || ifd > size - 2)
+    return NULL;
+  const guint count = exif_read16 (data + ifd, big);
+  for (guint i = 0; i < count; i++)
+    {
+      const gsize entry = ifd + 2 + (gsize) 12 * i;
+      if (entry + 12 > size)
+        return NULL;
+      if (exif_read16 (data + entry, big) != EXIF_TAG_ORIENTATION_ID)
+        continue;
+      if (exif_read16 (data + entry + 2, big) != EXIF_TYPE_SHORT
+          || exif_read32 (data + entry + 4, big) < 1
+          || exif_read16 (data + entry + 8, big) == 1)
+        return NULL;
+      guint8 *copy = g_memdup2 (data, size);
+      copy[entry + 8] = big ? 0 : 1;
+      copy[entry + 9] = big ? 1 : 0;
+      return g_bytes_new_take (copy, size);
+    }
+  return NULL;
 }

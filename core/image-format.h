@@ -55,6 +55,9 @@ typedef struct {
    * turned by its EXIF orientation): image.c serves the rows from it and
    * owns it; reader_read is then never called. */
   StTensor *whole;
+  /* What the file holds beside the pixels, set by reader_open; image.c
+   * owns it and drops what is malformed or too large. */
+  StImageMetadata metadata;
 } StImageHeader;
 
 /* What a writer is asked to write; path is what errors name. */
@@ -63,6 +66,10 @@ typedef struct {
   int width, height, channels; /* channels 1 to 4, as st_image_save takes them */
   int bit_depth;               /* 8 or 16 where the format has a choice */
   int quality;                 /* 1 to 100 for lossy formats */
+  /* To write beside the pixels: fields may be NULL; checked by image.c (an
+   * ICC profile matches the colour channels). */
+  StImageMetadata metadata;
+  gboolean lossless;
 } StImageWriteSpec;
 
 typedef enum {
@@ -135,5 +142,16 @@ StImagePlacement st_image_placement_for_orientation (int orientation, ptrdiff_t 
 /* Whether the orientation keeps the stored row order, so rows can be
  * handed on as they are decoded; the others need the whole image first. */
 gboolean st_image_orientation_streams (int orientation);
+
+/* The same block with orientation 1 where it says otherwise: a new blob,
+ * or NULL when there is nothing to change (no tag, already 1, malformed). */
+GBytes *st_image_exif_upright (GBytes *exif);
+
+/* Whether a blob looks like an EXIF TIFF structure ("II*\0" or "MM\0*"). */
+gboolean st_image_exif_is_tiff (const guint8 *data, gsize size);
+
+/* Stores a copy of size bytes at data in *field (replacing what is there)
+ * unless it is empty or over ST_IMAGE_METADATA_MAX_BYTES. */
+void st_image_metadata_set (GBytes **field, const void *data, gsize size);
 
 G_END_DECLS

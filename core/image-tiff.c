@@ -324,6 +324,19 @@ tiff_read_rgba (TiffLoad *ld, guint16 photometric, gboolean alpha, GError **erro
   return t;
 }
 
+/* The ICC profile and the XMP packet of the first page.  (Its EXIF is a
+ * directory of the file's own, not a block that could be handed on.) */
+static void
+tiff_read_metadata (TIFF *tif, StImageMetadata *m)
+{
+  guint32 size = 0;
+  void *data = NULL;
+  if (TIFFGetField (tif, TIFFTAG_ICCPROFILE, &size, &data))
+    st_image_metadata_set (&m->icc, data, size);
+  if (TIFFGetField (tif, TIFFTAG_XMLPACKET, &size, &data))
+    st_image_metadata_set (&m->xmp, data, size);
+}
+
 static gpointer
 tiff_reader_open (StImageInput *in, guint64 max_pixels, StImageHeader *header, GError **error)
 {
@@ -396,6 +409,7 @@ tiff_reader_open (StImageInput *in, guint64 max_pixels, StImageHeader *header, G
   header->channels = ld->channels;
   header->info = (StImageInfo) { ST_FORMAT_TIFF, ld->bit_depth,
                                  ld->channels == 2 || ld->channels == 4 };
+  tiff_read_metadata (ld->tif, &header->metadata);
   return ld;
 
 fail:
@@ -507,6 +521,17 @@ tiff_writer_open (FILE *fp, const StImageWriteSpec *spec, GError **error)
   TIFFSetField (tif, TIFFTAG_COMPRESSION, COMPRESSION_ADOBE_DEFLATE);
   TIFFSetField (tif, TIFFTAG_PREDICTOR, PREDICTOR_HORIZONTAL);
   TIFFSetField (tif, TIFFTAG_ROWSPERSTRIP, TIFFDefaultStripSize (tif, 0));
+  gsize size;
+  if (spec->metadata.icc)
+    {
+      const void *data = g_bytes_get_data (spec->metadata.icc, &size);
+      TIFFSetField (tif, TIFFTAG_ICCPROFILE, (guint32) size, data);
+    }
+  if (spec->metadata.xmp)
+    {
+      const void *data = g_bytes_get_data (spec->metadata.xmp, &size);
+      TIFFSetField (tif, TIFFTAG_XMLPACKET, (guint32) size, data);
+    }
   job->row = g_malloc ((gsize) spec->width * spec->channels * (spec->bit_depth / 8));
   return job;
 }

@@ -78,6 +78,27 @@ tu_crc32 (const guint8 *data, gsize len)
   return crc ^ 0xffffffffu;
 }
 
+GBytes *
+tu_make_icc_profile (gsize size, const char *space)
+{
+  static const guint8 d50[12] = { 0, 0, 0xf6, 0xd6, 0, 1, 0, 0, 0, 0, 0xd3, 0x2d };
+  guint8 *p = g_malloc0 (size);
+  for (gsize i = 132; i < size; i++)
+    p[i] = (guint8) (i * 7 + 1);
+  p[0] = size >> 24;
+  p[1] = size >> 16;
+  p[2] = size >> 8;
+  p[3] = size;
+  p[8] = 2;                    /* version 2.1 */
+  p[9] = 0x10;
+  memcpy (p + 12, "mntr", 4);
+  memcpy (p + 16, space, 4);
+  memcpy (p + 20, "XYZ ", 4);
+  memcpy (p + 36, "acsp", 4);
+  memcpy (p + 68, d50, sizeof d50);
+  return g_bytes_new_take (p, size);
+}
+
 void
 tu_write_synthetic_idx (const char *dir, const char *prefix, int n, guint32 seed)
 {
