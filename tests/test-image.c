@@ -22,6 +22,7 @@
 #include <tiffio.h>
 #include <webp/encode.h>
 #include <webp/demux.h>
+#include <libexif/exif-data.h>
 
 static void
 temp_dir_setup (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
@@ -1951,7 +1952,7 @@ make_metadata (gsize icc_size)
 {
   StImageMetadata *m = st_image_metadata_new ();
   m->icc = tu_make_icc_profile (icc_size, "RGB ");
-  m->exif = make_exif (1, FALSE);
+  m->exif = tu_make_exif (FALSE);
   m->xmp = g_bytes_new_static (test_xmp, strlen (test_xmp));
   return m;
 }
@@ -2025,6 +2026,36 @@ check_png_chunks (const char *path, const StImageMetadata *m)
   fclose (fp);
 }
 
+/* The values of tu_make_exif's block, as libexif reads them. */
+static void
+check_exif_values (GBytes *exif, const char *path)
+{
+  if (!exif)
+    g_error ("%s: no EXIF", path);
+  g_autoptr (GByteArray) app1 = g_byte_array_new ();
+  g_byte_array_append (app1, (const guint8 *) "Exif\0\0", 6);
+  g_byte_array_append (app1, g_bytes_get_data (exif, NULL), g_bytes_get_size (exif));
+  ExifData *ed = exif_data_new_from_data (app1->data, app1->len);
+  g_assert_nonnull (ed);
+  static const struct { ExifTag tag; const char *value; } want[] = {
+    { EXIF_TAG_MAKE, "Canon" },
+    { EXIF_TAG_EXPOSURE_TIME, "1/250 sec." },
+    { EXIF_TAG_DATE_TIME_ORIGINAL, TU_EXIF_DATE },
+    { EXIF_TAG_INTEROPERABILITY_INDEX, "R98" },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (want); i++)
+    {
+      ExifEntry *e = exif_data_get_entry (ed, want[i].tag);
+      char value[64] = "";
+      if (e)
+        exif_entry_get_value (e, value, sizeof value);
+      if (strcmp (value, want[i].value) != 0)
+        g_error ("%s: EXIF tag 0x%04x is '%s', expected '%s'", path, want[i].tag, value,
+                 want[i].value);
+    }
+  exif_data_unref (ed);
+}
+
 static void
 check_tiff_tags (const char *path, const StImageMetadata *m)
 {
@@ -2036,6 +2067,19 @@ check_tiff_tags (const char *path, const StImageMetadata *m)
   g_assert_cmpmem (data, size, g_bytes_get_data (m->icc, NULL), g_bytes_get_size (m->icc));
   g_assert_true (TIFFGetField (tif, TIFFTAG_XMLPACKET, &size, &data));
   g_assert_cmpmem (data, size, test_xmp, strlen (test_xmp));
+  char *make = NULL;
+  g_assert_true (TIFFGetField (tif, TIFFTAG_MAKE, &make));
+  g_assert_cmpstr (make, ==, "Canon");
+  /* libtiff's own reading of the EXIF directory copied in (it does not
+   * know the interoperability pointer: no warning about it). */
+  toff_t exif_offset = 0;
+  g_assert_true (TIFFGetField (tif, TIFFTAG_EXIFIFD, &exif_offset));
+  TIFFErrorHandler warn = TIFFSetWarningHandler (NULL);
+  g_assert_true (TIFFReadEXIFDirectory (tif, exif_offset));
+  TIFFSetWarningHandler (warn);
+  char *date = NULL;
+  g_assert_true (TIFFGetField (tif, EXIFTAG_DATETIMEORIGINAL, &date));
+  g_assert_cmpstr (date, ==, TU_EXIF_DATE);
   TIFFClose (tif);
 }
 
@@ -2060,8 +2104,10 @@ check_webp_chunks (const char *path, const StImageMetadata *m)
   WebPDemuxDelete (demux);
 }
 
-/* Each format keeps what it can store: an ICC profile, EXIF (not TIFF: its
- * EXIF is a directory of the file's own) and XMP, with and without alpha. */
+/* Each format keeps what it can store: an ICC profile, EXIF and XMP, with
+ * and without alpha, EXIF of either byte order.  A TIFF holds EXIF as
+ * directories of its own: the block read back is made anew, its values
+ * the same. */
 static void
 test_metadata_round_trip (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
@@ -2071,13 +2117,18 @@ test_metadata_round_trip (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
   for (int channels = 3; channels <= 4; channels++)
     for (gsize i = 0; i < G_N_ELEMENTS (names); i++)
       {
+        g_clear_pointer (&m->exif, g_bytes_unref);
+        m->exif = tu_make_exif (channels == 4);
         g_autoptr (StTensor) t = gradient (channels, 12, 16);
         g_autofree char *path = tu_temp_path (fx, names[i]);
         save_with_ok (t, path, &options);
         g_autoptr (StImageMetadata) got = read_metadata (path);
         const gboolean tiff = g_str_has_suffix (path, ".tif");
         assert_blob (got->icc, m->icc, path);
-        assert_blob (got->exif, tiff ? NULL : m->exif, path);
+        if (tiff)
+          check_exif_values (got->exif, path);
+        else
+          assert_blob (got->exif, m->exif, path);
         assert_blob (got->xmp, m->xmp, path);
         if (g_str_has_suffix (path, ".png"))
           check_png_chunks (path, m);
@@ -2227,6 +2278,28 @@ test_metadata_bad_dropped (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
   save_with_ok (gray, gray_path, &options);
   g_autoptr (StImageMetadata) got_gray = read_metadata (gray_path);
   assert_blob (got_gray->icc, m->icc, gray_path);
+
+  /* EXIF whose directory pointer leads outside the block: a TIFF gets the
+   * camera's name but no EXIF directory entry pointing nowhere. */
+  gsize size;
+  g_autoptr (GBytes) good = tu_make_exif (FALSE);
+  const guint8 *good_data = g_bytes_get_data (good, &size);
+  guint8 *broken = g_memdup2 (good_data, size);
+  memset (broken + 30, 0xff, 4);   /* IFD0's second entry's value: the pointer */
+  g_clear_pointer (&m->exif, g_bytes_unref);
+  m->exif = g_bytes_new_take (broken, size);
+  g_autofree char *tiff_path = tu_temp_path (fx, "broken-exif.tif");
+  save_with_ok (gray, tiff_path, &options);
+  g_autoptr (StImageMetadata) got_tiff = read_metadata (tiff_path);
+  g_assert_null (got_tiff->exif);
+  TIFF *tif = TIFFOpen (tiff_path, "r");
+  g_assert_nonnull (tif);
+  char *make = NULL;
+  toff_t exif_offset;
+  g_assert_true (TIFFGetField (tif, TIFFTAG_MAKE, &make));
+  g_assert_cmpstr (make, ==, "Canon");
+  g_assert_false (TIFFGetField (tif, TIFFTAG_EXIFIFD, &exif_offset));
+  TIFFClose (tif);
 }
 
 /* Lossless WebP gives back every 8-bit value, RGB and RGBA; JPEG refuses

@@ -332,8 +332,9 @@ webp_seed (const char *name, int width, int height, gboolean alpha, int quality,
 
 /* An image of format ext written by strata with an ICC profile of
  * icc_size bytes (a JPEG's over 65519 bytes is split over APP2 markers),
- * EXIF with the orientation (as a JPEG's APP1 holds it, less "Exif\0\0")
- * and XMP; with keep, only its first keep bytes. */
+ * EXIF (tu_make_exif's, with EXIF and interoperability directories; or, for
+ * an orientation, IFD0 with that tag alone) and XMP; with keep, only its
+ * first keep bytes. */
 static void
 metadata_seed (const char *name, int channels, gsize icc_size, int orientation, gsize keep)
 {
@@ -345,7 +346,7 @@ metadata_seed (const char *name, int channels, gsize icc_size, int orientation, 
   static const char xmp[] = "<x:xmpmeta xmlns:x=\"adobe:ns:meta/\"/>";
   g_autoptr (StImageMetadata) m = st_image_metadata_new ();
   m->icc = tu_make_icc_profile (icc_size, "RGB ");
-  m->exif = g_bytes_new (exif, sizeof exif);
+  m->exif = orientation ? g_bytes_new (exif, sizeof exif) : tu_make_exif (TRUE);
   m->xmp = g_bytes_new_static (xmp, sizeof xmp - 1);
   const StImageWriteOptions options = { m, FALSE };
 
@@ -372,13 +373,13 @@ metadata_seed (const char *name, int channels, gsize icc_size, int orientation, 
 static void
 metadata_seeds (void)
 {
-  metadata_seed ("meta-rgb.png", 3, 600, 1, 0);
-  metadata_seed ("meta-rgba.webp", 4, 600, 1, 0);
-  metadata_seed ("meta-rgb.tif", 3, 600, 1, 0);
+  metadata_seed ("meta-rgb.png", 3, 600, 0, 0);
+  metadata_seed ("meta-rgba.webp", 4, 600, 0, 0);
+  metadata_seed ("meta-rgb.tif", 3, 600, 0, 0);
   metadata_seed ("meta-exif6.jpg", 3, 600, 6, 0);
-  metadata_seed ("meta-icc-split.jpg", 3, 70000, 1, 0);
+  metadata_seed ("meta-icc-split.jpg", 3, 70000, 0, 0);
   /* Cut inside the second APP2 marker of the profile. */
-  metadata_seed ("meta-icc-cut.jpg", 3, 70000, 1, 67000);
+  metadata_seed ("meta-icc-cut.jpg", 3, 70000, 0, 67000);
 }
 
 /* ---- PNM and GIF -------------------------------------------------------- */
