@@ -55,6 +55,9 @@ typedef struct {
    * turned by its EXIF orientation): image.c serves the rows from it and
    * owns it; reader_read is then never called. */
   StTensor *whole;
+  /* What the file holds beside the pixels, set by reader_open; image.c
+   * owns it and drops what is malformed or too large. */
+  StImageMetadata metadata;
 } StImageHeader;
 
 /* What a writer is asked to write; path is what errors name. */
@@ -63,6 +66,10 @@ typedef struct {
   int width, height, channels; /* channels 1 to 4, as st_image_save takes them */
   int bit_depth;               /* 8 or 16 where the format has a choice */
   int quality;                 /* 1 to 100 for lossy formats */
+  /* To write beside the pixels: fields may be NULL; checked by image.c (an
+   * ICC profile matches the colour channels). */
+  StImageMetadata metadata;
+  gboolean lossless;
 } StImageWriteSpec;
 
 typedef enum {
@@ -135,5 +142,33 @@ StImagePlacement st_image_placement_for_orientation (int orientation, ptrdiff_t 
 /* Whether the orientation keeps the stored row order, so rows can be
  * handed on as they are decoded; the others need the whole image first. */
 gboolean st_image_orientation_streams (int orientation);
+
+/* The same block with orientation 1 where it says otherwise: a new blob,
+ * or NULL when there is nothing to change (no tag, already 1, malformed). */
+GBytes *st_image_exif_upright (GBytes *exif);
+
+/* Whether a blob looks like an EXIF TIFF structure ("II*\0" or "MM\0*"). */
+gboolean st_image_exif_is_tiff (const guint8 *data, gsize size);
+
+/* EXIF in a TIFF file, whose directories hold it (image-exif.c).
+ * st_image_exif_from_tiff: the EXIF of a classic TIFF file in memory as a
+ * block (its first directory's EXIF and GPS pointers and camera, date and
+ * author text, with the directories pointed at), or NULL.
+ * st_image_exif_ifd_offset: the value of the first directory's entry tag
+ * (0x8769 EXIF, 0x8825 GPS), 0 if none.  st_image_exif_ifd0_text: the text
+ * of the first directory's ASCII entry tag (free it), or NULL.
+ * st_image_exif_into_tiff: appends to file (a classic TIFF of exif's byte
+ * order whose first directory has an entry tag) a copy of the directory
+ * exif's entry tag points at, and points the file's entry at it. */
+GBytes *st_image_exif_from_tiff (const guint8 *file, gsize size);
+guint32 st_image_exif_ifd_offset (const guint8 *data, gsize size, guint tag);
+char *st_image_exif_ifd0_text (const guint8 *data, gsize size, guint tag);
+gboolean st_image_exif_into_tiff (GByteArray *file, GBytes *exif, guint tag);
+/* Whether st_image_exif_into_tiff would find a sound directory for tag. */
+gboolean st_image_exif_has_ifd (GBytes *exif, guint tag);
+
+/* Stores a copy of size bytes at data in *field (replacing what is there)
+ * unless it is empty or over ST_IMAGE_METADATA_MAX_BYTES. */
+void st_image_metadata_set (GBytes **field, const void *data, gsize size);
 
 G_END_DECLS

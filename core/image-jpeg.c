@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <setjmp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jpeglib.h>
@@ -20,6 +21,15 @@
 #define JPEG_ROWS_PER_CALL 16
 
 static const guint8 jpeg_signature[3] = { 0xff, 0xd8, 0xff };
+
+/* What starts an APP1 marker's data: EXIF, or XMP (Adobe's XMP
+ * specification, part 3), each with its terminating NUL. */
+static const char jpeg_exif_prefix[] = "Exif\0";
+static const char jpeg_xmp_prefix[] = "http://ns.adobe.com/xap/1.0/";
+#define JPEG_EXIF_PREFIX_SIZE sizeof jpeg_exif_prefix      /* 6 */
+#define JPEG_XMP_PREFIX_SIZE sizeof jpeg_xmp_prefix        /* 29 */
+/* A marker's data: 65535 less the two bytes of its length. */
+#define JPEG_MARKER_MAX_DATA 65533
 
 /* ---- JPEG reading ------------------------------------------------------ */
 
@@ -40,6 +50,7 @@ typedef struct {
   guint64 max_pixels;
   gboolean cmyk;
   int orientation;
+  StImageMetadata metadata;    /* handed to the header when opened */
   int pixel_bytes;             /* per decoded pixel: 1, or 4 (RGBX, CMYK) or 3 */
   int channels;                /* of the tensor: 1 or 3 */
   JSAMPARRAY rows;
@@ -151,6 +162,42 @@ jpeg_source_term (G_GNUC_UNUSED j_decompress_ptr cinfo)
 {
 }
 
+/* EXIF and XMP from the saved APP1 markers, the ICC profile from the APP2
+ * markers it is split over; orientation the one the reader applies. */
+static void
+jpeg_read_metadata (j_decompress_ptr cinfo, int orientation, StImageMetadata *m)
+{
+  for (jpeg_saved_marker_ptr mk = cinfo->marker_list; mk; mk = mk->next)
+    {
+      if (mk->marker != JPEG_APP0 + 1)
+        continue;
+      if (!m->exif && mk->data_length > JPEG_EXIF_PREFIX_SIZE
+          && memcmp (mk->data, jpeg_exif_prefix, JPEG_EXIF_PREFIX_SIZE) == 0)
+        st_image_metadata_set (&m->exif, mk->data + JPEG_EXIF_PREFIX_SIZE,
+                               mk->data_length - JPEG_EXIF_PREFIX_SIZE);
+      else if (!m->xmp && mk->data_length > JPEG_XMP_PREFIX_SIZE
+               && memcmp (mk->data, jpeg_xmp_prefix, JPEG_XMP_PREFIX_SIZE) == 0)
+        st_image_metadata_set (&m->xmp, mk->data + JPEG_XMP_PREFIX_SIZE,
+                               mk->data_length - JPEG_XMP_PREFIX_SIZE);
+    }
+  if (orientation != 1)
+    {
+      GBytes *upright = st_image_exif_upright (m->exif);
+      if (upright)
+        {
+          g_bytes_unref (m->exif);
+          m->exif = upright;
+        }
+    }
+  JOCTET *icc = NULL;
+  unsigned int icc_size = 0;
+  /* FALSE, with nothing allocated, when there is none or its chunks do not
+   * fit together. */
+  if (jpeg_read_icc_profile (cinfo, &icc, &icc_size))
+    st_image_metadata_set (&m->icc, icc, icc_size);
+  free (icc);
+}
+
 /* The EXIF orientation (1 to 8) from a saved APP1 marker, 1 if none. */
 static int
 jpeg_exif_orientation (j_decompress_ptr cinfo)
@@ -205,6 +252,7 @@ jpeg_open_run (JpegLoad *ld)
   ld->progress.progress_monitor = jpeg_scan_limit;
   cinfo->progress = &ld->progress;
   jpeg_save_markers (cinfo, JPEG_APP0 + 1, 0xffff);
+  jpeg_save_markers (cinfo, JPEG_APP0 + 2, 0xffff);
   if (jpeg_read_header (cinfo, TRUE) != JPEG_HEADER_OK)
     jpeg_load_fail (ld, ST_ERROR_IMAGE, "invalid JPEG file (it holds no image)");
 
@@ -242,6 +290,7 @@ jpeg_open_run (JpegLoad *ld)
     }
 
   ld->orientation = jpeg_exif_orientation (cinfo);
+  jpeg_read_metadata (cinfo, ld->orientation, &ld->metadata);
   jpeg_start_decompress (cinfo);
 
   const int width = cinfo->output_width, height = cinfo->output_height;
@@ -326,6 +375,9 @@ jpeg_reader_close (gpointer reader)
   if (ld->created)
     jpeg_destroy_decompress (&ld->cinfo);
   st_tensor_free (ld->whole);
+  g_clear_pointer (&ld->metadata.icc, g_bytes_unref);
+  g_clear_pointer (&ld->metadata.exif, g_bytes_unref);
+  g_clear_pointer (&ld->metadata.xmp, g_bytes_unref);
   g_clear_error (&ld->error);
   g_free (ld);
 }
@@ -363,6 +415,8 @@ jpeg_reader_open (StImageInput *in, guint64 max_pixels, StImageHeader *header,
   header->channels = ld->channels;
   header->info = (StImageInfo) { ST_FORMAT_JPEG, 8, FALSE };
   header->whole = g_steal_pointer (&ld->whole);
+  header->metadata = ld->metadata;
+  ld->metadata = (StImageMetadata) { 0 };
   return ld;
 }
 
@@ -394,6 +448,7 @@ typedef struct {
   int planes;                  /* taken from the source: 1 or 3 */
   int channels;                /* bytes a pixel given to libjpeg */
   int quality;
+  StImageMetadata metadata;    /* the writer's, borrowed */
   JSAMPARRAY rows;
   StImageRows src;
   int code;
@@ -425,6 +480,38 @@ jpeg_save_error_exit (j_common_ptr cinfo)
 static void
 jpeg_save_emit (G_GNUC_UNUSED j_common_ptr cinfo, G_GNUC_UNUSED int level)
 {
+}
+
+/* One APP1 marker of prefix and blob; a blob too large for one is left out
+ * (extended XMP and EXIF over several markers are rare and unsupported). */
+static void
+jpeg_write_app1 (j_compress_ptr cinfo, const char *prefix, gsize prefix_size, GBytes *blob)
+{
+  gsize size;
+  const guint8 *data = g_bytes_get_data (blob, &size);
+  if (size > JPEG_MARKER_MAX_DATA - prefix_size)
+    return;
+  jpeg_write_m_header (cinfo, JPEG_APP0 + 1, (unsigned int) (prefix_size + size));
+  for (gsize i = 0; i < prefix_size; i++)
+    jpeg_write_m_byte (cinfo, prefix[i]);
+  for (gsize i = 0; i < size; i++)
+    jpeg_write_m_byte (cinfo, data[i]);
+}
+
+static void
+jpeg_save_metadata (j_compress_ptr cinfo, const StImageMetadata *m)
+{
+  if (m->exif)
+    jpeg_write_app1 (cinfo, jpeg_exif_prefix, JPEG_EXIF_PREFIX_SIZE, m->exif);
+  if (m->xmp)
+    jpeg_write_app1 (cinfo, jpeg_xmp_prefix, JPEG_XMP_PREFIX_SIZE, m->xmp);
+  if (m->icc)
+    {
+      gsize size;
+      const guint8 *data = g_bytes_get_data (m->icc, &size);
+      /* Split over as many APP2 markers as it needs. */
+      jpeg_write_icc_profile (cinfo, data, (unsigned int) size);
+    }
 }
 
 static gboolean
@@ -459,7 +546,12 @@ jpeg_save_start_run (JpegSave *job)
   /* The accurate integer DCT; with libjpeg-turbo's SIMD it costs little
    * more than JDCT_IFAST. */
   cinfo->dct_method = JDCT_ISLOW;
+  /* EXIF's APP1 must follow SOI directly, where JFIF's APP0 would be. */
+  if (job->metadata.exif
+      && g_bytes_get_size (job->metadata.exif) + JPEG_EXIF_PREFIX_SIZE <= JPEG_MARKER_MAX_DATA)
+    cinfo->write_JFIF_header = FALSE;
   jpeg_start_compress (cinfo, TRUE);
+  jpeg_save_metadata (cinfo, &job->metadata);
   job->rows = cinfo->mem->alloc_sarray ((j_common_ptr) cinfo, JPOOL_IMAGE,
                                         (JDIMENSION) job->width * job->channels,
                                         JPEG_ROWS_PER_CALL);
@@ -510,6 +602,13 @@ jpeg_writer_free (gpointer writer)
 static gboolean
 jpeg_writer_check (const StImageWriteSpec *spec, GError **error)
 {
+  if (spec->lossless)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_IMAGE,
+                   "%s: JPEG cannot be written lossless (--lossless: write WebP, PNG or TIFF)",
+                   spec->path);
+      return FALSE;
+    }
   if (spec->quality < 1 || spec->quality > 100)
     {
       g_set_error (error, ST_ERROR, ST_ERROR_IMAGE,
@@ -538,6 +637,7 @@ jpeg_writer_open (FILE *fp, const StImageWriteSpec *spec, GError **error)
   /* JPEG has no alpha: gray + alpha becomes gray, RGBA becomes RGB. */
   job->planes = spec->channels >= 3 ? 3 : 1;
   job->quality = spec->quality;
+  job->metadata = spec->metadata;
   job->cinfo.client_data = job;
   job->cinfo.err = jpeg_std_error (&job->jerr);
   job->jerr.error_exit = jpeg_save_error_exit;

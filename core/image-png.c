@@ -32,6 +32,7 @@ typedef struct {
   StTensor *dst;
   int dst_row, n_rows;
   const float *table;
+  StImageMetadata metadata;    /* handed to the header when opened */
   GError *error;               /* set for errors found outside libpng */
   int code;                    /* for the libpng error in reason */
   gboolean reason_is_final;    /* reason was written by us, not by libpng */
@@ -68,6 +69,32 @@ png_load_read (png_structp png, png_bytep data, size_t length)
                sizeof ld->reason);
   ld->reason_is_final = TRUE;
   png_error (png, ld->reason);
+}
+
+/* The keyword of the iTXt chunk that holds XMP (Adobe's XMP specification). */
+#define PNG_XMP_KEYWORD "XML:com.adobe.xmp"
+
+/* The iCCP, eXIf and XMP iTXt chunks before the image data (those after it
+ * are not reached by a streaming read, and are rare). */
+static void
+png_read_metadata (png_structp png, png_infop info, StImageMetadata *m)
+{
+  png_charp name;
+  int compression;
+  png_bytep profile;
+  png_uint_32 profile_size;
+  if (png_get_iCCP (png, info, &name, &compression, &profile, &profile_size))
+    st_image_metadata_set (&m->icc, profile, profile_size);
+  png_bytep exif;
+  png_uint_32 exif_size;
+  if (png_get_eXIf_1 (png, info, &exif_size, &exif))
+    st_image_metadata_set (&m->exif, exif, exif_size);
+  png_textp text;
+  int n_text;
+  if (png_get_text (png, info, &text, &n_text) > 0)
+    for (int i = 0; i < n_text; i++)
+      if (strcmp (text[i].key, PNG_XMP_KEYWORD) == 0 && text[i].lang != NULL)
+        st_image_metadata_set (&m->xmp, text[i].text, text[i].itxt_length);
 }
 
 static guint32
@@ -127,6 +154,7 @@ png_open_run (PngLoad *ld)
   png_get_IHDR (png, info, &width, &height, &depth, &colour, &interlace, NULL, NULL);
   if (!st_image_check_pixel_limit (ld->in->path, width, height, ld->max_pixels, &ld->error))
     return FALSE;
+  png_read_metadata (png, info, &ld->metadata);
 
   if (colour == PNG_COLOR_TYPE_PALETTE)
     png_set_palette_to_rgb (png);
@@ -226,6 +254,9 @@ png_reader_close (gpointer reader)
     png_destroy_read_struct (&ld->png, ld->info ? &ld->info : NULL, NULL);
   g_free (ld->row_pointers);
   g_free (ld->pixels);
+  g_clear_pointer (&ld->metadata.icc, g_bytes_unref);
+  g_clear_pointer (&ld->metadata.exif, g_bytes_unref);
+  g_clear_pointer (&ld->metadata.xmp, g_bytes_unref);
   g_clear_error (&ld->error);
   g_free (ld);
 }
@@ -263,6 +294,8 @@ png_reader_open (StImageInput *in, guint64 max_pixels, StImageHeader *header,
   header->channels = ld->channels;
   header->info = (StImageInfo) { ST_FORMAT_PNG, ld->bit_depth,
                                  ld->channels == 2 || ld->channels == 4 };
+  header->metadata = ld->metadata;
+  ld->metadata = (StImageMetadata) { 0 };
   return ld;
 }
 
@@ -290,6 +323,8 @@ typedef struct {
   png_infop info;
   guint8 *row;
   int width, height, channels, bit_depth;
+  StImageMetadata metadata;    /* the writer's, borrowed */
+  char *xmp;                   /* metadata.xmp as a C string */
   StImageRows src;
   int code;
   gboolean reason_is_final;
@@ -322,6 +357,44 @@ png_save_flush (G_GNUC_UNUSED png_structp png)
 {
 }
 
+/* libpng checks a profile it is given against the image and refuses one it
+ * finds wrong; with benign errors as warnings the chunk is left out and the
+ * pixels are written. */
+static void
+png_save_set_metadata (PngSave *job)
+{
+  const StImageMetadata *m = &job->metadata;
+  png_set_benign_errors (job->png, 1);
+  gsize size;
+  if (m->icc)
+    {
+      const guint8 *data = g_bytes_get_data (m->icc, &size);
+      png_set_iCCP (job->png, job->info, "ICC profile", PNG_COMPRESSION_TYPE_BASE, data,
+                    (png_uint_32) size);
+    }
+  if (m->exif)
+    {
+      const guint8 *data = g_bytes_get_data (m->exif, &size);
+      png_set_eXIf_1 (job->png, job->info, (png_uint_32) size, (png_bytep) data);
+    }
+  if (m->xmp)
+    {
+      /* libpng takes the text as a C string; the job frees it, as libpng
+       * may longjmp out of here. */
+      const char *data = g_bytes_get_data (m->xmp, &size);
+      job->xmp = g_strndup (data, size);
+      png_text text = {
+        .compression = PNG_ITXT_COMPRESSION_NONE,
+        .key = (png_charp) PNG_XMP_KEYWORD,
+        .text = job->xmp,
+        .itxt_length = strlen (job->xmp),
+        .lang = (png_charp) "",
+        .lang_key = (png_charp) "",
+      };
+      png_set_text (job->png, job->info, &text, 1);
+    }
+}
+
 static gboolean
 png_save_start_run (PngSave *job)
 {
@@ -336,6 +409,7 @@ png_save_start_run (PngSave *job)
   png_set_IHDR (job->png, job->info, job->width, job->height, job->bit_depth,
                 colour_types[job->channels - 1], PNG_INTERLACE_NONE,
                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_save_set_metadata (job);
   png_write_info (job->png, job->info);
   return TRUE;
 }
@@ -376,6 +450,7 @@ png_writer_free (gpointer writer)
     return;
   if (job->png)
     png_destroy_write_struct (&job->png, job->info ? &job->info : NULL);
+  g_free (job->xmp);
   g_free (job->row);
   g_free (job);
 }
@@ -403,6 +478,7 @@ png_writer_open (FILE *fp, const StImageWriteSpec *spec, GError **error)
   job->height = spec->height;
   job->channels = spec->channels;
   job->bit_depth = spec->bit_depth;
+  job->metadata = spec->metadata;
   job->code = ST_ERROR_IMAGE;
   job->png = png_create_write_struct (PNG_LIBPNG_VER_STRING, job, png_save_error,
                                       png_ignore_warning);

@@ -324,6 +324,21 @@ tiff_read_rgba (TiffLoad *ld, guint16 photometric, gboolean alpha, GError **erro
   return t;
 }
 
+/* The ICC profile, the XMP packet and the EXIF of the first page (EXIF
+ * is directories of the file's own, copied out into a block). */
+static void
+tiff_read_metadata (TIFF *tif, const TiffMemory *file, StImageMetadata *m)
+{
+  if (!TIFFIsBigTIFF (tif))
+    m->exif = st_image_exif_from_tiff (file->data, file->size);
+  guint32 size = 0;
+  void *data = NULL;
+  if (TIFFGetField (tif, TIFFTAG_ICCPROFILE, &size, &data))
+    st_image_metadata_set (&m->icc, data, size);
+  if (TIFFGetField (tif, TIFFTAG_XMLPACKET, &size, &data))
+    st_image_metadata_set (&m->xmp, data, size);
+}
+
 static gpointer
 tiff_reader_open (StImageInput *in, guint64 max_pixels, StImageHeader *header, GError **error)
 {
@@ -396,6 +411,7 @@ tiff_reader_open (StImageInput *in, guint64 max_pixels, StImageHeader *header, G
   header->channels = ld->channels;
   header->info = (StImageInfo) { ST_FORMAT_TIFF, ld->bit_depth,
                                  ld->channels == 2 || ld->channels == 4 };
+  tiff_read_metadata (ld->tif, &ld->file, &header->metadata);
   return ld;
 
 fail:
@@ -437,6 +453,9 @@ typedef struct {
   int width, channels, bit_depth;
   int next_row;
   guint8 *row;
+  GBytes *exif;                /* the writer's, borrowed */
+  guint exif_ifds[2];          /* the tags of the directories to copy in */
+  int n_exif_ifds;
 } TiffSave;
 
 static void
@@ -472,6 +491,34 @@ tiff_writer_check (const StImageWriteSpec *spec, GError **error)
   return TRUE;
 }
 
+/* EXIF's camera, date and author text as the file's own tags; its EXIF
+ * and GPS directories are copied in when the file is complete, the
+ * entries that point at them made now. */
+static void
+tiff_set_exif (TiffSave *job, GBytes *exif)
+{
+  static const guint text_tags[] = {
+    TIFFTAG_IMAGEDESCRIPTION, TIFFTAG_MAKE, TIFFTAG_MODEL, TIFFTAG_SOFTWARE,
+    TIFFTAG_DATETIME, TIFFTAG_ARTIST, TIFFTAG_COPYRIGHT,
+  };
+  gsize size;
+  const guint8 *data = g_bytes_get_data (exif, &size);
+  for (gsize i = 0; i < G_N_ELEMENTS (text_tags); i++)
+    {
+      g_autofree char *text = st_image_exif_ifd0_text (data, size, text_tags[i]);
+      if (text)
+        TIFFSetField (job->tif, text_tags[i], text);
+    }
+  static const guint ifd_tags[] = { TIFFTAG_EXIFIFD, TIFFTAG_GPSIFD };
+  for (gsize i = 0; i < G_N_ELEMENTS (ifd_tags); i++)
+    if (st_image_exif_has_ifd (exif, ifd_tags[i]))
+      {
+        TIFFSetField (job->tif, ifd_tags[i], (guint64) 0);
+        job->exif_ifds[job->n_exif_ifds++] = ifd_tags[i];
+      }
+  job->exif = exif;
+}
+
 static gpointer
 tiff_writer_open (FILE *fp, const StImageWriteSpec *spec, GError **error)
 {
@@ -481,7 +528,11 @@ tiff_writer_open (FILE *fp, const StImageWriteSpec *spec, GError **error)
   job->width = spec->width;
   job->channels = spec->channels;
   job->bit_depth = spec->bit_depth;
-  job->tif = tiff_open_memory ("w", &job->file, &job->errors);
+  /* EXIF's directories are copied in as they are: the file takes their
+   * byte order. */
+  const guint8 *exif = spec->metadata.exif ? g_bytes_get_data (spec->metadata.exif, NULL) : NULL;
+  job->tif = tiff_open_memory (!exif ? "w" : exif[0] == 'M' ? "wb" : "wl", &job->file,
+                               &job->errors);
   if (!job->tif)
     {
       tiff_save_error (job, "cannot start libtiff", error);
@@ -507,6 +558,19 @@ tiff_writer_open (FILE *fp, const StImageWriteSpec *spec, GError **error)
   TIFFSetField (tif, TIFFTAG_COMPRESSION, COMPRESSION_ADOBE_DEFLATE);
   TIFFSetField (tif, TIFFTAG_PREDICTOR, PREDICTOR_HORIZONTAL);
   TIFFSetField (tif, TIFFTAG_ROWSPERSTRIP, TIFFDefaultStripSize (tif, 0));
+  gsize size;
+  if (spec->metadata.icc)
+    {
+      const void *data = g_bytes_get_data (spec->metadata.icc, &size);
+      TIFFSetField (tif, TIFFTAG_ICCPROFILE, (guint32) size, data);
+    }
+  if (spec->metadata.xmp)
+    {
+      const void *data = g_bytes_get_data (spec->metadata.xmp, &size);
+      TIFFSetField (tif, TIFFTAG_XMLPACKET, (guint32) size, data);
+    }
+  if (spec->metadata.exif)
+    tiff_set_exif (job, spec->metadata.exif);
   job->row = g_malloc ((gsize) spec->width * spec->channels * (spec->bit_depth / 8));
   return job;
 }
@@ -547,6 +611,17 @@ tiff_writer_finish (gpointer writer, GError **error)
     {
       tiff_save_error (job, "cannot complete the file", error);
       return FALSE;
+    }
+  if (job->n_exif_ifds > 0 && job->file.size < G_MAXUINT32)
+    {
+      /* Entries left pointing nowhere would be worse than none: the
+       * directories were checked when the entries were made. */
+      GByteArray *whole = g_byte_array_new_take (g_steal_pointer (&job->file.data),
+                                                 job->file.size);
+      for (int i = 0; i < job->n_exif_ifds; i++)
+        st_image_exif_into_tiff (whole, job->exif, job->exif_ifds[i]);
+      job->file.size = whole->len;
+      job->file.data = g_byte_array_free (whole, FALSE);
     }
   if (fwrite (job->file.data, 1, job->file.size, job->fp) != job->file.size)
     {

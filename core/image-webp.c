@@ -4,8 +4,9 @@
  * and decoded when opened (its size checked first, from the header, by
  * WebPGetFeatures), and a WebP being written collects its rows until the
  * end.  Lossy and lossless files are read, with their alpha; files are
- * written lossy at the run's quality.  WebP has no gray: gray images are
- * written as RGB (gray + alpha as RGBA). */
+ * written lossy at the run's quality, or lossless when asked.  WebP has no
+ * gray: gray images are written as RGB (gray + alpha as RGBA).  The ICCP,
+ * EXIF and XMP chunks are read with WebPDemux and written with WebPMux. */
 #include "image-format.h"
 
 #include <errno.h>
@@ -13,6 +14,8 @@
 
 #include <webp/decode.h>
 #include <webp/encode.h>
+#include <webp/demux.h>
+#include <webp/mux.h>
 
 static const char *
 webp_status_text (VP8StatusCode status)
@@ -29,6 +32,44 @@ webp_status_text (VP8StatusCode status)
 }
 
 /* ---- WebP reading ----------------------------------------------------------- */
+
+static void
+webp_read_chunk (WebPDemuxer *demux, const char *fourcc, GBytes **field)
+{
+  WebPChunkIterator chunk;
+  if (WebPDemuxGetChunk (demux, fourcc, 1, &chunk))
+    st_image_metadata_set (field, chunk.chunk.bytes, chunk.chunk.size);
+  WebPDemuxReleaseChunkIterator (&chunk);
+}
+
+/* The ICCP, EXIF and XMP chunks of an extended (VP8X) file; EXIF is stored
+ * as a TIFF structure, though some writers put JPEG's "Exif\0\0" first. */
+static void
+webp_read_metadata (const guint8 *data, gsize size, StImageMetadata *m)
+{
+  WebPData webp = { data, size };
+  WebPDemuxer *demux = WebPDemux (&webp);
+  if (!demux)
+    return;
+  const uint32_t flags = WebPDemuxGetI (demux, WEBP_FF_FORMAT_FLAGS);
+  if (flags & ICCP_FLAG)
+    webp_read_chunk (demux, "ICCP", &m->icc);
+  if (flags & EXIF_FLAG)
+    {
+      webp_read_chunk (demux, "EXIF", &m->exif);
+      gsize n;
+      const guint8 *exif = m->exif ? g_bytes_get_data (m->exif, &n) : NULL;
+      if (exif && n > 6 && memcmp (exif, "Exif\0\0", 6) == 0)
+        {
+          GBytes *tiff = g_bytes_new_from_bytes (m->exif, 6, n - 6);
+          g_bytes_unref (m->exif);
+          m->exif = tiff;
+        }
+    }
+  if (flags & XMP_FLAG)
+    webp_read_chunk (demux, "XMP ", &m->xmp);
+  WebPDemuxDelete (demux);
+}
 
 typedef struct {
   guint8 *pixels;              /* RGB or RGBA rows, as libwebp decoded them */
@@ -106,6 +147,7 @@ webp_reader_open (StImageInput *in, guint64 max_pixels, StImageHeader *header, G
   header->height = features.height;
   header->channels = ld->channels;
   header->info = (StImageInfo) { ST_FORMAT_WEBP, 8, features.has_alpha };
+  webp_read_metadata (data, size, &header->metadata);
   return ld;
 }
 
@@ -131,6 +173,8 @@ typedef struct {
   const char *path;
   FILE *fp;
   int width, height, channels, quality;
+  gboolean lossless;
+  StImageMetadata metadata;    /* the writer's, borrowed */
   int pixel_bytes;             /* 3 (RGB) or 4 (RGBA) */
   int next_row;
   guint8 *pixels;
@@ -176,6 +220,8 @@ webp_writer_open (FILE *fp, const StImageWriteSpec *spec, GError **error)
   job->height = spec->height;
   job->channels = spec->channels;
   job->quality = spec->quality;
+  job->lossless = spec->lossless;
+  job->metadata = spec->metadata;
   job->pixel_bytes = spec->channels == 2 || spec->channels == 4 ? 4 : 3;
   const gsize bytes = (gsize) spec->width * spec->height * job->pixel_bytes;
   if (!(job->pixels = g_try_malloc (bytes)))
@@ -210,23 +256,96 @@ webp_writer_write (gpointer writer, const StImageRows *rows, G_GNUC_UNUSED GErro
 }
 
 static gboolean
+webp_add_chunk (WebPMux *mux, const char *fourcc, GBytes *blob)
+{
+  if (!blob)
+    return TRUE;
+  gsize size;
+  const guint8 *data = g_bytes_get_data (blob, &size);
+  const WebPData chunk = { data, size };
+  return WebPMuxSetChunk (mux, fourcc, &chunk, 1) == WEBP_MUX_OK;
+}
+
+/* The encoded image with the metadata's chunks, in *out (a WebPData to
+ * clear); FALSE when the muxer fails. */
+static gboolean
+webp_mux_metadata (WebpSave *job, const guint8 *image, gsize size, WebPData *out)
+{
+  const StImageMetadata *m = &job->metadata;
+  /* WebP is always written as RGB: a gray profile would not fit. */
+  GBytes *icc = m->icc && memcmp ((const guint8 *) g_bytes_get_data (m->icc, NULL) + 16,
+                                  "RGB ", 4) == 0 ? m->icc : NULL;
+  const WebPData bitstream = { image, size };
+  WebPMux *mux = WebPMuxCreate (&bitstream, 1);
+  const gboolean ok = mux && webp_add_chunk (mux, "ICCP", icc)
+                      && webp_add_chunk (mux, "EXIF", m->exif)
+                      && webp_add_chunk (mux, "XMP ", m->xmp)
+                      && WebPMuxAssemble (mux, out) == WEBP_MUX_OK;
+  WebPMuxDelete (mux);
+  return ok;
+}
+
+/* What WebPEncodeRGB(A) and WebPEncodeLosslessRGB(A) do, with libwebp's
+ * "exact" set for lossless: the colour of transparent pixels is kept, not
+ * replaced by whatever compresses best.  The file in *out (WebPFree it);
+ * 0 on failure. */
+static gsize
+webp_encode (WebpSave *job, int stride, guint8 **out)
+{
+  /* WebPEncodeLosslessRGB's effort. */
+  const float lossless_effort = 70;
+  WebPConfig config;
+  WebPPicture picture;
+  WebPMemoryWriter memory;
+  if (!WebPConfigPreset (&config, WEBP_PRESET_DEFAULT,
+                         job->lossless ? lossless_effort : job->quality)
+      || !WebPPictureInit (&picture))
+    return 0;
+  config.lossless = job->lossless;
+  config.exact = job->lossless;
+  picture.use_argb = job->lossless;
+  picture.width = job->width;
+  picture.height = job->height;
+  picture.writer = WebPMemoryWrite;
+  picture.custom_ptr = &memory;
+  WebPMemoryWriterInit (&memory);
+  const gboolean ok = (job->pixel_bytes == 4
+                       ? WebPPictureImportRGBA (&picture, job->pixels, stride)
+                       : WebPPictureImportRGB (&picture, job->pixels, stride))
+                      && WebPEncode (&config, &picture);
+  WebPPictureFree (&picture);
+  if (!ok)
+    {
+      WebPMemoryWriterClear (&memory);
+      return 0;
+    }
+  *out = memory.mem;
+  return memory.size;
+}
+
+static gboolean
 webp_writer_finish (gpointer writer, GError **error)
 {
   WebpSave *job = writer;
   const int stride = job->width * job->pixel_bytes;
-  guint8 *out = NULL;
-  const gsize size = job->pixel_bytes == 4
-    ? WebPEncodeRGBA (job->pixels, job->width, job->height, stride, job->quality, &out)
-    : WebPEncodeRGB (job->pixels, job->width, job->height, stride, job->quality, &out);
+  guint8 *encoded = NULL;
+  const gsize size = webp_encode (job, stride, &encoded);
   if (size == 0)
     {
-      WebPFree (out);
       g_set_error (error, ST_ERROR, ST_ERROR_IMAGE, "%s: cannot write WebP (encoding failed)",
                    job->path);
       return FALSE;
     }
-  const gboolean ok = fwrite (out, 1, size, job->fp) == size;
-  WebPFree (out);
+  WebPData out = { encoded, size };
+  WebPData muxed;
+  WebPDataInit (&muxed);
+  if ((job->metadata.icc || job->metadata.exif || job->metadata.xmp)
+      && webp_mux_metadata (job, encoded, size, &muxed))
+    out = muxed;
+  /* A failed mux writes the image without its metadata. */
+  const gboolean ok = fwrite (out.bytes, 1, out.size, job->fp) == out.size;
+  WebPFree (encoded);
+  WebPDataClear (&muxed);
   if (!ok)
     g_set_error (error, ST_ERROR, ST_ERROR_IO, "%s: cannot write: %s", job->path,
                  g_strerror (errno));

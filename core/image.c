@@ -209,6 +209,86 @@ st_image_input_read_all (StImageInput *in, gsize *size, GError **error)
   return g_byte_array_steal (bytes, NULL);
 }
 
+/* ---- Metadata ---------------------------------------------------------- */
+
+StImageMetadata *
+st_image_metadata_new (void)
+{
+  return g_new0 (StImageMetadata, 1);
+}
+
+static void
+metadata_clear (StImageMetadata *m)
+{
+  g_clear_pointer (&m->icc, g_bytes_unref);
+  g_clear_pointer (&m->exif, g_bytes_unref);
+  g_clear_pointer (&m->xmp, g_bytes_unref);
+}
+
+void
+st_image_metadata_free (StImageMetadata *metadata)
+{
+  if (!metadata)
+    return;
+  metadata_clear (metadata);
+  g_free (metadata);
+}
+
+void
+st_image_metadata_set (GBytes **field, const void *data, gsize size)
+{
+  g_clear_pointer (field, g_bytes_unref);
+  if (data && size > 0 && size <= ST_IMAGE_METADATA_MAX_BYTES)
+    *field = g_bytes_new (data, size);
+}
+
+static guint32
+icc_read_be32 (const guint8 *p)
+{
+  return (guint32) p[0] << 24 | (guint32) p[1] << 16 | (guint32) p[2] << 8 | p[3];
+}
+
+/* An ICC profile starts with a 128-byte header: its size, and "acsp" at 36;
+ * the colour space at 16 ("RGB " or "GRAY" for what strata writes).  Only
+ * that much is checked: the profile is handed on, not used. */
+#define ICC_HEADER_BYTES 128
+
+static gboolean
+icc_is_sound (GBytes *icc)
+{
+  gsize size;
+  const guint8 *p = g_bytes_get_data (icc, &size);
+  return size >= ICC_HEADER_BYTES + 4 && icc_read_be32 (p) == size
+         && memcmp (p + 36, "acsp", 4) == 0;
+}
+
+/* Whether the profile is for pictures of colour_channels channels (1 gray,
+ * 3 RGB): a gray profile on RGB pixels would show them wrongly. */
+static gboolean
+icc_fits_channels (GBytes *icc, int colour_channels)
+{
+  const guint8 *p = g_bytes_get_data (icc, NULL);
+  return memcmp (p + 16, colour_channels == 1 ? "GRAY" : "RGB ", 4) == 0;
+}
+
+/* What a codec found, less what is malformed or too large. */
+static void
+metadata_drop_unsound (StImageMetadata *m)
+{
+  if (m->icc && (g_bytes_get_size (m->icc) > ST_IMAGE_METADATA_MAX_BYTES || !icc_is_sound (m->icc)))
+    g_clear_pointer (&m->icc, g_bytes_unref);
+  if (m->exif)
+    {
+      gsize size;
+      const guint8 *p = g_bytes_get_data (m->exif, &size);
+      if (size > ST_IMAGE_METADATA_MAX_BYTES || !st_image_exif_is_tiff (p, size))
+        g_clear_pointer (&m->exif, g_bytes_unref);
+    }
+  if (m->xmp && (g_bytes_get_size (m->xmp) > ST_IMAGE_METADATA_MAX_BYTES
+                 || g_bytes_get_size (m->xmp) == 0))
+    g_clear_pointer (&m->xmp, g_bytes_unref);
+}
+
 /* ---- Reader ------------------------------------------------------------ */
 
 struct _StImageReader {
@@ -230,6 +310,7 @@ st_image_reader_close (StImageReader *reader)
   if (reader->codec)
     reader->codec->reader_close (reader->state);
   st_tensor_free (reader->header.whole);
+  metadata_clear (&reader->header.metadata);
   if (reader->in.fp)
     fclose (reader->in.fp);
   g_free (reader->path);
@@ -312,6 +393,7 @@ reader_start (StImageReader *r, guint64 max_pixels, GError **error)
   if (!r->state)
     return FALSE;
   r->codec = codec;
+  metadata_drop_unsound (&r->header.metadata);
   return TRUE;
 }
 
@@ -380,6 +462,17 @@ st_image_reader_read (StImageReader *r, StTensor *dst, int first_row, int n_rows
   return ok;
 }
 
+StImageMetadata *
+st_image_reader_take_metadata (StImageReader *r)
+{
+  g_return_val_if_fail (r != NULL, NULL);
+
+  StImageMetadata *m = st_image_metadata_new ();
+  *m = r->header.metadata;
+  r->header.metadata = (StImageMetadata) { 0 };
+  return m;
+}
+
 StTensor *
 st_image_reader_read_all (StImageReader *r, GError **error)
 {
@@ -428,6 +521,7 @@ struct _StImageWriter {
   gboolean failed;
   const StImageCodec *codec;
   gpointer state;              /* the codec's; NULL once it is done */
+  StImageMetadata metadata;    /* what the codec's spec points at */
 };
 
 static gboolean
@@ -462,6 +556,7 @@ static void
 writer_free (StImageWriter *w)
 {
   writer_free_codec (w);
+  metadata_clear (&w->metadata);
   g_free (w->path);
   g_free (w);
 }
@@ -476,9 +571,34 @@ st_image_writer_abort (StImageWriter *w)
   writer_free (w);
 }
 
+/* The metadata to write, each blob referenced, less a profile for other
+ * colour channels than the image's (a pipeline may have made it gray). */
+static void
+metadata_for_writing (StImageMetadata *dst, const StImageMetadata *src, int channels)
+{
+  if (!src)
+    return;
+  const int colour = channels == 2 || channels == 4 ? channels - 1 : channels;
+  if (src->icc && icc_is_sound (src->icc) && icc_fits_channels (src->icc, colour))
+    dst->icc = g_bytes_ref (src->icc);
+  if (src->exif)
+    dst->exif = g_bytes_ref (src->exif);
+  if (src->xmp)
+    dst->xmp = g_bytes_ref (src->xmp);
+}
+
 StImageWriter *
 st_image_writer_open (const char *path, StImageFormat format, int width, int height,
                       int channels, int bit_depth, int quality, GError **error)
+{
+  return st_image_writer_open_with (path, format, width, height, channels, bit_depth,
+                                    quality, NULL, error);
+}
+
+StImageWriter *
+st_image_writer_open_with (const char *path, StImageFormat format, int width, int height,
+                           int channels, int bit_depth, int quality,
+                           const StImageWriteOptions *options, GError **error)
 {
   g_return_val_if_fail (path != NULL, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
@@ -486,7 +606,8 @@ st_image_writer_open (const char *path, StImageFormat format, int width, int hei
   if (format == ST_FORMAT_UNKNOWN)
     format = st_image_format_from_name (path);
   const StImageCodec *codec = codec_for_format (format);
-  StImageWriteSpec spec = { path, width, height, channels, bit_depth, quality };
+  StImageWriteSpec spec = { path, width, height, channels, bit_depth, quality,
+                            .lossless = options && options->lossless };
   if (!check_write_arguments (codec, &spec, error))
     return NULL;
 
@@ -503,8 +624,11 @@ st_image_writer_open (const char *path, StImageFormat format, int width, int hei
   w->height = height;
   w->channels = channels;
   w->codec = codec;
-  /* The codec keeps spec.path for its messages: the writer's copy. */
+  metadata_for_writing (&w->metadata, options ? options->metadata : NULL, channels);
+  /* The codec keeps spec.path for its messages and may keep the metadata:
+   * the writer's own. */
   spec.path = w->path;
+  spec.metadata = w->metadata;
   w->state = codec->writer_open (st_atomic_file_stream (file), &spec, error);
   if (!w->state)
     {
@@ -594,6 +718,14 @@ gboolean
 st_image_save (const StTensor *image, const char *path, StImageFormat format,
                int bit_depth, int jpeg_quality, GError **error)
 {
+  return st_image_save_with (image, path, format, bit_depth, jpeg_quality, NULL, error);
+}
+
+gboolean
+st_image_save_with (const StTensor *image, const char *path, StImageFormat format,
+                    int bit_depth, int jpeg_quality, const StImageWriteOptions *options,
+                    GError **error)
+{
   g_return_val_if_fail (image != NULL && image->data != NULL, FALSE);
   g_return_val_if_fail (path != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
@@ -615,8 +747,8 @@ st_image_save (const StTensor *image, const char *path, StImageFormat format,
                    path, st_shape_format (s, buf, sizeof buf));
       return FALSE;
     }
-  StImageWriter *w = st_image_writer_open (path, format, s.w, s.h, s.c, bit_depth,
-                                           jpeg_quality, error);
+  StImageWriter *w = st_image_writer_open_with (path, format, s.w, s.h, s.c, bit_depth,
+                                                jpeg_quality, options, error);
   if (!w)
     return FALSE;
   if (!st_image_writer_write (w, image, 0, s.h, error))

@@ -111,4 +111,44 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (StImageReader, st_image_reader_close)
  * and classifiers see colour only. */
 StTensor *st_image_split_alpha (const StTensor *image, StTensor **alpha);
 
+/* ---- Metadata -----------------------------------------------------------
+ * What travels with the pixels from a reader to a writer: each a byte blob
+ * as the formats store it, or NULL.  Pixels are not colour-managed; the
+ * profile is handed on so that viewers show the same colours.  A blob over
+ * ST_IMAGE_METADATA_MAX_BYTES, or one that is malformed, is dropped when
+ * read (a broken profile never costs the pixels). */
+
+#define ST_IMAGE_METADATA_MAX_BYTES (4u << 20)
+
+typedef struct {
+  GBytes *icc;                 /* an ICC profile */
+  GBytes *exif;                /* EXIF as a TIFF structure ("II*\0" or "MM\0*" first) */
+  GBytes *xmp;                 /* an XMP packet (XML) */
+} StImageMetadata;
+
+StImageMetadata *st_image_metadata_new (void);
+void st_image_metadata_free (StImageMetadata *metadata);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (StImageMetadata, st_image_metadata_free)
+
+/* The reader's metadata, handed to the caller (free it); the reader keeps
+ * none.  An EXIF orientation the reader applied is set to 1 in it, so that
+ * viewers do not turn the picture twice. */
+StImageMetadata *st_image_reader_take_metadata (StImageReader *reader);
+
+/* What a writer adds to the pixels; zeroed: nothing. */
+typedef struct {
+  const StImageMetadata *metadata;  /* NULL: none */
+  gboolean lossless;                /* WebP lossless; PNG, TIFF, PNM are anyway; JPEG refuses */
+} StImageWriteOptions;
+
+/* st_image_writer_open and st_image_save with options (NULL as zeroed). */
+StImageWriter *st_image_writer_open_with (const char *path, StImageFormat format,
+                                          int width, int height, int channels,
+                                          int bit_depth, int quality,
+                                          const StImageWriteOptions *options,
+                                          GError **error);
+gboolean st_image_save_with (const StTensor *image, const char *path,
+                             StImageFormat format, int bit_depth, int quality,
+                             const StImageWriteOptions *options, GError **error);
+
 G_END_DECLS

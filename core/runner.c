@@ -105,6 +105,9 @@ run_one (Run *run, StPipeline *p, StRunContext *ctx, StStripScratch *scratch, St
                                                            error);
   if (!reader)
     return FALSE;
+  g_autoptr (StImageMetadata) metadata = run->opt->strip_metadata
+                                           ? NULL : st_image_reader_take_metadata (reader);
+  const StImageWriteOptions write = { metadata, run->opt->lossless };
   /* Standard input (or a name without an image extension) to standard
    * output keeps the format it came in. */
   if (job->format == ST_FORMAT_UNKNOWN)
@@ -118,7 +121,7 @@ run_one (Run *run, StPipeline *p, StRunContext *ctx, StStripScratch *scratch, St
       if (halo >= 0)
         {
           const StStripOptions strips = { run->opt->strip_rows, run->opt->jpeg_quality,
-                                          check_interrupted };
+                                          check_interrupted, &write };
           return st_run_strips (p, ctx, scratch, job, reader, &info, width, height, channels,
                                 halo, &strips, error);
         }
@@ -157,7 +160,8 @@ run_one (Run *run, StPipeline *p, StRunContext *ctx, StStripScratch *scratch, St
     return FALSE;
   int depth = job->format == ST_FORMAT_PNG || job->format == ST_FORMAT_TIFF
               || job->format == ST_FORMAT_PNM ? info.bit_depth : 8;
-  return st_image_save (out, job->output, job->format, depth, run->opt->jpeg_quality, error);
+  return st_image_save_with (out, job->output, job->format, depth, run->opt->jpeg_quality,
+                             &write, error);
 }
 
 /* One worker's own pipeline copy and context, made before any thread

@@ -48,6 +48,12 @@ typedef struct {
   /* Also name, through message, each file in a folder that is ignored
    * because no image format has its extension. */
   gboolean verbose;
+  /* Write no metadata (ICC profile, EXIF, XMP); otherwise each output
+   * keeps what its input holds, where its format can store it. */
+  gboolean strip_metadata;
+  /* WebP outputs lossless; JPEG outputs refused (PNG, TIFF and PNM are
+   * lossless anyway). */
+  gboolean lossless;
 } StRunOptions;
 
 typedef struct {

@@ -251,9 +251,9 @@ st_run_strips (StPipeline *p, StRunContext *ctx, StStripScratch *scratch, StJob 
           const gboolean keeps_depth = job->format == ST_FORMAT_PNG || job->format == ST_FORMAT_TIFF
                                        || job->format == ST_FORMAT_PNM;
           const int depth = keeps_depth ? info->bit_depth : 8;
-          writer = st_image_writer_open (job->output, job->format, width, height,
-                                         out->shape.c + (info->has_alpha ? 1 : 0), depth,
-                                         opt->jpeg_quality, error);
+          writer = st_image_writer_open_with (job->output, job->format, width, height,
+                                              out->shape.c + (info->has_alpha ? 1 : 0), depth,
+                                              opt->jpeg_quality, opt->write, error);
           if (!writer)
             {
               ok = FALSE;

@@ -44,6 +44,7 @@ typedef struct {
   int jpeg_quality;
   /* Polled before each strip: TRUE (with error set) abandons the image. */
   gboolean (*stop) (const StJob *job, GError **error);
+  const StImageWriteOptions *write;   /* the input's metadata, lossless; NULL: none */
 } StStripOptions;
 
 /* Runs p on job's image a strip at a time, reading from reader (opened on

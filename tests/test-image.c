@@ -21,6 +21,8 @@
 #include <gif_lib.h>
 #include <tiffio.h>
 #include <webp/encode.h>
+#include <webp/demux.h>
+#include <libexif/exif-data.h>
 
 static void
 temp_dir_setup (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
@@ -1927,6 +1929,407 @@ test_webp_bad (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
   g_error_free (error);
 }
 
+/* ---- Metadata: ICC, EXIF and XMP handed from reader to writer ------------- */
+
+/* make_exif_orientation's block without JPEG's "Exif\0\0": what
+ * StImageMetadata holds. */
+static GBytes *
+make_exif (int orientation, gboolean big_endian)
+{
+  guint8 exif[64];
+  gsize n = make_exif_orientation (exif, orientation, big_endian);
+  return g_bytes_new (exif + 6, n - 6);
+}
+
+static const char test_xmp[] =
+  "<x:xmpmeta xmlns:x=\"adobe:ns:meta/\"><rdf:RDF "
+  "xmlns:rdf=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\"><rdf:Description "
+  "xmlns:dc=\"http://purl.org/dc/elements/1.1/\" dc:format=\"strata-test\"/>"
+  "</rdf:RDF></x:xmpmeta>";
+
+static StImageMetadata *
+make_metadata (gsize icc_size)
+{
+  StImageMetadata *m = st_image_metadata_new ();
+  m->icc = tu_make_icc_profile (icc_size, "RGB ");
+  m->exif = tu_make_exif (FALSE);
+  m->xmp = g_bytes_new_static (test_xmp, strlen (test_xmp));
+  return m;
+}
+
+static StImageMetadata *
+read_metadata (const char *path)
+{
+  GError *error = NULL;
+  StImageReader *r = st_image_reader_open (path, 0, NULL, NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  StImageMetadata *m = st_image_reader_take_metadata (r);
+  /* The pixels read as well as ever. */
+  g_autoptr (StTensor) t = st_image_reader_read_all (r, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (t);
+  st_image_reader_close (r);
+  return m;
+}
+
+static void
+assert_blob (GBytes *got, GBytes *want, const char *what)
+{
+  if (!want)
+    {
+      if (got)
+        g_error ("%s: expected none, found %" G_GSIZE_FORMAT " bytes", what,
+                 g_bytes_get_size (got));
+      return;
+    }
+  if (!got)
+    g_error ("%s: missing", what);
+  if (!g_bytes_equal (got, want))
+    g_error ("%s: %" G_GSIZE_FORMAT " bytes differ from the %" G_GSIZE_FORMAT " written", what,
+             g_bytes_get_size (got), g_bytes_get_size (want));
+}
+
+static void
+save_with_ok (const StTensor *t, const char *path, const StImageWriteOptions *options)
+{
+  GError *error = NULL;
+  g_assert_true (st_image_save_with (t, path, ST_FORMAT_UNKNOWN, 8, 90, options, &error));
+  g_assert_no_error (error);
+}
+
+/* What libpng, libtiff and libwebp themselves find in our files. */
+static void
+check_png_chunks (const char *path, const StImageMetadata *m)
+{
+  FILE *fp = fopen (path, "rb");
+  g_assert_nonnull (fp);
+  png_structp png = png_create_read_struct (PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+  png_infop info = png_create_info_struct (png);
+  png_init_io (png, fp);
+  png_read_info (png, info);
+  png_charp name;
+  int compression;
+  png_bytep profile;
+  png_uint_32 size;
+  g_assert_true (png_get_iCCP (png, info, &name, &compression, &profile, &size));
+  g_assert_cmpmem (profile, size, g_bytes_get_data (m->icc, NULL), g_bytes_get_size (m->icc));
+  png_bytep exif;
+  g_assert_true (png_get_eXIf_1 (png, info, &size, &exif));
+  g_assert_cmpmem (exif, size, g_bytes_get_data (m->exif, NULL), g_bytes_get_size (m->exif));
+  png_textp text;
+  int n_text = 0;
+  png_get_text (png, info, &text, &n_text);
+  g_assert_cmpint (n_text, ==, 1);
+  g_assert_cmpstr (text[0].key, ==, "XML:com.adobe.xmp");
+  g_assert_cmpstr (text[0].text, ==, test_xmp);
+  png_destroy_read_struct (&png, &info, NULL);
+  fclose (fp);
+}
+
+/* The values of tu_make_exif's block, as libexif reads them. */
+static void
+check_exif_values (GBytes *exif, const char *path)
+{
+  if (!exif)
+    g_error ("%s: no EXIF", path);
+  g_autoptr (GByteArray) app1 = g_byte_array_new ();
+  g_byte_array_append (app1, (const guint8 *) "Exif\0\0", 6);
+  g_byte_array_append (app1, g_bytes_get_data (exif, NULL), g_bytes_get_size (exif));
+  ExifData *ed = exif_data_new_from_data (app1->data, app1->len);
+  g_assert_nonnull (ed);
+  static const struct { ExifTag tag; const char *value; } want[] = {
+    { EXIF_TAG_MAKE, "Canon" },
+    { EXIF_TAG_EXPOSURE_TIME, "1/250 sec." },
+    { EXIF_TAG_DATE_TIME_ORIGINAL, TU_EXIF_DATE },
+    { EXIF_TAG_INTEROPERABILITY_INDEX, "R98" },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (want); i++)
+    {
+      ExifEntry *e = exif_data_get_entry (ed, want[i].tag);
+      char value[64] = "";
+      if (e)
+        exif_entry_get_value (e, value, sizeof value);
+      if (strcmp (value, want[i].value) != 0)
+        g_error ("%s: EXIF tag 0x%04x is '%s', expected '%s'", path, want[i].tag, value,
+                 want[i].value);
+    }
+  exif_data_unref (ed);
+}
+
+static void
+check_tiff_tags (const char *path, const StImageMetadata *m)
+{
+  TIFF *tif = TIFFOpen (path, "r");
+  g_assert_nonnull (tif);
+  guint32 size;
+  void *data;
+  g_assert_true (TIFFGetField (tif, TIFFTAG_ICCPROFILE, &size, &data));
+  g_assert_cmpmem (data, size, g_bytes_get_data (m->icc, NULL), g_bytes_get_size (m->icc));
+  g_assert_true (TIFFGetField (tif, TIFFTAG_XMLPACKET, &size, &data));
+  g_assert_cmpmem (data, size, test_xmp, strlen (test_xmp));
+  char *make = NULL;
+  g_assert_true (TIFFGetField (tif, TIFFTAG_MAKE, &make));
+  g_assert_cmpstr (make, ==, "Canon");
+  /* libtiff's own reading of the EXIF directory copied in (it does not
+   * know the interoperability pointer: no warning about it). */
+  toff_t exif_offset = 0;
+  g_assert_true (TIFFGetField (tif, TIFFTAG_EXIFIFD, &exif_offset));
+  TIFFErrorHandler warn = TIFFSetWarningHandler (NULL);
+  g_assert_true (TIFFReadEXIFDirectory (tif, exif_offset));
+  TIFFSetWarningHandler (warn);
+  char *date = NULL;
+  g_assert_true (TIFFGetField (tif, EXIFTAG_DATETIMEORIGINAL, &date));
+  g_assert_cmpstr (date, ==, TU_EXIF_DATE);
+  TIFFClose (tif);
+}
+
+static void
+check_webp_chunks (const char *path, const StImageMetadata *m)
+{
+  gsize size;
+  g_autofree guint8 *file = read_bytes (path, &size);
+  WebPData data = { file, size };
+  WebPDemuxer *demux = WebPDemux (&data);
+  g_assert_nonnull (demux);
+  static const char *const fourcc[] = { "ICCP", "EXIF", "XMP " };
+  GBytes *const want[] = { m->icc, m->exif, m->xmp };
+  for (int i = 0; i < 3; i++)
+    {
+      WebPChunkIterator chunk;
+      g_assert_true (WebPDemuxGetChunk (demux, fourcc[i], 1, &chunk));
+      g_assert_cmpmem (chunk.chunk.bytes, chunk.chunk.size, g_bytes_get_data (want[i], NULL),
+                       g_bytes_get_size (want[i]));
+      WebPDemuxReleaseChunkIterator (&chunk);
+    }
+  WebPDemuxDelete (demux);
+}
+
+/* Each format keeps what it can store: an ICC profile, EXIF and XMP, with
+ * and without alpha, EXIF of either byte order.  A TIFF holds EXIF as
+ * directories of its own: the block read back is made anew, its values
+ * the same. */
+static void
+test_metadata_round_trip (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autoptr (StImageMetadata) m = make_metadata (3000);
+  const StImageWriteOptions options = { m, FALSE };
+  static const char *const names[] = { "m.png", "m.jpg", "m.tif", "m.webp" };
+  for (int channels = 3; channels <= 4; channels++)
+    for (gsize i = 0; i < G_N_ELEMENTS (names); i++)
+      {
+        g_clear_pointer (&m->exif, g_bytes_unref);
+        m->exif = tu_make_exif (channels == 4);
+        g_autoptr (StTensor) t = gradient (channels, 12, 16);
+        g_autofree char *path = tu_temp_path (fx, names[i]);
+        save_with_ok (t, path, &options);
+        g_autoptr (StImageMetadata) got = read_metadata (path);
+        const gboolean tiff = g_str_has_suffix (path, ".tif");
+        assert_blob (got->icc, m->icc, path);
+        if (tiff)
+          check_exif_values (got->exif, path);
+        else
+          assert_blob (got->exif, m->exif, path);
+        assert_blob (got->xmp, m->xmp, path);
+        if (g_str_has_suffix (path, ".png"))
+          check_png_chunks (path, m);
+        else if (tiff)
+          check_tiff_tags (path, m);
+        else if (g_str_has_suffix (path, ".webp"))
+          check_webp_chunks (path, m);
+      }
+  /* Without options, or without metadata, nothing is written. */
+  for (gsize i = 0; i < G_N_ELEMENTS (names); i++)
+    {
+      g_autoptr (StTensor) t = gradient (3, 12, 16);
+      g_autofree char *path = tu_temp_path (fx, names[i]);
+      save_with_ok (t, path, NULL);
+      g_autoptr (StImageMetadata) got = read_metadata (path);
+      g_assert_true (!got->icc && !got->exif && !got->xmp);
+    }
+}
+
+/* The number of APP2 markers of a JPEG, and whether it has JFIF's APP0. */
+static int
+count_jpeg_app2 (const char *path, gboolean *jfif)
+{
+  struct jpeg_decompress_struct cinfo;
+  struct jpeg_error_mgr jerr;
+  FILE *fp = fopen (path, "rb");
+  g_assert_nonnull (fp);
+  cinfo.err = jpeg_std_error (&jerr);
+  jpeg_create_decompress (&cinfo);
+  jpeg_stdio_src (&cinfo, fp);
+  jpeg_save_markers (&cinfo, JPEG_APP0 + 2, 0xffff);
+  jpeg_read_header (&cinfo, TRUE);
+  int n = 0;
+  for (jpeg_saved_marker_ptr mk = cinfo.marker_list; mk; mk = mk->next)
+    n += mk->marker == JPEG_APP0 + 2;
+  *jfif = cinfo.saw_JFIF_marker;
+  jpeg_destroy_decompress (&cinfo);
+  fclose (fp);
+  return n;
+}
+
+/* A profile larger than one marker holds is split over several APP2
+ * markers, and put back together when read; EXIF's APP1 comes first. */
+static void
+test_metadata_jpeg_large_icc (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autoptr (StImageMetadata) m = make_metadata (200000);
+  const StImageWriteOptions options = { m, FALSE };
+  g_autoptr (StTensor) t = gradient (3, 8, 8);
+  g_autofree char *path = tu_temp_path (fx, "large.jpg");
+  save_with_ok (t, path, &options);
+  gboolean jfif;
+  g_assert_cmpint (count_jpeg_app2 (path, &jfif), ==, 4);   /* 200000 / 65519 */
+  g_assert_false (jfif);
+  g_autoptr (StImageMetadata) got = read_metadata (path);
+  assert_blob (got->icc, m->icc, path);
+  assert_blob (got->exif, m->exif, path);
+}
+
+/* A JPEG the reader turned upright hands on EXIF saying so (orientation 1),
+ * the rest of the block unchanged; one it did not turn, its EXIF as it is. */
+static void
+test_metadata_orientation_reset (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  guint8 pixels[8 * 6 * 3] = { 0 };
+  for (int orientation = 1; orientation <= 8; orientation++)
+    for (int big_endian = 0; big_endian <= 1; big_endian++)
+      {
+        g_autofree char *path = tu_temp_path (fx, "turned.jpg");
+        write_jpeg_raw (path, 8, 6, pixels,
+                        &(JpegFixture) { 3, JCS_RGB, .orientation = orientation,
+                                         .big_endian_exif = big_endian });
+        g_autoptr (StImageMetadata) got = read_metadata (path);
+        g_autoptr (GBytes) upright = make_exif (1, big_endian);
+        assert_blob (got->exif, upright, path);
+      }
+}
+
+/* Malformed and oversized blobs are dropped without failing the image: an
+ * EXIF block that is not a TIFF structure, a profile with a wrong size or
+ * signature, a profile over ST_IMAGE_METADATA_MAX_BYTES (split over 70
+ * APP2 markers); and when writing, a profile for other channels than the
+ * image's (an RGB profile on a gray PNG, which libpng would refuse). */
+static void
+test_metadata_bad_dropped (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  g_autofree char *path = tu_temp_path (fx, "bad.jpg");
+  static const struct {
+    gsize icc_size;
+    int damage;                /* 0 none, 1 signature, 2 declared size */
+  } cases[] = {
+    { 600, 1 }, { 600, 2 }, { ST_IMAGE_METADATA_MAX_BYTES + 4, 0 },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (GBytes) icc = tu_make_icc_profile (cases[i].icc_size, "RGB ");
+      gsize size;
+      const guint8 *good = g_bytes_get_data (icc, &size);
+      guint8 *bytes = g_memdup2 (good, size);
+      if (cases[i].damage == 1)
+        memcpy (bytes + 36, "acsq", 4);
+      else if (cases[i].damage == 2)
+        bytes[3] ^= 4;
+      struct jpeg_compress_struct cinfo;
+      struct jpeg_error_mgr jerr;
+      FILE *fp = fopen (path, "wb");
+      g_assert_nonnull (fp);
+      cinfo.err = jpeg_std_error (&jerr);
+      jpeg_create_compress (&cinfo);
+      jpeg_stdio_dest (&cinfo, fp);
+      cinfo.image_width = 4;
+      cinfo.image_height = 2;
+      cinfo.input_components = 3;
+      cinfo.in_color_space = JCS_RGB;
+      jpeg_set_defaults (&cinfo);
+      jpeg_start_compress (&cinfo, TRUE);
+      static const guint8 not_tiff[] = "Exif\0\0XX*\0 not a TIFF structure";
+      jpeg_write_marker (&cinfo, JPEG_APP0 + 1, not_tiff, sizeof not_tiff);
+      jpeg_write_icc_profile (&cinfo, bytes, (unsigned int) size);
+      guint8 row[12] = { 200, 100, 50, 200, 100, 50, 200, 100, 50, 200, 100, 50 };
+      JSAMPROW rows[1] = { row };
+      for (int y = 0; y < 2; y++)
+        jpeg_write_scanlines (&cinfo, rows, 1);
+      jpeg_finish_compress (&cinfo);
+      jpeg_destroy_compress (&cinfo);
+      g_assert_cmpint (fclose (fp), ==, 0);
+      g_free (bytes);
+
+      g_autoptr (StImageMetadata) got = read_metadata (path);
+      g_assert_null (got->icc);
+      g_assert_null (got->exif);
+      g_autoptr (StTensor) t = load_ok (path, NULL);
+      g_assert_cmpfloat (fabs (at (t, 0, 1, 3) - 200 / 255.0), <, 0.03);
+    }
+
+  g_autoptr (StImageMetadata) m = make_metadata (1000);
+  const StImageWriteOptions options = { m, FALSE };
+  g_autoptr (StTensor) gray = gradient (1, 4, 4);
+  g_autofree char *gray_path = tu_temp_path (fx, "gray.png");
+  save_with_ok (gray, gray_path, &options);
+  g_autoptr (StImageMetadata) got = read_metadata (gray_path);
+  g_assert_null (got->icc);
+  assert_blob (got->exif, m->exif, gray_path);
+  /* A gray profile on a gray image stays. */
+  g_clear_pointer (&m->icc, g_bytes_unref);
+  m->icc = tu_make_icc_profile (1000, "GRAY");
+  save_with_ok (gray, gray_path, &options);
+  g_autoptr (StImageMetadata) got_gray = read_metadata (gray_path);
+  assert_blob (got_gray->icc, m->icc, gray_path);
+
+  /* EXIF whose directory pointer leads outside the block: a TIFF gets the
+   * camera's name but no EXIF directory entry pointing nowhere. */
+  gsize size;
+  g_autoptr (GBytes) good = tu_make_exif (FALSE);
+  const guint8 *good_data = g_bytes_get_data (good, &size);
+  guint8 *broken = g_memdup2 (good_data, size);
+  memset (broken + 30, 0xff, 4);   /* IFD0's second entry's value: the pointer */
+  g_clear_pointer (&m->exif, g_bytes_unref);
+  m->exif = g_bytes_new_take (broken, size);
+  g_autofree char *tiff_path = tu_temp_path (fx, "broken-exif.tif");
+  save_with_ok (gray, tiff_path, &options);
+  g_autoptr (StImageMetadata) got_tiff = read_metadata (tiff_path);
+  g_assert_null (got_tiff->exif);
+  TIFF *tif = TIFFOpen (tiff_path, "r");
+  g_assert_nonnull (tif);
+  char *make = NULL;
+  toff_t exif_offset;
+  g_assert_true (TIFFGetField (tif, TIFFTAG_MAKE, &make));
+  g_assert_cmpstr (make, ==, "Canon");
+  g_assert_false (TIFFGetField (tif, TIFFTAG_EXIFIFD, &exif_offset));
+  TIFFClose (tif);
+}
+
+/* Lossless WebP gives back every 8-bit value, RGB and RGBA; JPEG refuses
+ * to be lossless, and writes nothing. */
+static void
+test_webp_lossless (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  const StImageWriteOptions lossless = { NULL, TRUE };
+  for (int channels = 3; channels <= 4; channels++)
+    {
+      g_autoptr (StTensor) t = random_levels (channels, 17, 23, 255, 40 + channels);
+      g_autofree char *path = tu_temp_path (fx, "exact.webp");
+      save_with_ok (t, path, &lossless);
+      g_autoptr (StTensor) back = load_ok (path, NULL);
+      assert_tensors_equal (back, t);
+    }
+  g_autoptr (StTensor) t = gradient (3, 4, 4);
+  g_autofree char *jpeg = tu_temp_path (fx, "lossless.jpg");
+  GError *error = NULL;
+  g_assert_false (st_image_save_with (t, jpeg, ST_FORMAT_UNKNOWN, 8, 90, &lossless, &error));
+  g_assert_error (error, ST_ERROR, ST_ERROR_IMAGE);
+  g_assert_true (g_str_has_prefix (error->message, jpeg));
+  g_assert_nonnull (strstr (error->message, "JPEG cannot be written lossless"));
+  g_error_free (error);
+  g_assert_false (g_file_test (jpeg, G_FILE_TEST_EXISTS));
+  /* PNG and TIFF are lossless anyway: accepted. */
+  g_autofree char *png = tu_temp_path (fx, "lossless.png");
+  save_with_ok (t, png, &lossless);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1983,6 +2386,11 @@ main (int argc, char **argv)
   ADD ("/image/webp/quality", test_webp_quality);
   ADD ("/image/webp/from-libwebp", test_webp_from_libwebp);
   ADD ("/image/webp/bad", test_webp_bad);
+  ADD ("/image/webp/lossless", test_webp_lossless);
+  ADD ("/image/metadata/round-trip", test_metadata_round_trip);
+  ADD ("/image/metadata/jpeg-large-icc", test_metadata_jpeg_large_icc);
+  ADD ("/image/metadata/orientation-reset", test_metadata_orientation_reset);
+  ADD ("/image/metadata/bad-dropped", test_metadata_bad_dropped);
 #undef ADD
 
   return g_test_run ();

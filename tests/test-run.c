@@ -1162,6 +1162,237 @@ test_progress (void)
   st_progress_finish (silent);
 }
 
+/* ---- Metadata and --lossless ------------------------------------------------ */
+
+/* An EXIF block (TIFF structure, little-endian) whose IFD0 holds one
+ * entry, the orientation. */
+static GBytes *
+exif_with_orientation (int orientation)
+{
+  const guint8 tiff[] = {
+    'I', 'I', 42, 0, 8, 0, 0, 0, 1, 0,
+    0x12, 0x01, 3, 0, 1, 0, 0, 0, orientation, 0, 0, 0,
+    0, 0, 0, 0,
+  };
+  return g_bytes_new (tiff, sizeof tiff);
+}
+
+static const char run_xmp[] = "<x:xmpmeta xmlns:x=\"adobe:ns:meta/\">strata</x:xmpmeta>";
+
+static void
+write_image_with (const char *path, int c, int h, int w, const StImageMetadata *m)
+{
+  g_autoptr (StTensor) t = st_tensor_new0 (1, c, h, w);
+  for (gsize i = 0; i < st_tensor_numel (t); i++)
+    t->data[i] = (float) ((i * 37) % 256) / 255.0f;
+  const StImageWriteOptions options = { m, FALSE };
+  g_autoptr (GError) error = NULL;
+  g_assert_true (st_image_save_with (t, path, ST_FORMAT_UNKNOWN, 8, 95, &options, &error));
+  g_assert_no_error (error);
+}
+
+static StImageMetadata *
+metadata_of (const char *path)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StImageReader) r = st_image_reader_open (path, 0, NULL, NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  return st_image_reader_take_metadata (r);
+}
+
+static void
+assert_same_blob (GBytes *got, GBytes *want, const char *path, const char *what)
+{
+  if (want && !got)
+    g_error ("%s: its %s is missing", path, what);
+  if (!want && got)
+    g_error ("%s: has an %s, expected none", path, what);
+  if (want && !g_bytes_equal (got, want))
+    g_error ("%s: its %s differs", path, what);
+}
+
+/* A run keeps each input's ICC profile, EXIF and XMP in every output format
+ * that stores them, whole and in strips; a profile for RGB
+ * is dropped when the pipeline makes the picture gray; --strip keeps none. */
+static void
+test_metadata_kept (void)
+{
+  g_autofree char *tmp = tu_make_tmpdir ("strata-run-XXXXXX");
+  g_autofree char *in = g_build_filename (tmp, "in", NULL);
+  g_assert_cmpint (g_mkdir (in, 0755), ==, 0);
+  g_autoptr (StImageMetadata) m = st_image_metadata_new ();
+  m->icc = tu_make_icc_profile (2000, "RGB ");
+  m->exif = tu_make_exif (FALSE);
+  m->xmp = g_bytes_new_static (run_xmp, strlen (run_xmp));
+  /* big.png runs in strips (more than 64K pixels, sharpen is local). */
+  static const char *const inputs[] = { "a.jpg", "b.png", "c.webp", "d.tif", "big.png" };
+  for (gsize i = 0; i < G_N_ELEMENTS (inputs); i++)
+    {
+      g_autofree char *path = g_build_filename (in, inputs[i], NULL);
+      const gboolean big = g_str_has_prefix (inputs[i], "big");
+      write_image_with (path, 3, big ? 300 : 30, big ? 400 : 40, m);
+    }
+
+  static const char *const formats[] = { NULL, "png", "jpeg", "tiff", "webp" };
+  for (gsize f = 0; f < G_N_ELEMENTS (formats); f++)
+    for (int strip = 0; strip <= 1; strip++)
+      {
+        g_autofree char *out = g_strdup_printf ("%s/out-%s-%d/", tmp,
+                                                formats[f] ? formats[f] : "kept", strip);
+        const char *args[16] = { "run", "sharpen", in, "-o", out, "--quiet" };
+        int n = 6;
+        if (formats[f])
+          {
+            args[n++] = "--format";
+            args[n++] = formats[f];
+          }
+        if (strip)
+          args[n++] = "--strip";
+        TuResult r = tu_run_argv (exe, args);
+        g_assert_cmpint (r.status, ==, 0);
+        tu_result_clear (&r);
+        g_autoptr (GDir) dir = g_dir_open (out, 0, NULL);
+        g_assert_nonnull (dir);
+        int seen = 0;
+        for (const char *name; (name = g_dir_read_name (dir)); seen++)
+          {
+            g_autofree char *path = g_build_filename (out, name, NULL);
+            g_autoptr (StImageMetadata) got = metadata_of (path);
+            /* Through a TIFF, EXIF is made anew from its directories. */
+            const gboolean anew = g_str_has_suffix (name, ".tif") || g_str_has_prefix (name, "d.");
+            assert_same_blob (got->icc, strip ? NULL : m->icc, path, "ICC profile");
+            if (strip || !anew)
+              assert_same_blob (got->exif, strip ? NULL : m->exif, path, "EXIF");
+            else if (!got->exif || !memmem (g_bytes_get_data (got->exif, NULL),
+                                            g_bytes_get_size (got->exif), TU_EXIF_DATE,
+                                            sizeof TU_EXIF_DATE))
+              g_error ("%s: its EXIF lacks the date", path);
+            assert_same_blob (got->xmp, strip ? NULL : m->xmp, path, "XMP");
+          }
+        g_assert_cmpint (seen, ==, G_N_ELEMENTS (inputs));
+      }
+
+  g_autofree char *a = g_build_filename (in, "a.jpg", NULL);
+  g_autofree char *gray = g_build_filename (tmp, "gray.png", NULL);
+  TuResult r = tu_run (exe, "run", "grayscale", a, "-o", gray, "--quiet", NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_autoptr (StImageMetadata) got = metadata_of (gray);
+  g_assert_null (got->icc);
+  assert_same_blob (got->exif, m->exif, gray, "EXIF");
+  tu_remove_tree (tmp);
+}
+
+/* A JPEG that strata turned upright (EXIF orientation 6) is written with
+ * orientation 1, so viewers do not turn it again; whole and in strips. */
+static void
+test_metadata_orientation (void)
+{
+  g_autofree char *tmp = tu_make_tmpdir ("strata-run-XXXXXX");
+  g_autoptr (StImageMetadata) m = st_image_metadata_new ();
+  m->exif = exif_with_orientation (6);
+  g_autoptr (GBytes) upright = exif_with_orientation (1);
+  for (int big = 0; big <= 1; big++)
+    {
+      const int w = big ? 400 : 40, h = big ? 300 : 30;
+      g_autofree char *in = g_build_filename (tmp, "turned.jpg", NULL);
+      g_autofree char *out = g_build_filename (tmp, big ? "big.jpg" : "small.jpg", NULL);
+      write_image_with (in, 3, h, w, m);
+      TuResult r = tu_run (exe, "run", "sharpen", in, "-o", out, "--quiet", NULL);
+      g_assert_cmpint (r.status, ==, 0);
+      tu_result_clear (&r);
+      g_autoptr (GError) error = NULL;
+      int out_w, out_h;
+      g_autoptr (StImageReader) reader = st_image_reader_open (out, 0, NULL, &out_w, &out_h,
+                                                               NULL, &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (out_w, ==, h);
+      g_assert_cmpint (out_h, ==, w);
+      /* The bytes of the file, as the reader would reset the tag itself. */
+      g_autofree char *bytes = NULL;
+      gsize size;
+      g_assert_true (g_file_get_contents (out, &bytes, &size, NULL));
+      g_autoptr (GByteArray) app1 = g_byte_array_new ();
+      g_byte_array_append (app1, (const guint8 *) "Exif\0\0", 6);
+      g_byte_array_append (app1, g_bytes_get_data (upright, NULL), g_bytes_get_size (upright));
+      g_assert_nonnull (memmem (bytes, size, app1->data, app1->len));
+    }
+  tu_remove_tree (tmp);
+}
+
+/* --lossless: WebP outputs give back every 8-bit value (RGB, and RGBA
+ * with alpha passed through), whole and in strips; JPEG refused: at once
+ * when it is every output's format (exit 2), else for each JPEG output. */
+static void
+test_lossless (void)
+{
+  g_autofree char *tmp = tu_make_tmpdir ("strata-run-XXXXXX");
+  g_autofree char *in = g_build_filename (tmp, "in", NULL);
+  g_autofree char *out = g_build_filename (tmp, "out/", NULL);
+  g_assert_cmpint (g_mkdir (in, 0755), ==, 0);
+  static const struct { const char *name; int c, h, w; } images[] = {
+    { "rgb", 3, 30, 40 }, { "rgba", 4, 30, 40 },
+    { "big", 3, 300, 400 }, { "bigalpha", 4, 300, 400 },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (images); i++)
+    {
+      g_autofree char *name = g_strdup_printf ("%s.png", images[i].name);
+      g_autofree char *path = g_build_filename (in, name, NULL);
+      write_image (path, images[i].c, images[i].h, images[i].w, 8);
+    }
+  TuResult r = tu_run (exe, "run", "invert ! invert", in, "-o", out, "--format", "webp",
+                       "--lossless", "--quiet", NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  for (gsize i = 0; i < G_N_ELEMENTS (images); i++)
+    {
+      g_autofree char *src_name = g_strdup_printf ("%s.png", images[i].name);
+      g_autofree char *out_name = g_strdup_printf ("%s.webp", images[i].name);
+      g_autofree char *src = g_build_filename (in, src_name, NULL);
+      g_autofree char *dst = g_build_filename (out, out_name, NULL);
+      g_autoptr (GError) error = NULL;
+      g_autoptr (StTensor) a = st_image_load (src, 0, NULL, &error);
+      g_assert_no_error (error);
+      g_autoptr (StTensor) b = st_image_load (dst, 0, NULL, &error);
+      g_assert_no_error (error);
+      g_assert_true (st_shape_equal (a->shape, b->shape));
+      for (gsize k = 0; k < st_tensor_numel (a); k++)
+        if (a->data[k] != b->data[k])
+          g_error ("%s: value %" G_GSIZE_FORMAT " is %g, was %g", dst, k, b->data[k], a->data[k]);
+    }
+
+  g_autofree char *rgb = g_build_filename (in, "rgb.png", NULL);
+  g_autofree char *jpg = g_build_filename (tmp, "x.jpg", NULL);
+  r = tu_run (exe, "run", "sharpen", rgb, "-o", jpg, "--lossless", NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "strata run: --lossless: JPEG cannot be written lossless "
+                                   "(choose --format webp, png or tiff)\n"));
+  tu_result_clear (&r);
+  r = tu_run (exe, "run", "sharpen", rgb, "-o", out, "--format", "jpeg", "--lossless", NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  tu_result_clear (&r);
+  g_assert_false (g_file_test (jpg, G_FILE_TEST_EXISTS));
+  /* PNG is lossless anyway: accepted. */
+  g_autofree char *png = g_build_filename (tmp, "x.png", NULL);
+  r = tu_run (exe, "run", "sharpen", rgb, "-o", png, "--lossless", "--quiet", NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  /* A JPEG input keeping its format: that image fails, the rest are written. */
+  g_autofree char *mixed = g_build_filename (tmp, "mixed", NULL);
+  g_autofree char *mixed_out = g_build_filename (tmp, "mixed-out/", NULL);
+  g_assert_cmpint (g_mkdir (mixed, 0755), ==, 0);
+  g_autofree char *photo = g_build_filename (mixed, "photo.jpg", NULL);
+  g_autofree char *plain = g_build_filename (mixed, "plain.png", NULL);
+  write_image (photo, 3, 10, 10, 8);
+  write_image (plain, 3, 10, 10, 8);
+  r = tu_run (exe, "run", "sharpen", mixed, "-o", mixed_out, "--lossless", NULL);
+  g_assert_cmpint (r.status, ==, 1);
+  g_assert_nonnull (strstr (r.err, "photo.jpg: JPEG cannot be written lossless"));
+  g_assert_nonnull (strstr (r.err, "1 written, 0 skipped, 1 failed"));
+  tu_result_clear (&r);
+  tu_remove_tree (tmp);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1194,6 +1425,9 @@ main (int argc, char **argv)
   g_test_add_data_func ("/run/interrupt/sigint", GINT_TO_POINTER (SIGINT), test_interrupt);
   g_test_add_data_func ("/run/interrupt/sigterm", GINT_TO_POINTER (SIGTERM), test_interrupt);
   g_test_add_data_func ("/run/interrupt/sigkill", GINT_TO_POINTER (SIGKILL), test_interrupt);
+  g_test_add_func ("/run/metadata-kept", test_metadata_kept);
+  g_test_add_func ("/run/metadata-orientation", test_metadata_orientation);
+  g_test_add_func ("/run/lossless", test_lossless);
   g_test_add_func ("/cli/plugins", test_plugins_listing);
   g_test_add_func ("/cli/inspect", test_inspect);
   return g_test_run ();

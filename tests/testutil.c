@@ -78,6 +78,84 @@ tu_crc32 (const guint8 *data, gsize len)
   return crc ^ 0xffffffffu;
 }
 
+static void
+put_u16 (guint8 *p, guint v, gboolean big)
+{
+  p[big ? 0 : 1] = v >> 8;
+  p[big ? 1 : 0] = v;
+}
+
+static void
+put_u32 (guint8 *p, guint32 v, gboolean big)
+{
+  for (int i = 0; i < 4; i++)
+    p[big ? 3 - i : i] = v >> (8 * i);
+}
+
+/* One 12-byte directory entry at p. */
+static void
+put_entry (guint8 *p, guint tag, guint type, guint32 count, guint32 value, gboolean big)
+{
+  put_u16 (p, tag, big);
+  put_u16 (p + 2, type, big);
+  put_u32 (p + 4, count, big);
+  if (type == 3 && count == 1)
+    put_u16 (p + 8, value, big);
+  else
+    put_u32 (p + 8, value, big);
+}
+
+GBytes *
+tu_make_exif (gboolean big)
+{
+  enum { ASCII = 2, LONG = 4, RATIONAL = 5 };
+  guint8 *p = g_malloc0 (132);
+  memcpy (p, big ? "MM\0*" : "II*\0", 4);
+  put_u32 (p + 4, 8, big);
+  /* IFD0 at 8: Make, the EXIF pointer; its data at 38. */
+  put_u16 (p + 8, 2, big);
+  put_entry (p + 10, 0x010f, ASCII, 6, 38, big);
+  put_entry (p + 22, 0x8769, LONG, 1, 44, big);
+  memcpy (p + 38, "Canon", 6);
+  /* The EXIF directory at 44: ExposureTime, DateTimeOriginal, the
+   * interoperability pointer; their data at 86 and 94. */
+  put_u16 (p + 44, 3, big);
+  put_entry (p + 46, 0x829a, RATIONAL, 1, 86, big);
+  put_entry (p + 58, 0x9003, ASCII, 20, 94, big);
+  put_entry (p + 70, 0xa005, LONG, 1, 114, big);
+  put_u32 (p + 86, 1, big);
+  put_u32 (p + 90, 250, big);
+  memcpy (p + 94, TU_EXIF_DATE, 20);
+  /* The interoperability directory at 114, its one value in the entry. */
+  put_u16 (p + 114, 1, big);
+  put_u16 (p + 116, 0x0001, big);
+  put_u16 (p + 118, ASCII, big);
+  put_u32 (p + 120, 4, big);
+  memcpy (p + 124, "R98", 4);
+  return g_bytes_new_take (p, 132);
+}
+
+GBytes *
+tu_make_icc_profile (gsize size, const char *space)
+{
+  static const guint8 d50[12] = { 0, 0, 0xf6, 0xd6, 0, 1, 0, 0, 0, 0, 0xd3, 0x2d };
+  guint8 *p = g_malloc0 (size);
+  for (gsize i = 132; i < size; i++)
+    p[i] = (guint8) (i * 7 + 1);
+  p[0] = size >> 24;
+  p[1] = size >> 16;
+  p[2] = size >> 8;
+  p[3] = size;
+  p[8] = 2;                    /* version 2.1 */
+  p[9] = 0x10;
+  memcpy (p + 12, "mntr", 4);
+  memcpy (p + 16, space, 4);
+  memcpy (p + 20, "XYZ ", 4);
+  memcpy (p + 36, "acsp", 4);
+  memcpy (p + 68, d50, sizeof d50);
+  return g_bytes_new_take (p, size);
+}
+
 void
 tu_write_synthetic_idx (const char *dir, const char *prefix, int n, guint32 seed)
 {

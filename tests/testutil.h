@@ -44,6 +44,18 @@ void tu_put_be32 (GByteArray *a, guint32 v);
 /* CRC-32 as PNG chunks (and zlib) use it. */
 guint32 tu_crc32 (const guint8 *data, gsize len);
 
+/* A syntactically sound ICC profile of size bytes (a multiple of 4, at
+ * least 132) for space ("RGB " or "GRAY"): the header, no tags, then a
+ * pattern, so that a round trip can be checked byte for byte. */
+GBytes *tu_make_icc_profile (gsize size, const char *space);
+
+/* An EXIF block (a TIFF structure, as a JPEG's APP1 holds it after
+ * "Exif\0\0") in either byte order: Make "Canon" in IFD0, then an EXIF
+ * directory with ExposureTime 1/250, DateTimeOriginal TU_EXIF_DATE and an
+ * interoperability directory with InteroperabilityIndex "R98". */
+#define TU_EXIF_DATE "2024:01:02 03:04:05"
+GBytes *tu_make_exif (gboolean big_endian);
+
 /* DIR/PREFIX-images-idx3-ubyte and -labels-idx1-ubyte: n 8x8 images of two
  * classes, bright on the left (label 0) or the right (label 1), with noise
  * from seed. */

@@ -64,10 +64,22 @@ parse_format (const char *format, StRunOptions *opt, gboolean *predictions_forma
   return TRUE;
 }
 
+/* Whether every output is a JPEG, by --format or -o's extension (an
+ * output folder aside). */
+static gboolean
+writes_jpeg (const StRunOptions *opt)
+{
+  if (opt->format != ST_FORMAT_UNKNOWN)
+    return opt->format == ST_FORMAT_JPEG;
+  return opt->output && !g_str_has_suffix (opt->output, G_DIR_SEPARATOR_S)
+         && !g_file_test (opt->output, G_FILE_TEST_IS_DIR)
+         && st_image_format_from_name (opt->output) == ST_FORMAT_JPEG;
+}
+
 /* What run takes, filled from run_options. */
 typedef struct {
   char *output, *format, *weights;
-  gboolean random_weights, overwrite, quiet, verbose;
+  gboolean random_weights, overwrite, quiet, verbose, strip, lossless;
   int top, quality, jobs;
   gint64 max_pixels;
 } RunCommand;
@@ -105,6 +117,12 @@ static const StOptionSpec run_options[] = {
       RUN_FIELD (verbose) }, 'v', NULL, "true", NULL },
   { { "max-pixels", ST_PARAM_INT64, "200000000", ST_PARAM_HAS_MIN, 1, 0, NULL,
       "Refuse images of more than N pixels", RUN_FIELD (max_pixels) }, 0, "N", NULL, NULL },
+  { { "strip", ST_PARAM_BOOL, NULL, 0, 0, 0, NULL,
+      "Write no metadata (ICC profile, EXIF, XMP); otherwise outputs keep their input's",
+      RUN_FIELD (strip) }, 0, NULL, "true", NULL },
+  { { "lossless", ST_PARAM_BOOL, NULL, 0, 0, 0, NULL,
+      "Write WebP lossless (PNG, TIFF and PNM are anyway; JPEG cannot be)",
+      RUN_FIELD (lossless) }, 0, NULL, "true", NULL },
 };
 
 const StOptionSpec *
@@ -149,13 +167,20 @@ run_command (RunCommand *cmd, int argc, char **argv)
   g_autoptr (GError) error = NULL;
   StRunOptions opt = { .output = cmd->output, .jpeg_quality = cmd->quality, .jobs = cmd->jobs,
                        .overwrite = cmd->overwrite, .quiet = quiet, .top_k = cmd->top,
-                       .verbose = cmd->verbose,
+                       .verbose = cmd->verbose, .strip_metadata = cmd->strip,
+                       .lossless = cmd->lossless,
                        .max_pixels = (guint64) cmd->max_pixels, .message = print_message,
                        .progress = terminal_progress (quiet),
                        .interrupted = say_interrupted, .predictions = print_predictions };
   gboolean predictions_format = FALSE;
   if (format && !parse_format (format, &opt, &predictions_format))
     return EXIT_USAGE;
+  if (cmd->lossless && writes_jpeg (&opt))
+    {
+      fprintf (stderr, "strata run: --lossless: JPEG cannot be written lossless "
+               "(choose --format webp, png or tiff)\n");
+      return EXIT_USAGE;
+    }
   StPipeline *p = st_pipeline_load (st_registry_get_default (), argv[1], &error);
   if (!p)
     return fail (error);

@@ -1,5 +1,5 @@
-/* strata — fuzz harness: PNG and JPEG decoding (core/image.c), EXIF
- * orientation included.
+/* strata — fuzz harness: image decoding (core/image.c), EXIF orientation
+ * and the metadata handed on (ICC profile, EXIF, XMP) included.
  *
  * The input is an image file.  It is decoded whole (st_image_load) and
  * again in bands of a few rows through the streaming reader, which must
@@ -17,6 +17,21 @@
 /* Rows per band: odd, so bands straddle libjpeg's 16-row batches. */
 #define BAND_ROWS 7
 
+/* What a reader hands on is bounded, and its EXIF a TIFF structure. */
+static void
+check_metadata (const StImageMetadata *m)
+{
+  GBytes *const blobs[] = { m->icc, m->exif, m->xmp };
+  for (gsize i = 0; i < G_N_ELEMENTS (blobs); i++)
+    g_assert (!blobs[i] || (g_bytes_get_size (blobs[i]) > 0
+                            && g_bytes_get_size (blobs[i]) <= ST_IMAGE_METADATA_MAX_BYTES));
+  if (m->exif)
+    {
+      const guint8 *exif = g_bytes_get_data (m->exif, NULL);
+      g_assert (memcmp (exif, "II*\0", 4) == 0 || memcmp (exif, "MM\0*", 4) == 0);
+    }
+}
+
 static StTensor *
 read_in_bands (const char *path, GError **error)
 {
@@ -25,6 +40,8 @@ read_in_bands (const char *path, GError **error)
                                                       &height, &channels, error);
   if (!r)
     return NULL;
+  g_autoptr (StImageMetadata) metadata = st_image_reader_take_metadata (r);
+  check_metadata (metadata);
   StTensor *t = st_tensor_new ((StShape) { 1, channels, height, width }, error);
   if (!t)
     return NULL;

@@ -8,6 +8,8 @@
  * is the same on every run, so the committed corpus can be regenerated and
  * compared. */
 #include "context.h"
+#include "image.h"
+#include "../testutil.h"
 #include "weights.h"
 
 #include <gio/gio.h>
@@ -326,6 +328,60 @@ webp_seed (const char *name, int width, int height, gboolean alpha, int quality,
   WebPFree (out);
 }
 
+/* ---- Metadata ----------------------------------------------------------- */
+
+/* An image of format ext written by strata with an ICC profile of
+ * icc_size bytes (a JPEG's over 65519 bytes is split over APP2 markers),
+ * EXIF (tu_make_exif's, with EXIF and interoperability directories; or, for
+ * an orientation, IFD0 with that tag alone) and XMP; with keep, only its
+ * first keep bytes. */
+static void
+metadata_seed (const char *name, int channels, gsize icc_size, int orientation, gsize keep)
+{
+  const guint8 exif[] = {
+    'M', 'M', 0, 42, 0, 0, 0, 8, 0, 1,
+    0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, orientation, 0, 0,
+    0, 0, 0, 0,
+  };
+  static const char xmp[] = "<x:xmpmeta xmlns:x=\"adobe:ns:meta/\"/>";
+  g_autoptr (StImageMetadata) m = st_image_metadata_new ();
+  m->icc = tu_make_icc_profile (icc_size, "RGB ");
+  m->exif = orientation ? g_bytes_new (exif, sizeof exif) : tu_make_exif (TRUE);
+  m->xmp = g_bytes_new_static (xmp, sizeof xmp - 1);
+  const StImageWriteOptions options = { m, FALSE };
+
+  g_autoptr (StTensor) t = st_tensor_new0 (1, channels, 9, 11);
+  for (int c = 0; c < channels; c++)
+    for (int y = 0; y < 9; y++)
+      for (int x = 0; x < 11; x++)
+        t->data[(c * 9 + y) * 11 + x] = pattern (x, y, c) / 255.0f;
+  g_autofree char *dir = g_dir_make_tmp ("strata-seed-XXXXXX", NULL);
+  g_assert (dir);
+  g_autofree char *path = g_build_filename (dir, name, NULL);
+  g_autoptr (GError) error = NULL;
+  if (!st_image_save_with (t, path, ST_FORMAT_UNKNOWN, 8, 90, &options, &error))
+    g_error ("%s", error->message);
+  g_autofree char *data = NULL;
+  gsize size;
+  g_assert (g_file_get_contents (path, &data, &size, NULL));
+  g_assert (size > keep);
+  write_seed ("image", name, data, keep ? keep : size);
+  g_unlink (path);
+  g_rmdir (dir);
+}
+
+static void
+metadata_seeds (void)
+{
+  metadata_seed ("meta-rgb.png", 3, 600, 0, 0);
+  metadata_seed ("meta-rgba.webp", 4, 600, 0, 0);
+  metadata_seed ("meta-rgb.tif", 3, 600, 0, 0);
+  metadata_seed ("meta-exif6.jpg", 3, 600, 6, 0);
+  metadata_seed ("meta-icc-split.jpg", 3, 70000, 0, 0);
+  /* Cut inside the second APP2 marker of the profile. */
+  metadata_seed ("meta-icc-cut.jpg", 3, 70000, 0, 67000);
+}
+
 /* ---- PNM and GIF -------------------------------------------------------- */
 
 /* Width x height samples of `channels` a pixel, one or two bytes each. */
@@ -480,6 +536,8 @@ image_seeds (void)
   webp_seed ("lossless-rgba.webp", 7, 6, TRUE, 0, 0);
   webp_seed ("lossless-rgb.webp", 5, 5, FALSE, 0, 0);
   webp_seed ("truncated.webp", 16, 16, FALSE, 80, 20);
+
+  metadata_seeds ();
 
   pnm_seeds ();
   gif_seeds ();
