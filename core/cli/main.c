@@ -14,6 +14,8 @@
 #include "report.h"
 #include "weights.h"
 #include "context.h"
+#include "dist.h"
+#include "dist-run.h"
 
 #include <malloc.h>
 #include <stddef.h>
@@ -92,7 +94,13 @@ cli_common_entries (void)
 int
 fail (GError *error)
 {
-  fprintf (stderr, "strata: %s\n", error->message);
+  /* Rank 0 has said it; the other MPI ranks only stop. */
+  if (st_dist_error_echoed (error))
+    return EXIT_USAGE;
+  if (st_dist_rank () != 0)
+    fprintf (stderr, "strata (rank %d): %s\n", st_dist_rank (), error->message);
+  else
+    fprintf (stderr, "strata: %s\n", error->message);
   return EXIT_USAGE;
 }
 
@@ -591,6 +599,12 @@ main (int argc, char **argv)
   g_set_prgname (prog);
   argv[1] = prog;
   int rc;
+  /* The verbs that share their work when mpirun or srun started several
+   * copies of strata; the others run alone in each. */
+  gboolean shared = strcmp (cmd, "run") == 0 || strcmp (cmd, "train") == 0
+                    || strcmp (cmd, "eval") == 0;
+  if (shared)
+    st_dist_init (&argc, &argv);
   if (strcmp (cmd, "run") == 0)
     rc = cmd_run (argc - 1, argv + 1);
   else if (strcmp (cmd, "plugins") == 0)
@@ -613,5 +627,5 @@ main (int argc, char **argv)
     }
   g_strfreev (plugin_dirs);
   (void) show_version;
-  return rc;
+  return shared ? st_dist_finish (rc) : rc;
 }

@@ -1,0 +1,305 @@
+/* strata as several MPI ranks on this machine (loopback, shared memory):
+ * folder runs, evaluation and training give what one process gives.
+ * Skipped where mpirun is missing or strata was built without MPI. */
+#include "dist.h"
+#include "image.h"
+#include "testutil.h"
+
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+#include <string.h>
+
+static const char *exe;
+static char *mpirun;
+
+typedef struct {
+  char *dir;
+} Fixture;
+
+static void
+fixture_set_up (Fixture *f, gconstpointer unused)
+{
+  f->dir = tu_make_tmpdir ("strata-mpi-XXXXXX");
+}
+
+static void
+fixture_tear_down (Fixture *f, gconstpointer unused)
+{
+  tu_remove_tree (f->dir);
+  g_free (f->dir);
+}
+
+/* Whether the ranks can be started here; skips the test when not. */
+static gboolean
+can_run (void)
+{
+  if (!st_dist_built ())
+    {
+      g_test_skip ("strata was built without MPI (meson option mpi)");
+      return FALSE;
+    }
+  if (!mpirun)
+    {
+      g_test_skip ("mpirun not found (Debian: openmpi-bin)");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* strata with args (NULL-terminated) as n ranks of one job: shared
+ * memory and loopback only, more ranks than cores allowed. */
+static TuResult
+run_ranks (int n, const char *const *args)
+{
+  g_autofree char *ranks = g_strdup_printf ("%d", n);
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  const char *const launch[] = { "-np", ranks, "--oversubscribe", "--mca", "btl", "self,vader",
+                                 exe };
+  for (guint i = 0; i < G_N_ELEMENTS (launch); i++)
+    g_ptr_array_add (argv, (char *) launch[i]);
+  for (int i = 0; args[i]; i++)
+    g_ptr_array_add (argv, (char *) args[i]);
+  g_ptr_array_add (argv, NULL);
+  /* Under AddressSanitizer: Open MPI's memory hooks and the components
+   * it unloads at the end leave allocations LeakSanitizer can neither
+   * name nor suppress, so the ranks skip the leak check; the runs
+   * without mpirun here and in the other tests keep it. */
+  g_autofree char *asan = g_strdup (g_getenv ("ASAN_OPTIONS"));
+  g_autofree char *ranks_asan = g_strdup_printf ("%s%sdetect_leaks=0", asan ? asan : "",
+                                                 asan && *asan ? ":" : "");
+  g_setenv ("ASAN_OPTIONS", ranks_asan, TRUE);
+  TuResult r = tu_run_argv (mpirun, (const char *const *) argv->pdata);
+  if (asan)
+    g_setenv ("ASAN_OPTIONS", asan, TRUE);
+  else
+    g_unsetenv ("ASAN_OPTIONS");
+  return r;
+}
+
+#define RUN(...) tu_run_argv (exe, (const char *const[]) { __VA_ARGS__, NULL })
+#define RANKS(n, ...) run_ranks (n, (const char *const[]) { __VA_ARGS__, NULL })
+
+/* How many times needle occurs in text. */
+static int
+count_of (const char *text, const char *needle)
+{
+  int n = 0;
+  for (const char *at = strstr (text, needle); at; at = strstr (at + 1, needle))
+    n++;
+  return n;
+}
+
+/* An image of w x h with channels channels, a pattern from seed. */
+static void
+write_image (const char *path, int w, int h, int channels, int seed, StImageFormat format)
+{
+  g_autoptr (StTensor) t = st_tensor_new0 (1, channels, h, w);
+  for (gsize i = 0; i < st_tensor_numel (t); i++)
+    t->data[i] = (float) ((i * 7 + (gsize) seed * 13) % 256) / 255.0f;
+  g_autoptr (GError) error = NULL;
+  g_assert_true (st_image_save (t, path, format, 8, 90, &error));
+  g_assert_no_error (error);
+}
+
+/* A folder tree of images of several sizes and formats, and one file
+ * that is no image. */
+static char *
+make_inputs (Fixture *f)
+{
+  char *in = g_build_filename (f->dir, "in", NULL);
+  g_autofree char *sub = g_build_filename (in, "sub", "deeper", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (sub, 0755), ==, 0);
+  for (int i = 0; i < 11; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("%s/%s%02d.%s", i % 3 ? in : sub,
+                                               i % 2 ? "photo" : "scan", i,
+                                               i % 4 == 1 ? "jpg" : "png");
+      write_image (name, 8 + 37 * i, 5 + 23 * (i % 5), i % 2 ? 3 : 1, i,
+                   i % 4 == 1 ? ST_FORMAT_JPEG : ST_FORMAT_PNG);
+    }
+  g_autofree char *notes = g_build_filename (in, "notes.txt", NULL);
+  g_assert_true (g_file_set_contents (notes, "not an image", -1, NULL));
+  return in;
+}
+
+/* Every file under dir, as "relative path\tcontent digest" lines, sorted. */
+static void
+list_tree (const char *root, const char *rel, GPtrArray *lines)
+{
+  g_autofree char *path = rel ? g_build_filename (root, rel, NULL) : g_strdup (root);
+  g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
+  g_assert_nonnull (dir);
+  for (const char *name; (name = g_dir_read_name (dir));)
+    {
+      g_autofree char *child_rel = rel ? g_build_filename (rel, name, NULL) : g_strdup (name);
+      g_autofree char *child = g_build_filename (root, child_rel, NULL);
+      if (g_file_test (child, G_FILE_TEST_IS_DIR))
+        {
+          list_tree (root, child_rel, lines);
+          continue;
+        }
+      g_autofree char *bytes = NULL;
+      gsize len = 0;
+      g_assert_true (g_file_get_contents (child, &bytes, &len, NULL));
+      g_autofree char *sum = g_compute_checksum_for_data (G_CHECKSUM_SHA256, (guint8 *) bytes, len);
+      g_ptr_array_add (lines, g_strdup_printf ("%s\t%s", child_rel, sum));
+    }
+}
+
+static int
+compare_lines (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
+static char *
+tree_digest (const char *root)
+{
+  g_autoptr (GPtrArray) lines = g_ptr_array_new_with_free_func (g_free);
+  list_tree (root, NULL, lines);
+  g_ptr_array_sort (lines, compare_lines);
+  g_ptr_array_add (lines, NULL);
+  return g_strjoinv ("\n", (char **) lines->pdata);
+}
+
+/* A folder run writes the files and bytes one process writes, with 2 and
+ * with 3 ranks (more than the images of some sizes divide evenly), and
+ * rank 0 alone says the summary. */
+static void
+test_run_folder (Fixture *f, gconstpointer unused)
+{
+  if (!can_run ())
+    return;
+  g_autofree char *in = make_inputs (f);
+  g_autofree char *alone = g_build_filename (f->dir, "alone", NULL);
+  TuResult r = RUN ("run", "sharpen", in, "-o", alone, "-j", "1");
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_nonnull (strstr (r.err, "11 written, 0 skipped, 0 failed, 0 interrupted, 1 ignored"));
+  tu_result_clear (&r);
+  g_autofree char *expected = tree_digest (alone);
+  g_assert_cmpint (count_of (expected, "\n"), ==, 10);
+
+  for (int n = 2; n <= 3; n++)
+    {
+      g_autofree char *name = g_strdup_printf ("ranks%d", n);
+      g_autofree char *out = g_build_filename (f->dir, name, NULL);
+      r = RANKS (n, "run", "sharpen", in, "-o", out, "-j", "1");
+      g_assert_cmpint (r.status, ==, 0);
+      g_assert_cmpint (count_of (r.err, "11 written, 0 skipped, 0 failed, 0 interrupted, "
+                                        "1 ignored"), ==, 1);
+      tu_result_clear (&r);
+      g_autofree char *got = tree_digest (out);
+      g_assert_cmpstr (got, ==, expected);
+
+      /* Again: every output is there, and every rank skips its share. */
+      r = RANKS (n, "run", "sharpen", in, "-o", out, "-j", "1");
+      g_assert_cmpint (r.status, ==, 0);
+      g_assert_cmpint (count_of (r.err, "0 written, 11 skipped"), ==, 1);
+      tu_result_clear (&r);
+    }
+}
+
+/* An image no rank can read is said once and counted; the others are
+ * written; the exit status is 1 as alone. */
+static void
+test_run_failed_image (Fixture *f, gconstpointer unused)
+{
+  if (!can_run ())
+    return;
+  g_autofree char *in = make_inputs (f);
+  g_autofree char *bad = g_build_filename (in, "broken.png", NULL);
+  g_assert_true (g_file_set_contents (bad, "\x89PNG\r\n\x1a\n truncated", -1, NULL));
+  g_autofree char *out = g_build_filename (f->dir, "out", NULL);
+  TuResult r = RANKS (3, "run", "sharpen", in, "-o", out, "-j", "1");
+  g_assert_cmpint (r.status, ==, 1);
+  g_assert_cmpint (count_of (r.err, "broken.png: "), ==, 1);
+  g_assert_cmpint (count_of (r.err, "11 written, 0 skipped, 1 failed"), ==, 1);
+  tu_result_clear (&r);
+  g_autofree char *written = g_build_filename (out, "photo01.jpg", NULL);
+  g_assert_true (g_file_test (written, G_FILE_TEST_IS_REGULAR));
+  g_autofree char *none = g_build_filename (out, "broken.png", NULL);
+  g_assert_false (g_file_test (none, G_FILE_TEST_EXISTS));
+}
+
+/* Rank 0's plan refuses outputs onto inputs: said once, nothing written
+ * by any rank, status 2; standard input is refused with several ranks. */
+static void
+test_run_refused (Fixture *f, gconstpointer unused)
+{
+  if (!can_run ())
+    return;
+  g_autofree char *in = make_inputs (f);
+  g_autofree char *before = tree_digest (in);
+  TuResult r = RANKS (2, "run", "sharpen", in, "-o", in, "--overwrite", "-j", "1");
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_cmpint (count_of (r.err, "strata: "), ==, 1);
+  tu_result_clear (&r);
+  g_autofree char *after = tree_digest (in);
+  g_assert_cmpstr (after, ==, before);
+
+  g_autofree char *out = g_build_filename (f->dir, "out.png", NULL);
+  r = RANKS (2, "run", "sharpen", "-", "-o", out);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_cmpint (count_of (r.err, "standard input cannot be shared among 2 MPI ranks"), ==, 1);
+  tu_result_clear (&r);
+  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+}
+
+/* A classifier's predictions: one table, in input order, the bytes one
+ * process writes. */
+static void
+test_run_predictions (Fixture *f, gconstpointer unused)
+{
+  if (!can_run ())
+    return;
+  g_autofree char *in = make_inputs (f);
+  g_autofree char *alone = g_build_filename (f->dir, "alone.csv", NULL);
+  TuResult r = RUN ("run", "fashion-mnist-photo", in, "-o", alone, "-j", "1");
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_autofree char *expected = NULL;
+  g_assert_true (g_file_get_contents (alone, &expected, NULL, NULL));
+  g_assert_cmpint (count_of (expected, "\n"), ==, 12);
+  for (int n = 2; n <= 3; n++)
+    {
+      g_autofree char *name = g_strdup_printf ("ranks%d.csv", n);
+      g_autofree char *path = g_build_filename (f->dir, name, NULL);
+      r = RANKS (n, "run", "fashion-mnist-photo", in, "-o", path, "-j", "1");
+      g_assert_cmpint (r.status, ==, 0);
+      tu_result_clear (&r);
+      g_autofree char *got = NULL;
+      g_assert_true (g_file_get_contents (path, &got, NULL, NULL));
+      g_assert_cmpstr (got, ==, expected);
+    }
+  /* To standard output: rank 0 alone writes it. */
+  r = RANKS (3, "run", "fashion-mnist-photo", in, "-j", "1");
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_cmpstr (r.out, ==, expected);
+  tu_result_clear (&r);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  exe = g_getenv ("STRATA_EXE");
+  g_assert_nonnull (exe);
+  mpirun = g_find_program_in_path ("mpirun");
+  /* Containers often run tests as root, which Open MPI refuses unless told. */
+  g_setenv ("OMPI_ALLOW_RUN_AS_ROOT", "1", TRUE);
+  g_setenv ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", TRUE);
+  /* No network but loopback: the TCP transport may not look elsewhere. */
+  g_setenv ("OMPI_MCA_btl_tcp_if_include", "lo", TRUE);
+  g_setenv ("OMPI_MCA_oob_tcp_if_include", "lo", TRUE);
+
+  g_test_add ("/mpi/run/folder", Fixture, NULL, fixture_set_up, test_run_folder, fixture_tear_down);
+  g_test_add ("/mpi/run/failed-image", Fixture, NULL, fixture_set_up, test_run_failed_image,
+              fixture_tear_down);
+  g_test_add ("/mpi/run/refused", Fixture, NULL, fixture_set_up, test_run_refused,
+              fixture_tear_down);
+  g_test_add ("/mpi/run/predictions", Fixture, NULL, fixture_set_up, test_run_predictions,
+              fixture_tear_down);
+  int rc = g_test_run ();
+  g_free (mpirun);
+  return rc;
+}
