@@ -278,6 +278,52 @@ test_run_predictions (Fixture *f, gconstpointer unused)
   tu_result_clear (&r);
 }
 
+static const char *tiny_pipeline =
+  "[pipeline]\ninput=1x8x8\nlabels=left;right\n"
+  "[conv]\ntype=conv2d\nfilters=4\nsize=3\nactivation=relu\n"
+  "[norm]\ntype=batchnorm\n"
+  "[drop]\ntype=dropout\nrate=0.1\n"
+  "[fc]\ntype=dense\nunits=2\n"
+  "[prob]\ntype=softmax\n";
+
+/* The tiny pipeline and a synthetic IDX set (100 training images, 103
+ * test images: batches that the ranks do not divide evenly). */
+static void
+make_training_set (Fixture *f, char **ini, char **data)
+{
+  *data = g_build_filename (f->dir, "data", NULL);
+  g_assert_cmpint (g_mkdir (*data, 0755), ==, 0);
+  tu_write_synthetic_idx (*data, "train", 100, 1);
+  tu_write_synthetic_idx (*data, "t10k", 103, 2);
+  *ini = g_build_filename (f->dir, "tiny.ini", NULL);
+  g_assert_true (g_file_set_contents (*ini, tiny_pipeline, -1, NULL));
+}
+
+/* Accuracy, precision, recall, the confusion matrix and the loss are
+ * those of one process, to the last digit, with 2 and 3 ranks. */
+static void
+test_eval (Fixture *f, gconstpointer unused)
+{
+  if (!can_run ())
+    return;
+  g_autofree char *ini = NULL, *data = NULL;
+  make_training_set (f, &ini, &data);
+  TuResult alone = RUN ("eval", ini, "--data", data, "--random-weights", "--batch", "10",
+                        "--format", "json", "-j", "1");
+  g_assert_cmpint (alone.status, ==, 0);
+  g_assert_nonnull (strstr (alone.out, "\"images\":103"));
+  g_assert_nonnull (strstr (alone.out, "\"confusion\""));
+  for (int n = 2; n <= 3; n++)
+    {
+      TuResult r = RANKS (n, "eval", ini, "--data", data, "--random-weights", "--batch", "10",
+                          "--format", "json", "-j", "1");
+      g_assert_cmpint (r.status, ==, 0);
+      g_assert_cmpstr (r.out, ==, alone.out);
+      tu_result_clear (&r);
+    }
+  tu_result_clear (&alone);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -299,6 +345,7 @@ main (int argc, char **argv)
               fixture_tear_down);
   g_test_add ("/mpi/run/predictions", Fixture, NULL, fixture_set_up, test_run_predictions,
               fixture_tear_down);
+  g_test_add ("/mpi/eval", Fixture, NULL, fixture_set_up, test_eval, fixture_tear_down);
   int rc = g_test_run ();
   g_free (mpirun);
   return rc;

@@ -501,7 +501,10 @@ evaluate_and_print (const char *pipeline, const EvalCommand *cmd)
   st_pipeline_free (p);
   if (!ev)
     return fail (error);
-  print_evaluation (ev, cmd->format == 1);
+  /* Several MPI ranks: each measured its share; rank 0 has the sums. */
+  st_dist_agreed ();
+  if (st_dist_rank () == 0)
+    print_evaluation (ev, cmd->format == 1);
   return EXIT_OK;
 }
 
