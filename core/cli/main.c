@@ -372,9 +372,16 @@ run_training (StPipeline *p, StDataset *train, StDataset *held, const TrainComma
   opt->report_data = &printer;
   opt->progress = terminal_progress (cmd->quiet);
   opt->class_names = (const char *const *) train->class_names;
+  /* Several MPI ranks: rank 0 speaks for them all. */
+  if (st_dist_rank () != 0)
+    opt->report = NULL;
   gint64 start = g_get_monotonic_time ();
   int epochs_run = 0;
-  if (!st_train (p, train, held, opt, &epochs_run, error))
+  gboolean trained = st_train (p, train, held, opt, &epochs_run, error);
+  /* Every rank stops at the same batch when interrupted. */
+  if (trained || g_error_matches (*error, ST_ERROR, ST_ERROR_INTERRUPTED))
+    st_dist_agreed ();
+  if (!trained)
     {
       /* The report has said where the checkpoint is. */
       if (!g_error_matches (*error, ST_ERROR, ST_ERROR_INTERRUPTED))
@@ -403,6 +410,8 @@ cmd_train (int argc, char **argv)
   StDataset *train = NULL, *held = NULL;
   if (!parse_train_command (&argc, &argv, &cmd, &opt))
     goto out;
+  if (st_dist_rank () != 0)
+    cmd.quiet = TRUE;
   settle_train_files (&cmd, &opt);
   if (!check_train_files (&cmd, &opt, &error))
     goto out;
