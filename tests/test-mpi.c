@@ -386,6 +386,59 @@ test_train (Fixture *f, gconstpointer unused)
     }
 }
 
+/* A rank killed in the middle of a run: mpirun ends the job and says
+ * which rank died and how; every output left is complete (the bytes a
+ * single run writes) and the dead rank's image has none. */
+static void
+test_run_killed_rank (Fixture *f, gconstpointer unused)
+{
+  if (!can_run ())
+    return;
+  const char *plugin = g_getenv ("STRATA_TEST_PLUGIN_MPI_DIE");
+  g_assert_nonnull (plugin);
+  g_autofree char *plugins = g_build_filename (f->dir, "plugins", NULL);
+  g_assert_cmpint (g_mkdir (plugins, 0755), ==, 0);
+  g_autofree char *copy = g_build_filename (plugins, "mpi-die.so", NULL);
+  g_autofree char *bytes = NULL;
+  gsize len;
+  g_assert_true (g_file_get_contents (plugin, &bytes, &len, NULL));
+  g_assert_true (g_file_set_contents (copy, bytes, len, NULL));
+
+  g_autofree char *in = g_build_filename (f->dir, "in", NULL);
+  g_assert_cmpint (g_mkdir (in, 0755), ==, 0);
+  for (int i = 0; i < 24; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("%s/img%02d.png", in, i);
+      write_image (name, i == 12 ? 61 : 40 + 2 * i, 30, 3, i, ST_FORMAT_PNG);
+    }
+  const char *pipeline = "die-on-width-61 ! kernel preset=sharpen";
+  g_autofree char *alone = g_build_filename (f->dir, "alone", NULL);
+  g_autofree char *out = g_build_filename (f->dir, "out", NULL);
+  g_autofree char *dying = g_build_filename (in, "img12.png", NULL);
+  g_assert_cmpint (g_unlink (dying), ==, 0);
+  TuResult r = RUN ("run", "--plugin-dir", plugins, pipeline, in, "-o", alone, "-j", "1");
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  write_image (dying, 61, 30, 3, 12, ST_FORMAT_PNG);
+
+  r = RANKS (3, "run", "--plugin-dir", plugins, pipeline, in, "-o", out, "-j", "1");
+  g_assert_cmpint (r.status, !=, 0);
+  g_assert_nonnull (strstr (r.err, "signal 9"));
+  tu_result_clear (&r);
+  /* Whatever was written is complete; no temporary file is left. */
+  g_autoptr (GDir) dir = g_dir_open (out, 0, NULL);
+  g_assert_nonnull (dir);
+  for (const char *name; (name = g_dir_read_name (dir));)
+    {
+      g_assert_cmpstr (name, !=, "img12.png");
+      g_autofree char *got = g_build_filename (out, name, NULL);
+      g_autofree char *want = g_build_filename (alone, name, NULL);
+      g_autofree char *got_sum = file_digest (got);
+      g_autofree char *want_sum = file_digest (want);
+      g_assert_cmpstr (got_sum, ==, want_sum);
+    }
+}
+
 /* A checkpoint written by 2 ranks continues on 3: the position in the
  * data is the global batch. */
 static void
@@ -434,6 +487,8 @@ main (int argc, char **argv)
               fixture_tear_down);
   g_test_add ("/mpi/eval", Fixture, NULL, fixture_set_up, test_eval, fixture_tear_down);
   g_test_add ("/mpi/train", Fixture, NULL, fixture_set_up, test_train, fixture_tear_down);
+  g_test_add ("/mpi/run/killed-rank", Fixture, NULL, fixture_set_up, test_run_killed_rank,
+              fixture_tear_down);
   g_test_add ("/mpi/train/resume", Fixture, NULL, fixture_set_up, test_train_resume,
               fixture_tear_down);
   int rc = g_test_run ();
