@@ -59,6 +59,13 @@ st_dist_share (gint64 n, gint64 block, gint64 *start, gint64 *end)
 
 static gboolean initialised;
 
+/* STRATA_DIST_STATS: what the reductions of floats (the gradients) cost,
+ * said by each rank at the end, for the scaling estimate of the README. */
+static struct {
+  guint64 calls, bytes;
+  gint64 us;
+} float_stats;
+
 /* Launched as one rank of several: Open MPI's mpirun, or a PMI or PMIx
  * launcher such as Slurm's srun.  A plain start never touches MPI, so the
  * same binary runs where no MPI runtime is installed or configured. */
@@ -108,6 +115,11 @@ st_dist_finish (int status)
   /* Success without a collective call (--help) is the same on every rank. */
   if (size > 1 && !agreed && status != 0)
     st_dist_abort (status);
+  if (g_getenv ("STRATA_DIST_STATS") && float_stats.calls)
+    fprintf (stderr, "strata: rank %d of %d: %" G_GUINT64_FORMAT " float all-reductions, "
+             "%.1f kB each, %.3f ms each, %.2f s in all\n", rank, size, float_stats.calls,
+             float_stats.bytes / 1e3 / float_stats.calls, float_stats.us / 1e3 / float_stats.calls,
+             float_stats.us / 1e6);
   int worst = status;
   MPI_Allreduce (&status, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
   MPI_Finalize ();
@@ -178,7 +190,11 @@ allreduce (void *data, gsize n, gsize item, MPI_Datatype type, StDistOp op)
 void
 st_dist_allreduce_floats (float *data, gsize n, StDistOp op)
 {
+  gint64 start = g_get_monotonic_time ();
   allreduce (data, n, sizeof *data, MPI_FLOAT, op);
+  float_stats.calls++;
+  float_stats.bytes += n * sizeof *data;
+  float_stats.us += g_get_monotonic_time () - start;
 }
 
 void
