@@ -104,6 +104,35 @@ weights_hash (GPtrArray *weights)
 }
 
 gboolean
+st_dist_check_start (GPtrArray *weights, int n_samples, GError **error)
+{
+  if (!st_dist_active ())
+    return TRUE;
+  const int ranks = st_dist_size ();
+  g_autofree guint64 *samples = g_new (guint64, ranks);
+  g_autofree guint64 *hashes = g_new (guint64, ranks);
+  st_dist_allgather_u64 (n_samples, samples);
+  st_dist_allgather_u64 (weights_hash (weights), hashes);
+  for (int r = 1; r < ranks; r++)
+    if (samples[r] != samples[0])
+      {
+        g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                     "rank %d has %" G_GUINT64_FORMAT " training images, rank 0 %"
+                     G_GUINT64_FORMAT ": every machine needs the same data", r, samples[r],
+                     samples[0]);
+        return FALSE;
+      }
+    else if (hashes[r] != hashes[0])
+      {
+        g_set_error (error, ST_ERROR, ST_ERROR_WEIGHTS,
+                     "rank %d starts from other weights than rank 0: every machine needs the "
+                     "same pipeline, plugins and checkpoint", r);
+        return FALSE;
+      }
+  return TRUE;
+}
+
+gboolean
 st_dist_check_replicas (GPtrArray *weights, int epoch, GError **error)
 {
   if (!st_dist_active () || !g_getenv ("STRATA_CHECK_REPLICAS"))

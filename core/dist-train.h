@@ -26,6 +26,11 @@ void     st_dist_sum_gradients (GPtrArray *weights);
 /* Only rank 0 writes the weights, log and plot: the others forget
  * their names. */
 void     st_dist_train_outputs (StTrainOptions *opt);
+/* Before the first step: every rank must start from rank 0's number of
+ * training samples and weights (fresh from the seed, or a checkpoint's),
+ * or a machine holding another copy of the data or the pipeline would
+ * train apart unseen.  FALSE with error set, on every rank, when not. */
+gboolean st_dist_check_start (GPtrArray *weights, int n_samples, GError **error);
 /* With STRATA_CHECK_REPLICAS set: compares a hash of every weight across
  * the ranks after an epoch; FALSE with error set when one differs. */
 gboolean st_dist_check_replicas (GPtrArray *weights, int epoch, GError **error);

@@ -547,7 +547,7 @@ st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions
   g_autoptr (GPtrArray) weights = run.weights = st_pipeline_weights (p);
   if (!find_trained_stages (&run, error) || !check_training_memory (&run, error))
     return FALSE;
-  gboolean ok = start_run (&run, error);
+  gboolean ok = start_run (&run, error) && st_dist_check_start (run.weights, train->n, error);
   if (ok)
     {
       Signals previous = catch_interrupts ();

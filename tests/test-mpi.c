@@ -462,6 +462,30 @@ test_train_resume (Fixture *f, gconstpointer unused)
   g_assert_null (strstr (text, "\n1,"));
 }
 
+/* A machine with another copy of the data is refused before the first
+ * step (mpirun's colon gives rank 1 other arguments than rank 0). */
+static void
+test_train_other_data (Fixture *f, gconstpointer unused)
+{
+  if (!can_run ())
+    return;
+  g_autofree char *ini = NULL, *data = NULL;
+  make_training_set (f, &ini, &data);
+  g_autofree char *other = g_build_filename (f->dir, "other", NULL);
+  g_assert_cmpint (g_mkdir (other, 0755), ==, 0);
+  tu_write_synthetic_idx (other, "train", 90, 1);
+  tu_write_synthetic_idx (other, "t10k", 103, 2);
+  g_autofree char *out = g_build_filename (f->dir, "w.safetensors", NULL);
+  TuResult r = tu_run_argv (mpirun, (const char *const[]) {
+    "--oversubscribe", "--mca", "btl", "self,vader",
+    "-np", "1", exe, "train", ini, "--data", data, "-o", out, "-j", "1", ":",
+    "-np", "1", exe, "train", ini, "--data", other, "-o", out, "-j", "1", NULL });
+  g_assert_cmpint (r.status, !=, 0);
+  g_assert_nonnull (strstr (r.err, "rank 1 has 90 training images, rank 0 100"));
+  tu_result_clear (&r);
+  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -488,6 +512,8 @@ main (int argc, char **argv)
   g_test_add ("/mpi/eval", Fixture, NULL, fixture_set_up, test_eval, fixture_tear_down);
   g_test_add ("/mpi/train", Fixture, NULL, fixture_set_up, test_train, fixture_tear_down);
   g_test_add ("/mpi/run/killed-rank", Fixture, NULL, fixture_set_up, test_run_killed_rank,
+              fixture_tear_down);
+  g_test_add ("/mpi/train/other-data", Fixture, NULL, fixture_set_up, test_train_other_data,
               fixture_tear_down);
   g_test_add ("/mpi/train/resume", Fixture, NULL, fixture_set_up, test_train_resume,
               fixture_tear_down);
