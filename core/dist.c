@@ -288,7 +288,7 @@ deal (gpointer data)
 
 StDealer *
 st_dealer_new (guint n_jobs, guint batch, void (*done) (guint n, gpointer user_data),
-               gpointer user_data, GError **error)
+               gpointer user_data)
 {
   StDealer *d = g_new0 (StDealer, 1);
   g_mutex_init (&d->lock);
@@ -298,12 +298,13 @@ st_dealer_new (guint n_jobs, guint batch, void (*done) (guint n, gpointer user_d
   d->user_data = user_data;
   if (rank == 0 && size > 1)
     {
-      d->thread = g_thread_try_new ("strata-deal", deal, d, error);
+      g_autoptr (GError) local = NULL;
+      d->thread = g_thread_try_new ("strata-deal", deal, d, &local);
       /* The others ask and wait: without a dealer the job cannot go on. */
       if (!d->thread)
         {
           fprintf (stderr, "strata: rank 0 cannot start the thread that deals out images: %s\n",
-                   (*error)->message);
+                   local->message);
           st_dist_abort (2);
         }
     }
@@ -417,7 +418,7 @@ struct StDealer {
 
 StDealer *
 st_dealer_new (guint n_jobs, guint batch, void (*done) (guint n, gpointer user_data),
-               gpointer user_data, GError **error)
+               gpointer user_data)
 {
   StDealer *d = g_new0 (StDealer, 1);
   d->n_jobs = n_jobs;

@@ -65,9 +65,10 @@ typedef struct StDealer StDealer;
 
 /* done(n, user_data): rank 0 hears that n more items were finished
  * elsewhere (for its progress line); called from rank 0's dealing
- * thread.  NULL with error set when that thread cannot start. */
+ * thread.  When rank 0 cannot start that thread the job is aborted with
+ * a message: the other ranks would wait for it for ever. */
 StDealer *st_dealer_new (guint n_jobs, guint batch, void (*done) (guint n, gpointer user_data),
-                         gpointer user_data, GError **error);
+                         gpointer user_data);
 /* The next index for this rank, or FALSE when all are handed out;
  * finished counts this rank's items finished so far. */
 gboolean  st_dealer_next (StDealer *dealer, guint finished, guint *index);

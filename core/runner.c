@@ -472,8 +472,7 @@ st_run_images (StPipeline *pipeline, const char *const *inputs,
   /* Runs of a few images at a time: ranks ask rank 0 seldom, yet the
    * last images still spread over the ranks. */
   guint deal = CLAMP (jobs->len / (4u * workers * st_dist_size ()), 1, 16);
-  run.dealer = st_dealer_new (jobs->len, st_dist_active () ? deal : 1, on_remote_done, &run,
-                              error);
+  run.dealer = st_dealer_new (jobs->len, st_dist_active () ? deal : 1, on_remote_done, &run);
   /* Fewer images than threads: the spare threads work inside each image. */
   gboolean ok = run_jobs (&run, pipeline, workers, MAX (1, threads / workers), error);
   st_dealer_free (run.dealer, run.finished);
