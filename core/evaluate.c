@@ -1,6 +1,7 @@
 /* strata — measuring a classifier on a dataset. */
 #include "evaluate.h"
 #include "classifier.h"
+#include "dist.h"
 
 #include <math.h>
 #include <string.h>
@@ -20,23 +21,26 @@ st_dataset_gather_batch (const StDataset *ds, const int *order, int start, int c
   return batch;
 }
 
-/* Adds ds's batches' predictions to the confusion matrix; the summed
- * cross-entropy, or a negative value with error set. */
-static double
+/* Adds ds's batches' predictions to the confusion matrix and writes each
+ * sample's cross-entropy into losses; FALSE with error set when a stage
+ * fails.  Several MPI ranks take whole batches each, so that every batch,
+ * and so every number, is the one a single process computes. */
+static gboolean
 fill_confusion (StPipeline *p, const StDataset *ds, const StRunContext *ctx, int batch_size,
-                int n_classes, guint64 *confusion, GError **error)
+                int n_classes, guint64 *confusion, double *losses, GError **error)
 {
   int first = st_pipeline_prefix_length (p);
   int last = st_pipeline_n_stages (p) - 1;
-  double loss = 0;
+  gint64 from, to;
+  st_dist_share (ds->n, batch_size, &from, &to);
   g_autofree int *labels = g_new (int, batch_size);
-  for (int start = 0; start < ds->n; start += batch_size)
+  for (int start = from; start < to; start += batch_size)
     {
       int count = MIN (batch_size, ds->n - start);
       g_autoptr (StTensor) batch = st_dataset_gather_batch (ds, NULL, start, count, labels);
       g_autoptr (StTensor) out = st_pipeline_forward_range (p, ctx, batch, first, last, FALSE, error);
       if (!out)
-        return -1;
+        return FALSE;
       st_scores_to_probabilities (p, out);
       for (int b = 0; b < count; b++)
         {
@@ -47,10 +51,10 @@ fill_confusion (StPipeline *p, const StDataset *ds, const StRunContext *ctx, int
               best = j;
           if (labels[b] < n_classes)
             confusion[labels[b] * n_classes + best]++;
-          loss += -log (MAX (prob[labels[b]], 1e-30f));
+          losses[start + b] = -log (MAX (prob[labels[b]], 1e-30f));
         }
     }
-  return loss;
+  return TRUE;
 }
 
 /* The pipeline's label, else the data's class name, else the index. */
@@ -98,9 +102,17 @@ st_evaluate (StPipeline *p, const StDataset *ds, const StRunContext *ctx, int ba
   ev->n_classes = st_pipeline_output_shape (p).c;
   ev->confusion = g_new0 (guint64, (gsize) ev->n_classes * ev->n_classes);
   ev->classes = g_new0 (StClassScore, ev->n_classes);
-  double loss = fill_confusion (p, ds, ctx, batch_size, ev->n_classes, ev->confusion, error);
-  if (loss < 0)
+  g_autofree double *losses = g_new0 (double, MAX (ds->n, 1));
+  if (!fill_confusion (p, ds, ctx, batch_size, ev->n_classes, ev->confusion, losses, error))
     return NULL;
+  /* Counts add exactly; a loss is 0 on every rank but the one that
+   * computed it, and the sum is then taken in sample order, as alone. */
+  st_dist_allreduce_ints ((gint64 *) ev->confusion, (gsize) ev->n_classes * ev->n_classes,
+                          ST_DIST_SUM);
+  st_dist_allreduce_doubles (losses, ds->n, ST_DIST_SUM);
+  double loss = 0;
+  for (int i = 0; i < ds->n; i++)
+    loss += losses[i];
   ev->loss = ds->n ? loss / ds->n : 0;
   summarise (ev, p, ds);
   return g_steal_pointer (&ev);

@@ -5,6 +5,8 @@
 #include "atomic.h"
 #include "context.h"
 #include "classifier.h"
+#include "dist.h"
+#include "dist-run.h"
 #include "jsontext.h"
 #include "param.h"
 #include "plan.h"
@@ -20,7 +22,8 @@ typedef struct {
   GCond gate;                  /* workers wait here until every one has started */
   gboolean go, abandon;
   StProgress *progress;
-  guint next_job;
+  StDealer *dealer;            /* hands out job indices, over every MPI rank */
+  guint finished;              /* jobs this process has finished */
   GPtrArray *jobs;
   const StRunOptions *opt;
   gboolean classify;
@@ -189,9 +192,10 @@ worker (gpointer data)
   while (!abandon && !interrupted)
     {
       g_mutex_lock (&run->lock);
-      guint index = run->next_job++;
+      guint index;
+      gboolean more = st_dealer_next (run->dealer, run->finished, &index);
       g_mutex_unlock (&run->lock);
-      if (index >= run->jobs->len)
+      if (!more)
         break;
       StJob *job = run->jobs->pdata[index];
 
@@ -214,10 +218,22 @@ worker (gpointer data)
           st_run_message (run->opt, "%s", local->message);
         }
       st_progress_step (run->progress);
+      run->finished++;
       g_mutex_unlock (&run->lock);
     }
   st_strip_scratch_clear (&scratch);
   return NULL;
+}
+
+/* Rank 0 hears of images finished on other ranks. */
+static void
+on_remote_done (guint n, gpointer data)
+{
+  Run *run = data;
+  g_mutex_lock (&run->lock);
+  for (guint i = 0; i < n; i++)
+    st_progress_step (run->progress);
+  g_mutex_unlock (&run->lock);
 }
 
 static void
@@ -431,7 +447,7 @@ st_run_images (StPipeline *pipeline, const char *const *inputs,
     }
 
   StJobPlan plan = { 0 };
-  if (!st_plan_jobs (inputs, opt, classify, &plan, error))
+  if (!st_dist_plan_jobs (inputs, opt, classify, &plan, error))
     return FALSE;
   g_autoptr (GPtrArray) jobs = g_steal_pointer (&plan.jobs);
   const char *predictions = plan.predictions;
@@ -444,8 +460,10 @@ st_run_images (StPipeline *pipeline, const char *const *inputs,
 
   int threads = opt->jobs > 0 ? opt->jobs : MIN ((int) g_get_num_processors (), ST_MAX_THREADS);
   int workers = MAX (1, MIN (threads, (int) jobs->len));
+  /* Several MPI ranks: one progress line, rank 0's, counting every rank's. */
   g_autoptr (StProgress) progress = st_progress_new (jobs->len, "img",
-                                                     opt->quiet ? NULL : opt->progress,
+                                                     opt->quiet || st_dist_rank () != 0
+                                                     ? NULL : opt->progress,
                                                      opt->user_data);
   Run run = {
     .jobs = jobs,
@@ -455,8 +473,15 @@ st_run_images (StPipeline *pipeline, const char *const *inputs,
   };
   g_mutex_init (&run.lock);
   g_cond_init (&run.gate);
+  /* Runs of a few images at a time: ranks ask rank 0 seldom, yet the
+   * last images still spread over the ranks. */
+  guint deal = CLAMP (jobs->len / (4u * workers * st_dist_size ()), 1, 16);
+  run.dealer = st_dealer_new (jobs->len, st_dist_active () ? deal : 1, on_remote_done, &run);
   /* Fewer images than threads: the spare threads work inside each image. */
   gboolean ok = run_jobs (&run, pipeline, workers, MAX (1, threads / workers), error);
+  st_dealer_free (run.dealer, run.finished);
+  if (ok)
+    st_dist_merge_jobs (jobs, classify ? st_pipeline_output_shape (pipeline).c : 0);
   g_mutex_clear (&run.lock);
   g_cond_clear (&run.gate);
   if (!ok)
@@ -488,7 +513,7 @@ st_run_images (StPipeline *pipeline, const char *const *inputs,
   summary->ignored = plan.ignored;
   /* Predictions of an interrupted run are not written: a table that
    * looks complete would mislead. */
-  if (classify && !summary->interrupted)
+  if (classify && !summary->interrupted && st_dist_rank () == 0)
     return write_predictions (pipeline, jobs, opt, predictions, error);
   return TRUE;
 }

@@ -3,6 +3,8 @@
 #include "train.h"
 #include "checkpoint.h"
 #include "context.h"
+#include "dist.h"
+#include "dist-train.h"
 #include "evaluate.h"
 #include "jsontext.h"
 #include "optimizer.h"
@@ -413,7 +415,9 @@ stop_on_interrupt (Run *run, int epoch, int batch, GError **error)
   g_autoptr (GError) local = NULL;
   st_progress_clear (run->progress);
   StTrainReport r = report_for (run, ST_TRAIN_INTERRUPTED, epoch, batch);
-  if (st_checkpoint_save (run->p, run->slots, run->opt, run->ctx, &run->pos, &local))
+  /* Several MPI ranks: rank 0 writes it. */
+  if (st_dist_rank () != 0
+      || st_checkpoint_save (run->p, run->slots, run->opt, run->ctx, &run->pos, &local))
     r.checkpoint = run->opt->checkpoint;
   r.checkpoint_error = local;
   report (run, &r);
@@ -427,6 +431,9 @@ train_batch (Run *run, const int *order, int epoch, int b, GError **error)
   const StTrainOptions *opt = run->opt;
   int start = b * opt->batch_size;
   int count = MIN (opt->batch_size, run->train->n - start);
+  /* Several MPI ranks: each runs its part of the batch (dist-train.h). */
+  const int batch_count = count;
+  const double share = st_dist_batch_part (&start, &count);
   g_autoptr (StTensor) batch = st_dataset_gather_batch (run->train, order, start, count,
                                                         run->labels);
   for (int i = 0; i < st_pipeline_n_stages (run->p); i++)
@@ -439,6 +446,7 @@ train_batch (Run *run, const int *order, int epoch, int b, GError **error)
   int correct = 0;
   double batch_loss = st_softmax_cross_entropy (logits, run->labels, opt->label_smoothing, grad,
                                                 &correct);
+  st_dist_batch_sums (&batch_loss, &correct, grad, share);
   /* Past this, every weight turns NaN: a file no load would take. */
   if (!isfinite (batch_loss))
     {
@@ -450,9 +458,10 @@ train_batch (Run *run, const int *order, int epoch, int b, GError **error)
     }
   run->pos.loss_sum += batch_loss;
   run->pos.correct += correct;
-  run->pos.seen += count;
+  run->pos.seen += batch_count;
   if (!st_pipeline_backward_range (run->p, run->ctx, grad, run->last, error))
     return FALSE;
+  st_dist_sum_gradients (run->weights);
   run->lr = st_schedule_lr (opt, run->pos.step, run->n_batches);
   run->pos.step++;
   st_optimizer_step (run->slots, opt, run->lr, run->pos.step);
@@ -475,7 +484,8 @@ train_epoch (Run *run, int epoch, GError **error)
   start_progress_line (run, epoch);
   for (int b = run->epoch_start_batch; b < run->n_batches; b++)
     {
-      if (interrupted)
+      /* Every MPI rank stops at the same batch. */
+      if (st_dist_any (interrupted))
         {
           stop_on_interrupt (run, epoch, b, error);
           return FALSE;
@@ -524,7 +534,7 @@ finish_epoch (Run *run, int epoch, GError **error)
   run->pos = (StTrainPosition) { epoch + 1, 0, run->pos.step, 0, 0, 0 };
   if (run->epochs_run)
     (*run->epochs_run)++;
-  return !opt->checkpoint
+  return !opt->checkpoint || st_dist_rank () != 0
          || st_checkpoint_save (run->p, run->slots, opt, run->ctx, &run->pos, error);
 }
 
@@ -549,18 +559,21 @@ st_train (StPipeline *p, StDataset *train, StDataset *test, const StTrainOptions
     *epochs_run = 0;
   StTrainOptions settled = *opt;
   st_train_options_finish (&settled);
+  st_dist_train_outputs (&settled);
   opt = &settled;
   Run run = { .p = p, .train = train, .test = test, .opt = opt, .epochs_run = epochs_run };
   g_autoptr (GPtrArray) weights = run.weights = st_pipeline_weights (p);
   if (!st_train_options_check (opt, error) || !find_trained_stages (&run, error)
       || !check_training_memory (&run, error))
     return FALSE;
-  gboolean ok = start_run (&run, &settled, error);
+  gboolean ok = start_run (&run, &settled, error)
+                && st_dist_check_start (run.weights, train->n, error);
   if (ok)
     {
       Signals previous = catch_interrupts ();
       for (int epoch = run.pos.epoch; ok && epoch < opt->epochs; epoch++)
-        ok = train_epoch (&run, epoch, error) && finish_epoch (&run, epoch, error);
+        ok = train_epoch (&run, epoch, error) && finish_epoch (&run, epoch, error)
+             && st_dist_check_replicas (run.weights, epoch, error);
       restore_signals (&previous);
     }
   end_run (&run);

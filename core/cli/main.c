@@ -14,6 +14,8 @@
 #include "report.h"
 #include "weights.h"
 #include "context.h"
+#include "dist.h"
+#include "dist-run.h"
 
 #include <malloc.h>
 #include <stddef.h>
@@ -92,7 +94,13 @@ cli_common_entries (void)
 int
 fail (GError *error)
 {
-  fprintf (stderr, "strata: %s\n", error->message);
+  /* Rank 0 has said it; the other MPI ranks only stop. */
+  if (st_dist_error_echoed (error))
+    return EXIT_USAGE;
+  if (st_dist_rank () != 0)
+    fprintf (stderr, "strata (rank %d): %s\n", st_dist_rank (), error->message);
+  else
+    fprintf (stderr, "strata: %s\n", error->message);
   return EXIT_USAGE;
 }
 
@@ -370,9 +378,16 @@ run_training (StPipeline *p, StDataset *train, StDataset *held, const TrainComma
   opt->report_data = &printer;
   opt->progress = terminal_progress (cmd->quiet);
   opt->class_names = (const char *const *) train->class_names;
+  /* Several MPI ranks: rank 0 speaks for them all. */
+  if (st_dist_rank () != 0)
+    opt->report = NULL;
   gint64 start = g_get_monotonic_time ();
   int epochs_run = 0;
-  if (!st_train (p, train, held, opt, &epochs_run, error))
+  gboolean trained = st_train (p, train, held, opt, &epochs_run, error);
+  /* Every rank stops at the same batch when interrupted. */
+  if (trained || g_error_matches (*error, ST_ERROR, ST_ERROR_INTERRUPTED))
+    st_dist_agreed ();
+  if (!trained)
     {
       /* The report has said where the checkpoint is. */
       if (!g_error_matches (*error, ST_ERROR, ST_ERROR_INTERRUPTED))
@@ -401,6 +416,8 @@ cmd_train (int argc, char **argv)
   StDataset *train = NULL, *held = NULL;
   if (!parse_train_command (&argc, &argv, &cmd, &opt))
     goto out;
+  if (st_dist_rank () != 0)
+    cmd.quiet = TRUE;
   settle_train_files (&cmd, &opt);
   if (!check_train_files (&cmd, &opt, &error))
     goto out;
@@ -499,7 +516,10 @@ evaluate_and_print (const char *pipeline, const EvalCommand *cmd)
   st_pipeline_free (p);
   if (!ev)
     return fail (error);
-  print_evaluation (ev, cmd->format == 1);
+  /* Several MPI ranks: each measured its share; rank 0 has the sums. */
+  st_dist_agreed ();
+  if (st_dist_rank () == 0)
+    print_evaluation (ev, cmd->format == 1);
   return EXIT_OK;
 }
 
@@ -597,6 +617,12 @@ main (int argc, char **argv)
   g_set_prgname (prog);
   argv[1] = prog;
   int rc;
+  /* The verbs that share their work when mpirun or srun started several
+   * copies of strata; the others run alone in each. */
+  gboolean shared = strcmp (cmd, "run") == 0 || strcmp (cmd, "train") == 0
+                    || strcmp (cmd, "eval") == 0;
+  if (shared)
+    st_dist_init (&argc, &argv);
   if (strcmp (cmd, "run") == 0)
     rc = cmd_run (argc - 1, argv + 1);
   else if (strcmp (cmd, "plugins") == 0)
@@ -619,5 +645,5 @@ main (int argc, char **argv)
     }
   g_strfreev (plugin_dirs);
   (void) show_version;
-  return rc;
+  return shared ? st_dist_finish (rc) : rc;
 }

@@ -1,6 +1,7 @@
 /* strata run: a pipeline over image files and folders. */
 #include "cli.h"
 #include "context.h"
+#include "dist.h"
 #include "options.h"
 #include "registry.h"
 #include "runner.h"
@@ -203,7 +204,8 @@ run_command (RunCommand *cmd, int argc, char **argv)
   st_pipeline_free (p);
   if (!ok)
     return fail (error);
-  if (!quiet)
+  /* Several MPI ranks: rank 0 says the summary of them all. */
+  if (!quiet && st_dist_rank () == 0)
     {
       /* "N ignored" only when a folder held other files: the usual line stays short. */
       g_autofree char *ignored = summary.ignored ? g_strdup_printf (", %u ignored", summary.ignored)
