@@ -1,6 +1,7 @@
 /* strata — measuring a classifier on a dataset. */
 #include "evaluate.h"
 #include "classifier.h"
+#include "prepare.h"
 
 #include <math.h>
 #include <string.h>
@@ -26,7 +27,7 @@ static double
 fill_confusion (StPipeline *p, const StDataset *ds, const StRunContext *ctx, int batch_size,
                 int n_classes, guint64 *confusion, GError **error)
 {
-  int first = st_pipeline_prefix_length (p);
+  int first = st_dataset_cached_stages (p);
   int last = st_pipeline_n_stages (p) - 1;
   double loss = 0;
   g_autofree int *labels = g_new (int, batch_size);

@@ -33,7 +33,7 @@ const StOptionSpec st_train_option_specs[] = {
   { { "gamma", ST_PARAM_DOUBLE, "0.1", RANGE | ST_PARAM_MIN_EXCLUSIVE, 0, 1, NULL,
       "step schedule: decay factor", FIELD (gamma) }, 0, "X", NULL, NULL },
   { { "seed", ST_PARAM_INT64, "1", ST_PARAM_HAS_MIN, 0, 0, NULL,
-      "Seed of initial weights, shuffling and dropout", FIELD (seed) }, 0, "N", NULL, NULL },
+      "Seed of initial weights, shuffling, dropout and augmentation", FIELD (seed) }, 0, "N", NULL, NULL },
   { { "no-shuffle", ST_PARAM_BOOL, NULL, 0, 0, 0, NULL, "Keep the data's order",
       FIELD (shuffle) }, 0, NULL, "false", NULL },
   /* Not given, 0 stays: one thread per core. */
