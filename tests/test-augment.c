@@ -1,8 +1,10 @@
 /* The augmentation kinds (randomflip, randomcrop, randomerase, jitter):
  * the identity (or the documented centre crop) outside training; in
  * training each batch item's draws come from its own seed alone, whatever
- * the batch or the thread count; and the statistics of the draws. */
+ * the batch or the thread count; the statistics of the draws; and
+ * `strata inspect --augment`. */
 #include "context.h"
+#include "image.h"
 #include "prepare.h"
 #include "registry.h"
 #include "stage.h"
@@ -354,6 +356,66 @@ test_bad_parameters (void)
     }
 }
 
+/* ---- strata inspect --augment --------------------------------------------- */
+
+static void
+test_inspect_grid (void)
+{
+  g_autofree char *dir = tu_make_tmpdir ("strata-augment-XXXXXX");
+  g_autofree char *image = g_build_filename (dir, "in.png", NULL);
+  g_autoptr (GRand) rand = g_rand_new_with_seed (4);
+  g_autoptr (StTensor) pixels = tu_tensor_random (rand, 1, 1, 20, 20);
+  g_autoptr (GError) error = NULL;
+  g_assert_true (st_image_save (pixels, image, ST_FORMAT_PNG, 8, 90, &error));
+  g_autofree char *ini = g_build_filename (dir, "aug.ini", NULL);
+  g_assert_true (g_file_set_contents (ini,
+                                      "[pipeline]\ninput=1x20x20\n"
+                                      "[flip]\ntype=randomflip\n"
+                                      "[crop]\ntype=randomcrop\nsize=16\n"
+                                      "[fc]\ntype=dense\nunits=2\n", -1, NULL));
+  g_autofree char *plain = g_build_filename (dir, "plain.ini", NULL);
+  g_assert_true (g_file_set_contents (plain, "[pipeline]\ninput=1x20x20\n"
+                                      "[fc]\ntype=dense\nunits=2\n", -1, NULL));
+  g_autofree char *a = g_build_filename (dir, "a.png", NULL);
+  g_autofree char *b = g_build_filename (dir, "b.png", NULL);
+  g_autofree char *c = g_build_filename (dir, "c.png", NULL);
+  TuResult r = tu_run (exe, "inspect", ini, image, "--augment", a, "--seed", "5", NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_nonnull (strstr (r.out, "augmented samples: "));
+  tu_result_clear (&r);
+  r = tu_run (exe, "inspect", ini, image, "--augment", b, "--seed", "5", NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  r = tu_run (exe, "inspect", ini, image, "--augment", c, "--seed", "6", NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_autoptr (StTensor) pa = st_image_load (a, 0, NULL, &error);
+  g_assert_no_error (error);
+  g_autoptr (StTensor) pb = st_image_load (b, 0, NULL, &error);
+  g_autoptr (StTensor) pc = st_image_load (c, 0, NULL, &error);
+  g_assert_true (same_values (pa, pb));
+  g_assert_false (same_values (pa, pc));
+  /* Four rows of four 16x16 samples (tiles of 160 px) under the title. */
+  g_assert_cmpint (pa->shape.w, >=, 4 * 160);
+  g_assert_cmpint (pa->shape.h, >, 4 * 160);
+
+  /* Nothing random to draw; no IMAGE; not a PNG. */
+  r = tu_run (exe, "inspect", plain, image, "--augment", a, NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "no random stage"));
+  tu_result_clear (&r);
+  r = tu_run (exe, "inspect", ini, "--augment", a, NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "--augment: samples need an IMAGE"));
+  tu_result_clear (&r);
+  g_autofree char *jpg = g_build_filename (dir, "grid.jpg", NULL);
+  r = tu_run (exe, "inspect", ini, image, "--augment", jpg, NULL);
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "--augment: expected a .png file"));
+  tu_result_clear (&r);
+  tu_remove_tree (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -370,6 +432,7 @@ main (int argc, char **argv)
   g_test_add_func ("/augment/erase-area", test_erase_area);
   g_test_add_func ("/augment/jitter-range", test_jitter_range);
   g_test_add_func ("/augment/bad-parameters", test_bad_parameters);
+  g_test_add_func ("/augment/inspect-grid", test_inspect_grid);
   int status = g_test_run ();
 
   st_registry_free (reg);
