@@ -70,6 +70,43 @@ test_identity_outside_training (void)
                              in->data[((b * 3 + c) * 9 + y + 2) * 7 + x + 1]);
 }
 
+/* strata run is not training: a chain of every augmentation writes the
+ * image back unchanged, and a crop with a size its centre. */
+static void
+test_run_is_inference (void)
+{
+  g_autofree char *dir = tu_make_tmpdir ("strata-augment-XXXXXX");
+  g_autofree char *image = g_build_filename (dir, "in.png", NULL);
+  g_autofree char *same = g_build_filename (dir, "same.png", NULL);
+  g_autofree char *centre = g_build_filename (dir, "centre.png", NULL);
+  g_autoptr (GRand) rand = g_rand_new_with_seed (3);
+  g_autoptr (StTensor) pixels = tu_tensor_random (rand, 1, 3, 12, 10);
+  g_autoptr (GError) error = NULL;
+  g_assert_true (st_image_save (pixels, image, ST_FORMAT_PNG, 8, 90, &error));
+  g_autoptr (StTensor) in = st_image_load (image, 0, NULL, &error);
+  g_assert_no_error (error);
+  TuResult r = tu_run (exe, "run", "randomflip p=1 ! randomcrop padding=3 ! randomerase p=1 "
+                       "! jitter brightness=0.9 contrast=0.9", image, "-o", same, NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_autoptr (StTensor) out = st_image_load (same, 0, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (same_values (in, out));
+  r = tu_run (exe, "run", "randomcrop padding=0 size=6,4", image, "-o", centre, NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_autoptr (StTensor) cut = st_image_load (centre, 0, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (cut->shape.h, ==, 6);
+  g_assert_cmpint (cut->shape.w, ==, 4);
+  for (int c = 0; c < 3; c++)
+    for (int y = 0; y < 6; y++)
+      for (int x = 0; x < 4; x++)
+        g_assert_cmpfloat (cut->data[(c * 6 + y) * 4 + x], ==,
+                           in->data[(c * 12 + y + 3) * 10 + x + 3]);
+  tu_remove_tree (dir);
+}
+
 /* ---- Determinism ---------------------------------------------------------- */
 
 /* The same seeds give the same output on 1 and 2 threads; an item's
@@ -425,6 +462,7 @@ main (int argc, char **argv)
   reg = st_registry_new (NULL);
 
   g_test_add_func ("/augment/identity-outside-training", test_identity_outside_training);
+  g_test_add_func ("/augment/run-is-inference", test_run_is_inference);
   g_test_add_func ("/augment/deterministic", test_deterministic);
   g_test_add_func ("/augment/item-seeds", test_item_seeds);
   g_test_add_func ("/augment/flip-rate", test_flip_rate);
