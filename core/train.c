@@ -152,7 +152,7 @@ typedef struct {
   StPipeline *p;
   StDataset *train, *test;
   const StTrainOptions *opt;
-  int first, last;             /* the stages run per batch (after the cached ones, before a fused softmax) */
+  int first, last;             /* run per batch: after the cached stages, before a fused softmax */
   int n_batches, n_classes;
   StRunContext *ctx;
   GPtrArray *weights;           /* st_pipeline_weights */
