@@ -393,6 +393,24 @@ test_bad_parameters (void)
     }
 }
 
+/* strata plugins says which kinds are random. */
+static void
+test_plugins_listing (void)
+{
+  for (guint k = 0; k < G_N_ELEMENTS (active); k++)
+    {
+      TuResult r = tu_run (exe, "plugins", active[k].kind, NULL);
+      g_assert_cmpint (r.status, ==, 0);
+      g_assert_nonnull (strstr (r.out, "augmentation: "));
+      g_assert_nonnull (strstr (r.out, "Random       yes"));
+      tu_result_clear (&r);
+    }
+  TuResult r = tu_run (exe, "plugins", "flip", NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_null (strstr (r.out, "Random"));
+  tu_result_clear (&r);
+}
+
 /* ---- strata inspect --augment --------------------------------------------- */
 
 static void
@@ -435,6 +453,13 @@ test_inspect_grid (void)
   /* Four rows of four 16x16 samples (tiles of 160 px) under the title. */
   g_assert_cmpint (pa->shape.w, >=, 4 * 160);
   g_assert_cmpint (pa->shape.h, >, 4 * 160);
+  /* The samples differ: the first row's tiles are not all one picture. */
+  gsize plane = (gsize) pa->shape.h * pa->shape.w;
+  int y = pa->shape.h - 20 - 3 * (160 + 6) - 80, differ = 0;
+  for (int x = 0; x < 160; x++)
+    differ += pa->data[plane + (gsize) y * pa->shape.w + 21 + x]
+              != pa->data[plane + (gsize) y * pa->shape.w + 21 + 166 + x];
+  g_assert_cmpint (differ, >, 0);
 
   /* Nothing random to draw; no IMAGE; not a PNG. */
   r = tu_run (exe, "inspect", plain, image, "--augment", a, NULL);
@@ -470,6 +495,7 @@ main (int argc, char **argv)
   g_test_add_func ("/augment/erase-area", test_erase_area);
   g_test_add_func ("/augment/jitter-range", test_jitter_range);
   g_test_add_func ("/augment/bad-parameters", test_bad_parameters);
+  g_test_add_func ("/augment/plugins-listing", test_plugins_listing);
   g_test_add_func ("/augment/inspect-grid", test_inspect_grid);
   int status = g_test_run ();
 
