@@ -652,8 +652,19 @@ st_draw_augmented (StPipeline *p, const StTensor *image, guint64 seed, const cha
                    GError **error)
 {
   g_return_val_if_fail (image->shape.n == 1, FALSE);
-  int prepared = st_pipeline_prefix_length (p), cached = st_dataset_cached_stages (p);
-  if (cached == prepared)
+  int prepared = st_pipeline_prefix_length (p);
+  g_autoptr (GPtrArray) weights = st_pipeline_weights (p);
+  /* A pipeline with nothing to learn (filters and random stages, maybe
+   * not a chain) is drawn whole, every stage run on every sample. */
+  if (weights->len == 0)
+    prepared = st_pipeline_n_stages (p);
+  int cached = 0;
+  while (cached < prepared
+         && !(st_kind_flags (st_pipeline_stage (p, cached)->kind) & ST_KIND_RANDOM))
+    cached++;
+  if (weights->len == 0 && cached < prepared)
+    cached = 0;
+  else if (cached == prepared)
     {
       g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
                    "%s: no random stage (randomflip, randomcrop, randomerase, jitter, ...) "

@@ -81,7 +81,8 @@ gboolean st_draw_weights (StPipeline *p, const char *png_path, GError **error);
  * them to the first stage with parameters: the cached preparation stages
  * once, then the rest of the preparation stages in training mode, the
  * random ones (ST_KIND_RANDOM) drawing for sample i as in the first epoch
- * of a run seeded with seed on a dataset of 16 copies.  One scale for all:
+ * of a run seeded with seed on a dataset of 16 copies (a pipeline without
+ * parameters: all its stages, in training mode).  One scale for all:
  * values as they are when they lie in [0, 1], else their range; three
  * channels in colour, otherwise the first.  Fails, naming the pipeline,
  * when no random stage comes before the first stage with parameters.

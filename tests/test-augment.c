@@ -461,6 +461,19 @@ test_inspect_grid (void)
               != pa->data[plane + (gsize) y * pa->shape.w + 21 + 166 + x];
   g_assert_cmpint (differ, >, 0);
 
+  /* A chain with nothing to learn is drawn whole: the last stage too. */
+  g_autofree char *photo = g_build_filename (dir, "photo.png", NULL);
+  g_autoptr (StTensor) colour = tu_tensor_random (rand, 1, 3, 20, 20);
+  g_assert_true (st_image_save (colour, photo, ST_FORMAT_PNG, 8, 90, &error));
+  r = tu_run (exe, "inspect", "jitter ! randomcrop padding=0 size=7", photo, "--augment", c,
+              NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_autoptr (StTensor) pd = st_image_load (c, 0, NULL, &error);
+  g_assert_no_error (error);
+  /* 7x7 samples (not 20x20): tiles of 7 x 22 = 154 px. */
+  g_assert_cmpint (pd->shape.h, ==, 20 + 52 + 4 * 154 + 3 * 6 + 2 + 20);
+
   /* Nothing random to draw; no IMAGE; not a PNG. */
   r = tu_run (exe, "inspect", plain, image, "--augment", a, NULL);
   g_assert_cmpint (r.status, ==, 2);
