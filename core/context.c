@@ -75,6 +75,12 @@ st_rng_uniform (StRng *rng)
   return (st_rng_next (rng) >> 11) * 0x1.0p-53;
 }
 
+StRng *
+st_rng_item_new (const StRunContext *ctx, int item)
+{
+  return st_rng_new (ctx->item_seeds ? ctx->item_seeds[item] : st_rng_next (ctx->rng));
+}
+
 double
 st_rng_normal (StRng *rng)
 {

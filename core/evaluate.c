@@ -2,6 +2,7 @@
 #include "evaluate.h"
 #include "classifier.h"
 #include "dist.h"
+#include "prepare.h"
 
 #include <math.h>
 #include <string.h>
@@ -29,7 +30,7 @@ static gboolean
 fill_confusion (StPipeline *p, const StDataset *ds, const StRunContext *ctx, int batch_size,
                 int n_classes, guint64 *confusion, double *losses, GError **error)
 {
-  int first = st_pipeline_prefix_length (p);
+  int first = st_dataset_cached_stages (p);
   int last = st_pipeline_n_stages (p) - 1;
   gint64 from, to;
   st_dist_share (ds->n, batch_size, &from, &to);

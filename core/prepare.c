@@ -13,6 +13,8 @@ typedef struct {
   gboolean has_fixed;
   StShape first_image;         /* as decoded (colour only), for messages */
   gboolean seen_image;
+  StShape first_sample;        /* the first image's output of the cached stages */
+  gboolean seen_sample;
   StMessageFunc message;       /* the caller's, and its user_data */
   gpointer user_data;
 } SampleMaker;
@@ -54,7 +56,27 @@ make_sample (const StTensor *image, gpointer data, GError **error)
         }
       return st_tensor_copy (in);
     }
-  return st_pipeline_forward_range (m->p, m->ctx, in, 0, m->prefix - 1, FALSE, error);
+  g_autoptr (StTensor) sample = st_pipeline_forward_range (m->p, m->ctx, in, 0, m->prefix - 1,
+                                                           FALSE, error);
+  if (!sample)
+    return NULL;
+  /* Stages after a random one run per batch, on samples of one size. */
+  int prepared = st_pipeline_prefix_length (m->p);
+  if (m->seen_sample && m->prefix < prepared && !st_shape_equal (sample->shape, m->first_sample))
+    {
+      char a[64], b[64];
+      g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
+                   "image is %s before the random stage '%s', but the first was %s; "
+                   "training batches the images from that stage on: put random stages "
+                   "after those that bring every image to one size (resize)",
+                   st_shape_format (sample->shape, a, sizeof a),
+                   st_pipeline_stage (m->p, m->prefix)->name,
+                   st_shape_format (m->first_sample, b, sizeof b));
+      return NULL;
+    }
+  m->first_sample = sample->shape;
+  m->seen_sample = TRUE;
+  return g_steal_pointer (&sample);
 }
 
 /* Without input=, a pipeline's learnable stages are sized at load for a
@@ -64,7 +86,7 @@ static gboolean
 check_sized_for_data (StPipeline *p, const char *dir, StShape sample, StShape image,
                       GError **error)
 {
-  int first = st_pipeline_prefix_length (p);
+  int first = st_dataset_cached_stages (p);
   if (st_pipeline_fixed_input (p, NULL) || first >= st_pipeline_n_stages (p))
     return TRUE;
   StStage *stage = st_pipeline_stage (p, first);
@@ -81,10 +103,30 @@ check_sized_for_data (StPipeline *p, const char *dir, StShape sample, StShape im
   return FALSE;
 }
 
+int
+st_dataset_cached_stages (StPipeline *p)
+{
+  int k = st_pipeline_prefix_length (p);
+  for (int i = 0; i < k; i++)
+    if (st_kind_flags (st_pipeline_stage (p, i)->kind) & ST_KIND_RANDOM)
+      return i;
+  return k;
+}
+
+guint64
+st_dataset_item_seed (guint64 seed, int epoch, int index)
+{
+  /* Distinct from the seeds of weights and epoch orders; st_rng_new mixes
+   * the bits further. */
+  return (seed * G_GUINT64_CONSTANT (0xd1342543de82ef95) + (guint64) epoch)
+           * G_GUINT64_CONSTANT (0x9e3779b97f4a7c15)
+         + (guint64) index + G_GUINT64_CONSTANT (0x5851f42d4c957f2d);
+}
+
 gboolean
 st_dataset_apply_prefix (StDataset *ds, StPipeline *p, int threads, GError **error)
 {
-  int k = st_pipeline_prefix_length (p);
+  int k = st_dataset_cached_stages (p);
   if (k == 0)
     return TRUE;
   g_autoptr (StRunContext) ctx = st_run_context_new (threads, 0);
@@ -149,7 +191,7 @@ st_dataset_prepare (StPipeline *p, const char *dir, gboolean test_set, int limit
   else
     {
       g_autoptr (StRunContext) ctx = st_run_context_new (threads, 0);
-      SampleMaker maker = { .p = p, .ctx = ctx, .prefix = st_pipeline_prefix_length (p),
+      SampleMaker maker = { .p = p, .ctx = ctx, .prefix = st_dataset_cached_stages (p),
                             .message = message, .user_data = user_data };
       maker.has_fixed = st_pipeline_fixed_input (p, &maker.fixed);
       ds = st_dataset_load_folder (dir, st_pipeline_labels (p), make_sample, maker_say, &maker,

@@ -8,7 +8,7 @@
 
 G_BEGIN_DECLS
 
-/* Samples ready for the part of p after its preparation stages: dir holds
+/* Samples ready for the part of p after its cached stages: dir holds
  * IDX files (st_dataset_is_idx_dir: the training or, with test_set, the
  * test set) or class folders (st_dataset_load_folder, with p's labels as
  * the classes).  limit > 0 keeps only the first limit samples.  An IDX
@@ -19,8 +19,19 @@ StDataset *st_dataset_prepare (StPipeline *p, const char *dir, gboolean test_set
                                int threads, guint64 max_pixels, StMessageFunc message,
                                gpointer user_data, GError **error);
 
-/* Applies the pipeline's preparation prefix (st_pipeline_prefix_length) to
- * every sample of ds in place, so that training batches only the rest. */
+/* The leading stages whose output a prepared dataset holds: the
+ * preparation prefix (st_pipeline_prefix_length) up to its first random
+ * stage (ST_KIND_RANDOM), which must draw anew every epoch.  Training and
+ * evaluation run the stages from there on. */
+int st_dataset_cached_stages (StPipeline *p);
+
+/* The seed of sample `index`'s random draws in `epoch` of a run seeded
+ * with seed (StRunContext.item_seeds): the same whatever the batches, the
+ * thread count or a resume. */
+guint64 st_dataset_item_seed (guint64 seed, int epoch, int index);
+
+/* Applies the cached stages (st_dataset_cached_stages) to every sample of
+ * ds in place, so that training batches only the rest. */
 gboolean st_dataset_apply_prefix (StDataset *ds, StPipeline *p, int threads, GError **error);
 
 G_END_DECLS

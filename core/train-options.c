@@ -44,7 +44,7 @@ const StOptionSpec st_train_option_specs[] = {
       "Label smoothing E: targets (1-E) one-hot + E/classes; the loss reported is the "
       "smoothed one", FIELD (label_smoothing) }, 0, "E", NULL, "0, or the checkpoint's" },
   { { "seed", ST_PARAM_INT64, "1", ST_PARAM_HAS_MIN, 0, 0, NULL,
-      "Seed of initial weights, shuffling and dropout", FIELD (seed) }, 0, "N", NULL, NULL },
+      "Seed of initial weights, shuffling, dropout and augmentation", FIELD (seed) }, 0, "N", NULL, NULL },
   { { "no-shuffle", ST_PARAM_BOOL, NULL, 0, 0, 0, NULL, "Keep the data's order",
       FIELD (shuffle) }, 0, NULL, "false", NULL },
   /* Not given, 0 stays: one thread per core. */

@@ -9,6 +9,7 @@
 #include "jsontext.h"
 #include "optimizer.h"
 #include "plot.h"
+#include "prepare.h"
 #include "stage.h"
 #include "weights.h"
 
@@ -164,7 +165,7 @@ typedef struct {
   StPipeline *p;
   StDataset *train, *test;
   const StTrainOptions *opt;
-  int first, last;             /* the stages trained (after the prefix, before a fused softmax) */
+  int first, last;             /* run per batch: after the cached stages, before a fused softmax */
   int n_batches, n_classes;
   StRunContext *ctx;
   GPtrArray *weights;           /* st_pipeline_weights */
@@ -270,13 +271,14 @@ labels_json (const char *const *names, int n_scores)
   return st_json_builder_to_text (b);
 }
 
-/* The stages to train: after the preparation prefix, and before a final
- * softmax, which the loss computes itself. */
+/* The stages to run per batch: after those the dataset caches (random
+ * ones run every epoch), and before a final softmax, which the loss
+ * computes itself. */
 static gboolean
 find_trained_stages (Run *run, GError **error)
 {
   int n_stages = st_pipeline_n_stages (run->p);
-  run->first = st_pipeline_prefix_length (run->p);
+  run->first = st_dataset_cached_stages (run->p);
   run->last = st_pipeline_ends_in_probabilities (run->p) ? n_stages - 2 : n_stages - 1;
   if (run->last < run->first)
     {
@@ -438,8 +440,14 @@ train_batch (Run *run, const int *order, int epoch, int b, GError **error)
                                                         run->labels);
   for (int i = 0; i < st_pipeline_n_stages (run->p); i++)
     st_stage_zero_grads (st_pipeline_stage (run->p, i));
+  /* Random stages draw for each sample from its own seed. */
+  g_autofree guint64 *seeds = g_new (guint64, count);
+  for (int i = 0; i < count; i++)
+    seeds[i] = st_dataset_item_seed (opt->seed, epoch, order[start + i]);
+  run->ctx->item_seeds = seeds;
   g_autoptr (StTensor) logits = st_pipeline_forward_range (run->p, run->ctx, batch, run->first,
                                                            run->last, TRUE, error);
+  run->ctx->item_seeds = NULL;
   if (!logits)
     return FALSE;
   g_autoptr (StTensor) grad = st_tensor_new (logits->shape, NULL);

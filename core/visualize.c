@@ -8,6 +8,7 @@
 
 #include "classifier.h"
 #include "context.h"
+#include "prepare.h"
 #include "stage.h"
 #include "visualize-private.h"
 
@@ -616,6 +617,117 @@ st_draw_weights (StPipeline *p, const char *png_path, GError **error)
   cairo_surface_t *surface = st_render_weights (p, error);
   if (!surface)
     return FALSE;
+  gboolean ok = write_png (surface, png_path, error);
+  cairo_surface_destroy (surface);
+  return ok;
+}
+
+/* ---- Augmented samples ---------------------------------------------------- */
+
+/* The grid's side: AUGMENT_SIDE² samples. */
+#define AUGMENT_SIDE 4
+
+/* Sample i's pixels as RGB on the grid's one scale: values as they are
+ * when all lie in [0, 1] (so that brightness shows), else lo..hi as black
+ * to white.  Three channels are a colour picture; otherwise channel 0. */
+static void
+augmented_rgb (const StTensor *t, int i, float lo, float hi, guint8 *rgb)
+{
+  StShape s = t->shape;
+  gsize plane = (gsize) s.h * s.w;
+  const float *v = t->data + (gsize) i * s.c * plane;
+  gboolean unit = lo >= 0 && hi <= 1;
+  for (gsize px = 0; px < plane; px++)
+    for (int k = 0; k < 3; k++)
+      {
+        double x = v[(s.c == 3 ? k : 0) * plane + px];
+        double u = unit ? x : hi > lo ? (x - lo) / (hi - lo) : 0;
+        u = isfinite (u) ? CLAMP (u, 0.0, 1.0) : 0;
+        rgb[3 * px + k] = (guint8) lround (255.0 * u);
+      }
+}
+
+gboolean
+st_draw_augmented (StPipeline *p, const StTensor *image, guint64 seed, const char *png_path,
+                   GError **error)
+{
+  g_return_val_if_fail (image->shape.n == 1, FALSE);
+  int prepared = st_pipeline_prefix_length (p);
+  g_autoptr (GPtrArray) weights = st_pipeline_weights (p);
+  /* A pipeline with nothing to learn (filters and random stages, maybe
+   * not a chain) is drawn whole, every stage run on every sample. */
+  if (weights->len == 0)
+    prepared = st_pipeline_n_stages (p);
+  int cached = 0;
+  while (cached < prepared
+         && !(st_kind_flags (st_pipeline_stage (p, cached)->kind) & ST_KIND_RANDOM))
+    cached++;
+  if (weights->len == 0 && cached < prepared)
+    cached = 0;
+  else if (cached == prepared)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
+                   "%s: no random stage (randomflip, randomcrop, randomerase, jitter, ...) "
+                   "before the first stage with parameters: training sees the image as it is",
+                   st_pipeline_name (p));
+      return FALSE;
+    }
+  const int n = AUGMENT_SIDE * AUGMENT_SIDE;
+  g_autoptr (StRunContext) ctx = st_run_context_new (0, seed);
+  g_autoptr (StTensor) fixed = cached > 0
+                               ? st_pipeline_forward_range (p, ctx, image, 0, cached - 1, FALSE,
+                                                            error)
+                               : st_tensor_copy (image);
+  if (!fixed)
+    return FALSE;
+  StShape f = fixed->shape;
+  gsize per = (gsize) f.c * f.h * f.w;
+  g_autoptr (StTensor) batch = st_tensor_new0 (n, f.c, f.h, f.w);
+  for (int i = 0; i < n; i++)
+    memcpy (batch->data + i * per, fixed->data, per * sizeof (float));
+  /* The draws of a training run with this seed, in its first epoch, for a
+   * dataset of n copies of the image. */
+  guint64 seeds[AUGMENT_SIDE * AUGMENT_SIDE];
+  for (int i = 0; i < n; i++)
+    seeds[i] = st_dataset_item_seed (seed, 0, i);
+  ctx->training = TRUE;
+  ctx->item_seeds = seeds;
+  g_autoptr (StTensor) out = st_pipeline_forward_range (p, ctx, batch, cached, prepared - 1,
+                                                        FALSE, error);
+  ctx->item_seeds = NULL;
+  if (!out)
+    return FALSE;
+
+  StShape s = out->shape;
+  int th, tw, gw, gh;
+  tile_size (s.h, s.w, ST_SECTION_IMAGE, n, &th, &tw);
+  StRect tiles[AUGMENT_SIDE * AUGMENT_SIDE];
+  int top = MARGIN + HEADER_H;
+  place_grid (tiles, n, tw, th, TILE_GAP, MARGIN + 1, top + 1,
+              AUGMENT_SIDE * (tw + TILE_GAP), &gw, &gh);
+  int width = MAX (gw + 2 + 2 * MARGIN, st_picture_header_width (p, "augmented samples")
+                                        + 2 * MARGIN);
+  width = MAX (width, MIN_WIDTH);
+  /* Tiles are at most 512 px a side: the picture stays small. */
+  int height = top + gh + 2 + MARGIN;
+  cairo_surface_t *surface = st_picture_new_surface (width, height, error);
+  if (!surface)
+    return FALSE;
+  cairo_t *cr = cairo_create (surface);
+  for (int i = 0; i < n; i++)
+    frame_tile (cr, tiles[i]);
+  cairo_surface_flush (surface);
+  float lo, hi;
+  st_picture_value_range (out->data, st_tensor_numel (out), &lo, &hi);
+  g_autofree guint8 *rgb = g_new (guint8, (gsize) s.h * s.w * 3);
+  for (int i = 0; i < n; i++)
+    {
+      augmented_rgb (out, i, lo, hi, rgb);
+      st_picture_blit (surface, tiles[i], rgb, s.w, s.h);
+    }
+  cairo_surface_mark_dirty (surface);
+  st_picture_draw_header (cr, "augmented samples", p);
+  cairo_destroy (cr);
   gboolean ok = write_png (surface, png_path, error);
   cairo_surface_destroy (surface);
   return ok;

@@ -77,6 +77,19 @@ void             st_weights_layout_free (StWeightsLayout *layout);
  * Fails, naming the pipeline, when no stage has 4-D weights. */
 gboolean st_draw_weights (StPipeline *p, const char *png_path, GError **error);
 
+/* Writes one PNG of 16 samples of image ([1, C, H, W]) as training feeds
+ * them to the first stage with parameters: the cached preparation stages
+ * once, then the rest of the preparation stages in training mode, the
+ * random ones (ST_KIND_RANDOM) drawing for sample i as in the first epoch
+ * of a run seeded with seed on a dataset of 16 copies (a pipeline without
+ * parameters: all its stages, in training mode).  One scale for all:
+ * values as they are when they lie in [0, 1], else their range; three
+ * channels in colour, otherwise the first.  Fails, naming the pipeline,
+ * when no random stage comes before the first stage with parameters.
+ * Written atomically. */
+gboolean st_draw_augmented (StPipeline *p, const StTensor *image, guint64 seed,
+                            const char *png_path, GError **error);
+
 /* The diverging scale: t in [-1, 1] to 8-bit RGB, linear from the blue end
  * (33, 102, 172) through white to the red end (178, 24, 43). */
 void st_colour_diverging (double t, guint8 rgb[3]);

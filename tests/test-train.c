@@ -13,6 +13,7 @@
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *exe;
@@ -135,6 +136,188 @@ test_seed_and_resume (Fixture *f, gconstpointer unused)
   g_assert_cmpint (r.status, ==, 0);
   tu_result_clear (&r);
   g_assert_true (same_file_contents (a, c));
+}
+
+/* tiny_pipeline with augmentation before it (a vertical flip keeps the
+ * left/right task; each shift of the crop is at most a pixel), or with
+ * the same stages made the identity. */
+static const char *augment_stages =
+  "[flip]\ntype=randomflip\ndirection=vertical\n"
+  "[shift]\ntype=randomcrop\npadding=1\nborder=edge\n"
+  "[erase]\ntype=randomerase\np=0.3\narea=0.02,0.1\n"
+  "[light]\ntype=jitter\nbrightness=0.2\ncontrast=0.2\n";
+static const char *inert_stages =
+  "[flip]\ntype=randomflip\np=0\n"
+  "[shift]\ntype=randomcrop\npadding=0\n"
+  "[erase]\ntype=randomerase\np=0\n"
+  "[light]\ntype=jitter\nbrightness=0\ncontrast=0\n";
+
+static char *
+write_augmented (Fixture *f, const char *name, const char *stages)
+{
+  /* The augmentation goes between [pipeline] and [conv]. */
+  const char *conv = strstr (tiny_pipeline, "[conv]");
+  g_autofree char *head = g_strndup (tiny_pipeline, conv - tiny_pipeline);
+  g_autofree char *text = g_strconcat (head, stages, conv, NULL);
+  char *path = g_build_filename (f->dir, name, NULL);
+  g_assert_true (g_file_set_contents (path, text, -1, NULL));
+  return path;
+}
+
+/* The tensors of two weights files are equal, byte for byte (their
+ * metadata names the pipeline file, which may differ). */
+static gboolean
+same_tensors (const char *a, const char *b)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StTensorFile) fa = st_tensor_file_read (a, &error);
+  g_assert_no_error (error);
+  g_autoptr (StTensorFile) fb = st_tensor_file_read (b, &error);
+  g_assert_no_error (error);
+  if (fa->tensors->len != fb->tensors->len)
+    return FALSE;
+  for (guint i = 0; i < fa->tensors->len; i++)
+    {
+      const StNamedTensor *x = fa->tensors->pdata[i];
+      const StNamedTensor *y = st_tensor_file_find (fb, x->name);
+      if (!y || !st_shape_equal (x->value->shape, y->value->shape)
+          || memcmp (x->value->data, y->value->data,
+                     st_tensor_numel (x->value) * sizeof (float)) != 0)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+#define TRAIN_AUG(ini, out, epochs, threads, ...)                                        \
+  RUN ("train", ini, "--data", f->data, "-o", out, "--epochs", epochs, "--batch", "16",   \
+       "--lr", "0.01", "--seed", "5", "-j", threads, "--quiet", ##__VA_ARGS__)
+
+/* Two epochs with augmentation learn the task; the weights are the same
+ * on 1 and 2 threads; the random stages do act, and made inert they give
+ * the weights of the pipeline without them. */
+static void
+test_augmented_training (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *aug = write_augmented (f, "aug.ini", augment_stages);
+  g_autofree char *inert = write_augmented (f, "inert.ini", inert_stages);
+  g_autofree char *a = g_build_filename (f->dir, "a.safetensors", NULL);
+  g_autofree char *b = g_build_filename (f->dir, "b.safetensors", NULL);
+  g_autofree char *c = g_build_filename (f->dir, "c.safetensors", NULL);
+  g_autofree char *d = g_build_filename (f->dir, "d.safetensors", NULL);
+  TuResult r = TRAIN_AUG (aug, a, "2", "1");
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  double accuracy = eval_accuracy (aug, f->data, a);
+  g_test_message ("accuracy after 2 epochs with augmentation: %.3f", accuracy);
+  g_assert_cmpfloat (accuracy, >=, 0.95);
+  r = TRAIN_AUG (aug, b, "2", "2");
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_assert_true (same_file_contents (a, b));
+
+  r = TRAIN_AUG (inert, c, "2", "2");
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  r = TRAIN_AUG (f->ini, d, "2", "2");
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_assert_false (same_tensors (a, c));
+  g_assert_true (same_tensors (c, d));
+}
+
+/* With augmentation, a run resumed from an epoch's checkpoint ends with
+ * the weights of a run never stopped: every sample's draws depend on the
+ * seed, the epoch and its index alone. */
+static void
+test_augmented_resume (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *aug = write_augmented (f, "aug.ini", augment_stages);
+  g_autofree char *whole = g_build_filename (f->dir, "whole.safetensors", NULL);
+  g_autofree char *part = g_build_filename (f->dir, "part.safetensors", NULL);
+  g_autofree char *ckpt = g_build_filename (f->dir, "part.ckpt.safetensors", NULL);
+  TuResult r = TRAIN_AUG (aug, whole, "3", "2");
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  r = TRAIN_AUG (aug, part, "1", "2");
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  r = TRAIN_AUG (aug, part, "3", "1", "--resume", ckpt);
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_assert_true (same_file_contents (whole, part));
+}
+
+/* Raises SIGINT at the first progress report of the second epoch (after
+ * its first batch), as Ctrl-C would: the loop stops before the next one. */
+static void
+interrupt_mid_epoch (const StTrainReport *r, gpointer data)
+{
+  gboolean *raised = data;
+  if (r->event == ST_TRAIN_PROGRESS && r->epoch == 2 && r->batch < r->n_batches && !*raised)
+    {
+      *raised = TRUE;
+      raise (SIGINT);
+    }
+}
+
+/* st_train of the augmented pipeline for 3 epochs on threads, resuming
+ * from resume when given, with a report function; FALSE with error set
+ * when it stops. */
+static gboolean
+train_augmented (const char *ini, const char *data, int threads, const char *out,
+                 const char *checkpoint, const char *resume, StTrainReportFunc report,
+                 gpointer report_data, GError **error)
+{
+  StRegistry *reg = st_registry_new (NULL);
+  StPipeline *p = st_pipeline_load_file (reg, ini, error);
+  g_assert_no_error (*error);
+  StDataset *train = st_dataset_load_idx_dir (data, FALSE, error);
+  g_assert_no_error (*error);
+  StTrainOptions opt;
+  st_train_options_init (&opt);
+  opt.epochs = 3;
+  opt.batch_size = 16;
+  opt.seed = 5;
+  opt.threads = threads;
+  opt.weights_out = out;
+  opt.checkpoint = checkpoint;
+  opt.resume = resume;
+  opt.report = report;
+  opt.report_data = report_data;
+  gboolean ok = st_train (p, train, NULL, &opt, NULL, error);
+  st_dataset_free (train);
+  st_pipeline_free (p);
+  st_registry_free (reg);
+  return ok;
+}
+
+/* Ctrl-C in the middle of an epoch with augmentation, then --resume: the
+ * weights of the run never stopped. */
+static void
+test_augmented_interrupt (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *aug = write_augmented (f, "aug.ini", augment_stages);
+  g_autofree char *whole = g_build_filename (f->dir, "whole.safetensors", NULL);
+  g_autofree char *resumed = g_build_filename (f->dir, "resumed.safetensors", NULL);
+  g_autofree char *ckpt = g_build_filename (f->dir, "stop.ckpt.safetensors", NULL);
+  g_autoptr (GError) error = NULL;
+  g_assert_true (train_augmented (aug, f->data, 1, whole, NULL, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+
+  gboolean raised = FALSE;
+  g_assert_false (train_augmented (aug, f->data, 2, resumed, ckpt, NULL, interrupt_mid_epoch,
+                                   &raised, &error));
+  g_assert_error (error, ST_ERROR, ST_ERROR_INTERRUPTED);
+  g_clear_error (&error);
+  g_assert_false (g_file_test (resumed, G_FILE_TEST_EXISTS));
+  g_autoptr (StTensorFile) file = st_tensor_file_read (ckpt, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (g_hash_table_lookup (file->metadata, "strata.epoch"), ==, "1");
+  g_assert_cmpstr (g_hash_table_lookup (file->metadata, "strata.batch"), !=, "0");
+
+  g_assert_true (train_augmented (aug, f->data, 2, resumed, ckpt, ckpt, NULL, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (same_tensors (whole, resumed));
 }
 
 static void
@@ -576,6 +759,40 @@ test_class_folders (Fixture *f, gconstpointer unused)
   r = RUN ("eval", ini, "--data", folders, "--weights", w2, "--format", "json");
   g_assert_cmpint (r.status, ==, 0);
   g_assert_nonnull (strstr (r.out, "\"name\":\"T-shirt_top\""));
+  tu_result_clear (&r);
+}
+
+/* Class folders through a cached stage and random ones: trained; an
+ * image of another size before the random stages is refused, naming the
+ * file and what to do. */
+static void
+test_augmented_class_folders (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *folders = g_build_filename (f->dir, "folders", NULL);
+  static const char *const names[] = { "a", "b", NULL };
+  write_class_folders (folders, names, 6);
+  g_autofree char *ini = g_build_filename (f->dir, "aug.ini", NULL);
+  g_assert_true (g_file_set_contents (ini,
+    "[pipeline]\ninput=1x8x8\n"
+    "[inv]\ntype=invert\n"
+    "[flip]\ntype=randomflip\ndirection=vertical\n"
+    "[fit]\ntype=resize\nwidth=8\nheight=8\n"
+    "[conv]\ntype=conv2d\nfilters=4\nsize=3\nactivation=relu\n"
+    "[fc]\ntype=dense\nunits=2\n", -1, NULL));
+  g_autofree char *w = g_build_filename (f->dir, "w.safetensors", NULL);
+  TuResult r = RUN ("train", ini, "--data", folders, "-o", w, "--epochs", "2", "--quiet");
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+
+  g_autoptr (StTensor) big = st_tensor_new0 (1, 1, 12, 12);
+  g_autofree char *odd = g_build_filename (folders, "b", "odd.png", NULL);
+  g_assert_true (st_image_save (big, odd, ST_FORMAT_PNG, 8, 90, NULL));
+  r = RUN ("train", ini, "--data", folders, "-o", w, "--epochs", "1", "--quiet");
+  g_assert_cmpint (r.status, ==, 2);
+  g_test_message ("%s", r.err);
+  g_assert_nonnull (strstr (r.err, "odd.png: image is 1x1x12x12 before the random stage 'flip', "
+                                   "but the first was 1x1x8x8"));
+  g_assert_nonnull (strstr (r.err, "(resize)"));
   tu_result_clear (&r);
 }
 
@@ -1199,6 +1416,10 @@ main (int argc, char **argv)
     }
   g_test_add ("/train/synthetic-learns", Fixture, NULL, fixture_set_up, test_synthetic_learns, fixture_tear_down);
   g_test_add ("/train/seed-and-resume", Fixture, NULL, fixture_set_up, test_seed_and_resume, fixture_tear_down);
+  g_test_add ("/train/augmented", Fixture, NULL, fixture_set_up, test_augmented_training, fixture_tear_down);
+  g_test_add ("/train/augmented-resume", Fixture, NULL, fixture_set_up, test_augmented_resume, fixture_tear_down);
+  g_test_add ("/train/augmented-class-folders", Fixture, NULL, fixture_set_up, test_augmented_class_folders, fixture_tear_down);
+  g_test_add ("/train/augmented-interrupt", Fixture, NULL, fixture_set_up, test_augmented_interrupt, fixture_tear_down);
   g_test_add ("/train/bad-options", Fixture, NULL, fixture_set_up, test_bad_options, fixture_tear_down);
   g_test_add ("/train/predictions", Fixture, NULL, fixture_set_up, test_predictions_csv, fixture_tear_down);
   g_test_add ("/train/option-ranges", Fixture, NULL, fixture_set_up, test_option_ranges, fixture_tear_down);

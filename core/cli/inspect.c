@@ -102,8 +102,9 @@ print_stages (StPipeline *p, StShape in, gboolean fixed, gboolean has_image)
 
 /* What inspect takes, filled from inspect_options. */
 typedef struct {
-  char *output, *weights, *weights_image;
+  char *output, *weights, *weights_image, *augment;
   gboolean random_weights;
+  gint64 seed;
 } InspectCommand;
 
 #define INSPECT_FIELD(name) offsetof (InspectCommand, name)
@@ -120,6 +121,13 @@ static const StOptionSpec inspect_options[] = {
   { { "weights-image", ST_PARAM_STRING, NULL, 0, 0, 0, NULL,
       "The picture of the first convolution's filters (PNG)", INSPECT_FIELD (weights_image) },
     0, "FILTERS.png", NULL, NULL },
+  { { "augment", ST_PARAM_STRING, NULL, 0, 0, 0, NULL,
+      "With IMAGE: a grid of 16 samples as training feeds them, random stages drawn (PNG)",
+      INSPECT_FIELD (augment) },
+    0, "GRID.png", NULL, NULL },
+  { { "seed", ST_PARAM_INT64, "1", ST_PARAM_HAS_MIN, 0, 0, NULL,
+      "The seed of the augmented samples' draws, as strata train's seed", INSPECT_FIELD (seed) },
+    0, "N", NULL, NULL },
 };
 
 const StOptionSpec *
@@ -140,7 +148,9 @@ cmd_inspect (int argc, char **argv)
   if (cli_parse_table_options ("inspect", "PIPELINE [IMAGE]",
         "Prints a pipeline's stages, output shapes, parameters and multiply-adds.\n"
         "With IMAGE and -o, also draws every stage's output for that image; with\n"
-        "--weights-image, the filters of the first convolution.", &table, 1, &argc, &argv))
+        "--weights-image, the filters of the first convolution; with IMAGE and\n"
+        "--augment, 16 samples of it as the random stages change it in training.",
+        &table, 1, &argc, &argv))
     rc = inspect_command (&cmd, argc, argv);
   st_options_clear (inspect_options, G_N_ELEMENTS (inspect_options), &cmd);
   return rc;
@@ -150,7 +160,7 @@ static int
 inspect_command (const InspectCommand *cmd, int argc, char **argv)
 {
   const char *output = cmd->output, *weights = cmd->weights;
-  const char *weights_image = cmd->weights_image;
+  const char *weights_image = cmd->weights_image, *augment = cmd->augment;
   const gboolean random_weights = cmd->random_weights;
   if (argc != 2 && argc != 3)
     {
@@ -158,9 +168,15 @@ inspect_command (const InspectCommand *cmd, int argc, char **argv)
       return EXIT_USAGE;
     }
   const char *image_path = argc == 3 ? argv[2] : NULL;
-  if (image_path && !output)
+  if (image_path && !output && !augment)
     {
-      fprintf (stderr, "strata inspect: with IMAGE, -o MAPS.png names the picture to write\n");
+      fprintf (stderr, "strata inspect: with IMAGE, -o MAPS.png or --augment GRID.png names "
+               "the picture to write\n");
+      return EXIT_USAGE;
+    }
+  if (augment && !image_path)
+    {
+      fprintf (stderr, "strata inspect: --augment: samples need an IMAGE to start from\n");
       return EXIT_USAGE;
     }
   if (output && !image_path)
@@ -169,7 +185,8 @@ inspect_command (const InspectCommand *cmd, int argc, char **argv)
       return EXIT_USAGE;
     }
   if ((output && !check_picture_path ("-o", output, image_path))
-      || (weights_image && !check_picture_path ("--weights-image", weights_image, image_path)))
+      || (weights_image && !check_picture_path ("--weights-image", weights_image, image_path))
+      || (augment && !check_picture_path ("--augment", augment, image_path)))
     return EXIT_USAGE;
   g_autoptr (GError) error = NULL;
   StPipeline *p = st_pipeline_load (st_registry_get_default (), argv[1], &error);
@@ -185,9 +202,10 @@ inspect_command (const InspectCommand *cmd, int argc, char **argv)
   gboolean fixed = st_pipeline_fixed_input (p, &in);
   if (!fixed)
     in = image ? image->shape : (StShape) { 1, 3, 256, 256 };
-  /* Drawing needs the weights; the table alone does not. */
+  /* Feature maps and filters need the weights; the table and the
+   * augmented samples (drawn before any weight) do not. */
   if (!st_pipeline_prepare (p, in, &error)
-      || ((image || weights || weights_image)
+      || ((output || weights || weights_image)
           && !load_weights (p, weights, random_weights, &error)))
     {
       st_pipeline_free (p);
@@ -195,7 +213,7 @@ inspect_command (const InspectCommand *cmd, int argc, char **argv)
     }
   print_stages (p, in, fixed, image != NULL);
   gboolean ok = TRUE;
-  if (image)
+  if (output)
     {
       ok = st_draw_feature_maps (p, image, output, &error);
       if (ok)
@@ -207,7 +225,15 @@ inspect_command (const InspectCommand *cmd, int argc, char **argv)
     {
       ok = st_draw_weights (p, weights_image, &error);
       if (ok)
-        printf ("%sfilters: %s\n", image ? "" : "\n", weights_image);
+        printf ("%sfilters: %s\n", output ? "" : "\n", weights_image);
+    }
+  if (ok && augment)
+    {
+      ok = st_draw_augmented (p, image, (guint64) cmd->seed, augment, &error);
+      if (ok)
+        printf ("%saugmented samples: %s\n", output || weights_image ? "" : "\n", augment);
+      else if (error->code != ST_ERROR_IO && error->code != ST_ERROR_PIPELINE)
+        g_prefix_error (&error, "%s: ", image_path);
     }
   st_pipeline_free (p);
   return ok ? EXIT_OK : fail (error);

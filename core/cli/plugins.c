@@ -37,6 +37,8 @@ print_kind (const StKindEntry *entry, GPtrArray *providers)
   else
     printf ("  Inputs       %d to %d\n", k->min_inputs, k->max_inputs);
   printf ("  Trainable    %s\n", k->backward ? "yes (has backward)" : "no (inference only)");
+  if (st_kind_flags (k) & ST_KIND_RANDOM)
+    printf ("  Random       yes: draws anew for every sample in every training epoch\n");
   for (guint i = 1; i < providers->len; i++)
     {
       const StKindEntry *other = providers->pdata[i];

@@ -169,6 +169,12 @@ struct _StRunContext {
    * thread only (not inside st_parallel_for()'s fn). */
   StRng *rng;
   struct _StPool *pool;        /* use through st_parallel_for() */
+  /* Appended: NULL, or one seed per item of the batch forward is given,
+   * set by the trainer (from the run's seed, the epoch and the sample's
+   * index in the dataset) and by `strata inspect --augment`, so that an
+   * item's draws depend on nothing else: not on the batch, the thread
+   * count or a resume.  Read it through st_rng_item_new(). */
+  const guint64 *item_seeds;
 };
 
 /* What a kind says about itself beyond its callbacks, in StKind.flags, so
@@ -187,6 +193,12 @@ typedef enum {
    * shape error there is not final, and each image is checked as it runs
    * (its error then names the file and the image's own size). */
   ST_KIND_SIZE_DEPENDENT = 1 << 1,
+  /* An augmentation: random while training, with each batch item's draws
+   * from its own st_rng_item_new(), and the identity (or a fixed,
+   * documented transform) otherwise.  Training caches the preparation
+   * stages before the first such stage once per image and runs it and
+   * the rest per batch, every epoch. */
+  ST_KIND_RANDOM = 1 << 2,
 } StKindFlags;
 
 /* infer: from stage->config and stage->in_shapes, set stage->out_shape (and
@@ -350,6 +362,12 @@ double st_rng_uniform (StRng *rng);
 double st_rng_normal  (StRng *rng);
 /* 64 random bits. */
 guint64 st_rng_next   (StRng *rng);
+/* A generator of its own for batch item `item` of a forward call: seeded
+ * from ctx->item_seeds[item] when the core set them, else from the next
+ * draw of ctx->rng (so call it from the calling thread, in item order).
+ * Free with st_rng_free(). */
+StRng  *st_rng_item_new (const StRunContext *ctx, int item);
+void    st_rng_free     (StRng *rng);
 
 /* ---- Helpers for kinds ------------------------------------------------ */
 
