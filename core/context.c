@@ -75,6 +75,16 @@ st_rng_uniform (StRng *rng)
   return (st_rng_next (rng) >> 11) * 0x1.0p-53;
 }
 
+guint64
+st_item_seed (guint64 seed, int epoch, int index)
+{
+  /* Distinct from the seeds of weights and epoch orders; st_rng_new mixes
+   * the bits further. */
+  return (seed * G_GUINT64_CONSTANT (0xd1342543de82ef95) + (guint64) epoch)
+           * G_GUINT64_CONSTANT (0x9e3779b97f4a7c15)
+         + (guint64) index + G_GUINT64_CONSTANT (0x5851f42d4c957f2d);
+}
+
 StRng *
 st_rng_item_new (const StRunContext *ctx, int item)
 {

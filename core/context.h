@@ -13,6 +13,12 @@ void    st_rng_free (StRng *rng);
 void    st_rng_get_state (const StRng *rng, guint64 state[4]);
 void    st_rng_set_state (StRng *rng, const guint64 state[4]);
 
+/* The seed of sample `index`'s random draws in `epoch` of a run seeded
+ * with seed (StRunContext.item_seeds): the same whatever the batches, the
+ * thread count or a resume.  Training and inspect --augment both use it,
+ * so inspect shows what training draws. */
+guint64 st_item_seed (guint64 seed, int epoch, int index);
+
 /* The most threads a pool (and `strata run -j`) may have: far more than
  * any machine's cores, and few enough that their stacks fit in memory. */
 #define ST_MAX_THREADS 1024

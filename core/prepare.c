@@ -113,16 +113,6 @@ st_dataset_cached_stages (StPipeline *p)
   return k;
 }
 
-guint64
-st_dataset_item_seed (guint64 seed, int epoch, int index)
-{
-  /* Distinct from the seeds of weights and epoch orders; st_rng_new mixes
-   * the bits further. */
-  return (seed * G_GUINT64_CONSTANT (0xd1342543de82ef95) + (guint64) epoch)
-           * G_GUINT64_CONSTANT (0x9e3779b97f4a7c15)
-         + (guint64) index + G_GUINT64_CONSTANT (0x5851f42d4c957f2d);
-}
-
 gboolean
 st_dataset_apply_prefix (StDataset *ds, StPipeline *p, int threads, GError **error)
 {

@@ -25,11 +25,6 @@ StDataset *st_dataset_prepare (StPipeline *p, const char *dir, gboolean test_set
  * evaluation run the stages from there on. */
 int st_dataset_cached_stages (StPipeline *p);
 
-/* The seed of sample `index`'s random draws in `epoch` of a run seeded
- * with seed (StRunContext.item_seeds): the same whatever the batches, the
- * thread count or a resume. */
-guint64 st_dataset_item_seed (guint64 seed, int epoch, int index);
-
 /* Applies the cached stages (st_dataset_cached_stages) to every sample of
  * ds in place, so that training batches only the rest. */
 gboolean st_dataset_apply_prefix (StDataset *ds, StPipeline *p, int threads, GError **error);

@@ -443,7 +443,7 @@ train_batch (Run *run, const int *order, int epoch, int b, GError **error)
   /* Random stages draw for each sample from its own seed. */
   g_autofree guint64 *seeds = g_new (guint64, count);
   for (int i = 0; i < count; i++)
-    seeds[i] = st_dataset_item_seed (opt->seed, epoch, order[start + i]);
+    seeds[i] = st_item_seed (opt->seed, epoch, order[start + i]);
   run->ctx->item_seeds = seeds;
   g_autoptr (StTensor) logits = st_pipeline_forward_range (run->p, run->ctx, batch, run->first,
                                                            run->last, TRUE, error);

@@ -8,7 +8,6 @@
 
 #include "classifier.h"
 #include "context.h"
-#include "prepare.h"
 #include "stage.h"
 #include "visualize-private.h"
 
@@ -689,7 +688,7 @@ st_draw_augmented (StPipeline *p, const StTensor *image, guint64 seed, const cha
    * dataset of n copies of the image. */
   guint64 seeds[AUGMENT_SIDE * AUGMENT_SIDE];
   for (int i = 0; i < n; i++)
-    seeds[i] = st_dataset_item_seed (seed, 0, i);
+    seeds[i] = st_item_seed (seed, 0, i);
   ctx->training = TRUE;
   ctx->item_seeds = seeds;
   g_autoptr (StTensor) out = st_pipeline_forward_range (p, ctx, batch, cached, prepared - 1,

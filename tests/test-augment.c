@@ -149,12 +149,12 @@ test_item_seeds (void)
   for (int epoch = 0; epoch < 3; epoch++)
     for (int i = 0; i < 100; i++)
       {
-        seeds[epoch][i] = (gint64) st_dataset_item_seed (7, epoch, i);
+        seeds[epoch][i] = (gint64) st_item_seed (7, epoch, i);
         g_assert_false (g_hash_table_contains (seen, &seeds[epoch][i]));
         g_hash_table_add (seen, &seeds[epoch][i]);
       }
-  g_assert_cmpuint (st_dataset_item_seed (7, 1, 2), ==, st_dataset_item_seed (7, 1, 2));
-  g_assert_cmpuint (st_dataset_item_seed (7, 1, 2), !=, st_dataset_item_seed (8, 1, 2));
+  g_assert_cmpuint (st_item_seed (7, 1, 2), ==, st_item_seed (7, 1, 2));
+  g_assert_cmpuint (st_item_seed (7, 1, 2), !=, st_item_seed (8, 1, 2));
 }
 
 /* ---- Statistics of the draws ---------------------------------------------- */
@@ -167,7 +167,7 @@ many_items (int n)
 {
   guint64 *seeds = g_new (guint64, n);
   for (int i = 0; i < n; i++)
-    seeds[i] = st_dataset_item_seed (3, 0, i);
+    seeds[i] = st_item_seed (3, 0, i);
   StRunContext *ctx = training_context (2, seeds);
   return ctx;
 }

@@ -107,7 +107,7 @@ stages_alone_seconds (StRegistry *reg, const char *text, StDataset *data)
       int count = MIN (64, data->n - b);
       g_autofree guint64 *seeds = g_new (guint64, count);
       for (int i = 0; i < count; i++)
-        seeds[i] = st_dataset_item_seed (1, 0, b + i);
+        seeds[i] = st_item_seed (1, 0, b + i);
       ctx->item_seeds = seeds;
       g_autoptr (StTensor) batch = st_tensor_new0 (count, 1, 28, 28);
       memcpy (batch->data, data->x->data + b * per, count * per * sizeof (float));
