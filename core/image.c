@@ -30,6 +30,7 @@ static const StImageCodec *const codecs[] = {
   &st_image_webp_codec,
   &st_image_pnm_codec,
   &st_image_gif_codec,
+  &st_image_heif_codec,
 };
 
 static const StImageCodec *
@@ -88,6 +89,13 @@ st_image_format_label (StImageFormat format)
 {
   const StImageCodec *codec = codec_for_format (format);
   return codec ? codec->name : "unknown";
+}
+
+StImageFormat
+st_image_output_format (StImageFormat format)
+{
+  const StImageCodec *codec = codec_for_format (format);
+  return codec && !codec->writer_open ? ST_FORMAT_PNG : format;
 }
 
 char *

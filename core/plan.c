@@ -152,9 +152,7 @@ folder_job_format (const StRunOptions *opt, const char *input)
 {
   if (opt->format)
     return opt->format;
-  /* GIF is read only: its picture is written as a PNG. */
-  const StImageFormat format = st_image_format_from_name (input);
-  return format == ST_FORMAT_GIF ? ST_FORMAT_PNG : format;
+  return st_image_output_format (st_image_format_from_name (input));
 }
 
 /* Searches dir (whose stat is st) for images, mirroring it under out_dir.
