@@ -27,6 +27,11 @@ typedef struct {
 /* The format named by a file's extension (.png, .jpg, .jpeg, any case). */
 StImageFormat st_image_format_from_name (const char *path);
 
+/* The format whose signature starts the file at path (its first few bytes
+ * only are read), or ST_FORMAT_UNKNOWN when none does or it cannot be
+ * read. */
+StImageFormat st_image_format_from_content (const char *path);
+
 /* A format's usual extension, without the dot ("png"), and its name in
  * messages ("PNG"). */
 const char *st_image_format_extension (StImageFormat format);
