@@ -255,7 +255,7 @@ heif_writer_check (const StImageWriteSpec *spec, GError **error)
 {
   g_set_error (error, ST_ERROR, ST_ERROR_IMAGE,
                "%s: cannot write HEIC or AVIF (strata reads them only; write PNG, JPEG, "
-               "TIFF or WebP)", spec->path);
+               "TIFF, WebP or PNM)", spec->path);
   return FALSE;
 }
 
