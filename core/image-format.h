@@ -106,6 +106,7 @@ extern const StImageCodec st_image_tiff_codec;
 extern const StImageCodec st_image_webp_codec;
 extern const StImageCodec st_image_pnm_codec;
 extern const StImageCodec st_image_gif_codec;
+extern const StImageCodec st_image_heif_codec;
 
 /* ---- Helpers for the codecs ---------------------------------------------- */
 

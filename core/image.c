@@ -30,6 +30,7 @@ static const StImageCodec *const codecs[] = {
   &st_image_webp_codec,
   &st_image_pnm_codec,
   &st_image_gif_codec,
+  &st_image_heif_codec,
 };
 
 static const StImageCodec *
@@ -76,6 +77,23 @@ st_image_format_from_name (const char *path)
   return ST_FORMAT_UNKNOWN;
 }
 
+StImageFormat
+st_image_format_from_content (const char *path)
+{
+  g_return_val_if_fail (path != NULL, ST_FORMAT_UNKNOWN);
+
+  FILE *fp = fopen (path, "rbe");
+  if (!fp)
+    return ST_FORMAT_UNKNOWN;
+  guint8 head[ST_IMAGE_HEAD_SIZE];
+  const gsize len = fread (head, 1, sizeof head, fp);
+  fclose (fp);
+  for (gsize i = 0; i < G_N_ELEMENTS (codecs); i++)
+    if (codecs[i]->match (head, len) == ST_IMAGE_MATCH_YES)
+      return codecs[i]->format;
+  return ST_FORMAT_UNKNOWN;
+}
+
 const char *
 st_image_format_extension (StImageFormat format)
 {
@@ -88,6 +106,13 @@ st_image_format_label (StImageFormat format)
 {
   const StImageCodec *codec = codec_for_format (format);
   return codec ? codec->name : "unknown";
+}
+
+StImageFormat
+st_image_output_format (StImageFormat format)
+{
+  const StImageCodec *codec = codec_for_format (format);
+  return codec && !codec->writer_open ? ST_FORMAT_PNG : format;
 }
 
 char *

@@ -13,6 +13,7 @@ typedef enum {
   ST_FORMAT_WEBP,
   ST_FORMAT_PNM,
   ST_FORMAT_GIF,
+  ST_FORMAT_HEIF,              /* HEIC and AVIF, read only */
 } StImageFormat;
 
 typedef struct {
@@ -26,10 +27,19 @@ typedef struct {
 /* The format named by a file's extension (.png, .jpg, .jpeg, any case). */
 StImageFormat st_image_format_from_name (const char *path);
 
+/* The format whose signature starts the file at path (its first few bytes
+ * only are read), or ST_FORMAT_UNKNOWN when none does or it cannot be
+ * read. */
+StImageFormat st_image_format_from_content (const char *path);
+
 /* A format's usual extension, without the dot ("png"), and its name in
  * messages ("PNG"). */
 const char *st_image_format_extension (StImageFormat format);
 const char *st_image_format_label (StImageFormat format);
+
+/* The format an image read as format is written in when none is asked
+ * for: the same, or PNG for a format strata reads only (GIF, HEIF). */
+StImageFormat st_image_output_format (StImageFormat format);
 
 /* Every extension the codecs know, in the codec table's order, each after
  * prefix: ".png, .jpg, ... or .gif" with last_separator " or ".  Free it. */

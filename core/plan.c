@@ -147,14 +147,28 @@ ignore_file (Plan *plan, const char *path)
     st_run_message (plan->opt, "%s: not an image format strata reads; ignored", path);
 }
 
+/* The format a regular file is read as: the one its first bytes say,
+ * whatever its name (a note tells a name that says another, unless
+ * --quiet); else the one its name says (the reader then says what is
+ * wrong with it), or ST_FORMAT_UNKNOWN, not an image. */
 static StImageFormat
-folder_job_format (const StRunOptions *opt, const char *input)
+input_format (const StRunOptions *opt, const char *path)
 {
-  if (opt->format)
-    return opt->format;
-  /* GIF is read only: its picture is written as a PNG. */
-  const StImageFormat format = st_image_format_from_name (input);
-  return format == ST_FORMAT_GIF ? ST_FORMAT_PNG : format;
+  const StImageFormat named = st_image_format_from_name (path);
+  const StImageFormat found = st_image_format_from_content (path);
+  if (found == ST_FORMAT_UNKNOWN)
+    return named;
+  if (named != ST_FORMAT_UNKNOWN && named != found && !opt->quiet)
+    st_run_message (opt, "%s: a %s named %s; read as %s", path, st_image_format_label (found),
+                    strrchr (path, '.'), st_image_format_label (found));
+  return found;
+}
+
+/* The format an input read as format is written in. */
+static StImageFormat
+job_format (const StRunOptions *opt, StImageFormat format)
+{
+  return opt->format ? opt->format : st_image_output_format (format);
 }
 
 /* Searches dir (whose stat is st) for images, mirroring it under out_dir.
@@ -207,10 +221,18 @@ walk_folder (Plan *plan, const char *dir, const char *out_dir, const GStatBuf *s
         }
       if (S_ISDIR (s.st_mode))
         walk_folder (plan, path, out, &s, FALSE);
+      else if (S_ISREG (s.st_mode))
+        {
+          /* Taken by content, or by name when the content is not one
+           * strata knows (a damaged image is then reported, not ignored). */
+          const StImageFormat format = input_format (plan->opt, path);
+          if (format == ST_FORMAT_UNKNOWN)
+            ignore_file (plan, path);
+          else
+            add_job (plan, path, out, job_format (plan->opt, format));
+        }
       else if (!is_image_name (n))
         ignore_file (plan, path);
-      else if (S_ISREG (s.st_mode))
-        add_job (plan, path, out, folder_job_format (plan->opt, path));
       else
         plan_report (plan, "%s: not a regular file; not read", path);
     }
@@ -631,16 +653,22 @@ st_plan_jobs (const char *const *inputs, const StRunOptions *opt, gboolean class
         plan_report (&plan, "%s: no such file or folder", in);
       else if (S_ISDIR (st.st_mode))
         walk_folder (&plan, in, out_root, &st, TRUE);
-      else if (out_file)
-        add_job (&plan, in, out_file, strcmp (out_file, "-") != 0
-                 ? st_image_format_from_name (out_file) : folder_job_format (opt, in));
       else
         {
           /* A file named on the command line is read whatever it is (a pipe
-           * from <(...) too); folders are searched for image names only. */
-          g_autofree char *base = g_path_get_basename (in);
-          g_autofree char *out = g_build_filename (out_root, base, NULL);
-          add_job (&plan, in, out, folder_job_format (opt, in));
+           * from <(...) too, whose bytes are not looked at before); its
+           * format, when its content tells it, names the output. */
+          const StImageFormat format = S_ISREG (st.st_mode)
+            ? input_format (opt, in) : st_image_format_from_name (in);
+          if (out_file)
+            add_job (&plan, in, out_file, strcmp (out_file, "-") != 0
+                     ? st_image_format_from_name (out_file) : job_format (opt, format));
+          else
+            {
+              g_autofree char *base = g_path_get_basename (in);
+              g_autofree char *out = g_build_filename (out_root, base, NULL);
+              add_job (&plan, in, out, job_format (opt, format));
+            }
         }
     }
   if (!check_plan (&plan, classify, predictions, error))

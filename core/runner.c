@@ -114,7 +114,7 @@ run_one (Run *run, StPipeline *p, StRunContext *ctx, StStripScratch *scratch, St
   /* Standard input (or a name without an image extension) to standard
    * output keeps the format it came in. */
   if (job->format == ST_FORMAT_UNKNOWN)
-    job->format = info.format == ST_FORMAT_GIF ? ST_FORMAT_PNG : info.format;
+    job->format = st_image_output_format (info.format);
   const guint64 min_pixels = run->opt->strip_min_pixels ? run->opt->strip_min_pixels
                                                         : STRIP_MIN_PIXELS;
   if ((guint64) width * (guint64) height > min_pixels)

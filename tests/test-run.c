@@ -5,12 +5,14 @@
 #include "image.h"
 #include "progress.h"
 #include "testutil.h"
+#include "config.h"
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -584,7 +586,7 @@ test_output_names_and_standard_streams (void)
       TuResult r = tu_run (exe, "run", "sharpen", in, "-o", out, NULL);
       g_assert_cmpint (r.status, ==, 2);
       g_assert_true (strstr (r.err, "not a .png, .jpg, .jpeg, .tif, .tiff, .webp, .pgm, .ppm, .pnm, "
-                             ".pbm, .pam or .gif name"));
+                             ".pbm, .pam, .gif, .heic, .heif, .avif or .hif name"));
       tu_result_clear (&r);
       g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
     }
@@ -667,7 +669,7 @@ test_output_names_and_standard_streams (void)
   g_autofree char *err3 = NULL;
   const char *args_again[] = { "run", "sharpen", "-", "-o", to_file, "--overwrite", NULL };
   g_assert_cmpint (run_with_stdin (text, &out3, &err3, args_again), ==, 1);
-  g_assert_true (strstr (err3, "standard input: not a PNG, JPEG, TIFF, WebP, PNM or GIF image"));
+  g_assert_true (strstr (err3, "standard input: not a PNG, JPEG, TIFF, WebP, PNM, GIF or HEIF image"));
   /* Standard input has no name in an output folder. */
   const char *args_folder[] = { "run", "sharpen", "-", in, "-o", folder, NULL };
   g_autoptr (GBytes) out4 = NULL;
@@ -1393,6 +1395,169 @@ test_lossless (void)
   tu_remove_tree (tmp);
 }
 
+/* HEIC and AVIF in a folder are read (written as PNG: strata reads them
+ * only), or, without libheif, fail with a message naming it; either way a
+ * HEIC that cannot be read counts as failed, never as ignored. */
+static void
+test_heif_folder (void)
+{
+  g_autofree char *tmp = tu_make_tmpdir ("strata-run-XXXXXX");
+  g_autofree char *in = g_build_filename (tmp, "phone", NULL);
+  g_assert_cmpint (g_mkdir (in, 0755), ==, 0);
+  g_autofree char *out = g_build_filename (tmp, "out/", NULL);
+  g_autofree char *fake = g_build_filename (in, "header-only.heic", NULL);
+  tu_write_bytes (fake, "\0\0\0\x18" "ftypheic\0\0\0\0mif1heic", 24);
+
+  TuResult r = tu_run (exe, "run", "invert", in, "-o", out, NULL);
+  g_assert_cmpint (r.status, ==, 1);
+#ifdef ST_HAVE_LIBHEIF
+  g_autofree char *line = g_strdup_printf ("%s: invalid HEIC file (", fake);
+#else
+  g_autofree char *line = g_strdup_printf (
+      "%s: HEIC images need strata built with libheif (libheif-dev)\n", fake);
+#endif
+  g_assert_nonnull (strstr (r.err, line));
+  g_assert_nonnull (strstr (r.err, "0 written, 0 skipped, 1 failed"));
+  g_assert_null (strstr (r.err, "ignored"));
+  tu_result_clear (&r);
+
+#ifdef ST_HAVE_LIBHEIF
+  g_autoptr (StTensor) src = st_tensor_new0 (1, 4, 16, 24);
+  for (gsize i = 0; i < st_tensor_numel (src); i++)
+    src->data[i] = i < 3 * 16 * 24 ? 0.25f : 1.0f;
+  static const struct { const char *name; gboolean av1; } photos[] = {
+    { "a.heic", FALSE }, { "b.avif", TRUE },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (photos); i++)
+    {
+      g_autofree char *path = g_build_filename (in, photos[i].name, NULL);
+      if (!tu_write_heif (path, src, photos[i].av1, 8, 1))
+        {
+          g_test_skip ("libheif has no HEVC or no AV1 encoder to make the fixtures");
+          tu_remove_tree (tmp);
+          return;
+        }
+    }
+  g_assert_cmpint (g_unlink (fake), ==, 0);
+  r = tu_run (exe, "run", "invert", in, "-o", out, NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_nonnull (strstr (r.err, "2 written, 0 skipped, 0 failed"));
+  tu_result_clear (&r);
+  for (gsize i = 0; i < G_N_ELEMENTS (photos); i++)
+    {
+      g_autofree char *png = g_strdup_printf ("%s%c.png", out, photos[i].name[0]);
+      StImageInfo info;
+      g_autoptr (GError) error = NULL;
+      g_autoptr (StTensor) t = st_image_load (png, 0, &info, &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (info.format, ==, ST_FORMAT_PNG);
+      g_assert_true (info.has_alpha);
+      g_assert_cmpint (t->shape.w, ==, 24);
+      g_assert_cmpint (t->shape.h, ==, 16);
+      /* Inverted colour, alpha kept. */
+      g_assert_cmpfloat (fabsf (t->data[0] - 0.75f), <, 0.02f);
+      g_assert_cmpfloat (t->data[3 * 16 * 24], ==, 1.0f);
+    }
+#endif
+  tu_remove_tree (tmp);
+}
+
+/* Files in a folder are taken by their first bytes: a name without an
+ * image extension whose content is an image is read, a name that says
+ * another format than the content is read as the content says, with a
+ * note (not under --quiet), and the output is named for what it holds. */
+static void
+test_content_recognition (void)
+{
+  g_autofree char *tmp = tu_make_tmpdir ("strata-run-XXXXXX");
+  g_autofree char *in = g_build_filename (tmp, "in", NULL);
+  g_assert_cmpint (g_mkdir (in, 0755), ==, 0);
+  g_autofree char *jpeg = g_build_filename (tmp, "real.jpg", NULL);
+  g_autofree char *png = g_build_filename (tmp, "real.png", NULL);
+  write_image (jpeg, 3, 8, 10, 8);
+  write_image (png, 3, 6, 4, 8);
+  g_autofree char *jpeg_bytes = NULL, *png_bytes = NULL;
+  gsize jpeg_len, png_len;
+  g_assert_true (g_file_get_contents (jpeg, &jpeg_bytes, &jpeg_len, NULL));
+  g_assert_true (g_file_get_contents (png, &png_bytes, &png_len, NULL));
+
+  g_autofree char *misnamed = g_build_filename (in, "photo.png", NULL);
+  g_autofree char *bare = g_build_filename (in, "scan", NULL);
+  g_autofree char *odd = g_build_filename (in, "picture.dat", NULL);
+  g_autofree char *gif = g_build_filename (in, "dot.bin", NULL);
+  g_autofree char *text = g_build_filename (in, "notes.txt", NULL);
+  g_autofree char *broken = g_build_filename (in, "broken.png", NULL);
+  tu_write_bytes (misnamed, jpeg_bytes, jpeg_len);
+  tu_write_bytes (bare, png_bytes, png_len);
+  tu_write_bytes (odd, jpeg_bytes, jpeg_len);
+  /* 1x1 GIF, two colours, the pixel index 1 (black). */
+  tu_write_bytes (gif, "GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00"
+                  ",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02" "L\x01\x00;", 35);
+  tu_write_bytes (text, "P is not for PNM\n", 17);
+  tu_write_bytes (broken, "not a PNG at all", 16);
+
+  g_autofree char *out = g_build_filename (tmp, "out/", NULL);
+  TuResult r = tu_run (exe, "run", "invert", in, "-o", out, NULL);
+  g_assert_cmpint (r.status, ==, 1);
+  g_autofree char *note = g_strdup_printf ("%s: a JPEG named .png; read as JPEG\n", misnamed);
+  const char *first = strstr (r.err, note);
+  g_assert_nonnull (first);
+  g_assert_null (strstr (first + 1, note));
+  /* Only the name that says another format gets a note. */
+  g_assert_null (strstr (r.err, "named .dat"));
+  g_autofree char *broken_line = g_strdup_printf ("%s: not a ", broken);
+  g_assert_nonnull (strstr (r.err, broken_line));
+  g_assert_nonnull (strstr (r.err, "4 written, 0 skipped, 1 failed, 0 interrupted, 1 ignored"));
+  tu_result_clear (&r);
+
+  static const struct {
+    const char *name;
+    StImageFormat format;
+    int width;
+  } outputs[] = {
+    { "photo.jpg", ST_FORMAT_JPEG, 10 },
+    { "scan.png", ST_FORMAT_PNG, 4 },
+    { "picture.jpg", ST_FORMAT_JPEG, 10 },
+    { "dot.png", ST_FORMAT_PNG, 1 },       /* GIF is read only */
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (outputs); i++)
+    {
+      g_autofree char *path = g_build_filename (out, outputs[i].name, NULL);
+      StImageInfo info;
+      g_autoptr (GError) error = NULL;
+      g_autoptr (StTensor) t = st_image_load (path, 0, &info, &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (info.format, ==, outputs[i].format);
+      g_assert_cmpint (t->shape.w, ==, outputs[i].width);
+    }
+  g_autofree char *dot = g_build_filename (out, "dot.png", NULL);
+  g_autoptr (StTensor) white = st_image_load (dot, 0, NULL, NULL);
+  g_assert_cmpfloat (white->data[0], ==, 1.0f);
+  int temporaries = 0;
+  g_assert_cmpint (count_files (out, &temporaries), ==, 4);
+
+  /* --quiet: no note. */
+  r = tu_run (exe, "run", "invert", in, "-o", out, "--overwrite", "--quiet", NULL);
+  g_assert_cmpint (r.status, ==, 1);
+  g_assert_null (strstr (r.err, "read as JPEG"));
+  tu_result_clear (&r);
+
+  /* A file named on the command line: its output is named for its content
+   * too, and --format still decides. */
+  g_autofree char *one = g_build_filename (tmp, "one/", NULL);
+  r = tu_run (exe, "run", "invert", bare, "-o", one, NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_autofree char *one_png = g_build_filename (one, "scan.png", NULL);
+  g_assert_true (g_file_test (one_png, G_FILE_TEST_IS_REGULAR));
+  r = tu_run (exe, "run", "invert", misnamed, "-o", one, "--format", "tiff", "--quiet", NULL);
+  g_assert_cmpint (r.status, ==, 0);
+  tu_result_clear (&r);
+  g_autofree char *one_tiff = g_build_filename (one, "photo.tif", NULL);
+  g_assert_true (g_file_test (one_tiff, G_FILE_TEST_IS_REGULAR));
+  tu_remove_tree (tmp);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1422,6 +1587,8 @@ main (int argc, char **argv)
   g_test_add_func ("/run/thread-start-failure", test_thread_start_failure);
   g_test_add_func ("/run/pool-bound", test_pool_bound);
   g_test_add_func ("/run/atomic-file", test_atomic_file);
+  g_test_add_func ("/run/heif-folder", test_heif_folder);
+  g_test_add_func ("/run/content-recognition", test_content_recognition);
   g_test_add_data_func ("/run/interrupt/sigint", GINT_TO_POINTER (SIGINT), test_interrupt);
   g_test_add_data_func ("/run/interrupt/sigterm", GINT_TO_POINTER (SIGTERM), test_interrupt);
   g_test_add_data_func ("/run/interrupt/sigkill", GINT_TO_POINTER (SIGKILL), test_interrupt);

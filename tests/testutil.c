@@ -1,11 +1,17 @@
 /* strata — helpers shared by the test programs (see testutil.h). */
 #include "testutil.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 
 #include <glib/gstdio.h>
+
+#include "config.h"
+#ifdef ST_HAVE_LIBHEIF
+#include <libheif/heif.h>
+#endif
 
 /* ---- Files and folders --------------------------------------------------- */
 
@@ -347,3 +353,58 @@ tu_tensor_random (GRand *rand, int n, int c, int h, int w)
     t->data[i] = (float) g_rand_double (rand);
   return t;
 }
+
+/* ---- HEIC and AVIF fixtures ---------------------------------------------- */
+
+#ifdef ST_HAVE_LIBHEIF
+gboolean
+tu_write_heif (const char *path, const StTensor *src, gboolean av1, int bits, int orientation)
+{
+  const enum heif_compression_format compression = av1 ? heif_compression_AV1
+                                                       : heif_compression_HEVC;
+  if (!heif_have_encoder_for_format (compression))
+    return FALSE;
+  const int w = src->shape.w, h = src->shape.h, channels = src->shape.c;
+  const gboolean alpha = channels == 4;
+  const enum heif_chroma chroma = bits > 8
+    ? (alpha ? heif_chroma_interleaved_RRGGBBAA_LE : heif_chroma_interleaved_RRGGBB_LE)
+    : (alpha ? heif_chroma_interleaved_RGBA : heif_chroma_interleaved_RGB);
+  struct heif_image *image = NULL;
+  g_assert_cmpint (heif_image_create (w, h, heif_colorspace_RGB, chroma, &image).code, ==,
+                   heif_error_Ok);
+  g_assert_cmpint (heif_image_add_plane (image, heif_channel_interleaved, w, h, bits).code,
+                   ==, heif_error_Ok);
+  int stride;
+  guint8 *pixels = heif_image_get_plane (image, heif_channel_interleaved, &stride);
+  const float top = (float) ((1 << bits) - 1);
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++)
+      for (int c = 0; c < channels; c++)
+        {
+          const guint v = (guint) lrintf (src->data[((gsize) c * h + y) * w + x] * top);
+          if (bits > 8)
+            {
+              guint8 *p = pixels + (gsize) y * stride + ((gsize) x * channels + c) * 2;
+              p[0] = (guint8) (v & 0xff);
+              p[1] = (guint8) (v >> 8);
+            }
+          else
+            pixels[(gsize) y * stride + (gsize) x * channels + c] = (guint8) v;
+        }
+  struct heif_context *ctx = heif_context_alloc ();
+  struct heif_encoder *encoder = NULL;
+  g_assert_cmpint (heif_context_get_encoder_for_format (ctx, compression, &encoder).code, ==,
+                   heif_error_Ok);
+  heif_encoder_set_lossy_quality (encoder, 95);
+  struct heif_encoding_options *options = heif_encoding_options_alloc ();
+  options->image_orientation = (enum heif_orientation) orientation;
+  struct heif_error err = heif_context_encode_image (ctx, image, encoder, options, NULL);
+  g_assert_cmpstr (err.message, ==, "Success");
+  g_assert_cmpint (heif_context_write_to_file (ctx, path).code, ==, heif_error_Ok);
+  heif_encoding_options_free (options);
+  heif_encoder_release (encoder);
+  heif_context_free (ctx);
+  heif_image_release (image);
+  return TRUE;
+}
+#endif

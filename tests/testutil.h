@@ -126,4 +126,13 @@ StTensor *tu_tensor_from (int n, int c, int h, int w, const float *values);
 /* An n x c x h x w tensor of uniform values in [0, 1) from rand. */
 StTensor *tu_tensor_random (GRand *rand, int n, int c, int h, int w);
 
+/* ---- HEIC and AVIF (with libheif only) ------------------------------------ */
+
+/* Writes src (a [1, 3 or 4, H, W] tensor of values in [0, 1]) as a file
+ * encoded by libheif itself: HEVC (a HEIC), or AV1 (an AVIF) when av1;
+ * bits 8 or 10; orientation 1 to 8 as EXIF numbers it, stored as irot/imir
+ * for the reader to apply.  FALSE when libheif has no such encoder. */
+gboolean tu_write_heif (const char *path, const StTensor *src, gboolean av1, int bits,
+                        int orientation);
+
 G_END_DECLS

@@ -23,6 +23,11 @@
 #include <tiffio.h>
 #include <webp/encode.h>
 
+#include "config.h"
+#ifdef ST_HAVE_LIBHEIF
+#include <libheif/heif.h>
+#endif
+
 static const char *corpus_dir;
 
 static void
@@ -422,6 +427,82 @@ pnm_seeds (void)
   TEXT_SEED ("truncated.ppm", "P6\n4 4\n255\n\x01\x02\x03");
 }
 
+/* ---- HEIC and AVIF -------------------------------------------------------- */
+
+#ifdef ST_HAVE_LIBHEIF
+static struct heif_error
+heif_append (G_GNUC_UNUSED struct heif_context *ctx, const void *data, size_t size,
+             void *bytes)
+{
+  g_byte_array_append (bytes, data, (guint) size);
+  return (struct heif_error) { heif_error_Ok, heif_suberror_Unspecified, "Success" };
+}
+
+/* A width x height pattern encoded by libheif (HEVC or AV1; 8 or 10 bits;
+ * orientation as EXIF numbers it), less its last cut bytes; nothing when
+ * libheif has no encoder for it. */
+static void
+heif_seed (const char *name, enum heif_compression_format compression, int width, int height,
+           gboolean alpha, int bits, int orientation, gsize cut)
+{
+  if (!heif_have_encoder_for_format (compression))
+    return;
+  const int channels = alpha ? 4 : 3;
+  const enum heif_chroma chroma = bits > 8
+    ? (alpha ? heif_chroma_interleaved_RRGGBBAA_LE : heif_chroma_interleaved_RRGGBB_LE)
+    : (alpha ? heif_chroma_interleaved_RGBA : heif_chroma_interleaved_RGB);
+  struct heif_image *image = NULL;
+  g_assert (heif_image_create (width, height, heif_colorspace_RGB, chroma, &image).code
+            == heif_error_Ok);
+  g_assert (heif_image_add_plane (image, heif_channel_interleaved, width, height, bits).code
+            == heif_error_Ok);
+  int stride;
+  guint8 *pixels = heif_image_get_plane (image, heif_channel_interleaved, &stride);
+  const int sample_bytes = bits > 8 ? 2 : 1;
+  for (int y = 0; y < height; y++)
+    for (int x = 0; x < width; x++)
+      for (int c = 0; c < channels; c++)
+        for (int b = 0; b < sample_bytes; b++)
+          pixels[y * stride + (x * channels + c) * sample_bytes + b]
+            = b == 1 ? pattern (x, y, c) & ((1 << (bits - 8)) - 1) : pattern (x, y, c);
+  struct heif_context *ctx = heif_context_alloc ();
+  struct heif_encoder *encoder = NULL;
+  g_assert (heif_context_get_encoder_for_format (ctx, compression, &encoder).code
+            == heif_error_Ok);
+  heif_encoder_set_lossy_quality (encoder, 50);
+  struct heif_encoding_options *options = heif_encoding_options_alloc ();
+  options->image_orientation = (enum heif_orientation) orientation;
+  g_assert (heif_context_encode_image (ctx, image, encoder, options, NULL).code
+            == heif_error_Ok);
+  g_autoptr (GByteArray) bytes = g_byte_array_new ();
+  struct heif_writer writer = { 1, heif_append };
+  g_assert (heif_context_write (ctx, &writer, bytes).code == heif_error_Ok);
+  g_assert (bytes->len > cut);
+  write_seed ("image", name, bytes->data, bytes->len - cut);
+  heif_encoding_options_free (options);
+  heif_encoder_release (encoder);
+  heif_context_free (ctx);
+  heif_image_release (image);
+}
+#endif
+
+static void
+heif_seeds (void)
+{
+#ifdef ST_HAVE_LIBHEIF
+  heif_init (NULL);
+  heif_seed ("rgb.heic", heif_compression_HEVC, 8, 6, FALSE, 8, 1, 0);
+  heif_seed ("rgba-rotated.heic", heif_compression_HEVC, 6, 4, TRUE, 8, 6, 0);
+  heif_seed ("deep.heic", heif_compression_HEVC, 5, 5, FALSE, 10, 1, 0);
+  heif_seed ("rgba.avif", heif_compression_AV1, 7, 5, TRUE, 8, 1, 0);
+  heif_seed ("mirrored.avif", heif_compression_AV1, 4, 9, FALSE, 8, 2, 0);
+  heif_seed ("truncated.avif", heif_compression_AV1, 8, 8, FALSE, 8, 1, 30);
+  heif_deinit ();
+#endif
+  /* Just the file type box: refused, with libheif or without. */
+  write_seed ("image", "ftyp-only.heic", "\0\0\0\x18" "ftypheic\0\0\0\0mif1heic", 24);
+}
+
 /* A GIF of `frames` frames of a 4-colour pattern, written by giflib
  * straight into the corpus. */
 static void
@@ -541,6 +622,7 @@ image_seeds (void)
 
   pnm_seeds ();
   gif_seeds ();
+  heif_seeds ();
 }
 
 /* ---- Pipelines ---------------------------------------------------------- */
