@@ -1,4 +1,5 @@
-/* The augmentation kinds (randomflip, randomcrop, randomerase, jitter):
+/* The augmentation kinds (randomflip, randomcrop, randomerase, jitter,
+ * randomaffine):
  * the identity (or the documented centre crop) outside training; in
  * training each batch item's draws come from its own seed alone, whatever
  * the batch or the thread count; the statistics of the draws; and
@@ -24,6 +25,7 @@ static const struct {
   { "randomcrop", "padding=3 border=reflect" },
   { "randomerase", "p=0.7 area=0.1,0.4" },
   { "jitter", "brightness=0.5 contrast=0.5" },
+  { "randomaffine", "rotate=30 scale=0.8,1.2 translate=0.2 shear=10,5 border=reflect" },
 };
 
 /* A training context whose batch items draw from seeds[i]. */
@@ -86,7 +88,7 @@ test_run_is_inference (void)
   g_autoptr (StTensor) in = st_image_load (image, 0, NULL, &error);
   g_assert_no_error (error);
   TuResult r = tu_run (exe, "run", "randomflip p=1 ! randomcrop padding=3 ! randomerase p=1 "
-                       "! jitter brightness=0.9 contrast=0.9", image, "-o", same, NULL);
+                       "! jitter brightness=0.9 contrast=0.9 ! randomaffine rotate=45 translate=0.3", image, "-o", same, NULL);
   g_assert_cmpint (r.status, ==, 0);
   tu_result_clear (&r);
   g_autoptr (StTensor) out = st_image_load (same, 0, NULL, &error);
@@ -275,6 +277,71 @@ test_crop_offsets (void)
   free_many_items (ctx);
 }
 
+/* randomaffine on planes that hold their own coordinates about the centre
+ * (x − 16 and y − 16 on 33x33): bilinear sampling reproduces such linear
+ * planes exactly, so the output at (21, 16), five pixels right of the
+ * centre, is where that pixel was read from, and tells each item's draw. */
+static void
+test_affine_draws (void)
+{
+  StRunContext *ctx = many_items (N_DRAWS);
+  const int side = 33, centre = 16, plane = side * side;
+  g_autoptr (StTensor) in = st_tensor_new0 (N_DRAWS, 2, side, side);
+  for (int i = 0; i < N_DRAWS; i++)
+    for (int y = 0; y < side; y++)
+      for (int x = 0; x < side; x++)
+        {
+          in->data[(gsize) i * 2 * plane + y * side + x] = (float) (x - centre);
+          in->data[(gsize) i * 2 * plane + plane + y * side + x] = (float) (y - centre);
+        }
+  const gsize probe = (gsize) centre * side + centre + 5;
+  struct { const char *params; double lo, hi, sd; } cases[] = {
+    /* A turn by a reads (5 cos a, 5 sin a) (y down, counter-clockwise). */
+    { "rotate=30", -30, 30, 60 / sqrt (12) },
+    /* A scale by s reads (5 / s, 0). */
+    { "scale=0.5,2", 0.5, 2, 1.5 / sqrt (12) },
+    /* A shift by t = f·33 reads (5 − tx, −ty). */
+    { "translate=0.25,0.125", -0.25 * side, 0.25 * side, 0.5 * side / sqrt (12) },
+  };
+  for (guint c = 0; c < G_N_ELEMENTS (cases); c++)
+    {
+      g_autoptr (StTensor) out = tu_run1 (reg, "randomaffine", cases[c].params, in, ctx);
+      double lo = G_MAXDOUBLE, hi = -G_MAXDOUBLE, sum = 0;
+      for (int i = 0; i < N_DRAWS; i++)
+        {
+          const float *item = out->data + (gsize) i * 2 * plane;
+          double sx = item[probe], sy = item[plane + probe], v;
+          if (c == 0)
+            {
+              v = atan2 (sy, sx) * 180 / G_PI;
+              g_assert_cmpfloat (fabs (hypot (sx, sy) - 5), <, 1e-3);
+            }
+          else if (c == 1)
+            {
+              v = 5 / sx;
+              g_assert_cmpfloat (fabs (sy), <, 1e-4);
+            }
+          else
+            {
+              v = 5 - sx;
+              double ty = -sy;
+              g_assert_cmpfloat (fabs (ty), <=, 0.125 * side + 1e-3);
+            }
+          g_assert_cmpfloat (v, >=, cases[c].lo - 1e-3);
+          g_assert_cmpfloat (v, <=, cases[c].hi + 1e-3);
+          lo = MIN (lo, v), hi = MAX (hi, v), sum += v;
+        }
+      /* Uniform draws: the mean in the middle, the ends nearly reached. */
+      double span = cases[c].hi - cases[c].lo;
+      g_test_message ("%s: %.3f to %.3f, mean %.3f", cases[c].params, lo, hi, sum / N_DRAWS);
+      g_assert_cmpfloat (fabs (sum / N_DRAWS - (cases[c].lo + cases[c].hi) / 2), <,
+                         5 * cases[c].sd / sqrt (N_DRAWS));
+      g_assert_cmpfloat (lo, <, cases[c].lo + 0.01 * span);
+      g_assert_cmpfloat (hi, >, cases[c].hi - 0.01 * span);
+    }
+  free_many_items (ctx);
+}
+
 static void
 test_erase_area (void)
 {
@@ -375,6 +442,8 @@ test_bad_parameters (void)
     { "randomerase", "ratio=2", "key 'ratio': expected min,max" },
     { "randomcrop", "padding=1 size=20", "key 'size': a window of 20x20" },
     { "randomcrop", "size=1,2,3", "key 'size': expected height,width" },
+    { "randomaffine", "scale=2,1", "key 'scale': expected min,max with min <= max" },
+    { "randomaffine", "translate=0.1,0.1,0.1", "key 'translate': expected at most 2 values" },
   };
   g_autoptr (StTensor) in = st_tensor_new0 (1, 1, 8, 8);
   g_autoptr (StRunContext) ctx = st_run_context_new (1, 0);
@@ -506,6 +575,7 @@ main (int argc, char **argv)
   g_test_add_func ("/augment/flip-rate", test_flip_rate);
   g_test_add_func ("/augment/crop-offsets", test_crop_offsets);
   g_test_add_func ("/augment/erase-area", test_erase_area);
+  g_test_add_func ("/augment/affine-draws", test_affine_draws);
   g_test_add_func ("/augment/jitter-range", test_jitter_range);
   g_test_add_func ("/augment/bad-parameters", test_bad_parameters);
   g_test_add_func ("/augment/plugins-listing", test_plugins_listing);
