@@ -1888,6 +1888,140 @@ test_webp_from_libwebp (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
         }
 }
 
+/* Files made by the formats' own command-line tools, where they are
+ * installed (the test command installs libtiff-tools and webp): tiffcp
+ * rewrites a strata TIFF with each compression and as tiles, cwebp encodes
+ * a PNG, ImageMagick's convert writes PGM, GIF and 16-bit TIFF.  A tool
+ * that is missing skips its part, saying so. */
+static gboolean
+run_tool (const char *const *argv)
+{
+  g_autofree char *path = g_find_program_in_path (argv[0]);
+  if (!path)
+    return FALSE;
+  g_autofree char *err = NULL;
+  int status = -1;
+  g_autoptr (GError) error = NULL;
+  g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL,
+                NULL, NULL, NULL, &err, &status, &error);
+  g_assert_no_error (error);
+  if (!g_spawn_check_wait_status (status, NULL))
+    g_error ("%s failed: %s", argv[0], err);
+  return TRUE;
+}
+
+/* Whether `convert` is ImageMagick's (some systems have other commands of
+ * that name). */
+static gboolean
+have_imagemagick (void)
+{
+  g_autofree char *path = g_find_program_in_path ("convert");
+  if (!path)
+    return FALSE;
+  const char *argv[] = { "convert", "-version", NULL };
+  g_autofree char *out = NULL;
+  int status = -1;
+  return g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL,
+                       &out, NULL, &status, NULL)
+         && g_spawn_check_wait_status (status, NULL) && out && strstr (out, "ImageMagick");
+}
+
+static void
+test_files_from_other_tools (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  GString *missing = g_string_new (NULL);
+  /* tiffcp: every compression strata reads, and tiles, from a 16-bit RGB
+   * and an 8-bit RGBA strata TIFF; all lossless except JPEG. */
+  g_autoptr (StTensor) deep = random_levels (3, 37, 29, 65535, 41);
+  g_autoptr (StTensor) rgba = random_levels (4, 23, 31, 255, 42);
+  g_autofree char *deep_tif = tu_temp_path (fx, "deep.tif");
+  g_autofree char *rgba_tif = tu_temp_path (fx, "rgba.tif");
+  save_ok (deep, deep_tif, ST_FORMAT_TIFF, 16, 90);
+  save_ok (rgba, rgba_tif, ST_FORMAT_TIFF, 8, 90);
+  static const char *const ways[][4] = {
+    { "-c", "lzw", NULL }, { "-c", "zip", NULL }, { "-c", "packbits", NULL },
+    { "-c", "none", NULL }, { "-t", "-w", "16", NULL },
+  };
+  gboolean have_tiffcp = TRUE;
+  for (gsize w = 0; w < G_N_ELEMENTS (ways) && have_tiffcp; w++)
+    for (int k = 0; k < 2; k++)
+      {
+        const char *src = k ? rgba_tif : deep_tif;
+        g_autofree char *dst = tu_temp_path (fx, "copy.tif");
+        const char *argv[8] = { "tiffcp" };
+        int n = 1;
+        for (int i = 0; ways[w][i]; i++)
+          argv[n++] = ways[w][i];
+        argv[n++] = src, argv[n++] = dst, argv[n] = NULL;
+        g_unlink (dst);
+        if (!(have_tiffcp = run_tool (argv)))
+          break;
+        StImageInfo info;
+        g_autoptr (StTensor) t = load_ok (dst, &info);
+        assert_tensors_equal (t, k ? rgba : deep);
+        g_assert_cmpint (info.bit_depth, ==, k ? 8 : 16);
+      }
+  if (have_tiffcp)
+    {
+      g_autoptr (StTensor) smooth = gradient (3, 40, 48);
+      g_autofree char *src = tu_temp_path (fx, "smooth.tif");
+      g_autofree char *dst = tu_temp_path (fx, "jpeg.tif");
+      save_ok (smooth, src, ST_FORMAT_TIFF, 8, 90);
+      const char *argv[] = { "tiffcp", "-c", "jpeg:95", src, dst, NULL };
+      g_assert_true (run_tool (argv));
+      g_autoptr (StTensor) t = load_ok (dst, NULL);
+      g_assert_cmpfloat (mean_abs_error (t, smooth), <, 0.01);
+    }
+  else
+    g_string_append (missing, " tiffcp (libtiff-tools)");
+
+  /* cwebp: lossless from an RGBA PNG (exact where alpha is not 0), lossy
+   * from an RGB one. */
+  g_autofree char *png = tu_temp_path (fx, "rgba.png");
+  g_autofree char *webp = tu_temp_path (fx, "cwebp.webp");
+  save_ok (rgba, png, ST_FORMAT_PNG, 8, 90);
+  const char *lossless[] = { "cwebp", "-quiet", "-lossless", "-exact", png, "-o", webp, NULL };
+  if (run_tool (lossless))
+    {
+      g_autoptr (StTensor) t = load_ok (webp, NULL);
+      assert_tensors_equal (t, rgba);
+      g_autoptr (StTensor) smooth = gradient (3, 40, 48);
+      g_autofree char *rgb_png = tu_temp_path (fx, "smooth.png");
+      save_ok (smooth, rgb_png, ST_FORMAT_PNG, 8, 90);
+      const char *lossy[] = { "cwebp", "-quiet", "-q", "90", rgb_png, "-o", webp, NULL };
+      g_assert_true (run_tool (lossy));
+      g_autoptr (StTensor) l = load_ok (webp, NULL);
+      g_assert_cmpfloat (mean_abs_error (l, smooth), <, 0.02);
+    }
+  else
+    g_string_append (missing, " cwebp (webp)");
+
+  /* ImageMagick: PGM, GIF and 16-bit TIFF from a 16-bit gray PNG. */
+  g_autoptr (StTensor) gray = random_levels (1, 13, 17, 65535, 43);
+  g_autofree char *gray_png = tu_temp_path (fx, "gray16.png");
+  save_ok (gray, gray_png, ST_FORMAT_PNG, 16, 90);
+  g_autofree char *pgm = tu_temp_path (fx, "magick.pgm");
+  const char *to_pgm[] = { "convert", gray_png, pgm, NULL };
+  if (have_imagemagick () && run_tool (to_pgm))
+    {
+      g_autoptr (StTensor) t = load_ok (pgm, NULL);
+      assert_tensors_equal (t, gray);
+      g_autofree char *gif = tu_temp_path (fx, "magick.gif");
+      g_autofree char *rgb8_png = tu_temp_path (fx, "levels.png");
+      g_autoptr (StTensor) few = random_levels (3, 9, 11, 3, 44);  /* 64 colours at most */
+      save_ok (few, rgb8_png, ST_FORMAT_PNG, 8, 90);
+      const char *to_gif[] = { "convert", rgb8_png, gif, NULL };
+      g_assert_true (run_tool (to_gif));
+      g_autoptr (StTensor) g = load_ok (gif, NULL);
+      assert_tensors_equal (g, few);
+    }
+  else
+    g_string_append (missing, " convert (imagemagick)");
+  if (missing->len)
+    g_test_message ("not installed, so not tried:%s", missing->str);
+  g_string_free (missing, TRUE);
+}
+
 static void
 test_webp_bad (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
 {
@@ -2596,6 +2730,7 @@ main (int argc, char **argv)
   ADD ("/image/webp/quality", test_webp_quality);
   ADD ("/image/webp/from-libwebp", test_webp_from_libwebp);
   ADD ("/image/webp/bad", test_webp_bad);
+  ADD ("/image/files-from-other-tools", test_files_from_other_tools);
   ADD ("/image/webp/lossless", test_webp_lossless);
   ADD ("/image/metadata/round-trip", test_metadata_round_trip);
   ADD ("/image/metadata/jpeg-large-icc", test_metadata_jpeg_large_icc);
