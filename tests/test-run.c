@@ -1558,6 +1558,57 @@ test_content_recognition (void)
   tu_remove_tree (tmp);
 }
 
+/* The bundled classifiers on the bundled samples: each file is named for
+ * its class (00023-ankle-boot.png, tshirt.jpg), and the shipped weights
+ * must keep naming nearly all of them right, through the plain pipeline
+ * and through the photo pipeline's grayscale, resize and invert. */
+static int
+count_right (const char *pipeline, const char *folder, int *total)
+{
+  g_autofree char *dir = g_build_filename (g_getenv ("STRATA_SOURCE_ROOT"), "samples", folder,
+                                           NULL);
+  g_autofree char *out = NULL, *err = NULL;
+  int status = tu_run_capture (exe, &out, &err, "run", pipeline, dir, "-o", "-", "-j", "1",
+                               NULL);
+  g_assert_cmpint (status, ==, 0);
+  g_auto (GStrv) lines = g_strsplit (out, "\n", -1);
+  int right = 0;
+  *total = 0;
+  for (int i = 1; lines[i] && *lines[i]; i++)
+    {
+      g_auto (GStrv) fields = g_strsplit (lines[i], ",", 3);
+      g_assert_nonnull (fields[1]);
+      g_autofree char *base = g_path_get_basename (fields[0]);
+      /* "00023-ankle-boot.png" and "Ankle boot" both become "ankleboot". */
+      GString *want = g_string_new (NULL), *got = g_string_new (NULL);
+      for (const char *c = base[0] >= '0' && base[0] <= '9' ? strchr (base, '-') + 1 : base;
+           *c && *c != '.'; c++)
+        if (g_ascii_isalpha (*c))
+          g_string_append_c (want, g_ascii_tolower (*c));
+      for (const char *c = fields[1]; *c && *c != '/'; c++)
+        if (g_ascii_isalpha (*c))
+          g_string_append_c (got, g_ascii_tolower (*c));
+      g_test_message ("%s: %s", base, fields[1]);
+      right += strcmp (want->str, got->str) == 0;
+      (*total)++;
+      g_string_free (want, TRUE);
+      g_string_free (got, TRUE);
+    }
+  return right;
+}
+
+static void
+test_bundled_classifiers (void)
+{
+  int total = 0;
+  int right = count_right ("fashion-mnist", "fashion-mnist", &total);
+  g_assert_cmpint (total, ==, 20);
+  g_assert_cmpint (right, >=, 19);
+  right = count_right ("fashion-mnist-photo", "garments", &total);
+  g_assert_cmpint (total, ==, 10);
+  g_assert_cmpint (right, >=, 9);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1584,6 +1635,7 @@ main (int argc, char **argv)
   g_test_add_func ("/run/ignored-files", test_ignored_files);
   g_test_add_func ("/run/progress", test_progress);
   g_test_add_func ("/run/predictions-on-stdout", test_predictions_on_stdout);
+  g_test_add_func ("/run/bundled-classifiers", test_bundled_classifiers);
   g_test_add_func ("/run/thread-start-failure", test_thread_start_failure);
   g_test_add_func ("/run/pool-bound", test_pool_bound);
   g_test_add_func ("/run/atomic-file", test_atomic_file);
