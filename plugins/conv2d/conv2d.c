@@ -144,7 +144,8 @@ typedef struct {
   float *dcol;                 /* [kg, cols]: the col gradient */
   float *dw;                   /* [c2, kg]: this task's weight gradient (tasks > 0) */
   float *db;                   /* [c2] */
-  gsize col_n, tmp_n, dcol_n, dw_n, db_n;
+  float *halo;                 /* [2, c1, halo rows, w1]: input-gradient rows shared with other tasks */
+  gsize col_n, tmp_n, dcol_n, dw_n, db_n, halo_n;
 } Work;
 
 typedef struct {
@@ -168,6 +169,7 @@ work_clear (Work *w)
   g_free (w->dcol);
   g_free (w->dw);
   g_free (w->db);
+  g_free (w->halo);
   memset (w, 0, sizeof *w);
 }
 
@@ -581,12 +583,39 @@ col2im_taps_add (float *restrict grad_in, const float *restrict col, const Geom 
       }
 }
 
-/* The adjoint of im2col: grad_in += each col entry at the pixel it came from. */
+/* Rows [r0, r1) of the input gradient of image n that another task also
+ * adds into: kept apart in buf, [c1, halo_rows (g), w1], and added to the
+ * gradient after all tasks, in task order, so that the sums do not depend
+ * on which task finishes first.  r0 == r1: none. */
+typedef struct {
+  int n, r0, r1;
+  float *buf;
+} Halo;
+
+/* Input rows that one output row's taps reach, at most. */
+static int
+halo_rows (const Geom *g)
+{
+  return (g->kh - 1) * g->dh + 1;
+}
+
+/* The input-gradient row (n, c, iy), in a task's halo when shared. */
+static float *
+din_row (float *grad_in, const Halo *halo, const Geom *g, int n, int c, int iy)
+{
+  for (int h = 0; halo && h < 2; h++)
+    if (n == halo[h].n && iy >= halo[h].r0 && iy < halo[h].r1)
+      return halo[h].buf + ((gsize) c * halo_rows (g) + (iy - halo[h].r0)) * g->w1;
+  return grad_in + ((gsize) n * g->c1 + c) * g->h1 * g->w1 + (gsize) iy * g->w1;
+}
+
+/* The adjoint of im2col: grad_in += each col entry at the pixel it came
+ * from (or in halo, when shared with another task; halo may be NULL). */
 static void
-col2im_add (float *restrict grad_in, const float *restrict col, const Geom *g,
+col2im_add (float *restrict grad_in, const Halo *halo, const float *restrict col, const Geom *g,
             int c0, gsize p0, gsize p1)
 {
-  const gsize hw2 = (gsize) g->h2 * g->w2, plane = (gsize) g->h1 * g->w1;
+  const gsize hw2 = (gsize) g->h2 * g->w2;
   const int n_start = (int) (p0 / hw2);
   const int y_start = (int) (p0 % hw2 / g->w2), x_start = (int) (p0 % hw2 % g->w2);
   const float *restrict src = col;
@@ -604,8 +633,7 @@ col2im_add (float *restrict grad_in, const float *restrict col, const Geom *g,
               int iy = y * g->sh + yoff;
               if (iy >= 0 && iy < g->h1)
                 {
-                  float *restrict d = grad_in + ((gsize) n * g->c1 + c0 + c) * plane
-                                      + (gsize) iy * g->w1 + xoff;
+                  float *restrict d = din_row (grad_in, halo, g, n, c0 + c, iy) + xoff;
                   const float *restrict s = src - x;
                   int a = CLAMP (lo, x, xe), b = CLAMP (hi, a, xe);
                   if (g->sw == 1)
@@ -927,7 +955,7 @@ typedef struct {
   float *dw;                   /* [C2, C1/G, kh, kw], or NULL */
   float *db;                   /* [C2], or NULL */
   float *din;                  /* [N, C1, H1, W1], or NULL */
-  GMutex *din_lock;            /* pieces of one image overlap in din; NULL when blocks are whole images */
+  gboolean halos;              /* tasks share pieces of images, whose input gradients overlap */
   StActivation act;
   float slope;
 } BwdJob;
@@ -951,7 +979,8 @@ sum_floats (const float *restrict x, gsize n)
 }
 
 static void
-backward_block (const BwdJob *j, Work *wk, const Block *k, float *dw, float *db)
+backward_block (const BwdJob *j, Work *wk, const Block *k, float *dw, float *db,
+                const Halo *halo)
 {
   const Geom *g = &j->cv->g;
   const gsize hw = (gsize) g->h2 * g->w2, cols = k->p1 - k->p0;
@@ -1020,15 +1049,68 @@ backward_block (const BwdJob *j, Work *wk, const Block *k, float *dw, float *db)
         }
       cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, g->kg, (int) cols, g->mg,
                    1.0f, w_g, g->kg, dz_g, (int) cols, 0.0f, wk->dcol, (int) cols);
-      if (j->din_lock)
-        g_mutex_lock (j->din_lock);
       if (j->cv->taps && !j->pl->split)
         col2im_taps_add (j->din, wk->dcol, g, j->cv->taps, gi * g->cg, k->n0, k->n1);
       else
-        col2im_add (j->din, wk->dcol, g, gi * g->cg, k->p0, k->p1);
-      if (j->din_lock)
-        g_mutex_unlock (j->din_lock);
+        col2im_add (j->din, halo, wk->dcol, g, gi * g->cg, k->p0, k->p1);
     }
+}
+
+/* The input rows of image n that output rows [y0, y1] reach, clipped. */
+static void
+rows_reached (const Geom *g, int y0, int y1, int *r0, int *r1)
+{
+  *r0 = MAX (y0 * g->sh - g->pt, 0);
+  *r1 = MIN (y1 * g->sh - g->pt + halo_rows (g), g->h1);
+}
+
+/* The halos of the task over output pixels [p0, p1): the input rows its
+ * first image shares with the pixels before p0, and those its last image
+ * shares with the pixels from p1.  A row reached from both sides is in the
+ * first; one reached from one task only is written in place. */
+static void
+task_halos (const Geom *g, gsize hw, gsize p0, gsize p1, float *buf, Halo halo[2])
+{
+  gsize halo_n = (gsize) g->c1 * halo_rows (g) * g->w1;
+  memset (halo, 0, 2 * sizeof *halo);
+  halo[0].buf = buf;
+  halo[1].buf = buf + halo_n;
+  if (p0 % hw != 0)
+    {
+      int r0, r1, e0, e1;
+      halo[0].n = (int) (p0 / hw);
+      gsize last = MIN (p1 - 1 - (gsize) halo[0].n * hw, hw - 1);
+      rows_reached (g, (int) (p0 % hw / g->w2), (int) (last / g->w2), &r0, &r1);
+      rows_reached (g, 0, (int) ((p0 - 1) % hw / g->w2), &e0, &e1);
+      halo[0].r0 = r0;
+      halo[0].r1 = MAX (r0, MIN (r1, e1));
+    }
+  if (p1 % hw != 0)
+    {
+      int r0, r1, e0, e1;
+      halo[1].n = (int) ((p1 - 1) / hw);
+      gsize first = MAX (p0, (gsize) halo[1].n * hw);
+      rows_reached (g, (int) (first % hw / g->w2), (int) ((p1 - 1) % hw / g->w2), &r0, &r1);
+      rows_reached (g, (int) (p1 % hw / g->w2), g->h2 - 1, &e0, &e1);
+      halo[1].r0 = MAX (r0, e0);
+      halo[1].r1 = MAX (halo[1].r0, r1);
+    }
+}
+
+/* din += a task's halo. */
+static void
+add_halos (float *din, const Geom *g, const Halo halo[2])
+{
+  const gsize plane = (gsize) g->h1 * g->w1, w1 = g->w1;
+  for (int h = 0; h < 2; h++)
+    for (int c = 0; c < g->c1; c++)
+      for (int iy = halo[h].r0; iy < halo[h].r1; iy++)
+        {
+          float *restrict d = din + ((gsize) halo[h].n * g->c1 + c) * plane + iy * w1;
+          const float *restrict s = halo[h].buf + ((gsize) c * halo_rows (g) + (iy - halo[h].r0)) * w1;
+          for (gsize x = 0; x < w1; x++)
+            d[x] += s[x];
+        }
 }
 
 static void
@@ -1059,10 +1141,17 @@ backward_tasks (gsize begin, gsize end, gpointer data)
         }
       int b0 = (int) ((gsize) pl->n_blocks * t / pl->n_tasks);
       int b1 = (int) ((gsize) pl->n_blocks * (t + 1) / pl->n_tasks);
+      Halo halo[2];
+      if (j->halos)
+        {
+          task_halos (g, pl->hw, block_at (pl, b0, g->n).p0, block_at (pl, b1 - 1, g->n).p1,
+                      wk->halo, halo);
+          memset (wk->halo, 0, sizeof (float) * wk->halo_n);
+        }
       for (int b = b0; b < b1; b++)
         {
           Block k = block_at (pl, b, g->n);
-          backward_block (j, wk, &k, dw, db);
+          backward_block (j, wk, &k, dw, db, j->halos ? halo : NULL);
         }
     }
 }
@@ -1097,6 +1186,9 @@ conv_backward (StStage *stage, const StRunContext *ctx,
   Plan pl = plan_blocks (g, ctx);
   gsize cols = plan_max_cols (&pl);
   Work *work = task_work (cv, pl.n_tasks);
+  /* Pieces of one image in different tasks reach the same input rows. */
+  const gboolean halos = din && pl.split && pl.n_tasks > 1 && !g->pointwise;
+  const gsize halo_n = 2 * (gsize) g->c1 * halo_rows (g) * g->w1;
   for (int t = 0; t < pl.n_tasks; t++)
     {
       Work *wk = &work[t];
@@ -1112,10 +1204,10 @@ conv_backward (StStage *stage, const StRunContext *ctx,
         return scratch_failed (g, dw_n, pl.n_tasks, error);
       if (t > 0 && db && !scratch (&wk->db, &wk->db_n, g->c2))
         return scratch_failed (g, g->c2, pl.n_tasks, error);
+      if (halos && !scratch (&wk->halo, &wk->halo_n, halo_n))
+        return scratch_failed (g, halo_n, pl.n_tasks, error);
     }
 
-  GMutex lock;
-  g_mutex_init (&lock);
   BwdJob j = {
     .cv = cv, .pl = &pl, .in = inputs[0]->data,
     .in_end = inputs[0]->data + st_tensor_numel (inputs[0]),
@@ -1126,11 +1218,20 @@ conv_backward (StStage *stage, const StRunContext *ctx,
     .dw = dw ? dw->data : NULL,
     .db = db ? db->data : NULL,
     .din = din ? din->data : NULL,
-    .din_lock = pl.split && pl.n_tasks > 1 ? &lock : NULL,
+    .halos = halos,
     .act = act, .slope = st_activation_arg (act, cfg->slope, cfg->alpha),
   };
   st_parallel_for (ctx, pl.n_tasks, backward_tasks, &j);
-  g_mutex_clear (&lock);
+
+  for (int t = 0; halos && t < pl.n_tasks; t++)
+    {
+      Halo halo[2];
+      int b0 = (int) ((gsize) pl.n_blocks * t / pl.n_tasks);
+      int b1 = (int) ((gsize) pl.n_blocks * (t + 1) / pl.n_tasks);
+      task_halos (g, pl.hw, block_at (&pl, b0, g->n).p0, block_at (&pl, b1 - 1, g->n).p1,
+                  work[t].halo, halo);
+      add_halos (din->data, g, halo);
+    }
 
   for (int t = 1; t < pl.n_tasks; t++)
     {
