@@ -384,6 +384,10 @@ conv_infer (StStage *stage, GError **error)
 #define SCRATCH_CAP (16 * 1024 * 1024)
 /* Multiply-adds a task must have to be worth waking a thread for. */
 #define MIN_TASK_MACS 400000.0
+/* Tasks per thread, at least, when there is work for them: the pool hands
+ * them out as threads become free, so a thread the system deschedules
+ * holds up one small task instead of its whole share. */
+#define TASKS_PER_THREAD 4
 
 typedef struct {
   gsize hw;                    /* pixels per image */
@@ -407,24 +411,27 @@ plan_blocks (const Geom *g, const StRunContext *ctx)
   target = MAX (1, MIN (target, SCRATCH_CAP / ((gsize) g->kg + g->c2)));
   double macs = (double) g->n * pl.hw * g->kg * g->c2;
   int threads = MAX (1, (int) MIN (st_parallel_threads (ctx), macs / MIN_TASK_MACS));
+  int tasks = threads == 1 ? 1
+              : MAX (threads, (int) MIN (threads * TASKS_PER_THREAD, macs / MIN_TASK_MACS));
 
   if (pl.hw * 2 >= target)
     {
       pl.split = TRUE;
       gsize pieces = (pl.hw + target - 1) / target;
-      if ((gsize) g->n * pieces < (gsize) threads)
-        pieces = MIN (((gsize) threads + g->n - 1) / g->n, pl.hw);
+      if ((gsize) g->n * pieces < (gsize) tasks)
+        pieces = MIN (((gsize) tasks + g->n - 1) / g->n, pl.hw);
       pl.per_block = (int) pieces;
       pl.n_blocks = g->n * pl.per_block;
     }
   else
     {
       int per = (int) MAX (target / pl.hw, 1);
-      per = MIN (per, (g->n + threads - 1) / threads);
+      per = MIN (per, (g->n + tasks - 1) / tasks);
       pl.per_block = per;
       pl.n_blocks = (g->n + per - 1) / per;
     }
-  pl.n_tasks = MIN (threads, pl.n_blocks);
+  /* One block a task where that is not many more than asked for. */
+  pl.n_tasks = pl.n_blocks <= 2 * tasks ? pl.n_blocks : tasks;
   return pl;
 }
 
