@@ -159,6 +159,12 @@ typedef struct {
   int *taps;
   Work *work;
   int n_work;
+  /* Training: the col matrices of the last forward, every block's, for its
+   * backward; valid for the plan they were packed under. */
+  float *cols;
+  gsize cols_n;
+  gboolean cols_valid, cols_split;
+  int cols_blocks, cols_per_block;
 } Conv;
 
 static void
@@ -183,6 +189,7 @@ conv_free (Conv *cv)
   g_free (cv->work);
   g_free (cv->pre);
   g_free (cv->taps);
+  g_free (cv->cols);
   g_free (cv);
 }
 
@@ -326,6 +333,7 @@ conv_infer (StStage *stage, GError **error)
       stage->priv = cv;
     }
   cv->g = g;
+  cv->cols_valid = FALSE;
   g_clear_pointer (&cv->taps, g_free);
   if (g.w2 < SMALL_ROW && (gint64) g.h2 * g.w2 <= SMALL_MAP)
     {
@@ -401,6 +409,7 @@ typedef struct {
   gsize p0, p1;                /* pixels */
   int n0, n1;                  /* images touched */
   gsize q0;                    /* first pixel within image n0 */
+  int index;
 } Block;
 
 static Plan
@@ -439,6 +448,7 @@ static Block
 block_at (const Plan *pl, int b, int n_images)
 {
   Block k;
+  k.index = b;
   if (pl->split)
     {
       int piece = b % pl->per_block;
@@ -685,6 +695,7 @@ typedef struct {
   const float *b;              /* [C2] or NULL */
   float *out;                  /* [N, C2, H2, W2] */
   float *pre;                  /* like out, or NULL */
+  float *cols;                 /* where to keep the col matrices for backward, or NULL */
   StActivation act;
   float slope;
 } FwdJob;
@@ -800,8 +811,30 @@ direct_gemm (float *restrict out, float *restrict pre, gsize ldo,
     }
 }
 
+/* Where block k's col of group gi starts in the kept matrices: blocks
+ * tile the pixels, with im2col's slack after each so that its row copies
+ * never reach into the next block's, which another thread may be packing. */
+static gsize
+kept_col (const Geom *g, const Plan *pl, const Block *k, int gi)
+{
+  gsize pixels = (gsize) g->n * pl->hw;
+  return ((gsize) gi * pixels + k->p0) * g->kg + ((gsize) gi * pl->n_blocks + k->index) * ROW_BURST;
+}
+
+/* Floats of a plan's kept col matrices. */
+static gsize
+kept_cols_size (const Geom *g, const Plan *pl)
+{
+  return (gsize) g->groups * ((gsize) g->n * pl->hw * g->kg + (gsize) pl->n_blocks * ROW_BURST);
+}
+
+/* Largest kept col matrices, in floats: past this (large images) backward
+ * packs the input again, which costs less than the memory. */
+#define KEPT_COLS_MAX (16 * 1024 * 1024)
+
 /* The block's input as the right-hand matrix of group gi: the input itself
- * for a pointwise convolution of one image, else its im2col packing. */
+ * for a pointwise convolution of one image, else its im2col packing, into
+ * the kept matrices when training. */
 static const float *
 block_matrix (const FwdJob *j, Work *wk, const Block *k, int gi, gsize *ldb)
 {
@@ -812,12 +845,13 @@ block_matrix (const FwdJob *j, Work *wk, const Block *k, int gi, gsize *ldb)
       *ldb = hw;
       return j->in + ((gsize) k->n0 * g->c1 + (gsize) gi * g->cg) * hw + k->q0;
     }
+  float *col = j->cols ? j->cols + kept_col (g, j->pl, k, gi) : wk->col;
   if (j->cv->taps && !j->pl->split)
-    im2col_taps (wk->col, j->in, g, j->cv->taps, gi * g->cg, k->n0, k->n1);
+    im2col_taps (col, j->in, g, j->cv->taps, gi * g->cg, k->n0, k->n1);
   else
-    im2col (wk->col, j->in, j->in_end, g, gi * g->cg, k->p0, k->p1);
+    im2col (col, j->in, j->in_end, g, gi * g->cg, k->p0, k->p1);
   *ldb = k->p1 - k->p0;
-  return wk->col;
+  return col;
 }
 
 static void
@@ -935,16 +969,27 @@ conv_forward (StStage *stage, const StRunContext *ctx,
   if (st_activation_needs_input (act)
       && !(pre = scratch (&cv->pre, &cv->pre_n, st_tensor_numel (output))))
     return scratch_failed (g, st_tensor_numel (output), 1, error);
+  /* Training keeps the col matrices for backward, which would otherwise
+   * pack the same input again (a tenth of an epoch on the Keras MNIST
+   * network); without the memory it packs again. */
+  cv->cols_valid = FALSE;
+  float *kept = NULL;
+  if (ctx->training && !g->pointwise && kept_cols_size (g, &pl) <= KEPT_COLS_MAX)
+    kept = scratch (&cv->cols, &cv->cols_n, kept_cols_size (g, &pl));
 
   FwdJob j = {
     .cv = cv, .pl = &pl, .in = inputs[0]->data,
     .in_end = inputs[0]->data + st_tensor_numel (inputs[0]),
     .w = st_stage_param (stage, cv->weight)->data,
     .b = cv->bias >= 0 ? st_stage_param (stage, cv->bias)->data : NULL,
-    .out = output->data, .pre = pre, .act = act,
+    .out = output->data, .pre = pre, .cols = kept, .act = act,
     .slope = st_activation_arg (act, cfg->slope, cfg->alpha),
   };
   st_parallel_for (ctx, pl.n_tasks, forward_tasks, &j);
+  cv->cols_valid = kept != NULL;
+  cv->cols_split = pl.split;
+  cv->cols_blocks = pl.n_blocks;
+  cv->cols_per_block = pl.per_block;
   return TRUE;
 }
 
@@ -962,6 +1007,7 @@ typedef struct {
   float *dw;                   /* [C2, C1/G, kh, kw], or NULL */
   float *db;                   /* [C2], or NULL */
   float *din;                  /* [N, C1, H1, W1], or NULL */
+  const float *cols;           /* the forward's col matrices, or NULL: pack again */
   gboolean halos;              /* tasks share pieces of images, whose input gradients overlap */
   StActivation act;
   float slope;
@@ -1026,6 +1072,11 @@ backward_block (const BwdJob *j, Work *wk, const Block *k, float *dw, float *db,
         {
           col = j->in + ((gsize) k->n0 * g->c1 + (gsize) gi * g->cg) * hw + k->q0;
           ldcol = hw;
+        }
+      else if (j->cols)
+        {
+          col = j->cols + kept_col (g, j->pl, k, gi);
+          ldcol = cols;
         }
       else
         {
@@ -1225,6 +1276,8 @@ conv_backward (StStage *stage, const StRunContext *ctx,
     .dw = dw ? dw->data : NULL,
     .db = db ? db->data : NULL,
     .din = din ? din->data : NULL,
+    .cols = cv->cols_valid && cv->cols_split == pl.split && cv->cols_blocks == pl.n_blocks
+            && cv->cols_per_block == pl.per_block ? cv->cols : NULL,
     .halos = halos,
     .act = act, .slope = st_activation_arg (act, cfg->slope, cfg->alpha),
   };

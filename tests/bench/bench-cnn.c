@@ -90,6 +90,8 @@ time_network (StPipeline *p, StRunContext *ctx, const StTensor *in, gboolean bac
   fill (grad, rand, -1, 1);
   double *t = g_new (double, n_runs);
   GError *error = NULL;
+  /* Training keeps what backward needs; inference does not. */
+  ctx->training = backward;
   for (int r = -3; r < n_runs; r++)
     {
       double t0 = now_ms ();
@@ -230,6 +232,7 @@ main (int argc, char **argv)
 
   /* Per layer, batch 64: this stage's forward and backward alone, and for
    * conv layers SGEMM on the product it reduces to. */
+  ctx->training = TRUE;
   StTensor *kept = st_pipeline_forward (p, ctx, in64, TRUE, &error);
   if (!kept)
     die (error);
