@@ -23,9 +23,10 @@
  * OpenBLAS's own two.  A 1×1 convolution at stride 1 without padding reads
  * the input as its own col matrix.
  *
- * Backward rebuilds col from the input rather than keeping it from the
- * forward: kept, it would be K times the input's size for every layer,
- * and rebuilding it costs about a sixth of the two GEMMs that use it. */
+ * In training the forward keeps col for the backward, up to 64 MB a
+ * layer; past that the backward rebuilds it from the input: kept, it is K
+ * times the input's size, and rebuilding it costs about a sixth of the two
+ * GEMMs that use it. */
 #include <strata/strata.h>
 
 #include <cblas.h>
@@ -970,8 +971,8 @@ conv_forward (StStage *stage, const StRunContext *ctx,
       && !(pre = scratch (&cv->pre, &cv->pre_n, st_tensor_numel (output))))
     return scratch_failed (g, st_tensor_numel (output), 1, error);
   /* Training keeps the col matrices for backward, which would otherwise
-   * pack the same input again (a tenth of an epoch on the Keras MNIST
-   * network); without the memory it packs again. */
+   * pack the same input again (a tenth of the backward's CPU time on the
+   * Keras MNIST network); without the memory it packs again. */
   cv->cols_valid = FALSE;
   float *kept = NULL;
   if (ctx->training && !g->pointwise && kept_cols_size (g, &pl) <= KEPT_COLS_MAX)
