@@ -1215,6 +1215,14 @@ backward_tasks (gsize begin, gsize end, gpointer data)
         }
       int b0 = (int) ((gsize) pl->n_blocks * t / pl->n_tasks);
       int b1 = (int) ((gsize) pl->n_blocks * (t + 1) / pl->n_tasks);
+      if (j->din && !pl->split)
+        {
+          /* The task's whole images are its own: cleared here, in
+           * parallel, rather than the whole gradient on one thread. */
+          gsize image = (gsize) g->c1 * g->h1 * g->w1;
+          int n0 = block_at (pl, b0, g->n).n0, n1 = block_at (pl, b1 - 1, g->n).n1;
+          memset (j->din + n0 * image, 0, sizeof (float) * (n1 - n0) * image);
+        }
       Halo halo[2];
       if (j->halos)
         {
@@ -1275,8 +1283,6 @@ conv_backward (StStage *stage, const StRunContext *ctx,
                    "backward without a forward of this shape before it");
       return FALSE;
     }
-  if (din)
-    st_tensor_zero (din);
   if (!dw && !db && !din)
     return TRUE;
 
@@ -1285,6 +1291,9 @@ conv_backward (StStage *stage, const StRunContext *ctx,
   Plan pl = plan_blocks (g, ctx);
   gsize cols = plan_max_cols (&pl);
   Work *work = task_work (cv, pl.n_tasks);
+  /* Tasks of whole images clear their own part of din. */
+  if (din && pl.split)
+    st_tensor_zero (din);
   /* Pieces of one image in different tasks reach the same input rows. */
   const gboolean halos = din && pl.split && pl.n_tasks > 1 && !g->pointwise;
   const gsize halo_n = 2 * (gsize) g->c1 * halo_rows (g) * g->w1;
