@@ -46,57 +46,101 @@ st_optimizer_free_slots (GArray *slots)
   g_array_free (slots, TRUE);
 }
 
-void
-st_optimizer_step (GArray *slots, const StTrainOptions *opt, double lr, gint64 step)
+/* Elements of one work item of the update: small enough to share a
+ * 93K-parameter network among threads, large enough to vectorise. */
+#define STEP_CHUNK 8192
+
+typedef struct {
+  GArray *slots;
+  const StTrainOptions *opt;
+  double lr, bias1, bias2;
+  guint *first_item;           /* per slot: its first work item; [slots->len] = the total */
+} StepJob;
+
+/* Updates elements [j0, j1) of one slot: every element on its own, so how
+ * the elements are split among threads never changes a result. */
+static void
+update_range (const StepJob *job, StOptimizerSlot *s, gsize j0, gsize j1)
 {
-  double wd = opt->weight_decay;
-  double bias1 = 1.0 - pow (opt->beta1, (double) step);
-  double bias2 = 1.0 - pow (opt->beta2, (double) step);
+  const StTrainOptions *opt = job->opt;
+  double lr = job->lr, wd = opt->weight_decay;
+  float *restrict w = s->weight->value->data, *restrict g = s->weight->grad->data;
+  float *restrict m = s->m->data, *restrict v = s->v ? s->v->data : NULL;
+  switch (opt->optimizer)
+    {
+    case ST_OPTIM_SGD:
+      /* As PyTorch: buf = momentum * buf + g; nesterov steps by g + momentum * buf. */
+      for (gsize j = j0; j < j1; j++)
+        {
+          float grad = g[j] + (float) wd * w[j];
+          float step_dir = grad;
+          if (opt->momentum > 0)
+            {
+              m[j] = (float) opt->momentum * m[j] + grad;
+              step_dir = opt->nesterov ? grad + (float) opt->momentum * m[j] : m[j];
+            }
+          w[j] -= (float) lr * step_dir;
+        }
+      break;
+    case ST_OPTIM_ADAM:
+    case ST_OPTIM_ADAMW:
+      {
+        gboolean decoupled = opt->optimizer == ST_OPTIM_ADAMW;
+        float b1 = (float) opt->beta1, b2 = (float) opt->beta2;
+        float step_size = (float) (lr / job->bias1);
+        float inv_sqrt_bias2 = (float) (1.0 / sqrt (job->bias2));
+        float eps = (float) opt->eps;
+        for (gsize j = j0; j < j1; j++)
+          {
+            float grad = g[j];
+            if (decoupled)
+              w[j] -= (float) (lr * wd) * w[j];
+            else
+              grad += (float) wd * w[j];
+            m[j] = b1 * m[j] + (1.0f - b1) * grad;
+            v[j] = b2 * v[j] + (1.0f - b2) * grad * grad;
+            w[j] -= step_size * m[j] / (sqrtf (v[j]) * inv_sqrt_bias2 + eps);
+          }
+        break;
+      }
+    }
+}
+
+static void
+update_items (gsize begin, gsize end, gpointer data)
+{
+  const StepJob *job = data;
+  guint i = 0;
+  for (gsize item = begin; item < end; item++)
+    {
+      while (job->first_item[i + 1] <= item)
+        i++;
+      StOptimizerSlot *s = &g_array_index (job->slots, StOptimizerSlot, i);
+      gsize n = st_tensor_numel (s->weight->value);
+      gsize j0 = (item - job->first_item[i]) * STEP_CHUNK;
+      update_range (job, s, j0, MIN (j0 + STEP_CHUNK, n));
+    }
+}
+
+void
+st_optimizer_step (GArray *slots, const StTrainOptions *opt, double lr, gint64 step,
+                   const StRunContext *ctx)
+{
+  g_autofree guint *first_item = g_new (guint, slots->len + 1);
+  first_item[0] = 0;
   for (guint i = 0; i < slots->len; i++)
     {
       StOptimizerSlot *s = &g_array_index (slots, StOptimizerSlot, i);
-      float *w = s->weight->value->data, *g = s->weight->grad->data;
-      float *m = s->m->data, *v = s->v ? s->v->data : NULL;
       gsize n = st_tensor_numel (s->weight->value);
-      switch (opt->optimizer)
-        {
-        case ST_OPTIM_SGD:
-          /* As PyTorch: buf = momentum * buf + g; nesterov steps by g + momentum * buf. */
-          for (gsize j = 0; j < n; j++)
-            {
-              float grad = g[j] + (float) wd * w[j];
-              float step_dir = grad;
-              if (opt->momentum > 0)
-                {
-                  m[j] = (float) opt->momentum * m[j] + grad;
-                  step_dir = opt->nesterov ? grad + (float) opt->momentum * m[j] : m[j];
-                }
-              w[j] -= (float) lr * step_dir;
-            }
-          break;
-        case ST_OPTIM_ADAM:
-        case ST_OPTIM_ADAMW:
-          {
-            gboolean decoupled = opt->optimizer == ST_OPTIM_ADAMW;
-            float b1 = (float) opt->beta1, b2 = (float) opt->beta2;
-            float step_size = (float) (lr / bias1);
-            float inv_sqrt_bias2 = (float) (1.0 / sqrt (bias2));
-            float eps = (float) opt->eps;
-            for (gsize j = 0; j < n; j++)
-              {
-                float grad = g[j];
-                if (decoupled)
-                  w[j] -= (float) (lr * wd) * w[j];
-                else
-                  grad += (float) wd * w[j];
-                m[j] = b1 * m[j] + (1.0f - b1) * grad;
-                v[j] = b2 * v[j] + (1.0f - b2) * grad * grad;
-                w[j] -= step_size * m[j] / (sqrtf (v[j]) * inv_sqrt_bias2 + eps);
-              }
-            break;
-          }
-        }
+      first_item[i + 1] = first_item[i] + (guint) ((n + STEP_CHUNK - 1) / STEP_CHUNK);
     }
+  StepJob job = {
+    .slots = slots, .opt = opt, .lr = lr,
+    .bias1 = 1.0 - pow (opt->beta1, (double) step),
+    .bias2 = 1.0 - pow (opt->beta2, (double) step),
+    .first_item = first_item,
+  };
+  st_parallel_for (ctx, first_item[slots->len], update_items, &job);
 }
 
 /* PyTorch's OneCycleLR with its defaults (anneal_strategy "cos",

@@ -20,8 +20,10 @@ GArray     *st_optimizer_collect_slots (GPtrArray *weights, const StTrainOptions
 /* The bytes of that state: what the slots will allocate. */
 guint64     st_optimizer_state_bytes (GPtrArray *weights, StOptimKind kind);
 void        st_optimizer_free_slots (GArray *slots);
-/* One update of every slot's parameter from its gradient; step counts from 1. */
-void        st_optimizer_step (GArray *slots, const StTrainOptions *opt, double lr, gint64 step);
+/* One update of every slot's parameter from its gradient; step counts from
+ * 1.  Shared among ctx's threads; the result does not depend on how. */
+void        st_optimizer_step (GArray *slots, const StTrainOptions *opt, double lr, gint64 step,
+                               const StRunContext *ctx);
 /* The learning rate of the optimiser step after `step` steps (from 0)
  * under opt's schedule, with steps_per_epoch batches an epoch and
  * opt->epochs epochs in all: per epoch for constant, step and cosine, per

@@ -472,7 +472,7 @@ train_batch (Run *run, const int *order, int epoch, int b, GError **error)
   st_dist_sum_gradients (run->weights);
   run->lr = st_schedule_lr (opt, run->pos.step, run->n_batches);
   run->pos.step++;
-  st_optimizer_step (run->slots, opt, run->lr, run->pos.step);
+  st_optimizer_step (run->slots, opt, run->lr, run->pos.step, run->ctx);
   return TRUE;
 }
 

@@ -460,25 +460,26 @@ test_conv_reference (void)
  * overlap), several pieces per image, a pointwise conv written in place,
  * a 3×3 map packed many images to a block; and maps wide enough to be
  * packed row by row rather than through the tap table. */
+static const ConvCase threaded_cases[] = {
+  { "filters=16 size=3", { 5, 3, 40, 40 } },
+  { "filters=8 size=3 padding=same activation=relu", { 1, 4, 64, 64 } },
+  { "filters=8 size=3 stride=1 dilation=2 padding=same", { 2, 1, 100, 100 } },
+  { "filters=16 size=1 activation=gelu", { 1, 16, 64, 64 } },
+  { "filters=64 size=3 activation=relu", { 64, 64, 5, 5 } },
+  { "filters=32 size=3 groups=4 stride=2 padding=same", { 3, 8, 37, 29 } },
+  /* Rows of 16 pixels and more take the row copies, strided and padded. */
+  { "filters=6 size=5,3 stride=2 dilation=1,2 padding=2", { 2, 3, 30, 70 } },
+  { "filters=4 size=7,5 stride=3,2 padding=same groups=2", { 1, 4, 50, 90 } },
+  { "filters=5 size=3 padding=same activation=tanh", { 4, 3, 9, 16 } },
+  { "filters=8 size=3 activation=relu", { 6, 5, 13, 13 } },
+};
+
 static void
 test_conv_threaded (void)
 {
-  static const ConvCase cases[] = {
-    { "filters=16 size=3", { 5, 3, 40, 40 } },
-    { "filters=8 size=3 padding=same activation=relu", { 1, 4, 64, 64 } },
-    { "filters=8 size=3 stride=1 dilation=2 padding=same", { 2, 1, 100, 100 } },
-    { "filters=16 size=1 activation=gelu", { 1, 16, 64, 64 } },
-    { "filters=64 size=3 activation=relu", { 64, 64, 5, 5 } },
-    { "filters=32 size=3 groups=4 stride=2 padding=same", { 3, 8, 37, 29 } },
-    /* Rows of 16 pixels and more take the row copies, strided and padded. */
-    { "filters=6 size=5,3 stride=2 dilation=1,2 padding=2", { 2, 3, 30, 70 } },
-    { "filters=4 size=7,5 stride=3,2 padding=same groups=2", { 1, 4, 50, 90 } },
-    { "filters=5 size=3 padding=same activation=tanh", { 4, 3, 9, 16 } },
-    { "filters=8 size=3 activation=relu", { 6, 5, 13, 13 } },
-  };
-  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+  for (guint i = 0; i < G_N_ELEMENTS (threaded_cases); i++)
     for (int t = 0; t < 2; t++)
-      check_conv_case (cases[i].params, cases[i].in, ctxs[t], 200 + i);
+      check_conv_case (threaded_cases[i].params, threaded_cases[i].in, ctxs[t], 200 + i);
 }
 
 static void
@@ -1062,6 +1063,76 @@ test_network_file (void)
   st_pipeline_free (p);
 }
 
+/* Pieces of one image on different tasks reach the same input rows; their
+ * input gradients must add up in the same order whichever thread finishes
+ * first, so repeated backward passes on many threads agree bit for bit
+ * (and with the reference).  Adding them as the tasks finished made the
+ * last bits of the shared rows vary from run to run. */
+static void
+test_conv_split_deterministic (void)
+{
+  static const ConvCase cases[] = {
+    { "filters=8 size=3 padding=same activation=relu", { 1, 4, 64, 64 } },
+    { "filters=6 size=5,3 stride=2 dilation=1,2 padding=2", { 2, 3, 90, 70 } },
+    { "filters=4 size=3 dilation=3 padding=same groups=2", { 3, 4, 70, 61 } },
+  };
+  StRunContext *ctx = st_run_context_new (8, 1);
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      check_conv_case (cases[i].params, cases[i].in, ctx, 400 + i);
+
+      g_autoptr (GError) error = NULL;
+      g_autoptr (GRand) rand = g_rand_new_with_seed (450 + i);
+      StStage *s = tu_stage_new (reg, "conv2d", "conv", cases[i].params, &error);
+      g_assert_no_error (error);
+      st_stage_infer (s, &cases[i].in, 1, &error);
+      g_assert_no_error (error);
+      fill_random (st_stage_param (s, 0), rand);
+      st_stage_enable_grads (s);
+      g_autoptr (StTensor) in = random_tensor (cases[i].in, rand);
+      g_autoptr (StTensor) out = st_tensor_new (s->out_shape, NULL);
+      g_autoptr (StTensor) dout = random_tensor (s->out_shape, rand);
+      g_autoptr (StTensor) din = st_tensor_new (cases[i].in, NULL);
+      g_autoptr (StTensor) first = st_tensor_new (cases[i].in, NULL);
+      g_assert_true (s->kind->forward (s, ctx, (const StTensor *const *) &in, out, &error));
+      for (int run = 0; run < 30; run++)
+        {
+          StTensor *gin[1] = { run == 0 ? first : din };
+          g_assert_true (s->kind->backward (s, ctx, (const StTensor *const *) &in, out, dout,
+                                            gin, &error));
+          g_assert_no_error (error);
+          if (run > 0 && memcmp (din->data, first->data, sizeof (float) * st_tensor_numel (din)) != 0)
+            g_error ("[%s]: the input gradient of run %d differs from the first's", cases[i].params,
+                     run + 1);
+        }
+      st_stage_free (s);
+    }
+  st_run_context_free (ctx);
+}
+
+/* In training the forward keeps its col matrices for the backward instead
+ * of packing the input again: the same cases, against the same reference,
+ * on training contexts. */
+static void
+test_conv_training (void)
+{
+  for (int t = 0; t < 2; t++)
+    {
+      StRunContext *ctx = st_run_context_new (t + 1, 1);
+      ctx->training = TRUE;
+      for (guint i = 0; i < G_N_ELEMENTS (threaded_cases); i++)
+        check_conv_case (threaded_cases[i].params, threaded_cases[i].in, ctx, 500 + i);
+      for (guint i = 0; i < G_N_ELEMENTS (conv_cases); i++)
+        {
+          StShape s = conv_cases[i].in;
+          s.n = 5;
+          check_conv_case (conv_cases[i].params, s, ctx, 550 + i);
+        }
+      check_conv_case ("filters=32 size=3 activation=relu", (StShape) { 7, 1, 28, 28 }, ctx, 590);
+      st_run_context_free (ctx);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1074,6 +1145,8 @@ main (int argc, char **argv)
   g_test_add_func ("/conv2d/shapes", test_conv_shapes);
   g_test_add_func ("/conv2d/reference", test_conv_reference);
   g_test_add_func ("/conv2d/threaded", test_conv_threaded);
+  g_test_add_func ("/conv2d/split-deterministic", test_conv_split_deterministic);
+  g_test_add_func ("/conv2d/training", test_conv_training);
   g_test_add_func ("/conv2d/gradcheck", test_conv_gradcheck);
   g_test_add_func ("/conv2d/errors", test_conv_errors);
   g_test_add_func ("/conv2d/equals-kernel", test_conv_equals_kernel);

@@ -13,6 +13,7 @@
  * PyTorch's batchnorm momentum rule.  maxpool's fast path for tiling
  * windows must match its general path bit for bit, NaNs included. */
 #include "context.h"
+#include "optimizer.h"
 #include "pipeline.h"
 #include "registry.h"
 #include "stage.h"
@@ -1370,6 +1371,121 @@ test_gradcheck_elu_seeds (void)
     }
 }
 
+/* ---- The optimiser's update, shared among threads ------------------------- */
+
+/* A dense stage's weight and bias with random values and gradients, and
+ * the optimiser's slots for them. */
+static StStage *
+optimizer_stage (guint32 seed, GArray **slots, const StTrainOptions *opt)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GRand) rand = g_rand_new_with_seed (seed);
+  StStage *s = tu_stage_new (reg, "dense", "fc", "units=70", &error);
+  g_assert_no_error (error);
+  StShape in = { 1, 300, 1, 1 };
+  st_stage_infer (s, &in, 1, &error);
+  g_assert_no_error (error);
+  st_stage_enable_grads (s);
+  g_autoptr (GPtrArray) weights = g_ptr_array_new ();
+  for (int k = 0; k < st_stage_n_weights (s); k++)
+    {
+      StWeight *w = st_stage_get_weight (s, k);
+      for (gsize i = 0; i < st_tensor_numel (w->value); i++)
+        w->value->data[i] = (float) g_rand_double_range (rand, -1, 1);
+      g_ptr_array_add (weights, w);
+    }
+  *slots = st_optimizer_collect_slots (weights, opt);
+  return s;
+}
+
+/* Sets every gradient from the step and the element's place. */
+static void
+optimizer_grads (StStage *s, int step)
+{
+  for (int k = 0; k < st_stage_n_weights (s); k++)
+    {
+      StWeight *w = st_stage_get_weight (s, k);
+      for (gsize i = 0; i < st_tensor_numel (w->grad); i++)
+        w->grad->data[i] = (float) sin (0.37 * (double) i + 1.3 * step + k) * 0.1f;
+    }
+}
+
+/* The update is split among the pool's threads in pieces of the tensors
+ * (the dense weight is 21,000 values): on four threads it must give the
+ * weights of one, bit for bit, and follow Adam's and SGD's formulas. */
+static void
+test_optimizer_threads (void)
+{
+  static const struct {
+    StOptimKind kind;
+    double momentum, weight_decay;
+    gboolean nesterov;
+  } cases[] = {
+    { ST_OPTIM_ADAM, 0, 0, FALSE },
+    { ST_OPTIM_ADAMW, 0, 0.01, FALSE },
+    { ST_OPTIM_SGD, 0.9, 0.001, TRUE },
+  };
+  StRunContext *four = st_run_context_new (4, 1);
+  for (guint c = 0; c < G_N_ELEMENTS (cases); c++)
+    {
+      StTrainOptions opt;
+      st_train_options_init (&opt);
+      opt.optimizer = cases[c].kind;
+      opt.momentum = cases[c].momentum;
+      opt.weight_decay = cases[c].weight_decay;
+      opt.nesterov = cases[c].nesterov;
+      st_train_options_finish (&opt);
+      GArray *slots[2];
+      StStage *stages[2] = { optimizer_stage (7, &slots[0], &opt), optimizer_stage (7, &slots[1], &opt) };
+      StWeight *w0 = st_stage_get_weight (stages[0], 0);
+      gsize n = st_tensor_numel (w0->value);
+      /* The reference, in double from the same start. */
+      g_autofree double *w = g_new (double, n), *m = g_new0 (double, n), *v = g_new0 (double, n);
+      for (gsize i = 0; i < n; i++)
+        w[i] = w0->value->data[i];
+      for (int step = 1; step <= 3; step++)
+        {
+          for (int k = 0; k < 2; k++)
+            {
+              optimizer_grads (stages[k], step);
+              st_optimizer_step (slots[k], &opt, opt.lr, step, k == 0 ? ctxs[0] : four);
+            }
+          for (gsize i = 0; i < n; i++)
+            {
+              double g = w0->grad->data[i];
+              if (opt.optimizer == ST_OPTIM_SGD)
+                {
+                  g += opt.weight_decay * w[i];
+                  m[i] = opt.momentum * m[i] + g;
+                  w[i] -= opt.lr * (g + opt.momentum * m[i]);
+                  continue;
+                }
+              if (opt.optimizer == ST_OPTIM_ADAMW)
+                w[i] -= opt.lr * opt.weight_decay * w[i];
+              m[i] = opt.beta1 * m[i] + (1 - opt.beta1) * g;
+              v[i] = opt.beta2 * v[i] + (1 - opt.beta2) * g * g;
+              double mh = m[i] / (1 - pow (opt.beta1, step)), vh = v[i] / (1 - pow (opt.beta2, step));
+              w[i] -= opt.lr * mh / (sqrt (vh) + opt.eps);
+            }
+        }
+      for (int k = 0; k < st_stage_n_weights (stages[0]); k++)
+        {
+          const StTensor *a = st_stage_get_weight (stages[0], k)->value;
+          const StTensor *b = st_stage_get_weight (stages[1], k)->value;
+          g_assert_cmpmem (a->data, st_tensor_numel (a) * sizeof (float), b->data,
+                           st_tensor_numel (b) * sizeof (float));
+        }
+      for (gsize i = 0; i < n; i++)
+        g_assert_cmpfloat_with_epsilon (w0->value->data[i], w[i], 1e-5);
+      for (int k = 0; k < 2; k++)
+        {
+          st_optimizer_free_slots (slots[k]);
+          st_stage_free (stages[k]);
+        }
+    }
+  st_run_context_free (four);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1379,6 +1495,7 @@ main (int argc, char **argv)
   ctxs[1] = st_run_context_new (3, 1);
 
   g_test_add_data_func ("/layers/maxpool/reference", GINT_TO_POINTER (TRUE), test_pool_reference);
+  g_test_add_func ("/layers/optimizer/threads", test_optimizer_threads);
   g_test_add_data_func ("/layers/maxpool/gradcheck", GINT_TO_POINTER (TRUE), test_pool_gradcheck);
   g_test_add_func ("/layers/maxpool/known", test_maxpool_known);
   g_test_add_func ("/layers/maxpool/tiled", test_maxpool_tiled);

@@ -23,9 +23,10 @@
  * OpenBLAS's own two.  A 1×1 convolution at stride 1 without padding reads
  * the input as its own col matrix.
  *
- * Backward rebuilds col from the input rather than keeping it from the
- * forward: kept, it would be K times the input's size for every layer,
- * and rebuilding it costs about a sixth of the two GEMMs that use it. */
+ * In training the forward keeps col for the backward, up to 64 MB a
+ * layer; past that the backward rebuilds it from the input: kept, it is K
+ * times the input's size, and rebuilding it costs about a sixth of the two
+ * GEMMs that use it. */
 #include <strata/strata.h>
 
 #include <cblas.h>
@@ -144,7 +145,8 @@ typedef struct {
   float *dcol;                 /* [kg, cols]: the col gradient */
   float *dw;                   /* [c2, kg]: this task's weight gradient (tasks > 0) */
   float *db;                   /* [c2] */
-  gsize col_n, tmp_n, dcol_n, dw_n, db_n;
+  float *halo;                 /* [2, c1, halo rows, w1]: input-gradient rows shared with other tasks */
+  gsize col_n, tmp_n, dcol_n, dw_n, db_n, halo_n;
 } Work;
 
 typedef struct {
@@ -158,6 +160,12 @@ typedef struct {
   int *taps;
   Work *work;
   int n_work;
+  /* Training: the col matrices of the last forward, every block's, for its
+   * backward; valid for the plan they were packed under. */
+  float *cols;
+  gsize cols_n;
+  gboolean cols_valid, cols_split;
+  int cols_blocks, cols_per_block;
 } Conv;
 
 static void
@@ -168,6 +176,7 @@ work_clear (Work *w)
   g_free (w->dcol);
   g_free (w->dw);
   g_free (w->db);
+  g_free (w->halo);
   memset (w, 0, sizeof *w);
 }
 
@@ -181,6 +190,7 @@ conv_free (Conv *cv)
   g_free (cv->work);
   g_free (cv->pre);
   g_free (cv->taps);
+  g_free (cv->cols);
   g_free (cv);
 }
 
@@ -324,6 +334,7 @@ conv_infer (StStage *stage, GError **error)
       stage->priv = cv;
     }
   cv->g = g;
+  cv->cols_valid = FALSE;
   g_clear_pointer (&cv->taps, g_free);
   if (g.w2 < SMALL_ROW && (gint64) g.h2 * g.w2 <= SMALL_MAP)
     {
@@ -382,6 +393,10 @@ conv_infer (StStage *stage, GError **error)
 #define SCRATCH_CAP (16 * 1024 * 1024)
 /* Multiply-adds a task must have to be worth waking a thread for. */
 #define MIN_TASK_MACS 400000.0
+/* Tasks per thread, at least, when there is work for them: the pool hands
+ * them out as threads become free, so a thread the system deschedules
+ * holds up one small task instead of its whole share. */
+#define TASKS_PER_THREAD 4
 
 typedef struct {
   gsize hw;                    /* pixels per image */
@@ -395,6 +410,7 @@ typedef struct {
   gsize p0, p1;                /* pixels */
   int n0, n1;                  /* images touched */
   gsize q0;                    /* first pixel within image n0 */
+  int index;
 } Block;
 
 static Plan
@@ -405,24 +421,27 @@ plan_blocks (const Geom *g, const StRunContext *ctx)
   target = MAX (1, MIN (target, SCRATCH_CAP / ((gsize) g->kg + g->c2)));
   double macs = (double) g->n * pl.hw * g->kg * g->c2;
   int threads = MAX (1, (int) MIN (st_parallel_threads (ctx), macs / MIN_TASK_MACS));
+  int tasks = threads == 1 ? 1
+              : MAX (threads, (int) MIN (threads * TASKS_PER_THREAD, macs / MIN_TASK_MACS));
 
   if (pl.hw * 2 >= target)
     {
       pl.split = TRUE;
       gsize pieces = (pl.hw + target - 1) / target;
-      if ((gsize) g->n * pieces < (gsize) threads)
-        pieces = MIN (((gsize) threads + g->n - 1) / g->n, pl.hw);
+      if ((gsize) g->n * pieces < (gsize) tasks)
+        pieces = MIN (((gsize) tasks + g->n - 1) / g->n, pl.hw);
       pl.per_block = (int) pieces;
       pl.n_blocks = g->n * pl.per_block;
     }
   else
     {
       int per = (int) MAX (target / pl.hw, 1);
-      per = MIN (per, (g->n + threads - 1) / threads);
+      per = MIN (per, (g->n + tasks - 1) / tasks);
       pl.per_block = per;
       pl.n_blocks = (g->n + per - 1) / per;
     }
-  pl.n_tasks = MIN (threads, pl.n_blocks);
+  /* One block a task where that is not many more than asked for. */
+  pl.n_tasks = pl.n_blocks <= 2 * tasks ? pl.n_blocks : tasks;
   return pl;
 }
 
@@ -430,6 +449,7 @@ static Block
 block_at (const Plan *pl, int b, int n_images)
 {
   Block k;
+  k.index = b;
   if (pl->split)
     {
       int piece = b % pl->per_block;
@@ -581,12 +601,39 @@ col2im_taps_add (float *restrict grad_in, const float *restrict col, const Geom 
       }
 }
 
-/* The adjoint of im2col: grad_in += each col entry at the pixel it came from. */
+/* Rows [r0, r1) of the input gradient of image n that another task also
+ * adds into: kept apart in buf, [c1, halo_rows (g), w1], and added to the
+ * gradient after all tasks, in task order, so that the sums do not depend
+ * on which task finishes first.  r0 == r1: none. */
+typedef struct {
+  int n, r0, r1;
+  float *buf;
+} Halo;
+
+/* Input rows that one output row's taps reach, at most. */
+static int
+halo_rows (const Geom *g)
+{
+  return (g->kh - 1) * g->dh + 1;
+}
+
+/* The input-gradient row (n, c, iy), in a task's halo when shared. */
+static float *
+din_row (float *grad_in, const Halo *halo, const Geom *g, int n, int c, int iy)
+{
+  for (int h = 0; halo && h < 2; h++)
+    if (n == halo[h].n && iy >= halo[h].r0 && iy < halo[h].r1)
+      return halo[h].buf + ((gsize) c * halo_rows (g) + (iy - halo[h].r0)) * g->w1;
+  return grad_in + ((gsize) n * g->c1 + c) * g->h1 * g->w1 + (gsize) iy * g->w1;
+}
+
+/* The adjoint of im2col: grad_in += each col entry at the pixel it came
+ * from (or in halo, when shared with another task; halo may be NULL). */
 static void
-col2im_add (float *restrict grad_in, const float *restrict col, const Geom *g,
+col2im_add (float *restrict grad_in, const Halo *halo, const float *restrict col, const Geom *g,
             int c0, gsize p0, gsize p1)
 {
-  const gsize hw2 = (gsize) g->h2 * g->w2, plane = (gsize) g->h1 * g->w1;
+  const gsize hw2 = (gsize) g->h2 * g->w2;
   const int n_start = (int) (p0 / hw2);
   const int y_start = (int) (p0 % hw2 / g->w2), x_start = (int) (p0 % hw2 % g->w2);
   const float *restrict src = col;
@@ -604,8 +651,7 @@ col2im_add (float *restrict grad_in, const float *restrict col, const Geom *g,
               int iy = y * g->sh + yoff;
               if (iy >= 0 && iy < g->h1)
                 {
-                  float *restrict d = grad_in + ((gsize) n * g->c1 + c0 + c) * plane
-                                      + (gsize) iy * g->w1 + xoff;
+                  float *restrict d = din_row (grad_in, halo, g, n, c0 + c, iy) + xoff;
                   const float *restrict s = src - x;
                   int a = CLAMP (lo, x, xe), b = CLAMP (hi, a, xe);
                   if (g->sw == 1)
@@ -650,6 +696,7 @@ typedef struct {
   const float *b;              /* [C2] or NULL */
   float *out;                  /* [N, C2, H2, W2] */
   float *pre;                  /* like out, or NULL */
+  float *cols;                 /* where to keep the col matrices for backward, or NULL */
   StActivation act;
   float slope;
 } FwdJob;
@@ -765,8 +812,30 @@ direct_gemm (float *restrict out, float *restrict pre, gsize ldo,
     }
 }
 
+/* Where block k's col of group gi starts in the kept matrices: blocks
+ * tile the pixels, with im2col's slack after each so that its row copies
+ * never reach into the next block's, which another thread may be packing. */
+static gsize
+kept_col (const Geom *g, const Plan *pl, const Block *k, int gi)
+{
+  gsize pixels = (gsize) g->n * pl->hw;
+  return ((gsize) gi * pixels + k->p0) * g->kg + ((gsize) gi * pl->n_blocks + k->index) * ROW_BURST;
+}
+
+/* Floats of a plan's kept col matrices. */
+static gsize
+kept_cols_size (const Geom *g, const Plan *pl)
+{
+  return (gsize) g->groups * ((gsize) g->n * pl->hw * g->kg + (gsize) pl->n_blocks * ROW_BURST);
+}
+
+/* Largest kept col matrices, in floats: past this (large images) backward
+ * packs the input again, which costs less than the memory. */
+#define KEPT_COLS_MAX (16 * 1024 * 1024)
+
 /* The block's input as the right-hand matrix of group gi: the input itself
- * for a pointwise convolution of one image, else its im2col packing. */
+ * for a pointwise convolution of one image, else its im2col packing, into
+ * the kept matrices when training. */
 static const float *
 block_matrix (const FwdJob *j, Work *wk, const Block *k, int gi, gsize *ldb)
 {
@@ -777,12 +846,13 @@ block_matrix (const FwdJob *j, Work *wk, const Block *k, int gi, gsize *ldb)
       *ldb = hw;
       return j->in + ((gsize) k->n0 * g->c1 + (gsize) gi * g->cg) * hw + k->q0;
     }
+  float *col = j->cols ? j->cols + kept_col (g, j->pl, k, gi) : wk->col;
   if (j->cv->taps && !j->pl->split)
-    im2col_taps (wk->col, j->in, g, j->cv->taps, gi * g->cg, k->n0, k->n1);
+    im2col_taps (col, j->in, g, j->cv->taps, gi * g->cg, k->n0, k->n1);
   else
-    im2col (wk->col, j->in, j->in_end, g, gi * g->cg, k->p0, k->p1);
+    im2col (col, j->in, j->in_end, g, gi * g->cg, k->p0, k->p1);
   *ldb = k->p1 - k->p0;
-  return wk->col;
+  return col;
 }
 
 static void
@@ -900,16 +970,27 @@ conv_forward (StStage *stage, const StRunContext *ctx,
   if (st_activation_needs_input (act)
       && !(pre = scratch (&cv->pre, &cv->pre_n, st_tensor_numel (output))))
     return scratch_failed (g, st_tensor_numel (output), 1, error);
+  /* Training keeps the col matrices for backward, which would otherwise
+   * pack the same input again (a tenth of the backward's CPU time on the
+   * Keras MNIST network); without the memory it packs again. */
+  cv->cols_valid = FALSE;
+  float *kept = NULL;
+  if (ctx->training && !g->pointwise && kept_cols_size (g, &pl) <= KEPT_COLS_MAX)
+    kept = scratch (&cv->cols, &cv->cols_n, kept_cols_size (g, &pl));
 
   FwdJob j = {
     .cv = cv, .pl = &pl, .in = inputs[0]->data,
     .in_end = inputs[0]->data + st_tensor_numel (inputs[0]),
     .w = st_stage_param (stage, cv->weight)->data,
     .b = cv->bias >= 0 ? st_stage_param (stage, cv->bias)->data : NULL,
-    .out = output->data, .pre = pre, .act = act,
+    .out = output->data, .pre = pre, .cols = kept, .act = act,
     .slope = st_activation_arg (act, cfg->slope, cfg->alpha),
   };
   st_parallel_for (ctx, pl.n_tasks, forward_tasks, &j);
+  cv->cols_valid = kept != NULL;
+  cv->cols_split = pl.split;
+  cv->cols_blocks = pl.n_blocks;
+  cv->cols_per_block = pl.per_block;
   return TRUE;
 }
 
@@ -927,7 +1008,8 @@ typedef struct {
   float *dw;                   /* [C2, C1/G, kh, kw], or NULL */
   float *db;                   /* [C2], or NULL */
   float *din;                  /* [N, C1, H1, W1], or NULL */
-  GMutex *din_lock;            /* pieces of one image overlap in din; NULL when blocks are whole images */
+  const float *cols;           /* the forward's col matrices, or NULL: pack again */
+  gboolean halos;              /* tasks share pieces of images, whose input gradients overlap */
   StActivation act;
   float slope;
 } BwdJob;
@@ -951,7 +1033,8 @@ sum_floats (const float *restrict x, gsize n)
 }
 
 static void
-backward_block (const BwdJob *j, Work *wk, const Block *k, float *dw, float *db)
+backward_block (const BwdJob *j, Work *wk, const Block *k, float *dw, float *db,
+                const Halo *halo)
 {
   const Geom *g = &j->cv->g;
   const gsize hw = (gsize) g->h2 * g->w2, cols = k->p1 - k->p0;
@@ -967,9 +1050,24 @@ backward_block (const BwdJob *j, Work *wk, const Block *k, float *dw, float *db)
         {
           gsize off = ((gsize) n * g->c2 + m) * hw + k->q0;
           float *d = dz + (gsize) m * cols + (gsize) (n - k->n0) * hw;
-          memcpy (d, j->dout + off, sizeof (float) * seg);
-          st_activation_backward (j->act, j->slope, j->pre ? j->pre + off : NULL,
-                                  j->out + off, d, seg);
+          if (j->act == ST_ACT_RELU)
+            {
+              /* One pass instead of a copy and a pass over the copy. */
+              const float *restrict src = j->dout + off, *restrict y = j->out + off;
+              float *restrict dst = d;
+              for (gsize i = 0; i < seg; i++)
+                {
+                  /* Both loaded: a select, not a branch on the sign. */
+                  float v = src[i];
+                  dst[i] = y[i] > 0.0f ? v : 0.0f;
+                }
+            }
+          else
+            {
+              memcpy (d, j->dout + off, sizeof (float) * seg);
+              st_activation_backward (j->act, j->slope, j->pre ? j->pre + off : NULL,
+                                      j->out + off, d, seg);
+            }
           if (db)
             sum += sum_floats (d, seg);
         }
@@ -990,6 +1088,11 @@ backward_block (const BwdJob *j, Work *wk, const Block *k, float *dw, float *db)
         {
           col = j->in + ((gsize) k->n0 * g->c1 + (gsize) gi * g->cg) * hw + k->q0;
           ldcol = hw;
+        }
+      else if (j->cols)
+        {
+          col = j->cols + kept_col (g, j->pl, k, gi);
+          ldcol = cols;
         }
       else
         {
@@ -1020,15 +1123,68 @@ backward_block (const BwdJob *j, Work *wk, const Block *k, float *dw, float *db)
         }
       cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, g->kg, (int) cols, g->mg,
                    1.0f, w_g, g->kg, dz_g, (int) cols, 0.0f, wk->dcol, (int) cols);
-      if (j->din_lock)
-        g_mutex_lock (j->din_lock);
       if (j->cv->taps && !j->pl->split)
         col2im_taps_add (j->din, wk->dcol, g, j->cv->taps, gi * g->cg, k->n0, k->n1);
       else
-        col2im_add (j->din, wk->dcol, g, gi * g->cg, k->p0, k->p1);
-      if (j->din_lock)
-        g_mutex_unlock (j->din_lock);
+        col2im_add (j->din, halo, wk->dcol, g, gi * g->cg, k->p0, k->p1);
     }
+}
+
+/* The input rows of image n that output rows [y0, y1] reach, clipped. */
+static void
+rows_reached (const Geom *g, int y0, int y1, int *r0, int *r1)
+{
+  *r0 = MAX (y0 * g->sh - g->pt, 0);
+  *r1 = MIN (y1 * g->sh - g->pt + halo_rows (g), g->h1);
+}
+
+/* The halos of the task over output pixels [p0, p1): the input rows its
+ * first image shares with the pixels before p0, and those its last image
+ * shares with the pixels from p1.  A row reached from both sides is in the
+ * first; one reached from one task only is written in place. */
+static void
+task_halos (const Geom *g, gsize hw, gsize p0, gsize p1, float *buf, Halo halo[2])
+{
+  gsize halo_n = (gsize) g->c1 * halo_rows (g) * g->w1;
+  memset (halo, 0, 2 * sizeof *halo);
+  halo[0].buf = buf;
+  halo[1].buf = buf + halo_n;
+  if (p0 % hw != 0)
+    {
+      int r0, r1, e0, e1;
+      halo[0].n = (int) (p0 / hw);
+      gsize last = MIN (p1 - 1 - (gsize) halo[0].n * hw, hw - 1);
+      rows_reached (g, (int) (p0 % hw / g->w2), (int) (last / g->w2), &r0, &r1);
+      rows_reached (g, 0, (int) ((p0 - 1) % hw / g->w2), &e0, &e1);
+      halo[0].r0 = r0;
+      halo[0].r1 = MAX (r0, MIN (r1, e1));
+    }
+  if (p1 % hw != 0)
+    {
+      int r0, r1, e0, e1;
+      halo[1].n = (int) ((p1 - 1) / hw);
+      gsize first = MAX (p0, (gsize) halo[1].n * hw);
+      rows_reached (g, (int) (first % hw / g->w2), (int) ((p1 - 1) % hw / g->w2), &r0, &r1);
+      rows_reached (g, (int) (p1 % hw / g->w2), g->h2 - 1, &e0, &e1);
+      halo[1].r0 = MAX (r0, e0);
+      halo[1].r1 = MAX (halo[1].r0, r1);
+    }
+}
+
+/* din += a task's halo. */
+static void
+add_halos (float *din, const Geom *g, const Halo halo[2])
+{
+  const gsize plane = (gsize) g->h1 * g->w1, w1 = g->w1;
+  for (int h = 0; h < 2; h++)
+    for (int c = 0; c < g->c1; c++)
+      for (int iy = halo[h].r0; iy < halo[h].r1; iy++)
+        {
+          float *restrict d = din + ((gsize) halo[h].n * g->c1 + c) * plane + iy * w1;
+          const float *restrict s = halo[h].buf + ((gsize) c * halo_rows (g) + (iy - halo[h].r0)) * w1;
+          for (gsize x = 0; x < w1; x++)
+            d[x] += s[x];
+        }
 }
 
 static void
@@ -1059,11 +1215,51 @@ backward_tasks (gsize begin, gsize end, gpointer data)
         }
       int b0 = (int) ((gsize) pl->n_blocks * t / pl->n_tasks);
       int b1 = (int) ((gsize) pl->n_blocks * (t + 1) / pl->n_tasks);
+      if (j->din && !pl->split)
+        {
+          /* The task's whole images are its own: cleared here, in
+           * parallel, rather than the whole gradient on one thread. */
+          gsize image = (gsize) g->c1 * g->h1 * g->w1;
+          int n0 = block_at (pl, b0, g->n).n0, n1 = block_at (pl, b1 - 1, g->n).n1;
+          memset (j->din + n0 * image, 0, sizeof (float) * (n1 - n0) * image);
+        }
+      Halo halo[2];
+      if (j->halos)
+        {
+          task_halos (g, pl->hw, block_at (pl, b0, g->n).p0, block_at (pl, b1 - 1, g->n).p1,
+                      wk->halo, halo);
+          memset (wk->halo, 0, sizeof (float) * wk->halo_n);
+        }
       for (int b = b0; b < b1; b++)
         {
           Block k = block_at (pl, b, g->n);
-          backward_block (j, wk, &k, dw, db);
+          backward_block (j, wk, &k, dw, db, j->halos ? halo : NULL);
         }
+    }
+}
+
+/* The tasks' weight gradients, added into the parameter's in task order
+ * for every element, over pieces of the elements in parallel. */
+#define SUM_CHUNK 4096
+
+typedef struct {
+  const Work *work;
+  int n_tasks;
+  float *dw;
+  gsize n;
+} SumJob;
+
+static void
+sum_task_grads (gsize begin, gsize end, gpointer data)
+{
+  const SumJob *sj = data;
+  gsize i0 = begin * SUM_CHUNK, i1 = MIN (end * SUM_CHUNK, sj->n);
+  for (int t = 1; t < sj->n_tasks; t++)
+    {
+      const float *restrict src = sj->work[t].dw;
+      float *restrict dst = sj->dw;
+      for (gsize i = i0; i < i1; i++)
+        dst[i] += src[i];
     }
 }
 
@@ -1087,8 +1283,6 @@ conv_backward (StStage *stage, const StRunContext *ctx,
                    "backward without a forward of this shape before it");
       return FALSE;
     }
-  if (din)
-    st_tensor_zero (din);
   if (!dw && !db && !din)
     return TRUE;
 
@@ -1097,6 +1291,12 @@ conv_backward (StStage *stage, const StRunContext *ctx,
   Plan pl = plan_blocks (g, ctx);
   gsize cols = plan_max_cols (&pl);
   Work *work = task_work (cv, pl.n_tasks);
+  /* Tasks of whole images clear their own part of din. */
+  if (din && pl.split)
+    st_tensor_zero (din);
+  /* Pieces of one image in different tasks reach the same input rows. */
+  const gboolean halos = din && pl.split && pl.n_tasks > 1 && !g->pointwise;
+  const gsize halo_n = 2 * (gsize) g->c1 * halo_rows (g) * g->w1;
   for (int t = 0; t < pl.n_tasks; t++)
     {
       Work *wk = &work[t];
@@ -1112,10 +1312,10 @@ conv_backward (StStage *stage, const StRunContext *ctx,
         return scratch_failed (g, dw_n, pl.n_tasks, error);
       if (t > 0 && db && !scratch (&wk->db, &wk->db_n, g->c2))
         return scratch_failed (g, g->c2, pl.n_tasks, error);
+      if (halos && !scratch (&wk->halo, &wk->halo_n, halo_n))
+        return scratch_failed (g, halo_n, pl.n_tasks, error);
     }
 
-  GMutex lock;
-  g_mutex_init (&lock);
   BwdJob j = {
     .cv = cv, .pl = &pl, .in = inputs[0]->data,
     .in_end = inputs[0]->data + st_tensor_numel (inputs[0]),
@@ -1126,20 +1326,30 @@ conv_backward (StStage *stage, const StRunContext *ctx,
     .dw = dw ? dw->data : NULL,
     .db = db ? db->data : NULL,
     .din = din ? din->data : NULL,
-    .din_lock = pl.split && pl.n_tasks > 1 ? &lock : NULL,
+    .cols = cv->cols_valid && cv->cols_split == pl.split && cv->cols_blocks == pl.n_blocks
+            && cv->cols_per_block == pl.per_block ? cv->cols : NULL,
+    .halos = halos,
     .act = act, .slope = st_activation_arg (act, cfg->slope, cfg->alpha),
   };
   st_parallel_for (ctx, pl.n_tasks, backward_tasks, &j);
-  g_mutex_clear (&lock);
 
-  for (int t = 1; t < pl.n_tasks; t++)
+  for (int t = 0; halos && t < pl.n_tasks; t++)
     {
-      if (dw)
-        for (gsize i = 0, n = (gsize) g->c2 * g->kg; i < n; i++)
-          dw->data[i] += work[t].dw[i];
-      if (db)
-        for (int i = 0; i < g->c2; i++)
-          db->data[i] += work[t].db[i];
+      Halo halo[2];
+      int b0 = (int) ((gsize) pl.n_blocks * t / pl.n_tasks);
+      int b1 = (int) ((gsize) pl.n_blocks * (t + 1) / pl.n_tasks);
+      task_halos (g, pl.hw, block_at (&pl, b0, g->n).p0, block_at (&pl, b1 - 1, g->n).p1,
+                  work[t].halo, halo);
+      add_halos (din->data, g, halo);
     }
+
+  if (dw)
+    {
+      SumJob sj = { work, pl.n_tasks, dw->data, (gsize) g->c2 * g->kg };
+      st_parallel_for (ctx, (sj.n + SUM_CHUNK - 1) / SUM_CHUNK, sum_task_grads, &sj);
+    }
+  for (int t = 1; db && t < pl.n_tasks; t++)
+    for (int i = 0; i < g->c2; i++)
+      db->data[i] += work[t].db[i];
   return TRUE;
 }

@@ -158,11 +158,17 @@ dense_infer (StStage *stage, GError **error)
 
 /* Multiply-adds a task must have to be worth waking a thread for. */
 #define MIN_TASK_MACS 400000.0
+/* Tasks per thread, at most, when there is work for them: the pool hands
+ * them out as threads become free, so a thread the system deschedules
+ * holds up one small task instead of its whole share. */
+#define TASKS_PER_THREAD 4
 
 static int
 n_tasks (const StRunContext *ctx, double macs, int max)
 {
-  return MAX (1, (int) MIN (MIN (st_parallel_threads (ctx), macs / MIN_TASK_MACS), max));
+  int threads = st_parallel_threads (ctx);
+  int per_thread = threads == 1 ? 1 : TASKS_PER_THREAD;
+  return MAX (1, (int) MIN (MIN (threads * per_thread, macs / MIN_TASK_MACS), max));
 }
 
 /* ---- Forward ---------------------------------------------------------------- */

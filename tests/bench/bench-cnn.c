@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef void (*SgemmFunc) (int order, int ta, int tb, int m, int n, int k, float alpha,
                            const float *a, int lda, const float *b, int ldb, float beta,
@@ -54,6 +55,16 @@ now_ms (void)
   return g_get_monotonic_time () / 1000.0;
 }
 
+/* CPU milliseconds of all the process's threads: on a shared machine wall
+ * times swing with the neighbours' load, the work done does not. */
+static double
+cpu_ms (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 static void
 fill (StTensor *t, GRand *rand, double lo, double hi)
 {
@@ -79,6 +90,8 @@ time_network (StPipeline *p, StRunContext *ctx, const StTensor *in, gboolean bac
   fill (grad, rand, -1, 1);
   double *t = g_new (double, n_runs);
   GError *error = NULL;
+  /* Training keeps what backward needs; inference does not. */
+  ctx->training = backward;
   for (int r = -3; r < n_runs; r++)
     {
       double t0 = now_ms ();
@@ -219,12 +232,13 @@ main (int argc, char **argv)
 
   /* Per layer, batch 64: this stage's forward and backward alone, and for
    * conv layers SGEMM on the product it reduces to. */
+  ctx->training = TRUE;
   StTensor *kept = st_pipeline_forward (p, ctx, in64, TRUE, &error);
   if (!kept)
     die (error);
   st_tensor_free (kept);
-  printf ("Per layer, batch 64       MFLOP   fwd ms  GFLOP/s (best)   bwd ms | SGEMM M x N x K       GFLOP/s (best)  fwd/SGEMM (best)\n");
-  double total_fwd = 0, total_bwd = 0;
+  printf ("Per layer, batch 64       MFLOP   fwd ms  GFLOP/s (best)   bwd ms  fwd cpu  bwd cpu | SGEMM M x N x K       GFLOP/s (best)  fwd/SGEMM (best)\n");
+  double total_fwd = 0, total_bwd = 0, total_fwd_cpu = 0, total_bwd_cpu = 0;
   for (int i = 0; i < st_pipeline_n_stages (p); i++)
     {
       StStage *s = st_pipeline_stage (p, i);
@@ -235,31 +249,39 @@ main (int argc, char **argv)
       fill (gout, rand, -1, 1);
       StTensor *gins[1] = { i == 0 ? NULL : gin };
       double *tf = g_new (double, runs), *tb = g_new (double, runs);
+      double *cf = g_new (double, runs), *cb = g_new (double, runs);
       for (int r = -3; r < runs; r++)
         {
-          double t0 = now_ms ();
+          double c0 = cpu_ms (), t0 = now_ms ();
           if (!s->kind->forward (s, ctx, &x, out, &error))
             die (error);
-          double t1 = now_ms ();
+          double c1 = cpu_ms (), t1 = now_ms ();
           if (s->kind->backward
               && !s->kind->backward (s, ctx, &x, out, gout, gins, &error))
             die (error);
-          double t2 = now_ms ();
+          double c2 = cpu_ms (), t2 = now_ms ();
           if (r >= 0)
             {
               tf[r] = t1 - t0;
               tb[r] = t2 - t1;
+              cf[r] = c1 - c0;
+              cb[r] = c2 - c1;
             }
         }
       double fbest, f = median (tf, runs, &fbest), b = median (tb, runs, NULL);
+      double fc = median (cf, runs, NULL), bc = median (cb, runs, NULL);
       g_free (tf);
       g_free (tb);
+      g_free (cf);
+      g_free (cb);
       total_fwd += f;
       total_bwd += b;
+      total_fwd_cpu += fc;
+      total_bwd_cpu += bc;
       char shape[64];
       st_shape_format (s->out_shape, shape, sizeof shape);
-      printf ("  %-8s %-14s %6.1f %8.3f %6.1f (%5.1f) %8.3f |", s->name, shape, 2e-6 * s->macs, f,
-              2e-6 * s->macs / f, 2e-6 * s->macs / fbest, b);
+      printf ("  %-8s %-14s %6.1f %8.3f %6.1f (%5.1f) %8.3f %8.3f %8.3f |", s->name, shape,
+              2e-6 * s->macs, f, 2e-6 * s->macs / f, 2e-6 * s->macs / fbest, b, fc, bc);
       if (strcmp (s->kind->name, "conv2d") == 0)
         {
           /* out [M, N] = W [M, K] × col [K, N] over the whole batch. */
@@ -291,7 +313,8 @@ main (int argc, char **argv)
         }
       printf ("\n");
     }
-  printf ("  %-23s %6s %8.3f %8s %8.3f\n\n", "sum of layers", "", total_fwd, "", total_bwd);
+  printf ("  %-23s %6s %8.3f %14s %8.3f %8.3f %8.3f\n\n", "sum of layers", "", total_fwd, "",
+          total_bwd, total_fwd_cpu, total_bwd_cpu);
 
   double ms[4], best[4];
   ms[0] = time_network (p, ctx, in64, FALSE, runs, &best[0]);

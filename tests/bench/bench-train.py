@@ -4,10 +4,13 @@ python3-torch is installed), same network (pipelines/keras-mnist.ini),
 optimiser (Adam, lr 1e-3), batch (64), epochs and thread count.
 
 Prints seconds per 60,000-image epoch, test accuracy after the epochs, and
-inference images per second at batch 1 and 256 over the 10,000 test images.
+inference images per second at batch 1 and 256 over the 10,000 test images;
+and the arithmetic floor of an epoch: its FLOPs (from the multiply-adds of
+the conv2d and dense stages that `strata inspect` lists) over the rate
+OpenBLAS's SGEMM reaches on this machine now, with the same threads.
 
 usage: bench-train.py BUILD_DIR [--epochs N] [--threads N] [--data DIR]"""
-import csv, gzip, os, struct, subprocess, sys, tempfile, time
+import csv, ctypes, gzip, os, re, struct, subprocess, sys, tempfile, time
 
 def arg(name, default):
     return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
@@ -34,6 +37,46 @@ def strata_bench(build, src, data, epochs, threads, work):
         t = min(eval_time(["--batch", str(batch)]) for _ in range(2))
         rates[batch] = 10000 / max(t - overhead, 1e-9)
     return epoch_s, acc, rates
+
+def epoch_flops(build, src, images):
+    """Training FLOPs of one epoch: 2 per multiply-add, three products per
+    layer (forward, weight gradient, input gradient), two for the first
+    layer, which has no input gradient to compute."""
+    strata = os.path.join(build, "core", "cli", "strata")
+    ini = os.path.join(src, "pipelines", "keras-mnist.ini")
+    table = subprocess.run([strata, "inspect", ini], check=True, capture_output=True, text=True).stdout
+    macs = [int(m.group(2).replace(",", "")) for m in
+            re.finditer(r"^\S+\s+(conv2d|dense)\s.*?([\d,]+)\s*$", table, re.M)]
+    return images * sum(2 * mac * (2 if i == 0 else 3) for i, mac in enumerate(macs))
+
+def sgemm_rate(threads, n=2048, runs=5):
+    """Best GFLOP/s of an n x n x n SGEMM in the OpenBLAS strata loads,
+    with its kernels chosen as the core chooses them (core/registry.c)."""
+    env = dict(os.environ)
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    if "OPENBLAS_CORETYPE" not in env and all(f" {f}" in flags for f in ("avx512f", "avx512bw", "avx512dq", "avx512vl")):
+        env["OPENBLAS_CORETYPE"] = "SKYLAKEX"
+    code = f"""
+import ctypes, time
+lib = ctypes.CDLL("libopenblas.so.0")
+lib.openblas_set_num_threads({threads})
+lib.openblas_get_corename.restype = ctypes.c_char_p
+f = lib.cblas_sgemm
+f.argtypes = [ctypes.c_int] * 6 + [ctypes.c_float, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
+              ctypes.c_int, ctypes.c_float, ctypes.c_void_p, ctypes.c_int]
+n = {n}
+a = (ctypes.c_float * (n * n))(*([0.5] * (n * n)))
+b = (ctypes.c_float * (n * n))(*([0.25] * (n * n)))
+c = (ctypes.c_float * (n * n))()
+best = float("inf")
+for _ in range({runs}):
+    t0 = time.perf_counter()
+    f(101, 111, 111, n, n, n, 1.0, a, n, b, n, 0.0, c, n)
+    best = min(best, time.perf_counter() - t0)
+print(2 * n ** 3 / best / 1e9, lib.openblas_get_corename().decode())
+"""
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True).stdout.split()
+    return float(out[0]), out[1]
 
 def read_idx(path):
     with gzip.open(path) if path.endswith(".gz") else open(path, "rb") as f:
@@ -105,10 +148,16 @@ def main():
     data = arg("--data", "/usr/share/datasets/fashion-mnist")
     with tempfile.TemporaryDirectory() as work:
         s_epochs, s_acc, s_rates = strata_bench(build, src, data, epochs, threads, work)
+    gflops, kernels = sgemm_rate(threads)
+    flops = epoch_flops(build, src, 60000)
     print(f"Keras-MNIST network on Fashion-MNIST, batch 64, Adam, {epochs} epochs, {threads} threads")
     print(f"{'':22} {'s/epoch':>8} {'test acc':>9} {'img/s b=1':>10} {'img/s b=256':>12}")
     s_epoch = sum(s_epochs) / len(s_epochs)
     print(f"{'strata':22} {s_epoch:8.1f} {100 * s_acc:8.2f}% {s_rates[1]:10.0f} {s_rates[256]:12.0f}")
+    floor = flops / (gflops * 1e9)
+    print(f"{'floor':22} {floor:8.1f}   ({flops / 1e12:.3f} TFLOP / {gflops:.0f} GFLOP/s, "
+          f"OpenBLAS {kernels} SGEMM 2048^3 on {threads} threads, best of 5)")
+    print(f"\nstrata epoch / floor: {s_epoch / floor:.2f}x")
     t = torch_bench(data, epochs, threads)
     if t:
         t_epochs, t_acc, t_rates, version = t
