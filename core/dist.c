@@ -197,6 +197,67 @@ st_dist_allreduce_floats (float *data, gsize n, StDistOp op)
   float_stats.us += g_get_monotonic_time () - start;
 }
 
+struct StDistPending {
+  GArray *requests;            /* MPI_Request, one per piece */
+};
+
+StDistPending *
+st_dist_start_sum_floats (float *data, gsize n)
+{
+  if (size == 1)
+    return NULL;
+  gint64 start = g_get_monotonic_time ();
+  StDistPending *pending = g_new0 (StDistPending, 1);
+  pending->requests = g_array_new (FALSE, FALSE, sizeof (MPI_Request));
+  for (gsize at = 0; at < n; at += PIECE)
+    {
+      MPI_Request request;
+      MPI_Iallreduce (MPI_IN_PLACE, data + at, (int) MIN (PIECE, n - at), MPI_FLOAT, MPI_SUM,
+                      MPI_COMM_WORLD, &request);
+      g_array_append_val (pending->requests, request);
+    }
+  float_stats.calls++;
+  float_stats.bytes += n * sizeof *data;
+  float_stats.us += g_get_monotonic_time () - start;
+  return pending;
+}
+
+void
+st_dist_progress (StDistPending *pending)
+{
+  if (!pending)
+    return;
+  gint64 start = g_get_monotonic_time ();
+  int done = 0;
+  MPI_Testall ((int) pending->requests->len, (MPI_Request *) pending->requests->data, &done,
+               MPI_STATUSES_IGNORE);
+  float_stats.us += g_get_monotonic_time () - start;
+}
+
+void
+st_dist_wait (StDistPending *pending)
+{
+  if (!pending)
+    return;
+  gint64 start = g_get_monotonic_time ();
+  /* Polled with short pauses, as the dealer does: a blocking wait spins
+   * a core, which on a busy machine the other ranks need to catch up. */
+  gulong pause_us = 10;
+  for (;;)
+    {
+      int done = 0;
+      MPI_Testall ((int) pending->requests->len, (MPI_Request *) pending->requests->data, &done,
+                   MPI_STATUSES_IGNORE);
+      if (done)
+        break;
+      g_usleep (pause_us);
+      pause_us = MIN (pause_us * 2, 320);
+    }
+  float_stats.us += g_get_monotonic_time () - start;
+  g_array_unref (pending->requests);
+  g_free (pending);
+}
+
 void
 st_dist_allreduce_doubles (double *data, gsize n, StDistOp op)
 {
@@ -393,6 +454,22 @@ st_dist_broadcast_string (const char *text)
 
 void
 st_dist_allreduce_floats (float *data, gsize n, StDistOp op)
+{
+}
+
+StDistPending *
+st_dist_start_sum_floats (float *data, gsize n)
+{
+  return NULL;
+}
+
+void
+st_dist_progress (StDistPending *pending)
+{
+}
+
+void
+st_dist_wait (StDistPending *pending)
 {
 }
 
