@@ -126,29 +126,38 @@ st_grad_buckets_new (StPipeline *p, GPtrArray *weights)
   b->p = p;
   b->weights = g_ptr_array_ref (weights);
   b->buckets = g_array_new (FALSE, TRUE, sizeof (Bucket));
-  /* The weights in the order backward finishes them: the last stage's
-   * first.  A new bucket begins where the next weight would overflow the
-   * cap; a weight larger than the cap has a bucket of its own. */
+  /* The stages in the order backward finishes them, the last first; a
+   * stage's weights stay in one bucket, so that a bucket is full as soon
+   * as backward leaves its first stage.  A new bucket begins at a stage
+   * that would overflow the cap; a stage larger than the cap has a bucket
+   * of its own. */
   Bucket *open = NULL;
   for (int s = st_pipeline_n_stages (p) - 1; s >= 0; s--)
     {
       StStage *stage = st_pipeline_stage (p, s);
-      for (int k = st_stage_n_weights (stage) - 1; k >= 0; k--)
+      gsize stage_n = 0;
+      for (int k = 0; k < st_stage_n_weights (stage); k++)
+        {
+          const StWeight *w = st_stage_get_weight (stage, k);
+          if (w->trainable && w->grad)
+            stage_n += st_tensor_numel (w->grad);
+        }
+      if (stage_n == 0)
+        continue;
+      if (!open || (open->n + stage_n) * sizeof (float) > cap)
+        {
+          g_array_set_size (b->buckets, b->buckets->len + 1);
+          open = &g_array_index (b->buckets, Bucket, b->buckets->len - 1);
+          open->weights = g_ptr_array_new ();
+        }
+      for (int k = 0; k < st_stage_n_weights (stage); k++)
         {
           StWeight *w = st_stage_get_weight (stage, k);
-          if (!w->trainable || !w->grad)
-            continue;
-          gsize n = st_tensor_numel (w->grad);
-          if (!open || (open->n && (open->n + n) * sizeof (float) > cap))
-            {
-              g_array_set_size (b->buckets, b->buckets->len + 1);
-              open = &g_array_index (b->buckets, Bucket, b->buckets->len - 1);
-              open->weights = g_ptr_array_new ();
-            }
-          g_ptr_array_add (open->weights, w);
-          open->n += n;
-          open->first_stage = s;
+          if (w->trainable && w->grad)
+            g_ptr_array_add (open->weights, w);
         }
+      open->n += stage_n;
+      open->first_stage = s;
     }
   for (guint i = 0; i < b->buckets->len; i++)
     {

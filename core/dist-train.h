@@ -25,8 +25,8 @@ void     st_dist_batch_sums (double *loss, int *correct, StTensor *logits_grad, 
  * PyTorch's DistributedDataParallel broadcasts its buffers. */
 void     st_dist_sum_gradients (GPtrArray *weights);
 /* The gradients summed in buckets while backward still runs, as
- * PyTorch's DistributedDataParallel does: the trainable weights, from the
- * last stage's to the first's, are cut into buckets of about
+ * PyTorch's DistributedDataParallel does: the stages' trainable weights,
+ * from the last stage's to the first's, are cut into buckets of about
  * STRATA_BUCKET_KB kilobytes (256 by default; 0: one sum after backward,
  * st_dist_sum_gradients).  The cuts depend on the weights alone, and each
  * bucket's sum is started as soon as backward has passed the stages of

@@ -409,9 +409,10 @@ train_in_buckets (int n, const char *kb, const char *ini, const char *data, cons
 
 /* The gradients summed in buckets started during backward give, bit for
  * bit, the weights of one sum after backward, on 2 and 3 ranks.  The tiny
- * pipeline's 338 gradients in buckets of 1 kB are three sums a step (the
- * dense bias; the dense weights, larger than a bucket; the rest): 2
- * epochs of 15 steps. */
+ * pipeline's 338 gradients in buckets of 1 kB are two sums a step (the
+ * dense stage's 290, larger than a bucket, started before backward goes
+ * on to the normalisation and the convolution; their 48): 2 epochs of 15
+ * steps. */
 static void
 test_train_buckets (Fixture *f, gconstpointer unused)
 {
@@ -424,7 +425,7 @@ test_train_buckets (Fixture *f, gconstpointer unused)
       g_autofree char *whole = g_strdup_printf ("%s/whole%d.safetensors", f->dir, n);
       g_autofree char *buckets = g_strdup_printf ("%s/buckets%d.safetensors", f->dir, n);
       g_assert_cmpint (train_in_buckets (n, "0", ini, data, whole), ==, 30);
-      g_assert_cmpint (train_in_buckets (n, "1", ini, data, buckets), ==, 90);
+      g_assert_cmpint (train_in_buckets (n, "1", ini, data, buckets), ==, 60);
       g_autofree char *whole_sum = file_digest (whole);
       g_autofree char *buckets_sum = file_digest (buckets);
       g_assert_cmpstr (buckets_sum, ==, whole_sum);
