@@ -92,7 +92,7 @@ st_dist_sum_gradients (GPtrArray *weights)
 /* One bucket: the gradients of a run of weights, packed. */
 typedef struct {
   GPtrArray *weights;          /* StWeight *, not owned */
-  float *packed;
+  float *packed, *sum;
   gsize n;                     /* floats */
   int first_stage;             /* the bucket is full once backward is past this stage */
   StDistPending *pending;      /* started, not yet waited for */
@@ -163,6 +163,7 @@ st_grad_buckets_new (StPipeline *p, GPtrArray *weights)
     {
       Bucket *bucket = &g_array_index (b->buckets, Bucket, i);
       bucket->packed = g_new (float, bucket->n);
+      bucket->sum = g_new (float, bucket->n);
     }
   st_pipeline_set_backward_hook (p, st_grad_buckets_stage_done, b);
   return b;
@@ -180,7 +181,10 @@ st_grad_buckets_free (StGradBuckets *b)
       /* A sum still pending means backward failed: the job is aborted. */
       g_ptr_array_unref (bucket->weights);
       if (!bucket->pending)
-        g_free (bucket->packed);
+        {
+          g_free (bucket->packed);
+          g_free (bucket->sum);
+        }
     }
   g_array_unref (b->buckets);
   g_ptr_array_unref (b->weights);
@@ -197,7 +201,7 @@ start_bucket (Bucket *bucket)
       memcpy (bucket->packed + at, w->grad->data, st_tensor_numel (w->grad) * sizeof (float));
       at += st_tensor_numel (w->grad);
     }
-  bucket->pending = st_dist_start_sum_floats (bucket->packed, bucket->n);
+  bucket->pending = st_dist_start_sum_floats (bucket->packed, bucket->sum, bucket->n);
 }
 
 void
@@ -228,7 +232,7 @@ st_grad_buckets_finish (StGradBuckets *b)
       for (guint k = 0; k < bucket->weights->len; k++)
         {
           StWeight *w = bucket->weights->pdata[k];
-          memcpy (w->grad->data, bucket->packed + at, st_tensor_numel (w->grad) * sizeof (float));
+          memcpy (w->grad->data, bucket->sum + at, st_tensor_numel (w->grad) * sizeof (float));
           at += st_tensor_numel (w->grad);
         }
     }

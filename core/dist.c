@@ -202,7 +202,7 @@ struct StDistPending {
 };
 
 StDistPending *
-st_dist_start_sum_floats (float *data, gsize n)
+st_dist_start_sum_floats (const float *data, float *sum, gsize n)
 {
   if (size == 1)
     return NULL;
@@ -212,7 +212,10 @@ st_dist_start_sum_floats (float *data, gsize n)
   for (gsize at = 0; at < n; at += PIECE)
     {
       MPI_Request request;
-      MPI_Iallreduce (MPI_IN_PLACE, data + at, (int) MIN (PIECE, n - at), MPI_FLOAT, MPI_SUM,
+      /* Not in place: Open MPI's non-blocking sum in place always takes a
+       * binomial tree, which moves log2(ranks) times the bytes of the
+       * ring or reduce-scatter it picks otherwise. */
+      MPI_Iallreduce (data + at, sum + at, (int) MIN (PIECE, n - at), MPI_FLOAT, MPI_SUM,
                       MPI_COMM_WORLD, &request);
       g_array_append_val (pending->requests, request);
     }
@@ -458,7 +461,7 @@ st_dist_allreduce_floats (float *data, gsize n, StDistOp op)
 }
 
 StDistPending *
-st_dist_start_sum_floats (float *data, gsize n)
+st_dist_start_sum_floats (const float *data, float *sum, gsize n)
 {
   return NULL;
 }

@@ -52,10 +52,10 @@ void     st_dist_allreduce_ints (gint64 *data, gsize n, StDistOp op);
  * inside MPI calls: st_dist_progress gives it that chance. */
 typedef struct StDistPending StDistPending;
 
-/* Starts summing data (n floats) over the ranks, in place; data must not
- * be touched until st_dist_wait.  Every rank starts the same sums in the
- * same order.  NULL when alone (nothing to sum). */
-StDistPending *st_dist_start_sum_floats (float *data, gsize n);
+/* Starts summing data (n floats) over the ranks into sum; neither may be
+ * touched until st_dist_wait.  Every rank starts the same sums in the
+ * same order.  NULL when alone (nothing to sum, sum untouched). */
+StDistPending *st_dist_start_sum_floats (const float *data, float *sum, gsize n);
 /* Lets the started sums move on without waiting for them. */
 void     st_dist_progress (StDistPending *pending);
 /* Waits for the sum and frees pending (NULL allowed). */
