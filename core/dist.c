@@ -243,19 +243,12 @@ st_dist_wait (StDistPending *pending)
   if (!pending)
     return;
   gint64 start = g_get_monotonic_time ();
-  /* Polled with short pauses, as the dealer does: a blocking wait spins
-   * a core, which on a busy machine the other ranks need to catch up. */
-  gulong pause_us = 10;
-  for (;;)
-    {
-      int done = 0;
-      MPI_Testall ((int) pending->requests->len, (MPI_Request *) pending->requests->data, &done,
-                   MPI_STATUSES_IGNORE);
-      if (done)
-        break;
-      g_usleep (pause_us);
-      pause_us = MIN (pause_us * 2, 320);
-    }
+  /* A blocking wait, which spins unless mpirun is given --mca
+   * mpi_yield_when_idle 1: polled with sleeps, as the dealer does, each
+   * round of the sum waited for the other rank to wake, and the sums took
+   * longer (tests/bench/bench-mpi.py). */
+  MPI_Waitall ((int) pending->requests->len, (MPI_Request *) pending->requests->data,
+               MPI_STATUSES_IGNORE);
   float_stats.us += g_get_monotonic_time () - start;
   g_array_unref (pending->requests);
   g_free (pending);
