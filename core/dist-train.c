@@ -39,6 +39,18 @@ st_dist_batch_sums (double *loss, int *correct, StTensor *logits_grad, double sh
       logits_grad->data[i] *= weight;
 }
 
+/* The running statistics (weights not trained) become rank 0's. */
+static void
+broadcast_buffers (GPtrArray *weights)
+{
+  for (guint i = 0; i < weights->len; i++)
+    {
+      StWeight *w = weights->pdata[i];
+      if (!w->trainable)
+        st_dist_broadcast (w->value->data, st_tensor_numel (w->value) * sizeof (float));
+    }
+}
+
 void
 st_dist_sum_gradients (GPtrArray *weights)
 {
@@ -68,14 +80,164 @@ st_dist_sum_gradients (GPtrArray *weights)
   for (guint i = 0; i < weights->len; i++)
     {
       StWeight *w = weights->pdata[i];
-      if (!w->trainable)
-        st_dist_broadcast (w->value->data, st_tensor_numel (w->value) * sizeof (float));
-      else if (w->grad)
+      if (w->trainable && w->grad)
         {
           memcpy (w->grad->data, packed + at, st_tensor_numel (w->grad) * sizeof (float));
           at += st_tensor_numel (w->grad);
         }
     }
+  broadcast_buffers (weights);
+}
+
+/* One bucket: the gradients of a run of weights, packed. */
+typedef struct {
+  GPtrArray *weights;          /* StWeight *, not owned */
+  float *packed, *sum;
+  gsize n;                     /* floats */
+  int first_stage;             /* the bucket is full once backward is past this stage */
+  StDistPending *pending;      /* started, not yet waited for */
+} Bucket;
+
+struct StGradBuckets {
+  GPtrArray *weights;          /* every weight, for the running statistics */
+  GArray *buckets;             /* Bucket, in the order backward fills them */
+  guint next;                  /* the first bucket not started */
+  StPipeline *p;
+};
+
+/* The bucket size from STRATA_BUCKET_KB; 0 when the sum waits for the
+ * end of backward. */
+static gsize
+bucket_bytes (void)
+{
+  const char *text = g_getenv ("STRATA_BUCKET_KB");
+  if (!text)
+    return 256 * 1024;
+  return (gsize) g_ascii_strtoull (text, NULL, 10) * 1024;
+}
+
+StGradBuckets *
+st_grad_buckets_new (StPipeline *p, GPtrArray *weights)
+{
+  const gsize cap = bucket_bytes ();
+  if (!st_dist_active () || cap == 0)
+    return NULL;
+  StGradBuckets *b = g_new0 (StGradBuckets, 1);
+  b->p = p;
+  b->weights = g_ptr_array_ref (weights);
+  b->buckets = g_array_new (FALSE, TRUE, sizeof (Bucket));
+  /* The stages in the order backward finishes them, the last first; a
+   * stage's weights stay in one bucket, so that a bucket is full as soon
+   * as backward leaves its first stage.  A new bucket begins at a stage
+   * that would overflow the cap; a stage larger than the cap has a bucket
+   * of its own. */
+  Bucket *open = NULL;
+  for (int s = st_pipeline_n_stages (p) - 1; s >= 0; s--)
+    {
+      StStage *stage = st_pipeline_stage (p, s);
+      gsize stage_n = 0;
+      for (int k = 0; k < st_stage_n_weights (stage); k++)
+        {
+          const StWeight *w = st_stage_get_weight (stage, k);
+          if (w->trainable && w->grad)
+            stage_n += st_tensor_numel (w->grad);
+        }
+      if (stage_n == 0)
+        continue;
+      if (!open || (open->n + stage_n) * sizeof (float) > cap)
+        {
+          g_array_set_size (b->buckets, b->buckets->len + 1);
+          open = &g_array_index (b->buckets, Bucket, b->buckets->len - 1);
+          open->weights = g_ptr_array_new ();
+        }
+      for (int k = 0; k < st_stage_n_weights (stage); k++)
+        {
+          StWeight *w = st_stage_get_weight (stage, k);
+          if (w->trainable && w->grad)
+            g_ptr_array_add (open->weights, w);
+        }
+      open->n += stage_n;
+      open->first_stage = s;
+    }
+  for (guint i = 0; i < b->buckets->len; i++)
+    {
+      Bucket *bucket = &g_array_index (b->buckets, Bucket, i);
+      bucket->packed = g_new (float, bucket->n);
+      bucket->sum = g_new (float, bucket->n);
+    }
+  st_pipeline_set_backward_hook (p, st_grad_buckets_stage_done, b);
+  return b;
+}
+
+void
+st_grad_buckets_free (StGradBuckets *b)
+{
+  if (!b)
+    return;
+  st_pipeline_set_backward_hook (b->p, NULL, NULL);
+  for (guint i = 0; i < b->buckets->len; i++)
+    {
+      Bucket *bucket = &g_array_index (b->buckets, Bucket, i);
+      /* A sum still pending means backward failed: the job is aborted. */
+      g_ptr_array_unref (bucket->weights);
+      if (!bucket->pending)
+        {
+          g_free (bucket->packed);
+          g_free (bucket->sum);
+        }
+    }
+  g_array_unref (b->buckets);
+  g_ptr_array_unref (b->weights);
+  g_free (b);
+}
+
+static void
+start_bucket (Bucket *bucket)
+{
+  gsize at = 0;
+  for (guint i = 0; i < bucket->weights->len; i++)
+    {
+      const StWeight *w = bucket->weights->pdata[i];
+      memcpy (bucket->packed + at, w->grad->data, st_tensor_numel (w->grad) * sizeof (float));
+      at += st_tensor_numel (w->grad);
+    }
+  bucket->pending = st_dist_start_sum_floats (bucket->packed, bucket->sum, bucket->n);
+}
+
+void
+st_grad_buckets_stage_done (int stage, gpointer data)
+{
+  StGradBuckets *b = data;
+  while (b->next < b->buckets->len
+         && g_array_index (b->buckets, Bucket, b->next).first_stage >= stage)
+    start_bucket (&g_array_index (b->buckets, Bucket, b->next++));
+  /* Open MPI moves a started sum on only inside an MPI call. */
+  for (guint i = 0; i < b->next; i++)
+    st_dist_progress (g_array_index (b->buckets, Bucket, i).pending);
+}
+
+void
+st_grad_buckets_finish (StGradBuckets *b)
+{
+  if (!b)
+    return;
+  /* Stages before the trained range never reach the hook. */
+  while (b->next < b->buckets->len)
+    start_bucket (&g_array_index (b->buckets, Bucket, b->next++));
+  for (guint i = 0; i < b->buckets->len; i++)
+    {
+      Bucket *bucket = &g_array_index (b->buckets, Bucket, i);
+      st_dist_wait (g_steal_pointer (&bucket->pending));
+      gsize at = 0;
+      for (guint k = 0; k < bucket->weights->len; k++)
+        {
+          StWeight *w = bucket->weights->pdata[k];
+          memcpy (w->grad->data, bucket->sum + at, st_tensor_numel (w->grad) * sizeof (float));
+          at += st_tensor_numel (w->grad);
+        }
+    }
+  b->next = 0;
+  broadcast_buffers (b->weights);
 }
 
 void

@@ -5,6 +5,7 @@
 
 #include <strata/strata.h>
 
+#include "pipeline.h"
 #include "train-options.h"
 
 G_BEGIN_DECLS
@@ -23,6 +24,23 @@ void     st_dist_batch_sums (double *loss, int *correct, StTensor *logits_grad, 
  * ranks; the other weights (running statistics) made rank 0's, as
  * PyTorch's DistributedDataParallel broadcasts its buffers. */
 void     st_dist_sum_gradients (GPtrArray *weights);
+/* The gradients summed in buckets while backward still runs, as
+ * PyTorch's DistributedDataParallel does: the stages' trainable weights,
+ * from the last stage's to the first's, are cut into buckets of about
+ * STRATA_BUCKET_KB kilobytes (256 by default; 0: one sum after backward,
+ * st_dist_sum_gradients).  The cuts depend on the weights alone, and each
+ * bucket's sum is started as soon as backward has passed the stages of
+ * its weights.  NULL when alone. */
+typedef struct StGradBuckets StGradBuckets;
+
+StGradBuckets *st_grad_buckets_new (StPipeline *p, GPtrArray *weights);
+void     st_grad_buckets_free (StGradBuckets *buckets);
+/* st_pipeline_set_backward_hook's hook: backward is done with stage and
+ * every stage after it. */
+void     st_grad_buckets_stage_done (int stage, gpointer buckets);
+/* After backward: every bucket's sum (started now if not yet), as
+ * st_dist_sum_gradients leaves the weights. */
+void     st_grad_buckets_finish (StGradBuckets *buckets);
 /* Only rank 0 writes the weights, log and plot: the others forget
  * their names. */
 void     st_dist_train_outputs (StTrainOptions *opt);

@@ -47,6 +47,19 @@ typedef enum { ST_DIST_SUM, ST_DIST_MAX, ST_DIST_MIN } StDistOp;
 void     st_dist_allreduce_floats (float *data, gsize n, StDistOp op);
 void     st_dist_allreduce_doubles (double *data, gsize n, StDistOp op);
 void     st_dist_allreduce_ints (gint64 *data, gsize n, StDistOp op);
+/* Sums of floats started now and waited for later, so that the reduction
+ * overlaps with other work (MPI_Iallreduce).  Open MPI advances them only
+ * inside MPI calls: st_dist_progress gives it that chance. */
+typedef struct StDistPending StDistPending;
+
+/* Starts summing data (n floats) over the ranks into sum; neither may be
+ * touched until st_dist_wait.  Every rank starts the same sums in the
+ * same order.  NULL when alone (nothing to sum, sum untouched). */
+StDistPending *st_dist_start_sum_floats (const float *data, float *sum, gsize n);
+/* Lets the started sums move on without waiting for them. */
+void     st_dist_progress (StDistPending *pending);
+/* Waits for the sum and frees pending (NULL allowed). */
+void     st_dist_wait (StDistPending *pending);
 /* Whether flag is true on any rank. */
 gboolean st_dist_any (gboolean flag);
 /* Each rank's value, in rank order, into values (st_dist_size of them). */

@@ -109,6 +109,20 @@ add_into (StTensor *dst, const StTensor *src)
     dst->data[i] += src->data[i];
 }
 
+void
+st_pipeline_set_backward_hook (StPipeline *p, StBackwardHook hook, gpointer user_data)
+{
+  p->backward_hook = hook;
+  p->backward_hook_data = user_data;
+}
+
+static void
+backward_done (StPipeline *p, int stage)
+{
+  if (p->backward_hook)
+    p->backward_hook (stage, p->backward_hook_data);
+}
+
 gboolean
 st_pipeline_backward_range (StPipeline *p, const StRunContext *ctx, const StTensor *grad_output,
                             int last, GError **error)
@@ -139,7 +153,10 @@ st_pipeline_backward_range (StPipeline *p, const StRunContext *ctx, const StTens
     {
       Node *node = p->nodes->pdata[i];
       if (!grads[i] || !needs[i])
-        continue;
+        {
+          backward_done (p, i);
+          continue;
+        }
       if (!node->stage->kind->backward)
         {
           g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
@@ -180,6 +197,8 @@ st_pipeline_backward_range (StPipeline *p, const StRunContext *ctx, const StTens
             }
         }
       g_clear_pointer (&grads[i], st_tensor_free);
+      if (ok)
+        backward_done (p, i);
     }
   for (int i = 0; i < n; i++)
     st_tensor_free (grads[i]);

@@ -58,6 +58,8 @@ struct _StPipeline {
   StTensor **acts;             /* per node, kept for backward */
   StTensor *acts_input;        /* the input of the last forward that kept them */
   int range_first, range_last; /* the stages that forward ran */
+  StBackwardHook backward_hook;
+  gpointer backward_hook_data;
 };
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (StPipeline, st_pipeline_free)

@@ -87,6 +87,11 @@ gboolean  st_pipeline_prepare_range (StPipeline *p, StShape input, int first, in
 StTensor *st_pipeline_forward_range (StPipeline *p, const StRunContext *ctx,
                                      const StTensor *input, int first, int last,
                                      gboolean keep_activations, GError **error);
+/* Called by backward once it is done with stage and every stage after
+ * it (so their weights' gradients are final), from the last stage down;
+ * NULL for none. */
+typedef void (*StBackwardHook) (int stage, gpointer user_data);
+void      st_pipeline_set_backward_hook (StPipeline *p, StBackwardHook hook, gpointer user_data);
 /* Back-propagates from stage last (within the last forward's range). */
 gboolean  st_pipeline_backward_range (StPipeline *p, const StRunContext *ctx,
                                       const StTensor *grad_output, int last, GError **error);

@@ -169,6 +169,7 @@ typedef struct {
   int n_batches, n_classes;
   StRunContext *ctx;
   GPtrArray *weights;           /* st_pipeline_weights */
+  StGradBuckets *buckets;      /* several ranks: the gradients summed during backward */
   GArray *slots;               /* the optimiser's */
   StTrainPosition pos;
   int *labels;                 /* of the batch */
@@ -332,6 +333,7 @@ start_run (Run *run, StTrainOptions *settled, GError **error)
   run->labels = g_new (int, opt->batch_size);
   if (opt->resume && !st_checkpoint_load (run->p, run->slots, settled, run->ctx, &run->pos, error))
     return FALSE;
+  run->buckets = st_grad_buckets_new (run->p, run->weights);
   settled->label_smoothing = MAX (settled->label_smoothing, 0.0);
   return TRUE;
 }
@@ -346,6 +348,7 @@ end_run (Run *run)
   if (run->slots)
     st_optimizer_free_slots (run->slots);
   g_clear_pointer (&run->ctx, st_run_context_free);
+  g_clear_pointer (&run->buckets, st_grad_buckets_free);
   g_clear_pointer (&run->labels, g_free);
 }
 
@@ -469,7 +472,10 @@ train_batch (Run *run, const int *order, int epoch, int b, GError **error)
   run->pos.seen += batch_count;
   if (!st_pipeline_backward_range (run->p, run->ctx, grad, run->last, error))
     return FALSE;
-  st_dist_sum_gradients (run->weights);
+  if (run->buckets)
+    st_grad_buckets_finish (run->buckets);
+  else
+    st_dist_sum_gradients (run->weights);
   run->lr = st_schedule_lr (opt, run->pos.step, run->n_batches);
   run->pos.step++;
   st_optimizer_step (run->slots, opt, run->lr, run->pos.step, run->ctx);

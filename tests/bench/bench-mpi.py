@@ -8,7 +8,7 @@ STRATA_DIST_STATS, so each rank also says the bytes of gradients reduced
 per step and the time spent in MPI_Allreduce: the figures behind the
 README's scaling table.
 
-usage: bench-mpi.py BUILD_DIR [WORK_DIR] [--count N] [--limit N] [--data DIR]"""
+usage: bench-mpi.py BUILD_DIR [WORK_DIR] [--count N] [--limit N] [--data DIR] [--train-only]"""
 import os, re, shutil, subprocess, sys, tempfile, time
 
 MPIRUN = ["mpirun", "--oversubscribe", "--mca", "btl", "self,vader",
@@ -22,14 +22,17 @@ def timed(cmd, env=None):
         sys.exit(f"failed: {' '.join(cmd)}\n{proc.stderr.decode()}")
     return wall, proc.stderr.decode()
 
-def best_pair(first, second, repeat=3, env=None):
-    """The best of each of two commands, run in turns, so that a change in
-    the machine's other load weighs on both alike."""
-    a, b = [], []
+def best_of(commands, repeat=3):
+    """The best of each (command, env), run in turns, so that a change in
+    the machine's other load weighs on all alike."""
+    times = [[] for _ in commands]
     for _ in range(repeat):
-        a.append(timed(first, env))
-        b.append(timed(second, env))
-    return min(a, key=lambda r: r[0]), min(b, key=lambda r: r[0])
+        for (cmd, env), runs in zip(commands, times):
+            runs.append(timed(cmd, env))
+    return [min(runs, key=lambda r: r[0]) for runs in times]
+
+def best_pair(first, second, repeat=3, env=None):
+    return best_of([(first, env), (second, env)], repeat)
 
 def option(name, default):
     return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
@@ -53,6 +56,9 @@ def main():
                     os.path.join(work, "large.jpg"), folder, str(count)], check=True)
     print(f"strata over MPI ranks, {os.cpu_count()} cores")
 
+    if "--train-only" in sys.argv:
+        train_bench(strata, work, data, limit, env)
+        return
     out = os.path.join(work, "out-mpi")
     (threads, _), (ranks, _) = best_pair(
         [strata, "run", "sharpen", folder, "-o", out, "-j", "2", "--overwrite", "--quiet"],
@@ -62,6 +68,12 @@ def main():
           f"2 ranks x 1 thread {count / ranks:.1f} images/s, ratio {threads / ranks:.2f} "
           "(target >= 0.9)")
 
+    train_bench(strata, work, data, limit, env)
+
+def train_bench(strata, work, data, limit, env):
+    """2 ranks x 1 thread against 1 rank x 2 threads, and the ranks again
+    with the gradients summed in one reduction after backward
+    (STRATA_BUCKET_KB=0) rather than in buckets during it."""
     if not os.path.isdir(data):
         print(f"no Fashion-MNIST at {data}: training not measured")
         return
@@ -69,15 +81,18 @@ def main():
     train = ["train", "keras-mnist", "--data", data, "--epochs", "1", "-o", weights, "--quiet"]
     if limit:
         train += ["--limit", limit]
-    (threads, _), (ranks, err) = best_pair([strata] + train + ["-j", "2"],
-                                           MPIRUN + ["-np", "2", strata] + train + ["-j", "1"],
-                                           repeat=2, env=env)
+    ranks_cmd = MPIRUN + ["-np", "2", strata] + train + ["-j", "1"]
+    (threads, _), (ranks, err), (whole, whole_err) = best_of(
+        [([strata] + train + ["-j", "2"], env), (ranks_cmd, env),
+         (ranks_cmd, dict(env, STRATA_BUCKET_KB="0"))], repeat=2)
     print(f"train keras-mnist, one epoch{' of ' + limit + ' images' if limit else ''}: "
           f"1 rank x 2 threads {threads:.1f} s, 2 ranks x 1 thread {ranks:.1f} s, "
-          f"ratio {threads / ranks:.2f} (target >= 0.85)")
-    for line in err.splitlines():
-        if re.search(r"all-reductions", line):
-            print("  " + line.removeprefix("strata: "))
+          f"ratio {threads / ranks:.2f} (target >= 0.85); one sum after backward "
+          f"{whole:.1f} s, ratio {threads / whole:.2f}")
+    for name, text in (("in buckets", err), ("after backward", whole_err)):
+        for line in text.splitlines():
+            if re.search(r"all-reductions", line):
+                print(f"  {name}: " + line.removeprefix("strata: "))
 
 if __name__ == "__main__":
     main()
