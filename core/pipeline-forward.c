@@ -8,9 +8,9 @@
 #include <string.h>
 
 static void
-clear_spare_grads (StPipeline *p)
+clear_spare (StPipeline *p)
 {
-  g_clear_pointer (&p->spare_grads, g_ptr_array_unref);
+  g_clear_pointer (&p->spare, g_ptr_array_unref);
 }
 
 void
@@ -19,7 +19,7 @@ st_pipeline_clear_activations (StPipeline *p)
   g_clear_pointer (&p->acts_input, st_tensor_free);
   for (guint i = 0; p->acts && i < p->nodes->len; i++)
     g_clear_pointer (&p->acts[i], st_tensor_free);
-  clear_spare_grads (p);
+  clear_spare (p);
 }
 
 static gboolean
@@ -46,6 +46,91 @@ reuse_or_new (const StRunContext *ctx, StTensor **t, StShape shape, gboolean zer
     }
   g_clear_pointer (t, st_tensor_free);
   return st_tensor_new (shape, error);
+}
+
+/* The blocks of one call that frees its tensors as it goes (a forward
+ * that keeps nothing, a backward's gradients): taken from p->spare and
+ * given back to it, for the next call on an input of the same shape. */
+typedef struct {
+  StPipeline *p;
+  const StRunContext *ctx;
+  guint in_use, most_in_use;
+} Spare;
+
+static Spare
+spare_begin (StPipeline *p, const StRunContext *ctx, StShape input)
+{
+  if (p->fresh_buffers || !st_shape_equal (p->spare_input, input))
+    clear_spare (p);
+  p->spare_input = input;
+  return (Spare) { p, ctx, 0, 0 };
+}
+
+/* A block for a tensor of `shape`, zero-filled when asked: the smallest
+ * spare one that holds it; failing that a new one, which replaces the
+ * largest spare, so that no more blocks are kept than were in use at
+ * once. */
+static StTensor *
+spare_take (Spare *sp, StShape shape, gboolean zero, GError **error)
+{
+  GPtrArray *spare = sp->p->spare;
+  guint64 need;
+  int best = -1, largest = -1;
+  if (!st_shape_bytes (shape, &need))
+    need = G_MAXUINT64;
+  for (guint i = 0; spare && i < spare->len; i++)
+    {
+      gsize cap = st_tensor_capacity (spare->pdata[i]);
+      if (cap >= need && (best < 0 || cap < st_tensor_capacity (spare->pdata[best])))
+        best = (int) i;
+      if (largest < 0 || cap > st_tensor_capacity (spare->pdata[largest]))
+        largest = (int) i;
+    }
+  StTensor *t;
+  if (best >= 0)
+    {
+      t = g_ptr_array_steal_index_fast (spare, best);
+      st_tensor_reshape_within (t, shape);
+      if (zero)
+        st_tensor_zero_parallel (sp->ctx, t);
+    }
+  else
+    {
+      if (largest >= 0)
+        g_ptr_array_remove_index_fast (spare, largest);
+      if (!(t = st_tensor_new (shape, error)))
+        return NULL;
+    }
+  sp->most_in_use = MAX (sp->most_in_use, ++sp->in_use);
+  return t;
+}
+
+static void
+spare_give (Spare *sp, StTensor *t)
+{
+  if (!t)
+    return;
+  sp->in_use--;
+  if (!sp->p->spare)
+    sp->p->spare = g_ptr_array_new_with_free_func ((GDestroyNotify) st_tensor_free);
+  g_ptr_array_add (sp->p->spare, t);
+}
+
+/* Blocks beyond the most the call had in use at once are not needed. */
+static void
+spare_end (Spare *sp)
+{
+  GPtrArray *spare = sp->p->spare;
+  while (spare && spare->len > sp->most_in_use)
+    {
+      guint smallest = 0;
+      for (guint i = 1; i < spare->len; i++)
+        if (st_tensor_capacity (spare->pdata[i]) < st_tensor_capacity (spare->pdata[smallest]))
+          smallest = i;
+      g_ptr_array_remove_index_fast (spare, smallest);
+    }
+  if (sp->p->fresh_buffers)
+    clear_spare (sp->p);
 }
 
 const StTensor *
@@ -96,7 +181,10 @@ st_pipeline_forward_range (StPipeline *p, const StRunContext *ctx, const StTenso
         if (i < first || i > last)
           g_clear_pointer (&kept[i], st_tensor_free);
     }
+  GPtrArray *spare = g_steal_pointer (&p->spare);
   st_pipeline_clear_activations (p);
+  p->spare = spare;
+  Spare sp = spare_begin (p, ctx, input->shape);
   p->range_first = first;
   p->range_last = last;
   if (keep_activations)
@@ -116,8 +204,13 @@ st_pipeline_forward_range (StPipeline *p, const StRunContext *ctx, const StTenso
           int j = st_node_source_in_range (node, k, first);
           inputs[k] = j < 0 ? input : p->acts[j];
         }
-      StTensor *out = reuse_or_new (ctx, &kept[i], node->stage->out_shape, !writes_all (node),
-                                    error);
+      StTensor *out;
+      if (keep_activations)
+        out = reuse_or_new (ctx, &kept[i], node->stage->out_shape, !writes_all (node), error);
+      else if (i == last)
+        out = st_tensor_new (node->stage->out_shape, error);  /* the caller's */
+      else
+        out = spare_take (&sp, node->stage->out_shape, !writes_all (node), error);
       if (!out)
         goto fail;
       g_autoptr (GError) local = NULL;
@@ -136,13 +229,15 @@ st_pipeline_forward_range (StPipeline *p, const StRunContext *ctx, const StTenso
           {
             int j = st_node_source_in_range (node, k, first);
             if (j >= 0 && ((Node *) p->nodes->pdata[j])->last_use == i)
-              g_clear_pointer (&p->acts[j], st_tensor_free);
+              spare_give (&sp, g_steal_pointer (&p->acts[j]));
           }
     }
   if (keep_activations)
     return st_tensor_copy (p->acts[last]);
   StTensor *result = g_steal_pointer (&p->acts[last]);
-  st_pipeline_clear_activations (p);
+  for (int i = first; i <= last; i++)
+    spare_give (&sp, g_steal_pointer (&p->acts[i]));
+  spare_end (&sp);
   return result;
 
 fail:
@@ -157,64 +252,6 @@ st_pipeline_forward (StPipeline *p, const StRunContext *ctx, const StTensor *inp
                      gboolean keep_activations, GError **error)
 {
   return st_pipeline_forward_range (p, ctx, input, 0, p->nodes->len - 1, keep_activations, error);
-}
-
-/* The gradient blocks of one backward call: taken from p->spare_grads
- * and given back to it. */
-typedef struct {
-  StPipeline *p;
-  const StRunContext *ctx;
-  guint in_use, most_in_use;
-} Grads;
-
-/* A block for a gradient of `shape`, zero-filled when asked: the
- * smallest spare one that holds it; failing that a new one, which
- * replaces the largest spare, so that no more blocks are kept than were
- * in use at once. */
-static StTensor *
-grad_take (Grads *g, StShape shape, gboolean zero, GError **error)
-{
-  GPtrArray *spare = g->p->spare_grads;
-  guint64 need;
-  int best = -1, largest = -1;
-  if (!st_shape_bytes (shape, &need))
-    need = G_MAXUINT64;
-  for (guint i = 0; spare && i < spare->len; i++)
-    {
-      gsize cap = st_tensor_capacity (spare->pdata[i]);
-      if (cap >= need && (best < 0 || cap < st_tensor_capacity (spare->pdata[best])))
-        best = (int) i;
-      if (largest < 0 || cap > st_tensor_capacity (spare->pdata[largest]))
-        largest = (int) i;
-    }
-  StTensor *t;
-  if (best >= 0)
-    {
-      t = g_ptr_array_steal_index_fast (spare, best);
-      st_tensor_reshape_within (t, shape);
-      if (zero)
-        st_tensor_zero_parallel (g->ctx, t);
-    }
-  else
-    {
-      if (largest >= 0)
-        st_tensor_free (g_ptr_array_steal_index_fast (spare, largest));
-      if (!(t = st_tensor_new (shape, error)))
-        return NULL;
-    }
-  g->most_in_use = MAX (g->most_in_use, ++g->in_use);
-  return t;
-}
-
-static void
-grad_give (Grads *g, StTensor *t)
-{
-  if (!t)
-    return;
-  g->in_use--;
-  if (!g->p->spare_grads)
-    g->p->spare_grads = g_ptr_array_new_with_free_func ((GDestroyNotify) st_tensor_free);
-  g_ptr_array_add (g->p->spare_grads, t);
 }
 
 void
@@ -255,8 +292,8 @@ st_pipeline_backward_range (StPipeline *p, const StRunContext *ctx, const StTens
     }
 
   g_autofree StTensor **grads = g_new0 (StTensor *, n);
-  Grads gr = { p, ctx, 0, 0 };
-  if (!(grads[last] = grad_take (&gr, grad_output->shape, FALSE, error)))
+  Spare sp = spare_begin (p, ctx, p->acts_input->shape);
+  if (!(grads[last] = spare_take (&sp, grad_output->shape, FALSE, error)))
     return FALSE;
   st_tensor_copy_into (ctx, grads[last], grad_output);
   gboolean ok = TRUE;
@@ -284,7 +321,7 @@ st_pipeline_backward_range (StPipeline *p, const StRunContext *ctx, const StTens
           int j = st_node_source_in_range (node, k, first);
           inputs[k] = j < 0 ? p->acts_input : p->acts[j];
           if (j >= 0 && needs[j]
-              && !(gin[k] = grad_take (&gr, p->acts[j]->shape, !writes_all (node), error)))
+              && !(gin[k] = spare_take (&sp, p->acts[j]->shape, !writes_all (node), error)))
             ok = FALSE;
         }
       g_autoptr (GError) local = NULL;
@@ -309,27 +346,16 @@ st_pipeline_backward_range (StPipeline *p, const StRunContext *ctx, const StTens
             {
               if (ok)
                 st_tensor_add_into (ctx, grads[j], gin[k]);
-              grad_give (&gr, gin[k]);
+              spare_give (&sp, gin[k]);
             }
         }
-      grad_give (&gr, g_steal_pointer (&grads[i]));
+      spare_give (&sp, g_steal_pointer (&grads[i]));
       if (ok)
         backward_done (p, i);
     }
   for (int i = 0; i < n; i++)
-    grad_give (&gr, grads[i]);
-  /* Blocks beyond the most this call had in use at once are not needed. */
-  GPtrArray *spare = p->spare_grads;
-  while (spare && spare->len > gr.most_in_use)
-    {
-      guint smallest = 0;
-      for (guint i = 1; i < spare->len; i++)
-        if (st_tensor_capacity (spare->pdata[i]) < st_tensor_capacity (spare->pdata[smallest]))
-          smallest = i;
-      g_ptr_array_remove_index_fast (spare, smallest);
-    }
-  if (p->fresh_buffers)
-    clear_spare_grads (p);
+    spare_give (&sp, grads[i]);
+  spare_end (&sp);
   return ok;
 }
 

@@ -60,9 +60,11 @@ struct _StPipeline {
    * faulted or zero-filled anew every batch). */
   StTensor **acts;
   StTensor *acts_input;        /* the input of the last forward that kept them */
-  /* StTensor *: gradient blocks backward is done with, for the next one
-   * to take; no more of them than were in use at once. */
-  GPtrArray *spare_grads;
+  /* StTensor *: blocks that a forward keeping nothing, or a backward,
+   * was done with, for the next such call on an input of spare_input's
+   * shape; no more of them than the last call had in use at once. */
+  GPtrArray *spare;
+  StShape spare_input;
   /* Allocate every tensor of every call afresh, zero-filled, as before
    * blocks were kept: tests compare the two. */
   gboolean fresh_buffers;
