@@ -3,6 +3,15 @@
 #include "pipeline-private.h"
 #include "context.h"
 #include "param.h"
+#include "tensor-private.h"
+
+#include <string.h>
+
+static void
+clear_spare (StPipeline *p)
+{
+  g_clear_pointer (&p->spare, g_ptr_array_unref);
+}
 
 void
 st_pipeline_clear_activations (StPipeline *p)
@@ -10,6 +19,118 @@ st_pipeline_clear_activations (StPipeline *p)
   g_clear_pointer (&p->acts_input, st_tensor_free);
   for (guint i = 0; p->acts && i < p->nodes->len; i++)
     g_clear_pointer (&p->acts[i], st_tensor_free);
+  clear_spare (p);
+}
+
+static gboolean
+writes_all (const Node *node)
+{
+  return (st_kind_flags (node->stage->kind) & ST_KIND_WRITES_ALL) != 0;
+}
+
+/* A kept block for a tensor of `shape`: *t itself when it holds the shape
+ * and is not more than twice what it needs (a smaller last batch reuses
+ * it; a much smaller shape lets it go), else a new one.  zero: the caller
+ * needs zeros, which a new block (calloc) has already. */
+static StTensor *
+reuse_or_new (const StRunContext *ctx, StTensor **t, StShape shape, gboolean zero,
+              GError **error)
+{
+  guint64 need;
+  if (*t && st_shape_bytes (shape, &need) && st_tensor_capacity (*t) <= 2 * need + ST_TENSOR_ALIGN
+      && st_tensor_reshape_within (*t, shape))
+    {
+      if (zero)
+        st_tensor_zero_parallel (ctx, *t);
+      return g_steal_pointer (t);
+    }
+  g_clear_pointer (t, st_tensor_free);
+  return st_tensor_new (shape, error);
+}
+
+/* The blocks of one call that frees its tensors as it goes (a forward
+ * that keeps nothing, a backward's gradients): taken from p->spare and
+ * given back to it, for the next call on an input of the same shape. */
+typedef struct {
+  StPipeline *p;
+  const StRunContext *ctx;
+  guint in_use, most_in_use;
+} Spare;
+
+static Spare
+spare_begin (StPipeline *p, const StRunContext *ctx, StShape input)
+{
+  if (p->fresh_buffers || !st_shape_equal (p->spare_input, input))
+    clear_spare (p);
+  p->spare_input = input;
+  return (Spare) { p, ctx, 0, 0 };
+}
+
+/* A block for a tensor of `shape`, zero-filled when asked: the smallest
+ * spare one that holds it; failing that a new one, which replaces the
+ * largest spare, so that no more blocks are kept than were in use at
+ * once. */
+static StTensor *
+spare_take (Spare *sp, StShape shape, gboolean zero, GError **error)
+{
+  GPtrArray *spare = sp->p->spare;
+  guint64 need;
+  int best = -1, largest = -1;
+  if (!st_shape_bytes (shape, &need))
+    need = G_MAXUINT64;
+  for (guint i = 0; spare && i < spare->len; i++)
+    {
+      gsize cap = st_tensor_capacity (spare->pdata[i]);
+      if (cap >= need && (best < 0 || cap < st_tensor_capacity (spare->pdata[best])))
+        best = (int) i;
+      if (largest < 0 || cap > st_tensor_capacity (spare->pdata[largest]))
+        largest = (int) i;
+    }
+  StTensor *t;
+  if (best >= 0)
+    {
+      t = g_ptr_array_steal_index_fast (spare, best);
+      st_tensor_reshape_within (t, shape);
+      if (zero)
+        st_tensor_zero_parallel (sp->ctx, t);
+    }
+  else
+    {
+      if (largest >= 0)
+        g_ptr_array_remove_index_fast (spare, largest);
+      if (!(t = st_tensor_new (shape, error)))
+        return NULL;
+    }
+  sp->most_in_use = MAX (sp->most_in_use, ++sp->in_use);
+  return t;
+}
+
+static void
+spare_give (Spare *sp, StTensor *t)
+{
+  if (!t)
+    return;
+  sp->in_use--;
+  if (!sp->p->spare)
+    sp->p->spare = g_ptr_array_new_with_free_func ((GDestroyNotify) st_tensor_free);
+  g_ptr_array_add (sp->p->spare, t);
+}
+
+/* Blocks beyond the most the call had in use at once are not needed. */
+static void
+spare_end (Spare *sp)
+{
+  GPtrArray *spare = sp->p->spare;
+  while (spare && spare->len > sp->most_in_use)
+    {
+      guint smallest = 0;
+      for (guint i = 1; i < spare->len; i++)
+        if (st_tensor_capacity (spare->pdata[i]) < st_tensor_capacity (spare->pdata[smallest]))
+          smallest = i;
+      g_ptr_array_remove_index_fast (spare, smallest);
+    }
+  if (sp->p->fresh_buffers)
+    clear_spare (sp->p);
 }
 
 const StTensor *
@@ -46,11 +167,33 @@ st_pipeline_forward_range (StPipeline *p, const StRunContext *ctx, const StTenso
                              limit_text);
       return NULL;
     }
+  /* Blocks kept from the last forward serve this one when it keeps its
+   * outputs too; one that frees them as it goes keeps none. */
+  gboolean reuse = keep_activations && !p->fresh_buffers;
+  g_autofree StTensor **kept = g_new0 (StTensor *, p->nodes->len);
+  StTensor *kept_input = NULL;
+  if (reuse)
+    {
+      memcpy (kept, p->acts, sizeof (StTensor *) * p->nodes->len);
+      memset (p->acts, 0, sizeof (StTensor *) * p->nodes->len);
+      kept_input = g_steal_pointer (&p->acts_input);
+      for (int i = 0; i < (int) p->nodes->len; i++)
+        if (i < first || i > last)
+          g_clear_pointer (&kept[i], st_tensor_free);
+    }
+  GPtrArray *spare = g_steal_pointer (&p->spare);
   st_pipeline_clear_activations (p);
+  p->spare = spare;
+  Spare sp = spare_begin (p, ctx, input->shape);
   p->range_first = first;
   p->range_last = last;
   if (keep_activations)
-    p->acts_input = st_tensor_copy (input);
+    {
+      p->acts_input = reuse_or_new (ctx, &kept_input, input->shape, FALSE, error);
+      if (!p->acts_input)
+        goto fail;
+      st_tensor_copy_into (ctx, p->acts_input, input);
+    }
   for (int i = first; i <= last; i++)
     {
       Node *node = p->nodes->pdata[i];
@@ -61,7 +204,13 @@ st_pipeline_forward_range (StPipeline *p, const StRunContext *ctx, const StTenso
           int j = st_node_source_in_range (node, k, first);
           inputs[k] = j < 0 ? input : p->acts[j];
         }
-      StTensor *out = st_tensor_new (node->stage->out_shape, error);
+      StTensor *out;
+      if (keep_activations)
+        out = reuse_or_new (ctx, &kept[i], node->stage->out_shape, !writes_all (node), error);
+      else if (i == last)
+        out = st_tensor_new (node->stage->out_shape, error);  /* the caller's */
+      else
+        out = spare_take (&sp, node->stage->out_shape, !writes_all (node), error);
       if (!out)
         goto fail;
       g_autoptr (GError) local = NULL;
@@ -80,16 +229,20 @@ st_pipeline_forward_range (StPipeline *p, const StRunContext *ctx, const StTenso
           {
             int j = st_node_source_in_range (node, k, first);
             if (j >= 0 && ((Node *) p->nodes->pdata[j])->last_use == i)
-              g_clear_pointer (&p->acts[j], st_tensor_free);
+              spare_give (&sp, g_steal_pointer (&p->acts[j]));
           }
     }
   if (keep_activations)
     return st_tensor_copy (p->acts[last]);
   StTensor *result = g_steal_pointer (&p->acts[last]);
-  st_pipeline_clear_activations (p);
+  for (int i = first; i <= last; i++)
+    spare_give (&sp, g_steal_pointer (&p->acts[i]));
+  spare_end (&sp);
   return result;
 
 fail:
+  for (int i = 0; i < (int) p->nodes->len; i++)
+    st_tensor_free (kept[i]);
   st_pipeline_clear_activations (p);
   return NULL;
 }
@@ -99,14 +252,6 @@ st_pipeline_forward (StPipeline *p, const StRunContext *ctx, const StTensor *inp
                      gboolean keep_activations, GError **error)
 {
   return st_pipeline_forward_range (p, ctx, input, 0, p->nodes->len - 1, keep_activations, error);
-}
-
-static void
-add_into (StTensor *dst, const StTensor *src)
-{
-  gsize n = st_tensor_numel (dst);
-  for (gsize i = 0; i < n; i++)
-    dst->data[i] += src->data[i];
 }
 
 void
@@ -147,7 +292,10 @@ st_pipeline_backward_range (StPipeline *p, const StRunContext *ctx, const StTens
     }
 
   g_autofree StTensor **grads = g_new0 (StTensor *, n);
-  grads[last] = st_tensor_copy (grad_output);
+  Spare sp = spare_begin (p, ctx, p->acts_input->shape);
+  if (!(grads[last] = spare_take (&sp, grad_output->shape, FALSE, error)))
+    return FALSE;
+  st_tensor_copy_into (ctx, grads[last], grad_output);
   gboolean ok = TRUE;
   for (int i = last; i >= first && ok; i--)
     {
@@ -167,15 +315,20 @@ st_pipeline_backward_range (StPipeline *p, const StRunContext *ctx, const StTens
           break;
         }
       g_autofree const StTensor **inputs = g_new (const StTensor *, MAX (node->n_inputs, 1));
-      g_autofree StTensor **gin = g_new (StTensor *, MAX (node->n_inputs, 1));
-      for (int k = 0; k < node->n_inputs; k++)
+      g_autofree StTensor **gin = g_new0 (StTensor *, MAX (node->n_inputs, 1));
+      for (int k = 0; k < node->n_inputs && ok; k++)
         {
           int j = st_node_source_in_range (node, k, first);
           inputs[k] = j < 0 ? p->acts_input : p->acts[j];
-          gin[k] = j >= 0 && needs[j] ? st_tensor_new (p->acts[j]->shape, NULL) : NULL;
+          if (j >= 0 && needs[j]
+              && !(gin[k] = spare_take (&sp, p->acts[j]->shape, !writes_all (node), error)))
+            ok = FALSE;
         }
       g_autoptr (GError) local = NULL;
-      if (!node->stage->kind->backward (node->stage, ctx, inputs, p->acts[i], grads[i], gin, &local))
+      if (!ok)
+        ;
+      else if (!node->stage->kind->backward (node->stage, ctx, inputs, p->acts[i], grads[i], gin,
+                                             &local))
         {
           g_set_error (error, ST_ERROR, local ? local->code : ST_ERROR_FAILED,
                        "stage '%s' (%s): %s", node->stage->name, node->stage->kind->name,
@@ -192,16 +345,17 @@ st_pipeline_backward_range (StPipeline *p, const StRunContext *ctx, const StTens
           else
             {
               if (ok)
-                add_into (grads[j], gin[k]);
-              st_tensor_free (gin[k]);
+                st_tensor_add_into (ctx, grads[j], gin[k]);
+              spare_give (&sp, gin[k]);
             }
         }
-      g_clear_pointer (&grads[i], st_tensor_free);
+      spare_give (&sp, g_steal_pointer (&grads[i]));
       if (ok)
         backward_done (p, i);
     }
   for (int i = 0; i < n; i++)
-    st_tensor_free (grads[i]);
+    spare_give (&sp, grads[i]);
+  spare_end (&sp);
   return ok;
 }
 

@@ -55,8 +55,19 @@ struct _StPipeline {
   gboolean prepared;
   StShape prepared_shape;
   guint64 kept_bytes;          /* a forward that keeps every output, as last prepared */
-  StTensor **acts;             /* per node, kept for backward */
+  /* Per node, kept for backward; after it, a forward that keeps them
+   * again writes into the same blocks (training: no page of them is
+   * faulted or zero-filled anew every batch). */
+  StTensor **acts;
   StTensor *acts_input;        /* the input of the last forward that kept them */
+  /* StTensor *: blocks that a forward keeping nothing, or a backward,
+   * was done with, for the next such call on an input of spare_input's
+   * shape; no more of them than the last call had in use at once. */
+  GPtrArray *spare;
+  StShape spare_input;
+  /* Allocate every tensor of every call afresh, zero-filled, as before
+   * blocks were kept: tests compare the two. */
+  gboolean fresh_buffers;
   int range_first, range_last; /* the stages that forward ran */
   StBackwardHook backward_hook;
   gpointer backward_hook_data;
@@ -86,7 +97,7 @@ StPipeline *st_pipeline_reload (const StPipeline *p, GError **error);
  * shape needs to hear (both shapes, and a way out). */
 void st_pipeline_set_fixed_input_error (StPipeline *p, StShape input, GError **error);
 
-/* pipeline-forward.c */
+/* pipeline-forward.c: frees the kept outputs and gradient blocks. */
 void st_pipeline_clear_activations (StPipeline *p);
 
 /* The node feeding input k of node i when stages [first, last] run on their

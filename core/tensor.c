@@ -2,6 +2,7 @@
 #include <strata/tensor.h>
 #include <strata/plugin.h>
 #include "param.h"
+#include "tensor-private.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,7 +24,7 @@ st_shape_bytes (StShape shape, guint64 *bytes)
     if (dims[i] <= 0 || !g_uint64_checked_mul (&total, total, (guint64) dims[i]))
       return FALSE;
   /* Room for the alignment padding st_tensor_new() adds, in a gsize. */
-  if (total > G_MAXSIZE - 2 * ST_TENSOR_ALIGN - sizeof (void *))
+  if (total > G_MAXSIZE - 2 * ST_TENSOR_ALIGN - 2 * sizeof (void *))
     return FALSE;
   if (bytes)
     *bytes = total;
@@ -46,8 +47,9 @@ st_tensor_new (StShape shape, GError **error)
   /* calloc rather than an aligned alloc and memset: large blocks come
    * straight from the kernel already zero, so the pages are first touched
    * by the stage that fills them, on its own threads, in one pass.  The
-   * block's start is kept just before the aligned data. */
-  void *raw = calloc (1, bytes + ST_TENSOR_ALIGN + sizeof (void *));
+   * block's start, and its size for st_tensor_reshape_within(), are kept
+   * just before the aligned data. */
+  void *raw = calloc (1, bytes + ST_TENSOR_ALIGN + 2 * sizeof (void *));
   if (!raw)
     {
       char buf[64];
@@ -56,9 +58,10 @@ st_tensor_new (StShape shape, GError **error)
                    st_shape_format (shape, buf, sizeof buf), size);
       return NULL;
     }
-  guintptr start = (guintptr) raw + sizeof (void *);
+  guintptr start = (guintptr) raw + 2 * sizeof (void *);
   float *data = (float *) ((start + ST_TENSOR_ALIGN - 1) & ~(guintptr) (ST_TENSOR_ALIGN - 1));
   ((void **) data)[-1] = raw;
+  ((gsize *) data)[-2] = bytes;
   StTensor *t = g_new (StTensor, 1);
   t->shape = shape;
   t->data = data;
@@ -102,4 +105,89 @@ gsize
 st_tensor_numel (const StTensor *t)
 {
   return st_shape_numel (t->shape);
+}
+
+gsize
+st_tensor_capacity (const StTensor *t)
+{
+  return ((const gsize *) t->data)[-2];
+}
+
+gboolean
+st_tensor_reshape_within (StTensor *t, StShape shape)
+{
+  guint64 bytes;
+  if (!st_shape_bytes (shape, &bytes) || bytes > st_tensor_capacity (t))
+    return FALSE;
+  t->shape = shape;
+  return TRUE;
+}
+
+/* Floats a piece of the parallel fills and copies: big enough that
+ * handing it out costs nothing next to it, small enough that two threads
+ * share even a small batch's tensor. */
+#define PIECE 16384
+
+typedef struct {
+  float *dst;
+  const float *src;
+  gsize n;
+} Pieces;
+
+static void
+zero_pieces (gsize begin, gsize end, gpointer data)
+{
+  const Pieces *j = data;
+  gsize i0 = begin * PIECE, i1 = MIN (end * PIECE, j->n);
+  memset (j->dst + i0, 0, (i1 - i0) * sizeof (float));
+}
+
+static void
+copy_pieces (gsize begin, gsize end, gpointer data)
+{
+  const Pieces *j = data;
+  gsize i0 = begin * PIECE, i1 = MIN (end * PIECE, j->n);
+  memcpy (j->dst + i0, j->src + i0, (i1 - i0) * sizeof (float));
+}
+
+static void
+add_pieces (gsize begin, gsize end, gpointer data)
+{
+  const Pieces *j = data;
+  gsize i0 = begin * PIECE, i1 = MIN (end * PIECE, j->n);
+  float *restrict d = j->dst;
+  const float *restrict s = j->src;
+  for (gsize i = i0; i < i1; i++)
+    d[i] += s[i];
+}
+
+static void
+run_pieces (const StRunContext *ctx, StRangeFunc fn, float *dst, const float *src, gsize n)
+{
+  Pieces j = { dst, src, n };
+  gsize pieces = (n + PIECE - 1) / PIECE;
+  if (pieces <= 1)
+    fn (0, pieces, &j);
+  else
+    st_parallel_for (ctx, pieces, fn, &j);
+}
+
+void
+st_tensor_zero_parallel (const StRunContext *ctx, StTensor *t)
+{
+  run_pieces (ctx, zero_pieces, t->data, NULL, st_tensor_numel (t));
+}
+
+void
+st_tensor_copy_into (const StRunContext *ctx, StTensor *dst, const StTensor *src)
+{
+  g_return_if_fail (st_shape_numel (dst->shape) == st_shape_numel (src->shape));
+  run_pieces (ctx, copy_pieces, dst->data, src->data, st_tensor_numel (src));
+}
+
+void
+st_tensor_add_into (const StRunContext *ctx, StTensor *dst, const StTensor *src)
+{
+  g_return_if_fail (st_shape_numel (dst->shape) == st_shape_numel (src->shape));
+  run_pieces (ctx, add_pieces, dst->data, src->data, st_tensor_numel (src));
 }

@@ -2,6 +2,7 @@
  * the ready pipelines against references written here. */
 #include "config.h"
 #include "pipeline.h"
+#include "pipeline-private.h"
 #include "context.h"
 #include "image.h"
 #include "param.h"
@@ -1211,6 +1212,230 @@ test_include_errors (void)
   tu_remove_tree (tmp);
 }
 
+/* ---- Blocks kept from batch to batch ------------------------------------ */
+
+/* A kind without ST_KIND_WRITES_ALL that checks it is handed zeros, then
+ * fills everything with values that are never zero, so that a block
+ * handed on unfilled would show. */
+static int probe_calls;
+static const float *probe_out_seen[4], *probe_gin_seen[4], *probe_gout_seen[4];
+
+static gboolean
+all_zero (const StTensor *t)
+{
+  for (gsize i = 0; i < st_tensor_numel (t); i++)
+    if (t->data[i] != 0.0f)
+      return FALSE;
+  return TRUE;
+}
+
+static gboolean
+probe_infer (StStage *stage, GError **error)
+{
+  stage->out_shape = stage->in_shapes[0];
+  return TRUE;
+}
+
+static gboolean
+probe_forward (StStage *stage, const StRunContext *ctx, const StTensor *const *inputs,
+               StTensor *output, GError **error)
+{
+  g_assert_true (all_zero (output));
+  g_assert_cmpint (probe_calls, <, 4);
+  probe_out_seen[probe_calls] = output->data;
+  for (gsize i = 0; i < st_tensor_numel (output); i++)
+    output->data[i] = fabsf (inputs[0]->data[i]) + 1.0f;
+  return TRUE;
+}
+
+static gboolean
+probe_backward (StStage *stage, const StRunContext *ctx, const StTensor *const *inputs,
+                const StTensor *output, const StTensor *grad_output,
+                StTensor *const *grad_inputs, GError **error)
+{
+  g_assert_nonnull (grad_inputs[0]);
+  g_assert_true (all_zero (grad_inputs[0]));
+  probe_gout_seen[probe_calls] = grad_output->data;
+  probe_gin_seen[probe_calls++] = grad_inputs[0]->data;
+  for (gsize i = 0; i < st_tensor_numel (grad_inputs[0]); i++)
+    grad_inputs[0]->data[i] = fabsf (grad_output->data[i]) + 1.0f;
+  return TRUE;
+}
+
+static const StKind probe_kind = {
+  ST_KIND_HEADER,
+  .name = "probe",
+  .summary = "checks that its buffers come zero-filled",
+  .min_inputs = 1,
+  .max_inputs = 1,
+  .infer = probe_infer,
+  .forward = probe_forward,
+  .backward = probe_backward,
+};
+
+/* A batch of n with values from seed, never all zero. */
+static StTensor *
+patterned (StShape shape, guint32 seed)
+{
+  StTensor *t = st_tensor_new (shape, NULL);
+  for (gsize i = 0; i < st_tensor_numel (t); i++)
+    t->data[i] = (float) ((i * 2654435761u + seed * 40503u) % 1000) / 500.0f - 1.0f;
+  return t;
+}
+
+static void
+test_kept_blocks_zeroed (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (StPipeline) p = st_pipeline_load_data (reg,
+    "[pipeline]\ninput=5x1x1\n[fc1]\ntype=dense\nunits=6\n[flat]\ntype=flatten\n"
+    "[fc2]\ntype=dense\nunits=3\n", "probe.ini", &error);
+  g_assert_no_error (error);
+  /* flatten has no state of its own to lose: the probe stands in for it. */
+  StStage *stage = st_pipeline_stage (p, 1);
+  g_assert_null (stage->priv);
+  stage->kind = &probe_kind;
+  for (int i = 0; i < st_pipeline_n_stages (p); i++)
+    st_stage_enable_grads (st_pipeline_stage (p, i));
+  g_autoptr (StRunContext) ctx = st_run_context_new (2, 1);
+  ctx->training = TRUE;
+  probe_calls = 0;
+  const int sizes[] = { 4, 4, 3, 4 };
+  for (int b = 0; b < 4; b++)
+    {
+      g_autoptr (StTensor) in = patterned ((StShape) { sizes[b], 5, 1, 1 }, b);
+      g_autoptr (StTensor) out = st_pipeline_forward (p, ctx, in, TRUE, &error);
+      g_assert_no_error (error);
+      g_autoptr (StTensor) grad = patterned (out->shape, 100 + b);
+      g_assert_true (st_pipeline_backward (p, ctx, grad, &error));
+      g_assert_no_error (error);
+    }
+  g_assert_cmpint (probe_calls, ==, 4);
+  /* The same blocks came back (so the zeros above were filled anew), the
+   * smaller batch's included. */
+  for (int b = 1; b < 4; b++)
+    g_assert_true (probe_out_seen[b] == probe_out_seen[0]);
+  /* The second batch's gradients are in blocks of the first's (a batch
+   * of another shape may have new ones). */
+  g_assert_true (probe_gin_seen[1] == probe_gin_seen[0] || probe_gin_seen[1] == probe_gout_seen[0]);
+  g_assert_true (probe_gout_seen[1] == probe_gin_seen[0]
+                 || probe_gout_seen[1] == probe_gout_seen[0]);
+  /* Inference keeps nothing per node but hands the probe zeros too. */
+  ctx->training = FALSE;
+  for (int b = 0; b < 2; b++)
+    {
+      probe_calls = 0;
+      g_autoptr (StTensor) in = patterned ((StShape) { 4, 5, 1, 1 }, 7);
+      g_autoptr (StTensor) out = st_pipeline_forward (p, ctx, in, FALSE, &error);
+      g_assert_no_error (error);
+    }
+  stage->kind = tu_kind (reg, "flatten");
+}
+
+/* Training steps with kept blocks and with every tensor allocated afresh
+ * (as before blocks were kept) give the same bits: outputs, gradients and
+ * weights, through batchnorm, relu, pooling, dropout, a fan-out, a smaller
+ * batch and an evaluation between. */
+static StPipeline *
+reuse_net (void)
+{
+  g_autoptr (GError) error = NULL;
+  StPipeline *p = st_pipeline_load_data (reg,
+    "[pipeline]\ninput=2x8x8\n"
+    "[conv]\ntype=conv2d\nfilters=4\nsize=3\npadding=same\n"
+    "[bn]\ntype=batchnorm\n"
+    "[relu]\ntype=activation\nfunction=relu\n"
+    "[branch]\ntype=conv2d\nfilters=4\nsize=1\ninput=relu\n"
+    "[sum]\ntype=add\ninput=relu,branch\n"
+    "[pool]\ntype=maxpool\nsize=2\n"
+    "[flat]\ntype=flatten\n"
+    "[drop]\ntype=dropout\nrate=0.3\n"
+    "[fc]\ntype=dense\nunits=5\n", "reuse.ini", &error);
+  g_assert_no_error (error);
+  for (int i = 0; i < st_pipeline_n_stages (p); i++)
+    st_stage_enable_grads (st_pipeline_stage (p, i));
+  return p;
+}
+
+static void
+assert_same_bits (const StTensor *a, const StTensor *b)
+{
+  g_assert_true (st_shape_equal (a->shape, b->shape));
+  g_assert_cmpint (memcmp (a->data, b->data, st_tensor_numel (a) * sizeof (float)), ==, 0);
+}
+
+static void
+test_kept_blocks_same_bits (void)
+{
+  g_autoptr (GError) error = NULL;
+  StPipeline *p[2] = { reuse_net (), reuse_net () };
+  p[1]->fresh_buffers = TRUE;
+  StRunContext *ctx[2] = { st_run_context_new (2, 5), st_run_context_new (1, 5) };
+  g_autoptr (GPtrArray) w0 = st_pipeline_weights (p[0]);
+  g_autoptr (GPtrArray) w1 = st_pipeline_weights (p[1]);
+  g_assert_cmpuint (w0->len, ==, w1->len);
+  for (guint k = 0; k < w0->len; k++)
+    assert_same_bits (((StWeight *) w0->pdata[k])->value, ((StWeight *) w1->pdata[k])->value);
+
+  const int sizes[] = { 6, 6, 4, 6, 6 };
+  for (int b = 0; b < 5; b++)
+    {
+      g_autoptr (StTensor) in = patterned ((StShape) { sizes[b], 2, 8, 8 }, b);
+      StTensor *out[2];
+      for (int r = 0; r < 2; r++)
+        {
+          StPipeline *q = p[r];
+          for (int i = 0; i < st_pipeline_n_stages (q); i++)
+            st_stage_zero_grads (st_pipeline_stage (q, i));
+          ctx[r]->training = TRUE;
+          out[r] = st_pipeline_forward (q, ctx[r], in, TRUE, &error);
+          g_assert_no_error (error);
+          g_autoptr (StTensor) grad = patterned (out[r]->shape, 50 + b);
+          g_assert_true (st_pipeline_backward (q, ctx[r], grad, &error));
+          g_assert_no_error (error);
+          /* A plain step, so that the weights move. */
+          g_autoptr (GPtrArray) w = st_pipeline_weights (q);
+          for (guint k = 0; k < w->len; k++)
+            {
+              StWeight *wt = w->pdata[k];
+              if (!wt->trainable || !wt->grad)
+                continue;
+              for (gsize i = 0; i < st_tensor_numel (wt->value); i++)
+                wt->value->data[i] -= 0.05f * wt->grad->data[i];
+            }
+        }
+      assert_same_bits (out[0], out[1]);
+      for (guint k = 0; k < w0->len; k++)
+        {
+          StWeight *a = w0->pdata[k], *c = w1->pdata[k];
+          assert_same_bits (a->value, c->value);
+          if (a->grad)
+            assert_same_bits (a->grad, c->grad);
+        }
+      st_tensor_free (out[0]);
+      st_tensor_free (out[1]);
+      if (b == 2)
+        for (int round = 0; round < 2; round++)
+          {
+            StTensor *eval[2];
+            for (int r = 0; r < 2; r++)
+              {
+                ctx[r]->training = FALSE;
+                eval[r] = st_pipeline_forward (p[r], ctx[r], in, FALSE, &error);
+                g_assert_no_error (error);
+              }
+            assert_same_bits (eval[0], eval[1]);
+            st_tensor_free (eval[0]);
+            st_tensor_free (eval[1]);
+          }
+    }
+  for (int r = 0; r < 2; r++)
+    {
+      st_pipeline_free (p[r]);
+      st_run_context_free (ctx[r]);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1250,6 +1475,8 @@ main (int argc, char **argv)
   g_test_add_func ("/pipeline/ready/edges", test_edges_reference);
   g_test_add_func ("/pipeline/ready/unsharp", test_unsharp_reference);
   g_test_add_func ("/pipeline/ready/all-load", test_every_ready_pipeline_loads);
+  g_test_add_func ("/pipeline/kept-blocks/zeroed", test_kept_blocks_zeroed);
+  g_test_add_func ("/pipeline/kept-blocks/same-bits", test_kept_blocks_same_bits);
   int rc = g_test_run ();
   st_registry_free (reg);
   return rc;

@@ -115,6 +115,9 @@ static const StKind conv_kind = {
   .infer = conv_infer,
   .forward = conv_forward,
   .backward = conv_backward,
+  /* Every block writes its pixels of all channels; backward clears din
+   * itself before adding into it. */
+  .flags = ST_KIND_WRITES_ALL,
   .finalize = conv_finalize,
 };
 

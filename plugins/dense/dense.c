@@ -59,6 +59,8 @@ static const StKind dense_kind = {
   .infer = dense_infer,
   .forward = dense_forward,
   .backward = dense_backward,
+  /* The GEMMs overwrite (beta 0) every output and every din column. */
+  .flags = ST_KIND_WRITES_ALL,
   .finalize = dense_finalize,
 };
 

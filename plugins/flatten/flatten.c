@@ -22,6 +22,7 @@ static const StKind flatten_kind = {
   .infer = flatten_infer,
   .forward = flatten_forward,
   .backward = flatten_backward,
+  .flags = ST_KIND_WRITES_ALL,
 };
 
 ST_PLUGIN_DEFINE (&flatten_kind)

@@ -26,7 +26,7 @@ static const StKind softmax_kind = {
   .infer = softmax_infer,
   .forward = softmax_forward,
   .backward = softmax_backward,
-  .flags = ST_KIND_OUTPUTS_PROBABILITIES,
+  .flags = ST_KIND_OUTPUTS_PROBABILITIES | ST_KIND_WRITES_ALL,
 };
 
 ST_PLUGIN_DEFINE (&softmax_kind)
@@ -42,7 +42,7 @@ softmax_infer (StStage *stage, GError **error)
   return TRUE;
 }
 
-/* dinp += out ⊙ (dout − Σ_c dout·out); [N, C, HW]. */
+/* dinp = out ⊙ (dout − Σ_c dout·out); [N, C, HW]. */
 static void
 softmax_backward_pixels (float *dinp, const float *dout, const float *out, int C, gsize hw,
                          gsize begin, gsize end)
@@ -56,7 +56,7 @@ softmax_backward_pixels (float *dinp, const float *dout, const float *out, int C
       for (int c = 0; c < C; c++)
         dot += (double) g[c * hw] * y[c * hw];
       for (int c = 0; c < C; c++)
-        d[c * hw] += y[c * hw] * (float) (g[c * hw] - dot);
+        d[c * hw] = y[c * hw] * (float) (g[c * hw] - dot);
     }
 }
 

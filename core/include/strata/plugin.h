@@ -199,6 +199,15 @@ typedef enum {
    * stages before the first such stage once per image and runs it and
    * the rest per batch, every epoch. */
   ST_KIND_RANDOM = 1 << 2,
+  /* forward writes every element of its output, and backward every
+   * element of each grad_inputs[i] it is given (adding only into values it
+   * wrote itself in that call).  The core then hands it buffers as the
+   * last batch left them instead of zero-filled ones: training keeps a
+   * pipeline's tensors from batch to batch, and filling them again costs
+   * a pass over memory.  Set it only when every code path of both
+   * callbacks (every stride, group and thread split) writes everything;
+   * a kind without it gets zeros, as the callbacks' comment below says. */
+  ST_KIND_WRITES_ALL = 1 << 3,
 } StKindFlags;
 
 /* infer: from stage->config and stage->in_shapes, set stage->out_shape (and
@@ -210,16 +219,18 @@ typedef enum {
  * st_stage_declare_param(), which is idempotent: declare the same ones on
  * every call.  Runs before any forward.
  *
- * forward: write output (already allocated with out_shape, zero-filled).
+ * forward: write output (already allocated with out_shape, zero-filled;
+ * for a kind with ST_KIND_WRITES_ALL, holding anything).
  * inputs[i] has in_shapes[i] of the last infer; never write to it.  In
  * training, forward may update non-trainable parameters (running
  * statistics) and keep in priv what backward needs.
  *
  * backward: from grad_output, overwrite grad_inputs[i] (allocated like
- * inputs[i], zero-filled; NULL where no gradient is wanted) and add into the
- * parameter gradients (st_stage_param_grad()).  inputs and output are what
- * the last forward call saw and produced, under the same ctx->training.  NULL
- * for inference-only kinds, which can then sit in a trainable network only
+ * inputs[i], zero-filled unless the kind has ST_KIND_WRITES_ALL; NULL
+ * where no gradient is wanted) and add into the parameter gradients
+ * (st_stage_param_grad()).  inputs and output are what the last forward
+ * call saw and produced, under the same ctx->training.  NULL for
+ * inference-only kinds, which can then sit in a trainable network only
  * before its first stage with parameters.
  *
  * A callback that fails returns FALSE and sets error; one that succeeds
