@@ -1486,6 +1486,167 @@ test_optimizer_threads (void)
   st_run_context_free (four);
 }
 
+/* ---- Elementwise fast paths against plain references ---------------------- */
+
+/* Awkward floats for the selects: both NaNs, both zeros, denormals, the
+ * infinities, then random values; n is no multiple of a vector's width. */
+static StTensor *
+awkward_tensor (int n, guint32 seed)
+{
+  static const float special[] = { NAN, -NAN, 0.0f, -0.0f, 1e-40f, -1e-40f, 1.17549435e-38f,
+                                   -1.17549435e-38f, INFINITY, -INFINITY, 1.0f, -1.0f };
+  StTensor *t = random_tensor (1, 1, 1, n, seed);
+  GRand *rand = g_rand_new_with_seed (seed);
+  for (int i = 0; i < n; i++)
+    if (g_rand_int_range (rand, 0, 4) == 0)
+      t->data[i] = special[g_rand_int_range (rand, 0, G_N_ELEMENTS (special))];
+  g_rand_free (rand);
+  return t;
+}
+
+/* relu and leaky_relu, forward and backward, bit for bit as the plain
+ * branches compute them: max(x, 0) gives +0 for NaN and -0, and the
+ * gradient is dout where y > 0, +0 elsewhere (even for a NaN dout). */
+static void
+test_activation_exact (void)
+{
+  const int sizes[] = { 1, 7, 37, 40003 };   /* 40003: several work items */
+  const float slope = 0.01f;
+  for (gsize zi = 0; zi < G_N_ELEMENTS (sizes); zi++)
+    for (int leaky = 0; leaky < 2; leaky++)
+      {
+        int n = sizes[zi];
+        g_autoptr (StTensor) in = awkward_tensor (n, 21 + zi);
+        g_autoptr (StTensor) dout = awkward_tensor (n, 31 + zi);
+        StStage *stage = stage_ok ("activation", leaky ? "function=leaky_relu slope=0.01"
+                                                       : "function=relu", in->shape);
+        StRunContext *ctx = ctxs[zi % 2];
+        g_autoptr (StTensor) out = forward (stage, ctx, in);
+        g_autoptr (StTensor) din = backward (stage, ctx, in, out, dout);
+        g_autofree float *want = g_new (float, n);
+        g_autofree float *want_d = g_new (float, n);
+        for (int i = 0; i < n; i++)
+          {
+            float x = in->data[i];
+            if (leaky)
+              want[i] = x > 0.0f ? x : slope * x;
+            else
+              want[i] = x > 0.0f ? x : 0.0f;
+            if (leaky)
+              want_d[i] = dout->data[i] * (want[i] > 0.0f ? 1.0f : slope);
+            else if (want[i] > 0.0f)
+              want_d[i] = dout->data[i];
+            else
+              want_d[i] = 0.0f;
+          }
+        assert_same_bits (out->data, want, n, "relu forward");
+        assert_same_bits (din->data, want_d, n, "relu backward");
+
+        /* The header's in-place forms, as conv2d and dense call them. */
+        StActivation act = leaky ? ST_ACT_LEAKY_RELU : ST_ACT_RELU;
+        g_autoptr (StTensor) y = st_tensor_copy (in);
+        st_activation_forward (act, slope, y->data, y->data, n);
+        assert_same_bits (y->data, want, n, "in-place forward");
+        g_autoptr (StTensor) g = st_tensor_copy (dout);
+        st_activation_backward (act, slope, NULL, want, g->data, n);
+        assert_same_bits (g->data, want_d, n, "in-place backward");
+        st_stage_free (stage);
+      }
+}
+
+/* Batchnorm in training on awkward data (a large mean and a small spread,
+ * where a careless sum or x·a + b loses digits) against a straightforward
+ * double computation: forward, running statistics, input and parameter
+ * gradients; and the same bits with 1 and 3 threads. */
+static void
+test_batchnorm_awkward (void)
+{
+  const StShape sh = { 3, 4, 13, 11 };       /* 143 values a row: no multiple of 8 */
+  const double eps = 1e-5;
+  const double means[4] = { 1000.0, -3000.0, 0.5, 1e4 };
+  const double spreads[4] = { 0.05, 0.3, 1e-3, 2.0 };
+  g_autoptr (StTensor) in = random_tensor (sh.n, sh.c, sh.h, sh.w, 41);
+  g_autoptr (StTensor) g = random_tensor (sh.n, sh.c, sh.h, sh.w, 42);
+  gsize hw = (gsize) sh.h * sh.w, numel = st_tensor_numel (in);
+  for (gsize i = 0; i < numel; i++)
+    {
+      int c = (int) ((i / hw) % sh.c);
+      in->data[i] = (float) (means[c] + spreads[c] * in->data[i]);
+    }
+  const double w[4] = { 1.5, -0.5, 2.0, 1.0 }, b[4] = { 0.25, 1.0, -2.0, 0.0 };
+  const double rm[4] = { 0 }, rv[4] = { 1, 1, 1, 1 };
+
+  StTensor *outs[2], *dins[2];
+  float dw[2][4], db[2][4];
+  for (int t = 0; t < 2; t++)
+    {
+      StStage *stage = stage_ok ("batchnorm", "momentum=0.5", sh);
+      set_param (stage, 0, w);
+      set_param (stage, 1, b);
+      set_param (stage, 2, rm);
+      set_param (stage, 3, rv);
+      st_stage_enable_grads (stage);
+      st_stage_zero_grads (stage);
+      ctxs[t]->training = TRUE;
+      outs[t] = forward (stage, ctxs[t], in);
+      dins[t] = backward (stage, ctxs[t], in, outs[t], g);
+      ctxs[t]->training = FALSE;
+      for (int c = 0; c < sh.c; c++)
+        {
+          dw[t][c] = st_stage_param_grad (stage, 0)->data[c];
+          db[t][c] = st_stage_param_grad (stage, 1)->data[c];
+          double mean, var, var_u;
+          batch_stats (in, c, &mean, &var, &var_u);
+          g_assert_cmpfloat_with_epsilon (st_stage_param (stage, 2)->data[c], 0.5 * mean,
+                                          1e-6 * fabs (mean));
+          g_assert_cmpfloat_with_epsilon (st_stage_param (stage, 3)->data[c], 0.5 + 0.5 * var_u,
+                                          1e-6);
+        }
+      st_stage_free (stage);
+    }
+
+  g_autofree double *want = g_new (double, numel);
+  g_autofree double *want_d = g_new (double, numel);
+  for (int c = 0; c < sh.c; c++)
+    {
+      double mean, var, var_u;
+      batch_stats (in, c, &mean, &var, &var_u);
+      double rstd = 1.0 / sqrt (var + eps), m = (double) sh.n * hw;
+      double sum_g = 0.0, sum_gx = 0.0;
+      for (int n = 0; n < sh.n; n++)
+        for (gsize i = 0; i < hw; i++)
+          {
+            gsize k = ((gsize) n * sh.c + c) * hw + i;
+            double xhat = (in->data[k] - mean) * rstd;
+            want[k] = xhat * w[c] + b[c];
+            sum_g += g->data[k];
+            sum_gx += g->data[k] * xhat;
+          }
+      for (int n = 0; n < sh.n; n++)
+        for (gsize i = 0; i < hw; i++)
+          {
+            gsize k = ((gsize) n * sh.c + c) * hw + i;
+            double xhat = (in->data[k] - mean) * rstd;
+            want_d[k] = rstd * w[c] * (g->data[k] - sum_g / m - xhat * sum_gx / m);
+          }
+      /* Sums of 429 values of size ~1: float's rounding of the total. */
+      g_assert_cmpfloat_with_epsilon (dw[0][c], sum_gx, 1e-4 * MAX (1.0, fabs (sum_gx)));
+      g_assert_cmpfloat_with_epsilon (db[0][c], sum_g, 1e-4 * MAX (1.0, fabs (sum_g)));
+    }
+  /* Outputs of size ~1, each rounded to float once: a few float epsilons. */
+  assert_close (outs[0], want, 1e-6);
+  assert_close (dins[0], want_d, 1e-5);
+  assert_same_bits (outs[1]->data, outs[0]->data, numel, "forward, 3 threads");
+  assert_same_bits (dins[1]->data, dins[0]->data, numel, "backward, 3 threads");
+  assert_same_bits (dw[1], dw[0], 4, "dweight, 3 threads");
+  assert_same_bits (db[1], db[0], 4, "dbias, 3 threads");
+  for (int t = 0; t < 2; t++)
+    {
+      st_tensor_free (outs[t]);
+      st_tensor_free (dins[t]);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1524,6 +1685,8 @@ main (int argc, char **argv)
   g_test_add_func ("/network/inception", test_inception_gradients);
   g_test_add_func ("/gradcheck/catches", test_gradcheck_catches);
   g_test_add_func ("/gradcheck/elu-seeds", test_gradcheck_elu_seeds);
+  g_test_add_func ("/layers/activation/exact", test_activation_exact);
+  g_test_add_func ("/layers/batchnorm/awkward", test_batchnorm_awkward);
 
   int status = g_test_run ();
   st_run_context_free (ctxs[0]);

@@ -7,7 +7,6 @@
 #include <strata/strata.h>
 
 #include <stddef.h>
-#include <string.h>
 
 /* ---- Metadata ----------------------------------------------------------- */
 
@@ -85,8 +84,8 @@ backward_range (gsize begin, gsize end, gpointer data)
 {
   const Job *j = data;
   gsize lo = begin * CHUNK, hi = MIN (end * CHUNK, j->numel);
-  memcpy (j->dst + lo, j->dout + lo, (hi - lo) * sizeof (float));
-  st_activation_backward (j->act, j->arg, j->inp + lo, j->out + lo, j->dst + lo, hi - lo);
+  st_activation_backward_into (j->act, j->arg, j->inp + lo, j->out + lo, j->dout + lo,
+                               j->dst + lo, hi - lo);
 }
 
 static gboolean

@@ -266,39 +266,54 @@ max2_row_scalar (float *o, gint32 *am, const float *r0, const float *r1, gint32 
     }
 }
 
+#ifdef __SSE2__
+/* Outputs [x, x + 4) of one row of 2x2 windows, as max2_row_scalar(). */
+static inline void
+max2_block (float *o, gint32 *am, const float *r0, const float *r1, gint32 i0, int w, int x)
+{
+  const __m128i one = _mm_set1_epi32 (1), down = _mm_set1_epi32 (w);
+  __m128i left = _mm_add_epi32 (_mm_set1_epi32 (i0 + 2 * x), _mm_setr_epi32 (0, 2, 4, 6));
+  __m128 p0 = _mm_loadu_ps (r0 + 2 * x), q0 = _mm_loadu_ps (r0 + 2 * x + 4);
+  __m128 p1 = _mm_loadu_ps (r1 + 2 * x), q1 = _mm_loadu_ps (r1 + 2 * x + 4);
+  /* a b / c d: the corners of four windows, in scan order. */
+  __m128 a = _mm_shuffle_ps (p0, q0, _MM_SHUFFLE (2, 0, 2, 0));
+  __m128 b = _mm_shuffle_ps (p0, q0, _MM_SHUFFLE (3, 1, 3, 1));
+  __m128 c = _mm_shuffle_ps (p1, q1, _MM_SHUFFLE (2, 0, 2, 0));
+  __m128 d = _mm_shuffle_ps (p1, q1, _MM_SHUFFLE (3, 1, 3, 1));
+  /* maxps (v, best) is v > best ? v : best, max_takes without NaN: a
+   * block holding a NaN takes the scalar rule instead. */
+  __m128 nan = _mm_or_ps (_mm_cmpunord_ps (a, b), _mm_cmpunord_ps (c, d));
+  if (G_UNLIKELY (_mm_movemask_ps (nan)))
+    {
+      max2_row_scalar (o, am, r0, r1, i0, w, x, x + 4);
+      return;
+    }
+  __m128 top = _mm_max_ps (b, a), bottom = _mm_max_ps (d, c);
+  __m128 take_b = _mm_cmpgt_ps (b, a), take_d = _mm_cmpgt_ps (d, c);
+  __m128 take_bottom = _mm_cmpgt_ps (bottom, top);
+  __m128 right = _mm_or_ps (_mm_and_ps (take_bottom, take_d),
+                            _mm_andnot_ps (take_bottom, take_b));
+  __m128i at = _mm_add_epi32 (left, _mm_and_si128 (_mm_castps_si128 (right), one));
+  at = _mm_add_epi32 (at, _mm_and_si128 (_mm_castps_si128 (take_bottom), down));
+  _mm_storeu_ps (o + x, _mm_max_ps (bottom, top));
+  _mm_storeu_si128 ((__m128i *) (am + x), at);
+}
+#endif
+
 static void
 max2_row (float *o, gint32 *am, const float *r0, const float *r1, gint32 i0, int w, int ow)
 {
   int x = 0;
 #ifdef __SSE2__
-  const __m128i one = _mm_set1_epi32 (1), down = _mm_set1_epi32 (w), step = _mm_set1_epi32 (8);
-  __m128i left = _mm_add_epi32 (_mm_set1_epi32 (i0), _mm_setr_epi32 (0, 2, 4, 6));
-  for (; x + 4 <= ow; x += 4, left = _mm_add_epi32 (left, step))
+  for (; x + 4 <= ow; x += 4)
+    max2_block (o, am, r0, r1, i0, w, x);
+  /* The last outputs as one more block ending at the row's end, which
+   * redoes a few with the same results: the scalar loop costs as much as
+   * the rest of a short row (7 or 14 outputs, as after a 28x28 map). */
+  if (x < ow && ow >= 4)
     {
-      __m128 p0 = _mm_loadu_ps (r0 + 2 * x), q0 = _mm_loadu_ps (r0 + 2 * x + 4);
-      __m128 p1 = _mm_loadu_ps (r1 + 2 * x), q1 = _mm_loadu_ps (r1 + 2 * x + 4);
-      /* a b / c d: the corners of four windows, in scan order. */
-      __m128 a = _mm_shuffle_ps (p0, q0, _MM_SHUFFLE (2, 0, 2, 0));
-      __m128 b = _mm_shuffle_ps (p0, q0, _MM_SHUFFLE (3, 1, 3, 1));
-      __m128 c = _mm_shuffle_ps (p1, q1, _MM_SHUFFLE (2, 0, 2, 0));
-      __m128 d = _mm_shuffle_ps (p1, q1, _MM_SHUFFLE (3, 1, 3, 1));
-      /* maxps (v, best) is v > best ? v : best, max_takes without NaN: a
-       * block holding a NaN takes the scalar rule instead. */
-      __m128 nan = _mm_or_ps (_mm_cmpunord_ps (a, b), _mm_cmpunord_ps (c, d));
-      if (G_UNLIKELY (_mm_movemask_ps (nan)))
-        {
-          max2_row_scalar (o, am, r0, r1, i0, w, x, x + 4);
-          continue;
-        }
-      __m128 top = _mm_max_ps (b, a), bottom = _mm_max_ps (d, c);
-      __m128 take_b = _mm_cmpgt_ps (b, a), take_d = _mm_cmpgt_ps (d, c);
-      __m128 take_bottom = _mm_cmpgt_ps (bottom, top);
-      __m128 right = _mm_or_ps (_mm_and_ps (take_bottom, take_d),
-                                _mm_andnot_ps (take_bottom, take_b));
-      __m128i at = _mm_add_epi32 (left, _mm_and_si128 (_mm_castps_si128 (right), one));
-      at = _mm_add_epi32 (at, _mm_and_si128 (_mm_castps_si128 (take_bottom), down));
-      _mm_storeu_ps (o + x, _mm_max_ps (bottom, top));
-      _mm_storeu_si128 ((__m128i *) (am + x), at);
+      max2_block (o, am, r0, r1, i0, w, ow - 4);
+      return;
     }
 #endif
   max2_row_scalar (o, am, r0, r1, i0, w, x, ow);

@@ -38,13 +38,22 @@ st_activation_forward (StActivation act, float slope, const float *x, float *y, 
         for (gsize i = 0; i < n; i++)
           y[i] = x[i];
       break;
+    /* Selects, never branches: after a batchnorm the sign is a coin toss,
+     * which a branch mispredicts half the time; selects also vectorise
+     * (plugins/meson.build says how).  max(x, 0) exactly: NaN and -0 give +0. */
     case ST_ACT_RELU:
       for (gsize i = 0; i < n; i++)
-        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        {
+          float v = x[i];
+          y[i] = v > 0.0f ? v : 0.0f;
+        }
       break;
     case ST_ACT_LEAKY_RELU:
       for (gsize i = 0; i < n; i++)
-        y[i] = x[i] > 0.0f ? x[i] : slope * x[i];
+        {
+          float v = x[i];
+          y[i] = v * (v > 0.0f ? 1.0f : slope);
+        }
       break;
     case ST_ACT_SIGMOID:
       for (gsize i = 0; i < n; i++)
@@ -74,46 +83,64 @@ st_activation_needs_input (StActivation act)
   return act == ST_ACT_GELU;
 }
 
-/* grad *= act'(x), n values, from the output y (and x where needed; x
- * may be NULL otherwise).  slope as for st_activation_forward(). */
+/* dinp = dout ⊙ act'(x), n values, from the output y (and x where needed;
+ * x may be NULL otherwise).  dinp may be dout, and no other array.  slope
+ * as for st_activation_forward().  One pass, without a copy of dout first. */
 static inline void
-st_activation_backward (StActivation act, float slope, const float *x, const float *y,
-                        float *grad, gsize n)
+st_activation_backward_into (StActivation act, float slope, const float *x, const float *y,
+                             const float *dout, float *dinp, gsize n)
 {
   switch (act)
     {
     case ST_ACT_NONE:
+      if (dinp != dout)
+        for (gsize i = 0; i < n; i++)
+          dinp[i] = dout[i];
       break;
+    /* Selects, as in st_activation_forward(); both operands are read
+     * first so that the select needs no branch. */
     case ST_ACT_RELU:
       for (gsize i = 0; i < n; i++)
-        grad[i] = y[i] > 0.0f ? grad[i] : 0.0f;
+        {
+          float g = dout[i], v = y[i];
+          dinp[i] = v > 0.0f ? g : 0.0f;
+        }
       break;
     case ST_ACT_LEAKY_RELU:
       /* With slope > 0 the output's sign is the input's. */
       for (gsize i = 0; i < n; i++)
-        grad[i] *= y[i] > 0.0f ? 1.0f : slope;
+        dinp[i] = dout[i] * (y[i] > 0.0f ? 1.0f : slope);
       break;
     case ST_ACT_SIGMOID:
       for (gsize i = 0; i < n; i++)
-        grad[i] *= y[i] * (1.0f - y[i]);
+        dinp[i] = dout[i] * (y[i] * (1.0f - y[i]));
       break;
     case ST_ACT_TANH:
       for (gsize i = 0; i < n; i++)
-        grad[i] *= 1.0f - y[i] * y[i];
+        dinp[i] = dout[i] * (1.0f - y[i] * y[i]);
       break;
     case ST_ACT_ELU:
       for (gsize i = 0; i < n; i++)
-        grad[i] *= y[i] > 0.0f ? 1.0f : y[i] + slope;
+        dinp[i] = dout[i] * (y[i] > 0.0f ? 1.0f : y[i] + slope);
       break;
     case ST_ACT_GELU:
       for (gsize i = 0; i < n; i++)
         {
           float cdf = 0.5f * (1.0f + erff (x[i] * (float) 0.70710678118654752440));
           float pdf = expf (-0.5f * x[i] * x[i]) * 0.3989422804014327f;
-          grad[i] *= cdf + x[i] * pdf;
+          dinp[i] = dout[i] * (cdf + x[i] * pdf);
         }
       break;
     }
+}
+
+/* grad *= act'(x), n values, from the output y (and x where needed; x
+ * may be NULL otherwise).  slope as for st_activation_forward(). */
+static inline void
+st_activation_backward (StActivation act, float slope, const float *x, const float *y,
+                        float *grad, gsize n)
+{
+  st_activation_backward_into (act, slope, x, y, grad, grad, n);
 }
 
 /* Softmax over n values spaced stride floats apart (the channels of one
