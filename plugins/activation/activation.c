@@ -40,6 +40,7 @@ static const StKind activation_kind = {
   .infer = activation_infer,
   .forward = activation_forward,
   .backward = activation_backward,
+  .flags = ST_KIND_WRITES_ALL,
 };
 
 ST_PLUGIN_DEFINE (&activation_kind)
@@ -77,8 +78,7 @@ forward_range (gsize begin, gsize end, gpointer data)
   st_activation_forward (j->act, j->arg, j->inp + lo, j->dst + lo, hi - lo);
 }
 
-/* dinp = dout ⊙ act'(inp); [numel].  dinp arrives zero-filled, so writing
- * it is adding into it. */
+/* dinp = dout ⊙ act'(inp); [numel], every element written. */
 static void
 backward_range (gsize begin, gsize end, gpointer data)
 {

@@ -42,6 +42,7 @@ static const StKind add_kind = {
   .infer = add_infer,
   .forward = add_forward,
   .backward = add_backward,
+  .flags = ST_KIND_WRITES_ALL,
 };
 
 ST_PLUGIN_DEFINE (&add_kind)

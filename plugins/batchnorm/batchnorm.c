@@ -52,6 +52,7 @@ static const StKind batchnorm_kind = {
   .infer = batchnorm_infer,
   .forward = batchnorm_forward,
   .backward = batchnorm_backward,
+  .flags = ST_KIND_WRITES_ALL,
   .finalize = batchnorm_finalize,
 };
 
@@ -273,8 +274,8 @@ batchnorm_forward_channels (gsize begin, gsize end, gpointer data)
 
 /* For channels [begin, end), with xhat = (inp − mean) · rstd:
  *   dweight += Σ dout · xhat,  dbias += Σ dout,
- *   dinp += rstd · w · (dout − mean(dout) − xhat · mean(dout · xhat))  (batch statistics)
- *   dinp += rstd · w · dout                                           (running statistics)
+ *   dinp = rstd · w · (dout − mean(dout) − xhat · mean(dout · xhat))  (batch statistics)
+ *   dinp = rstd · w · dout                                            (running statistics)
  * inp, dout, dinp: [N, C, HW]. */
 static void
 batchnorm_backward_channels (gsize begin, gsize end, gpointer data)
@@ -310,7 +311,7 @@ batchnorm_backward_channels (gsize begin, gsize end, gpointer data)
           for (gsize i = 0; i < hw; i++)
             {
               double xhat = (x[i] - mean) * rstd;
-              d[i] += (float) (k * (g[i] - mean_g - xhat * mean_gx));
+              d[i] = (float) (k * (g[i] - mean_g - xhat * mean_gx));
             }
         }
     }

@@ -40,6 +40,7 @@ static const StKind dropout_kind = {
   .infer = dropout_infer,
   .forward = dropout_forward,
   .backward = dropout_backward,
+  .flags = ST_KIND_WRITES_ALL,
   .finalize = dropout_finalize,
 };
 
@@ -87,12 +88,12 @@ dropout_forward_values (float *out, const float *inp, const float *mask, gsize n
     out[i] = inp[i] * mask[i];
 }
 
-/* dinp += dout ⊙ mask; [n]. */
+/* dinp = dout ⊙ mask; [n]. */
 static void
 dropout_backward_values (float *dinp, const float *dout, const float *mask, gsize n)
 {
   for (gsize i = 0; i < n; i++)
-    dinp[i] += dout[i] * mask[i];
+    dinp[i] = dout[i] * mask[i];
 }
 
 static gboolean

@@ -85,6 +85,7 @@ static const StKind maxpool_kind = {
   .forward = maxpool_forward,
   .backward = maxpool_backward,
   .finalize = maxpool_finalize,
+  .flags = ST_KIND_WRITES_ALL,
 };
 
 static const StKind avgpool_kind = {
@@ -100,6 +101,7 @@ static const StKind avgpool_kind = {
   .infer = window_infer,
   .forward = avgpool_forward,
   .backward = avgpool_backward,
+  .flags = ST_KIND_WRITES_ALL,
 };
 
 static const StKind globalavgpool_kind = {
@@ -112,6 +114,7 @@ static const StKind globalavgpool_kind = {
   .infer = globalavgpool_infer,
   .forward = globalavgpool_forward,
   .backward = globalavgpool_backward,
+  .flags = ST_KIND_WRITES_ALL,
 };
 
 ST_PLUGIN_DEFINE (&maxpool_kind, &avgpool_kind, &globalavgpool_kind)
@@ -357,7 +360,8 @@ maxpool_tiled_forward (float *out, gint32 *argmax, const float *inp, gsize plane
     }
 }
 
-/* dinp += dout routed to each window's argmax; dinp: [planes, h, w]. */
+/* dinp = dout routed to each window's argmax; dinp: [planes, h, w].  Each
+ * plane is cleared here, by the thread that fills it while it is in cache. */
 static void
 maxpool_backward_planes (float *dinp, const float *dout, const gint32 *argmax,
                          gsize planes, const Window *g)
@@ -366,6 +370,7 @@ maxpool_backward_planes (float *dinp, const float *dout, const gint32 *argmax,
   for (gsize pl = 0; pl < planes; pl++)
     {
       float *din = dinp + pl * (gsize) g->h * g->w;
+      memset (din, 0, sizeof (float) * g->h * g->w);
       for (gsize i = 0; i < on; i++)
         din[argmax[pl * on + i]] += dout[pl * on + i];
     }
@@ -396,7 +401,8 @@ avgpool_forward_planes (float *out, const float *inp, gsize planes, const Window
     }
 }
 
-/* dinp += dout / K² over each window; dinp: [planes, h, w]. */
+/* dinp = dout / K² summed over the windows that hold each pixel; dinp:
+ * [planes, h, w], each plane cleared first. */
 static void
 avgpool_backward_planes (float *dinp, const float *dout, gsize planes, const Window *g)
 {
@@ -405,6 +411,7 @@ avgpool_backward_planes (float *dinp, const float *dout, gsize planes, const Win
     {
       float *din = dinp + pl * (gsize) g->h * g->w;
       const float *d = dout + pl * (gsize) g->oh * g->ow;
+      memset (din, 0, sizeof (float) * g->h * g->w);
       for (int oy = 0; oy < g->oh; oy++)
         for (int ox = 0; ox < g->ow; ox++)
           {
@@ -573,7 +580,7 @@ globalavgpool_forward_planes (float *out, const float *inp, gsize planes, gsize 
     }
 }
 
-/* dinp += dout / plane; dinp: [planes, plane]. */
+/* dinp = dout / plane; dinp: [planes, plane]. */
 static void
 globalavgpool_backward_planes (float *dinp, const float *dout, gsize planes, gsize plane)
 {
@@ -582,7 +589,7 @@ globalavgpool_backward_planes (float *dinp, const float *dout, gsize planes, gsi
       float share = (float) (dout[pl] / (double) plane);
       float *din = dinp + pl * plane;
       for (gsize i = 0; i < plane; i++)
-        din[i] += share;
+        din[i] = share;
     }
 }
 
