@@ -487,6 +487,57 @@ valid_span (int off, int s, int w1, int w2, int *lo, int *hi)
 /* Floats of slack after a col buffer, for im2col's fixed-size row copies. */
 #define ROW_BURST 16
 
+/* im2col of the whole images [n0, n1) at column stride 1: every row of a
+ * tap has the same valid columns, so the rows are copied with no
+ * per-segment bookkeeping (which cost more than the copies on 11-pixel
+ * rows).  Same layout as im2col. */
+static void
+im2col_rows (float *restrict col, const float *restrict in, const float *in_end, const Geom *g,
+             int c0, int n0, int n1)
+{
+  const gsize plane = (gsize) g->h1 * g->w1;
+  const int w2 = g->w2;
+  float *restrict dst = col;
+  for (int c = 0; c < g->cg; c++)
+    for (int i = 0; i < g->kh; i++)
+      for (int j = 0; j < g->kw; j++)
+        {
+          const int xoff = j * g->dw - g->pl, yoff = i * g->dh - g->pt;
+          int lo, hi, ylo, yhi;
+          valid_span (xoff, 1, g->w1, w2, &lo, &hi);
+          valid_span (yoff, g->sh, g->h1, g->h2, &ylo, &yhi);
+          const gboolean burst = lo == 0 && hi == w2 && w2 <= ROW_BURST;
+          for (int n = n0; n < n1; n++)
+            {
+              const float *src = in + ((gsize) n * g->c1 + c0 + c) * plane;
+              int y = 0;
+              for (; y < ylo; y++, dst += w2)
+                for (int x = 0; x < w2; x++)
+                  dst[x] = 0.0f;
+              for (; y < yhi; y++, dst += w2)
+                {
+                  const float *restrict s = src + (gsize) (y * g->sh + yoff) * g->w1 + xoff;
+                  if (burst && s + ROW_BURST <= in_end)
+                    {
+                      /* The tail is overwritten by the next row, or lands
+                       * in the slack after col. */
+                      memcpy (dst, s, sizeof (float) * ROW_BURST);
+                      continue;
+                    }
+                  for (int x = 0; x < lo; x++)
+                    dst[x] = 0.0f;
+                  for (int x = lo; x < hi; x++)
+                    dst[x] = s[x];
+                  for (int x = hi; x < w2; x++)
+                    dst[x] = 0.0f;
+                }
+              for (; y < g->h2; y++, dst += w2)
+                for (int x = 0; x < w2; x++)
+                  dst[x] = 0.0f;
+            }
+        }
+}
+
 /* col[k][p − p0] for the pixels [p0, p1) and the group's input channels
  * from c0: row k = (c·kh + i)·kw + j is tap (i, j) of channel c.  Rows of
  * small maps are a few pixels long (11 for the second conv of an MNIST
@@ -499,6 +550,11 @@ im2col (float *restrict col, const float *restrict in, const float *in_end, cons
   const gsize hw2 = (gsize) g->h2 * g->w2, plane = (gsize) g->h1 * g->w1;
   const int n_start = (int) (p0 / hw2);
   const int y_start = (int) (p0 % hw2 / g->w2), x_start = (int) (p0 % hw2 % g->w2);
+  if (g->sw == 1 && p0 % hw2 == 0 && p1 % hw2 == 0)
+    {
+      im2col_rows (col, in, in_end, g, c0, (int) (p0 / hw2), (int) (p1 / hw2));
+      return;
+    }
   float *restrict dst = col;
   for (int c = 0; c < g->cg; c++)
     for (int i = 0; i < g->kh; i++)
@@ -630,6 +686,38 @@ din_row (float *grad_in, const Halo *halo, const Geom *g, int n, int c, int iy)
   return grad_in + ((gsize) n * g->c1 + c) * g->h1 * g->w1 + (gsize) iy * g->w1;
 }
 
+/* The adjoint of im2col_rows, into grad_in directly.  Each input pixel
+ * gets its terms in the same order as from col2im_add. */
+static void
+col2im_rows_add (float *restrict grad_in, const float *restrict col, const Geom *g,
+                 int c0, int n0, int n1)
+{
+  const gsize plane = (gsize) g->h1 * g->w1;
+  const int w2 = g->w2;
+  const float *restrict src = col;
+  for (int c = 0; c < g->cg; c++)
+    for (int i = 0; i < g->kh; i++)
+      for (int j = 0; j < g->kw; j++)
+        {
+          const int xoff = j * g->dw - g->pl, yoff = i * g->dh - g->pt;
+          int lo, hi, ylo, yhi;
+          valid_span (xoff, 1, g->w1, w2, &lo, &hi);
+          valid_span (yoff, g->sh, g->h1, g->h2, &ylo, &yhi);
+          for (int n = n0; n < n1; n++)
+            {
+              float *dst = grad_in + ((gsize) n * g->c1 + c0 + c) * plane;
+              src += (gsize) ylo * w2;
+              for (int y = ylo; y < yhi; y++, src += w2)
+                {
+                  float *restrict d = dst + (gsize) (y * g->sh + yoff) * g->w1 + xoff;
+                  for (int x = lo; x < hi; x++)
+                    d[x] += src[x];
+                }
+              src += (gsize) (g->h2 - yhi) * w2;
+            }
+        }
+}
+
 /* The adjoint of im2col: grad_in += each col entry at the pixel it came
  * from (or in halo, when shared with another task; halo may be NULL). */
 static void
@@ -639,6 +727,14 @@ col2im_add (float *restrict grad_in, const Halo *halo, const float *restrict col
   const gsize hw2 = (gsize) g->h2 * g->w2;
   const int n_start = (int) (p0 / hw2);
   const int y_start = (int) (p0 % hw2 / g->w2), x_start = (int) (p0 % hw2 % g->w2);
+  /* Whole images are never in a halo (halos are rows of images split
+   * between tasks). */
+  if (g->sw == 1 && p0 % hw2 == 0 && p1 % hw2 == 0
+      && (!halo || (halo[0].r0 == halo[0].r1 && halo[1].r0 == halo[1].r1)))
+    {
+      col2im_rows_add (grad_in, col, g, c0, (int) (p0 / hw2), (int) (p1 / hw2));
+      return;
+    }
   const float *restrict src = col;
   for (int c = 0; c < g->cg; c++)
     for (int i = 0; i < g->kh; i++)
