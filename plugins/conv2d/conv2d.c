@@ -1314,13 +1314,25 @@ backward_tasks (gsize begin, gsize end, gpointer data)
         }
       int b0 = (int) ((gsize) pl->n_blocks * t / pl->n_tasks);
       int b1 = (int) ((gsize) pl->n_blocks * (t + 1) / pl->n_tasks);
-      if (j->din && !pl->split)
+      if (j->din)
         {
-          /* The task's whole images are its own: cleared here, in
-           * parallel, rather than the whole gradient on one thread. */
+          /* The images wholly in this task are its own: cleared here, in
+           * parallel, rather than the whole gradient on one thread.
+           * Images split with another task were cleared before. */
           gsize image = (gsize) g->c1 * g->h1 * g->w1;
-          int n0 = block_at (pl, b0, g->n).n0, n1 = block_at (pl, b1 - 1, g->n).n1;
-          memset (j->din + n0 * image, 0, sizeof (float) * (n1 - n0) * image);
+          int n0, n1;
+          if (pl->split)
+            {
+              n0 = (b0 + pl->per_block - 1) / pl->per_block;
+              n1 = b1 / pl->per_block;
+            }
+          else
+            {
+              n0 = block_at (pl, b0, g->n).n0;
+              n1 = block_at (pl, b1 - 1, g->n).n1;
+            }
+          if (n1 > n0)
+            memset (j->din + n0 * image, 0, sizeof (float) * (n1 - n0) * image);
         }
       Halo halo[2];
       if (j->halos)
@@ -1390,9 +1402,23 @@ conv_backward (StStage *stage, const StRunContext *ctx,
   Plan pl = plan_blocks (g, ctx);
   gsize cols = plan_max_cols (&pl);
   Work *work = task_work (cv, pl.n_tasks);
-  /* Tasks of whole images clear their own part of din. */
+  /* Tasks clear the images they hold whole; here only those that a task
+   * boundary cuts, which more than one task adds into. */
   if (din && pl.split)
-    st_tensor_zero (din);
+    {
+      const gsize image = (gsize) g->c1 * g->h1 * g->w1;
+      int cleared = -1;
+      for (int t = 1; t < pl.n_tasks; t++)
+        {
+          int b = (int) ((gsize) pl.n_blocks * t / pl.n_tasks);
+          int n = b / pl.per_block;
+          if (b % pl.per_block != 0 && n != cleared)
+            {
+              memset (din->data + n * image, 0, sizeof (float) * image);
+              cleared = n;
+            }
+        }
+    }
   /* Pieces of one image in different tasks reach the same input rows. */
   const gboolean halos = din && pl.split && pl.n_tasks > 1 && !g->pointwise;
   const gsize halo_n = 2 * (gsize) g->c1 * halo_rows (g) * g->w1;
