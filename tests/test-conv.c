@@ -1133,6 +1133,28 @@ test_conv_training (void)
     }
 }
 
+/* Whole images at column stride 1 are packed and unpacked row by row:
+ * row strides above 1, padding and dilation on that path, rows shorter and
+ * longer than a burst copy.  And pieces of images whose tasks clear the
+ * input gradient of the images they hold whole, while images cut between
+ * tasks are cleared before: several pieces per image over tasks of
+ * several blocks, and a pointwise convolution written in place. */
+static void
+test_conv_rows (void)
+{
+  static const ConvCase cases[] = {
+    { "filters=4 size=3,5 stride=2,1 padding=same", { 3, 3, 20, 11 } },
+    { "filters=4 size=3 stride=3,1 dilation=2 padding=2", { 4, 2, 17, 9 } },
+    { "filters=6 size=5 padding=same activation=relu", { 3, 2, 12, 20 } },
+    { "filters=5 size=3,4 stride=2,1", { 2, 3, 9, 30 } },
+    { "filters=8 size=3 padding=same", { 16, 1, 50, 50 } },
+    { "filters=16 size=1", { 3, 16, 50, 50 } },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    for (int t = 0; t < 2; t++)
+      check_conv_case (cases[i].params, cases[i].in, ctxs[t], 600 + i);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1145,6 +1167,7 @@ main (int argc, char **argv)
   g_test_add_func ("/conv2d/shapes", test_conv_shapes);
   g_test_add_func ("/conv2d/reference", test_conv_reference);
   g_test_add_func ("/conv2d/threaded", test_conv_threaded);
+  g_test_add_func ("/conv2d/rows", test_conv_rows);
   g_test_add_func ("/conv2d/split-deterministic", test_conv_split_deterministic);
   g_test_add_func ("/conv2d/training", test_conv_training);
   g_test_add_func ("/conv2d/gradcheck", test_conv_gradcheck);

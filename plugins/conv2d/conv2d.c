@@ -487,6 +487,57 @@ valid_span (int off, int s, int w1, int w2, int *lo, int *hi)
 /* Floats of slack after a col buffer, for im2col's fixed-size row copies. */
 #define ROW_BURST 16
 
+/* im2col of the whole images [n0, n1) at column stride 1: every row of a
+ * tap has the same valid columns, so the rows are copied with no
+ * per-segment bookkeeping (which cost more than the copies on 11-pixel
+ * rows).  Same layout as im2col. */
+static void
+im2col_rows (float *restrict col, const float *restrict in, const float *in_end, const Geom *g,
+             int c0, int n0, int n1)
+{
+  const gsize plane = (gsize) g->h1 * g->w1;
+  const int w2 = g->w2;
+  float *restrict dst = col;
+  for (int c = 0; c < g->cg; c++)
+    for (int i = 0; i < g->kh; i++)
+      for (int j = 0; j < g->kw; j++)
+        {
+          const int xoff = j * g->dw - g->pl, yoff = i * g->dh - g->pt;
+          int lo, hi, ylo, yhi;
+          valid_span (xoff, 1, g->w1, w2, &lo, &hi);
+          valid_span (yoff, g->sh, g->h1, g->h2, &ylo, &yhi);
+          const gboolean burst = lo == 0 && hi == w2 && w2 <= ROW_BURST;
+          for (int n = n0; n < n1; n++)
+            {
+              const float *src = in + ((gsize) n * g->c1 + c0 + c) * plane;
+              int y = 0;
+              for (; y < ylo; y++, dst += w2)
+                for (int x = 0; x < w2; x++)
+                  dst[x] = 0.0f;
+              for (; y < yhi; y++, dst += w2)
+                {
+                  const float *restrict s = src + (gsize) (y * g->sh + yoff) * g->w1 + xoff;
+                  if (burst && s + ROW_BURST <= in_end)
+                    {
+                      /* The tail is overwritten by the next row, or lands
+                       * in the slack after col. */
+                      memcpy (dst, s, sizeof (float) * ROW_BURST);
+                      continue;
+                    }
+                  for (int x = 0; x < lo; x++)
+                    dst[x] = 0.0f;
+                  for (int x = lo; x < hi; x++)
+                    dst[x] = s[x];
+                  for (int x = hi; x < w2; x++)
+                    dst[x] = 0.0f;
+                }
+              for (; y < g->h2; y++, dst += w2)
+                for (int x = 0; x < w2; x++)
+                  dst[x] = 0.0f;
+            }
+        }
+}
+
 /* col[k][p − p0] for the pixels [p0, p1) and the group's input channels
  * from c0: row k = (c·kh + i)·kw + j is tap (i, j) of channel c.  Rows of
  * small maps are a few pixels long (11 for the second conv of an MNIST
@@ -499,6 +550,11 @@ im2col (float *restrict col, const float *restrict in, const float *in_end, cons
   const gsize hw2 = (gsize) g->h2 * g->w2, plane = (gsize) g->h1 * g->w1;
   const int n_start = (int) (p0 / hw2);
   const int y_start = (int) (p0 % hw2 / g->w2), x_start = (int) (p0 % hw2 % g->w2);
+  if (g->sw == 1 && p0 % hw2 == 0 && p1 % hw2 == 0)
+    {
+      im2col_rows (col, in, in_end, g, c0, (int) (p0 / hw2), (int) (p1 / hw2));
+      return;
+    }
   float *restrict dst = col;
   for (int c = 0; c < g->cg; c++)
     for (int i = 0; i < g->kh; i++)
@@ -630,6 +686,38 @@ din_row (float *grad_in, const Halo *halo, const Geom *g, int n, int c, int iy)
   return grad_in + ((gsize) n * g->c1 + c) * g->h1 * g->w1 + (gsize) iy * g->w1;
 }
 
+/* The adjoint of im2col_rows, into grad_in directly.  Each input pixel
+ * gets its terms in the same order as from col2im_add. */
+static void
+col2im_rows_add (float *restrict grad_in, const float *restrict col, const Geom *g,
+                 int c0, int n0, int n1)
+{
+  const gsize plane = (gsize) g->h1 * g->w1;
+  const int w2 = g->w2;
+  const float *restrict src = col;
+  for (int c = 0; c < g->cg; c++)
+    for (int i = 0; i < g->kh; i++)
+      for (int j = 0; j < g->kw; j++)
+        {
+          const int xoff = j * g->dw - g->pl, yoff = i * g->dh - g->pt;
+          int lo, hi, ylo, yhi;
+          valid_span (xoff, 1, g->w1, w2, &lo, &hi);
+          valid_span (yoff, g->sh, g->h1, g->h2, &ylo, &yhi);
+          for (int n = n0; n < n1; n++)
+            {
+              float *dst = grad_in + ((gsize) n * g->c1 + c0 + c) * plane;
+              src += (gsize) ylo * w2;
+              for (int y = ylo; y < yhi; y++, src += w2)
+                {
+                  float *restrict d = dst + (gsize) (y * g->sh + yoff) * g->w1 + xoff;
+                  for (int x = lo; x < hi; x++)
+                    d[x] += src[x];
+                }
+              src += (gsize) (g->h2 - yhi) * w2;
+            }
+        }
+}
+
 /* The adjoint of im2col: grad_in += each col entry at the pixel it came
  * from (or in halo, when shared with another task; halo may be NULL). */
 static void
@@ -639,6 +727,14 @@ col2im_add (float *restrict grad_in, const Halo *halo, const float *restrict col
   const gsize hw2 = (gsize) g->h2 * g->w2;
   const int n_start = (int) (p0 / hw2);
   const int y_start = (int) (p0 % hw2 / g->w2), x_start = (int) (p0 % hw2 % g->w2);
+  /* Whole images are never in a halo (halos are rows of images split
+   * between tasks). */
+  if (g->sw == 1 && p0 % hw2 == 0 && p1 % hw2 == 0
+      && (!halo || (halo[0].r0 == halo[0].r1 && halo[1].r0 == halo[1].r1)))
+    {
+      col2im_rows_add (grad_in, col, g, c0, (int) (p0 / hw2), (int) (p1 / hw2));
+      return;
+    }
   const float *restrict src = col;
   for (int c = 0; c < g->cg; c++)
     for (int i = 0; i < g->kh; i++)
@@ -1218,13 +1314,25 @@ backward_tasks (gsize begin, gsize end, gpointer data)
         }
       int b0 = (int) ((gsize) pl->n_blocks * t / pl->n_tasks);
       int b1 = (int) ((gsize) pl->n_blocks * (t + 1) / pl->n_tasks);
-      if (j->din && !pl->split)
+      if (j->din)
         {
-          /* The task's whole images are its own: cleared here, in
-           * parallel, rather than the whole gradient on one thread. */
+          /* The images wholly in this task are its own: cleared here, in
+           * parallel, rather than the whole gradient on one thread.
+           * Images split with another task were cleared before. */
           gsize image = (gsize) g->c1 * g->h1 * g->w1;
-          int n0 = block_at (pl, b0, g->n).n0, n1 = block_at (pl, b1 - 1, g->n).n1;
-          memset (j->din + n0 * image, 0, sizeof (float) * (n1 - n0) * image);
+          int n0, n1;
+          if (pl->split)
+            {
+              n0 = (b0 + pl->per_block - 1) / pl->per_block;
+              n1 = b1 / pl->per_block;
+            }
+          else
+            {
+              n0 = block_at (pl, b0, g->n).n0;
+              n1 = block_at (pl, b1 - 1, g->n).n1;
+            }
+          if (n1 > n0)
+            memset (j->din + n0 * image, 0, sizeof (float) * (n1 - n0) * image);
         }
       Halo halo[2];
       if (j->halos)
@@ -1294,9 +1402,23 @@ conv_backward (StStage *stage, const StRunContext *ctx,
   Plan pl = plan_blocks (g, ctx);
   gsize cols = plan_max_cols (&pl);
   Work *work = task_work (cv, pl.n_tasks);
-  /* Tasks of whole images clear their own part of din. */
+  /* Tasks clear the images they hold whole; here only those that a task
+   * boundary cuts, which more than one task adds into. */
   if (din && pl.split)
-    st_tensor_zero (din);
+    {
+      const gsize image = (gsize) g->c1 * g->h1 * g->w1;
+      int cleared = -1;
+      for (int t = 1; t < pl.n_tasks; t++)
+        {
+          int b = (int) ((gsize) pl.n_blocks * t / pl.n_tasks);
+          int n = b / pl.per_block;
+          if (b % pl.per_block != 0 && n != cleared)
+            {
+              memset (din->data + n * image, 0, sizeof (float) * image);
+              cleared = n;
+            }
+        }
+    }
   /* Pieces of one image in different tasks reach the same input rows. */
   const gboolean halos = din && pl.split && pl.n_tasks > 1 && !g->pointwise;
   const gsize halo_n = 2 * (gsize) g->c1 * halo_rows (g) * g->w1;
