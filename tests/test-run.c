@@ -1607,6 +1607,12 @@ test_bundled_classifiers (void)
   right = count_right ("fashion-mnist-photo", "garments", &total);
   g_assert_cmpint (total, ==, 10);
   g_assert_cmpint (right, >=, 9);
+  right = count_right ("fashion-mnist-large", "fashion-mnist", &total);
+  g_assert_cmpint (total, ==, 20);
+  g_assert_cmpint (right, >=, 19);
+  right = count_right ("fashion-mnist-large-photo", "garments", &total);
+  g_assert_cmpint (total, ==, 10);
+  g_assert_cmpint (right, >=, 9);
 }
 
 int
