@@ -216,7 +216,13 @@ tu_run_argv (const char *exe, const char *const *args)
   g_assert_true (g_spawn_sync (NULL, (char **) argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL,
                                &r.out, &r.err, &wait_status, &error));
   g_assert_no_error (error);
-  g_assert_true (WIFEXITED (wait_status));
+  if (!WIFEXITED (wait_status))
+    {
+      /* Say how it died and what it said, or the failure is unreadable. */
+      g_printerr ("%s ended by signal %d\nstdout: %s\nstderr: %s\n", exe,
+                  WIFSIGNALED (wait_status) ? WTERMSIG (wait_status) : -1, r.out, r.err);
+      g_assert_true (WIFEXITED (wait_status));
+    }
   r.status = WEXITSTATUS (wait_status);
   g_test_message ("stdout: %s\nstderr: %s", r.out, r.err);
   return r;
