@@ -5,6 +5,7 @@
 #include "tensor-private.h"
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 G_DEFINE_QUARK (strata-error-quark, st_error)
 
@@ -29,6 +30,28 @@ st_shape_bytes (StShape shape, guint64 *bytes)
   if (bytes)
     *bytes = total;
   return TRUE;
+}
+
+/* Large blocks (a dataset, a batch's activations) in 2 MiB pages where the
+ * system allows it on request: a first touch of a 4 KiB page costs a
+ * fault, which on a virtual machine takes longer than filling the page,
+ * and a 60,000-image dataset is 47,000 of them. */
+static void
+advise_huge_pages (void *block, gsize size)
+{
+#ifdef MADV_HUGEPAGE
+  const guintptr huge = 2u << 20;
+  if (size < 4 * huge)
+    return;
+  guintptr begin = ((guintptr) block + huge - 1) & ~(huge - 1);
+  guintptr end = ((guintptr) block + size) & ~(huge - 1);
+  /* Only a hint: where the system says no, 4 KiB pages serve as before. */
+  if (end > begin)
+    madvise ((void *) begin, end - begin, MADV_HUGEPAGE);
+#else
+  (void) block;
+  (void) size;
+#endif
 }
 
 StTensor *
@@ -58,6 +81,7 @@ st_tensor_new (StShape shape, GError **error)
                    st_shape_format (shape, buf, sizeof buf), size);
       return NULL;
     }
+  advise_huge_pages (raw, bytes + ST_TENSOR_ALIGN + 2 * sizeof (void *));
   guintptr start = (guintptr) raw + 2 * sizeof (void *);
   float *data = (float *) ((start + ST_TENSOR_ALIGN - 1) & ~(guintptr) (ST_TENSOR_ALIGN - 1));
   ((void **) data)[-1] = raw;
