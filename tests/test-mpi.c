@@ -49,7 +49,7 @@ can_run (void)
 /* strata with args (NULL-terminated) as n ranks of one job: shared
  * memory and loopback only, more ranks than cores allowed. */
 static TuResult
-run_ranks (int n, const char *const *args)
+launch (int n, const char *const *args, gboolean job_fails)
 {
   g_autofree char *ranks = g_strdup_printf ("%d", n);
   g_autoptr (GPtrArray) argv = g_ptr_array_new ();
@@ -68,7 +68,8 @@ run_ranks (int n, const char *const *args)
   g_autofree char *ranks_asan = g_strdup_printf ("%s%sdetect_leaks=0", asan ? asan : "",
                                                  asan && *asan ? ":" : "");
   g_setenv ("ASAN_OPTIONS", ranks_asan, TRUE);
-  TuResult r = tu_run_argv (mpirun, (const char *const *) argv->pdata);
+  TuResult r = job_fails ? tu_run_argv_may_die (mpirun, (const char *const *) argv->pdata)
+                         : tu_run_argv (mpirun, (const char *const *) argv->pdata);
   if (asan)
     g_setenv ("ASAN_OPTIONS", asan, TRUE);
   else
@@ -76,8 +77,18 @@ run_ranks (int n, const char *const *args)
   return r;
 }
 
+static TuResult
+run_ranks (int n, const char *const *args)
+{
+  return launch (n, args, FALSE);
+}
+
 #define RUN(...) tu_run_argv (exe, (const char *const[]) { __VA_ARGS__, NULL })
 #define RANKS(n, ...) run_ranks (n, (const char *const[]) { __VA_ARGS__, NULL })
+/* A job that a rank's failure ends: mpirun may itself die by a signal
+ * while it tears such a job down, which says nothing of strata (its
+ * output then may be cut short); the files are checked all the same. */
+#define FAILING_RANKS(n, ...) launch (n, (const char *const[]) { __VA_ARGS__, NULL }, TRUE)
 
 /* How many times needle occurs in text. */
 static int
@@ -467,9 +478,10 @@ test_run_killed_rank (Fixture *f, gconstpointer unused)
   tu_result_clear (&r);
   write_image (dying, 61, 30, 3, 12, ST_FORMAT_PNG);
 
-  r = RANKS (3, "run", "--plugin-dir", plugins, pipeline, in, "-o", out, "-j", "1");
+  r = FAILING_RANKS (3, "run", "--plugin-dir", plugins, pipeline, in, "-o", out, "-j", "1");
   g_assert_cmpint (r.status, !=, 0);
-  g_assert_nonnull (strstr (r.err, "signal 9"));
+  if (!r.signal)
+    g_assert_nonnull (strstr (r.err, "signal 9"));
   tu_result_clear (&r);
   /* Whatever was written is complete; no temporary file is left. */
   g_autoptr (GDir) dir = g_dir_open (out, 0, NULL);
@@ -522,12 +534,13 @@ test_train_other_data (Fixture *f, gconstpointer unused)
   tu_write_synthetic_idx (other, "train", 90, 1);
   tu_write_synthetic_idx (other, "t10k", 103, 2);
   g_autofree char *out = g_build_filename (f->dir, "w.safetensors", NULL);
-  TuResult r = tu_run_argv (mpirun, (const char *const[]) {
+  TuResult r = tu_run_argv_may_die (mpirun, (const char *const[]) {
     "--oversubscribe", "--mca", "btl", "self,vader",
     "-np", "1", exe, "train", ini, "--data", data, "-o", out, "-j", "1", ":",
     "-np", "1", exe, "train", ini, "--data", other, "-o", out, "-j", "1", NULL });
   g_assert_cmpint (r.status, !=, 0);
-  g_assert_nonnull (strstr (r.err, "rank 1 has 90 training images, rank 0 100"));
+  if (!r.signal)   /* mpirun itself killed: see FAILING_RANKS */
+    g_assert_nonnull (strstr (r.err, "rank 1 has 90 training images, rank 0 100"));
   tu_result_clear (&r);
   g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
 }

@@ -69,6 +69,7 @@ typedef struct {
   int status;
   char *out;
   char *err;
+  int signal;                  /* what killed it (tu_run_argv_may_die), else 0 */
 } TuResult;
 
 void tu_result_clear (TuResult *r);
@@ -77,6 +78,11 @@ void tu_result_clear (TuResult *r);
  * args and waits; asserts that it exited (rather than crashed) and logs
  * its output with g_test_message. */
 TuResult tu_run_argv (const char *exe, const char *const *args);
+
+/* tu_run_argv for a launcher that may itself be killed while it tears a
+ * failed job down (mpirun): a death by a signal is logged and given in
+ * .signal (status 128 + it, as a shell reports it), not asserted against. */
+TuResult tu_run_argv_may_die (const char *exe, const char *const *args);
 
 /* tu_run_argv with the arguments given inline, ending with NULL. */
 TuResult tu_run (const char *exe, const char *first, ...) G_GNUC_NULL_TERMINATED;
