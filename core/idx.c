@@ -118,37 +118,37 @@ idx_open (IdxFile *f, const char *path, GError **error)
                                                                NULL, NULL);
   f->file_size = info ? (guint64) g_file_info_get_size (info) : G_MAXUINT64;
 
-  /* Sniff the gzip magic, then rewind: a file stream is seekable. */
+  /* Sniff the gzip magic (and a gzip file's trailer), then rewind: a file
+   * stream is seekable. */
   guint8 magic[2];
   gsize got = 0;
   f->stream = G_INPUT_STREAM (g_object_ref (fin));
   if (!idx_read (f, magic, sizeof magic, &got, error))
     return FALSE;
-  if (!g_seekable_seek (G_SEEKABLE (fin), 0, G_SEEK_SET, NULL, &local))
-    {
-      set_read_error (f, local, error);
-      return FALSE;
-    }
-  if (got == 2 && magic[0] == 0x1f && magic[1] == 0x8b)
+  const gboolean gzip = got == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+  if (gzip && f->file_size != G_MAXUINT64 && f->file_size >= 18)
     {
       /* The trailer's last 4 bytes: the inflated size, little-endian.  Only
-       * a hint (checked by zlib at the end); on any failure there is none. */
+       * a hint (zlib checks it at the end); on any failure there is none. */
       guint8 tail[4];
       gsize tail_got = 0;
-      if (f->file_size != G_MAXUINT64 && f->file_size >= 18
-          && g_seekable_seek (G_SEEKABLE (fin), (goffset) f->file_size - 4, G_SEEK_SET, NULL, NULL)
-          && g_input_stream_read_all (G_INPUT_STREAM (fin), tail, sizeof tail, &tail_got, NULL, NULL)
+      if (g_seekable_seek (G_SEEKABLE (fin), (goffset) f->file_size - 4, G_SEEK_SET, NULL, NULL)
+          && g_input_stream_read_all (G_INPUT_STREAM (fin), tail, sizeof tail, &tail_got, NULL,
+                                      NULL)
           && tail_got == sizeof tail)
         {
           f->isize = (guint32) tail[0] | (guint32) tail[1] << 8 | (guint32) tail[2] << 16
                      | (guint32) tail[3] << 24;
           f->has_isize = TRUE;
         }
-      if (!g_seekable_seek (G_SEEKABLE (fin), 0, G_SEEK_SET, NULL, &local))
-        {
-          set_read_error (f, local, error);
-          return FALSE;
-        }
+    }
+  if (!g_seekable_seek (G_SEEKABLE (fin), 0, G_SEEK_SET, NULL, &local))
+    {
+      set_read_error (f, local, error);
+      return FALSE;
+    }
+  if (gzip)
+    {
       g_autoptr (GZlibDecompressor) z = g_zlib_decompressor_new (G_ZLIB_COMPRESSOR_FORMAT_GZIP);
       g_object_unref (f->stream);
       f->stream = g_converter_input_stream_new (G_INPUT_STREAM (fin), G_CONVERTER (z));
