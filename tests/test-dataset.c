@@ -501,11 +501,11 @@ test_idx_missing (TuTempDir *fx, gconstpointer data)
   g_assert_true (g_str_has_prefix (error->message, nowhere));
 }
 
-/* Images of more than one chunk are read straight into the tensor while
- * a second thread converts the chunk before (core/idx.c): every float is
- * still byte / 255, in place, plain and gzipped, with a last chunk that is
- * not full. */
-#define BIG_N 3001
+/* Images of more than one chunk (1 MiB) are read straight into the tensor
+ * while a second thread converts the chunk before, in four buffers used in
+ * turn (core/idx.c): with more chunks than buffers and a last chunk that is
+ * not full, every float is still byte / 255, in place, plain and gzipped. */
+#define BIG_N 7001
 #define BIG_SIDE 28
 
 static void
@@ -539,7 +539,7 @@ test_idx_chunked (TuTempDir *fx, gconstpointer data)
 {
   g_autofree char *labels = write_big_labels (fx);
   g_autoptr (GByteArray) img = idx_images_bytes (0x00000803, BIG_N, BIG_SIDE, BIG_SIDE, 0);
-  g_assert_cmpuint (img->len, >, 2u << 20);
+  g_assert_cmpuint (img->len, >, 5u << 20);
   g_autoptr (GByteArray) zimg = gzip_bytes (img);
   g_autofree char *plain = write_file (fx, "big", img);
   g_autofree char *gz = write_file (fx, "big.gz", zimg);
@@ -558,26 +558,26 @@ static void
 test_idx_chunked_errors (TuTempDir *fx, gconstpointer data)
 {
   g_autofree char *labels = write_big_labels (fx);
-  const char *contents = "declares 3001 images of 28x28";
+  const char *contents = "declares 7001 images of 28x28";
 
   /* Trailing data, plain and gzipped. */
   g_autoptr (GByteArray) extra = idx_images_bytes (0x00000803, BIG_N, BIG_SIDE, BIG_SIDE, 5);
   g_autofree char *extra_path = write_file (fx, "extra", extra);
   expect_error (extra_path, labels, ST_ERROR_DATA, extra_path,
-                FRAGMENTS ("5 bytes of trailing data after the 2352784 bytes"));
+                FRAGMENTS ("5 bytes of trailing data after the 5488784 bytes"));
   g_autoptr (GByteArray) zextra = gzip_bytes (extra);
   g_autofree char *zextra_path = write_file (fx, "extra.gz", zextra);
   expect_error (zextra_path, labels, ST_ERROR_DATA, zextra_path,
-                FRAGMENTS ("5 bytes of trailing data after the 2352784 bytes"));
+                FRAGMENTS ("5 bytes of trailing data after the 5488784 bytes"));
 
   /* Cut short, gzipped: first as it is (its trailer gives the short
    * size), then with the trailer's size made to agree with the header,
    * which zlib's length check then refuses at the end of the stream. */
-  g_autoptr (GByteArray) cut = idx_images_bytes (0x00000803, BIG_N, BIG_SIDE, BIG_SIDE, -1500000);
+  g_autoptr (GByteArray) cut = idx_images_bytes (0x00000803, BIG_N, BIG_SIDE, BIG_SIDE, -1000000);
   g_autoptr (GByteArray) zcut = gzip_bytes (cut);
   g_autofree char *zcut_path = write_file (fx, "cut.gz", zcut);
   expect_error (zcut_path, labels, ST_ERROR_DATA, zcut_path,
-                FRAGMENTS (contents, "holds only 852784 bytes of the 2352784 needed"));
+                FRAGMENTS (contents, "holds only 4488784 bytes of the 5488784 needed"));
   const guint32 isize = 16 + BIG_N * BIG_SIDE * BIG_SIDE;
   for (int i = 0; i < 4; i++)
     zcut->data[zcut->len - 4 + i] = (guint8) (isize >> (8 * i));
