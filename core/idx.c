@@ -4,9 +4,17 @@
  * bytes, an element type (0x08 = unsigned byte), the number of dimensions —
  * then one big-endian u32 per dimension, then the elements.  A file is
  * gunzipped on the fly when it starts with the gzip magic, whatever its name.
- * Data is read in growing chunks up to what the header declares, so a header
- * claiming billions of images in a small file costs no more memory than the
- * file holds.
+ *
+ * Images are read in chunks into a few small buffers used in turn, and a
+ * second thread turns each chunk into floats while the next one is read, so
+ * inflating and converting (with the page faults of the float tensor) overlap.
+ * That writes into a tensor of the declared size, allocated up front, which
+ * is done only when the file vouches for the size: an uncompressed file at
+ * least that long, or a gzip stream whose trailer (ISIZE, the inflated size
+ * mod 2^32) agrees with the header.  Otherwise (and for labels) data is read
+ * in growing chunks up to what the header declares, so a header claiming
+ * billions of images in a small file costs no more memory than the file
+ * holds.
  */
 #include "dataset.h"
 #include "context.h"
@@ -30,6 +38,11 @@
 /* First read of the element data; the buffer doubles from there. */
 #define IDX_FIRST_CHUNK (1u << 20)
 
+/* Images read into the tensor directly: chunks of this many bytes (small
+ * enough to stay in cache until converted), in this many buffers. */
+#define IDX_CHUNK (1u << 20)
+#define IDX_SLOTS 4
+
 /* ---- Reading an IDX file ------------------------------------------------- */
 
 typedef struct {
@@ -37,6 +50,8 @@ typedef struct {
   GInputStream *stream;        /* the file, or a decompressor over it */
   gboolean gzip;
   guint64 file_size;           /* bytes on disk */
+  gboolean has_isize;          /* gzip: isize holds the trailer's size */
+  guint32 isize;               /* gzip: inflated size mod 2^32, as the trailer says */
 } IdxFile;
 
 static void
@@ -82,6 +97,7 @@ idx_open (IdxFile *f, const char *path, GError **error)
   f->path = path;
   f->stream = NULL;
   f->gzip = FALSE;
+  f->has_isize = FALSE;
 
   g_autoptr (GFile) file = g_file_new_for_path (path);
   GError *local = NULL;
@@ -102,18 +118,36 @@ idx_open (IdxFile *f, const char *path, GError **error)
                                                                NULL, NULL);
   f->file_size = info ? (guint64) g_file_info_get_size (info) : G_MAXUINT64;
 
-  /* Sniff the gzip magic, then rewind: a file stream is seekable. */
+  /* Sniff the gzip magic (and a gzip file's trailer), then rewind: a file
+   * stream is seekable. */
   guint8 magic[2];
   gsize got = 0;
   f->stream = G_INPUT_STREAM (g_object_ref (fin));
   if (!idx_read (f, magic, sizeof magic, &got, error))
     return FALSE;
+  const gboolean gzip = got == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+  if (gzip && f->file_size != G_MAXUINT64 && f->file_size >= 18)
+    {
+      /* The trailer's last 4 bytes: the inflated size, little-endian.  Only
+       * a hint (zlib checks it at the end); on any failure there is none. */
+      guint8 tail[4];
+      gsize tail_got = 0;
+      if (g_seekable_seek (G_SEEKABLE (fin), (goffset) f->file_size - 4, G_SEEK_SET, NULL, NULL)
+          && g_input_stream_read_all (G_INPUT_STREAM (fin), tail, sizeof tail, &tail_got, NULL,
+                                      NULL)
+          && tail_got == sizeof tail)
+        {
+          f->isize = (guint32) tail[0] | (guint32) tail[1] << 8 | (guint32) tail[2] << 16
+                     | (guint32) tail[3] << 24;
+          f->has_isize = TRUE;
+        }
+    }
   if (!g_seekable_seek (G_SEEKABLE (fin), 0, G_SEEK_SET, NULL, &local))
     {
       set_read_error (f, local, error);
       return FALSE;
     }
-  if (got == 2 && magic[0] == 0x1f && magic[1] == 0x8b)
+  if (gzip)
     {
       g_autoptr (GZlibDecompressor) z = g_zlib_decompressor_new (G_ZLIB_COMPRESSOR_FORMAT_GZIP);
       g_object_unref (f->stream);
@@ -195,6 +229,9 @@ idx_read_header (IdxFile *f, guint32 expected_magic, const char *what,
   return TRUE;
 }
 
+static gboolean idx_check_trailing (IdxFile *f, gsize size, const char *contents,
+                                    GError **error);
+
 /* Reads exactly size bytes of element data into a new buffer, then checks
  * that nothing follows.  contents: what the header declares, as "60000
  * images of 28x28", for messages. */
@@ -225,7 +262,19 @@ idx_read_data (IdxFile *f, gsize size, const char *contents, GError **error)
       cap = size - cap > cap ? 2 * cap : size;
       buf = g_realloc (buf, cap);
     }
+  if (!idx_check_trailing (f, size, contents, error))
+    {
+      g_free (buf);
+      return NULL;
+    }
+  return buf;
+}
 
+/* After the size bytes of data the header declares: checks that nothing
+ * follows. */
+static gboolean
+idx_check_trailing (IdxFile *f, gsize size, const char *contents, GError **error)
+{
   /* Anything after the declared data means the header and the data do not
    * agree; count some of it (in a small buffer) so the message says how
    * much, but stop there: a compressed tail may inflate to gigabytes. */
@@ -236,10 +285,7 @@ idx_read_data (IdxFile *f, gsize size, const char *contents, GError **error)
     {
       gsize got = 0;
       if (!idx_read (f, scratch, sizeof scratch, &got, error))
-        {
-          g_free (buf);
-          return NULL;
-        }
+        return FALSE;
       extra += got;
       if (got < sizeof scratch)
         break;
@@ -255,10 +301,9 @@ idx_read_data (IdxFile *f, gsize size, const char *contents, GError **error)
                    "%s: %s%" G_GUINT64_FORMAT " byte%s of trailing data after the %" G_GSIZE_FORMAT
                    " bytes the header declares (%s)", f->path, more ? "at least " : "",
                    extra, extra == 1 ? "" : "s", size, contents);
-      g_free (buf);
-      return NULL;
+      return FALSE;
     }
-  return buf;
+  return TRUE;
 }
 
 /* Opens an IDX image file and reads its header: n images of h x w,
@@ -322,6 +367,150 @@ idx_check_declared (const IdxFile *f, guint64 header_bytes, guint64 elements,
   return TRUE;
 }
 
+/* ---- Images straight into the tensor, converted on a second thread ------- */
+
+/* Chunk k of the data goes into slot k % n_slots; the reader fills a slot
+ * once the converter is done with it.  Chunk k always lands at k * chunk in
+ * the tensor, so the floats do not depend on the timing. */
+typedef struct {
+  GMutex lock;
+  GCond cond;
+  guint8 *slots[IDX_SLOTS];
+  gsize lens[IDX_SLOTS];
+  gsize n_slots, chunk;
+  gsize handed;                /* chunks read and handed over */
+  gsize converted;             /* chunks converted */
+  gboolean finished;           /* the reader hands over no more */
+  const float *table;          /* byte -> float */
+  float *dest;
+} IdxConvert;
+
+static void
+idx_convert_chunk (const IdxConvert *c, gsize k)
+{
+  const guint8 *src = c->slots[k % c->n_slots];
+  float *dst = c->dest + k * c->chunk;
+  const gsize len = c->lens[k % c->n_slots];
+  for (gsize i = 0; i < len; i++)
+    dst[i] = c->table[src[i]];
+}
+
+static gpointer
+idx_convert_thread (gpointer data)
+{
+  IdxConvert *c = data;
+  g_mutex_lock (&c->lock);
+  for (;;)
+    {
+      while (c->converted == c->handed && !c->finished)
+        g_cond_wait (&c->cond, &c->lock);
+      if (c->converted == c->handed)
+        break;
+      const gsize k = c->converted;
+      g_mutex_unlock (&c->lock);
+      idx_convert_chunk (c, k);
+      g_mutex_lock (&c->lock);
+      c->converted = k + 1;
+      g_cond_broadcast (&c->cond);
+    }
+  g_mutex_unlock (&c->lock);
+  return NULL;
+}
+
+/* Whether the file vouches for header_bytes + size bytes in all, so that
+ * the tensor may be allocated before they are read: see the top. */
+static gboolean
+idx_size_vouched (const IdxFile *f, guint64 header_bytes, gsize size)
+{
+  if (!f->gzip)
+    return f->file_size != G_MAXUINT64;   /* and idx_check_declared held it */
+  return f->has_isize && f->isize == (guint32) (header_bytes + size);
+}
+
+/* The size bytes of data, read chunk by chunk and converted to byte / 255
+ * into a new tensor of shape; the same checks and messages as
+ * idx_read_data. */
+static StTensor *
+idx_read_images (IdxFile *f, StShape shape, gsize size, const char *contents, GError **error)
+{
+  float table[256];
+  for (int i = 0; i < 256; i++)
+    table[i] = (float) i / 255.0f;
+  StTensor *x = st_tensor_new (shape, error);
+  if (!x)
+    return NULL;
+
+  IdxConvert c = { .chunk = MIN (size, IDX_CHUNK), .table = table, .dest = x->data };
+  g_mutex_init (&c.lock);
+  g_cond_init (&c.cond);
+  /* One chunk, or one processor: nothing to overlap. */
+  GThread *thread = NULL;
+  c.n_slots = size > c.chunk && g_get_num_processors () > 1 ? IDX_SLOTS : 1;
+  for (gsize s = 0; s < c.n_slots; s++)
+    c.slots[s] = g_malloc (c.chunk);
+  if (c.n_slots > 1)
+    thread = g_thread_try_new ("idx-convert", idx_convert_thread, &c, NULL);
+
+  gboolean ok = TRUE;
+  gsize filled = 0;
+  for (gsize k = 0; filled < size; k++)
+    {
+      const gsize slot = k % c.n_slots;
+      if (thread)
+        {
+          g_mutex_lock (&c.lock);
+          while (k - c.converted >= c.n_slots)
+            g_cond_wait (&c.cond, &c.lock);
+          g_mutex_unlock (&c.lock);
+        }
+      const gsize want = MIN (c.chunk, size - filled);
+      gsize got = 0;
+      if (!idx_read (f, c.slots[slot], want, &got, error))
+        {
+          ok = FALSE;
+          break;
+        }
+      filled += got;
+      if (got < want)
+        {
+          g_set_error (error, ST_ERROR, ST_ERROR_DATA,
+                       "%s: declares %s but holds only %" G_GSIZE_FORMAT " bytes of the %"
+                       G_GSIZE_FORMAT " needed", f->path, contents, filled, size);
+          ok = FALSE;
+          break;
+        }
+      c.lens[slot] = want;
+      if (thread)
+        {
+          g_mutex_lock (&c.lock);
+          c.handed = k + 1;
+          g_cond_broadcast (&c.cond);
+          g_mutex_unlock (&c.lock);
+        }
+      else
+        idx_convert_chunk (&c, k);
+    }
+  if (thread)
+    {
+      g_mutex_lock (&c.lock);
+      c.finished = TRUE;
+      g_cond_broadcast (&c.cond);
+      g_mutex_unlock (&c.lock);
+      g_thread_join (thread);
+    }
+  for (gsize s = 0; s < c.n_slots; s++)
+    g_free (c.slots[s]);
+  g_cond_clear (&c.cond);
+  g_mutex_clear (&c.lock);
+
+  if (!ok || !idx_check_trailing (f, size, contents, error))
+    {
+      st_tensor_free (x);
+      return NULL;
+    }
+  return x;
+}
+
 /* [N, 1, H, W] of byte / 255.  expected_n: the number of labels, checked
  * before the data is read (0: any). */
 static StTensor *
@@ -342,13 +531,16 @@ idx_load_images (const char *path, guint32 expected_n, const char *labels_path, 
   g_autofree char *contents = g_strdup_printf ("%u images of %ux%u", n, h, w);
   if (!idx_check_declared (&f, 16, size, sizeof (float), contents, error))
     return NULL;
+  const StShape shape = { (int) n, 1, (int) h, (int) w };
+  if (idx_size_vouched (&f, 16, size))
+    return idx_read_images (&f, shape, size, contents, error);
   g_autofree guint8 *bytes = idx_read_data (&f, size, contents, error);
   if (!bytes)
     return NULL;
   float table[256];
   for (int i = 0; i < 256; i++)
     table[i] = (float) i / 255.0f;
-  StTensor *x = st_tensor_new ((StShape) { (int) n, 1, (int) h, (int) w }, error);
+  StTensor *x = st_tensor_new (shape, error);
   if (x)
     for (gsize i = 0; i < size; i++)
       x->data[i] = table[bytes[i]];

@@ -501,6 +501,105 @@ test_idx_missing (TuTempDir *fx, gconstpointer data)
   g_assert_true (g_str_has_prefix (error->message, nowhere));
 }
 
+/* Images of more than one chunk (1 MiB) are read straight into the tensor
+ * while a second thread converts the chunk before, in four buffers used in
+ * turn (core/idx.c): with more chunks than buffers and a last chunk that is
+ * not full, every float is still byte / 255, in place, plain and gzipped. */
+#define BIG_N 7001
+#define BIG_SIDE 28
+
+static void
+assert_big (const StDataset *ds)
+{
+  g_assert_nonnull (ds);
+  g_assert_cmpint (ds->n, ==, BIG_N);
+  g_assert_cmpint (ds->x->shape.n, ==, BIG_N);
+  g_assert_cmpint (ds->x->shape.h, ==, BIG_SIDE);
+  g_assert_cmpint (ds->x->shape.w, ==, BIG_SIDE);
+  for (gsize i = 0; i < (gsize) BIG_N * BIG_SIDE * BIG_SIDE; i++)
+    if (ds->x->data[i] != (float) fixture_pixel (i) / 255.0f)
+      g_error ("pixel %" G_GSIZE_FORMAT ": %.9g, expected %.9g", i, ds->x->data[i],
+               (float) fixture_pixel (i) / 255.0f);
+  for (int i = 0; i < BIG_N; i++)
+    g_assert_cmpint (ds->labels[i], ==, i % 10);
+}
+
+static char *
+write_big_labels (TuTempDir *fx)
+{
+  g_autofree guint8 *classes = g_malloc (BIG_N);
+  for (int i = 0; i < BIG_N; i++)
+    classes[i] = (guint8) (i % 10);
+  g_autoptr (GByteArray) lab = idx_labels_bytes (classes, BIG_N, BIG_N);
+  return write_file (fx, "big-labels", lab);
+}
+
+static void
+test_idx_chunked (TuTempDir *fx, gconstpointer data)
+{
+  g_autofree char *labels = write_big_labels (fx);
+  g_autoptr (GByteArray) img = idx_images_bytes (0x00000803, BIG_N, BIG_SIDE, BIG_SIDE, 0);
+  g_assert_cmpuint (img->len, >, 5u << 20);
+  g_autoptr (GByteArray) zimg = gzip_bytes (img);
+  g_autofree char *plain = write_file (fx, "big", img);
+  g_autofree char *gz = write_file (fx, "big.gz", zimg);
+  for (int i = 0; i < 2; i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (StDataset) ds = st_dataset_load_idx (i ? gz : plain, labels, &error);
+      g_assert_no_error (error);
+      assert_big (ds);
+    }
+}
+
+/* The same errors as in one chunk, found in a later one or after the
+ * last, with the converting thread stopped and nothing leaked. */
+static void
+test_idx_chunked_errors (TuTempDir *fx, gconstpointer data)
+{
+  g_autofree char *labels = write_big_labels (fx);
+  const char *contents = "declares 7001 images of 28x28";
+
+  /* Trailing data, plain and gzipped. */
+  g_autoptr (GByteArray) extra = idx_images_bytes (0x00000803, BIG_N, BIG_SIDE, BIG_SIDE, 5);
+  g_autofree char *extra_path = write_file (fx, "extra", extra);
+  expect_error (extra_path, labels, ST_ERROR_DATA, extra_path,
+                FRAGMENTS ("5 bytes of trailing data after the 5488784 bytes"));
+  g_autoptr (GByteArray) zextra = gzip_bytes (extra);
+  g_autofree char *zextra_path = write_file (fx, "extra.gz", zextra);
+  expect_error (zextra_path, labels, ST_ERROR_DATA, zextra_path,
+                FRAGMENTS ("5 bytes of trailing data after the 5488784 bytes"));
+
+  /* Cut short, gzipped: first as it is (its trailer gives the short
+   * size), then with the trailer's size made to agree with the header,
+   * which zlib's length check then refuses at the end of the stream. */
+  g_autoptr (GByteArray) cut = idx_images_bytes (0x00000803, BIG_N, BIG_SIDE, BIG_SIDE, -1000000);
+  g_autoptr (GByteArray) zcut = gzip_bytes (cut);
+  g_autofree char *zcut_path = write_file (fx, "cut.gz", zcut);
+  expect_error (zcut_path, labels, ST_ERROR_DATA, zcut_path,
+                FRAGMENTS (contents, "holds only 4488784 bytes of the 5488784 needed"));
+  const guint32 isize = 16 + BIG_N * BIG_SIDE * BIG_SIDE;
+  for (int i = 0; i < 4; i++)
+    zcut->data[zcut->len - 4 + i] = (guint8) (isize >> (8 * i));
+  g_autofree char *liar_path = write_file (fx, "liar.gz", zcut);
+  expect_error (liar_path, labels, ST_ERROR_DATA, liar_path, FRAGMENTS ("corrupt gzip stream"));
+
+  /* Whole, but a wrong CRC-32 (the trailer's size agrees), and cut in the
+   * middle of the stream with the trailer kept. */
+  g_autoptr (GByteArray) img = idx_images_bytes (0x00000803, BIG_N, BIG_SIDE, BIG_SIDE, 0);
+  g_autoptr (GByteArray) z = gzip_bytes (img);
+  z->data[z->len - 8] ^= 0x5a;
+  g_autofree char *crc_path = write_file (fx, "crc.gz", z);
+  expect_error (crc_path, labels, ST_ERROR_DATA, crc_path, FRAGMENTS ("corrupt gzip stream"));
+  z->data[z->len - 8] ^= 0x5a;
+  GByteArray *half = g_byte_array_new ();
+  g_byte_array_append (half, z->data, z->len / 2);
+  g_byte_array_append (half, z->data + z->len - 8, 8);
+  g_autofree char *half_path = write_file (fx, "half.gz", half);
+  g_byte_array_unref (half);
+  expect_error (half_path, labels, ST_ERROR_DATA, half_path, FRAGMENTS ("corrupt gzip stream"));
+}
+
 /* The real thing, when the package is installed. */
 static void
 test_fashion_mnist (void)
@@ -1073,6 +1172,8 @@ main (int argc, char **argv)
   ADD ("/idx/missing", test_idx_missing);
   ADD ("/idx/counts-before-data", test_idx_counts_before_data);
   ADD ("/idx/memory-limit", test_idx_memory_limit);
+  ADD ("/idx/chunked", test_idx_chunked);
+  ADD ("/idx/chunked-errors", test_idx_chunked_errors);
   g_test_add_func ("/idx/fashion-mnist", test_fashion_mnist);
   ADD ("/folder/classes", test_folder);
   g_test_add_func ("/folder/stderr-subprocess", test_folder_subprocess);
