@@ -31,6 +31,10 @@ gboolean   st_dataset_is_idx_dir (const char *dir);
  * t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (or with ".idx3" for
  * "-idx3", as some copies write them), each optionally .gz. */
 StDataset *st_dataset_load_idx_dir (const char *dir, gboolean test_set, GError **error);
+/* st_dataset_load_idx_dir keeping only the first `first` samples (0: all):
+ * the others are read and checked as ever, but take no memory. */
+StDataset *st_dataset_load_idx_dir_first (const char *dir, gboolean test_set, int first,
+                                          GError **error);
 /* The shape of one image of DIR's IDX set ([1, 1, H, W]), from the images
  * file's header alone: a shape that does not fit is refused before
  * anything is read. */

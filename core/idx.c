@@ -383,6 +383,7 @@ typedef struct {
   gboolean finished;           /* the reader hands over no more */
   const float *table;          /* byte -> float */
   float *dest;
+  gsize keep;                  /* bytes converted: the first images only */
 } IdxConvert;
 
 static void
@@ -390,7 +391,8 @@ idx_convert_chunk (const IdxConvert *c, gsize k)
 {
   const guint8 *src = c->slots[k % c->n_slots];
   float *dst = c->dest + k * c->chunk;
-  const gsize len = c->lens[k % c->n_slots];
+  const gsize start = k * c->chunk;
+  const gsize len = start >= c->keep ? 0 : MIN (c->lens[k % c->n_slots], c->keep - start);
   for (gsize i = 0; i < len; i++)
     dst[i] = c->table[src[i]];
 }
@@ -427,11 +429,12 @@ idx_size_vouched (const IdxFile *f, guint64 header_bytes, gsize size)
   return f->has_isize && f->isize == (guint32) (header_bytes + size);
 }
 
-/* The size bytes of data, read chunk by chunk and converted to byte / 255
- * into a new tensor of shape; the same checks and messages as
- * idx_read_data. */
+/* The size bytes of data, read chunk by chunk, the first keep of them
+ * converted to byte / 255 into a new tensor of shape; the same checks and
+ * messages as idx_read_data. */
 static StTensor *
-idx_read_images (IdxFile *f, StShape shape, gsize size, const char *contents, GError **error)
+idx_read_images (IdxFile *f, StShape shape, gsize size, gsize keep, const char *contents,
+                 GError **error)
 {
   float table[256];
   for (int i = 0; i < 256; i++)
@@ -440,7 +443,8 @@ idx_read_images (IdxFile *f, StShape shape, gsize size, const char *contents, GE
   if (!x)
     return NULL;
 
-  IdxConvert c = { .chunk = MIN (size, IDX_CHUNK), .table = table, .dest = x->data };
+  IdxConvert c = { .chunk = MIN (size, IDX_CHUNK), .table = table, .dest = x->data,
+                   .keep = keep };
   g_mutex_init (&c.lock);
   g_cond_init (&c.cond);
   /* One chunk, or one processor: nothing to overlap. */
@@ -511,10 +515,12 @@ idx_read_images (IdxFile *f, StShape shape, gsize size, const char *contents, GE
   return x;
 }
 
-/* [N, 1, H, W] of byte / 255.  expected_n: the number of labels, checked
- * before the data is read (0: any). */
+/* [N, 1, H, W] of byte / 255, N the first `first` images (0: all), the
+ * rest read and checked all the same.  expected_n: the number of labels,
+ * checked before the data is read (0: any). */
 static StTensor *
-idx_load_images (const char *path, guint32 expected_n, const char *labels_path, GError **error)
+idx_load_images (const char *path, guint32 expected_n, const char *labels_path, guint32 first,
+                 GError **error)
 {
   g_auto (IdxFile) f = { 0 };
   guint32 n, h, w;
@@ -531,9 +537,11 @@ idx_load_images (const char *path, guint32 expected_n, const char *labels_path, 
   g_autofree char *contents = g_strdup_printf ("%u images of %ux%u", n, h, w);
   if (!idx_check_declared (&f, 16, size, sizeof (float), contents, error))
     return NULL;
-  const StShape shape = { (int) n, 1, (int) h, (int) w };
+  const guint32 kept = first && first < n ? first : n;
+  const StShape shape = { (int) kept, 1, (int) h, (int) w };
+  const gsize keep = (gsize) kept * h * w;
   if (idx_size_vouched (&f, 16, size))
-    return idx_read_images (&f, shape, size, contents, error);
+    return idx_read_images (&f, shape, size, keep, contents, error);
   g_autofree guint8 *bytes = idx_read_data (&f, size, contents, error);
   if (!bytes)
     return NULL;
@@ -542,7 +550,7 @@ idx_load_images (const char *path, guint32 expected_n, const char *labels_path, 
     table[i] = (float) i / 255.0f;
   StTensor *x = st_tensor_new (shape, error);
   if (x)
-    for (gsize i = 0; i < size; i++)
+    for (gsize i = 0; i < keep; i++)
       x->data[i] = table[bytes[i]];
   return x;
 }
@@ -580,30 +588,39 @@ idx_load_labels (const char *path, int *n_out, GError **error)
   return labels;
 }
 
-StDataset *
-st_dataset_load_idx (const char *images_path, const char *labels_path, GError **error)
+static StDataset *
+load_idx (const char *images_path, const char *labels_path, int first, GError **error)
 {
-  g_return_val_if_fail (images_path && labels_path, NULL);
-
   /* Labels first: they are small, and a bad labels file is reported
    * without decompressing 47 MB of images. */
   int n_labels = 0;
   g_autofree int *labels = idx_load_labels (labels_path, &n_labels, error);
   if (!labels)
     return NULL;
-  g_autoptr (StTensor) x = idx_load_images (images_path, (guint32) n_labels, labels_path, error);
+  g_autoptr (StTensor) x = idx_load_images (images_path, (guint32) n_labels, labels_path,
+                                            (guint32) MAX (first, 0), error);
   if (!x)
     return NULL;
 
   StDataset *ds = g_new0 (StDataset, 1);
-  ds->n = n_labels;
+  /* The classes are those of the whole set, whatever part is kept. */
   int max = 0;
   for (int i = 0; i < n_labels; i++)
     max = MAX (max, labels[i]);
   ds->n_classes = max + 1;
+  ds->n = x->shape.n;
+  if (ds->n < n_labels)
+    labels = g_renew (int, labels, ds->n);
   ds->x = g_steal_pointer (&x);
   ds->labels = g_steal_pointer (&labels);
   return ds;
+}
+
+StDataset *
+st_dataset_load_idx (const char *images_path, const char *labels_path, GError **error)
+{
+  g_return_val_if_fail (images_path && labels_path, NULL);
+  return load_idx (images_path, labels_path, 0, error);
 }
 
 /* DIR/NAME or DIR/NAME.gz for the first of names that exists, else NULL. */
@@ -691,13 +708,19 @@ find_idx_pair (const char *dir, gboolean test_set, char **images_out, char **lab
 }
 
 StDataset *
-st_dataset_load_idx_dir (const char *dir, gboolean test_set, GError **error)
+st_dataset_load_idx_dir_first (const char *dir, gboolean test_set, int first, GError **error)
 {
   g_return_val_if_fail (dir != NULL, NULL);
   g_autofree char *images = NULL, *labels = NULL;
   if (!find_idx_pair (dir, test_set, &images, &labels, error))
     return NULL;
-  return st_dataset_load_idx (images, labels, error);
+  return load_idx (images, labels, first, error);
+}
+
+StDataset *
+st_dataset_load_idx_dir (const char *dir, gboolean test_set, GError **error)
+{
+  return st_dataset_load_idx_dir_first (dir, test_set, 0, error);
 }
 
 gboolean

@@ -170,11 +170,9 @@ st_dataset_prepare (StPipeline *p, const char *dir, gboolean test_set, int limit
                        st_shape_format (fixed, b, sizeof b));
           return NULL;
         }
-      ds = st_dataset_load_idx_dir (dir, test_set, error);
+      ds = st_dataset_load_idx_dir_first (dir, test_set, MAX (limit, 0), error);
       if (!ds)
         return NULL;
-      if (limit > 0 && limit < ds->n)
-        st_dataset_truncate (ds, limit);
       if (!st_dataset_apply_prefix (ds, p, threads, error))
         return NULL;
     }

@@ -508,6 +508,24 @@ test_idx_missing (TuTempDir *fx, gconstpointer data)
 #define BIG_N 7001
 #define BIG_SIDE 28
 
+/* The first n images of the big fixture, and their labels. */
+static void
+assert_big_first (const StDataset *ds, int n)
+{
+  g_assert_nonnull (ds);
+  g_assert_cmpint (ds->n, ==, n);
+  g_assert_cmpint (ds->n_classes, ==, 10);
+  g_assert_cmpint (ds->x->shape.n, ==, n);
+  g_assert_cmpint (ds->x->shape.h, ==, BIG_SIDE);
+  g_assert_cmpint (ds->x->shape.w, ==, BIG_SIDE);
+  for (gsize i = 0; i < (gsize) n * BIG_SIDE * BIG_SIDE; i++)
+    if (ds->x->data[i] != (float) fixture_pixel (i) / 255.0f)
+      g_error ("pixel %" G_GSIZE_FORMAT ": %.9g, expected %.9g", i, ds->x->data[i],
+               (float) fixture_pixel (i) / 255.0f);
+  for (int i = 0; i < n; i++)
+    g_assert_cmpint (ds->labels[i], ==, i % 10);
+}
+
 static void
 assert_big (const StDataset *ds)
 {
@@ -550,6 +568,51 @@ test_idx_chunked (TuTempDir *fx, gconstpointer data)
       g_assert_no_error (error);
       assert_big (ds);
     }
+}
+
+/* Only the first images kept (--limit): the same values as a whole
+ * load's first ones, the classes of the whole set, plain and gzipped; the
+ * rest is still read, so a fault after the kept part is still refused. */
+static void
+test_idx_first (TuTempDir *fx, gconstpointer data)
+{
+  g_autoptr (GByteArray) img = idx_images_bytes (0x00000803, BIG_N, BIG_SIDE, BIG_SIDE, 0);
+  g_autofree guint8 *classes = g_malloc (BIG_N);
+  for (int i = 0; i < BIG_N; i++)
+    classes[i] = (guint8) (i % 10);
+  g_autoptr (GByteArray) lab = idx_labels_bytes (classes, BIG_N, BIG_N);
+  g_autoptr (GByteArray) zimg = gzip_bytes (img);
+  const GByteArray *variants[] = { img, zimg };
+  for (gsize v = 0; v < G_N_ELEMENTS (variants); v++)
+    {
+      g_autofree char *dir = g_strdup_printf ("first%" G_GSIZE_FORMAT, v);
+      g_autofree char *dir_path = tu_temp_path (fx, dir);
+      g_assert_cmpint (g_mkdir (dir_path, 0755), ==, 0);
+      g_autofree char *images = g_build_filename (dir, "train-images-idx3-ubyte", NULL);
+      g_autofree char *labels = g_build_filename (dir, "train-labels-idx1-ubyte", NULL);
+      g_free (write_file (fx, images, variants[v]));
+      g_free (write_file (fx, labels, lab));
+      const int firsts[] = { 3, 1338, 5000, BIG_N, BIG_N + 9 };
+      for (gsize i = 0; i < G_N_ELEMENTS (firsts); i++)
+        {
+          g_autoptr (GError) error = NULL;
+          g_autoptr (StDataset) ds = st_dataset_load_idx_dir_first (dir_path, FALSE, firsts[i],
+                                                                    &error);
+          g_assert_no_error (error);
+          assert_big_first (ds, MIN (firsts[i], BIG_N));
+        }
+    }
+  /* Trailing data far after the kept images: refused as ever. */
+  g_autoptr (GByteArray) extra = idx_images_bytes (0x00000803, BIG_N, BIG_SIDE, BIG_SIDE, 5);
+  g_autofree char *extra_dir = tu_temp_path (fx, "extra-first");
+  g_assert_cmpint (g_mkdir (extra_dir, 0755), ==, 0);
+  g_free (write_file (fx, "extra-first/train-images-idx3-ubyte", extra));
+  g_free (write_file (fx, "extra-first/train-labels-idx1-ubyte", lab));
+  g_autoptr (GError) extra_error = NULL;
+  g_autoptr (StDataset) none = st_dataset_load_idx_dir_first (extra_dir, FALSE, 10, &extra_error);
+  g_assert_null (none);
+  g_assert_error (extra_error, ST_ERROR, ST_ERROR_DATA);
+  g_assert_nonnull (strstr (extra_error->message, "5 bytes of trailing data"));
 }
 
 /* The same errors as in one chunk, found in a later one or after the
@@ -1174,6 +1237,7 @@ main (int argc, char **argv)
   ADD ("/idx/memory-limit", test_idx_memory_limit);
   ADD ("/idx/chunked", test_idx_chunked);
   ADD ("/idx/chunked-errors", test_idx_chunked_errors);
+  ADD ("/idx/first", test_idx_first);
   g_test_add_func ("/idx/fashion-mnist", test_fashion_mnist);
   ADD ("/folder/classes", test_folder);
   g_test_add_func ("/folder/stderr-subprocess", test_folder_subprocess);
