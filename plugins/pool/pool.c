@@ -13,8 +13,11 @@
  * maxpool's forward has a fast path for windows that tile the input
  * (stride = size, no padding: the usual 2x2): no clipping, no branch on
  * the values but a rarely taken one for NaN, vectorised for 2x2.  It gives
- * the general path's outputs and argmax bit for bit, NaN included, so
- * backward is shared. */
+ * the general path's outputs and argmax bit for bit, NaN included.  Its
+ * backward writes each input gradient once, as a gather, instead of
+ * clearing the plane and scattering into it: in tiling windows every pixel
+ * lies in at most one window.  It gives the scatter's gradients bit for
+ * bit. */
 #include <strata/strata.h>
 
 #include <math.h>
@@ -376,6 +379,90 @@ maxpool_backward_planes (float *dinp, const float *dout, const gint32 *argmax,
     }
 }
 
+/* One row of tiling k x k windows, outputs [x0, x1): input rows
+ * t, t + w, ..., t + (k − 1)·w get dout where argmax points, 0 elsewhere; t
+ * is row i0 / w of the plane.  0.0f + v, not v: the scatter adds to a
+ * cleared plane, which turns a −0 gradient into +0. */
+static void
+route_row_scalar (float *t, const float *d, const gint32 *am, gint32 i0, int w, int k,
+                  int x0, int x1)
+{
+  for (int m = 0; m < k; m++)
+    for (int x = x0; x < x1; x++)
+      {
+        float v = 0.0f + d[x];
+        gint32 at = i0 + m * w + x * k;
+        for (int n = 0; n < k; n++)
+          t[m * w + x * k + n] = am[x] == at + n ? v : 0.0f;
+      }
+}
+
+#ifdef __SSE2__
+/* Outputs [x, x + 4) of one row of 2x2 windows, as route_row_scalar(). */
+static inline void
+route2_block (float *t, const float *d, const gint32 *am, gint32 i0, int w, int x)
+{
+  __m128i left = _mm_add_epi32 (_mm_set1_epi32 (i0 + 2 * x), _mm_setr_epi32 (0, 2, 4, 6));
+  __m128i rel = _mm_sub_epi32 (_mm_loadu_si128 ((const __m128i *) (am + x)), left);
+  __m128 v = _mm_add_ps (_mm_setzero_ps (), _mm_loadu_ps (d + x));
+  /* rel is 0, 1, w or w + 1: which corner of its window won. */
+  __m128 a = _mm_and_ps (_mm_castsi128_ps (_mm_cmpeq_epi32 (rel, _mm_setzero_si128 ())), v);
+  __m128 b = _mm_and_ps (_mm_castsi128_ps (_mm_cmpeq_epi32 (rel, _mm_set1_epi32 (1))), v);
+  __m128 c = _mm_and_ps (_mm_castsi128_ps (_mm_cmpeq_epi32 (rel, _mm_set1_epi32 (w))), v);
+  __m128 e = _mm_and_ps (_mm_castsi128_ps (_mm_cmpeq_epi32 (rel, _mm_set1_epi32 (w + 1))), v);
+  _mm_storeu_ps (t + 2 * x, _mm_unpacklo_ps (a, b));
+  _mm_storeu_ps (t + 2 * x + 4, _mm_unpackhi_ps (a, b));
+  _mm_storeu_ps (t + w + 2 * x, _mm_unpacklo_ps (c, e));
+  _mm_storeu_ps (t + w + 2 * x + 4, _mm_unpackhi_ps (c, e));
+}
+#endif
+
+static void
+route2_row (float *t, const float *d, const gint32 *am, gint32 i0, int w, int ow)
+{
+  int x = 0;
+#ifdef __SSE2__
+  for (; x + 4 <= ow; x += 4)
+    route2_block (t, d, am, i0, w, x);
+  /* As in max2_row: a last block that rewrites a few of the same values. */
+  if (x < ow && ow >= 4)
+    {
+      route2_block (t, d, am, i0, w, ow - 4);
+      return;
+    }
+#endif
+  route_row_scalar (t, d, am, i0, w, 2, x, ow);
+}
+
+/* maxpool_backward_planes for windows that tile the input: each element of
+ * dinp written once, pixels in no window (the last rows and columns when
+ * size does not divide the plane) set to 0. */
+static void
+maxpool_tiled_backward (float *dinp, const float *dout, const gint32 *argmax, gsize planes,
+                        const Window *g)
+{
+  int k = g->k, w = g->w, covered = g->ow * k;
+  for (gsize pl = 0; pl < planes; pl++)
+    {
+      float *din = dinp + pl * (gsize) g->h * w;
+      const float *d = dout + pl * (gsize) g->oh * g->ow;
+      const gint32 *am = argmax + pl * (gsize) g->oh * g->ow;
+      for (int oy = 0; oy < g->oh; oy++, d += g->ow, am += g->ow)
+        {
+          gint32 i0 = oy * k * w;
+          if (k == 2)
+            route2_row (din + i0, d, am, i0, w, g->ow);
+          else
+            route_row_scalar (din + i0, d, am, i0, w, k, 0, g->ow);
+          if (covered < w)
+            for (int m = 0; m < k; m++)
+              memset (din + i0 + m * w + covered, 0, sizeof (float) * (w - covered));
+        }
+      gsize done = (gsize) g->oh * k * w;
+      memset (din + done, 0, sizeof (float) * ((gsize) g->h * w - done));
+    }
+}
+
 /* ---- avgpool ---------------------------------------------------------------- */
 
 /* out: [planes, oh, ow]; inp: [planes, h, w]. */
@@ -427,7 +514,9 @@ avgpool_backward_planes (float *dinp, const float *dout, gsize planes, const Win
 
 /* ---- Running the window kinds over planes in parallel ------------------- */
 
-typedef enum { MAX_FORWARD, MAX_TILED_FORWARD, MAX_BACKWARD, AVG_FORWARD, AVG_BACKWARD } Op;
+typedef enum {
+  MAX_FORWARD, MAX_TILED_FORWARD, MAX_BACKWARD, MAX_TILED_BACKWARD, AVG_FORWARD, AVG_BACKWARD
+} Op;
 
 typedef struct {
   Op op;
@@ -463,6 +552,10 @@ planes_range (gsize item_begin, gsize item_end, gpointer data)
     case MAX_BACKWARD:
       maxpool_backward_planes (j->dst + begin * in_plane, j->src + begin * out_plane,
                         j->argmax + begin * out_plane, n, &j->g);
+      break;
+    case MAX_TILED_BACKWARD:
+      maxpool_tiled_backward (j->dst + begin * in_plane, j->src + begin * out_plane,
+                              j->argmax + begin * out_plane, n, &j->g);
       break;
     case AVG_FORWARD:
       avgpool_forward_planes (j->dst + begin * out_plane, j->src + begin * in_plane, n, &j->g);
@@ -518,8 +611,9 @@ maxpool_backward (StStage *stage, const StRunContext *ctx,
       g_set_error (error, ST_ERROR, ST_ERROR_FAILED, "backward without a matching forward");
       return FALSE;
     }
-  run_planes (ctx, stage, MAX_BACKWARD, grad_inputs[0]->data, grad_output->data,
-              st->argmax);
+  Window g = window_of (stage);
+  run_planes (ctx, stage, window_tiles (&g) ? MAX_TILED_BACKWARD : MAX_BACKWARD,
+              grad_inputs[0]->data, grad_output->data, st->argmax);
   return TRUE;
 }
 
