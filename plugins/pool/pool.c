@@ -13,11 +13,11 @@
  * maxpool's forward has a fast path for windows that tile the input
  * (stride = size, no padding: the usual 2x2): no clipping, no branch on
  * the values but a rarely taken one for NaN, vectorised for 2x2.  It gives
- * the general path's outputs and argmax bit for bit, NaN included.  Its
- * backward writes each input gradient once, as a gather, instead of
- * clearing the plane and scattering into it: in tiling windows every pixel
- * lies in at most one window.  It gives the scatter's gradients bit for
- * bit. */
+ * the general path's outputs and argmax bit for bit, NaN included.  For
+ * 2x2 windows on rows of 8 outputs or more, backward has one too: a
+ * vectorised gather that writes each input gradient once instead of
+ * clearing the plane and scattering into it, with the scatter's gradients
+ * bit for bit. */
 #include <strata/strata.h>
 
 #include <math.h>
@@ -379,26 +379,21 @@ maxpool_backward_planes (float *dinp, const float *dout, const gint32 *argmax,
     }
 }
 
-/* One row of tiling k x k windows, outputs [x0, x1): input rows
- * t, t + w, ..., t + (k − 1)·w get dout where argmax points, 0 elsewhere; t
- * is row i0 / w of the plane.  0.0f + v, not v: the scatter adds to a
- * cleared plane, which turns a −0 gradient into +0. */
-static void
-route_row_scalar (float *t, const float *d, const gint32 *am, gint32 i0, int w, int k,
-                  int x0, int x1)
-{
-  for (int m = 0; m < k; m++)
-    for (int x = x0; x < x1; x++)
-      {
-        float v = 0.0f + d[x];
-        gint32 at = i0 + m * w + x * k;
-        for (int n = 0; n < k; n++)
-          t[m * w + x * k + n] = am[x] == at + n ? v : 0.0f;
-      }
-}
-
 #ifdef __SSE2__
-/* Outputs [x, x + 4) of one row of 2x2 windows, as route_row_scalar(). */
+/* maxpool's backward for 2x2 windows that tile the input, as a gather:
+ * each pixel lies in at most one window, so its gradient is its window's
+ * dout where the argmax points to it, 0 elsewhere, and each element of
+ * dinp is written once, in vector blocks, with no clearing and no
+ * read-modify-write.  It pays off only vectorised and on rows of at least
+ * 8 outputs (pool1 of keras-mnist, 26x26): on shorter rows the redone
+ * last block and the work per row cost more than the scatter's few
+ * additions into a plane memset clears (11x11 to 5x5 ran twice as long),
+ * and for larger windows the scatter touches only one pixel in k². */
+#define GATHER_MIN_OW 8
+
+/* Outputs [x, x + 4) of one row of 2x2 windows: input rows t and t + w,
+ * t being row i0 / w of the plane.  0 + dout, not dout: the scatter adds
+ * to a cleared plane, which turns a −0 gradient into +0. */
 static inline void
 route2_block (float *t, const float *d, const gint32 *am, gint32 i0, int w, int x)
 {
@@ -415,52 +410,46 @@ route2_block (float *t, const float *d, const gint32 *am, gint32 i0, int w, int 
   _mm_storeu_ps (t + w + 2 * x, _mm_unpacklo_ps (c, e));
   _mm_storeu_ps (t + w + 2 * x + 4, _mm_unpackhi_ps (c, e));
 }
-#endif
 
+/* maxpool_backward_planes for 2x2 tiling windows, g->ow ≥ 4; pixels in
+ * no window (an odd size's last row and column) set to 0. */
 static void
-route2_row (float *t, const float *d, const gint32 *am, gint32 i0, int w, int ow)
+maxpool_gather2 (float *dinp, const float *dout, const gint32 *argmax, gsize planes,
+                 const Window *g)
 {
-  int x = 0;
-#ifdef __SSE2__
-  for (; x + 4 <= ow; x += 4)
-    route2_block (t, d, am, i0, w, x);
-  /* As in max2_row: a last block that rewrites a few of the same values. */
-  if (x < ow && ow >= 4)
-    {
-      route2_block (t, d, am, i0, w, ow - 4);
-      return;
-    }
-#endif
-  route_row_scalar (t, d, am, i0, w, 2, x, ow);
-}
-
-/* maxpool_backward_planes for windows that tile the input: each element of
- * dinp written once, pixels in no window (the last rows and columns when
- * size does not divide the plane) set to 0. */
-static void
-maxpool_tiled_backward (float *dinp, const float *dout, const gint32 *argmax, gsize planes,
-                        const Window *g)
-{
-  int k = g->k, w = g->w, covered = g->ow * k;
+  int w = g->w, ow = g->ow, covered = 2 * ow;
   for (gsize pl = 0; pl < planes; pl++)
     {
       float *din = dinp + pl * (gsize) g->h * w;
-      const float *d = dout + pl * (gsize) g->oh * g->ow;
-      const gint32 *am = argmax + pl * (gsize) g->oh * g->ow;
-      for (int oy = 0; oy < g->oh; oy++, d += g->ow, am += g->ow)
+      const float *d = dout + pl * (gsize) g->oh * ow;
+      const gint32 *am = argmax + pl * (gsize) g->oh * ow;
+      for (int oy = 0; oy < g->oh; oy++, d += ow, am += ow)
         {
-          gint32 i0 = oy * k * w;
-          if (k == 2)
-            route2_row (din + i0, d, am, i0, w, g->ow);
-          else
-            route_row_scalar (din + i0, d, am, i0, w, k, 0, g->ow);
+          gint32 i0 = 2 * oy * w;
+          int x = 0;
+          for (; x + 4 <= ow; x += 4)
+            route2_block (din + i0, d, am, i0, w, x);
+          /* As in max2_row: a last block that rewrites a few of the same values. */
+          if (x < ow)
+            route2_block (din + i0, d, am, i0, w, ow - 4);
           if (covered < w)
-            for (int m = 0; m < k; m++)
-              memset (din + i0 + m * w + covered, 0, sizeof (float) * (w - covered));
+            din[i0 + covered] = din[i0 + w + covered] = 0.0f;
         }
-      gsize done = (gsize) g->oh * k * w;
-      memset (din + done, 0, sizeof (float) * ((gsize) g->h * w - done));
+      if (2 * g->oh < g->h)
+        memset (din + (gsize) 2 * g->oh * w, 0, sizeof (float) * w);
     }
+}
+#endif
+
+/* Whether maxpool's backward takes maxpool_gather2(). */
+static inline gboolean
+window_gathers (const Window *g)
+{
+#ifdef __SSE2__
+  return window_tiles (g) && g->k == 2 && g->ow >= GATHER_MIN_OW;
+#else
+  return FALSE;
+#endif
 }
 
 /* ---- avgpool ---------------------------------------------------------------- */
@@ -515,7 +504,7 @@ avgpool_backward_planes (float *dinp, const float *dout, gsize planes, const Win
 /* ---- Running the window kinds over planes in parallel ------------------- */
 
 typedef enum {
-  MAX_FORWARD, MAX_TILED_FORWARD, MAX_BACKWARD, MAX_TILED_BACKWARD, AVG_FORWARD, AVG_BACKWARD
+  MAX_FORWARD, MAX_TILED_FORWARD, MAX_BACKWARD, MAX_GATHER_BACKWARD, AVG_FORWARD, AVG_BACKWARD
 } Op;
 
 typedef struct {
@@ -553,9 +542,11 @@ planes_range (gsize item_begin, gsize item_end, gpointer data)
       maxpool_backward_planes (j->dst + begin * in_plane, j->src + begin * out_plane,
                         j->argmax + begin * out_plane, n, &j->g);
       break;
-    case MAX_TILED_BACKWARD:
-      maxpool_tiled_backward (j->dst + begin * in_plane, j->src + begin * out_plane,
-                              j->argmax + begin * out_plane, n, &j->g);
+    case MAX_GATHER_BACKWARD:
+#ifdef __SSE2__
+      maxpool_gather2 (j->dst + begin * in_plane, j->src + begin * out_plane,
+                       j->argmax + begin * out_plane, n, &j->g);
+#endif
       break;
     case AVG_FORWARD:
       avgpool_forward_planes (j->dst + begin * out_plane, j->src + begin * in_plane, n, &j->g);
@@ -612,7 +603,7 @@ maxpool_backward (StStage *stage, const StRunContext *ctx,
       return FALSE;
     }
   Window g = window_of (stage);
-  run_planes (ctx, stage, window_tiles (&g) ? MAX_TILED_BACKWARD : MAX_BACKWARD,
+  run_planes (ctx, stage, window_gathers (&g) ? MAX_GATHER_BACKWARD : MAX_BACKWARD,
               grad_inputs[0]->data, grad_output->data, st->argmax);
   return TRUE;
 }
