@@ -409,14 +409,15 @@ assert_same_bits (const float *got, const float *want, gsize n, const char *what
 }
 
 /* Windows that tile the input (stride = size, no padding) take maxpool's
- * fast paths, vectorised for 2x2.  They must give the general path's
- * values and gradients bit for bit: against the plain references (whose
- * gradient is the general path's scatter into a cleared plane), and
- * against the general path itself, which a stride of 1 takes over the
- * same windows (its outputs at multiples of size; size 1 has no other
- * path).  Sizes that leave rows and columns in no window (11x11, 7x9),
- * rows shorter than a vector block and longer ones ending in a partial
- * block; inputs with NaNs or nothing but ties; gradients with −0. */
+ * fast forward, vectorised for 2x2, and for 2x2 on rows of 8 outputs or
+ * more its vectorised backward.  They must give the general path's values
+ * and gradients bit for bit: against the plain references (whose gradient
+ * is the general path's scatter into a cleared plane), and against the
+ * general path itself, which a stride of 1 takes over the same windows
+ * (its outputs at multiples of size; size 1 has no other path).  Sizes
+ * that leave rows and columns in no window (11x11, 7x9, 19x35), rows
+ * shorter than a vector block and longer ones ending in a partial block;
+ * inputs with NaNs or nothing but ties; gradients with −0. */
 static void
 test_maxpool_tiled (void)
 {
@@ -424,7 +425,7 @@ test_maxpool_tiled (void)
     { 1, 1, 2, 2 }, { 1, 3, 7, 5 }, { 1, 32, 26, 26 }, { 2, 3, 11, 11 }, { 3, 2, 16, 17 },
     { 5, 2, 9, 24 }, { 64, 4, 13, 13 }, { 64, 2, 8, 10 }, { 64, 6, 20, 21 },
     { 4, 3, 7, 9 }, { 1, 1, 11, 11 }, { 2, 2, 1, 9 }, { 3, 1, 2, 9 }, { 2, 5, 3, 17 },
-    { 7, 3, 5, 1 },
+    { 7, 3, 5, 1 }, { 2, 3, 19, 35 }, { 1, 1, 2, 16 }, { 3, 2, 5, 33 }, { 2, 1, 4, 18 },
   };
   /* Rates of NaN in tricky_tensor(); below 0, binary_tensor(). */
   static const double nan_rates[] = { 0.0, 0.01, 0.3, -1.0 };
@@ -530,13 +531,13 @@ test_maxpool_nan (void)
 }
 
 /* A gradient of −0 everywhere comes back as +0 everywhere, every bit
- * clear: the general path adds it to a cleared plane, and the fast paths
- * (2x2 vectorised, 3x3 not) must do the same. */
+ * clear: the general path adds it to a cleared plane, and the vectorised
+ * 2x2 backward (rows of 8 outputs here) must do the same. */
 static void
 test_maxpool_negative_zero (void)
 {
   static const char *const params[] = { "size=2", "size=3", "size=2 stride=1" };
-  StShape sh = { 2, 3, 9, 11 };
+  StShape sh = { 2, 3, 9, 19 };
   g_autoptr (StTensor) in = tricky_tensor (sh, 7, 0.01);
   for (gsize pi = 0; pi < G_N_ELEMENTS (params); pi++)
     for (int t = 0; t < 2; t++)
