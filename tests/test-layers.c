@@ -10,8 +10,9 @@
  * backward (input and parameter gradients) goes through st_gradcheck at a
  * relative error of 1e-3.  Known answers pin the conventions: which
  * element a maxpool routes to, softmax's stability, dropout's scaling,
- * PyTorch's batchnorm momentum rule.  maxpool's fast path for tiling
- * windows must match its general path bit for bit, NaNs included. */
+ * PyTorch's batchnorm momentum rule.  maxpool's fast paths for tiling
+ * windows, forward and backward, must match its general path bit for bit,
+ * NaNs and signed zeros included. */
 #include "context.h"
 #include "optimizer.h"
 #include "pipeline.h"
@@ -308,6 +309,51 @@ tricky_tensor (StShape sh, guint32 seed, double nan_rate)
   return t;
 }
 
+/* Only 0 and 1: nearly every window is a tie, which its first element
+ * wins. */
+static StTensor *
+binary_tensor (StShape sh, guint32 seed)
+{
+  StTensor *t = st_tensor_new0 (sh.n, sh.c, sh.h, sh.w);
+  GRand *rand = g_rand_new_with_seed (seed);
+  for (gsize i = 0; i < st_tensor_numel (t); i++)
+    t->data[i] = (float) g_rand_int_range (rand, 0, 2);
+  g_rand_free (rand);
+  return t;
+}
+
+/* A gradient with signed zeros (the scatter turns −0 into +0), infinities
+ * and NaNs among random values. */
+static StTensor *
+tricky_gradient (StShape sh, guint32 seed)
+{
+  static const float special[] = { -0.0f, -0.0f, 0.0f, INFINITY, -INFINITY, NAN };
+  StTensor *t = random_tensor (sh.n, sh.c, sh.h, sh.w, seed);
+  GRand *rand = g_rand_new_with_seed (seed ^ 0x5a5a5a5au);
+  for (gsize i = 0; i < st_tensor_numel (t); i++)
+    if (g_rand_double (rand) < 0.2)
+      t->data[i] = special[g_rand_int_range (rand, 0, G_N_ELEMENTS (special))];
+  g_rand_free (rand);
+  return t;
+}
+
+/* backward() into a gradient filled with a NaN first: a kind with
+ * ST_KIND_WRITES_ALL gets its gradients uncleared, and an element it
+ * leaves unwritten shows. */
+static StTensor *
+backward_poisoned (StStage *stage, StRunContext *ctx, const StTensor *in,
+                   const StTensor *out, const StTensor *g)
+{
+  g_autoptr (GError) error = NULL;
+  StTensor *din = st_tensor_new (in->shape, NULL);
+  const guint32 poison = 0x7fbadbadu;
+  for (gsize i = 0; i < st_tensor_numel (din); i++)
+    memcpy (&din->data[i], &poison, sizeof poison);
+  stage->kind->backward (stage, ctx, &in, out, g, &din, &error);
+  g_assert_no_error (error);
+  return din;
+}
+
 /* Whether v beats best in PyTorch's max_pool2d: NaN above every number,
  * and the first of equals (or of NaNs) kept. */
 static gboolean
@@ -363,22 +409,30 @@ assert_same_bits (const float *got, const float *want, gsize n, const char *what
 }
 
 /* Windows that tile the input (stride = size, no padding) take maxpool's
- * fast path, vectorised for 2x2.  It must give the general path's values
- * and gradients bit for bit: against the plain references, and against
- * the general path itself, which a stride of 1 takes over the same
- * windows (its outputs at multiples of size). */
+ * fast forward, vectorised for 2x2, and for 2x2 on rows of 8 outputs or
+ * more its vectorised backward.  They must give the general path's values
+ * and gradients bit for bit: against the plain references (whose gradient
+ * is the general path's scatter into a cleared plane), and against the
+ * general path itself, which a stride of 1 takes over the same windows
+ * (its outputs at multiples of size; size 1 has no other path).  Sizes
+ * that leave rows and columns in no window (11x11, 7x9, 19x35), rows
+ * shorter than a vector block and longer ones ending in a partial block;
+ * inputs with NaNs or nothing but ties; gradients with −0. */
 static void
 test_maxpool_tiled (void)
 {
   static const StShape shapes[] = {
     { 1, 1, 2, 2 }, { 1, 3, 7, 5 }, { 1, 32, 26, 26 }, { 2, 3, 11, 11 }, { 3, 2, 16, 17 },
     { 5, 2, 9, 24 }, { 64, 4, 13, 13 }, { 64, 2, 8, 10 }, { 64, 6, 20, 21 },
+    { 4, 3, 7, 9 }, { 1, 1, 11, 11 }, { 2, 2, 1, 9 }, { 3, 1, 2, 9 }, { 2, 5, 3, 17 },
+    { 7, 3, 5, 1 }, { 2, 3, 19, 35 }, { 1, 1, 2, 16 }, { 3, 2, 5, 33 }, { 2, 1, 4, 18 },
   };
-  static const double nan_rates[] = { 0.0, 0.01, 0.3 };
+  /* Rates of NaN in tricky_tensor(); below 0, binary_tensor(). */
+  static const double nan_rates[] = { 0.0, 0.01, 0.3, -1.0 };
   g_autoptr (StRunContext) two = st_run_context_new (2, 1);
   StRunContext *contexts[3] = { ctxs[0], two, ctxs[1] };
   guint32 seed = 100;
-  for (int k = 2; k <= 3; k++)
+  for (int k = 1; k <= 5; k++)
     for (gsize si = 0; si < G_N_ELEMENTS (shapes); si++)
       for (gsize ri = 0; ri < G_N_ELEMENTS (nan_rates); ri++)
         for (int t = 0; t < 3; t++, seed++)
@@ -386,15 +440,15 @@ test_maxpool_tiled (void)
             StShape sh = shapes[si];
             if (sh.h < k || sh.w < k)
               continue;
-            g_autoptr (StTensor) in = tricky_tensor (sh, seed, nan_rates[ri]);
+            g_autoptr (StTensor) in = nan_rates[ri] < 0.0 ? binary_tensor (sh, seed)
+                                                           : tricky_tensor (sh, seed, nan_rates[ri]);
             g_autofree char *params = g_strdup_printf ("size=%d", k);
             g_autofree char *general = g_strdup_printf ("size=%d stride=1", k);
             StStage *tiled = stage_ok ("maxpool", params, sh);
             StStage *slide = stage_ok ("maxpool", general, sh);
             g_autoptr (StTensor) out = forward (tiled, contexts[t], in);
-            g_autoptr (StTensor) g = random_tensor (out->shape.n, out->shape.c, out->shape.h,
-                                                    out->shape.w, seed);
-            g_autoptr (StTensor) din = backward (tiled, contexts[t], in, out, g);
+            g_autoptr (StTensor) g = tricky_gradient (out->shape, seed);
+            g_autoptr (StTensor) din = backward_poisoned (tiled, contexts[t], in, out, g);
             gsize n_out = st_tensor_numel (out), n_in = st_tensor_numel (in);
             g_assert_cmpint (out->shape.h, ==, sh.h / k);
             g_assert_cmpint (out->shape.w, ==, sh.w / k);
@@ -404,7 +458,7 @@ test_maxpool_tiled (void)
             maxpool_first_reference (in, k, k, g, want, want_din);
             assert_same_bits (out->data, want, n_out, "forward against the reference");
             assert_same_bits (din->data, want_din, n_in, "backward against the reference");
-            if (nan_rates[ri] == 0.0)
+            if (nan_rates[ri] <= 0.0)
               {
                 int oh, ow;
                 g_autofree double *plain = pool_reference (in, TRUE, k, k, 0, &oh, &ow);
@@ -432,7 +486,8 @@ test_maxpool_tiled (void)
                       g_all->data[j] = g->data[o];
                     }
             assert_same_bits (out->data, picked, n_out, "forward against the general path");
-            g_autoptr (StTensor) din_all = backward (slide, contexts[t], in, all, g_all);
+            g_autoptr (StTensor) din_all = backward_poisoned (slide, contexts[t], in, all,
+                                                              g_all);
             assert_same_bits (din->data, din_all->data, n_in, "backward against the general path");
             st_stage_free (tiled);
             st_stage_free (slide);
@@ -473,6 +528,31 @@ test_maxpool_nan (void)
         g_assert_cmpfloat (din->data[i], ==, want[i]);
       st_stage_free (stage);
     }
+}
+
+/* A gradient of −0 everywhere comes back as +0 everywhere, every bit
+ * clear: the general path adds it to a cleared plane, and the vectorised
+ * 2x2 backward (rows of 8 outputs here) must do the same. */
+static void
+test_maxpool_negative_zero (void)
+{
+  static const char *const params[] = { "size=2", "size=3", "size=2 stride=1" };
+  StShape sh = { 2, 3, 9, 19 };
+  g_autoptr (StTensor) in = tricky_tensor (sh, 7, 0.01);
+  for (gsize pi = 0; pi < G_N_ELEMENTS (params); pi++)
+    for (int t = 0; t < 2; t++)
+      {
+        StStage *stage = stage_ok ("maxpool", params[pi], sh);
+        g_autoptr (StTensor) out = forward (stage, ctxs[t], in);
+        g_autoptr (StTensor) g = st_tensor_new0 (out->shape.n, out->shape.c, out->shape.h,
+                                                 out->shape.w);
+        for (gsize i = 0; i < st_tensor_numel (g); i++)
+          g->data[i] = -0.0f;
+        g_autoptr (StTensor) din = backward_poisoned (stage, ctxs[t], in, out, g);
+        g_autofree float *zeros = g_new0 (float, st_tensor_numel (din));
+        assert_same_bits (din->data, zeros, st_tensor_numel (din), params[pi]);
+        st_stage_free (stage);
+      }
 }
 
 static void
@@ -1661,6 +1741,7 @@ main (int argc, char **argv)
   g_test_add_func ("/layers/maxpool/known", test_maxpool_known);
   g_test_add_func ("/layers/maxpool/tiled", test_maxpool_tiled);
   g_test_add_func ("/layers/maxpool/nan", test_maxpool_nan);
+  g_test_add_func ("/layers/maxpool/negative-zero", test_maxpool_negative_zero);
   g_test_add_data_func ("/layers/avgpool/reference", GINT_TO_POINTER (FALSE), test_pool_reference);
   g_test_add_data_func ("/layers/avgpool/gradcheck", GINT_TO_POINTER (FALSE), test_pool_gradcheck);
   g_test_add_func ("/layers/avgpool/known", test_avgpool_known);
