@@ -112,6 +112,75 @@ set_heif_error (GError **error, const char *path, const char *kind, struct heif_
                  message);
 }
 
+/* One metadata item's bytes, or NULL when it is empty, too large or
+ * unreadable (metadata is never a reason to refuse the pixels). */
+static guint8 *
+heif_metadata_bytes (const struct heif_image_handle *handle, heif_item_id id, gsize *size)
+{
+  *size = heif_image_handle_get_metadata_size (handle, id);
+  if (*size == 0 || *size > ST_IMAGE_METADATA_MAX_BYTES)
+    return NULL;
+  guint8 *data = g_malloc (*size);
+  if (heif_image_handle_get_metadata (handle, id, data).code != heif_error_Ok)
+    g_clear_pointer (&data, g_free);
+  return data;
+}
+
+/* The ICC profile, EXIF and XMP of the primary image.  EXIF is a 4-byte
+ * offset to its TIFF header, then the block; its orientation is set to 1,
+ * since libheif has already turned the pixels by irot and imir (which a
+ * HEIF's EXIF orientation only repeats). */
+static void
+heif_read_metadata (const struct heif_image_handle *handle, StImageMetadata *m)
+{
+  const enum heif_color_profile_type profile = heif_image_handle_get_color_profile_type (handle);
+  if (profile == heif_color_profile_type_prof || profile == heif_color_profile_type_rICC)
+    {
+      gsize size = heif_image_handle_get_raw_color_profile_size (handle);
+      if (size > 0 && size <= ST_IMAGE_METADATA_MAX_BYTES)
+        {
+          g_autofree guint8 *icc = g_malloc (size);
+          if (heif_image_handle_get_raw_color_profile (handle, icc).code == heif_error_Ok)
+            st_image_metadata_set (&m->icc, icc, size);
+        }
+    }
+  heif_item_id ids[16];
+  const int n = heif_image_handle_get_list_of_metadata_block_IDs (handle, NULL, ids,
+                                                                  G_N_ELEMENTS (ids));
+  for (int i = 0; i < n; i++)
+    {
+      const char *type = heif_image_handle_get_metadata_type (handle, ids[i]);
+      const char *content = heif_image_handle_get_metadata_content_type (handle, ids[i]);
+      const gboolean exif = type && strcmp (type, "Exif") == 0;
+      const gboolean xmp = type && strcmp (type, "mime") == 0 && content
+                           && strcmp (content, "application/rdf+xml") == 0;
+      if ((exif && m->exif) || (xmp && m->xmp) || (!exif && !xmp))
+        continue;
+      gsize size;
+      g_autofree guint8 *data = heif_metadata_bytes (handle, ids[i], &size);
+      if (!data)
+        continue;
+      if (xmp)
+        {
+          st_image_metadata_set (&m->xmp, data, size);
+          continue;
+        }
+      if (size < 4)
+        continue;
+      const guint32 offset = (guint32) data[0] << 24 | (guint32) data[1] << 16
+                             | (guint32) data[2] << 8 | data[3];
+      if (offset > size - 4 || !st_image_exif_is_tiff (data + 4 + offset, size - 4 - offset))
+        continue;
+      st_image_metadata_set (&m->exif, data + 4 + offset, size - 4 - offset);
+      GBytes *upright = st_image_exif_upright (m->exif);
+      if (upright)
+        {
+          g_bytes_unref (m->exif);
+          m->exif = upright;
+        }
+    }
+}
+
 static gpointer
 heif_reader_open (StImageInput *in, guint64 max_pixels, StImageHeader *header, GError **error)
 {
@@ -184,6 +253,7 @@ heif_reader_open (StImageInput *in, guint64 max_pixels, StImageHeader *header, G
   header->height = height;
   header->channels = ld->channels;
   header->info = (StImageInfo) { ST_FORMAT_HEIF, deep ? 16 : 8, alpha };
+  heif_read_metadata (handle, &header->metadata);
 
 out:
   heif_decoding_options_free (options);

@@ -2587,6 +2587,58 @@ test_heif_orientation (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
   heif_deinit ();
 }
 
+/* A HEIC's or AVIF's ICC profile, EXIF and XMP are read and handed on to
+ * the output like any format's; the EXIF of a picture stored turned (irot
+ * with EXIF orientation 6, as a phone writes it) says 1, as the pixels
+ * are upright.  A file without them gives none. */
+static void
+test_heif_metadata (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  heif_init (NULL);
+  g_autoptr (StTensor) src = quarters (32, 64);
+  g_autoptr (GBytes) icc = tu_make_icc_profile (3000, "RGB ");
+  g_autoptr (GBytes) xmp = g_bytes_new_static (test_xmp, strlen (test_xmp));
+  for (gsize k = 0; k < G_N_ELEMENTS (heif_kinds); k++)
+    {
+      if (heif_encoder_missing (k))
+        continue;
+      for (int big = 0; big < 2; big++)
+        {
+          g_autoptr (GBytes) turned = make_exif (6, big);
+          g_autoptr (GBytes) upright = make_exif (1, big);
+          g_autofree char *name = g_strdup_printf ("meta%d-%s", big, heif_kinds[k].name);
+          g_autofree char *path = tu_temp_path (fx, name);
+          g_assert_true (tu_write_heif_with (path, src, k == 1, 8, 6, icc, turned, xmp));
+          StImageMetadata *m = read_metadata (path);
+          assert_blob (m->icc, icc, "ICC profile");
+          assert_blob (m->exif, upright, "EXIF");
+          assert_blob (m->xmp, xmp, "XMP");
+          st_image_metadata_free (m);
+
+          /* Through a pipeline to a PNG: the same three, pixels turned. */
+          g_autofree char *png = g_strconcat (path, ".png", NULL);
+          g_autoptr (StTensor) t = load_ok (path, NULL);
+          g_assert_cmpint (t->shape.h, ==, 64);
+          TuResult r = tu_run (g_getenv ("STRATA_EXE"), "run", "sharpen", path, "-o", png, NULL);
+          g_assert_cmpint (r.status, ==, 0);
+          tu_result_clear (&r);
+          StImageMetadata *out = read_metadata (png);
+          assert_blob (out->icc, icc, "PNG's ICC profile");
+          assert_blob (out->exif, upright, "PNG's EXIF");
+          assert_blob (out->xmp, xmp, "PNG's XMP");
+          st_image_metadata_free (out);
+        }
+      g_autofree char *bare = tu_temp_path (fx, heif_kinds[k].name);
+      g_assert_true (tu_write_heif (bare, src, k == 1, 8, 1));
+      StImageMetadata *none = read_metadata (bare);
+      assert_blob (none->icc, NULL, "ICC profile");
+      assert_blob (none->exif, NULL, "EXIF");
+      assert_blob (none->xmp, NULL, "XMP");
+      st_image_metadata_free (none);
+    }
+  heif_deinit ();
+}
+
 /* Offset of the first box of this type in a file, or -1. */
 static gssize
 find_box (const guint8 *bytes, gsize size, const char *type)
@@ -2739,6 +2791,7 @@ main (int argc, char **argv)
 #ifdef ST_HAVE_LIBHEIF
   ADD ("/image/heif/read", test_heif_read);
   ADD ("/image/heif/orientation", test_heif_orientation);
+  ADD ("/image/heif/metadata", test_heif_metadata);
   ADD ("/image/heif/bad", test_heif_bad);
 #else
   ADD ("/image/heif/missing", test_heif_missing);

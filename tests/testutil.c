@@ -381,6 +381,13 @@ tu_tensor_random (GRand *rand, int n, int c, int h, int w)
 gboolean
 tu_write_heif (const char *path, const StTensor *src, gboolean av1, int bits, int orientation)
 {
+  return tu_write_heif_with (path, src, av1, bits, orientation, NULL, NULL, NULL);
+}
+
+gboolean
+tu_write_heif_with (const char *path, const StTensor *src, gboolean av1, int bits,
+                    int orientation, GBytes *icc, GBytes *exif, GBytes *xmp)
+{
   const enum heif_compression_format compression = av1 ? heif_compression_AV1
                                                        : heif_compression_HEVC;
   if (!heif_have_encoder_for_format (compression))
@@ -412,6 +419,11 @@ tu_write_heif (const char *path, const StTensor *src, gboolean av1, int bits, in
           else
             pixels[(gsize) y * stride + (gsize) x * channels + c] = (guint8) v;
         }
+  if (icc)
+    g_assert_cmpint (heif_image_set_raw_color_profile (image, "prof",
+                                                       g_bytes_get_data (icc, NULL),
+                                                       g_bytes_get_size (icc)).code,
+                     ==, heif_error_Ok);
   struct heif_context *ctx = heif_context_alloc ();
   struct heif_encoder *encoder = NULL;
   g_assert_cmpint (heif_context_get_encoder_for_format (ctx, compression, &encoder).code, ==,
@@ -419,8 +431,18 @@ tu_write_heif (const char *path, const StTensor *src, gboolean av1, int bits, in
   heif_encoder_set_lossy_quality (encoder, 95);
   struct heif_encoding_options *options = heif_encoding_options_alloc ();
   options->image_orientation = (enum heif_orientation) orientation;
-  struct heif_error err = heif_context_encode_image (ctx, image, encoder, options, NULL);
+  struct heif_image_handle *handle = NULL;
+  struct heif_error err = heif_context_encode_image (ctx, image, encoder, options, &handle);
   g_assert_cmpstr (err.message, ==, "Success");
+  if (exif)
+    g_assert_cmpint (heif_context_add_exif_metadata (ctx, handle, g_bytes_get_data (exif, NULL),
+                                                     (int) g_bytes_get_size (exif)).code,
+                     ==, heif_error_Ok);
+  if (xmp)
+    g_assert_cmpint (heif_context_add_XMP_metadata (ctx, handle, g_bytes_get_data (xmp, NULL),
+                                                    (int) g_bytes_get_size (xmp)).code,
+                     ==, heif_error_Ok);
+  heif_image_handle_release (handle);
   g_assert_cmpint (heif_context_write_to_file (ctx, path).code, ==, heif_error_Ok);
   heif_encoding_options_free (options);
   heif_encoder_release (encoder);

@@ -140,5 +140,9 @@ StTensor *tu_tensor_random (GRand *rand, int n, int c, int h, int w);
  * for the reader to apply.  FALSE when libheif has no such encoder. */
 gboolean tu_write_heif (const char *path, const StTensor *src, gboolean av1, int bits,
                         int orientation);
+/* tu_write_heif with an ICC profile, an EXIF block (from its TIFF header;
+ * libheif adds the offset before it) and XMP, each NULL for none. */
+gboolean tu_write_heif_with (const char *path, const StTensor *src, gboolean av1, int bits,
+                             int orientation, GBytes *icc, GBytes *exif, GBytes *xmp);
 
 G_END_DECLS
