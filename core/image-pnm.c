@@ -468,6 +468,21 @@ pnm_writer_check (const StImageWriteSpec *spec, GError **error)
                    spec->path);
       return FALSE;
     }
+  /* A .pgm is read as grey and a .ppm as RGB by the tools that go by the
+   * name: other pixels under those names are refused, not converted. */
+  const gboolean pgm = dot && g_ascii_strcasecmp (dot, ".pgm") == 0;
+  const gboolean ppm = dot && g_ascii_strcasecmp (dot, ".ppm") == 0;
+  static const char *const layouts[] = { "", "grey", "grey and alpha", "RGB", "RGBA" };
+  if ((pgm && spec->channels != 1) || (ppm && spec->channels != 3))
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_IMAGE,
+                   "%s: a %s holds %s pixels only, and this image is %s (name the file %s "
+                   "or .pnm%s)", spec->path, pgm ? "PGM" : "PPM", pgm ? "grey" : "RGB",
+                   layouts[spec->channels],
+                   spec->channels == 1 ? ".pgm" : spec->channels == 3 ? ".ppm" : ".pam",
+                   pgm ? ", or put a grayscale stage last" : "");
+      return FALSE;
+    }
   return TRUE;
 }
 

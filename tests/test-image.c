@@ -1123,6 +1123,46 @@ test_pnm_round_trip (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
       }
 }
 
+/* .pgm takes grey and .ppm RGB only: other pixels are refused by name,
+ * with the name that fits, and nothing is written. */
+static void
+test_pnm_names (TuTempDir *fx, G_GNUC_UNUSED gconstpointer data)
+{
+  static const struct {
+    const char *name;
+    int channels;
+    const char *message;       /* NULL: written */
+  } cases[] = {
+    { "g.pgm", 1, NULL },
+    { "c.PGM", 3, "a PGM holds grey pixels only, and this image is RGB (name the file .ppm" },
+    { "ga.pgm", 2, "this image is grey and alpha (name the file .pam" },
+    { "c.ppm", 3, NULL },
+    { "g.ppm", 1, "a PPM holds RGB pixels only, and this image is grey (name the file .pgm" },
+    { "ca.ppm", 4, "this image is RGBA (name the file .pam" },
+    { "g.pnm", 1, NULL },
+    { "ca.pnm", 4, NULL },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *path = tu_temp_path (fx, cases[i].name);
+      g_autoptr (StTensor) src = random_levels (cases[i].channels, 5, 9, 255, (int) i);
+      GError *error = NULL;
+      gboolean ok = st_image_save (src, path, ST_FORMAT_UNKNOWN, 8, 0, &error);
+      if (!cases[i].message)
+        {
+          g_assert_no_error (error);
+          g_assert_true (ok);
+          continue;
+        }
+      g_assert_false (ok);
+      g_assert_error (error, ST_ERROR, ST_ERROR_IMAGE);
+      if (!strstr (error->message, cases[i].message) || !strstr (error->message, path))
+        g_error ("%s: unexpected message: %s", cases[i].name, error->message);
+      g_error_free (error);
+      g_assert_false (g_file_test (path, G_FILE_TEST_EXISTS));
+    }
+}
+
 /* Files written by hand: each kind, with comments where the formats allow
  * them, and the values they must give. */
 static void
@@ -2761,6 +2801,7 @@ main (int argc, char **argv)
   ADD ("/image/bad/max-pixels", test_max_pixels);
   ADD ("/image/bad/silent", test_silent);
   ADD ("/image/pnm/round-trip", test_pnm_round_trip);
+  ADD ("/image/pnm/names", test_pnm_names);
   ADD ("/image/pnm/hand-written", test_pnm_hand_written);
   ADD ("/image/pnm/bad", test_pnm_bad);
   ADD ("/image/pnm/max-pixels", test_pnm_max_pixels);
