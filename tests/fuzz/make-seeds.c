@@ -439,11 +439,12 @@ heif_append (G_GNUC_UNUSED struct heif_context *ctx, const void *data, size_t si
 }
 
 /* A width x height pattern encoded by libheif (HEVC or AV1; 8 or 10 bits;
- * orientation as EXIF numbers it), less its last cut bytes; nothing when
- * libheif has no encoder for it. */
+ * orientation as EXIF numbers it; with an ICC profile, EXIF and XMP when
+ * metadata), less its last cut bytes; nothing when libheif has no encoder
+ * for it. */
 static void
 heif_seed (const char *name, enum heif_compression_format compression, int width, int height,
-           gboolean alpha, int bits, int orientation, gsize cut)
+           gboolean alpha, int bits, int orientation, gboolean metadata, gsize cut)
 {
   if (!heif_have_encoder_for_format (compression))
     return;
@@ -465,6 +466,12 @@ heif_seed (const char *name, enum heif_compression_format compression, int width
         for (int b = 0; b < sample_bytes; b++)
           pixels[y * stride + (x * channels + c) * sample_bytes + b]
             = b == 1 ? pattern (x, y, c) & ((1 << (bits - 8)) - 1) : pattern (x, y, c);
+  g_autoptr (GBytes) icc = metadata ? tu_make_icc_profile (200, "RGB ") : NULL;
+  g_autoptr (GBytes) exif = metadata ? tu_make_exif (TRUE) : NULL;
+  static const char xmp[] = "<x:xmpmeta xmlns:x=\"adobe:ns:meta/\"/>";
+  if (icc)
+    g_assert (heif_image_set_raw_color_profile (image, "prof", g_bytes_get_data (icc, NULL),
+                                                g_bytes_get_size (icc)).code == heif_error_Ok);
   struct heif_context *ctx = heif_context_alloc ();
   struct heif_encoder *encoder = NULL;
   g_assert (heif_context_get_encoder_for_format (ctx, compression, &encoder).code
@@ -472,8 +479,17 @@ heif_seed (const char *name, enum heif_compression_format compression, int width
   heif_encoder_set_lossy_quality (encoder, 50);
   struct heif_encoding_options *options = heif_encoding_options_alloc ();
   options->image_orientation = (enum heif_orientation) orientation;
-  g_assert (heif_context_encode_image (ctx, image, encoder, options, NULL).code
+  struct heif_image_handle *handle = NULL;
+  g_assert (heif_context_encode_image (ctx, image, encoder, options, &handle).code
             == heif_error_Ok);
+  if (exif)
+    g_assert (heif_context_add_exif_metadata (ctx, handle, g_bytes_get_data (exif, NULL),
+                                              (int) g_bytes_get_size (exif)).code
+              == heif_error_Ok);
+  if (metadata)
+    g_assert (heif_context_add_XMP_metadata (ctx, handle, xmp, sizeof xmp - 1).code
+              == heif_error_Ok);
+  heif_image_handle_release (handle);
   g_autoptr (GByteArray) bytes = g_byte_array_new ();
   struct heif_writer writer = { 1, heif_append };
   g_assert (heif_context_write (ctx, &writer, bytes).code == heif_error_Ok);
@@ -491,12 +507,13 @@ heif_seeds (void)
 {
 #ifdef ST_HAVE_LIBHEIF
   heif_init (NULL);
-  heif_seed ("rgb.heic", heif_compression_HEVC, 8, 6, FALSE, 8, 1, 0);
-  heif_seed ("rgba-rotated.heic", heif_compression_HEVC, 6, 4, TRUE, 8, 6, 0);
-  heif_seed ("deep.heic", heif_compression_HEVC, 5, 5, FALSE, 10, 1, 0);
-  heif_seed ("rgba.avif", heif_compression_AV1, 7, 5, TRUE, 8, 1, 0);
-  heif_seed ("mirrored.avif", heif_compression_AV1, 4, 9, FALSE, 8, 2, 0);
-  heif_seed ("truncated.avif", heif_compression_AV1, 8, 8, FALSE, 8, 1, 30);
+  heif_seed ("rgb.heic", heif_compression_HEVC, 8, 6, FALSE, 8, 1, FALSE, 0);
+  heif_seed ("rgba-rotated.heic", heif_compression_HEVC, 6, 4, TRUE, 8, 6, FALSE, 0);
+  heif_seed ("deep.heic", heif_compression_HEVC, 5, 5, FALSE, 10, 1, FALSE, 0);
+  heif_seed ("metadata.heic", heif_compression_HEVC, 6, 6, FALSE, 8, 6, TRUE, 0);
+  heif_seed ("rgba.avif", heif_compression_AV1, 7, 5, TRUE, 8, 1, FALSE, 0);
+  heif_seed ("mirrored.avif", heif_compression_AV1, 4, 9, FALSE, 8, 2, FALSE, 0);
+  heif_seed ("truncated.avif", heif_compression_AV1, 8, 8, FALSE, 8, 1, FALSE, 30);
   heif_deinit ();
 #endif
   /* Just the file type box: refused, with libheif or without. */
