@@ -18,6 +18,7 @@
  */
 #include "dataset.h"
 #include "context.h"
+#include "image-convert.h"
 
 #include <string.h>
 
@@ -436,9 +437,7 @@ static StTensor *
 idx_read_images (IdxFile *f, StShape shape, gsize size, gsize keep, const char *contents,
                  GError **error)
 {
-  float table[256];
-  for (int i = 0; i < 256; i++)
-    table[i] = (float) i / 255.0f;
+  const float *table = st_image_unit_table ();
   StTensor *x = st_tensor_new (shape, error);
   if (!x)
     return NULL;
@@ -545,9 +544,7 @@ idx_load_images (const char *path, guint32 expected_n, const char *labels_path, 
   g_autofree guint8 *bytes = idx_read_data (&f, size, contents, error);
   if (!bytes)
     return NULL;
-  float table[256];
-  for (int i = 0; i < 256; i++)
-    table[i] = (float) i / 255.0f;
+  const float *table = st_image_unit_table ();
   StTensor *x = st_tensor_new (shape, error);
   if (x)
     for (gsize i = 0; i < keep; i++)
