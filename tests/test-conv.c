@@ -397,6 +397,8 @@ static const ConvCase conv_cases[] = {
   { "filters=5 size=1 bias=false", { 1, 6, 7, 8 } },                   /* pointwise */
   { "filters=4 size=1 stride=2 groups=2", { 1, 6, 7, 8 } },
   { "filters=4 size=2 padding=valid", { 1, 1, 2, 2 } },                 /* one pixel out */
+  { "filters=16 size=3 padding=1", { 1, 16, 5, 6 } },                  /* register tiles */
+  { "filters=32 size=2,3 padding=same bias=false", { 1, 16, 4, 5 } },
 };
 
 /* Each fused activation, with the step its gradient check takes.  A
@@ -1075,6 +1077,7 @@ test_conv_split_deterministic (void)
     { "filters=8 size=3 padding=same activation=relu", { 1, 4, 64, 64 } },
     { "filters=6 size=5,3 stride=2 dilation=1,2 padding=2", { 2, 3, 90, 70 } },
     { "filters=4 size=3 dilation=3 padding=same groups=2", { 3, 4, 70, 61 } },
+    { "filters=32 size=3 padding=same activation=relu", { 16, 16, 9, 9 } },
   };
   StRunContext *ctx = st_run_context_new (8, 1);
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
@@ -1095,19 +1098,57 @@ test_conv_split_deterministic (void)
       g_autoptr (StTensor) din = st_tensor_new (cases[i].in, NULL);
       g_autoptr (StTensor) first = st_tensor_new (cases[i].in, NULL);
       g_assert_true (s->kind->forward (s, ctx, (const StTensor *const *) &in, out, &error));
+      StTensor *dw = st_stage_param_grad (s, 0);
+      g_autoptr (StTensor) first_dw = st_tensor_new (dw->shape, NULL);
       for (int run = 0; run < 30; run++)
         {
           StTensor *gin[1] = { run == 0 ? first : din };
+          st_stage_zero_grads (s);
           g_assert_true (s->kind->backward (s, ctx, (const StTensor *const *) &in, out, dout,
                                             gin, &error));
           g_assert_no_error (error);
+          if (run == 0)
+            memcpy (first_dw->data, dw->data, sizeof (float) * st_tensor_numel (dw));
           if (run > 0 && memcmp (din->data, first->data, sizeof (float) * st_tensor_numel (din)) != 0)
             g_error ("[%s]: the input gradient of run %d differs from the first's", cases[i].params,
+                     run + 1);
+          if (run > 0 && memcmp (dw->data, first_dw->data, sizeof (float) * st_tensor_numel (dw)) != 0)
+            g_error ("[%s]: the weight gradient of run %d differs from the first's", cases[i].params,
                      run + 1);
         }
       st_stage_free (s);
     }
   st_run_context_free (ctx);
+}
+
+/* Channels in sixteens at stride 1 take the register tiles (tiles.c) where
+ * the CPU has AVX-512, with at least an image per thread: the Keras MNIST
+ * shapes; 48 and 80 channels (64 + 16, in both directions); one and three
+ * vectors of channels; padding on one side, on both, and none; every
+ * activation's backward from dzT; rectangular kernels; images not a
+ * multiple of a tile's pixels; and a batch of one image on one thread. */
+static const ConvCase tile_cases[] = {
+  { "filters=64 size=3 activation=relu", { 8, 32, 13, 13 } },
+  { "filters=64 size=3 activation=relu", { 6, 64, 5, 5 } },
+  { "filters=48 size=5,3 padding=same activation=gelu", { 3, 16, 7, 12 } },
+  { "filters=80 size=3 padding=1 activation=leaky_relu slope=0.2", { 3, 80, 6, 5 } },
+  { "filters=16 size=2 bias=false activation=tanh", { 4, 32, 9, 9 } },
+  { "filters=32 size=4,1 padding=2 activation=sigmoid", { 2, 16, 3, 17 } },
+  { "filters=16 size=3 activation=elu alpha=0.5", { 1, 48, 4, 4 } },
+};
+
+static void
+test_conv_tiles (void)
+{
+  for (int training = 0; training < 2; training++)
+    for (int t = 0; t < 2; t++)
+      {
+        StRunContext *ctx = st_run_context_new (t + 1, 1);
+        ctx->training = training;
+        for (guint i = 0; i < G_N_ELEMENTS (tile_cases); i++)
+          check_conv_case (tile_cases[i].params, tile_cases[i].in, ctx, 700 + i);
+        st_run_context_free (ctx);
+      }
 }
 
 /* In training the forward keeps its col matrices for the backward instead
@@ -1168,6 +1209,7 @@ main (int argc, char **argv)
   g_test_add_func ("/conv2d/reference", test_conv_reference);
   g_test_add_func ("/conv2d/threaded", test_conv_threaded);
   g_test_add_func ("/conv2d/rows", test_conv_rows);
+  g_test_add_func ("/conv2d/tiles", test_conv_tiles);
   g_test_add_func ("/conv2d/split-deterministic", test_conv_split_deterministic);
   g_test_add_func ("/conv2d/training", test_conv_training);
   g_test_add_func ("/conv2d/gradcheck", test_conv_gradcheck);

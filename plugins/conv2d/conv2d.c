@@ -29,6 +29,8 @@
  * GEMMs that use it. */
 #include <strata/strata.h>
 
+#include "tiles.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <stddef.h>
@@ -149,7 +151,8 @@ typedef struct {
   float *dw;                   /* [c2, kg]: this task's weight gradient (tasks > 0) */
   float *db;                   /* [c2] */
   float *halo;                 /* [2, c1, halo rows, w1]: input-gradient rows shared with other tasks */
-  gsize col_n, tmp_n, dcol_n, dw_n, db_n, halo_n;
+  float *row;                  /* [c2, h2·w2]: one image's output gradient (register tiles) */
+  gsize col_n, tmp_n, dcol_n, dw_n, db_n, halo_n, row_n;
 } Work;
 
 typedef struct {
@@ -169,6 +172,14 @@ typedef struct {
   gsize cols_n;
   gboolean cols_valid, cols_split;
   int cols_blocks, cols_per_block;
+  /* Register tiles (tiles.c), where the geometry takes them: offsets into
+   * an image's padded input planes [c1, hp, wp] of tap k = (c·kh + i)·kw + j
+   * (K + slack entries, the slack 0), of output pixel p's window (hw +
+   * slack, the slack repeating the last), the same with the slack at a
+   * pixel past the plane (for the input gradient), and of tap (i, j). */
+  int *tile_koff, *tile_pix, *tile_pix_din, *tile_tapoff;
+  float *tile_w;               /* the weights, reordered for the call */
+  gsize tile_w_n;
 } Conv;
 
 static void
@@ -180,6 +191,7 @@ work_clear (Work *w)
   g_free (w->dw);
   g_free (w->db);
   g_free (w->halo);
+  g_free (w->row);
   memset (w, 0, sizeof *w);
 }
 
@@ -194,6 +206,11 @@ conv_free (Conv *cv)
   g_free (cv->pre);
   g_free (cv->taps);
   g_free (cv->cols);
+  g_free (cv->tile_koff);
+  g_free (cv->tile_pix);
+  g_free (cv->tile_pix_din);
+  g_free (cv->tile_tapoff);
+  g_free (cv->tile_w);
   g_free (cv);
 }
 
@@ -255,6 +272,77 @@ check_list (const char *key, const StIntList *l, GError **error)
   g_set_error (error, ST_ERROR, ST_ERROR_PIPELINE,
                "key '%s': expected one value or two (height,width), found %d", key, l->n);
   return FALSE;
+}
+
+/* ---- Register tiles: geometry ----------------------------------------------- */
+
+/* Largest per-image buffer of the tiled path, in floats: past it (large
+ * images) the blocks of im2col pieces suit the caches better. */
+#define TILE_MAX_FLOATS (1 << 20)
+
+static int
+tile_hp (const Geom *g)
+{
+  return g->h1 + g->pt + g->pb;
+}
+
+static int
+tile_wp (const Geom *g)
+{
+  return g->w1 + g->pl + g->pr;
+}
+
+/* Rows of the transposed input gradient: the padded plane, then room for
+ * the slack pixels' taps. */
+static gsize
+tile_din_rows (const Geom *g)
+{
+  return (gsize) tile_hp (g) * tile_wp (g) + (gsize) g->kh * tile_wp (g) + g->kw;
+}
+
+/* Dense stride-1 convolutions over channels in sixteens, on a CPU with
+ * AVX-512, whose images fit the per-image buffers. */
+static gboolean
+tile_geometry (const Geom *g)
+{
+  gsize plane = (gsize) tile_hp (g) * tile_wp (g);
+  return g->groups == 1 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1
+         && g->c1 % 16 == 0 && g->c2 % 16 == 0 && !g->pointwise
+         && plane * g->c1 <= TILE_MAX_FLOATS
+         && ((gsize) g->h2 * g->w2 + CONV_TILE_SLACK) * g->c2 <= TILE_MAX_FLOATS
+         && tile_din_rows (g) * g->c1 <= TILE_MAX_FLOATS
+         && ((gsize) g->kg + CONV_TILE_SLACK) * g->c2 <= TILE_MAX_FLOATS
+         && conv_tiles_supported ();
+}
+
+static void
+tile_tables (Conv *cv)
+{
+  const Geom *g = &cv->g;
+  g_clear_pointer (&cv->tile_koff, g_free);
+  g_clear_pointer (&cv->tile_pix, g_free);
+  g_clear_pointer (&cv->tile_pix_din, g_free);
+  g_clear_pointer (&cv->tile_tapoff, g_free);
+  if (!tile_geometry (g))
+    return;
+  const int hp = tile_hp (g), wp = tile_wp (g), hw = g->h2 * g->w2;
+  cv->tile_koff = g_new0 (int, g->kg + CONV_TILE_SLACK);
+  for (int c = 0; c < g->c1; c++)
+    for (int i = 0; i < g->kh; i++)
+      for (int j = 0; j < g->kw; j++)
+        cv->tile_koff[(c * g->kh + i) * g->kw + j] = (c * hp + i) * wp + j;
+  cv->tile_pix = g_new (int, hw + CONV_TILE_SLACK);
+  cv->tile_pix_din = g_new (int, hw + CONV_TILE_SLACK);
+  for (int p = 0; p < hw + CONV_TILE_SLACK; p++)
+    {
+      int q = MIN (p, hw - 1);
+      cv->tile_pix[p] = q / g->w2 * wp + q % g->w2;
+      cv->tile_pix_din[p] = p < hw ? cv->tile_pix[p] : hp * wp;
+    }
+  cv->tile_tapoff = g_new (int, g->kh * g->kw);
+  for (int i = 0; i < g->kh; i++)
+    for (int j = 0; j < g->kw; j++)
+      cv->tile_tapoff[i * g->kw + j] = i * wp + j;
 }
 
 static gboolean
@@ -339,6 +427,7 @@ conv_infer (StStage *stage, GError **error)
   cv->g = g;
   cv->cols_valid = FALSE;
   g_clear_pointer (&cv->taps, g_free);
+  tile_tables (cv);
   if (g.w2 < SMALL_ROW && (gint64) g.h2 * g.w2 <= SMALL_MAP)
     {
       int hw = g.h2 * g.w2;
@@ -1041,6 +1130,289 @@ plan_max_cols (const Plan *pl)
                    : pl->hw * pl->per_block;
 }
 
+/* Σ x in 16 float lanes (which vectorise, where one double chain would
+ * wait on every add), the lanes then summed in double. */
+static double
+sum_floats (const float *restrict x, gsize n)
+{
+  float lane[16] = { 0 };
+  gsize i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int l = 0; l < 16; l++)
+      lane[l] += x[i + l];
+  double s = 0.0;
+  for (int l = 0; l < 16; l++)
+    s += lane[l];
+  for (; i < n; i++)
+    s += x[i];
+  return s;
+}
+
+/* ---- Register tiles: forward and backward ------------------------------------ *
+ * Tasks of whole images; in each, the image's padded input is read through
+ * the offset tables by tiles.c, which writes and reads pixel-major
+ * matrices [pixel][channel]; the NCHW tensors are transposed to and from
+ * them one channel row at a time. */
+
+/* Tiles take a call with at least an image per thread: fewer images are
+ * better cut into pieces (blocks). */
+static gboolean
+tile_call (const Conv *cv, const StRunContext *ctx)
+{
+  return cv->tile_koff && cv->g.n >= st_parallel_threads (ctx);
+}
+
+static int
+tile_tasks (const Geom *g, const StRunContext *ctx)
+{
+  int threads = st_parallel_threads (ctx);
+  return threads == 1 ? 1 : MIN (g->n, threads * TASKS_PER_THREAD);
+}
+
+/* Image n's input planes with their padding, as the tables address them. */
+static const float *
+tile_input (const Geom *g, const float *in, int n, float *buf)
+{
+  const float *src = in + (gsize) n * g->c1 * g->h1 * g->w1;
+  if (!(g->pt | g->pb | g->pl | g->pr))
+    return src;
+  const int hp = tile_hp (g), wp = tile_wp (g);
+  memset (buf, 0, sizeof (float) * g->c1 * hp * wp);
+  for (int c = 0; c < g->c1; c++)
+    for (int y = 0; y < g->h1; y++)
+      memcpy (buf + ((gsize) c * hp + y + g->pt) * wp + g->pl,
+              src + ((gsize) c * g->h1 + y) * g->w1, sizeof (float) * g->w1);
+  return buf;
+}
+
+typedef struct {
+  Conv *cv;
+  int n_tasks;
+  const float *in;
+  const float *wt;             /* [K][c2] */
+  const float *b;
+  float *out, *pre;
+  StActivation act;
+  float slope;
+} TileFwdJob;
+
+static void
+tile_forward_tasks (gsize begin, gsize end, gpointer data)
+{
+  const TileFwdJob *j = data;
+  const Geom *g = &j->cv->g;
+  const int hw = g->h2 * g->w2;
+  for (gsize t = begin; t < end; t++)
+    {
+      Work *wk = &j->cv->work[t];
+      int n0 = (int) ((gsize) g->n * t / j->n_tasks), n1 = (int) ((gsize) g->n * (t + 1) / j->n_tasks);
+      for (int n = n0; n < n1; n++)
+        {
+          const float *x = tile_input (g, j->in, n, wk->col);
+          conv_tiles_forward (wk->tmp, x, j->cv->tile_pix, hw, j->cv->tile_koff, g->kg, j->wt, g->c2);
+          float *out = j->out + (gsize) n * g->c2 * hw;
+          conv_tiles_transpose (out, hw, wk->tmp, g->c2, hw, g->c2);
+          for (int m = 0; m < g->c2; m++)
+            {
+              gsize off = ((gsize) n * g->c2 + m) * hw;
+              epilogue (j->out + off, j->pre ? j->pre + off : NULL, j->out + off, hw,
+                        j->b ? j->b[m] : 0.0f, j->act, j->slope);
+            }
+        }
+    }
+}
+
+/* Each task's scratch for the tiled path; FALSE (error set) without the memory. */
+static gboolean
+tile_scratch (Conv *cv, int n_tasks, gboolean backward, gboolean dw, gboolean db, gboolean din,
+              GError **error)
+{
+  const Geom *g = &cv->g;
+  const gsize hw = (gsize) g->h2 * g->w2;
+  const gsize sizes[] = {
+    (gsize) g->c1 * tile_hp (g) * tile_wp (g),
+    (hw + CONV_TILE_SLACK) * g->c2,
+    din ? tile_din_rows (g) * g->c1 : 0,
+    dw ? ((gsize) g->kg + CONV_TILE_SLACK) * g->c2 : 0,
+    db ? (gsize) g->c2 : 0,
+    hw * g->c2,
+  };
+  Work *work = task_work (cv, n_tasks);
+  for (int t = 0; t < n_tasks; t++)
+    {
+      Work *wk = &work[t];
+      float **bufs[] = { &wk->col, &wk->tmp, &wk->dcol, &wk->dw, &wk->db, &wk->row };
+      gsize *have[] = { &wk->col_n, &wk->tmp_n, &wk->dcol_n, &wk->dw_n, &wk->db_n, &wk->row_n };
+      for (guint i = 0; i < G_N_ELEMENTS (sizes); i++)
+        if (sizes[i] && (backward || i < 2) && !scratch (bufs[i], have[i], sizes[i]))
+          return scratch_failed (g, sizes[i], n_tasks, error);
+    }
+  return TRUE;
+}
+
+/* The weights [c2][K] as [K][c2], for the forward and the weight gradient's
+ * transpose, or as [kh·kw][c2][c1] for the input gradient. */
+static float *
+tile_weights (Conv *cv, const float *w, gboolean by_tap)
+{
+  const Geom *g = &cv->g;
+  const int taps = g->kh * g->kw;
+  float *dst = scratch (&cv->tile_w, &cv->tile_w_n, (gsize) g->c2 * g->kg);
+  if (!dst)
+    return NULL;
+  for (int m = 0; m < g->c2; m++)
+    for (int k = 0; k < g->kg; k++)
+      {
+        float v = w[(gsize) m * g->kg + k];
+        if (by_tap)
+          dst[((gsize) (k % taps) * g->c2 + m) * g->c1 + k / taps] = v;
+        else
+          dst[(gsize) k * g->c2 + m] = v;
+      }
+  return dst;
+}
+
+static gboolean
+tile_forward (Conv *cv, const StRunContext *ctx, const float *in, const float *w,
+              const float *b, float *out, float *pre, StActivation act, float slope,
+              GError **error)
+{
+  const int n_tasks = tile_tasks (&cv->g, ctx);
+  if (!tile_scratch (cv, n_tasks, FALSE, FALSE, FALSE, FALSE, error))
+    return FALSE;
+  const float *wt = tile_weights (cv, w, FALSE);
+  if (!wt)
+    return scratch_failed (&cv->g, (gsize) cv->g.c2 * cv->g.kg, 1, error);
+  TileFwdJob j = { cv, n_tasks, in, wt, b, out, pre, act, slope };
+  st_parallel_for (ctx, n_tasks, tile_forward_tasks, &j);
+  return TRUE;
+}
+
+typedef struct {
+  Conv *cv;
+  int n_tasks;
+  const float *in;
+  const float *wr;             /* [kh·kw][c2][c1], or NULL without din */
+  const float *out, *pre, *dout;
+  gboolean dw, db;
+  float *din;
+  StActivation act;
+  float slope;
+} TileBwdJob;
+
+static void
+tile_backward_tasks (gsize begin, gsize end, gpointer data)
+{
+  const TileBwdJob *j = data;
+  const Conv *cv = j->cv;
+  const Geom *g = &cv->g;
+  const int hw = g->h2 * g->w2, wp = tile_wp (g);
+  for (gsize t = begin; t < end; t++)
+    {
+      Work *wk = &cv->work[t];
+      float *dzT = wk->tmp;
+      if (j->dw)
+        memset (wk->dw, 0, sizeof (float) * ((gsize) g->kg + CONV_TILE_SLACK) * g->c2);
+      if (j->db)
+        memset (wk->db, 0, sizeof (float) * g->c2);
+      int n0 = (int) ((gsize) g->n * t / j->n_tasks), n1 = (int) ((gsize) g->n * (t + 1) / j->n_tasks);
+      for (int n = n0; n < n1; n++)
+        {
+          /* dz = dout ⊙ act'(pre), a channel row at a time, then as dzT. */
+          for (int m = 0; m < g->c2; m++)
+            {
+              gsize off = ((gsize) n * g->c2 + m) * hw;
+              float *dz = wk->row + (gsize) m * hw;
+              st_activation_backward_into (j->act, j->slope, j->pre ? j->pre + off : NULL,
+                                           j->out + off, j->dout + off, dz, hw);
+              if (j->db)
+                wk->db[m] += (float) sum_floats (dz, hw);
+            }
+          conv_tiles_transpose (dzT, g->c2, wk->row, hw, g->c2, hw);
+          if (j->dw)
+            conv_tiles_weight_grad (wk->dw, tile_input (g, j->in, n, wk->col), cv->tile_koff,
+                                    g->kg, cv->tile_pix, hw, dzT, g->c2);
+          if (!j->din)
+            continue;
+          memset (wk->dcol, 0, sizeof (float) * tile_din_rows (g) * g->c1);
+          conv_tiles_input_grad (wk->dcol, cv->tile_pix_din, hw, cv->tile_tapoff, g->kh * g->kw,
+                                 dzT, g->c2, j->wr, g->c1);
+          /* The rows of the padded plane that are input, channel-major. */
+          float *din = j->din + (gsize) n * g->c1 * g->h1 * g->w1;
+          const gsize plane = (gsize) g->h1 * g->w1;
+          if (wp == g->w1)
+            conv_tiles_transpose (din, plane, wk->dcol + (gsize) g->pt * wp * g->c1, g->c1,
+                                  (int) plane, g->c1);
+          else
+            for (int y = 0; y < g->h1; y++)
+              conv_tiles_transpose (din + (gsize) y * g->w1, plane,
+                                    wk->dcol + ((gsize) (y + g->pt) * wp + g->pl) * g->c1, g->c1,
+                                    g->w1, g->c1);
+        }
+    }
+}
+
+typedef struct {
+  const Conv *cv;
+  int n_tasks;
+  float *dw;                   /* [c2][K] */
+} TileSumJob;
+
+/* Taps [16·begin, 16·end) of the tasks' [K][c2] weight gradients, summed
+ * in task order into task 0's and then added to the parameter's [c2][K]. */
+static void
+tile_sum_grads (gsize begin, gsize end, gpointer data)
+{
+  const TileSumJob *sj = data;
+  const Geom *g = &sj->cv->g;
+  const int c2 = g->c2, kg = g->kg;
+  const int k0 = (int) begin * 16, k1 = MIN ((int) end * 16, kg);
+  float *restrict acc = sj->cv->work[0].dw;
+  for (int t = 1; t < sj->n_tasks; t++)
+    {
+      const float *restrict src = sj->cv->work[t].dw;
+      for (gsize i = (gsize) k0 * c2; i < (gsize) k1 * c2; i++)
+        acc[i] += src[i];
+    }
+  for (int kb = k0; kb < k1; kb += 16)
+    for (int m0 = 0; m0 < c2; m0 += 16)
+      {
+        const int nk = MIN (16, k1 - kb);
+        float block[16 * 16];
+        conv_tiles_transpose (block, 16, acc + (gsize) kb * c2 + m0, c2, nk, 16);
+        for (int m = 0; m < 16; m++)
+          {
+            float *restrict d = sj->dw + (gsize) (m0 + m) * kg + kb;
+            for (int k = 0; k < nk; k++)
+              d[k] += block[m * 16 + k];
+          }
+      }
+}
+
+static gboolean
+tile_backward (Conv *cv, const StRunContext *ctx, const float *in, const float *w,
+               const float *out, const float *pre, const float *dout, float *dw, float *db,
+               float *din, StActivation act, float slope, GError **error)
+{
+  const int n_tasks = tile_tasks (&cv->g, ctx);
+  if (!tile_scratch (cv, n_tasks, TRUE, dw != NULL, db != NULL, din != NULL, error))
+    return FALSE;
+  const float *wr = NULL;
+  if (din && !(wr = tile_weights (cv, w, TRUE)))
+    return scratch_failed (&cv->g, (gsize) cv->g.c2 * cv->g.kg, 1, error);
+  TileBwdJob j = { cv, n_tasks, in, wr, out, pre, dout, dw != NULL, db != NULL, din, act, slope };
+  st_parallel_for (ctx, n_tasks, tile_backward_tasks, &j);
+  if (dw)
+    {
+      TileSumJob sj = { cv, n_tasks, dw };
+      st_parallel_for (ctx, (cv->g.kg + 15) / 16, tile_sum_grads, &sj);
+    }
+  for (int t = 0; db && t < n_tasks; t++)
+    for (int m = 0; m < cv->g.c2; m++)
+      db[m] += cv->work[t].db[m];
+  return TRUE;
+}
+
 static gboolean
 conv_forward (StStage *stage, const StRunContext *ctx,
               const StTensor *const *inputs, StTensor *output, GError **error)
@@ -1054,6 +1426,17 @@ conv_forward (StStage *stage, const StRunContext *ctx,
    * fight the core's for the same cores. */
   openblas_set_num_threads (1);
 
+  float *pre = NULL;
+  if (st_activation_needs_input (act)
+      && !(pre = scratch (&cv->pre, &cv->pre_n, st_tensor_numel (output))))
+    return scratch_failed (g, st_tensor_numel (output), 1, error);
+  cv->cols_valid = FALSE;
+  if (tile_call (cv, ctx))
+    return tile_forward (cv, ctx, inputs[0]->data, st_stage_param (stage, cv->weight)->data,
+                         cv->bias >= 0 ? st_stage_param (stage, cv->bias)->data : NULL,
+                         output->data, pre, act, st_activation_arg (act, cfg->slope, cfg->alpha),
+                         error);
+
   Plan pl = plan_blocks (g, ctx);
   gsize cols = plan_max_cols (&pl);
   Work *work = task_work (cv, pl.n_tasks);
@@ -1065,14 +1448,9 @@ conv_forward (StStage *stage, const StRunContext *ctx,
       if (!pl.split && !scratch (&work[t].tmp, &work[t].tmp_n, tmp_n))
         return scratch_failed (g, tmp_n, pl.n_tasks, error);
     }
-  float *pre = NULL;
-  if (st_activation_needs_input (act)
-      && !(pre = scratch (&cv->pre, &cv->pre_n, st_tensor_numel (output))))
-    return scratch_failed (g, st_tensor_numel (output), 1, error);
   /* Training keeps the col matrices for backward, which would otherwise
    * pack the same input again (a tenth of the backward's CPU time on the
    * Keras MNIST network); without the memory it packs again. */
-  cv->cols_valid = FALSE;
   float *kept = NULL;
   if (ctx->training && !g->pointwise && kept_cols_size (g, &pl) <= KEPT_COLS_MAX)
     kept = scratch (&cv->cols, &cv->cols_n, kept_cols_size (g, &pl));
@@ -1112,24 +1490,6 @@ typedef struct {
   StActivation act;
   float slope;
 } BwdJob;
-
-/* Σ x in 16 float lanes (which vectorise, where one double chain would
- * wait on every add), the lanes then summed in double. */
-static double
-sum_floats (const float *restrict x, gsize n)
-{
-  float lane[16] = { 0 };
-  gsize i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int l = 0; l < 16; l++)
-      lane[l] += x[i + l];
-  double s = 0.0;
-  for (int l = 0; l < 16; l++)
-    s += lane[l];
-  for (; i < n; i++)
-    s += x[i];
-  return s;
-}
 
 static void
 backward_block (const BwdJob *j, Work *wk, const Block *k, float *dw, float *db,
@@ -1398,6 +1758,13 @@ conv_backward (StStage *stage, const StRunContext *ctx,
     return TRUE;
 
   openblas_set_num_threads (1);
+
+  if (tile_call (cv, ctx))
+    return tile_backward (cv, ctx, inputs[0]->data, st_stage_param (stage, cv->weight)->data,
+                          output->data, st_activation_needs_input (act) ? cv->pre : NULL,
+                          grad_output->data, dw ? dw->data : NULL, db ? db->data : NULL,
+                          din ? din->data : NULL, act,
+                          st_activation_arg (act, cfg->slope, cfg->alpha), error);
 
   Plan pl = plan_blocks (g, ctx);
   gsize cols = plan_max_cols (&pl);

@@ -1,0 +1,33 @@
+/* strata — conv2d: register-tiled convolution for channel counts in
+ * sixteens (AVX-512), without im2col.  See tiles.c. */
+#pragma once
+
+#include <glib.h>
+
+/* Whether this CPU runs the functions below. */
+gboolean conv_tiles_supported (void);
+
+/* Extra rows a pixel-major buffer written by these functions needs past
+ * its last pixel: the last tile runs whole over dummy pixels. */
+#define CONV_TILE_SLACK 24
+
+/* outT[p][m] = Σ_k wt[k][m] · x[pix[p] + koff[k]] for p < n_pix, m < M
+ * (M a multiple of 16).  outT: [n_pix + CONV_TILE_SLACK][M]. */
+void conv_tiles_forward (float *outT, const float *x, const int *pix, int n_pix,
+                         const int *koff, int K, const float *wt, int M);
+
+/* dwT[k][m] += Σ_p dzT[p][m] · x[pix[p] + koff[k]] for k < K, m < M.
+ * dwT: [K + CONV_TILE_SLACK][M]; koff: K + CONV_TILE_SLACK entries. */
+void conv_tiles_weight_grad (float *dwT, const float *x, const int *koff, int K,
+                             const int *pix, int n_pix, const float *dzT, int M);
+
+/* dinT[pix[p] + tapoff[t]][c] += Σ_m wr[t][m][c] · dzT[p][m] for every
+ * tap t < taps, p < n_pix and c < C (a multiple of 16), taps in order.
+ * dzT: [n_pix + CONV_TILE_SLACK][M], whatever its slack rows hold;
+ * pix: as many entries, the slack ones pointing at pixels of dinT whose
+ * sums are never read. */
+void conv_tiles_input_grad (float *dinT, const int *pix, int n_pix, const int *tapoff, int taps,
+                            const float *dzT, int M, const float *wr, int C);
+
+/* dst[c][r] = src[r][c] for r < rows, c < cols. */
+void conv_tiles_transpose (float *dst, gsize ldd, const float *src, gsize lds, int rows, int cols);
