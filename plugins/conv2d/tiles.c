@@ -202,27 +202,27 @@ TILE void
 transpose16 (__m512 r[16])
 {
   __m512 t[16];
-  for (int i = 0; i < 16; i += 2)
+  UNROLL for (int i = 0; i < 16; i += 2)
     {
       t[i] = _mm512_unpacklo_ps (r[i], r[i + 1]);
       t[i + 1] = _mm512_unpackhi_ps (r[i], r[i + 1]);
     }
-  for (int i = 0; i < 16; i += 4)
-    for (int h = 0; h < 2; h++)
+  UNROLL for (int i = 0; i < 16; i += 4)
+    UNROLL for (int h = 0; h < 2; h++)
       {
         __m512d a = _mm512_castps_pd (t[i + h]), b = _mm512_castps_pd (t[i + h + 2]);
         r[i + 2 * h] = _mm512_castpd_ps (_mm512_unpacklo_pd (a, b));
         r[i + 2 * h + 1] = _mm512_castpd_ps (_mm512_unpackhi_pd (a, b));
       }
   /* Rows now hold 4×4 blocks; gather the 128-bit lanes. */
-  for (int i = 0; i < 4; i++)
+  UNROLL for (int i = 0; i < 4; i++)
     {
       t[i] = _mm512_shuffle_f32x4 (r[i], r[i + 4], 0x88);
       t[i + 4] = _mm512_shuffle_f32x4 (r[i], r[i + 4], 0xdd);
       t[i + 8] = _mm512_shuffle_f32x4 (r[i + 8], r[i + 12], 0x88);
       t[i + 12] = _mm512_shuffle_f32x4 (r[i + 8], r[i + 12], 0xdd);
     }
-  for (int i = 0; i < 4; i++)
+  UNROLL for (int i = 0; i < 4; i++)
     {
       r[i] = _mm512_shuffle_f32x4 (t[i], t[i + 8], 0x88);
       r[i + 8] = _mm512_shuffle_f32x4 (t[i], t[i + 8], 0xdd);
@@ -237,15 +237,18 @@ conv_tiles_transpose (float *dst, gsize ldd, const float *src, gsize lds, int ro
   for (int r0 = 0; r0 < rows; r0 += 16)
     for (int c0 = 0; c0 < cols; c0 += 16)
       {
+        /* Rows and columns past the matrix are masked off entirely (their
+         * addresses clamped inside it), so the loops stay unrolled. */
         const int nr = MIN (16, rows - r0), nc = MIN (16, cols - c0);
         const __mmask16 cmask = (__mmask16) ((1u << nc) - 1), rmask = (__mmask16) ((1u << nr) - 1);
         __m512 v[16];
-        for (int i = 0; i < 16; i++)
-          v[i] = i < nr ? _mm512_maskz_loadu_ps (cmask, src + (gsize) (r0 + i) * lds + c0)
-                        : _mm512_setzero_ps ();
+        UNROLL for (int i = 0; i < 16; i++)
+          v[i] = _mm512_maskz_loadu_ps (i < nr ? cmask : 0,
+                                        src + (gsize) (r0 + MIN (i, nr - 1)) * lds + c0);
         transpose16 (v);
-        for (int i = 0; i < nc; i++)
-          _mm512_mask_storeu_ps (dst + (gsize) (c0 + i) * ldd + r0, rmask, v[i]);
+        UNROLL for (int i = 0; i < 16; i++)
+          _mm512_mask_storeu_ps (dst + (gsize) (c0 + MIN (i, nc - 1)) * ldd + r0,
+                                 i < nc ? rmask : 0, v[i]);
       }
 }
 
