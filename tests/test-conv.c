@@ -1126,7 +1126,8 @@ test_conv_split_deterministic (void)
  * shapes; 48 and 80 channels (64 + 16, in both directions); one and three
  * vectors of channels; padding on one side, on both, and none; every
  * activation's backward from dzT; rectangular kernels; images not a
- * multiple of a tile's pixels; and a batch of one image on one thread. */
+ * multiple of a tile's pixels; several small images to a call, the last
+ * call short; and a batch of one image on one thread. */
 static const ConvCase tile_cases[] = {
   { "filters=64 size=3 activation=relu", { 8, 32, 13, 13 } },
   { "filters=64 size=3 activation=relu", { 6, 64, 5, 5 } },
@@ -1135,6 +1136,8 @@ static const ConvCase tile_cases[] = {
   { "filters=16 size=2 bias=false activation=tanh", { 4, 32, 9, 9 } },
   { "filters=32 size=4,1 padding=2 activation=sigmoid", { 2, 16, 3, 17 } },
   { "filters=16 size=3 activation=elu alpha=0.5", { 1, 48, 4, 4 } },
+  /* Small maps go several images to a call: 4 here, the last call 1. */
+  { "filters=32 size=3 padding=same activation=relu", { 21, 16, 4, 5 } },
 };
 
 static void

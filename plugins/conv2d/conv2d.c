@@ -172,12 +172,14 @@ typedef struct {
   gsize cols_n;
   gboolean cols_valid, cols_split;
   int cols_blocks, cols_per_block;
-  /* Register tiles (tiles.c), where the geometry takes them: offsets into
-   * an image's padded input planes [c1, hp, wp] of tap k = (c·kh + i)·kw + j
-   * (K + slack entries, the slack 0), of output pixel p's window (hw +
-   * slack, the slack repeating the last), the same with the slack at a
-   * pixel past the plane (for the input gradient), and of tap (i, j). */
+  /* Register tiles (tiles.c), where the geometry takes them: a call
+   * covers tile_images images side by side in padded input planes
+   * [c1, hp, wp] each; offsets of tap k = (c·kh + i)·kw + j, of each
+   * output pixel's window in those planes, of the same pixel in the
+   * input-gradient planes (tile_din_rows () pixels an image), and of tap
+   * (i, j) there.  NULL where the layer does not take tiles. */
   int *tile_koff, *tile_pix, *tile_pix_din, *tile_tapoff;
+  int tile_images;
   float *tile_w;               /* the weights, reordered for the call */
   gsize tile_w_n;
 } Conv;
@@ -292,27 +294,37 @@ tile_wp (const Geom *g)
   return g->w1 + g->pl + g->pr;
 }
 
-/* Rows of the transposed input gradient: the padded plane, then room for
- * the slack pixels' taps. */
+/* Pixels of one image's transposed input gradient: the padded plane, then
+ * room for the taps of a dummy pixel (the last tile's pixels past the end). */
 static gsize
 tile_din_rows (const Geom *g)
 {
   return (gsize) tile_hp (g) * tile_wp (g) + (gsize) g->kh * tile_wp (g) + g->kw;
 }
 
-/* Dense stride-1 convolutions over channels in sixteens, on a CPU with
- * AVX-512, whose images fit the per-image buffers. */
-static gboolean
-tile_geometry (const Geom *g)
+/* Output pixels a call aims for at least: on a 3×3 map one image would
+ * leave most of a tile's work to its set-up. */
+#define TILE_MIN_PIXELS 64
+
+/* Images a call covers: enough for TILE_MIN_PIXELS where the buffers
+ * allow, else 1; 0 where the geometry does not take tiles (dense stride-1
+ * convolutions over channels in sixteens, on a CPU with AVX-512, whose
+ * images fit the buffers). */
+static int
+tile_images (const Geom *g)
 {
-  gsize plane = (gsize) tile_hp (g) * tile_wp (g);
-  return g->groups == 1 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1
-         && g->c1 % 16 == 0 && g->c2 % 16 == 0 && !g->pointwise
-         && plane * g->c1 <= TILE_MAX_FLOATS
-         && ((gsize) g->h2 * g->w2 + CONV_TILE_SLACK) * g->c2 <= TILE_MAX_FLOATS
-         && tile_din_rows (g) * g->c1 <= TILE_MAX_FLOATS
-         && ((gsize) g->kg + CONV_TILE_SLACK) * g->c2 <= TILE_MAX_FLOATS
-         && conv_tiles_supported ();
+  const gsize plane = (gsize) tile_hp (g) * tile_wp (g), hw = (gsize) g->h2 * g->w2;
+  if (!(g->groups == 1 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1
+        && g->c1 % 16 == 0 && g->c2 % 16 == 0 && !g->pointwise
+        && ((gsize) g->kg + CONV_TILE_SLACK) * g->c2 <= TILE_MAX_FLOATS
+        && conv_tiles_supported ()))
+    return 0;
+  for (gsize images = MAX (1, (TILE_MIN_PIXELS + hw - 1) / hw); images > 0; images /= 2)
+    if (images * plane * g->c1 <= TILE_MAX_FLOATS
+        && (images * hw + CONV_TILE_SLACK) * g->c2 <= TILE_MAX_FLOATS
+        && images * tile_din_rows (g) * g->c1 <= TILE_MAX_FLOATS)
+      return (int) images;
+  return 0;
 }
 
 static void
@@ -323,22 +335,24 @@ tile_tables (Conv *cv)
   g_clear_pointer (&cv->tile_pix, g_free);
   g_clear_pointer (&cv->tile_pix_din, g_free);
   g_clear_pointer (&cv->tile_tapoff, g_free);
-  if (!tile_geometry (g))
+  cv->tile_images = tile_images (g);
+  if (!cv->tile_images)
     return;
-  const int hp = tile_hp (g), wp = tile_wp (g), hw = g->h2 * g->w2;
-  cv->tile_koff = g_new0 (int, g->kg + CONV_TILE_SLACK);
+  const int hp = tile_hp (g), wp = tile_wp (g), hw = g->h2 * g->w2, images = cv->tile_images;
+  cv->tile_koff = g_new (int, g->kg);
   for (int c = 0; c < g->c1; c++)
     for (int i = 0; i < g->kh; i++)
       for (int j = 0; j < g->kw; j++)
         cv->tile_koff[(c * g->kh + i) * g->kw + j] = (c * hp + i) * wp + j;
-  cv->tile_pix = g_new (int, hw + CONV_TILE_SLACK);
-  cv->tile_pix_din = g_new (int, hw + CONV_TILE_SLACK);
-  for (int p = 0; p < hw + CONV_TILE_SLACK; p++)
-    {
-      int q = MIN (p, hw - 1);
-      cv->tile_pix[p] = q / g->w2 * wp + q % g->w2;
-      cv->tile_pix_din[p] = p < hw ? cv->tile_pix[p] : hp * wp;
-    }
+  cv->tile_pix = g_new (int, images * hw);
+  cv->tile_pix_din = g_new (int, images * hw);
+  for (int n = 0; n < images; n++)
+    for (int p = 0; p < hw; p++)
+      {
+        int window = p / g->w2 * wp + p % g->w2;
+        cv->tile_pix[n * hw + p] = n * g->c1 * hp * wp + window;
+        cv->tile_pix_din[n * hw + p] = n * (int) tile_din_rows (g) + window;
+      }
   cv->tile_tapoff = g_new (int, g->kh * g->kw);
   for (int i = 0; i < g->kh; i++)
     for (int j = 0; j < g->kw; j++)
@@ -1159,29 +1173,42 @@ sum_floats (const float *restrict x, gsize n)
 static gboolean
 tile_call (const Conv *cv, const StRunContext *ctx)
 {
-  return cv->tile_koff && cv->g.n >= st_parallel_threads (ctx);
+  return cv->tile_images && cv->g.n >= st_parallel_threads (ctx);
 }
 
+/* Tasks of whole groups of tile_images images. */
 static int
-tile_tasks (const Geom *g, const StRunContext *ctx)
+tile_tasks (const Conv *cv, const StRunContext *ctx)
 {
   int threads = st_parallel_threads (ctx);
-  return threads == 1 ? 1 : MIN (g->n, threads * TASKS_PER_THREAD);
+  int groups = (cv->g.n + cv->tile_images - 1) / cv->tile_images;
+  return threads == 1 ? 1 : MIN (groups, threads * TASKS_PER_THREAD);
 }
 
-/* Image n's input planes with their padding, as the tables address them. */
-static const float *
-tile_input (const Geom *g, const float *in, int n, float *buf)
+/* The images of task t of n_tasks: [*n0, *n1), in groups from *n0. */
+static void
+tile_task_images (const Conv *cv, int n_tasks, gsize t, int *n0, int *n1)
 {
-  const float *src = in + (gsize) n * g->c1 * g->h1 * g->w1;
+  int groups = (cv->g.n + cv->tile_images - 1) / cv->tile_images;
+  *n0 = (int) ((gsize) groups * t / n_tasks) * cv->tile_images;
+  *n1 = MIN ((int) ((gsize) groups * (t + 1) / n_tasks) * cv->tile_images, cv->g.n);
+}
+
+/* Images [n0, n0 + count) as padded planes side by side, as the tables
+ * address them: the input itself where there is no padding. */
+static const float *
+tile_input (const Geom *g, const float *in, int n0, int count, float *buf)
+{
+  const gsize image = (gsize) g->c1 * g->h1 * g->w1;
   if (!(g->pt | g->pb | g->pl | g->pr))
-    return src;
+    return in + n0 * image;
   const int hp = tile_hp (g), wp = tile_wp (g);
-  memset (buf, 0, sizeof (float) * g->c1 * hp * wp);
-  for (int c = 0; c < g->c1; c++)
-    for (int y = 0; y < g->h1; y++)
-      memcpy (buf + ((gsize) c * hp + y + g->pt) * wp + g->pl,
-              src + ((gsize) c * g->h1 + y) * g->w1, sizeof (float) * g->w1);
+  memset (buf, 0, sizeof (float) * count * g->c1 * hp * wp);
+  for (int n = 0; n < count; n++)
+    for (int c = 0; c < g->c1; c++)
+      for (int y = 0; y < g->h1; y++)
+        memcpy (buf + (((gsize) n * g->c1 + c) * hp + y + g->pt) * wp + g->pl,
+                in + (n0 + n) * image + ((gsize) c * g->h1 + y) * g->w1, sizeof (float) * g->w1);
   return buf;
 }
 
@@ -1200,23 +1227,30 @@ static void
 tile_forward_tasks (gsize begin, gsize end, gpointer data)
 {
   const TileFwdJob *j = data;
-  const Geom *g = &j->cv->g;
+  const Conv *cv = j->cv;
+  const Geom *g = &cv->g;
   const int hw = g->h2 * g->w2;
   for (gsize t = begin; t < end; t++)
     {
-      Work *wk = &j->cv->work[t];
-      int n0 = (int) ((gsize) g->n * t / j->n_tasks), n1 = (int) ((gsize) g->n * (t + 1) / j->n_tasks);
-      for (int n = n0; n < n1; n++)
+      Work *wk = &cv->work[t];
+      int t0, t1;
+      tile_task_images (cv, j->n_tasks, t, &t0, &t1);
+      for (int n0 = t0; n0 < t1; n0 += cv->tile_images)
         {
-          const float *x = tile_input (g, j->in, n, wk->col);
-          conv_tiles_forward (wk->tmp, x, j->cv->tile_pix, hw, j->cv->tile_koff, g->kg, j->wt, g->c2);
-          float *out = j->out + (gsize) n * g->c2 * hw;
-          conv_tiles_transpose (out, hw, wk->tmp, g->c2, hw, g->c2);
-          for (int m = 0; m < g->c2; m++)
+          const int count = MIN (cv->tile_images, t1 - n0);
+          const float *x = tile_input (g, j->in, n0, count, wk->col);
+          conv_tiles_forward (wk->tmp, x, cv->tile_pix, count * hw, cv->tile_koff, g->kg, j->wt,
+                              g->c2);
+          for (int n = n0; n < n0 + count; n++)
             {
-              gsize off = ((gsize) n * g->c2 + m) * hw;
-              epilogue (j->out + off, j->pre ? j->pre + off : NULL, j->out + off, hw,
-                        j->b ? j->b[m] : 0.0f, j->act, j->slope);
+              conv_tiles_transpose (j->out + (gsize) n * g->c2 * hw, hw,
+                                    wk->tmp + (gsize) (n - n0) * hw * g->c2, g->c2, hw, g->c2);
+              for (int m = 0; m < g->c2; m++)
+                {
+                  gsize off = ((gsize) n * g->c2 + m) * hw;
+                  epilogue (j->out + off, j->pre ? j->pre + off : NULL, j->out + off, hw,
+                            j->b ? j->b[m] : 0.0f, j->act, j->slope);
+                }
             }
         }
     }
@@ -1228,14 +1262,15 @@ tile_scratch (Conv *cv, int n_tasks, gboolean backward, gboolean dw, gboolean db
               GError **error)
 {
   const Geom *g = &cv->g;
-  const gsize hw = (gsize) g->h2 * g->w2;
+  const gsize hw = (gsize) g->h2 * g->w2, images = cv->tile_images;
+  const gboolean padded = g->pt | g->pb | g->pl | g->pr;
   const gsize sizes[] = {
-    (gsize) g->c1 * tile_hp (g) * tile_wp (g),
-    (hw + CONV_TILE_SLACK) * g->c2,
-    din ? tile_din_rows (g) * g->c1 : 0,
-    dw ? ((gsize) g->kg + CONV_TILE_SLACK) * g->c2 : 0,
-    db ? (gsize) g->c2 : 0,
-    hw * g->c2,
+    padded && (!backward || dw) ? images * g->c1 * tile_hp (g) * tile_wp (g) : 0,
+    (images * hw + CONV_TILE_SLACK) * g->c2,
+    backward && din ? images * tile_din_rows (g) * g->c1 : 0,
+    backward && dw ? ((gsize) g->kg + CONV_TILE_SLACK) * g->c2 : 0,
+    backward && db ? (gsize) g->c2 : 0,
+    backward ? hw * g->c2 : 0,
   };
   Work *work = task_work (cv, n_tasks);
   for (int t = 0; t < n_tasks; t++)
@@ -1244,14 +1279,14 @@ tile_scratch (Conv *cv, int n_tasks, gboolean backward, gboolean dw, gboolean db
       float **bufs[] = { &wk->col, &wk->tmp, &wk->dcol, &wk->dw, &wk->db, &wk->row };
       gsize *have[] = { &wk->col_n, &wk->tmp_n, &wk->dcol_n, &wk->dw_n, &wk->db_n, &wk->row_n };
       for (guint i = 0; i < G_N_ELEMENTS (sizes); i++)
-        if (sizes[i] && (backward || i < 2) && !scratch (bufs[i], have[i], sizes[i]))
+        if (sizes[i] && !scratch (bufs[i], have[i], sizes[i]))
           return scratch_failed (g, sizes[i], n_tasks, error);
     }
   return TRUE;
 }
 
-/* The weights [c2][K] as [K][c2], for the forward and the weight gradient's
- * transpose, or as [kh·kw][c2][c1] for the input gradient. */
+/* The weights [c2][K] as [K][c2], for the forward, or as [kh·kw][c2][c1]
+ * for the input gradient. */
 static float *
 tile_weights (Conv *cv, const float *w, gboolean by_tap)
 {
@@ -1277,7 +1312,7 @@ tile_forward (Conv *cv, const StRunContext *ctx, const float *in, const float *w
               const float *b, float *out, float *pre, StActivation act, float slope,
               GError **error)
 {
-  const int n_tasks = tile_tasks (&cv->g, ctx);
+  const int n_tasks = tile_tasks (cv, ctx);
   if (!tile_scratch (cv, n_tasks, FALSE, FALSE, FALSE, FALSE, error))
     return FALSE;
   const float *wt = tile_weights (cv, w, FALSE);
@@ -1307,6 +1342,7 @@ tile_backward_tasks (gsize begin, gsize end, gpointer data)
   const Conv *cv = j->cv;
   const Geom *g = &cv->g;
   const int hw = g->h2 * g->w2, wp = tile_wp (g);
+  const gsize din_rows = tile_din_rows (g), plane = (gsize) g->h1 * g->w1;
   for (gsize t = begin; t < end; t++)
     {
       Work *wk = &cv->work[t];
@@ -1315,39 +1351,49 @@ tile_backward_tasks (gsize begin, gsize end, gpointer data)
         memset (wk->dw, 0, sizeof (float) * ((gsize) g->kg + CONV_TILE_SLACK) * g->c2);
       if (j->db)
         memset (wk->db, 0, sizeof (float) * g->c2);
-      int n0 = (int) ((gsize) g->n * t / j->n_tasks), n1 = (int) ((gsize) g->n * (t + 1) / j->n_tasks);
-      for (int n = n0; n < n1; n++)
+      int t0, t1;
+      tile_task_images (cv, j->n_tasks, t, &t0, &t1);
+      for (int n0 = t0; n0 < t1; n0 += cv->tile_images)
         {
+          const int count = MIN (cv->tile_images, t1 - n0);
           /* dz = dout ⊙ act'(pre), a channel row at a time, then as dzT. */
-          for (int m = 0; m < g->c2; m++)
+          for (int n = n0; n < n0 + count; n++)
             {
-              gsize off = ((gsize) n * g->c2 + m) * hw;
-              float *dz = wk->row + (gsize) m * hw;
-              st_activation_backward_into (j->act, j->slope, j->pre ? j->pre + off : NULL,
-                                           j->out + off, j->dout + off, dz, hw);
-              if (j->db)
-                wk->db[m] += (float) sum_floats (dz, hw);
+              for (int m = 0; m < g->c2; m++)
+                {
+                  gsize off = ((gsize) n * g->c2 + m) * hw;
+                  float *dz = wk->row + (gsize) m * hw;
+                  st_activation_backward_into (j->act, j->slope, j->pre ? j->pre + off : NULL,
+                                               j->out + off, j->dout + off, dz, hw);
+                  if (j->db)
+                    wk->db[m] += (float) sum_floats (dz, hw);
+                }
+              conv_tiles_transpose (dzT + (gsize) (n - n0) * hw * g->c2, g->c2, wk->row, hw,
+                                    g->c2, hw);
             }
-          conv_tiles_transpose (dzT, g->c2, wk->row, hw, g->c2, hw);
           if (j->dw)
-            conv_tiles_weight_grad (wk->dw, tile_input (g, j->in, n, wk->col), cv->tile_koff,
-                                    g->kg, cv->tile_pix, hw, dzT, g->c2);
+            conv_tiles_weight_grad (wk->dw, tile_input (g, j->in, n0, count, wk->col),
+                                    cv->tile_koff, g->kg, cv->tile_pix, count * hw, dzT, g->c2);
           if (!j->din)
             continue;
-          memset (wk->dcol, 0, sizeof (float) * tile_din_rows (g) * g->c1);
-          conv_tiles_input_grad (wk->dcol, cv->tile_pix_din, hw, cv->tile_tapoff, g->kh * g->kw,
-                                 dzT, g->c2, j->wr, g->c1);
-          /* The rows of the padded plane that are input, channel-major. */
-          float *din = j->din + (gsize) n * g->c1 * g->h1 * g->w1;
-          const gsize plane = (gsize) g->h1 * g->w1;
-          if (wp == g->w1)
-            conv_tiles_transpose (din, plane, wk->dcol + (gsize) g->pt * wp * g->c1, g->c1,
-                                  (int) plane, g->c1);
-          else
-            for (int y = 0; y < g->h1; y++)
-              conv_tiles_transpose (din + (gsize) y * g->w1, plane,
-                                    wk->dcol + ((gsize) (y + g->pt) * wp + g->pl) * g->c1, g->c1,
-                                    g->w1, g->c1);
+          memset (wk->dcol, 0, sizeof (float) * count * din_rows * g->c1);
+          conv_tiles_input_grad (wk->dcol, cv->tile_pix_din, count * hw,
+                                 (int) ((count - 1) * din_rows) + tile_hp (g) * wp,
+                                 cv->tile_tapoff, g->kh * g->kw, dzT, g->c2, j->wr, g->c1);
+          /* The rows of each padded plane that are input, channel-major. */
+          for (int n = n0; n < n0 + count; n++)
+            {
+              float *din = j->din + (gsize) n * g->c1 * plane;
+              const float *src = wk->dcol + (gsize) (n - n0) * din_rows * g->c1;
+              if (wp == g->w1)
+                conv_tiles_transpose (din, plane, src + (gsize) g->pt * wp * g->c1, g->c1,
+                                      (int) plane, g->c1);
+              else
+                for (int y = 0; y < g->h1; y++)
+                  conv_tiles_transpose (din + (gsize) y * g->w1, plane,
+                                        src + ((gsize) (y + g->pt) * wp + g->pl) * g->c1, g->c1,
+                                        g->w1, g->c1);
+            }
         }
     }
 }
@@ -1394,7 +1440,7 @@ tile_backward (Conv *cv, const StRunContext *ctx, const float *in, const float *
                const float *out, const float *pre, const float *dout, float *dw, float *db,
                float *din, StActivation act, float slope, GError **error)
 {
-  const int n_tasks = tile_tasks (&cv->g, ctx);
+  const int n_tasks = tile_tasks (cv, ctx);
   if (!tile_scratch (cv, n_tasks, TRUE, dw != NULL, db != NULL, din != NULL, error))
     return FALSE;
   const float *wr = NULL;

@@ -35,7 +35,8 @@ conv_tiles_supported (void)
 }
 
 /* Pixels (or taps) a tile spans for 1 to 4 vectors of channels: 24
- * accumulators at most, leaving registers for the loads. */
+ * accumulators at most, leaving registers for the loads.  At most
+ * CONV_TILE_SLACK. */
 #define SPAN(mb) ((mb) == 4 ? 6 : (mb) == 3 ? 8 : 12)
 
 TILE void
@@ -77,13 +78,17 @@ conv_tiles_forward (float *outT, const float *x, const int *pix, int n_pix,
       const int mb = MIN (4, (M - m0) / 16), span = SPAN (mb);
       for (int p0 = 0; p0 < n_pix; p0 += span)
         {
+          /* The last tile repeats the last pixel into outT's slack rows. */
+          int at[12];
+          for (int p = 0; p < span; p++)
+            at[p] = pix[MIN (p0 + p, n_pix - 1)];
           float *o = outT + (gsize) p0 * M + m0;
           switch (mb)
             {
-            case 4: forward_tile (4, SPAN (4), o, M, x, pix + p0, koff, K, wt + m0, M); break;
-            case 3: forward_tile (3, SPAN (3), o, M, x, pix + p0, koff, K, wt + m0, M); break;
-            case 2: forward_tile (2, SPAN (2), o, M, x, pix + p0, koff, K, wt + m0, M); break;
-            default: forward_tile (1, SPAN (1), o, M, x, pix + p0, koff, K, wt + m0, M); break;
+            case 4: forward_tile (4, SPAN (4), o, M, x, at, koff, K, wt + m0, M); break;
+            case 3: forward_tile (3, SPAN (3), o, M, x, at, koff, K, wt + m0, M); break;
+            case 2: forward_tile (2, SPAN (2), o, M, x, at, koff, K, wt + m0, M); break;
+            default: forward_tile (1, SPAN (1), o, M, x, at, koff, K, wt + m0, M); break;
             }
         }
     }
@@ -131,13 +136,17 @@ conv_tiles_weight_grad (float *dwT, const float *x, const int *koff, int K,
       const int mb = MIN (4, (M - m0) / 16), span = SPAN (mb);
       for (int k0 = 0; k0 < K; k0 += span)
         {
+          /* The last tile repeats the last tap into dwT's slack rows. */
+          int at[12];
+          for (int t = 0; t < span; t++)
+            at[t] = koff[MIN (k0 + t, K - 1)];
           float *d = dwT + (gsize) k0 * M + m0;
           switch (mb)
             {
-            case 4: weight_tile (4, SPAN (4), d, M, x, koff + k0, pix, n_pix, dzT + m0, M); break;
-            case 3: weight_tile (3, SPAN (3), d, M, x, koff + k0, pix, n_pix, dzT + m0, M); break;
-            case 2: weight_tile (2, SPAN (2), d, M, x, koff + k0, pix, n_pix, dzT + m0, M); break;
-            default: weight_tile (1, SPAN (1), d, M, x, koff + k0, pix, n_pix, dzT + m0, M); break;
+            case 4: weight_tile (4, SPAN (4), d, M, x, at, pix, n_pix, dzT + m0, M); break;
+            case 3: weight_tile (3, SPAN (3), d, M, x, at, pix, n_pix, dzT + m0, M); break;
+            case 2: weight_tile (2, SPAN (2), d, M, x, at, pix, n_pix, dzT + m0, M); break;
+            default: weight_tile (1, SPAN (1), d, M, x, at, pix, n_pix, dzT + m0, M); break;
             }
         }
     }
@@ -176,22 +185,27 @@ input_tile (const int mb, const int span, float *dinT, int ldd, const int *pix,
 }
 
 TILES_TARGET void
-conv_tiles_input_grad (float *dinT, const int *pix, int n_pix, const int *tapoff, int taps,
-                       const float *dzT, int M, const float *wr, int C)
+conv_tiles_input_grad (float *dinT, const int *pix, int n_pix, int dummy, const int *tapoff,
+                       int taps, const float *dzT, int M, const float *wr, int C)
 {
   for (int c0 = 0; c0 < C; c0 += 64)
     {
       const int mb = MIN (4, (C - c0) / 16), span = SPAN (mb);
       for (int p0 = 0; p0 < n_pix; p0 += span)
         {
+          /* The last tile's pixels past n_pix read dzT's slack rows and
+           * add into the dummy pixel. */
+          int at[12];
+          for (int p = 0; p < span; p++)
+            at[p] = p0 + p < n_pix ? pix[p0 + p] : dummy;
           float *d = dinT + c0;
           const float *dz = dzT + (gsize) p0 * M;
           switch (mb)
             {
-            case 4: input_tile (4, SPAN (4), d, C, pix + p0, tapoff, taps, dz, M, M, wr + c0); break;
-            case 3: input_tile (3, SPAN (3), d, C, pix + p0, tapoff, taps, dz, M, M, wr + c0); break;
-            case 2: input_tile (2, SPAN (2), d, C, pix + p0, tapoff, taps, dz, M, M, wr + c0); break;
-            default: input_tile (1, SPAN (1), d, C, pix + p0, tapoff, taps, dz, M, M, wr + c0); break;
+            case 4: input_tile (4, SPAN (4), d, C, at, tapoff, taps, dz, M, M, wr + c0); break;
+            case 3: input_tile (3, SPAN (3), d, C, at, tapoff, taps, dz, M, M, wr + c0); break;
+            case 2: input_tile (2, SPAN (2), d, C, at, tapoff, taps, dz, M, M, wr + c0); break;
+            default: input_tile (1, SPAN (1), d, C, at, tapoff, taps, dz, M, M, wr + c0); break;
             }
         }
     }
@@ -281,7 +295,8 @@ conv_tiles_weight_grad (G_GNUC_UNUSED float *dwT, G_GNUC_UNUSED const float *x,
 
 void
 conv_tiles_input_grad (G_GNUC_UNUSED float *dinT, G_GNUC_UNUSED const int *pix,
-                       G_GNUC_UNUSED int n_pix, G_GNUC_UNUSED const int *tapoff,
+                       G_GNUC_UNUSED int n_pix, G_GNUC_UNUSED int dummy,
+                       G_GNUC_UNUSED const int *tapoff,
                        G_GNUC_UNUSED int taps, G_GNUC_UNUSED const float *dzT,
                        G_GNUC_UNUSED int M, G_GNUC_UNUSED const float *wr, G_GNUC_UNUSED int C)
 {

@@ -1,5 +1,9 @@
 /* strata — conv2d: register-tiled convolution for channel counts in
- * sixteens (AVX-512), without im2col.  See tiles.c. */
+ * sixteens (AVX-512), without im2col.  See tiles.c.
+ *
+ * Pixels and taps are offsets into x, the input planes (of one image or
+ * of several side by side): pix[p] that of output pixel p's window, koff[k]
+ * that of tap k = (c·kh + i)·kw + j within a window. */
 #pragma once
 
 #include <glib.h>
@@ -7,9 +11,9 @@
 /* Whether this CPU runs the functions below. */
 gboolean conv_tiles_supported (void);
 
-/* Extra rows a pixel-major buffer written by these functions needs past
- * its last pixel: the last tile runs whole over dummy pixels. */
-#define CONV_TILE_SLACK 24
+/* Rows a pixel-major result needs past its last pixel or tap: the last
+ * tile runs whole. */
+#define CONV_TILE_SLACK 12
 
 /* outT[p][m] = Σ_k wt[k][m] · x[pix[p] + koff[k]] for p < n_pix, m < M
  * (M a multiple of 16).  outT: [n_pix + CONV_TILE_SLACK][M]. */
@@ -17,17 +21,16 @@ void conv_tiles_forward (float *outT, const float *x, const int *pix, int n_pix,
                          const int *koff, int K, const float *wt, int M);
 
 /* dwT[k][m] += Σ_p dzT[p][m] · x[pix[p] + koff[k]] for k < K, m < M.
- * dwT: [K + CONV_TILE_SLACK][M]; koff: K + CONV_TILE_SLACK entries. */
+ * dwT: [K + CONV_TILE_SLACK][M]. */
 void conv_tiles_weight_grad (float *dwT, const float *x, const int *koff, int K,
                              const int *pix, int n_pix, const float *dzT, int M);
 
 /* dinT[pix[p] + tapoff[t]][c] += Σ_m wr[t][m][c] · dzT[p][m] for every
  * tap t < taps, p < n_pix and c < C (a multiple of 16), taps in order.
- * dzT: [n_pix + CONV_TILE_SLACK][M], whatever its slack rows hold;
- * pix: as many entries, the slack ones pointing at pixels of dinT whose
- * sums are never read. */
-void conv_tiles_input_grad (float *dinT, const int *pix, int n_pix, const int *tapoff, int taps,
-                            const float *dzT, int M, const float *wr, int C);
+ * dzT: [n_pix + CONV_TILE_SLACK][M], whatever its slack rows hold: their
+ * sums go to pixel dummy of dinT, which is never read. */
+void conv_tiles_input_grad (float *dinT, const int *pix, int n_pix, int dummy, const int *tapoff,
+                            int taps, const float *dzT, int M, const float *wr, int C);
 
 /* dst[c][r] = src[r][c] for r < rows, c < cols. */
 void conv_tiles_transpose (float *dst, gsize ldd, const float *src, gsize lds, int rows, int cols);
