@@ -936,6 +936,52 @@ test_pool_bound (void)
   g_assert_cmpint (st_parallel_threads (two), ==, 2);
 }
 
+typedef struct {
+  guint *hits;
+  guint64 call;
+} PoolCallJob;
+
+static void
+pool_call_items (gsize begin, gsize end, gpointer data)
+{
+  PoolCallJob *j = data;
+  for (gsize i = begin; i < end; i++)
+    __atomic_fetch_add (&j->hits[i], (guint) (j->call % 7 + 1), __ATOMIC_RELAXED);
+}
+
+/* Many calls back to back, every item run exactly once and its effect seen
+ * by the caller when the call returns: on pools whose threads spin between
+ * calls (one thread a core) and on ones that do not (more threads than
+ * cores), with calls of 1 to 40 items, and some after enough work on the
+ * caller alone that the workers have gone back to sleep. */
+static void
+test_pool_calls (void)
+{
+  const int counts[] = { 2, 3, 2 * (int) g_get_num_processors () + 1 };
+  guint hits[40];
+  for (guint c = 0; c < G_N_ELEMENTS (counts); c++)
+    {
+      g_autoptr (StRunContext) ctx = st_run_context_new (counts[c], 1);
+      for (guint64 call = 0; call < 20000; call++)
+        {
+          gsize n = 1 + call * 7 % 40;
+          memset (hits, 0, sizeof hits);
+          PoolCallJob j = { hits, call };
+          st_parallel_for (ctx, n, pool_call_items, &j);
+          for (gsize i = 0; i < G_N_ELEMENTS (hits); i++)
+            if (hits[i] != (i < n ? call % 7 + 1 : 0))
+              g_error ("%d threads, call %" G_GUINT64_FORMAT " of %" G_GSIZE_FORMAT
+                       " items: item %" G_GSIZE_FORMAT " hit %u", counts[c], call, n, i, hits[i]);
+          if (call % 1000 == 999)
+            {
+              volatile double x = 0;
+              for (int k = 0; k < 2000000; k++)
+                x += k * 0.5;
+            }
+        }
+    }
+}
+
 /* ---- Interruption (case 6) -------------------------------------------------
  * The run reads one input from a FIFO that this test fills: half of a large
  * PNG, so that its output is half written when the signal comes.  No sleep:
@@ -1644,6 +1690,7 @@ main (int argc, char **argv)
   g_test_add_func ("/run/bundled-classifiers", test_bundled_classifiers);
   g_test_add_func ("/run/thread-start-failure", test_thread_start_failure);
   g_test_add_func ("/run/pool-bound", test_pool_bound);
+  g_test_add_func ("/run/pool-calls", test_pool_calls);
   g_test_add_func ("/run/atomic-file", test_atomic_file);
   g_test_add_func ("/run/heif-folder", test_heif_folder);
   g_test_add_func ("/run/content-recognition", test_content_recognition);

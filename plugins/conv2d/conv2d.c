@@ -1295,15 +1295,12 @@ tile_weights (Conv *cv, const float *w, gboolean by_tap)
   float *dst = scratch (&cv->tile_w, &cv->tile_w_n, (gsize) g->c2 * g->kg);
   if (!dst)
     return NULL;
-  for (int m = 0; m < g->c2; m++)
-    for (int k = 0; k < g->kg; k++)
-      {
-        float v = w[(gsize) m * g->kg + k];
-        if (by_tap)
-          dst[((gsize) (k % taps) * g->c2 + m) * g->c1 + k / taps] = v;
-        else
-          dst[(gsize) k * g->c2 + m] = v;
-      }
+  if (!by_tap)
+    conv_tiles_transpose (dst, g->c2, w, g->kg, g->c2, g->kg);
+  else
+    for (int m = 0; m < g->c2; m++)
+      conv_tiles_transpose (dst + (gsize) m * g->c1, (gsize) g->c2 * g->c1, w + (gsize) m * g->kg,
+                            taps, g->c1, taps);
   return dst;
 }
 
