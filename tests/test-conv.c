@@ -358,6 +358,8 @@ check_conv_case (const char *params, StShape in_shape, StRunContext *ctx, guint3
   s->kind->backward (s, ctx, (const StTensor *const *) &in, out, dout, none, &error);
   g_assert_no_error (error);
   assert_close ("conv2d grad weight (no din)", params, st_stage_param_grad (s, 0)->data, rdw, n_w, 1e-4);
+  if (b)
+    assert_close ("conv2d grad bias (no din)", params, st_stage_param_grad (s, 1)->data, rdb, r.c2, 1e-4);
   st_stage_free (s);
 }
 
