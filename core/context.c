@@ -107,29 +107,16 @@ st_rng_normal (StRng *rng)
  * others finish the rest.  Which thread runs an item never changes what
  * the item computes, so results stay bit-identical.  Workers wait on a
  * generation counter; one that wakes after the items are gone does not
- * join, so the caller waits only for chunks actually being worked on.
- *
- * A network's layers call one after another within microseconds, and a
- * sleeping thread takes tens of microseconds to wake on a virtual machine
- * (a call of 8 items of a microsecond each took longer on two threads than
- * on one).  So a worker that finishes, and a caller waiting for the
- * workers, first spin for SPIN_US; the condition variables are signalled
- * only when somebody sleeps on them.  Spinning only where every thread has
- * a core of its own. */
-
-#define SPIN_US 50
+ * join, so the caller waits only for chunks actually being worked on. */
 
 struct _StPool {
   int n_threads;
-  gboolean spin;
   GThread **threads;
   GMutex lock;
   GCond work_cond;
   GCond done_cond;
-  guint64 generation;          /* written under lock, read atomically while spinning */
-  int active;                  /* workers inside the current call's items; likewise */
-  int sleepers;                /* workers waiting on work_cond */
-  gboolean caller_sleeps;      /* the caller waits on done_cond */
+  guint64 generation;
+  int active;                  /* workers inside the current call's items */
   gboolean quit;
   StRangeFunc fn;
   gpointer data;
@@ -151,68 +138,23 @@ take_chunks (StPool *pool, StRangeFunc fn, gpointer data, gsize total, gsize chu
     }
 }
 
-static inline void
-cpu_relax (void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause ();
-#endif
-}
-
-/* One step of a bounded spin: FALSE once SPIN_US have passed, or at once
- * on a pool that does not spin.  (Yielding the core instead of pausing
- * measured worse beside a busy neighbour, even a niced one: the neighbour
- * then keeps the core for its whole time slice.) */
-typedef struct {
-  guint steps;
-  gint64 deadline;
-} Spin;
-
-static gboolean
-spin_more (const StPool *pool, Spin *spin)
-{
-  if (!pool->spin)
-    return FALSE;
-  cpu_relax ();
-  if (++spin->steps % 256 == 0)
-    {
-      gint64 now = g_get_monotonic_time ();
-      if (!spin->deadline)
-        spin->deadline = now + SPIN_US;
-      else if (now > spin->deadline)
-        return FALSE;
-    }
-  return TRUE;
-}
-
 static gpointer
 worker_main (gpointer user_data)
 {
   StPool *pool = user_data;
   guint64 seen = 0;
 
+  g_mutex_lock (&pool->lock);
   for (;;)
     {
-      Spin spin = { 0 };
-      while (__atomic_load_n (&pool->generation, __ATOMIC_ACQUIRE) == seen
-             && !__atomic_load_n (&pool->quit, __ATOMIC_RELAXED) && spin_more (pool, &spin))
-        ;
-      g_mutex_lock (&pool->lock);
       while (pool->generation == seen && !pool->quit)
-        {
-          pool->sleepers++;
-          g_cond_wait (&pool->work_cond, &pool->lock);
-          pool->sleepers--;
-        }
+        g_cond_wait (&pool->work_cond, &pool->lock);
       if (pool->quit)
         break;
       seen = pool->generation;
       if (__atomic_load_n (&pool->next, __ATOMIC_RELAXED) >= pool->total)
-        {
-          g_mutex_unlock (&pool->lock);
-          continue;
-        }
-      __atomic_store_n (&pool->active, pool->active + 1, __ATOMIC_RELAXED);
+        continue;
+      pool->active++;
       StRangeFunc fn = pool->fn;
       gpointer data = pool->data;
       gsize total = pool->total, chunk = pool->chunk;
@@ -221,11 +163,8 @@ worker_main (gpointer user_data)
       take_chunks (pool, fn, data, total, chunk);
 
       g_mutex_lock (&pool->lock);
-      /* Release: the items' results are visible to a spinning caller. */
-      __atomic_store_n (&pool->active, pool->active - 1, __ATOMIC_RELEASE);
-      if (pool->active == 0 && pool->caller_sleeps)
+      if (--pool->active == 0)
         g_cond_signal (&pool->done_cond);
-      g_mutex_unlock (&pool->lock);
     }
   g_mutex_unlock (&pool->lock);
   return NULL;
@@ -252,7 +191,6 @@ pool_new (int n_threads, gboolean allow_fewer, GError **error)
     }
   StPool *pool = g_new0 (StPool, 1);
   pool->n_threads = n_threads;
-  pool->spin = n_threads <= (int) g_get_num_processors ();
   g_mutex_init (&pool->lock);
   g_cond_init (&pool->work_cond);
   g_cond_init (&pool->done_cond);
@@ -294,7 +232,7 @@ st_pool_free (StPool *pool)
   if (!pool)
     return;
   g_mutex_lock (&pool->lock);
-  __atomic_store_n (&pool->quit, TRUE, __ATOMIC_RELAXED);
+  pool->quit = TRUE;
   g_cond_broadcast (&pool->work_cond);
   g_mutex_unlock (&pool->lock);
   for (int i = 1; i < pool->n_threads; i++)
@@ -332,25 +270,15 @@ st_parallel_for (const StRunContext *ctx, gsize n, StRangeFunc fn, gpointer data
   pool->total = n;
   pool->chunk = chunk;
   __atomic_store_n (&pool->next, 0, __ATOMIC_RELAXED);
-  /* Release: a spinning worker that sees the new generation sees the call. */
-  __atomic_store_n (&pool->generation, pool->generation + 1, __ATOMIC_RELEASE);
-  if (pool->sleepers > 0)
-    g_cond_broadcast (&pool->work_cond);
+  pool->generation++;
+  g_cond_broadcast (&pool->work_cond);
   g_mutex_unlock (&pool->lock);
 
   take_chunks (pool, fn, data, n, chunk);
 
-  Spin spin = { 0 };
-  while (__atomic_load_n (&pool->active, __ATOMIC_ACQUIRE) > 0 && spin_more (pool, &spin))
-    ;
-  /* Spun out while workers still run, or no spinning: sleep. */
   g_mutex_lock (&pool->lock);
   while (pool->active > 0)
-    {
-      pool->caller_sleeps = TRUE;
-      g_cond_wait (&pool->done_cond, &pool->lock);
-      pool->caller_sleeps = FALSE;
-    }
+    g_cond_wait (&pool->done_cond, &pool->lock);
   g_mutex_unlock (&pool->lock);
 }
 

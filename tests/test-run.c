@@ -950,10 +950,9 @@ pool_call_items (gsize begin, gsize end, gpointer data)
 }
 
 /* Many calls back to back, every item run exactly once and its effect seen
- * by the caller when the call returns: on pools whose threads spin between
- * calls (one thread a core) and on ones that do not (more threads than
- * cores), with calls of 1 to 40 items, and some after enough work on the
- * caller alone that the workers have gone back to sleep. */
+ * by the caller when the call returns: on pools of a thread a core or
+ * fewer and of more threads than cores, with calls of 1 to 40 items (some
+ * fewer than the threads), and some after long work on the caller alone. */
 static void
 test_pool_calls (void)
 {
