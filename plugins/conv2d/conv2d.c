@@ -26,7 +26,13 @@
  * In training the forward keeps col for the backward, up to 64 MB a
  * layer; past that the backward rebuilds it from the input: kept, it is K
  * times the input's size, and rebuilding it costs about a sixth of the two
- * GEMMs that use it. */
+ * GEMMs that use it.
+ *
+ * On a CPU with AVX-512, stride-1 layers whose filters come in sixteens
+ * skip im2col and SGEMM for the register tiles of tiles.c (the input
+ * gradient only where the input channels come in sixteens too), whole
+ * images to a task: as fast as SGEMM on the product alone, without the
+ * col matrix or OpenBLAS's packing of it. */
 #include <strata/strata.h>
 
 #include "tiles.h"
