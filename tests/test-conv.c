@@ -505,6 +505,135 @@ test_conv_gradcheck (void)
     }
 }
 
+/* ---- pool=: fused max pooling ------------------------------------------------- */
+
+static double *
+to_doubles (const StTensor *t)
+{
+  double *d = g_new (double, st_tensor_numel (t));
+  for (gsize i = 0; i < st_tensor_numel (t); i++)
+    d[i] = t->data[i];
+  return d;
+}
+
+/* conv2d with pool=k against conv2d without it followed by a maxpool
+ * stage of size=k, forward and backward (input, weight and bias
+ * gradients), on one context. */
+static void
+check_pool_case (const char *params, int k, StShape in_shape, StRunContext *ctx, guint32 seed)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GRand) rand = g_rand_new_with_seed (seed);
+  g_autofree char *fused_params = g_strdup_printf ("%s pool=%d", params, k);
+  g_autofree char *pool_params = g_strdup_printf ("size=%d", k);
+  StStage *fused = tu_stage_new (reg, "conv2d", "conv", fused_params, &error);
+  g_assert_no_error (error);
+  StStage *conv = tu_stage_new (reg, "conv2d", "conv", params, &error);
+  g_assert_no_error (error);
+  StStage *pool = tu_stage_new (reg, "maxpool", "pool", pool_params, &error);
+  g_assert_no_error (error);
+  st_stage_infer (fused, &in_shape, 1, &error);
+  g_assert_no_error (error);
+  st_stage_infer (conv, &in_shape, 1, &error);
+  g_assert_no_error (error);
+  st_stage_infer (pool, &conv->out_shape, 1, &error);
+  g_assert_no_error (error);
+  g_assert_true (st_shape_equal (fused->out_shape, pool->out_shape));
+  g_assert_cmpfloat (fused->macs, ==, conv->macs);
+  g_assert_cmpint (fused->halo, ==, ST_HALO_WHOLE);
+
+  for (int i = 0; i < st_stage_n_weights (conv); i++)
+    {
+      fill_random (st_stage_param (conv, i), rand);
+      memcpy (st_stage_param (fused, i)->data, st_stage_param (conv, i)->data,
+              st_tensor_numel (st_stage_param (conv, i)) * sizeof (float));
+    }
+  g_autoptr (StTensor) in = random_tensor (in_shape, rand);
+  g_autoptr (StTensor) mid = st_tensor_new (conv->out_shape, NULL);
+  g_autoptr (StTensor) want = st_tensor_new (pool->out_shape, NULL);
+  g_autoptr (StTensor) got = st_tensor_new (fused->out_shape, NULL);
+  g_assert_true (conv->kind->forward (conv, ctx, (const StTensor *const *) &in, mid, &error));
+  g_assert_true (pool->kind->forward (pool, ctx, (const StTensor *const *) &mid, want, &error));
+  g_assert_true (fused->kind->forward (fused, ctx, (const StTensor *const *) &in, got, &error));
+  g_assert_no_error (error);
+  g_autofree double *want_d = to_doubles (want);
+  assert_close ("conv2d pool= forward", fused_params, got->data, want_d, st_tensor_numel (want),
+                1e-5);
+
+  st_stage_enable_grads (conv);
+  st_stage_enable_grads (fused);
+  g_autoptr (StTensor) dout = random_tensor (want->shape, rand);
+  g_autoptr (StTensor) dmid = st_tensor_new (mid->shape, NULL);
+  g_autoptr (StTensor) din_want = st_tensor_new (in_shape, NULL);
+  g_autoptr (StTensor) din = st_tensor_new (in_shape, NULL);
+  StTensor *gmid[1] = { dmid }, *gwant[1] = { din_want }, *gin[1] = { din };
+  g_assert_true (pool->kind->backward (pool, ctx, (const StTensor *const *) &mid, want, dout, gmid,
+                                       &error));
+  g_assert_true (conv->kind->backward (conv, ctx, (const StTensor *const *) &in, mid, dmid, gwant,
+                                       &error));
+  for (gsize i = 0; i < st_tensor_numel (din); i++)
+    din->data[i] = 1e3f;
+  g_assert_true (fused->kind->backward (fused, ctx, (const StTensor *const *) &in, got, dout, gin,
+                                        &error));
+  g_assert_no_error (error);
+  g_autofree double *din_d = to_doubles (din_want);
+  assert_close ("conv2d pool= grad input", fused_params, din->data, din_d, st_tensor_numel (din),
+                1e-4);
+  for (int i = 0; i < st_stage_n_weights (conv); i++)
+    {
+      g_autofree double *d = to_doubles (st_stage_param_grad (conv, i));
+      assert_close (i ? "conv2d pool= grad bias" : "conv2d pool= grad weight", fused_params,
+                    st_stage_param_grad (fused, i)->data, d,
+                    st_tensor_numel (st_stage_param_grad (conv, i)), 1e-4);
+    }
+  st_stage_free (fused);
+  st_stage_free (conv);
+  st_stage_free (pool);
+}
+
+/* Each way the layer runs: the direct path for few taps (a first layer,
+ * several images a block), SGEMM blocks, register tiles (channels in
+ * sixteens), pieces of large images (pooled through the whole map), one
+ * image on two threads; maps that pool evenly and with a row and column
+ * left over; windows of 2 and 3; an activation that keeps its input. */
+static void
+test_conv_pool (void)
+{
+  static const struct {
+    const char *params;
+    int k;
+    StShape in;
+  } cases[] = {
+    { "filters=32 size=3 activation=relu", 2, { 7, 1, 28, 28 } },
+    { "filters=8 size=3 activation=relu", 2, { 5, 1, 13, 13 } },
+    { "filters=6 size=3 padding=same activation=gelu", 3, { 3, 4, 14, 17 } },
+    { "filters=5 size=3,2 stride=2,1 activation=tanh", 2, { 4, 5, 15, 12 } },
+    { "filters=16 size=3 activation=relu", 2, { 6, 16, 13, 13 } },
+    { "filters=32 size=3 padding=same activation=gelu", 2, { 5, 16, 12, 12 } },
+    { "filters=16 size=3 activation=relu", 2, { 1, 16, 9, 9 } },
+    { "filters=4 size=3 activation=relu", 2, { 2, 3, 70, 91 } },
+    { "filters=4 size=5 padding=same activation=gelu", 3, { 1, 2, 64, 80 } },
+  };
+  for (int training = 0; training < 2; training++)
+    for (int t = 0; t < 2; t++)
+      {
+        StRunContext *ctx = st_run_context_new (t + 1, 1);
+        ctx->training = training;
+        for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+          check_pool_case (cases[i].params, cases[i].k, cases[i].in, ctx, 800 + i);
+        st_run_context_free (ctx);
+      }
+  /* Few filters and small maps: float rounding of the loss stays far
+   * below the gradients, and the step (below the spacing of gradcheck's
+   * inputs) rarely moves a maximum or crosses a kink. */
+  gradcheck ("conv2d", "filters=2 size=3 activation=relu pool=2", (StShape) { 2, 1, 6, 7 }, 1e-2,
+             850);
+  gradcheck ("conv2d", "filters=2 size=3 padding=same activation=gelu bias=false pool=3",
+             (StShape) { 1, 2, 7, 7 }, 3e-2, 851);
+  gradcheck ("conv2d", "filters=2 size=2,3 stride=2,1 activation=tanh pool=2",
+             (StShape) { 2, 2, 5, 5 }, 1e-2, 852);
+}
+
 /* A 4×4 ramp and a 2×2 kernel, worked by hand:
  *
  *   in(y, x) = 4y + x + 1      k = | 1 2 |
@@ -1215,6 +1344,7 @@ main (int argc, char **argv)
   g_test_add_func ("/conv2d/threaded", test_conv_threaded);
   g_test_add_func ("/conv2d/rows", test_conv_rows);
   g_test_add_func ("/conv2d/tiles", test_conv_tiles);
+  g_test_add_func ("/conv2d/pool", test_conv_pool);
   g_test_add_func ("/conv2d/split-deterministic", test_conv_split_deterministic);
   g_test_add_func ("/conv2d/training", test_conv_training);
   g_test_add_func ("/conv2d/gradcheck", test_conv_gradcheck);

@@ -14,6 +14,7 @@
  * windows, forward and backward, must match its general path bit for bit,
  * NaNs and signed zeros included. */
 #include "context.h"
+#include "maxpool-private.h"
 #include "optimizer.h"
 #include "pipeline.h"
 #include "registry.h"
@@ -418,9 +419,22 @@ assert_same_bits (const float *got, const float *want, gsize n, const char *what
  * that leave rows and columns in no window (11x11, 7x9, 19x35), rows
  * shorter than a vector block and longer ones ending in a partial block;
  * inputs with NaNs or nothing but ties; gradients with −0. */
-static void
-test_maxpool_tiled (void)
+/* The tests of the tiling-window paths run once for each vector path of
+ * strata/maxpool.h (data: an StMaxpoolPath), skipped where the CPU lacks it. */
+static gboolean
+use_path (gconstpointer data)
 {
+  if (st_maxpool_force_path (GPOINTER_TO_INT (data)))
+    return TRUE;
+  g_test_skip ("the CPU or the build lacks this path");
+  return FALSE;
+}
+
+static void
+test_maxpool_tiled (gconstpointer data)
+{
+  if (!use_path (data))
+    return;
   static const StShape shapes[] = {
     { 1, 1, 2, 2 }, { 1, 3, 7, 5 }, { 1, 32, 26, 26 }, { 2, 3, 11, 11 }, { 3, 2, 16, 17 },
     { 5, 2, 9, 24 }, { 64, 4, 13, 13 }, { 64, 2, 8, 10 }, { 64, 6, 20, 21 },
@@ -492,13 +506,16 @@ test_maxpool_tiled (void)
             st_stage_free (tiled);
             st_stage_free (slide);
           }
+  st_maxpool_unforce_path ();
 }
 
 /* NaN known answers: a window with a NaN outputs its first NaN, and the
  * gradient goes there, in a vectorised block and in the scalar tail. */
 static void
-test_maxpool_nan (void)
+test_maxpool_nan (gconstpointer data)
 {
+  if (!use_path (data))
+    return;
   /* 2x10: five 2x2 windows, the first four one vector block. */
   g_autoptr (StTensor) in = st_tensor_new0 (1, 1, 2, 10);
   const float v[20] = {
@@ -528,14 +545,17 @@ test_maxpool_nan (void)
         g_assert_cmpfloat (din->data[i], ==, want[i]);
       st_stage_free (stage);
     }
+  st_maxpool_unforce_path ();
 }
 
 /* A gradient of −0 everywhere comes back as +0 everywhere, every bit
  * clear: the general path adds it to a cleared plane, and the vectorised
  * 2x2 backward (rows of 8 outputs here) must do the same. */
 static void
-test_maxpool_negative_zero (void)
+test_maxpool_negative_zero (gconstpointer data)
 {
+  if (!use_path (data))
+    return;
   static const char *const params[] = { "size=2", "size=3", "size=2 stride=1" };
   StShape sh = { 2, 3, 9, 19 };
   g_autoptr (StTensor) in = tricky_tensor (sh, 7, 0.01);
@@ -553,6 +573,7 @@ test_maxpool_negative_zero (void)
         assert_same_bits (din->data, zeros, st_tensor_numel (din), params[pi]);
         st_stage_free (stage);
       }
+  st_maxpool_unforce_path ();
 }
 
 static void
@@ -1739,9 +1760,16 @@ main (int argc, char **argv)
   g_test_add_func ("/layers/optimizer/threads", test_optimizer_threads);
   g_test_add_data_func ("/layers/maxpool/gradcheck", GINT_TO_POINTER (TRUE), test_pool_gradcheck);
   g_test_add_func ("/layers/maxpool/known", test_maxpool_known);
-  g_test_add_func ("/layers/maxpool/tiled", test_maxpool_tiled);
-  g_test_add_func ("/layers/maxpool/nan", test_maxpool_nan);
-  g_test_add_func ("/layers/maxpool/negative-zero", test_maxpool_negative_zero);
+  static const char *const path_names[] = { "scalar", "sse2", "avx512" };
+  for (int p = ST_MAXPOOL_SCALAR; p <= ST_MAXPOOL_AVX512; p++)
+    {
+      g_autofree char *tiled = g_strdup_printf ("/layers/maxpool/tiled/%s", path_names[p]);
+      g_autofree char *nan = g_strdup_printf ("/layers/maxpool/nan/%s", path_names[p]);
+      g_autofree char *zero = g_strdup_printf ("/layers/maxpool/negative-zero/%s", path_names[p]);
+      g_test_add_data_func (tiled, GINT_TO_POINTER (p), test_maxpool_tiled);
+      g_test_add_data_func (nan, GINT_TO_POINTER (p), test_maxpool_nan);
+      g_test_add_data_func (zero, GINT_TO_POINTER (p), test_maxpool_negative_zero);
+    }
   g_test_add_data_func ("/layers/avgpool/reference", GINT_TO_POINTER (FALSE), test_pool_reference);
   g_test_add_data_func ("/layers/avgpool/gradcheck", GINT_TO_POINTER (FALSE), test_pool_gradcheck);
   g_test_add_func ("/layers/avgpool/known", test_avgpool_known);

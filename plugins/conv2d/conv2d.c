@@ -37,6 +37,8 @@
 
 #include "tiles.h"
 
+#include <strata/maxpool.h>
+
 #include <cblas.h>
 #include <math.h>
 #include <stddef.h>
@@ -65,6 +67,7 @@ typedef struct {
   StIntList dilation;
   int groups;
   gboolean bias;
+  int pool;
   int activation;
   double slope;
   double alpha;
@@ -102,6 +105,11 @@ static const StParamSpec conv_params[] = {
   { .name = "bias", .type = ST_PARAM_BOOL, .default_value = "true",
     .help = "add a learned bias per filter",
     .offset = offsetof (ConvConfig, bias) },
+  { .name = "pool", .type = ST_PARAM_INT, .default_value = "0",
+    .flags = ST_PARAM_HAS_MIN | ST_PARAM_HAS_MAX, .min = 0, .max = 16,
+    .help = "max pooling over pool x pool windows after the activation, stride pool: a following "
+            "maxpool stage of size=pool, fused, without the full-size map in memory; 0: none",
+    .offset = offsetof (ConvConfig, pool) },
   ST_ACTIVATION_PARAM_SPECS (ConvConfig),
 };
 
@@ -141,6 +149,8 @@ typedef struct {
   int groups;
   int cg, mg, kg;              /* per group: input channels, filters, col rows (cg·kh·kw) */
   gboolean pointwise;          /* 1×1, stride 1, no padding: col = input */
+  int pool;                    /* fused max pooling window, 0 for none */
+  int h3, w3;                  /* the pooled output: h2 / pool, w2 / pool (h2, w2 without) */
 } Geom;
 
 /* Maps with rows shorter than this (and no more pixels than SMALL_MAP) are
@@ -157,15 +167,29 @@ typedef struct {
   float *dw;                   /* [c2, kg]: this task's weight gradient (tasks > 0) */
   float *db;                   /* [c2] */
   float *halo;                 /* [2, c1, halo rows, w1]: input-gradient rows shared with other tasks */
-  float *row;                  /* [c2, h2·w2]: one image's output gradient (register tiles) */
-  gsize col_n, tmp_n, dcol_n, dw_n, db_n, halo_n, row_n;
+  float *row;                  /* [c2, h2·w2]: one image's output gradient (register tiles),
+                                * or its unpooled output (pool=, forward) */
+  float *pre;                  /* like tmp or row: the values before the activation (pool=) */
+  float *pooled;               /* [c2, h3·w3]: one image's pooled output gradient (pool=) */
+  gsize col_n, tmp_n, dcol_n, dw_n, db_n, halo_n, row_n, pre_n, pooled_n;
 } Work;
 
 typedef struct {
   Geom g;
   int weight, bias;            /* parameter indices; bias -1 without one */
-  float *pre;                  /* pre-activation output, kept only when the activation's backward needs it */
+  float *pre;                  /* pre-activation output, kept only when the activation's backward needs it;
+                                * with pool=, at each window's maximum */
   gsize pre_n;
+  /* pool=: each output's maximum, as an index in its h2×w2 plane; where
+   * the blocks are pieces of images (large maps), the forward writes the
+   * whole unpooled output (and its pre-activation values) to full and
+   * full_pre and pools it after, and the backward unpools the gradient
+   * into full_dout. */
+  gint32 *argmax;
+  gsize argmax_n;
+  float *full, *full_pre, *full_dout;
+  gsize full_n, full_pre_n, full_dout_n;
+  gboolean pooled_via_full;
   /* Small maps: for tap t and output pixel q, the input pixel it reads
    * (offset in the plane), or -1 for padding; [kh·kw, H2·W2].  NULL for
    * large maps, whose rows are long enough to copy as rows. */
@@ -199,6 +223,8 @@ work_clear (Work *w)
   g_free (w->dw);
   g_free (w->db);
   g_free (w->halo);
+  g_free (w->pre);
+  g_free (w->pooled);
   g_free (w->row);
   memset (w, 0, sizeof *w);
 }
@@ -212,6 +238,10 @@ conv_free (Conv *cv)
     work_clear (&cv->work[i]);
   g_free (cv->work);
   g_free (cv->pre);
+  g_free (cv->argmax);
+  g_free (cv->full);
+  g_free (cv->full_pre);
+  g_free (cv->full_dout);
   g_free (cv->taps);
   g_free (cv->cols);
   g_free (cv->tile_koff);
@@ -238,6 +268,19 @@ scratch (float **buf, gsize *have, gsize n)
     {
       g_free (*buf);
       *buf = g_try_new (float, n);
+      *have = *buf ? n : 0;
+    }
+  return *buf;
+}
+
+/* scratch() for the argmax of pool=. */
+static gint32 *
+scratch_index (gint32 **buf, gsize *have, gsize n)
+{
+  if (*have < n)
+    {
+      g_free (*buf);
+      *buf = g_try_new (gint32, n);
       *have = *buf ? n : 0;
     }
   return *buf;
@@ -436,6 +479,16 @@ conv_infer (StStage *stage, GError **error)
   g.kg = (int) k;
   g.pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1
                 && g.pt == 0 && g.pb == 0 && g.pl == 0 && g.pr == 0;
+  g.pool = cfg->pool > 1 ? cfg->pool : 0;
+  g.h3 = g.pool ? g.h2 / g.pool : g.h2;
+  g.w3 = g.pool ? g.w2 / g.pool : g.w2;
+  if (g.h3 == 0 || g.w3 == 0)
+    {
+      g_set_error (error, ST_ERROR, ST_ERROR_SHAPE,
+                   "pool=%d needs a map of at least %dx%d; the convolution gives %dx%d",
+                   g.pool, g.pool, g.pool, g.h2, g.w2);
+      return FALSE;
+    }
 
   Conv *cv = stage->priv;
   if (!cv)
@@ -476,8 +529,9 @@ conv_infer (StStage *stage, GError **error)
         return FALSE;
     }
 
-  stage->out_shape = (StShape) { g.n, g.c2, g.h2, g.w2 };
-  stage->floored = (ph - eh) % g.sh != 0 || (pw - ew) % g.sw != 0;
+  stage->out_shape = (StShape) { g.n, g.c2, g.h3, g.w3 };
+  stage->floored = (ph - eh) % g.sh != 0 || (pw - ew) % g.sw != 0
+                   || (g.pool && (g.h2 % g.pool != 0 || g.w2 % g.pool != 0));
   stage->macs = (double) g.n * g.c2 * g.h2 * g.w2 * (double) g.kg;
   /* Strips line up with the input only at stride 1 with the kernel centred
    * ('same', or N = the dilated radius on both sides); otherwise the runner
@@ -485,7 +539,7 @@ conv_infer (StStage *stage, GError **error)
   gboolean aligned = g.sh == 1 && g.sw == 1
                      && g.pt + g.pb == eh - 1 && g.pt == (eh - 1) / 2
                      && g.pl + g.pr == ew - 1 && g.pl == (ew - 1) / 2;
-  stage->halo = aligned ? MAX (MAX (g.pt, g.pb), MAX (g.pl, g.pr)) : ST_HALO_WHOLE;
+  stage->halo = aligned && !g.pool ? MAX (MAX (g.pt, g.pb), MAX (g.pl, g.pr)) : ST_HALO_WHOLE;
   return TRUE;
 }
 
@@ -905,6 +959,7 @@ typedef struct {
   float *out;                  /* [N, C2, H2, W2] */
   float *pre;                  /* like out, or NULL */
   float *cols;                 /* where to keep the col matrices for backward, or NULL */
+  gint32 *argmax;              /* pool=, blocks of whole images: out is pooled, argmax like it */
   StActivation act;
   float slope;
 } FwdJob;
@@ -919,6 +974,63 @@ epilogue (float *dst, float *pre, const float *src, gsize n, float b,
   if (pre)
     memcpy (pre, dst, sizeof (float) * n);
   st_activation_forward (act, slope, dst, dst, n);
+}
+
+/* Σ x in 16 float lanes (which vectorise, where one double chain would
+ * wait on every add), the lanes then summed in double. */
+static double
+sum_floats (const float *restrict x, gsize n)
+{
+  float lane[16] = { 0 };
+  gsize i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int l = 0; l < 16; l++)
+      lane[l] += x[i + l];
+  double s = 0.0;
+  for (int l = 0; l < 16; l++)
+    s += lane[l];
+  for (; i < n; i++)
+    s += x[i];
+  return s;
+}
+
+/* ---- Fused max pooling (pool=) ---------------------------------------------- *
+ * A task pools the unpooled output of its images while it is still in
+ * cache, and unpools the gradient of each image just before using it:
+ * the full-size map and its gradient never go through memory. */
+
+/* Image n's c2 unpooled planes, ch_stride apart in full (and full_pre),
+ * pooled into out, argmax and pre, laid out as the output [N, c2, h3, w3];
+ * pre gets the pre-activation value at each maximum (NULL: not kept). */
+static void
+pool_image (const Geom *g, int n, const float *full, const float *full_pre, gsize ch_stride,
+            float *out, gint32 *argmax, float *pre)
+{
+  const gsize ohw = (gsize) g->h3 * g->w3, at = (gsize) n * g->c2 * ohw;
+  st_maxpool_tiles_forward (out + at, argmax + at, ohw, full, ch_stride, g->c2, g->h2, g->w2,
+                            g->pool);
+  if (!pre)
+    return;
+  for (int m = 0; m < g->c2; m++)
+    for (gsize i = 0; i < ohw; i++)
+      pre[at + m * ohw + i] = full_pre[m * ch_stride + argmax[at + m * ohw + i]];
+}
+
+/* dz = the unpooled output gradient of image n, dout ⊙ act' at each
+ * window's maximum and 0 elsewhere, as c2 planes ch_stride apart; db (or
+ * NULL) gets each channel's sum.  pooled: scratch of c2·h3·w3 floats. */
+static void
+unpool_image (const Geom *g, int n, const float *out, const float *pre, const float *dout,
+              const gint32 *argmax, StActivation act, float slope, float *pooled, float *dz,
+              gsize ch_stride, float *db)
+{
+  const gsize ohw = (gsize) g->h3 * g->w3, at = (gsize) n * g->c2 * ohw;
+  st_activation_backward_into (act, slope, pre ? pre + at : NULL, out + at, dout + at, pooled,
+                               g->c2 * ohw);
+  for (int m = 0; db && m < g->c2; m++)
+    db[m] += (float) sum_floats (pooled + m * ohw, ohw);
+  st_maxpool_tiles_backward (dz, ch_stride, pooled, argmax + at, ohw, g->c2, g->h2, g->w2,
+                             g->pool);
 }
 
 
@@ -1063,12 +1175,29 @@ block_matrix (const FwdJob *j, Work *wk, const Block *k, int gi, gsize *ldb)
   return col;
 }
 
+/* pool=: the block's images from tmp (and pre) into the pooled output. */
+static void
+pool_block (const FwdJob *j, const Work *wk, const Block *k)
+{
+  const Geom *g = &j->cv->g;
+  const gsize hw = (gsize) g->h2 * g->w2, cols = k->p1 - k->p0;
+  for (int n = k->n0; n < k->n1; n++)
+    {
+      gsize at = (gsize) (n - k->n0) * hw;
+      pool_image (g, n, wk->tmp + at, j->pre ? wk->pre + at : NULL, cols, j->out, j->argmax,
+                  j->pre);
+    }
+}
+
 static void
 forward_block (const FwdJob *j, Work *wk, const Block *k)
 {
   const Geom *g = &j->cv->g;
   const gsize hw = (gsize) g->h2 * g->w2, cols = k->p1 - k->p0;
-  const gboolean in_place = k->n1 - k->n0 == 1;
+  /* pool=: the block's unpooled output goes to tmp [c2, cols] (its
+   * pre-activation values to pre), which is pooled at the end. */
+  const gboolean pooled = j->argmax != NULL;
+  const gboolean in_place = k->n1 - k->n0 == 1 && !pooled;
 
   if (g->kg <= DIRECT_MAX_K)
     {
@@ -1079,14 +1208,19 @@ forward_block (const FwdJob *j, Work *wk, const Block *k)
           /* One image at a time: each is a run of planes in the output. */
           for (int n = k->n0; n < k->n1; n++)
             {
-              gsize off = ((gsize) n * g->c2 + (gsize) gi * g->mg) * hw + k->q0;
-              gsize c0 = in_place ? 0 : (gsize) (n - k->n0) * hw;
-              direct_gemm (j->out + off, j->pre ? j->pre + off : NULL, hw, bmat + c0, ldb,
+              gsize off = pooled ? (gsize) gi * g->mg * cols + (gsize) (n - k->n0) * hw
+                                 : ((gsize) n * g->c2 + (gsize) gi * g->mg) * hw + k->q0;
+              gsize c0 = (gsize) (n - k->n0) * hw;
+              float *out = pooled ? wk->tmp : j->out;
+              float *pre = pooled && j->pre ? wk->pre : j->pre;
+              direct_gemm (out + off, pre ? pre + off : NULL, pooled ? cols : hw, bmat + c0, ldb,
                            j->w + (gsize) gi * g->mg * g->kg,
                            j->b ? j->b + (gsize) gi * g->mg : NULL, g->mg, g->kg,
                            in_place ? cols : hw, j->act, j->slope);
             }
         }
+      if (pooled)
+        pool_block (j, wk, k);
       return;
     }
 
@@ -1109,6 +1243,15 @@ forward_block (const FwdJob *j, Work *wk, const Block *k)
       cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, g->mg, (int) cols, g->kg,
                    1.0f, j->w + (gsize) gi * g->mg * g->kg, g->kg, bmat, (int) ldb,
                    0.0f, cmat, (int) ldc);
+    }
+
+  if (pooled)
+    {
+      for (int m = 0; m < g->c2; m++)
+        epilogue (wk->tmp + (gsize) m * cols, j->pre ? wk->pre + (gsize) m * cols : NULL,
+                  wk->tmp + (gsize) m * cols, cols, j->b ? j->b[m] : 0.0f, j->act, j->slope);
+      pool_block (j, wk, k);
+      return;
     }
 
   /* Bias and activation while the block is in cache, scattering a
@@ -1148,24 +1291,6 @@ plan_max_cols (const Plan *pl)
 {
   return pl->split ? (pl->hw + pl->per_block - 1) / pl->per_block
                    : pl->hw * pl->per_block;
-}
-
-/* Σ x in 16 float lanes (which vectorise, where one double chain would
- * wait on every add), the lanes then summed in double. */
-static double
-sum_floats (const float *restrict x, gsize n)
-{
-  float lane[16] = { 0 };
-  gsize i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int l = 0; l < 16; l++)
-      lane[l] += x[i + l];
-  double s = 0.0;
-  for (int l = 0; l < 16; l++)
-    s += lane[l];
-  for (; i < n; i++)
-    s += x[i];
-  return s;
 }
 
 /* ---- Register tiles: forward and backward ------------------------------------ *
@@ -1225,6 +1350,7 @@ typedef struct {
   const float *wt;             /* [K][c2] */
   const float *b;
   float *out, *pre;
+  gint32 *argmax;              /* pool=: out and pre are pooled, argmax like them */
   StActivation act;
   float slope;
 } TileFwdJob;
@@ -1249,8 +1375,20 @@ tile_forward_tasks (gsize begin, gsize end, gpointer data)
                               g->c2);
           for (int n = n0; n < n0 + count; n++)
             {
-              conv_tiles_transpose (j->out + (gsize) n * g->c2 * hw, hw,
-                                    wk->tmp + (gsize) (n - n0) * hw * g->c2, g->c2, hw, g->c2);
+              const float *tile = wk->tmp + (gsize) (n - n0) * hw * g->c2;
+              if (j->argmax)
+                {
+                  /* The unpooled image in row, pooled from there while in cache. */
+                  conv_tiles_transpose (wk->row, hw, tile, g->c2, hw, g->c2);
+                  for (int m = 0; m < g->c2; m++)
+                    epilogue (wk->row + (gsize) m * hw, j->pre ? wk->pre + (gsize) m * hw : NULL,
+                              wk->row + (gsize) m * hw, hw, j->b ? j->b[m] : 0.0f, j->act,
+                              j->slope);
+                  pool_image (g, n, wk->row, j->pre ? wk->pre : NULL, hw, j->out, j->argmax,
+                              j->pre);
+                  continue;
+                }
+              conv_tiles_transpose (j->out + (gsize) n * g->c2 * hw, hw, tile, g->c2, hw, g->c2);
               for (int m = 0; m < g->c2; m++)
                 {
                   gsize off = ((gsize) n * g->c2 + m) * hw;
@@ -1262,10 +1400,11 @@ tile_forward_tasks (gsize begin, gsize end, gpointer data)
     }
 }
 
-/* Each task's scratch for the tiled path; FALSE (error set) without the memory. */
+/* Each task's scratch for the tiled path; FALSE (error set) without the
+ * memory.  pre: the forward keeps pre-activation values (pool=). */
 static gboolean
 tile_scratch (Conv *cv, int n_tasks, gboolean backward, gboolean dw, gboolean db, gboolean din,
-              GError **error)
+              gboolean pre, GError **error)
 {
   const Geom *g = &cv->g;
   const gsize hw = (gsize) g->h2 * g->w2, images = cv->tile_images;
@@ -1276,14 +1415,18 @@ tile_scratch (Conv *cv, int n_tasks, gboolean backward, gboolean dw, gboolean db
     backward && din ? images * tile_din_rows (g) * g->c1 : 0,
     backward && dw ? ((gsize) g->kg + CONV_TILE_SLACK) * g->c2 : 0,
     backward && db ? (gsize) g->c2 : 0,
-    backward ? hw * g->c2 : 0,
+    backward || g->pool ? hw * g->c2 : 0,
+    !backward && g->pool && pre ? hw * g->c2 : 0,
+    backward && g->pool ? (gsize) g->h3 * g->w3 * g->c2 : 0,
   };
   Work *work = task_work (cv, n_tasks);
   for (int t = 0; t < n_tasks; t++)
     {
       Work *wk = &work[t];
-      float **bufs[] = { &wk->col, &wk->tmp, &wk->dcol, &wk->dw, &wk->db, &wk->row };
-      gsize *have[] = { &wk->col_n, &wk->tmp_n, &wk->dcol_n, &wk->dw_n, &wk->db_n, &wk->row_n };
+      float **bufs[] = { &wk->col, &wk->tmp, &wk->dcol, &wk->dw, &wk->db, &wk->row, &wk->pre,
+                         &wk->pooled };
+      gsize *have[] = { &wk->col_n, &wk->tmp_n, &wk->dcol_n, &wk->dw_n, &wk->db_n, &wk->row_n,
+                        &wk->pre_n, &wk->pooled_n };
       for (guint i = 0; i < G_N_ELEMENTS (sizes); i++)
         if (sizes[i] && !scratch (bufs[i], have[i], sizes[i]))
           return scratch_failed (g, sizes[i], n_tasks, error);
@@ -1312,16 +1455,16 @@ tile_weights (Conv *cv, const float *w, gboolean by_tap)
 
 static gboolean
 tile_forward (Conv *cv, const StRunContext *ctx, const float *in, const float *w,
-              const float *b, float *out, float *pre, StActivation act, float slope,
-              GError **error)
+              const float *b, float *out, float *pre, gint32 *argmax, StActivation act,
+              float slope, GError **error)
 {
   const int n_tasks = tile_tasks (cv, ctx);
-  if (!tile_scratch (cv, n_tasks, FALSE, FALSE, FALSE, FALSE, error))
+  if (!tile_scratch (cv, n_tasks, FALSE, FALSE, FALSE, FALSE, pre != NULL, error))
     return FALSE;
   const float *wt = tile_weights (cv, w, FALSE);
   if (!wt)
     return scratch_failed (&cv->g, (gsize) cv->g.c2 * cv->g.kg, 1, error);
-  TileFwdJob j = { cv, n_tasks, in, wt, b, out, pre, act, slope };
+  TileFwdJob j = { cv, n_tasks, in, wt, b, out, pre, argmax, act, slope };
   st_parallel_for (ctx, n_tasks, tile_forward_tasks, &j);
   return TRUE;
 }
@@ -1332,6 +1475,7 @@ typedef struct {
   const float *in;
   const float *wr;             /* [kh·kw][c2][c1], or NULL without din */
   const float *out, *pre, *dout;
+  const gint32 *argmax;        /* pool=: out, pre and dout are pooled, argmax like them */
   gboolean dw, db;
   float *din;
   StActivation act;
@@ -1362,15 +1506,19 @@ tile_backward_tasks (gsize begin, gsize end, gpointer data)
           /* dz = dout ⊙ act'(pre), a channel row at a time, then as dzT. */
           for (int n = n0; n < n0 + count; n++)
             {
-              for (int m = 0; m < g->c2; m++)
-                {
-                  gsize off = ((gsize) n * g->c2 + m) * hw;
-                  float *dz = wk->row + (gsize) m * hw;
-                  st_activation_backward_into (j->act, j->slope, j->pre ? j->pre + off : NULL,
-                                               j->out + off, j->dout + off, dz, hw);
-                  if (j->db)
-                    wk->db[m] += (float) sum_floats (dz, hw);
-                }
+              if (j->argmax)
+                unpool_image (g, n, j->out, j->pre, j->dout, j->argmax, j->act, j->slope,
+                              wk->pooled, wk->row, hw, j->db ? wk->db : NULL);
+              else
+                for (int m = 0; m < g->c2; m++)
+                  {
+                    gsize off = ((gsize) n * g->c2 + m) * hw;
+                    float *dz = wk->row + (gsize) m * hw;
+                    st_activation_backward_into (j->act, j->slope, j->pre ? j->pre + off : NULL,
+                                                 j->out + off, j->dout + off, dz, hw);
+                    if (j->db)
+                      wk->db[m] += (float) sum_floats (dz, hw);
+                  }
               conv_tiles_transpose (dzT + (gsize) (n - n0) * hw * g->c2, g->c2, wk->row, hw,
                                     g->c2, hw);
             }
@@ -1440,16 +1588,17 @@ tile_sum_grads (gsize begin, gsize end, gpointer data)
 
 static gboolean
 tile_backward (Conv *cv, const StRunContext *ctx, const float *in, const float *w,
-               const float *out, const float *pre, const float *dout, float *dw, float *db,
-               float *din, StActivation act, float slope, GError **error)
+               const float *out, const float *pre, const float *dout, const gint32 *argmax,
+               float *dw, float *db, float *din, StActivation act, float slope, GError **error)
 {
   const int n_tasks = tile_tasks (cv, ctx);
-  if (!tile_scratch (cv, n_tasks, TRUE, dw != NULL, db != NULL, din != NULL, error))
+  if (!tile_scratch (cv, n_tasks, TRUE, dw != NULL, db != NULL, din != NULL, FALSE, error))
     return FALSE;
   const float *wr = NULL;
   if (din && !(wr = tile_weights (cv, w, TRUE)))
     return scratch_failed (&cv->g, (gsize) cv->g.c2 * cv->g.kg, 1, error);
-  TileBwdJob j = { cv, n_tasks, in, wr, out, pre, dout, dw != NULL, db != NULL, din, act, slope };
+  TileBwdJob j = { cv, n_tasks, in, wr, out, pre, dout, argmax, dw != NULL, db != NULL, din, act,
+                   slope };
   st_parallel_for (ctx, n_tasks, tile_backward_tasks, &j);
   if (dw)
     {
@@ -1462,6 +1611,38 @@ tile_backward (Conv *cv, const StRunContext *ctx, const float *in, const float *
   return TRUE;
 }
 
+/* pool= over pieces of images (large maps): the whole unpooled output,
+ * pooled or its gradient unpooled an image at a time. */
+typedef struct {
+  const Conv *cv;
+  gboolean backward;
+  float *out;                  /* forward: the pooled output */
+  const float *dout;           /* backward: its gradient */
+} FullJob;
+
+static void
+full_images (gsize begin, gsize end, gpointer data)
+{
+  const FullJob *j = data;
+  const Conv *cv = j->cv;
+  const Geom *g = &cv->g;
+  const gsize hw = (gsize) g->h2 * g->w2, ohw = (gsize) g->h3 * g->w3;
+  for (gsize n = begin; n < end; n++)
+    if (j->backward)
+      st_maxpool_tiles_backward (cv->full_dout + n * g->c2 * hw, hw, j->dout + n * g->c2 * ohw,
+                                 cv->argmax + n * g->c2 * ohw, ohw, g->c2, g->h2, g->w2, g->pool);
+    else
+      pool_image (g, (int) n, cv->full + n * g->c2 * hw, NULL, hw, j->out, cv->argmax, NULL);
+}
+
+/* Whether pool= goes through the whole unpooled output: blocks that are
+ * pieces of images cannot pool on their own. */
+static gboolean
+pooled_via_full (const Conv *cv, const StRunContext *ctx, const Plan *pl)
+{
+  return cv->g.pool && !tile_call (cv, ctx) && pl->split;
+}
+
 static gboolean
 conv_forward (StStage *stage, const StRunContext *ctx,
               const StTensor *const *inputs, StTensor *output, GError **error)
@@ -1470,23 +1651,36 @@ conv_forward (StStage *stage, const StRunContext *ctx,
   Conv *cv = stage->priv;
   const Geom *g = &cv->g;
   StActivation act = cfg->activation;
+  const gsize numel = st_tensor_numel (output), full_numel = (gsize) g->n * g->c2 * g->h2 * g->w2;
 
   /* Parallelism comes from the blocks; a BLAS thread pool on top would
    * fight the core's for the same cores. */
   openblas_set_num_threads (1);
 
-  float *pre = NULL;
-  if (st_activation_needs_input (act)
-      && !(pre = scratch (&cv->pre, &cv->pre_n, st_tensor_numel (output))))
-    return scratch_failed (g, st_tensor_numel (output), 1, error);
+  Plan pl = plan_blocks (g, ctx);
+  cv->pooled_via_full = pooled_via_full (cv, ctx, &pl);
+  gint32 *argmax = NULL;
+  if (g->pool && !(argmax = scratch_index (&cv->argmax, &cv->argmax_n, numel)))
+    return scratch_failed (g, numel, 1, error);
+  float *out = output->data, *pre = NULL;
+  if (cv->pooled_via_full)
+    {
+      if (!(out = scratch (&cv->full, &cv->full_n, full_numel)))
+        return scratch_failed (g, full_numel, 1, error);
+      if (st_activation_needs_input (act)
+          && !(pre = scratch (&cv->full_pre, &cv->full_pre_n, full_numel)))
+        return scratch_failed (g, full_numel, 1, error);
+    }
+  else if (st_activation_needs_input (act) && !(pre = scratch (&cv->pre, &cv->pre_n, numel)))
+    return scratch_failed (g, numel, 1, error);
   cv->cols_valid = FALSE;
   if (tile_call (cv, ctx))
     return tile_forward (cv, ctx, inputs[0]->data, st_stage_param (stage, cv->weight)->data,
                          cv->bias >= 0 ? st_stage_param (stage, cv->bias)->data : NULL,
-                         output->data, pre, act, st_activation_arg (act, cfg->slope, cfg->alpha),
+                         out, pre, argmax, act, st_activation_arg (act, cfg->slope, cfg->alpha),
                          error);
 
-  Plan pl = plan_blocks (g, ctx);
+  const gboolean pool_blocks = g->pool && !cv->pooled_via_full;
   gsize cols = plan_max_cols (&pl);
   Work *work = task_work (cv, pl.n_tasks);
   for (int t = 0; t < pl.n_tasks; t++)
@@ -1494,7 +1688,9 @@ conv_forward (StStage *stage, const StRunContext *ctx,
       const gsize col_n = (gsize) g->kg * cols + ROW_BURST, tmp_n = (gsize) g->c2 * cols;
       if (!(g->pointwise && pl.split) && !scratch (&work[t].col, &work[t].col_n, col_n))
         return scratch_failed (g, col_n, pl.n_tasks, error);
-      if (!pl.split && !scratch (&work[t].tmp, &work[t].tmp_n, tmp_n))
+      if ((!pl.split || pool_blocks) && !scratch (&work[t].tmp, &work[t].tmp_n, tmp_n))
+        return scratch_failed (g, tmp_n, pl.n_tasks, error);
+      if (pool_blocks && pre && !scratch (&work[t].pre, &work[t].pre_n, tmp_n))
         return scratch_failed (g, tmp_n, pl.n_tasks, error);
     }
   /* Training keeps the col matrices for backward, which would otherwise
@@ -1509,10 +1705,15 @@ conv_forward (StStage *stage, const StRunContext *ctx,
     .in_end = inputs[0]->data + st_tensor_numel (inputs[0]),
     .w = st_stage_param (stage, cv->weight)->data,
     .b = cv->bias >= 0 ? st_stage_param (stage, cv->bias)->data : NULL,
-    .out = output->data, .pre = pre, .cols = kept, .act = act,
+    .out = out, .pre = pre, .cols = kept, .argmax = pool_blocks ? argmax : NULL, .act = act,
     .slope = st_activation_arg (act, cfg->slope, cfg->alpha),
   };
   st_parallel_for (ctx, pl.n_tasks, forward_tasks, &j);
+  if (cv->pooled_via_full)
+    {
+      FullJob fj = { cv, FALSE, output->data, NULL };
+      st_parallel_for (ctx, g->n, full_images, &fj);
+    }
   cv->cols_valid = kept != NULL;
   cv->cols_split = pl.split;
   cv->cols_blocks = pl.n_blocks;
@@ -1535,6 +1736,7 @@ typedef struct {
   float *db;                   /* [C2], or NULL */
   float *din;                  /* [N, C1, H1, W1], or NULL */
   const float *cols;           /* the forward's col matrices, or NULL: pack again */
+  const gint32 *argmax;        /* pool=, blocks of whole images: out, pre and dout are pooled */
   gboolean halos;              /* tasks share pieces of images, whose input gradients overlap */
   StActivation act;
   float slope;
@@ -1551,7 +1753,10 @@ backward_block (const BwdJob *j, Work *wk, const Block *k, float *dw, float *db,
 
   /* dz [C2, cols] = dout ⊙ act'(pre): gathered from NCHW, activation first. */
   float *dz = wk->tmp;
-  for (int m = 0; m < g->c2; m++)
+  for (int n = k->n0; j->argmax && n < k->n1; n++)
+    unpool_image (g, n, j->out, j->pre, j->dout, j->argmax, j->act, j->slope, wk->pooled,
+                  dz + (gsize) (n - k->n0) * hw, cols, db);
+  for (int m = 0; !j->argmax && m < g->c2; m++)
     {
       double sum = 0.0;
       for (int n = k->n0; n < k->n1; n++)
@@ -1797,7 +2002,13 @@ conv_backward (StStage *stage, const StRunContext *ctx,
   StTensor *db = cv->bias >= 0 ? st_stage_param_grad (stage, cv->bias) : NULL;
   StTensor *din = grad_inputs[0];
 
-  if (st_activation_needs_input (act) && cv->pre_n < st_tensor_numel (output))
+  const gsize numel = st_tensor_numel (output), full_numel = (gsize) g->n * g->c2 * g->h2 * g->w2;
+  Plan pl = plan_blocks (g, ctx);
+  const gboolean via_full = pooled_via_full (cv, ctx, &pl);
+  if ((st_activation_needs_input (act)
+       && (via_full ? cv->full_pre_n < full_numel : cv->pre_n < numel))
+      || (g->pool && (cv->argmax_n < numel || via_full != cv->pooled_via_full
+                      || (via_full && cv->full_n < full_numel))))
     {
       g_set_error (error, ST_ERROR, ST_ERROR_FAILED,
                    "backward without a forward of this shape before it");
@@ -1811,11 +2022,27 @@ conv_backward (StStage *stage, const StRunContext *ctx,
   if (tile_call (cv, ctx))
     return tile_backward (cv, ctx, inputs[0]->data, st_stage_param (stage, cv->weight)->data,
                           output->data, st_activation_needs_input (act) ? cv->pre : NULL,
-                          grad_output->data, dw ? dw->data : NULL, db ? db->data : NULL,
-                          din ? din->data : NULL, act,
+                          grad_output->data, g->pool ? cv->argmax : NULL, dw ? dw->data : NULL,
+                          db ? db->data : NULL, din ? din->data : NULL, act,
                           st_activation_arg (act, cfg->slope, cfg->alpha), error);
 
-  Plan pl = plan_blocks (g, ctx);
+  /* pool= over pieces of images: the gradient unpooled whole, and the
+   * rest as without pool=, from the forward's whole unpooled output. */
+  const gboolean keeps_pre = st_activation_needs_input (act);
+  const float *out = output->data, *pre = keeps_pre ? cv->pre : NULL;
+  const float *dout = grad_output->data;
+  if (via_full)
+    {
+      if (!scratch (&cv->full_dout, &cv->full_dout_n, full_numel))
+        return scratch_failed (g, full_numel, 1, error);
+      FullJob fj = { cv, TRUE, NULL, grad_output->data };
+      st_parallel_for (ctx, g->n, full_images, &fj);
+      out = cv->full;
+      pre = keeps_pre ? cv->full_pre : NULL;
+      dout = cv->full_dout;
+    }
+  const gboolean pool_blocks = g->pool && !via_full;
+
   gsize cols = plan_max_cols (&pl);
   Work *work = task_work (cv, pl.n_tasks);
   /* Tasks clear the images they hold whole; here only those that a task
@@ -1855,15 +2082,17 @@ conv_backward (StStage *stage, const StRunContext *ctx,
         return scratch_failed (g, g->c2, pl.n_tasks, error);
       if (halos && !scratch (&wk->halo, &wk->halo_n, halo_n))
         return scratch_failed (g, halo_n, pl.n_tasks, error);
+      const gsize pooled_n = (gsize) g->c2 * g->h3 * g->w3;
+      if (pool_blocks && !scratch (&wk->pooled, &wk->pooled_n, pooled_n))
+        return scratch_failed (g, pooled_n, pl.n_tasks, error);
     }
 
   BwdJob j = {
     .cv = cv, .pl = &pl, .in = inputs[0]->data,
     .in_end = inputs[0]->data + st_tensor_numel (inputs[0]),
     .w = st_stage_param (stage, cv->weight)->data,
-    .out = output->data,
-    .pre = st_activation_needs_input (act) ? cv->pre : NULL,
-    .dout = grad_output->data,
+    .out = out, .pre = pre, .dout = dout,
+    .argmax = pool_blocks ? cv->argmax : NULL,
     .dw = dw ? dw->data : NULL,
     .db = db ? db->data : NULL,
     .din = din ? din->data : NULL,
