@@ -1062,6 +1062,18 @@ static const char mnist_ini[] =
   "[fc2]\ntype=dense\nunits=10\n"
   "[prob]\ntype=softmax\n";
 
+/* The same network with its max pooling fused into conv1 and conv2. */
+static const char mnist_fused_ini[] =
+  "[pipeline]\n"
+  "input=1x28x28\n"
+  "[conv1]\ntype=conv2d\nfilters=32\nsize=3\nactivation=relu\npool=2\n"
+  "[conv2]\ntype=conv2d\nfilters=64\nsize=3\nactivation=relu\npool=2\n"
+  "[conv3]\ntype=conv2d\nfilters=64\nsize=3\nactivation=relu\n"
+  "[flatten]\ntype=flatten\n"
+  "[fc1]\ntype=dense\nunits=64\nactivation=relu\n"
+  "[fc2]\ntype=dense\nunits=10\n"
+  "[prob]\ntype=softmax\n";
+
 static double
 net_loss (StPipeline *p, StRunContext *ctx, const StTensor *in, const StTensor *r)
 {
@@ -1074,11 +1086,12 @@ net_loss (StPipeline *p, StRunContext *ctx, const StTensor *in, const StTensor *
   return sum;
 }
 
+/* data: the network's pipeline text. */
 static void
-test_network (void)
+test_network (gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  StPipeline *p = st_pipeline_load_data (reg, mnist_ini, "keras-mnist.ini", &error);
+  StPipeline *p = st_pipeline_load_data (reg, data, "keras-mnist.ini", &error);
   g_assert_no_error (error);
 
   gsize total = 0;
@@ -1171,7 +1184,8 @@ test_network (void)
   st_pipeline_free (p);
 }
 
-/* The installed description is the same network. */
+/* The installed description is the same network: with the same weights,
+ * the same scores and gradients as the one with maxpool stages. */
 static void
 test_network_file (void)
 {
@@ -1179,6 +1193,43 @@ test_network_file (void)
   g_autofree char *path = g_build_filename (STRATA_SOURCE_ROOT, "pipelines", "keras-mnist.ini", NULL);
   StPipeline *p = st_pipeline_load_file (reg, path, &error);
   g_assert_no_error (error);
+  StPipeline *plain = st_pipeline_load_data (reg, mnist_ini, "keras-mnist.ini", &error);
+  g_assert_no_error (error);
+  g_autoptr (GPtrArray) weights = st_pipeline_weights (p);
+  g_autoptr (GPtrArray) plain_weights = st_pipeline_weights (plain);
+  g_assert_cmpuint (weights->len, ==, plain_weights->len);
+  for (guint i = 0; i < weights->len; i++)
+    {
+      StWeight *w = weights->pdata[i], *pw = plain_weights->pdata[i];
+      g_assert_cmpstr (w->full_name, ==, pw->full_name);
+      g_assert_cmpuint (st_tensor_numel (w->value), ==, st_tensor_numel (pw->value));
+      memcpy (w->value->data, pw->value->data, st_tensor_numel (w->value) * sizeof (float));
+    }
+  g_autoptr (GRand) rand = g_rand_new_with_seed (77);
+  g_autoptr (StTensor) in = st_tensor_new0 (9, 1, 28, 28);
+  for (gsize i = 0; i < st_tensor_numel (in); i++)
+    in->data[i] = (float) g_rand_double (rand);
+  for (int i = 0; i < st_pipeline_n_stages (p); i++)
+    st_stage_enable_grads (st_pipeline_stage (p, i));
+  for (int i = 0; i < st_pipeline_n_stages (plain); i++)
+    st_stage_enable_grads (st_pipeline_stage (plain, i));
+  g_autoptr (StTensor) got = st_pipeline_forward (p, ctxs[1], in, TRUE, &error);
+  g_assert_no_error (error);
+  g_autoptr (StTensor) want = st_pipeline_forward (plain, ctxs[1], in, TRUE, &error);
+  g_assert_no_error (error);
+  g_autofree double *want_d = to_doubles (want);
+  assert_close ("keras-mnist.ini scores", "", got->data, want_d, st_tensor_numel (want), 1e-5);
+  g_autoptr (StTensor) r = random_tensor (got->shape, rand);
+  g_assert_true (st_pipeline_backward (p, ctxs[1], r, &error));
+  g_assert_true (st_pipeline_backward (plain, ctxs[1], r, &error));
+  for (guint i = 0; i < weights->len; i++)
+    {
+      StWeight *w = weights->pdata[i], *pw = plain_weights->pdata[i];
+      g_autofree double *d = to_doubles (pw->grad);
+      assert_close ("keras-mnist.ini gradient", w->full_name, w->grad->data, d,
+                    st_tensor_numel (pw->grad), 1e-4);
+    }
+  st_pipeline_free (plain);
   gsize total = 0;
   for (int i = 0; i < st_pipeline_n_stages (p); i++)
     {
@@ -1353,7 +1404,8 @@ main (int argc, char **argv)
   g_test_add_func ("/dense/known", test_dense_known);
   g_test_add_func ("/dense/reference", test_dense_reference);
   g_test_add_func ("/dense/gradcheck", test_dense_gradcheck);
-  g_test_add_func ("/network/keras-mnist", test_network);
+  g_test_add_data_func ("/network/keras-mnist", mnist_ini, test_network);
+  g_test_add_data_func ("/network/keras-mnist-fused", mnist_fused_ini, test_network);
   g_test_add_func ("/network/keras-mnist-file", test_network_file);
 
   int rc = g_test_run ();

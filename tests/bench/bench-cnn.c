@@ -284,10 +284,11 @@ main (int argc, char **argv)
               2e-6 * s->macs, f, 2e-6 * s->macs / f, 2e-6 * s->macs / fbest, b, fc, bc);
       if (strcmp (s->kind->name, "conv2d") == 0)
         {
-          /* out [M, N] = W [M, K] × col [K, N] over the whole batch. */
+          /* out [M, N] = W [M, K] × col [K, N] over the whole batch, N
+           * the unpooled pixels where the layer pools (pool=). */
           int m = s->out_shape.c;
-          int n = s->out_shape.n * s->out_shape.h * s->out_shape.w;
-          int k = (int) llround (s->macs / ((double) m * n));
+          int k = (int) (st_tensor_numel (st_stage_param (s, 0)) / m);
+          int n = (int) llround (s->macs / ((double) m * k));
           float *a = g_new (float, (gsize) m * k), *bm = g_new (float, (gsize) k * n);
           float *c = g_new (float, (gsize) m * n);
           for (gsize j = 0; j < (gsize) m * k; j++)
