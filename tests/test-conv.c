@@ -516,11 +516,55 @@ to_doubles (const StTensor *t)
   return d;
 }
 
+/* Whether a and b hold the same n floats, bit for bit, any NaN matching
+ * any NaN; else the first index that differs, or -1. */
+static gssize
+first_difference (const float *a, const float *b, gsize n)
+{
+  for (gsize i = 0; i < n; i++)
+    if (!(isnan (a[i]) && isnan (b[i])) && memcmp (&a[i], &b[i], sizeof (float)) != 0)
+      return (gssize) i;
+  return -1;
+}
+
+static void
+assert_same_floats (const char *what, const char *params, const float *got, const float *want,
+                    gsize n)
+{
+  gssize at = first_difference (got, want, n);
+  if (at >= 0)
+    g_error ("%s [%s]: at %" G_GSSIZE_FORMAT ": got %.9g, want %.9g", what, params, at, got[at],
+             want[at]);
+}
+
+/* A conv2d input with what a pooled maximum must treat as maxpool does:
+ * NaN pixels (each NaN's windows sum to NaN), ties (a pixel's value
+ * repeated beside it), and zeros of both signs. */
+static void
+add_pool_edge_cases (StTensor *in, GRand *rand)
+{
+  for (gsize i = 0; i < st_tensor_numel (in); i++)
+    {
+      double u = g_rand_double (rand);
+      if (u < 0.01)
+        in->data[i] = NAN;
+      else if (u < 0.2 && i > 0)
+        in->data[i] = in->data[i - 1];
+      else if (u < 0.25)
+        in->data[i] = u < 0.225 ? 0.0f : -0.0f;
+    }
+}
+
 /* conv2d with pool=k against conv2d without it followed by a maxpool
  * stage of size=k, forward and backward (input, weight and bias
- * gradients), on one context. */
+ * gradients), on one context.  edges: the input gets
+ * add_pool_edge_cases () and the first filter zero weights (a map of
+ * ties), and the results must match bit for bit (the sums of the
+ * unpooled layer's kernels being the same): all but the bias gradient,
+ * which adds the same values in another order. */
 static void
-check_pool_case (const char *params, int k, StShape in_shape, StRunContext *ctx, guint32 seed)
+check_pool_case (const char *params, int k, StShape in_shape, StRunContext *ctx, guint32 seed,
+                 gboolean edges)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (GRand) rand = g_rand_new_with_seed (seed);
@@ -549,6 +593,13 @@ check_pool_case (const char *params, int k, StShape in_shape, StRunContext *ctx,
               st_tensor_numel (st_stage_param (conv, i)) * sizeof (float));
     }
   g_autoptr (StTensor) in = random_tensor (in_shape, rand);
+  if (edges)
+    {
+      add_pool_edge_cases (in, rand);
+      const gsize filter = st_tensor_numel (st_stage_param (conv, 0)) / conv->out_shape.c;
+      memset (st_stage_param (conv, 0)->data, 0, filter * sizeof (float));
+      memset (st_stage_param (fused, 0)->data, 0, filter * sizeof (float));
+    }
   g_autoptr (StTensor) mid = st_tensor_new (conv->out_shape, NULL);
   g_autoptr (StTensor) want = st_tensor_new (pool->out_shape, NULL);
   g_autoptr (StTensor) got = st_tensor_new (fused->out_shape, NULL);
@@ -557,8 +608,12 @@ check_pool_case (const char *params, int k, StShape in_shape, StRunContext *ctx,
   g_assert_true (fused->kind->forward (fused, ctx, (const StTensor *const *) &in, got, &error));
   g_assert_no_error (error);
   g_autofree double *want_d = to_doubles (want);
-  assert_close ("conv2d pool= forward", fused_params, got->data, want_d, st_tensor_numel (want),
-                1e-5);
+  if (edges)
+    assert_same_floats ("conv2d pool= forward", fused_params, got->data, want->data,
+                        st_tensor_numel (want));
+  else
+    assert_close ("conv2d pool= forward", fused_params, got->data, want_d, st_tensor_numel (want),
+                  1e-5);
 
   st_stage_enable_grads (conv);
   st_stage_enable_grads (fused);
@@ -577,14 +632,24 @@ check_pool_case (const char *params, int k, StShape in_shape, StRunContext *ctx,
                                         &error));
   g_assert_no_error (error);
   g_autofree double *din_d = to_doubles (din_want);
-  assert_close ("conv2d pool= grad input", fused_params, din->data, din_d, st_tensor_numel (din),
-                1e-4);
+  if (edges)
+    assert_same_floats ("conv2d pool= grad input", fused_params, din->data, din_want->data,
+                        st_tensor_numel (din));
+  else
+    assert_close ("conv2d pool= grad input", fused_params, din->data, din_d,
+                  st_tensor_numel (din), 1e-4);
   for (int i = 0; i < st_stage_n_weights (conv); i++)
     {
-      g_autofree double *d = to_doubles (st_stage_param_grad (conv, i));
-      assert_close (i ? "conv2d pool= grad bias" : "conv2d pool= grad weight", fused_params,
-                    st_stage_param_grad (fused, i)->data, d,
-                    st_tensor_numel (st_stage_param_grad (conv, i)), 1e-4);
+      const char *what = i ? "conv2d pool= grad bias" : "conv2d pool= grad weight";
+      const StTensor *want_grad = st_stage_param_grad (conv, i);
+      const float *got_grad = st_stage_param_grad (fused, i)->data;
+      g_autofree double *d = to_doubles (want_grad);
+      if (edges && i == 0)
+        assert_same_floats (what, fused_params, got_grad, want_grad->data,
+                            st_tensor_numel (want_grad));
+      else
+        assert_close (what, fused_params, got_grad, d, st_tensor_numel (want_grad),
+                      edges ? 1e-5 : 1e-4);
     }
   st_stage_free (fused);
   st_stage_free (conv);
@@ -614,13 +679,29 @@ test_conv_pool (void)
     { "filters=4 size=3 activation=relu", 2, { 2, 3, 70, 91 } },
     { "filters=4 size=5 padding=same activation=gelu", 3, { 1, 2, 64, 80 } },
   };
+  static const struct {
+    const char *params;
+    int k;
+    StShape in;
+  } edge_cases[] = {
+    { "filters=32 size=3 activation=relu", 2, { 4, 1, 28, 28 } },
+    { "filters=16 size=3 bias=false", 3, { 3, 16, 11, 14 } },
+    { "filters=48 size=3 padding=same activation=relu", 2, { 5, 3, 5, 7 } },
+    { "filters=16 size=2 activation=relu", 2, { 2, 32, 12, 12 } },
+  };
   for (int training = 0; training < 2; training++)
     for (int t = 0; t < 2; t++)
       {
         StRunContext *ctx = st_run_context_new (t + 1, 1);
         ctx->training = training;
         for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
-          check_pool_case (cases[i].params, cases[i].k, cases[i].in, ctx, 800 + i);
+          check_pool_case (cases[i].params, cases[i].k, cases[i].in, ctx, 800 + i, FALSE);
+        /* Maxima pooled from the register tiles' pixel-major sums (relu or
+         * no activation): one input channel or sixteen, windows of 2 and
+         * 3, maps floored or not, several images to a call. */
+        for (guint i = 0; i < G_N_ELEMENTS (edge_cases); i++)
+          check_pool_case (edge_cases[i].params, edge_cases[i].k, edge_cases[i].in, ctx, 860 + i,
+                           TRUE);
         st_run_context_free (ctx);
       }
   /* Few filters and small maps: float rounding of the loss stays far
@@ -1303,13 +1384,15 @@ test_conv_split_deterministic (void)
   st_run_context_free (ctx);
 }
 
-/* Channels in sixteens at stride 1 take the register tiles (tiles.c) where
+/* Filters in sixteens at stride 1 take the register tiles (tiles.c) where
  * the CPU has AVX-512, with at least an image per thread: the Keras MNIST
  * shapes; 48 and 80 channels (64 + 16, in both directions); one and three
  * vectors of channels; padding on one side, on both, and none; every
  * activation's backward from dzT; rectangular kernels; images not a
  * multiple of a tile's pixels; several small images to a call, the last
- * call short; and a batch of one image on one thread. */
+ * call short; a batch of one image on one thread; and input channels not
+ * in sixteens (1, 3, 20), whose input gradient runs on channels padded
+ * to sixteens. */
 static const ConvCase tile_cases[] = {
   { "filters=64 size=3 activation=relu", { 8, 32, 13, 13 } },
   { "filters=64 size=3 activation=relu", { 6, 64, 5, 5 } },
@@ -1320,6 +1403,9 @@ static const ConvCase tile_cases[] = {
   { "filters=16 size=3 activation=elu alpha=0.5", { 1, 48, 4, 4 } },
   /* Small maps go several images to a call: 4 here, the last call 1. */
   { "filters=32 size=3 padding=same activation=relu", { 21, 16, 4, 5 } },
+  { "filters=16 size=3 activation=relu", { 4, 1, 8, 8 } },
+  { "filters=32 size=3 padding=same", { 2, 3, 7, 9 } },
+  { "filters=16 size=2 padding=1 activation=tanh", { 2, 20, 6, 5 } },
 };
 
 static void

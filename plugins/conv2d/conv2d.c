@@ -343,6 +343,15 @@ tile_wp (const Geom *g)
   return g->w1 + g->pl + g->pr;
 }
 
+/* Channels of the input gradient's pixel-major rows: the input's, in
+ * sixteens (a first layer on grey or RGB images needs none, but any layer
+ * may be asked), the weights zero past c1. */
+static int
+tile_din_channels (const Geom *g)
+{
+  return (g->c1 + 15) / 16 * 16;
+}
+
 /* Pixels of one image's transposed input gradient: the padded plane, then
  * room for the taps of a dummy pixel (the last tile's pixels past the end). */
 static gsize
@@ -364,14 +373,14 @@ tile_images (const Geom *g)
 {
   const gsize plane = (gsize) tile_hp (g) * tile_wp (g), hw = (gsize) g->h2 * g->w2;
   if (!(g->groups == 1 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1
-        && g->c1 % 16 == 0 && g->c2 % 16 == 0 && !g->pointwise
+        && g->c2 % 16 == 0 && !g->pointwise
         && ((gsize) g->kg + CONV_TILE_SLACK) * g->c2 <= TILE_MAX_FLOATS
         && conv_tiles_supported ()))
     return 0;
   for (gsize images = MAX (1, (TILE_MIN_PIXELS + hw - 1) / hw); images > 0; images /= 2)
     if (images * plane * g->c1 <= TILE_MAX_FLOATS
         && (images * hw + CONV_TILE_SLACK) * g->c2 <= TILE_MAX_FLOATS
-        && images * tile_din_rows (g) * g->c1 <= TILE_MAX_FLOATS)
+        && images * tile_din_rows (g) * tile_din_channels (g) <= TILE_MAX_FLOATS)
       return (int) images;
   return 0;
 }
@@ -1016,19 +1025,29 @@ pool_image (const Geom *g, int n, const float *full, const float *full_pre, gsiz
       pre[at + m * ohw + i] = full_pre[m * ch_stride + argmax[at + m * ohw + i]];
 }
 
-/* dz = the unpooled output gradient of image n, dout ⊙ act' at each
- * window's maximum and 0 elsewhere, as c2 planes ch_stride apart; db (or
- * NULL) gets each channel's sum.  pooled: scratch of c2·h3·w3 floats. */
+/* pooled = image n's pooled output gradient through the activation,
+ * dout ⊙ act' [c2, h3·w3]; db (or NULL) gets each channel's sum. */
 static void
-unpool_image (const Geom *g, int n, const float *out, const float *pre, const float *dout,
-              const gint32 *argmax, StActivation act, float slope, float *pooled, float *dz,
-              gsize ch_stride, float *db)
+pooled_grad (const Geom *g, int n, const float *out, const float *pre, const float *dout,
+             StActivation act, float slope, float *pooled, float *db)
 {
   const gsize ohw = (gsize) g->h3 * g->w3, at = (gsize) n * g->c2 * ohw;
   st_activation_backward_into (act, slope, pre ? pre + at : NULL, out + at, dout + at, pooled,
                                g->c2 * ohw);
   for (int m = 0; db && m < g->c2; m++)
     db[m] += (float) sum_floats (pooled + m * ohw, ohw);
+}
+
+/* dz = the unpooled output gradient of image n, dout ⊙ act' at each
+ * window's maximum and 0 elsewhere, as c2 planes ch_stride apart; db as
+ * for pooled_grad ().  pooled: scratch of c2·h3·w3 floats. */
+static void
+unpool_image (const Geom *g, int n, const float *out, const float *pre, const float *dout,
+              const gint32 *argmax, StActivation act, float slope, float *pooled, float *dz,
+              gsize ch_stride, float *db)
+{
+  const gsize ohw = (gsize) g->h3 * g->w3, at = (gsize) n * g->c2 * ohw;
+  pooled_grad (g, n, out, pre, dout, act, slope, pooled, db);
   st_maxpool_tiles_backward (dz, ch_stride, pooled, argmax + at, ohw, g->c2, g->h2, g->w2,
                              g->pool);
 }
@@ -1376,6 +1395,14 @@ tile_forward_tasks (gsize begin, gsize end, gpointer data)
           for (int n = n0; n < n0 + count; n++)
             {
               const float *tile = wk->tmp + (gsize) (n - n0) * hw * g->c2;
+              if (j->argmax && (j->act == ST_ACT_NONE || j->act == ST_ACT_RELU))
+                {
+                  /* Pooled from the pixel-major sums, the full map never in planes. */
+                  const gsize ohw = (gsize) g->h3 * g->w3, at = (gsize) n * g->c2 * ohw;
+                  conv_tiles_pool (j->out + at, j->argmax + at, ohw, tile, g->h2, g->w2, g->pool,
+                                   g->c2, j->b, j->act == ST_ACT_RELU);
+                  continue;
+                }
               if (j->argmax)
                 {
                   /* The unpooled image in row, pooled from there while in cache. */
@@ -1412,7 +1439,7 @@ tile_scratch (Conv *cv, int n_tasks, gboolean backward, gboolean dw, gboolean db
   const gsize sizes[] = {
     padded && (!backward || dw) ? images * g->c1 * tile_hp (g) * tile_wp (g) : 0,
     (images * hw + CONV_TILE_SLACK) * g->c2,
-    backward && din ? images * tile_din_rows (g) * g->c1 : 0,
+    backward && din ? images * tile_din_rows (g) * tile_din_channels (g) : 0,
     backward && dw ? ((gsize) g->kg + CONV_TILE_SLACK) * g->c2 : 0,
     backward && db ? (gsize) g->c2 : 0,
     backward || g->pool ? hw * g->c2 : 0,
@@ -1434,22 +1461,26 @@ tile_scratch (Conv *cv, int n_tasks, gboolean backward, gboolean dw, gboolean db
   return TRUE;
 }
 
-/* The weights [c2][K] as [K][c2], for the forward, or as [kh·kw][c2][c1]
- * for the input gradient. */
+/* The weights [c2][K] as [K][c2], for the forward, or as [kh·kw][c2][cp]
+ * (cp = tile_din_channels (), zeros past c1) for the input gradient. */
 static float *
 tile_weights (Conv *cv, const float *w, gboolean by_tap)
 {
   const Geom *g = &cv->g;
-  const int taps = g->kh * g->kw;
-  float *dst = scratch (&cv->tile_w, &cv->tile_w_n, (gsize) g->c2 * g->kg);
+  const int taps = g->kh * g->kw, cp = tile_din_channels (g);
+  float *dst = scratch (&cv->tile_w, &cv->tile_w_n, (gsize) g->c2 * taps * cp);
   if (!dst)
     return NULL;
   if (!by_tap)
     conv_tiles_transpose (dst, g->c2, w, g->kg, g->c2, g->kg);
   else
-    for (int m = 0; m < g->c2; m++)
-      conv_tiles_transpose (dst + (gsize) m * g->c1, (gsize) g->c2 * g->c1, w + (gsize) m * g->kg,
-                            taps, g->c1, taps);
+    {
+      if (cp > g->c1)
+        memset (dst, 0, sizeof (float) * g->c2 * taps * cp);
+      for (int m = 0; m < g->c2; m++)
+        conv_tiles_transpose (dst + (gsize) m * cp, (gsize) g->c2 * cp, w + (gsize) m * g->kg,
+                              taps, g->c1, taps);
+    }
   return dst;
 }
 
@@ -1463,7 +1494,8 @@ tile_forward (Conv *cv, const StRunContext *ctx, const float *in, const float *w
     return FALSE;
   const float *wt = tile_weights (cv, w, FALSE);
   if (!wt)
-    return scratch_failed (&cv->g, (gsize) cv->g.c2 * cv->g.kg, 1, error);
+    return scratch_failed (&cv->g, (gsize) cv->g.c2 * cv->g.kh * cv->g.kw
+                                       * tile_din_channels (&cv->g), 1, error);
   TileFwdJob j = { cv, n_tasks, in, wt, b, out, pre, argmax, act, slope };
   st_parallel_for (ctx, n_tasks, tile_forward_tasks, &j);
   return TRUE;
@@ -1490,6 +1522,7 @@ tile_backward_tasks (gsize begin, gsize end, gpointer data)
   const Geom *g = &cv->g;
   const int hw = g->h2 * g->w2, wp = tile_wp (g);
   const gsize din_rows = tile_din_rows (g), plane = (gsize) g->h1 * g->w1;
+  const int cp = tile_din_channels (g);
   for (gsize t = begin; t < end; t++)
     {
       Work *wk = &cv->work[t];
@@ -1503,46 +1536,52 @@ tile_backward_tasks (gsize begin, gsize end, gpointer data)
       for (int n0 = t0; n0 < t1; n0 += cv->tile_images)
         {
           const int count = MIN (cv->tile_images, t1 - n0);
-          /* dz = dout ⊙ act'(pre), a channel row at a time, then as dzT. */
+          /* dz = dout ⊙ act'(pre), a channel row at a time, then as dzT;
+           * pool=: the pooled gradient so, then unpooled into dzT. */
           for (int n = n0; n < n0 + count; n++)
             {
+              float *dzT_n = dzT + (gsize) (n - n0) * hw * g->c2;
               if (j->argmax)
-                unpool_image (g, n, j->out, j->pre, j->dout, j->argmax, j->act, j->slope,
-                              wk->pooled, wk->row, hw, j->db ? wk->db : NULL);
-              else
-                for (int m = 0; m < g->c2; m++)
-                  {
-                    gsize off = ((gsize) n * g->c2 + m) * hw;
-                    float *dz = wk->row + (gsize) m * hw;
-                    st_activation_backward_into (j->act, j->slope, j->pre ? j->pre + off : NULL,
-                                                 j->out + off, j->dout + off, dz, hw);
-                    if (j->db)
-                      wk->db[m] += (float) sum_floats (dz, hw);
-                  }
-              conv_tiles_transpose (dzT + (gsize) (n - n0) * hw * g->c2, g->c2, wk->row, hw,
-                                    g->c2, hw);
+                {
+                  const gsize ohw = (gsize) g->h3 * g->w3;
+                  pooled_grad (g, n, j->out, j->pre, j->dout, j->act, j->slope, wk->pooled,
+                               j->db ? wk->db : NULL);
+                  conv_tiles_unpool (dzT_n, wk->pooled, j->argmax + (gsize) n * g->c2 * ohw, ohw,
+                                     g->h2, g->w2, g->pool, g->c2);
+                  continue;
+                }
+              for (int m = 0; m < g->c2; m++)
+                {
+                  gsize off = ((gsize) n * g->c2 + m) * hw;
+                  float *dz = wk->row + (gsize) m * hw;
+                  st_activation_backward_into (j->act, j->slope, j->pre ? j->pre + off : NULL,
+                                               j->out + off, j->dout + off, dz, hw);
+                  if (j->db)
+                    wk->db[m] += (float) sum_floats (dz, hw);
+                }
+              conv_tiles_transpose (dzT_n, g->c2, wk->row, hw, g->c2, hw);
             }
           if (j->dw)
             conv_tiles_weight_grad (wk->dw, tile_input (g, j->in, n0, count, wk->col),
                                     cv->tile_koff, g->kg, cv->tile_pix, count * hw, dzT, g->c2);
           if (!j->din)
             continue;
-          memset (wk->dcol, 0, sizeof (float) * count * din_rows * g->c1);
+          memset (wk->dcol, 0, sizeof (float) * count * din_rows * cp);
           conv_tiles_input_grad (wk->dcol, cv->tile_pix_din, count * hw,
                                  (int) ((count - 1) * din_rows) + tile_hp (g) * wp,
-                                 cv->tile_tapoff, g->kh * g->kw, dzT, g->c2, j->wr, g->c1);
+                                 cv->tile_tapoff, g->kh * g->kw, dzT, g->c2, j->wr, cp);
           /* The rows of each padded plane that are input, channel-major. */
           for (int n = n0; n < n0 + count; n++)
             {
               float *din = j->din + (gsize) n * g->c1 * plane;
-              const float *src = wk->dcol + (gsize) (n - n0) * din_rows * g->c1;
+              const float *src = wk->dcol + (gsize) (n - n0) * din_rows * cp;
               if (wp == g->w1)
-                conv_tiles_transpose (din, plane, src + (gsize) g->pt * wp * g->c1, g->c1,
-                                      (int) plane, g->c1);
+                conv_tiles_transpose (din, plane, src + (gsize) g->pt * wp * cp, cp, (int) plane,
+                                      g->c1);
               else
                 for (int y = 0; y < g->h1; y++)
                   conv_tiles_transpose (din + (gsize) y * g->w1, plane,
-                                        src + ((gsize) (y + g->pt) * wp + g->pl) * g->c1, g->c1,
+                                        src + ((gsize) (y + g->pt) * wp + g->pl) * cp, cp,
                                         g->w1, g->c1);
             }
         }
@@ -1596,7 +1635,8 @@ tile_backward (Conv *cv, const StRunContext *ctx, const float *in, const float *
     return FALSE;
   const float *wr = NULL;
   if (din && !(wr = tile_weights (cv, w, TRUE)))
-    return scratch_failed (&cv->g, (gsize) cv->g.c2 * cv->g.kg, 1, error);
+    return scratch_failed (&cv->g, (gsize) cv->g.c2 * cv->g.kh * cv->g.kw
+                                       * tile_din_channels (&cv->g), 1, error);
   TileBwdJob j = { cv, n_tasks, in, wr, out, pre, dout, argmax, dw != NULL, db != NULL, din, act,
                    slope };
   st_parallel_for (ctx, n_tasks, tile_backward_tasks, &j);

@@ -17,6 +17,8 @@
  * results do not depend on threads or timing. */
 #include "tiles.h"
 
+#include <string.h>
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 
@@ -266,6 +268,148 @@ conv_tiles_transpose (float *dst, gsize ldd, const float *src, gsize lds, int ro
       }
 }
 
+
+/* The first of equal maxima wins, and a NaN wins over any number, as in
+ * maxpool (core/maxpool.c): take v where v > best or v alone is NaN.  A
+ * total preorder, so maxima of parts combine in order to the maximum of
+ * the whole. */
+TILE __mmask16
+takes (__m512 best, __m512 v)
+{
+  return _mm512_cmp_ps_mask (v, best, _CMP_GT_OQ)
+         | (_mm512_cmp_ps_mask (v, v, _CMP_UNORD_Q) & _mm512_cmp_ps_mask (best, best, _CMP_ORD_Q));
+}
+
+/* 16 channels of pixel p of yT, + bias, through relu (v > 0 ? v : +0). */
+TILE __m512
+pool_input (const float *yT, int p, int M, __m512 bias, gboolean relu)
+{
+  __m512 v = _mm512_add_ps (_mm512_loadu_ps (yT + (gsize) p * M), bias);
+  return relu ? _mm512_max_ps (v, _mm512_setzero_ps ()) : v;
+}
+
+/* The larger of (a, ia) and (b, ib), a first. */
+TILE void
+pool_pick (__m512 *a, __m512i *ia, __m512 b, __m512i ib)
+{
+  const __mmask16 take = takes (*a, b);
+  *a = _mm512_mask_mov_ps (*a, take, b);
+  *ia = _mm512_mask_mov_epi32 (*ia, take, ib);
+}
+
+/* The maximum over the k×k window at pixel p0 of 16 channels: a 2×2 one
+ * as two pairs, rows side by side, whose chains run in parallel. */
+TILE void
+pool_window (__m512 *best, __m512i *at, const float *yT, int p0, int w, int k, int M,
+             __m512 bias, gboolean relu)
+{
+  if (k == 2)
+    {
+      __m512 top = pool_input (yT, p0, M, bias, relu), bottom = pool_input (yT, p0 + w, M, bias, relu);
+      __m512i itop = _mm512_set1_epi32 (p0), ibottom = _mm512_set1_epi32 (p0 + w);
+      pool_pick (&top, &itop, pool_input (yT, p0 + 1, M, bias, relu), _mm512_set1_epi32 (p0 + 1));
+      pool_pick (&bottom, &ibottom, pool_input (yT, p0 + w + 1, M, bias, relu),
+                 _mm512_set1_epi32 (p0 + w + 1));
+      pool_pick (&top, &itop, bottom, ibottom);
+      *best = top;
+      *at = itop;
+      return;
+    }
+  *best = pool_input (yT, p0, M, bias, relu);
+  *at = _mm512_set1_epi32 (p0);
+  for (int dy = 0; dy < k; dy++)
+    for (int dx = dy == 0; dx < k; dx++)
+      pool_pick (best, at, pool_input (yT, p0 + dy * w + dx, M, bias, relu),
+                 _mm512_set1_epi32 (p0 + dy * w + dx));
+}
+
+TILES_TARGET void
+conv_tiles_pool (float *out, gint32 *argmax, gsize ldo, const float *yT, int h, int w, int k,
+                 int M, const float *b, gboolean relu)
+{
+  const int ow = w / k, ohw = (h / k) * ow;
+  for (int m0 = 0; m0 < M; m0 += 16)
+    {
+      /* + 0 even without a bias: the epilogue's sum turns −0 into +0. */
+      const __m512 bias = b ? _mm512_loadu_ps (b + m0) : _mm512_setzero_ps ();
+      for (int q0 = 0, oy = 0, ox = 0; q0 < ohw; q0 += 16)
+        {
+          const int nq = MIN (16, ohw - q0);
+          __m512 best[16], at[16];
+          for (int i = 0; i < nq; i++)
+            {
+              __m512i ai;
+              pool_window (&best[i], &ai, yT + m0, oy * k * w + ox * k, w, k, M, bias, relu);
+              at[i] = _mm512_castsi512_ps (ai);
+              if (++ox == ow)
+                {
+                  ox = 0;
+                  oy++;
+                }
+            }
+          for (int i = nq; i < 16; i++)
+            best[i] = at[i] = _mm512_setzero_ps ();
+          transpose16 (best);
+          transpose16 (at);
+          const __mmask16 lanes = (__mmask16) ((1u << nq) - 1);
+          UNROLL for (int c = 0; c < 16; c++)
+            {
+              _mm512_mask_storeu_ps (out + (gsize) (m0 + c) * ldo + q0, lanes, best[c]);
+              _mm512_mask_storeu_epi32 (argmax + (gsize) (m0 + c) * ldo + q0, lanes,
+                                        _mm512_castps_si512 (at[c]));
+            }
+        }
+    }
+}
+
+TILES_TARGET void
+conv_tiles_unpool (float *dzT, const float *d, const gint32 *argmax, gsize ldo, int h, int w,
+                   int k, int M)
+{
+  const int oh = h / k, ow = w / k, ohw = oh * ow;
+  const __m512 zero = _mm512_setzero_ps ();
+  /* Pixels under no window: the rows and columns that flooring left out. */
+  for (int y = 0; y < h; y++)
+    {
+      const int x0 = y < oh * k ? ow * k : 0;
+      memset (dzT + ((gsize) y * w + x0) * M, 0, sizeof (float) * (w - x0) * M);
+    }
+  for (int m0 = 0; m0 < M; m0 += 16)
+    for (int q0 = 0, oy = 0, ox = 0; q0 < ohw; q0 += 16)
+      {
+        const int nq = MIN (16, ohw - q0);
+        const __mmask16 lanes = (__mmask16) ((1u << nq) - 1);
+        __m512 dv[16], at[16];
+        UNROLL for (int c = 0; c < 16; c++)
+          {
+            dv[c] = _mm512_maskz_loadu_ps (lanes, d + (gsize) (m0 + c) * ldo + q0);
+            at[c] = _mm512_castsi512_ps (
+                _mm512_maskz_loadu_epi32 (lanes, argmax + (gsize) (m0 + c) * ldo + q0));
+          }
+        transpose16 (dv);
+        transpose16 (at);
+        for (int i = 0; i < nq; i++)
+          {
+            const int p0 = oy * k * w + ox * k;
+            if (++ox == ow)
+              {
+                ox = 0;
+                oy++;
+              }
+            /* 0 + d, as maxpool's scatter into a cleared plane: −0 becomes +0. */
+            const __m512 g = _mm512_add_ps (zero, dv[i]);
+            const __m512i a = _mm512_castps_si512 (at[i]);
+            for (int dy = 0; dy < k; dy++)
+              for (int dx = 0; dx < k; dx++)
+                {
+                  const int p = p0 + dy * w + dx;
+                  const __mmask16 hit = _mm512_cmpeq_epi32_mask (a, _mm512_set1_epi32 (p));
+                  _mm512_storeu_ps (dzT + (gsize) p * M + m0, _mm512_maskz_mov_ps (hit, g));
+                }
+          }
+      }
+}
+
 #else
 
 gboolean
@@ -312,9 +456,19 @@ conv_tiles_transpose (G_GNUC_UNUSED float *dst, G_GNUC_UNUSED gsize ldd,
 }
 
 void
-conv_tiles_transpose (G_GNUC_UNUSED float *dst, G_GNUC_UNUSED gsize ldd,
-                      G_GNUC_UNUSED const float *src, G_GNUC_UNUSED gsize lds,
-                      G_GNUC_UNUSED int rows, G_GNUC_UNUSED int cols)
+conv_tiles_pool (G_GNUC_UNUSED float *out, G_GNUC_UNUSED gint32 *argmax,
+                 G_GNUC_UNUSED gsize ldo, G_GNUC_UNUSED const float *yT, G_GNUC_UNUSED int h,
+                 G_GNUC_UNUSED int w, G_GNUC_UNUSED int k, G_GNUC_UNUSED int M,
+                 G_GNUC_UNUSED const float *b, G_GNUC_UNUSED gboolean relu)
+{
+  g_assert_not_reached ();
+}
+
+void
+conv_tiles_unpool (G_GNUC_UNUSED float *dzT, G_GNUC_UNUSED const float *d,
+                   G_GNUC_UNUSED const gint32 *argmax, G_GNUC_UNUSED gsize ldo,
+                   G_GNUC_UNUSED int h, G_GNUC_UNUSED int w, G_GNUC_UNUSED int k,
+                   G_GNUC_UNUSED int M)
 {
   g_assert_not_reached ();
 }
