@@ -191,6 +191,7 @@ typedef struct {
   float *full, *full_pre, *full_dout;
   gsize full_n, full_pre_n, full_dout_n;
   gboolean pooled_via_full;
+  gboolean pooled_by_tiles;    /* the forward took the tiles: argmax as tile_pools_sums () says */
   /* Small maps: for tap t and output pixel q, the input pixel it reads
    * (offset in the plane), or -1 for padding; [kh·kw, H2·W2].  NULL for
    * large maps, whose rows are long enough to copy as rows. */
@@ -1368,6 +1369,16 @@ tile_input (const Geom *g, const float *in, int n0, int count, float *buf)
   return buf;
 }
 
+/* Whether the tiled path pools the pixel-major sums itself (tiles.h):
+ * for relu and no activation, whose argmax is then pixel-major, each
+ * image's [h3·w3][c2]; for the others the planes are pooled, and argmax is
+ * laid out as the output. */
+static gboolean
+tile_pools_sums (StActivation act)
+{
+  return act == ST_ACT_NONE || act == ST_ACT_RELU;
+}
+
 typedef struct {
   Conv *cv;
   int n_tasks;
@@ -1375,7 +1386,7 @@ typedef struct {
   const float *wt;             /* [K][c2] */
   const float *b;
   float *out, *pre;
-  gint32 *argmax;              /* pool=: out and pre are pooled, argmax like them */
+  gint32 *argmax;              /* pool=: out and pre are pooled; argmax see tile_pools_sums () */
   StActivation act;
   float slope;
 } TileFwdJob;
@@ -1401,7 +1412,7 @@ tile_forward_tasks (gsize begin, gsize end, gpointer data)
           for (int n = n0; n < n0 + count; n++)
             {
               const float *tile = wk->tmp + (gsize) (n - n0) * hw * g->c2;
-              if (j->argmax && (j->act == ST_ACT_NONE || j->act == ST_ACT_RELU))
+              if (j->argmax && tile_pools_sums (j->act))
                 {
                   /* Pooled from the pixel-major sums, the full map never in planes. */
                   const gsize ohw = (gsize) g->h3 * g->w3, at = (gsize) n * g->c2 * ohw;
@@ -1513,7 +1524,7 @@ typedef struct {
   const float *in;
   const float *wr;             /* [kh·kw][c2][c1], or NULL without din */
   const float *out, *pre, *dout;
-  const gint32 *argmax;        /* pool=: out, pre and dout are pooled, argmax like them */
+  const gint32 *argmax;        /* pool=: out, pre and dout pooled; argmax see tile_pools_sums () */
   gboolean dw, db;
   float *din;
   StActivation act;
@@ -1547,7 +1558,7 @@ tile_backward_tasks (gsize begin, gsize end, gpointer data)
           for (int n = n0; n < n0 + count; n++)
             {
               float *dzT_n = dzT + (gsize) (n - n0) * hw * g->c2;
-              if (j->argmax)
+              if (j->argmax && tile_pools_sums (j->act))
                 {
                   const gsize ohw = (gsize) g->h3 * g->w3;
                   pooled_grad (g, n, j->out, j->pre, j->dout, j->act, j->slope, wk->pooled,
@@ -1556,15 +1567,19 @@ tile_backward_tasks (gsize begin, gsize end, gpointer data)
                                      g->h2, g->w2, g->pool, g->c2);
                   continue;
                 }
-              for (int m = 0; m < g->c2; m++)
-                {
-                  gsize off = ((gsize) n * g->c2 + m) * hw;
-                  float *dz = wk->row + (gsize) m * hw;
-                  st_activation_backward_into (j->act, j->slope, j->pre ? j->pre + off : NULL,
-                                               j->out + off, j->dout + off, dz, hw);
-                  if (j->db)
-                    wk->db[m] += (float) sum_floats (dz, hw);
-                }
+              if (j->argmax)
+                unpool_image (g, n, j->out, j->pre, j->dout, j->argmax, j->act, j->slope,
+                              wk->pooled, wk->row, hw, j->db ? wk->db : NULL);
+              else
+                for (int m = 0; m < g->c2; m++)
+                  {
+                    gsize off = ((gsize) n * g->c2 + m) * hw;
+                    float *dz = wk->row + (gsize) m * hw;
+                    st_activation_backward_into (j->act, j->slope, j->pre ? j->pre + off : NULL,
+                                                 j->out + off, j->dout + off, dz, hw);
+                    if (j->db)
+                      wk->db[m] += (float) sum_floats (dz, hw);
+                  }
               conv_tiles_transpose (dzT_n, g->c2, wk->row, hw, g->c2, hw);
             }
           if (j->dw)
@@ -1705,6 +1720,7 @@ conv_forward (StStage *stage, const StRunContext *ctx,
 
   Plan pl = plan_blocks (g, ctx);
   cv->pooled_via_full = pooled_via_full (cv, ctx, &pl);
+  cv->pooled_by_tiles = g->pool && tile_call (cv, ctx);
   gint32 *argmax = NULL;
   if (g->pool && !(argmax = scratch_index (&cv->argmax, &cv->argmax_n, numel)))
     return scratch_failed (g, numel, 1, error);
@@ -2054,6 +2070,7 @@ conv_backward (StStage *stage, const StRunContext *ctx,
   if ((st_activation_needs_input (act)
        && (via_full ? cv->full_pre_n < full_numel : cv->pre_n < numel))
       || (g->pool && (cv->argmax_n < numel || via_full != cv->pooled_via_full
+                      || tile_call (cv, ctx) != cv->pooled_by_tiles
                       || (via_full && cv->full_n < full_numel))))
     {
       g_set_error (error, ST_ERROR, ST_ERROR_FAILED,

@@ -288,11 +288,11 @@ pool_input (const float *yT, int p, int M, __m512 bias, gboolean relu)
   return relu ? _mm512_max_ps (v, _mm512_setzero_ps ()) : v;
 }
 
-/* The larger of (a, ia) and (b, ib), a first. */
+/* The larger of (a, ia) and (b, ib), a first; relu: neither is NaN. */
 TILE void
-pool_pick (__m512 *a, __m512i *ia, __m512 b, __m512i ib)
+pool_pick (__m512 *a, __m512i *ia, __m512 b, __m512i ib, gboolean relu)
 {
-  const __mmask16 take = takes (*a, b);
+  const __mmask16 take = relu ? _mm512_cmp_ps_mask (b, *a, _CMP_GT_OQ) : takes (*a, b);
   *a = _mm512_mask_mov_ps (*a, take, b);
   *ia = _mm512_mask_mov_epi32 (*ia, take, ib);
 }
@@ -307,10 +307,11 @@ pool_window (__m512 *best, __m512i *at, const float *yT, int p0, int w, int k, i
     {
       __m512 top = pool_input (yT, p0, M, bias, relu), bottom = pool_input (yT, p0 + w, M, bias, relu);
       __m512i itop = _mm512_set1_epi32 (p0), ibottom = _mm512_set1_epi32 (p0 + w);
-      pool_pick (&top, &itop, pool_input (yT, p0 + 1, M, bias, relu), _mm512_set1_epi32 (p0 + 1));
+      pool_pick (&top, &itop, pool_input (yT, p0 + 1, M, bias, relu), _mm512_set1_epi32 (p0 + 1),
+                 relu);
       pool_pick (&bottom, &ibottom, pool_input (yT, p0 + w + 1, M, bias, relu),
-                 _mm512_set1_epi32 (p0 + w + 1));
-      pool_pick (&top, &itop, bottom, ibottom);
+                 _mm512_set1_epi32 (p0 + w + 1), relu);
+      pool_pick (&top, &itop, bottom, ibottom, relu);
       *best = top;
       *at = itop;
       return;
@@ -320,7 +321,7 @@ pool_window (__m512 *best, __m512i *at, const float *yT, int p0, int w, int k, i
   for (int dy = 0; dy < k; dy++)
     for (int dx = dy == 0; dx < k; dx++)
       pool_pick (best, at, pool_input (yT, p0 + dy * w + dx, M, bias, relu),
-                 _mm512_set1_epi32 (p0 + dy * w + dx));
+                 _mm512_set1_epi32 (p0 + dy * w + dx), relu);
 }
 
 TILES_TARGET void
@@ -335,12 +336,15 @@ conv_tiles_pool (float *out, gint32 *argmax, gsize ldo, const float *yT, int h, 
       for (int q0 = 0, oy = 0, ox = 0; q0 < ohw; q0 += 16)
         {
           const int nq = MIN (16, ohw - q0);
-          __m512 best[16], at[16];
+          __m512 best[16];
           for (int i = 0; i < nq; i++)
             {
               __m512i ai;
-              pool_window (&best[i], &ai, yT + m0, oy * k * w + ox * k, w, k, M, bias, relu);
-              at[i] = _mm512_castsi512_ps (ai);
+              if (relu)
+                pool_window (&best[i], &ai, yT + m0, oy * k * w + ox * k, w, k, M, bias, TRUE);
+              else
+                pool_window (&best[i], &ai, yT + m0, oy * k * w + ox * k, w, k, M, bias, FALSE);
+              _mm512_storeu_si512 (argmax + (gsize) (q0 + i) * M + m0, ai);
               if (++ox == ow)
                 {
                   ox = 0;
@@ -348,16 +352,11 @@ conv_tiles_pool (float *out, gint32 *argmax, gsize ldo, const float *yT, int h, 
                 }
             }
           for (int i = nq; i < 16; i++)
-            best[i] = at[i] = _mm512_setzero_ps ();
+            best[i] = _mm512_setzero_ps ();
           transpose16 (best);
-          transpose16 (at);
           const __mmask16 lanes = (__mmask16) ((1u << nq) - 1);
           UNROLL for (int c = 0; c < 16; c++)
-            {
-              _mm512_mask_storeu_ps (out + (gsize) (m0 + c) * ldo + q0, lanes, best[c]);
-              _mm512_mask_storeu_epi32 (argmax + (gsize) (m0 + c) * ldo + q0, lanes,
-                                        _mm512_castps_si512 (at[c]));
-            }
+            _mm512_mask_storeu_ps (out + (gsize) (m0 + c) * ldo + q0, lanes, best[c]);
         }
     }
 }
@@ -379,15 +378,10 @@ conv_tiles_unpool (float *dzT, const float *d, const gint32 *argmax, gsize ldo, 
       {
         const int nq = MIN (16, ohw - q0);
         const __mmask16 lanes = (__mmask16) ((1u << nq) - 1);
-        __m512 dv[16], at[16];
+        __m512 dv[16];
         UNROLL for (int c = 0; c < 16; c++)
-          {
-            dv[c] = _mm512_maskz_loadu_ps (lanes, d + (gsize) (m0 + c) * ldo + q0);
-            at[c] = _mm512_castsi512_ps (
-                _mm512_maskz_loadu_epi32 (lanes, argmax + (gsize) (m0 + c) * ldo + q0));
-          }
+          dv[c] = _mm512_maskz_loadu_ps (lanes, d + (gsize) (m0 + c) * ldo + q0);
         transpose16 (dv);
-        transpose16 (at);
         for (int i = 0; i < nq; i++)
           {
             const int p0 = oy * k * w + ox * k;
@@ -398,7 +392,7 @@ conv_tiles_unpool (float *dzT, const float *d, const gint32 *argmax, gsize ldo, 
               }
             /* 0 + d, as maxpool's scatter into a cleared plane: −0 becomes +0. */
             const __m512 g = _mm512_add_ps (zero, dv[i]);
-            const __m512i a = _mm512_castps_si512 (at[i]);
+            const __m512i a = _mm512_loadu_si512 (argmax + (gsize) (q0 + i) * M + m0);
             for (int dy = 0; dy < k; dy++)
               for (int dx = 0; dx < k; dx++)
                 {

@@ -38,13 +38,14 @@ void conv_tiles_transpose (float *dst, gsize ldd, const float *src, gsize lds, i
 /* pool=, on one image's pixel-major sums yT [h·w][M] (M a multiple of
  * 16): out[m][q] = the maximum of act (yT[p][m] + b[m]) over the pixels p
  * of window q (k×k, stride k, the map floored to whole windows), act the
- * identity or, when relu, relu; argmax[m][q] = that p, the first of equal
- * maxima, a NaN before any number (as maxpool).  b: NULL for no bias.
- * out and argmax: M planes ldo apart. */
+ * identity or, when relu, relu; out: M planes ldo apart.  argmax[q][m]
+ * (pixel-major, as only conv_tiles_unpool () reads it) = that p, the
+ * first of equal maxima, a NaN before any number (as maxpool).  b: NULL
+ * for no bias. */
 void conv_tiles_pool (float *out, gint32 *argmax, gsize ldo, const float *yT, int h, int w,
                       int k, int M, const float *b, gboolean relu);
 
-/* Its backward: dzT [h·w][M] = 0 + d[m][q] at p = argmax[m][q], zero at
- * every other pixel, from d and argmax laid out as out and argmax above. */
+/* Its backward: dzT [h·w][M] = 0 + d[m][q] at p = argmax[q][m], zero at
+ * every other pixel, from d laid out as out above (ldo) and argmax. */
 void conv_tiles_unpool (float *dzT, const float *d, const gint32 *argmax, gsize ldo, int h,
                         int w, int k, int M);
