@@ -101,13 +101,29 @@ st_rng_normal (StRng *rng)
 }
 
 /* ---- Thread pool --------------------------------------------------------
- * Items are handed out in chunks from a shared counter, the caller taking
- * its share like the workers: a thread that the system deschedules (a busy
- * neighbour, a fuzzer forking) holds up only the chunk it took, and the
- * others finish the rest.  Which thread runs an item never changes what
- * the item computes, so results stay bit-identical.  Workers wait on a
- * generation counter; one that wakes after the items are gone does not
- * join, so the caller waits only for chunks actually being worked on. */
+ * Items are handed out in chunks, the caller taking its share like the
+ * workers.  Each thread has a home range of the items, a counter of its
+ * own, and takes chunks from there first, so that call after call a
+ * thread works on the same items and finds their buffers in its own
+ * cache; then it takes what is left of the others' ranges.  A thread that
+ * the system deschedules (a busy neighbour, a fuzzer forking) so holds up
+ * only the chunk it took, and the others finish the rest.  Which thread
+ * runs an item never changes what the item computes, so results stay
+ * bit-identical.  Workers wait on a generation counter; one that wakes
+ * after the items are gone does not join, so the caller waits only for
+ * chunks actually being worked on. */
+
+/* One thread's home range: [next, end), next taken atomically.  A cache
+ * line each, so that threads taking from their own do not contend. */
+typedef struct {
+  gsize next;
+  gsize end;
+} __attribute__ ((aligned (64))) PoolRange;
+
+typedef struct {
+  StPool *pool;
+  int index;                   /* 0 is the caller of st_parallel_for() */
+} PoolWorker;
 
 struct _StPool {
   int n_threads;
@@ -120,28 +136,44 @@ struct _StPool {
   gboolean quit;
   StRangeFunc fn;
   gpointer data;
-  gsize total;
   gsize chunk;
-  gsize next;                  /* first item not yet handed out; atomic */
+  PoolRange *ranges;           /* n_threads */
+  PoolWorker *workers;         /* n_threads; 0 unused */
 };
 
-/* Runs chunks of the current call until none is left. */
-static void
-take_chunks (StPool *pool, StRangeFunc fn, gpointer data, gsize total, gsize chunk)
+/* Whether any range of the current call has items not yet handed out. */
+static gboolean
+items_left (StPool *pool)
 {
-  for (;;)
+  for (int r = 0; r < pool->n_threads; r++)
+    if (__atomic_load_n (&pool->ranges[r].next, __ATOMIC_RELAXED) < pool->ranges[r].end)
+      return TRUE;
+  return FALSE;
+}
+
+/* Runs chunks of the current call until none is left: thread self's own
+ * range first, then the others' in turn. */
+static void
+take_chunks (StPool *pool, int self, StRangeFunc fn, gpointer data, gsize chunk)
+{
+  for (int i = 0; i < pool->n_threads; i++)
     {
-      gsize begin = __atomic_fetch_add (&pool->next, chunk, __ATOMIC_RELAXED);
-      if (begin >= total)
-        return;
-      fn (begin, MIN (begin + chunk, total), data);
+      PoolRange *range = &pool->ranges[(self + i) % pool->n_threads];
+      for (;;)
+        {
+          gsize begin = __atomic_fetch_add (&range->next, chunk, __ATOMIC_RELAXED);
+          if (begin >= range->end)
+            break;
+          fn (begin, MIN (begin + chunk, range->end), data);
+        }
     }
 }
 
 static gpointer
 worker_main (gpointer user_data)
 {
-  StPool *pool = user_data;
+  const PoolWorker *self = user_data;
+  StPool *pool = self->pool;
   guint64 seen = 0;
 
   g_mutex_lock (&pool->lock);
@@ -152,15 +184,15 @@ worker_main (gpointer user_data)
       if (pool->quit)
         break;
       seen = pool->generation;
-      if (__atomic_load_n (&pool->next, __ATOMIC_RELAXED) >= pool->total)
+      if (!items_left (pool))
         continue;
       pool->active++;
       StRangeFunc fn = pool->fn;
       gpointer data = pool->data;
-      gsize total = pool->total, chunk = pool->chunk;
+      gsize chunk = pool->chunk;
       g_mutex_unlock (&pool->lock);
 
-      take_chunks (pool, fn, data, total, chunk);
+      take_chunks (pool, self->index, fn, data, chunk);
 
       g_mutex_lock (&pool->lock);
       if (--pool->active == 0)
@@ -195,10 +227,13 @@ pool_new (int n_threads, gboolean allow_fewer, GError **error)
   g_cond_init (&pool->work_cond);
   g_cond_init (&pool->done_cond);
   pool->threads = g_new0 (GThread *, n_threads);
+  pool->ranges = g_aligned_alloc0 (n_threads, sizeof (PoolRange), _Alignof (PoolRange));
+  pool->workers = g_new0 (PoolWorker, n_threads);
   for (int i = 1; i < n_threads; i++)
     {
       g_autoptr (GError) local = NULL;
-      pool->threads[i] = g_thread_try_new ("strata-worker", worker_main, pool, &local);
+      pool->workers[i] = (PoolWorker) { pool, i };
+      pool->threads[i] = g_thread_try_new ("strata-worker", worker_main, &pool->workers[i], &local);
       if (pool->threads[i])
         continue;
       /* Only the started threads count (st_pool_free joins n_threads - 1). */
@@ -238,6 +273,8 @@ st_pool_free (StPool *pool)
   for (int i = 1; i < pool->n_threads; i++)
     g_thread_join (pool->threads[i]);
   g_free (pool->threads);
+  g_aligned_free (pool->ranges);
+  g_free (pool->workers);
   g_mutex_clear (&pool->lock);
   g_cond_clear (&pool->work_cond);
   g_cond_clear (&pool->done_cond);
@@ -263,18 +300,23 @@ st_parallel_for (const StRunContext *ctx, gsize n, StRangeFunc fn, gpointer data
     }
   /* About four chunks a thread: small enough to even out a late thread,
    * large enough that handing them out costs nothing. */
-  const gsize chunk = MAX (n / ((gsize) pool->n_threads * 4), 1);
+  const int threads = pool->n_threads;
+  const gsize chunk = MAX (n / ((gsize) threads * 4), 1), chunks = (n + chunk - 1) / chunk;
   g_mutex_lock (&pool->lock);
   pool->fn = fn;
   pool->data = data;
-  pool->total = n;
   pool->chunk = chunk;
-  __atomic_store_n (&pool->next, 0, __ATOMIC_RELAXED);
+  /* Whole chunks a range, as evenly as they go. */
+  for (int r = 0; r < threads; r++)
+    {
+      pool->ranges[r].end = MIN (chunks * (r + 1) / threads * chunk, n);
+      __atomic_store_n (&pool->ranges[r].next, chunks * r / threads * chunk, __ATOMIC_RELAXED);
+    }
   pool->generation++;
   g_cond_broadcast (&pool->work_cond);
   g_mutex_unlock (&pool->lock);
 
-  take_chunks (pool, fn, data, n, chunk);
+  take_chunks (pool, 0, fn, data, chunk);
 
   g_mutex_lock (&pool->lock);
   while (pool->active > 0)
