@@ -30,9 +30,10 @@
  *
  * On a CPU with AVX-512, stride-1 layers whose filters come in sixteens
  * skip im2col and SGEMM for the register tiles of tiles.c (the input
- * gradient only where the input channels come in sixteens too), whole
- * images to a task: as fast as SGEMM on the product alone, without the
- * col matrix or OpenBLAS's packing of it. */
+ * gradient on the input channels rounded up to sixteens), whole images to
+ * a task: as fast as SGEMM on the product alone, without the col matrix
+ * or OpenBLAS's packing of it.  With pool= and relu or no activation the
+ * tiles' pixel-major sums are pooled directly (tile_pools_sums ()). */
 #include <strata/strata.h>
 
 #include "tiles.h"
@@ -373,7 +374,7 @@ tile_din_rows (const Geom *g)
 
 /* Images a call covers: enough for TILE_MIN_PIXELS where the buffers
  * allow, else 1; 0 where the geometry does not take tiles (dense stride-1
- * convolutions over channels in sixteens, on a CPU with AVX-512, whose
+ * convolutions to filters in sixteens, on a CPU with AVX-512, whose
  * images fit the buffers). */
 static int
 tile_images (const Geom *g)

@@ -1,7 +1,8 @@
 /* strata — conv2d: register-tiled convolution for channel counts in
  * sixteens, on AVX-512.
  *
- * Each function keeps a tile of sums in 24 of the 32 vector registers:
+ * Each of the three products keeps a tile of sums in 24 of the 32 vector
+ * registers:
  * up to four vectors of 16 channels (64 channels) across a few pixels
  * (or taps), and walks the reduction axis with one vector load per 16
  * channels and one broadcast per pixel:
@@ -14,7 +15,10 @@
  * no second packing inside a BLAS), so a Keras MNIST-sized layer (32 to 64
  * channels on 13×13) runs from L1 and L2 instead of streaming a col matrix
  * K times the input's size through memory.  Sums run in a fixed order, so
- * results do not depend on threads or timing. */
+ * results do not depend on threads or timing.  Beside them: pool='s max
+ * pooling straight from the forward's pixel-major sums and its backward
+ * into the weight gradient's, and the 16×16 transposes between those rows
+ * and NCHW planes. */
 #include "tiles.h"
 
 #include <string.h>
