@@ -656,6 +656,47 @@ check_pool_case (const char *params, int k, StShape in_shape, StRunContext *ctx,
   st_stage_free (pool);
 }
 
+/* pool= keeps its maxima's positions in the layout of the path its
+ * forward took; a backward on more threads than images takes another
+ * path (the register tiles want an image a thread), and must then give
+ * the same gradients or refuse, never read the positions wrongly. */
+static void
+check_pool_other_backward (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GRand) rand = g_rand_new_with_seed (870);
+  const StShape shape = { 1, 16, 10, 10 };
+  StStage *s = tu_stage_new (reg, "conv2d", "conv", "filters=16 size=3 activation=relu pool=2",
+                             &error);
+  g_assert_no_error (error);
+  st_stage_infer (s, &shape, 1, &error);
+  g_assert_no_error (error);
+  for (int i = 0; i < st_stage_n_weights (s); i++)
+    fill_random (st_stage_param (s, i), rand);
+  st_stage_enable_grads (s);
+  g_autoptr (StTensor) in = random_tensor (shape, rand);
+  g_autoptr (StTensor) out = st_tensor_new (s->out_shape, NULL);
+  g_autoptr (StTensor) dout = random_tensor (s->out_shape, rand);
+  g_autoptr (StTensor) want = st_tensor_new (shape, NULL);
+  g_autoptr (StTensor) got = st_tensor_new (shape, NULL);
+  StTensor *gwant[1] = { want }, *ggot[1] = { got };
+  g_assert_true (s->kind->forward (s, ctxs[0], (const StTensor *const *) &in, out, &error));
+  g_assert_true (s->kind->backward (s, ctxs[0], (const StTensor *const *) &in, out, dout, gwant,
+                                    &error));
+  if (s->kind->backward (s, ctxs[1], (const StTensor *const *) &in, out, dout, ggot, &error))
+    {
+      g_autofree double *want_d = to_doubles (want);
+      assert_close ("conv2d pool= backward on another path", "", got->data, want_d,
+                    st_tensor_numel (got), 1e-5);
+    }
+  else
+    {
+      g_assert_error (error, ST_ERROR, ST_ERROR_FAILED);
+      g_assert_nonnull (strstr (error->message, "backward without a forward of this shape"));
+    }
+  st_stage_free (s);
+}
+
 /* Each way the layer runs: the direct path for few taps (a first layer,
  * several images a block), SGEMM blocks, register tiles (channels in
  * sixteens), pieces of large images (pooled through the whole map), one
@@ -704,6 +745,7 @@ test_conv_pool (void)
                            TRUE);
         st_run_context_free (ctx);
       }
+  check_pool_other_backward ();
   /* Few filters and small maps: float rounding of the loss stays far
    * below the gradients, and the step (below the spacing of gradcheck's
    * inputs) rarely moves a maximum or crosses a kink. */
