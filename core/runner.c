@@ -366,7 +366,9 @@ append_json_line (GString *s, const char *path, char **names, const float *probs
 }
 
 /* One row per image that ran, in input order: the path, the best label and
- * its probability, then the top k labels with theirs. */
+ * its probability, then the top k labels with theirs.  Where no image ran
+ * (every one failed) no file is written: a table of no rows would replace
+ * an earlier run's table and say nothing. */
 static gboolean
 write_predictions (const StPipeline *p, GPtrArray *jobs, const StRunOptions *opt,
                    const char *path, GError **error)
@@ -383,11 +385,13 @@ write_predictions (const StPipeline *p, GPtrArray *jobs, const StRunOptions *opt
       g_string_append_c (out, '\n');
     }
   g_autofree int *order = g_new (int, n_classes);
+  guint rows = 0;
   for (guint j = 0; j < jobs->len; j++)
     {
       StJob *job = jobs->pdata[j];
       if (!job->probabilities)
         continue;
+      rows++;
       for (int c = 0; c < n_classes; c++)
         order[c] = c;
       /* Top k by probability; ties keep class order. */
@@ -419,6 +423,8 @@ write_predictions (const StPipeline *p, GPtrArray *jobs, const StRunOptions *opt
         opt->predictions (out->str, opt->user_data);
       return TRUE;
     }
+  if (rows == 0)
+    return TRUE;
   StAtomicFile *file = st_atomic_file_new (path, ST_ERROR_IO, ST_ATOMIC_FILE_SYNC, error);
   if (!file)
     return FALSE;

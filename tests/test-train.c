@@ -411,6 +411,21 @@ test_predictions_csv (Fixture *f, gconstpointer unused)
   g_autoptr (JsonParser) parser = json_parser_new ();
   g_assert_true (json_parser_load_from_data (parser, json_lines[0], -1, NULL));
   tu_result_clear (&r);
+  /* A folder whose every image fails leaves the table of the run before
+   * untouched, --overwrite or not. */
+  g_autofree char *all_bad = g_build_filename (f->dir, "all-bad", NULL);
+  g_mkdir (all_bad, 0755);
+  g_autofree char *bad2 = g_build_filename (all_bad, "bad.png", NULL);
+  g_file_set_contents (bad2, "nope", 4, NULL);
+  g_autofree char *before = NULL;
+  g_assert_true (g_file_get_contents (csv, &before, NULL, NULL));
+  r = RUN ("run", f->ini, all_bad, "-o", csv, "--overwrite", "--weights", w, "--quiet");
+  g_assert_cmpint (r.status, ==, 1);
+  g_assert_true (strstr (r.err, "bad.png: "));
+  tu_result_clear (&r);
+  g_autofree char *after = NULL;
+  g_assert_true (g_file_get_contents (csv, &after, NULL, NULL));
+  g_assert_cmpstr (after, ==, before);
   /* Without weights a classifier is refused. */
   r = RUN ("run", f->ini, photos, "-o", csv, "--overwrite");
   g_assert_cmpint (r.status, ==, 2);
