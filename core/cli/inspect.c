@@ -96,8 +96,9 @@ print_stages (StPipeline *p, StShape in, gboolean fixed, gboolean has_image)
   g_autofree char *tm = format_count (total_macs);
   printf ("%-16s %-14s %-16s %-14s %12s %16s\n", "total", "", "", "", tp, tm);
   if (any_floored)
-    printf ("\n* output size rounded down: (W - F + 2P) / S is not a whole number, "
-            "so the last rows or columns of the input are not used.\n");
+    printf ("\n* output size rounded down: (W - F + 2P) / S is not a whole number (or, "
+            "with pool=, the map is not a whole number of windows), so the last rows or "
+            "columns of the input are not used.\n");
 }
 
 /* What inspect takes, filled from inspect_options. */
