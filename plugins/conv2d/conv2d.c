@@ -213,6 +213,8 @@ typedef struct {
    * (i, j) there.  NULL where the layer does not take tiles. */
   int *tile_koff, *tile_pix, *tile_pix_din, *tile_tapoff;
   int tile_images;
+  gboolean tile_windows;       /* the pixels of pooling windows only (tile_pools_sums ()) */
+  int tile_hw;                 /* pixels an image in the tables */
   float *tile_w;               /* the weights, reordered for the call */
   gsize tile_w_n;
 } Conv;
@@ -393,8 +395,20 @@ tile_images (const Geom *g)
   return 0;
 }
 
+/* Whether the tiled path pools the pixel-major sums itself (tiles.h):
+ * for relu and no activation.  Its tables then list only the pixels
+ * under a window, window by window (tile_tables ()), and argmax holds
+ * each maximum's row among them, per image [h3·w3][c2]; for the other
+ * activations the planes are pooled, and argmax is laid out as the
+ * output. */
+static gboolean
+tile_pools_sums (StActivation act)
+{
+  return act == ST_ACT_NONE || act == ST_ACT_RELU;
+}
+
 static void
-tile_tables (Conv *cv)
+tile_tables (Conv *cv, gboolean windows)
 {
   const Geom *g = &cv->g;
   g_clear_pointer (&cv->tile_koff, g_free);
@@ -404,18 +418,32 @@ tile_tables (Conv *cv)
   cv->tile_images = tile_images (g);
   if (!cv->tile_images)
     return;
-  const int hp = tile_hp (g), wp = tile_wp (g), hw = g->h2 * g->w2, images = cv->tile_images;
+  const int hp = tile_hp (g), wp = tile_wp (g), images = cv->tile_images;
   cv->tile_koff = g_new (int, g->kg);
   for (int c = 0; c < g->c1; c++)
     for (int i = 0; i < g->kh; i++)
       for (int j = 0; j < g->kw; j++)
         cv->tile_koff[(c * g->kh + i) * g->kw + j] = (c * hp + i) * wp + j;
+  /* The output pixels in row order; pooling from the sums, only those
+   * under a window (the rows and columns that flooring leaves out feed
+   * nothing, and their gradient is zero), window by window. */
+  const int k = g->pool, ow = g->w3;
+  cv->tile_windows = windows;
+  cv->tile_hw = windows ? g->h3 * g->w3 * k * k : g->h2 * g->w2;
+  const int hw = cv->tile_hw;
   cv->tile_pix = g_new (int, images * hw);
   cv->tile_pix_din = g_new (int, images * hw);
   for (int n = 0; n < images; n++)
     for (int p = 0; p < hw; p++)
       {
-        int window = p / g->w2 * wp + p % g->w2;
+        int y = p / g->w2, x = p % g->w2;
+        if (windows)
+          {
+            int q = p / (k * k), i = p % (k * k);
+            y = q / ow * k + i / k;
+            x = q % ow * k + i % k;
+          }
+        int window = y * wp + x;
         cv->tile_pix[n * hw + p] = n * g->c1 * hp * wp + window;
         cv->tile_pix_din[n * hw + p] = n * (int) tile_din_rows (g) + window;
       }
@@ -517,7 +545,7 @@ conv_infer (StStage *stage, GError **error)
   cv->g = g;
   cv->cols_valid = FALSE;
   g_clear_pointer (&cv->taps, g_free);
-  tile_tables (cv);
+  tile_tables (cv, g.pool && tile_pools_sums (cfg->activation));
   if (g.w2 < SMALL_ROW && (gint64) g.h2 * g.w2 <= SMALL_MAP)
     {
       int hw = g.h2 * g.w2;
@@ -1370,16 +1398,6 @@ tile_input (const Geom *g, const float *in, int n0, int count, float *buf)
   return buf;
 }
 
-/* Whether the tiled path pools the pixel-major sums itself (tiles.h):
- * for relu and no activation, whose argmax is then pixel-major, each
- * image's [h3·w3][c2]; for the others the planes are pooled, and argmax is
- * laid out as the output. */
-static gboolean
-tile_pools_sums (StActivation act)
-{
-  return act == ST_ACT_NONE || act == ST_ACT_RELU;
-}
-
 typedef struct {
   Conv *cv;
   int n_tasks;
@@ -1398,7 +1416,7 @@ tile_forward_tasks (gsize begin, gsize end, gpointer data)
   const TileFwdJob *j = data;
   const Conv *cv = j->cv;
   const Geom *g = &cv->g;
-  const int hw = g->h2 * g->w2;
+  const int hw = g->h2 * g->w2, rows = cv->tile_hw;
   for (gsize t = begin; t < end; t++)
     {
       Work *wk = &cv->work[t];
@@ -1408,17 +1426,17 @@ tile_forward_tasks (gsize begin, gsize end, gpointer data)
         {
           const int count = MIN (cv->tile_images, t1 - n0);
           const float *x = tile_input (g, j->in, n0, count, wk->col);
-          conv_tiles_forward (wk->tmp, x, cv->tile_pix, count * hw, cv->tile_koff, g->kg, j->wt,
+          conv_tiles_forward (wk->tmp, x, cv->tile_pix, count * rows, cv->tile_koff, g->kg, j->wt,
                               g->c2);
           for (int n = n0; n < n0 + count; n++)
             {
-              const float *tile = wk->tmp + (gsize) (n - n0) * hw * g->c2;
-              if (j->argmax && tile_pools_sums (j->act))
+              const float *tile = wk->tmp + (gsize) (n - n0) * rows * g->c2;
+              if (cv->tile_windows)
                 {
                   /* Pooled from the pixel-major sums, the full map never in planes. */
                   const gsize ohw = (gsize) g->h3 * g->w3, at = (gsize) n * g->c2 * ohw;
-                  conv_tiles_pool (j->out + at, j->argmax + at, ohw, tile, g->h2, g->w2, g->pool,
-                                   g->c2, j->b, j->act == ST_ACT_RELU);
+                  conv_tiles_pool (j->out + at, j->argmax + at, ohw, tile, (int) ohw,
+                                   g->pool * g->pool, g->c2, j->b, j->act == ST_ACT_RELU);
                   continue;
                 }
               if (j->argmax)
@@ -1538,7 +1556,7 @@ tile_backward_tasks (gsize begin, gsize end, gpointer data)
   const TileBwdJob *j = data;
   const Conv *cv = j->cv;
   const Geom *g = &cv->g;
-  const int hw = g->h2 * g->w2, wp = tile_wp (g);
+  const int hw = g->h2 * g->w2, wp = tile_wp (g), rows = cv->tile_hw;
   const gsize din_rows = tile_din_rows (g), plane = (gsize) g->h1 * g->w1;
   const int cp = tile_din_channels (g);
   for (gsize t = begin; t < end; t++)
@@ -1558,14 +1576,14 @@ tile_backward_tasks (gsize begin, gsize end, gpointer data)
            * pool=: the pooled gradient so, then unpooled into dzT. */
           for (int n = n0; n < n0 + count; n++)
             {
-              float *dzT_n = dzT + (gsize) (n - n0) * hw * g->c2;
-              if (j->argmax && tile_pools_sums (j->act))
+              float *dzT_n = dzT + (gsize) (n - n0) * rows * g->c2;
+              if (cv->tile_windows)
                 {
                   const gsize ohw = (gsize) g->h3 * g->w3;
                   pooled_grad (g, n, j->out, j->pre, j->dout, j->act, j->slope, wk->pooled,
                                j->db ? wk->db : NULL);
                   conv_tiles_unpool (dzT_n, wk->pooled, j->argmax + (gsize) n * g->c2 * ohw, ohw,
-                                     g->h2, g->w2, g->pool, g->c2);
+                                     (int) ohw, g->pool * g->pool, g->c2);
                   continue;
                 }
               if (j->argmax)
@@ -1585,11 +1603,11 @@ tile_backward_tasks (gsize begin, gsize end, gpointer data)
             }
           if (j->dw)
             conv_tiles_weight_grad (wk->dw, tile_input (g, j->in, n0, count, wk->col),
-                                    cv->tile_koff, g->kg, cv->tile_pix, count * hw, dzT, g->c2);
+                                    cv->tile_koff, g->kg, cv->tile_pix, count * rows, dzT, g->c2);
           if (!j->din)
             continue;
           memset (wk->dcol, 0, sizeof (float) * count * din_rows * cp);
-          conv_tiles_input_grad (wk->dcol, cv->tile_pix_din, count * hw,
+          conv_tiles_input_grad (wk->dcol, cv->tile_pix_din, count * rows,
                                  (int) ((count - 1) * din_rows) + tile_hp (g) * wp,
                                  cv->tile_tapoff, g->kh * g->kw, dzT, g->c2, j->wr, cp);
           /* The rows of each padded plane that are input, channel-major. */

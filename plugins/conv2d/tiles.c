@@ -301,59 +301,52 @@ pool_pick (__m512 *a, __m512i *ia, __m512 b, __m512i ib, gboolean relu)
   *ia = _mm512_mask_mov_epi32 (*ia, take, ib);
 }
 
-/* The maximum over the k×k window at pixel p0 of 16 channels: a 2×2 one
- * as two pairs, rows side by side, whose chains run in parallel. */
+/* The maximum over window q's kk rows of 16 channels: 2×2 windows as two
+ * pairs, whose chains run in parallel, then the larger pair. */
 TILE void
-pool_window (__m512 *best, __m512i *at, const float *yT, int p0, int w, int k, int M,
-             __m512 bias, gboolean relu)
+pool_window (__m512 *best, __m512i *at, const float *yT, int q, int kk, int M, __m512 bias,
+             gboolean relu)
 {
-  if (k == 2)
+  const int r0 = q * kk;
+  if (kk == 4)
     {
-      __m512 top = pool_input (yT, p0, M, bias, relu), bottom = pool_input (yT, p0 + w, M, bias, relu);
-      __m512i itop = _mm512_set1_epi32 (p0), ibottom = _mm512_set1_epi32 (p0 + w);
-      pool_pick (&top, &itop, pool_input (yT, p0 + 1, M, bias, relu), _mm512_set1_epi32 (p0 + 1),
+      __m512 top = pool_input (yT, r0, M, bias, relu), bottom = pool_input (yT, r0 + 2, M, bias, relu);
+      __m512i itop = _mm512_set1_epi32 (r0), ibottom = _mm512_set1_epi32 (r0 + 2);
+      pool_pick (&top, &itop, pool_input (yT, r0 + 1, M, bias, relu), _mm512_set1_epi32 (r0 + 1),
                  relu);
-      pool_pick (&bottom, &ibottom, pool_input (yT, p0 + w + 1, M, bias, relu),
-                 _mm512_set1_epi32 (p0 + w + 1), relu);
+      pool_pick (&bottom, &ibottom, pool_input (yT, r0 + 3, M, bias, relu),
+                 _mm512_set1_epi32 (r0 + 3), relu);
       pool_pick (&top, &itop, bottom, ibottom, relu);
       *best = top;
       *at = itop;
       return;
     }
-  *best = pool_input (yT, p0, M, bias, relu);
-  *at = _mm512_set1_epi32 (p0);
-  for (int dy = 0; dy < k; dy++)
-    for (int dx = dy == 0; dx < k; dx++)
-      pool_pick (best, at, pool_input (yT, p0 + dy * w + dx, M, bias, relu),
-                 _mm512_set1_epi32 (p0 + dy * w + dx), relu);
+  *best = pool_input (yT, r0, M, bias, relu);
+  *at = _mm512_set1_epi32 (r0);
+  for (int r = r0 + 1; r < r0 + kk; r++)
+    pool_pick (best, at, pool_input (yT, r, M, bias, relu), _mm512_set1_epi32 (r), relu);
 }
 
 TILES_TARGET void
-conv_tiles_pool (float *out, gint32 *argmax, gsize ldo, const float *yT, int h, int w, int k,
+conv_tiles_pool (float *out, gint32 *argmax, gsize ldo, const float *yT, int windows, int kk,
                  int M, const float *b, gboolean relu)
 {
-  const int ow = w / k, ohw = (h / k) * ow;
   for (int m0 = 0; m0 < M; m0 += 16)
     {
       /* + 0 even without a bias: the epilogue's sum turns −0 into +0. */
       const __m512 bias = b ? _mm512_loadu_ps (b + m0) : _mm512_setzero_ps ();
-      for (int q0 = 0, oy = 0, ox = 0; q0 < ohw; q0 += 16)
+      for (int q0 = 0; q0 < windows; q0 += 16)
         {
-          const int nq = MIN (16, ohw - q0);
+          const int nq = MIN (16, windows - q0);
           __m512 best[16];
           for (int i = 0; i < nq; i++)
             {
               __m512i ai;
               if (relu)
-                pool_window (&best[i], &ai, yT + m0, oy * k * w + ox * k, w, k, M, bias, TRUE);
+                pool_window (&best[i], &ai, yT + m0, q0 + i, kk, M, bias, TRUE);
               else
-                pool_window (&best[i], &ai, yT + m0, oy * k * w + ox * k, w, k, M, bias, FALSE);
+                pool_window (&best[i], &ai, yT + m0, q0 + i, kk, M, bias, FALSE);
               _mm512_storeu_si512 (argmax + (gsize) (q0 + i) * M + m0, ai);
-              if (++ox == ow)
-                {
-                  ox = 0;
-                  oy++;
-                }
             }
           for (int i = nq; i < 16; i++)
             best[i] = _mm512_setzero_ps ();
@@ -366,21 +359,14 @@ conv_tiles_pool (float *out, gint32 *argmax, gsize ldo, const float *yT, int h, 
 }
 
 TILES_TARGET void
-conv_tiles_unpool (float *dzT, const float *d, const gint32 *argmax, gsize ldo, int h, int w,
-                   int k, int M)
+conv_tiles_unpool (float *dzT, const float *d, const gint32 *argmax, gsize ldo, int windows,
+                   int kk, int M)
 {
-  const int oh = h / k, ow = w / k, ohw = oh * ow;
   const __m512 zero = _mm512_setzero_ps ();
-  /* Pixels under no window: the rows and columns that flooring left out. */
-  for (int y = 0; y < h; y++)
-    {
-      const int x0 = y < oh * k ? ow * k : 0;
-      memset (dzT + ((gsize) y * w + x0) * M, 0, sizeof (float) * (w - x0) * M);
-    }
   for (int m0 = 0; m0 < M; m0 += 16)
-    for (int q0 = 0, oy = 0, ox = 0; q0 < ohw; q0 += 16)
+    for (int q0 = 0; q0 < windows; q0 += 16)
       {
-        const int nq = MIN (16, ohw - q0);
+        const int nq = MIN (16, windows - q0);
         const __mmask16 lanes = (__mmask16) ((1u << nq) - 1);
         __m512 dv[16];
         UNROLL for (int c = 0; c < 16; c++)
@@ -388,22 +374,15 @@ conv_tiles_unpool (float *dzT, const float *d, const gint32 *argmax, gsize ldo, 
         transpose16 (dv);
         for (int i = 0; i < nq; i++)
           {
-            const int p0 = oy * k * w + ox * k;
-            if (++ox == ow)
-              {
-                ox = 0;
-                oy++;
-              }
+            const int r0 = (q0 + i) * kk;
             /* 0 + d, as maxpool's scatter into a cleared plane: −0 becomes +0. */
             const __m512 g = _mm512_add_ps (zero, dv[i]);
             const __m512i a = _mm512_loadu_si512 (argmax + (gsize) (q0 + i) * M + m0);
-            for (int dy = 0; dy < k; dy++)
-              for (int dx = 0; dx < k; dx++)
-                {
-                  const int p = p0 + dy * w + dx;
-                  const __mmask16 hit = _mm512_cmpeq_epi32_mask (a, _mm512_set1_epi32 (p));
-                  _mm512_storeu_ps (dzT + (gsize) p * M + m0, _mm512_maskz_mov_ps (hit, g));
-                }
+            for (int r = r0; r < r0 + kk; r++)
+              {
+                const __mmask16 hit = _mm512_cmpeq_epi32_mask (a, _mm512_set1_epi32 (r));
+                _mm512_storeu_ps (dzT + (gsize) r * M + m0, _mm512_maskz_mov_ps (hit, g));
+              }
           }
       }
 }
@@ -455,8 +434,8 @@ conv_tiles_transpose (G_GNUC_UNUSED float *dst, G_GNUC_UNUSED gsize ldd,
 
 void
 conv_tiles_pool (G_GNUC_UNUSED float *out, G_GNUC_UNUSED gint32 *argmax,
-                 G_GNUC_UNUSED gsize ldo, G_GNUC_UNUSED const float *yT, G_GNUC_UNUSED int h,
-                 G_GNUC_UNUSED int w, G_GNUC_UNUSED int k, G_GNUC_UNUSED int M,
+                 G_GNUC_UNUSED gsize ldo, G_GNUC_UNUSED const float *yT,
+                 G_GNUC_UNUSED int windows, G_GNUC_UNUSED int kk, G_GNUC_UNUSED int M,
                  G_GNUC_UNUSED const float *b, G_GNUC_UNUSED gboolean relu)
 {
   g_assert_not_reached ();
@@ -465,8 +444,7 @@ conv_tiles_pool (G_GNUC_UNUSED float *out, G_GNUC_UNUSED gint32 *argmax,
 void
 conv_tiles_unpool (G_GNUC_UNUSED float *dzT, G_GNUC_UNUSED const float *d,
                    G_GNUC_UNUSED const gint32 *argmax, G_GNUC_UNUSED gsize ldo,
-                   G_GNUC_UNUSED int h, G_GNUC_UNUSED int w, G_GNUC_UNUSED int k,
-                   G_GNUC_UNUSED int M)
+                   G_GNUC_UNUSED int windows, G_GNUC_UNUSED int kk, G_GNUC_UNUSED int M)
 {
   g_assert_not_reached ();
 }

@@ -35,17 +35,18 @@ void conv_tiles_input_grad (float *dinT, const int *pix, int n_pix, int dummy, c
 /* dst[c][r] = src[r][c] for r < rows, c < cols. */
 void conv_tiles_transpose (float *dst, gsize ldd, const float *src, gsize lds, int rows, int cols);
 
-/* pool=, on one image's pixel-major sums yT [h·w][M] (M a multiple of
- * 16): out[m][q] = the maximum of act (yT[p][m] + b[m]) over the pixels p
- * of window q (k×k, stride k, the map floored to whole windows), act the
- * identity or, when relu, relu; out: M planes ldo apart.  argmax[q][m]
- * (pixel-major, as only conv_tiles_unpool () reads it) = that p, the
- * first of equal maxima, a NaN before any number (as maxpool).  b: NULL
- * for no bias. */
-void conv_tiles_pool (float *out, gint32 *argmax, gsize ldo, const float *yT, int h, int w,
-                      int k, int M, const float *b, gboolean relu);
+/* pool=, on one image's pixel-major sums yT [windows·kk][M] (M a multiple
+ * of 16), the kk pixels of each pooling window in turn, in the window's
+ * row order: out[m][q] = the maximum of act (yT[r][m] + b[m]) over window
+ * q's rows r, act the identity or, when relu, relu; out: M planes ldo
+ * apart.  argmax[q][m] (pixel-major, as only conv_tiles_unpool () reads
+ * it) = that r, the first of equal maxima, a NaN before any number (as
+ * maxpool).  b: NULL for no bias. */
+void conv_tiles_pool (float *out, gint32 *argmax, gsize ldo, const float *yT, int windows,
+                      int kk, int M, const float *b, gboolean relu);
 
-/* Its backward: dzT [h·w][M] = 0 + d[m][q] at p = argmax[q][m], zero at
- * every other pixel, from d laid out as out above (ldo) and argmax. */
-void conv_tiles_unpool (float *dzT, const float *d, const gint32 *argmax, gsize ldo, int h,
-                        int w, int k, int M);
+/* Its backward: dzT [windows·kk][M] = 0 + d[m][q] at row argmax[q][m] of
+ * window q, zero at the window's other rows, from d laid out as out above
+ * (ldo) and argmax. */
+void conv_tiles_unpool (float *dzT, const float *d, const gint32 *argmax, gsize ldo, int windows,
+                        int kk, int M);
