@@ -709,14 +709,16 @@ check_pool_other_backward (void)
  * sixteens), pieces of large images (pooled through the whole map), one
  * image on two threads; maps that pool evenly and with a row and column
  * left over; windows of 2 and 3; an activation that keeps its input. */
+typedef struct {
+  const char *params;          /* conv2d's, without pool= */
+  int k;                       /* the pool= */
+  StShape in;
+} PoolCase;
+
 static void
 test_conv_pool (void)
 {
-  static const struct {
-    const char *params;
-    int k;
-    StShape in;
-  } cases[] = {
+  static const PoolCase cases[] = {
     { "filters=32 size=3 activation=relu", 2, { 7, 1, 28, 28 } },
     { "filters=8 size=3 activation=relu", 2, { 5, 1, 13, 13 } },
     { "filters=6 size=3 padding=same activation=gelu", 3, { 3, 4, 14, 17 } },
@@ -727,11 +729,7 @@ test_conv_pool (void)
     { "filters=4 size=3 activation=relu", 2, { 2, 3, 70, 91 } },
     { "filters=4 size=5 padding=same activation=gelu", 3, { 1, 2, 64, 80 } },
   };
-  static const struct {
-    const char *params;
-    int k;
-    StShape in;
-  } edge_cases[] = {
+  static const PoolCase edge_cases[] = {
     { "filters=32 size=3 activation=relu", 2, { 4, 1, 28, 28 } },
     { "filters=16 size=3 bias=false", 3, { 3, 16, 11, 14 } },
     { "filters=48 size=3 padding=same activation=relu", 2, { 5, 3, 5, 7 } },

@@ -1541,7 +1541,7 @@ typedef struct {
   Conv *cv;
   int n_tasks;
   const float *in;
-  const float *wr;             /* [kh·kw][c2][c1], or NULL without din */
+  const float *wr;             /* [kh·kw][c2][cp] (tile_weights ()), or NULL without din */
   const float *out, *pre, *dout;
   const gint32 *argmax;        /* pool=: out, pre and dout pooled; argmax see tile_pools_sums () */
   gboolean dw, db;

@@ -21,8 +21,6 @@
  * and NCHW planes. */
 #include "tiles.h"
 
-#include <string.h>
-
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 
