@@ -147,10 +147,12 @@ st_tensor_reshape_within (StTensor *t, StShape shape)
   return TRUE;
 }
 
-/* Floats a piece of the parallel fills and copies: big enough that
- * handing it out costs nothing next to it, small enough that two threads
- * share even a small batch's tensor. */
+/* Floats a piece of the parallel fills and copies, and the fewest pieces
+ * worth sharing: one thread fills or copies less than a megabyte in about
+ * the time a hand-off to the pool and the wait for it take, and every
+ * hand-off is a point where a descheduled thread holds up the others. */
 #define PIECE 16384
+#define PARALLEL_PIECES 16
 
 typedef struct {
   float *dst;
@@ -190,7 +192,7 @@ run_pieces (const StRunContext *ctx, StRangeFunc fn, float *dst, const float *sr
 {
   Pieces j = { dst, src, n };
   gsize pieces = (n + PIECE - 1) / PIECE;
-  if (pieces <= 1)
+  if (pieces < PARALLEL_PIECES)
     fn (0, pieces, &j);
   else
     st_parallel_for (ctx, pieces, fn, &j);
