@@ -1,8 +1,13 @@
 /* strata — run contexts: a seeded generator and a small thread pool. */
+#define _GNU_SOURCE  /* sched_setaffinity, pthread_*affinity_np */
 #include "context.h"
 
 #include <math.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <pthread.h>
+#include <sched.h>
+#endif
 
 /* xoshiro256**: fast, small state, and its state can be saved in a
  * checkpoint, which is what bit-identical resumes need. */
@@ -109,9 +114,14 @@ st_rng_normal (StRng *rng)
  * the system deschedules (a busy neighbour, a fuzzer forking) so holds up
  * only the chunk it took, and the others finish the rest.  Which thread
  * runs an item never changes what the item computes, so results stay
- * bit-identical.  Workers wait on a generation counter; one that wakes
- * after the items are gone does not join, so the caller waits only for
- * chunks actually being worked on. */
+ * bit-identical.
+ *
+ * A training step makes a dozen calls some 20 us apart.  Between them a
+ * thread spins a while before it sleeps: one that sleeps gives its core
+ * to any other process, waits for the system to wake it, and under load
+ * waits a time slice to get the core back.  While threads spin, a call
+ * makes no system call at all; the lock and conditions serve only going
+ * to sleep and waking up. */
 
 /* One thread's home range: [next, end), next taken atomically.  A cache
  * line each, so that threads taking from their own do not contend. */
@@ -125,30 +135,177 @@ typedef struct {
   int index;                   /* 0 is the caller of st_parallel_for() */
 } PoolWorker;
 
-struct _StPool {
-  int n_threads;
-  GThread **threads;
-  GMutex lock;
-  GCond work_cond;
-  GCond done_cond;
-  guint64 generation;
-  int active;                  /* workers inside the current call's items */
-  gboolean quit;
+typedef struct {
   StRangeFunc fn;
   gpointer data;
   gsize chunk;
+} PoolCall;
+
+struct _StPool {
+  int n_threads;
+  GThread **threads;
   PoolRange *ranges;           /* n_threads */
   PoolWorker *workers;         /* n_threads; 0 unused */
+  /* The call in progress, or NULL.  A worker counts itself in active
+   * before it loads call, and the caller clears call before it waits for
+   * active to reach 0 (both sequentially consistent), so a worker that
+   * loaded a call is waited for. */
+  const PoolCall *call;
+  int active;
+  guint generation;            /* bumped by each call; what idle workers watch */
+  int quit;
+  GMutex lock;
+  GCond work_cond;
+  GCond done_cond;
+  int sleepers;                /* workers asleep or going to sleep */
+  int caller_asleep;
+  int caller_skip;
+  gboolean pin;                /* one thread per CPU: see pin_to_cpu() */
+#ifdef __linux__
+  gboolean caller_pinned;
+  pthread_t caller;            /* the thread pinned as thread 0 */
+  cpu_set_t caller_cpus;       /* its CPUs before */
+#endif
 };
 
-/* Whether any range of the current call has items not yet handed out. */
-static gboolean
-items_left (StPool *pool)
+/* ---- Binding threads to CPUs ----
+ * A pool with a thread for every CPU the process may use binds thread i to
+ * the i-th of those CPUs.  Left free, the scheduler places a woken worker
+ * beside the thread that woke it when a neighbour keeps the other CPU
+ * busy, and the pool's two threads then share one CPU while the neighbour
+ * has the other to itself.  A smaller pool is left free: binding it would
+ * stack it on the same CPUs as any other. */
+
+#ifdef __linux__
+static cpu_set_t process_cpus;
+
+/* The CPUs the process may use, as they were before any pool bound a
+ * thread. */
+static const cpu_set_t *
+allowed_cpus (void)
 {
-  for (int r = 0; r < pool->n_threads; r++)
-    if (__atomic_load_n (&pool->ranges[r].next, __ATOMIC_RELAXED) < pool->ranges[r].end)
-      return TRUE;
-  return FALSE;
+  static gsize once;
+  if (g_once_init_enter (&once))
+    {
+      if (sched_getaffinity (0, sizeof process_cpus, &process_cpus) != 0)
+        CPU_ZERO (&process_cpus);
+      g_once_init_leave (&once, 1);
+    }
+  return &process_cpus;
+}
+
+/* Binds the calling thread to the index-th allowed CPU. */
+static void
+pin_to_cpu (int index)
+{
+  const cpu_set_t *allowed = allowed_cpus ();
+  for (int cpu = 0, seen = 0; cpu < CPU_SETSIZE; cpu++)
+    if (CPU_ISSET (cpu, allowed) && seen++ == index)
+      {
+        cpu_set_t one;
+        CPU_ZERO (&one);
+        CPU_SET (cpu, &one);
+        pthread_setaffinity_np (pthread_self (), sizeof one, &one);
+        return;
+      }
+}
+#endif
+
+void
+st_thread_unpin (void)
+{
+#ifdef __linux__
+  const cpu_set_t *allowed = allowed_cpus ();
+  if (CPU_COUNT (allowed) > 0)
+    pthread_setaffinity_np (pthread_self (), sizeof *allowed, allowed);
+#endif
+}
+
+/* Binds the calling thread as the pool's thread 0, once per thread; the
+ * previous caller, if still the same thread at st_pool_free(), gets its
+ * CPUs back there. */
+static void
+pin_caller (StPool *pool)
+{
+#ifdef __linux__
+  pthread_t self = pthread_self ();
+  if (pool->caller_pinned && pthread_equal (pool->caller, self))
+    return;
+  if (pthread_getaffinity_np (self, sizeof pool->caller_cpus, &pool->caller_cpus) != 0)
+    return;
+  pool->caller = self;
+  pool->caller_pinned = TRUE;
+  pin_to_cpu (0);
+#else
+  (void) pool;
+#endif
+}
+
+static void
+unpin_caller (StPool *pool)
+{
+#ifdef __linux__
+  if (pool->caller_pinned && pthread_equal (pool->caller, pthread_self ()))
+    pthread_setaffinity_np (pool->caller, sizeof pool->caller_cpus, &pool->caller_cpus);
+#else
+  (void) pool;
+#endif
+}
+
+/* How long a thread spins for the next call, or for the workers to
+ * finish, before it sleeps: longer than most gaps inside a training step,
+ * short enough that an idle pool soon gives its cores away. */
+#define SPIN_US 50
+/* A spin that runs out means the thread waited for has been descheduled
+ * (or has long serial work): the next waits sleep at once, since
+ * spinning then takes the CPU from the very thread waited for when the
+ * two share one. */
+#define WAITS_WITHOUT_SPIN 16
+
+/* Spins while busy (pool, seen) holds, at most SPIN_US; *skip counts the
+ * waiting thread's waits left without a spin. */
+static void
+spin_while (gboolean (*busy) (StPool *pool, guint seen), StPool *pool, guint seen, int *skip)
+{
+  if (*skip > 0)
+    {
+      (*skip)--;
+      return;
+    }
+  gint64 deadline = 0;
+  for (;;)
+    {
+      for (int i = 0; i < 64; i++)
+        {
+          if (!busy (pool, seen))
+            return;
+#if defined(__x86_64__) || defined(__i386__)
+          __builtin_ia32_pause ();
+#endif
+        }
+      gint64 now = g_get_monotonic_time ();
+      if (!deadline)
+        deadline = now + SPIN_US;
+      else if (now > deadline)
+        {
+          *skip = WAITS_WITHOUT_SPIN;
+          return;
+        }
+    }
+}
+
+static gboolean
+no_new_call (StPool *pool, guint seen)
+{
+  return __atomic_load_n (&pool->generation, __ATOMIC_SEQ_CST) == seen
+         && !__atomic_load_n (&pool->quit, __ATOMIC_SEQ_CST);
+}
+
+static gboolean
+workers_active (StPool *pool, guint unused)
+{
+  (void) unused;
+  return __atomic_load_n (&pool->active, __ATOMIC_SEQ_CST) > 0;
 }
 
 /* Runs chunks of the current call until none is left: thread self's own
@@ -169,36 +326,50 @@ take_chunks (StPool *pool, int self, StRangeFunc fn, gpointer data, gsize chunk)
     }
 }
 
+/* Waits for a call after generation seen; FALSE when the pool quits. */
+static gboolean
+wait_for_call (StPool *pool, guint seen, int *skip)
+{
+  spin_while (no_new_call, pool, seen, skip);
+  if (no_new_call (pool, seen))
+    {
+      g_mutex_lock (&pool->lock);
+      __atomic_add_fetch (&pool->sleepers, 1, __ATOMIC_SEQ_CST);
+      while (no_new_call (pool, seen))
+        g_cond_wait (&pool->work_cond, &pool->lock);
+      __atomic_sub_fetch (&pool->sleepers, 1, __ATOMIC_SEQ_CST);
+      g_mutex_unlock (&pool->lock);
+    }
+  return !__atomic_load_n (&pool->quit, __ATOMIC_SEQ_CST);
+}
+
 static gpointer
 worker_main (gpointer user_data)
 {
   const PoolWorker *self = user_data;
   StPool *pool = self->pool;
-  guint64 seen = 0;
+  guint seen = 0;
+  int skip = 0;
 
-  g_mutex_lock (&pool->lock);
-  for (;;)
+#ifdef __linux__
+  if (pool->pin)
+    pin_to_cpu (self->index);
+#endif
+  while (wait_for_call (pool, seen, &skip))
     {
-      while (pool->generation == seen && !pool->quit)
-        g_cond_wait (&pool->work_cond, &pool->lock);
-      if (pool->quit)
-        break;
-      seen = pool->generation;
-      if (!items_left (pool))
-        continue;
-      pool->active++;
-      StRangeFunc fn = pool->fn;
-      gpointer data = pool->data;
-      gsize chunk = pool->chunk;
-      g_mutex_unlock (&pool->lock);
-
-      take_chunks (pool, self->index, fn, data, chunk);
-
-      g_mutex_lock (&pool->lock);
-      if (--pool->active == 0)
-        g_cond_signal (&pool->done_cond);
+      seen = __atomic_load_n (&pool->generation, __ATOMIC_SEQ_CST);
+      __atomic_add_fetch (&pool->active, 1, __ATOMIC_SEQ_CST);
+      const PoolCall *call = __atomic_load_n (&pool->call, __ATOMIC_SEQ_CST);
+      if (call)
+        take_chunks (pool, self->index, call->fn, call->data, call->chunk);
+      if (__atomic_sub_fetch (&pool->active, 1, __ATOMIC_SEQ_CST) == 0
+          && __atomic_load_n (&pool->caller_asleep, __ATOMIC_SEQ_CST))
+        {
+          g_mutex_lock (&pool->lock);
+          g_cond_signal (&pool->done_cond);
+          g_mutex_unlock (&pool->lock);
+        }
     }
-  g_mutex_unlock (&pool->lock);
   return NULL;
 }
 
@@ -223,6 +394,9 @@ pool_new (int n_threads, gboolean allow_fewer, GError **error)
     }
   StPool *pool = g_new0 (StPool, 1);
   pool->n_threads = n_threads;
+#ifdef __linux__
+  pool->pin = n_threads > 1 && n_threads == CPU_COUNT (allowed_cpus ());
+#endif
   g_mutex_init (&pool->lock);
   g_cond_init (&pool->work_cond);
   g_cond_init (&pool->done_cond);
@@ -266,8 +440,9 @@ st_pool_free (StPool *pool)
 {
   if (!pool)
     return;
+  unpin_caller (pool);
+  __atomic_store_n (&pool->quit, TRUE, __ATOMIC_SEQ_CST);
   g_mutex_lock (&pool->lock);
-  pool->quit = TRUE;
   g_cond_broadcast (&pool->work_cond);
   g_mutex_unlock (&pool->lock);
   for (int i = 1; i < pool->n_threads; i++)
@@ -298,30 +473,41 @@ st_parallel_for (const StRunContext *ctx, gsize n, StRangeFunc fn, gpointer data
       fn (0, n, data);
       return;
     }
+  if (pool->pin)
+    pin_caller (pool);
   /* About four chunks a thread: small enough to even out a late thread,
    * large enough that handing them out costs nothing. */
   const int threads = pool->n_threads;
   const gsize chunk = MAX (n / ((gsize) threads * 4), 1), chunks = (n + chunk - 1) / chunk;
-  g_mutex_lock (&pool->lock);
-  pool->fn = fn;
-  pool->data = data;
-  pool->chunk = chunk;
   /* Whole chunks a range, as evenly as they go. */
   for (int r = 0; r < threads; r++)
     {
       pool->ranges[r].end = MIN (chunks * (r + 1) / threads * chunk, n);
       __atomic_store_n (&pool->ranges[r].next, chunks * r / threads * chunk, __ATOMIC_RELAXED);
     }
-  pool->generation++;
-  g_cond_broadcast (&pool->work_cond);
-  g_mutex_unlock (&pool->lock);
+  const PoolCall call = { fn, data, chunk };
+  __atomic_store_n (&pool->call, &call, __ATOMIC_SEQ_CST);
+  __atomic_add_fetch (&pool->generation, 1, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n (&pool->sleepers, __ATOMIC_SEQ_CST) > 0)
+    {
+      g_mutex_lock (&pool->lock);
+      g_cond_broadcast (&pool->work_cond);
+      g_mutex_unlock (&pool->lock);
+    }
 
   take_chunks (pool, 0, fn, data, chunk);
 
-  g_mutex_lock (&pool->lock);
-  while (pool->active > 0)
-    g_cond_wait (&pool->done_cond, &pool->lock);
-  g_mutex_unlock (&pool->lock);
+  __atomic_store_n (&pool->call, NULL, __ATOMIC_SEQ_CST);
+  spin_while (workers_active, pool, 0, &pool->caller_skip);
+  if (workers_active (pool, 0))
+    {
+      g_mutex_lock (&pool->lock);
+      __atomic_store_n (&pool->caller_asleep, TRUE, __ATOMIC_SEQ_CST);
+      while (workers_active (pool, 0))
+        g_cond_wait (&pool->done_cond, &pool->lock);
+      __atomic_store_n (&pool->caller_asleep, FALSE, __ATOMIC_SEQ_CST);
+      g_mutex_unlock (&pool->lock);
+    }
 }
 
 int

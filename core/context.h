@@ -33,6 +33,12 @@ StPool *st_pool_new (int n_threads);
 void    st_pool_free (StPool *pool);
 int     st_pool_threads (const StPool *pool);
 
+/* Lets the calling thread run on every CPU the process may use.  A pool
+ * that has a thread for every CPU binds its threads, the calling one
+ * included, and a thread inherits its creator's CPUs: threads the core
+ * starts call this first. */
+void    st_thread_unpin (void);
+
 /* A context owning a new pool and generator: st_run_context_try_new fails
  * as st_pool_try_new does; st_run_context_new never fails, as
  * st_pool_new. */

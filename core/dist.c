@@ -1,5 +1,6 @@
 /* strata — several processes (MPI ranks) as one run; see dist.h. */
 #include "config.h"
+#include "context.h"
 #include "dist.h"
 
 #include <stdio.h>
@@ -310,6 +311,7 @@ take (StDealer *d, guint *from, guint *to)
 static gpointer
 deal (gpointer data)
 {
+  st_thread_unpin ();
   StDealer *d = data;
   int left = 0;
   gulong pause_us = 50;

@@ -401,6 +401,7 @@ idx_convert_chunk (const IdxConvert *c, gsize k)
 static gpointer
 idx_convert_thread (gpointer data)
 {
+  st_thread_unpin ();
   IdxConvert *c = data;
   g_mutex_lock (&c->lock);
   for (;;)

@@ -179,6 +179,7 @@ typedef struct {
 static gpointer
 worker (gpointer data)
 {
+  st_thread_unpin ();
   Worker *self = data;
   Run *run = self->run;
   StStripScratch scratch = { { NULL } };

@@ -1,4 +1,5 @@
 /* strata — running an image a strip of rows at a time (DESIGN.md, halo). */
+#include "context.h"
 #include "strips.h"
 
 #include <string.h>
@@ -89,6 +90,7 @@ feed_fill (Feed *f, int k, GError **error)
 static gpointer
 feed_thread (gpointer data)
 {
+  st_thread_unpin ();
   Feed *f = data;
   for (int k = 0; k < f->n_strips; k++)
     {

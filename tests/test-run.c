@@ -14,6 +14,8 @@
 #include <fcntl.h>
 #include <math.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -981,6 +983,61 @@ test_pool_calls (void)
     }
 }
 
+/* CPUs the calling thread may run on. */
+static int
+thread_cpus (void)
+{
+  cpu_set_t set;
+  g_assert_cmpint (pthread_getaffinity_np (pthread_self (), sizeof set, &set), ==, 0);
+  return CPU_COUNT (&set);
+}
+
+static void
+record_cpus (gsize begin, gsize end, gpointer data)
+{
+  int *cpus = data;
+  for (gsize i = begin; i < end; i++)
+    cpus[i] = thread_cpus ();
+}
+
+static gpointer
+unpinned_thread (gpointer data)
+{
+  (void) data;
+  st_thread_unpin ();
+  return GINT_TO_POINTER (thread_cpus ());
+}
+
+/* A pool with a thread for every CPU binds each thread, the caller
+ * included, to one CPU, and gives the caller its CPUs back when freed;
+ * a larger pool binds nothing; a thread that unpins itself runs on all. */
+static void
+test_pool_cpus (void)
+{
+  const int all = thread_cpus ();
+  if (all < 2)
+    {
+      g_test_skip ("one CPU: a pool of one thread binds nothing");
+      return;
+    }
+  int cpus[64];
+  const gsize items = G_N_ELEMENTS (cpus);
+  {
+    g_autoptr (StRunContext) ctx = st_run_context_new (all, 1);
+    st_parallel_for (ctx, items, record_cpus, cpus);
+    for (gsize i = 0; i < items; i++)
+      g_assert_cmpint (cpus[i], ==, 1);
+    g_assert_cmpint (thread_cpus (), ==, 1);
+    GThread *t = g_thread_new ("unpinned", unpinned_thread, NULL);
+    g_assert_cmpint (GPOINTER_TO_INT (g_thread_join (t)), ==, all);
+  }
+  g_assert_cmpint (thread_cpus (), ==, all);
+  g_autoptr (StRunContext) more = st_run_context_new (all + 1, 1);
+  st_parallel_for (more, items, record_cpus, cpus);
+  for (gsize i = 0; i < items; i++)
+    g_assert_cmpint (cpus[i], ==, all);
+}
+
 /* ---- Interruption (case 6) -------------------------------------------------
  * The run reads one input from a FIFO that this test fills: half of a large
  * PNG, so that its output is half written when the signal comes.  No sleep:
@@ -1690,6 +1747,7 @@ main (int argc, char **argv)
   g_test_add_func ("/run/thread-start-failure", test_thread_start_failure);
   g_test_add_func ("/run/pool-bound", test_pool_bound);
   g_test_add_func ("/run/pool-calls", test_pool_calls);
+  g_test_add_func ("/run/pool-cpus", test_pool_cpus);
   g_test_add_func ("/run/atomic-file", test_atomic_file);
   g_test_add_func ("/run/heif-folder", test_heif_folder);
   g_test_add_func ("/run/content-recognition", test_content_recognition);
