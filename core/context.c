@@ -562,8 +562,16 @@ st_memory_limit (void)
 {
   if (memory_limit)
     return memory_limit;
-  long pages = sysconf (_SC_PHYS_PAGES), page = sysconf (_SC_PAGESIZE);
-  if (pages <= 0 || page <= 0)
-    return G_GUINT64_CONSTANT (4) << 30;
-  return (guint64) pages * (guint64) page / 2;
+  /* Asked once: every forward checks the limit, and glibc answers
+   * _SC_PHYS_PAGES with a system call. */
+  static gsize once;
+  static guint64 half_memory;
+  if (g_once_init_enter (&once))
+    {
+      long pages = sysconf (_SC_PHYS_PAGES), page = sysconf (_SC_PAGESIZE);
+      half_memory = pages <= 0 || page <= 0 ? G_GUINT64_CONSTANT (4) << 30
+                                            : (guint64) pages * (guint64) page / 2;
+      g_once_init_leave (&once, 1);
+    }
+  return half_memory;
 }
