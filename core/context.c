@@ -159,7 +159,6 @@ struct _StPool {
   GCond done_cond;
   int sleepers;                /* workers asleep or going to sleep */
   int caller_asleep;
-  int caller_skip;
   gboolean pin;                /* one thread per CPU: see pin_to_cpu() */
 #ifdef __linux__
   gboolean caller_pinned;
@@ -256,22 +255,11 @@ unpin_caller (StPool *pool)
  * finish, before it sleeps: longer than most gaps inside a training step,
  * short enough that an idle pool soon gives its cores away. */
 #define SPIN_US 50
-/* A spin that runs out means the thread waited for has been descheduled
- * (or has long serial work): the next waits sleep at once, since
- * spinning then takes the CPU from the very thread waited for when the
- * two share one. */
-#define WAITS_WITHOUT_SPIN 16
 
-/* Spins while busy (pool, seen) holds, at most SPIN_US; *skip counts the
- * waiting thread's waits left without a spin. */
+/* Spins while busy (pool, seen) holds, at most SPIN_US. */
 static void
-spin_while (gboolean (*busy) (StPool *pool, guint seen), StPool *pool, guint seen, int *skip)
+spin_while (gboolean (*busy) (StPool *pool, guint seen), StPool *pool, guint seen)
 {
-  if (*skip > 0)
-    {
-      (*skip)--;
-      return;
-    }
   gint64 deadline = 0;
   for (;;)
     {
@@ -287,10 +275,7 @@ spin_while (gboolean (*busy) (StPool *pool, guint seen), StPool *pool, guint see
       if (!deadline)
         deadline = now + SPIN_US;
       else if (now > deadline)
-        {
-          *skip = WAITS_WITHOUT_SPIN;
-          return;
-        }
+        return;
     }
 }
 
@@ -328,9 +313,9 @@ take_chunks (StPool *pool, int self, StRangeFunc fn, gpointer data, gsize chunk)
 
 /* Waits for a call after generation seen; FALSE when the pool quits. */
 static gboolean
-wait_for_call (StPool *pool, guint seen, int *skip)
+wait_for_call (StPool *pool, guint seen)
 {
-  spin_while (no_new_call, pool, seen, skip);
+  spin_while (no_new_call, pool, seen);
   if (no_new_call (pool, seen))
     {
       g_mutex_lock (&pool->lock);
@@ -349,13 +334,12 @@ worker_main (gpointer user_data)
   const PoolWorker *self = user_data;
   StPool *pool = self->pool;
   guint seen = 0;
-  int skip = 0;
 
 #ifdef __linux__
   if (pool->pin)
     pin_to_cpu (self->index);
 #endif
-  while (wait_for_call (pool, seen, &skip))
+  while (wait_for_call (pool, seen))
     {
       seen = __atomic_load_n (&pool->generation, __ATOMIC_SEQ_CST);
       __atomic_add_fetch (&pool->active, 1, __ATOMIC_SEQ_CST);
@@ -498,7 +482,7 @@ st_parallel_for (const StRunContext *ctx, gsize n, StRangeFunc fn, gpointer data
   take_chunks (pool, 0, fn, data, chunk);
 
   __atomic_store_n (&pool->call, NULL, __ATOMIC_SEQ_CST);
-  spin_while (workers_active, pool, 0, &pool->caller_skip);
+  spin_while (workers_active, pool, 0);
   if (workers_active (pool, 0))
     {
       g_mutex_lock (&pool->lock);
