@@ -162,7 +162,7 @@ struct _StPool {
   gboolean pin;                /* one thread per CPU: see pin_to_cpu() */
 #ifdef __linux__
   gboolean caller_pinned;
-  pthread_t caller;            /* the thread pinned as thread 0 */
+  pthread_t caller;            /* the first caller, pinned as thread 0 */
   cpu_set_t caller_cpus;       /* its CPUs before */
 #endif
 };
@@ -220,15 +220,16 @@ st_thread_unpin (void)
 #endif
 }
 
-/* Binds the calling thread as the pool's thread 0, once per thread; the
- * previous caller, if still the same thread at st_pool_free(), gets its
- * CPUs back there. */
+/* Binds the first thread to call as the pool's thread 0; it gets its CPUs
+ * back in st_pool_free() if it frees the pool.  A later caller on another
+ * thread is left free: binding it too would leave the first bound for
+ * good, as a thread that may have exited cannot be given its CPUs back. */
 static void
 pin_caller (StPool *pool)
 {
 #ifdef __linux__
   pthread_t self = pthread_self ();
-  if (pool->caller_pinned && pthread_equal (pool->caller, self))
+  if (pool->caller_pinned)
     return;
   if (pthread_getaffinity_np (self, sizeof pool->caller_cpus, &pool->caller_cpus) != 0)
     return;

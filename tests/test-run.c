@@ -1008,8 +1008,24 @@ unpinned_thread (gpointer data)
   return GINT_TO_POINTER (thread_cpus ());
 }
 
-/* A pool with a thread for every CPU binds each thread, the caller
- * included, to one CPU, and gives the caller its CPUs back when freed;
+typedef struct {
+  StRunContext *ctx;
+  int *cpus;
+} CallerJob;
+
+/* Calls on a pool another thread called first; its CPUs after. */
+static gpointer
+later_caller (gpointer data)
+{
+  CallerJob *j = data;
+  st_thread_unpin ();
+  st_parallel_for (j->ctx, 64, record_cpus, j->cpus);
+  return GINT_TO_POINTER (thread_cpus ());
+}
+
+/* A pool with a thread for every CPU binds each thread, the first caller
+ * included, to one CPU, and gives that caller its CPUs back when freed; a
+ * later caller on another thread stays free;
  * a larger pool binds nothing; a thread that unpins itself runs on all. */
 static void
 test_pool_cpus (void)
@@ -1029,6 +1045,9 @@ test_pool_cpus (void)
       g_assert_cmpint (cpus[i], ==, 1);
     g_assert_cmpint (thread_cpus (), ==, 1);
     GThread *t = g_thread_new ("unpinned", unpinned_thread, NULL);
+    g_assert_cmpint (GPOINTER_TO_INT (g_thread_join (t)), ==, all);
+    CallerJob later = { ctx, cpus };
+    t = g_thread_new ("later-caller", later_caller, &later);
     g_assert_cmpint (GPOINTER_TO_INT (g_thread_join (t)), ==, all);
   }
   g_assert_cmpint (thread_cpus (), ==, all);
