@@ -135,6 +135,16 @@ typedef struct {
   int index;                   /* 0 is the caller of st_parallel_for() */
 } PoolWorker;
 
+/* What a bound pool knows of each of its threads (see trade_cpus()). */
+typedef struct {
+  int in_call;                 /* taking chunks of the current call */
+  int cpu;                     /* the index of the allowed CPU it is bound to */
+#ifdef __linux__
+  pid_t tid;                   /* 0 until the thread has bound itself */
+  clockid_t clock;             /* its CPU time */
+#endif
+} __attribute__ ((aligned (64))) PoolThread;
+
 typedef struct {
   StRangeFunc fn;
   gpointer data;
@@ -146,6 +156,7 @@ struct _StPool {
   GThread **threads;
   PoolRange *ranges;           /* n_threads */
   PoolWorker *workers;         /* n_threads; 0 unused */
+  PoolThread *bound;           /* n_threads */
   /* The call in progress, or NULL.  A worker counts itself in active
    * before it loads call, and the caller clears call before it waits for
    * active to reach 0 (both sequentially consistent), so a worker that
@@ -159,7 +170,8 @@ struct _StPool {
   GCond done_cond;
   int sleepers;                /* workers asleep or going to sleep */
   int caller_asleep;
-  gboolean pin;                /* one thread per CPU: see pin_to_cpu() */
+  gboolean pin;                /* one thread per CPU: see bind_thread() */
+  int pinned_calling;          /* the last call came from thread 0 */
 #ifdef __linux__
   gboolean caller_pinned;
   pthread_t caller;            /* the first caller, pinned as thread 0 */
@@ -168,12 +180,18 @@ struct _StPool {
 };
 
 /* ---- Binding threads to CPUs ----
- * A pool with a thread for every CPU the process may use binds thread i to
- * the i-th of those CPUs.  Left free, the scheduler places a woken worker
- * beside the thread that woke it when a neighbour keeps the other CPU
- * busy, and the pool's two threads then share one CPU while the neighbour
- * has the other to itself.  A smaller pool is left free: binding it would
- * stack it on the same CPUs as any other. */
+ * A pool with a thread for every CPU the process may use binds its
+ * threads to distinct CPUs.  Left free, the scheduler places a woken
+ * worker beside the thread that woke it when a neighbour keeps the other
+ * CPU busy, and the pool's two threads then share one CPU while the
+ * neighbour has the other to itself.  A smaller pool is left free:
+ * binding it would stack it on the same CPUs as any other.
+ *
+ * Bound, a thread that shares its CPU with a busy neighbour is preempted
+ * for whole time slices, and the others wait at the end of the call for
+ * the chunk it holds.  So a thread that waits in vain for another (see
+ * spin_or_trade()) trades CPUs with it: the late thread goes on at once on
+ * the waiter's CPU, and the waiter takes its turn on the busy one. */
 
 #ifdef __linux__
 static cpu_set_t process_cpus;
@@ -193,9 +211,9 @@ allowed_cpus (void)
   return &process_cpus;
 }
 
-/* Binds the calling thread to the index-th allowed CPU. */
+/* Binds thread tid (0: the calling one) to the index-th allowed CPU. */
 static void
-pin_to_cpu (int index)
+bind_to_cpu (pid_t tid, int index)
 {
   const cpu_set_t *allowed = allowed_cpus ();
   for (int cpu = 0, seen = 0; cpu < CPU_SETSIZE; cpu++)
@@ -204,11 +222,29 @@ pin_to_cpu (int index)
         cpu_set_t one;
         CPU_ZERO (&one);
         CPU_SET (cpu, &one);
-        pthread_setaffinity_np (pthread_self (), sizeof one, &one);
+        sched_setaffinity (tid, sizeof one, &one);
         return;
       }
 }
 #endif
+
+/* Binds the calling thread as the pool's thread t, and records what
+ * trade_cpus() and spin_or_trade() need of it. */
+static void
+bind_thread (StPool *pool, int t)
+{
+#ifdef __linux__
+  PoolThread *bound = &pool->bound[t];
+  g_mutex_lock (&pool->lock);
+  if (pthread_getcpuclockid (pthread_self (), &bound->clock) == 0)
+    bound->tid = gettid ();
+  bind_to_cpu (0, bound->cpu);
+  g_mutex_unlock (&pool->lock);
+#else
+  (void) pool;
+  (void) t;
+#endif
+}
 
 void
 st_thread_unpin (void)
@@ -230,12 +266,16 @@ pin_caller (StPool *pool)
 #ifdef __linux__
   pthread_t self = pthread_self ();
   if (pool->caller_pinned)
-    return;
+    {
+      __atomic_store_n (&pool->pinned_calling, pthread_equal (pool->caller, self), __ATOMIC_RELAXED);
+      return;
+    }
   if (pthread_getaffinity_np (self, sizeof pool->caller_cpus, &pool->caller_cpus) != 0)
     return;
   pool->caller = self;
   pool->caller_pinned = TRUE;
-  pin_to_cpu (0);
+  __atomic_store_n (&pool->pinned_calling, TRUE, __ATOMIC_RELAXED);
+  bind_thread (pool, 0);
 #else
   (void) pool;
 #endif
@@ -252,14 +292,57 @@ unpin_caller (StPool *pool)
 #endif
 }
 
+/* The pool's thread that the calling one, thread self, waits for: one
+ * that holds chunks of the call, or else, for a worker, the caller; -1
+ * when there is none to trade with. */
+static int
+awaited_thread (StPool *pool, int self)
+{
+  for (int t = 0; t < pool->n_threads; t++)
+    if (t != self && __atomic_load_n (&pool->bound[t].in_call, __ATOMIC_RELAXED))
+      return t;
+  return self > 0 && __atomic_load_n (&pool->pinned_calling, __ATOMIC_RELAXED) ? 0 : -1;
+}
+
+/* Trades the CPUs of threads self (the calling one) and other, both bound,
+ * other first: it may be waiting for a CPU and can run at once on the one
+ * self leaves. */
+static void
+trade_cpus (StPool *pool, int self, int other)
+{
+#ifdef __linux__
+  g_mutex_lock (&pool->lock);
+  PoolThread *mine = &pool->bound[self], *theirs = &pool->bound[other];
+  if (mine->tid && theirs->tid)
+    {
+      int cpu = mine->cpu;
+      mine->cpu = theirs->cpu;
+      theirs->cpu = cpu;
+      bind_to_cpu (theirs->tid, theirs->cpu);
+      bind_to_cpu (0, mine->cpu);
+    }
+  g_mutex_unlock (&pool->lock);
+#else
+  (void) pool;
+  (void) self;
+  (void) other;
+#endif
+}
+
 /* How long a thread spins for the next call, or for the workers to
  * finish, before it sleeps: longer than most gaps inside a training step,
- * short enough that an idle pool soon gives its cores away. */
+ * short enough that an idle pool soon gives its cores away.  A bound
+ * pool's threads spin up to BOUND_SPIN_US, looking every LOOK_US at the
+ * thread they wait for (see spin_or_trade()). */
 #define SPIN_US 50
+#define BOUND_SPIN_US 1000
+#define LOOK_US 25
 
-/* Spins while busy (pool, seen) holds, at most SPIN_US. */
+typedef gboolean (*PoolBusy) (StPool *pool, guint seen);
+
+/* Spins while busy (pool, seen) holds, at most us microseconds. */
 static void
-spin_while (gboolean (*busy) (StPool *pool, guint seen), StPool *pool, guint seen)
+spin_while (PoolBusy busy, StPool *pool, guint seen, gint64 us)
 {
   gint64 deadline = 0;
   for (;;)
@@ -274,9 +357,56 @@ spin_while (gboolean (*busy) (StPool *pool, guint seen), StPool *pool, guint see
         }
       gint64 now = g_get_monotonic_time ();
       if (!deadline)
-        deadline = now + SPIN_US;
+        deadline = now + us;
       else if (now > deadline)
         return;
+    }
+}
+
+/* The CPU time a bound thread has used, in nanoseconds; -1 if unknown. */
+static gint64
+thread_cpu_ns (const PoolThread *bound)
+{
+#ifdef __linux__
+  struct timespec ts;
+  if (bound->tid && clock_gettime (bound->clock, &ts) == 0)
+    return (gint64) ts.tv_sec * G_GINT64_CONSTANT (1000000000) + ts.tv_nsec;
+#else
+  (void) bound;
+#endif
+  return -1;
+}
+
+/* Spins while busy (pool, seen) holds, then returns for the thread to
+ * sleep.  A thread of a bound pool, self (-1: the call comes from a thread
+ * that is not one of the pool's), spins longer, up to BOUND_SPIN_US, and
+ * looks every LOOK_US at the CPU time of the thread it waits for: if that
+ * one ran less than a quarter of the time, it is waiting for its CPU, and
+ * the two trade CPUs, once a wait.  Spinning on keeps the CPU: a thread
+ * that slept left it idle, and the thread it waited for, bound to a busy
+ * CPU, could not move there. */
+static void
+spin_or_trade (PoolBusy busy, StPool *pool, guint seen, int self)
+{
+  const gint64 deadline = g_get_monotonic_time () + BOUND_SPIN_US;
+  spin_while (busy, pool, seen, SPIN_US);
+  if (!pool->pin || self < 0)
+    return;
+  gboolean traded = FALSE;
+  while (busy (pool, seen) && g_get_monotonic_time () < deadline)
+    {
+      int other = traded ? -1 : awaited_thread (pool, self);
+      gint64 ran_before = other >= 0 ? thread_cpu_ns (&pool->bound[other]) : -1;
+      gint64 look = g_get_monotonic_time ();
+      spin_while (busy, pool, seen, LOOK_US);
+      if (ran_before < 0 || !busy (pool, seen))
+        continue;
+      gint64 ran = thread_cpu_ns (&pool->bound[other]) - ran_before;
+      if (ran >= 0 && 4 * ran < (g_get_monotonic_time () - look) * 1000)
+        {
+          trade_cpus (pool, self, other);
+          traded = TRUE;
+        }
     }
 }
 
@@ -312,11 +442,12 @@ take_chunks (StPool *pool, int self, StRangeFunc fn, gpointer data, gsize chunk)
     }
 }
 
-/* Waits for a call after generation seen; FALSE when the pool quits. */
+/* Waits, as worker self, for a call after generation seen; FALSE when
+ * the pool quits. */
 static gboolean
-wait_for_call (StPool *pool, guint seen)
+wait_for_call (StPool *pool, int self, guint seen)
 {
-  spin_while (no_new_call, pool, seen);
+  spin_or_trade (no_new_call, pool, seen, self);
   if (no_new_call (pool, seen))
     {
       g_mutex_lock (&pool->lock);
@@ -336,17 +467,19 @@ worker_main (gpointer user_data)
   StPool *pool = self->pool;
   guint seen = 0;
 
-#ifdef __linux__
   if (pool->pin)
-    pin_to_cpu (self->index);
-#endif
-  while (wait_for_call (pool, seen))
+    bind_thread (pool, self->index);
+  while (wait_for_call (pool, self->index, seen))
     {
       seen = __atomic_load_n (&pool->generation, __ATOMIC_SEQ_CST);
       __atomic_add_fetch (&pool->active, 1, __ATOMIC_SEQ_CST);
       const PoolCall *call = __atomic_load_n (&pool->call, __ATOMIC_SEQ_CST);
       if (call)
-        take_chunks (pool, self->index, call->fn, call->data, call->chunk);
+        {
+          __atomic_store_n (&pool->bound[self->index].in_call, TRUE, __ATOMIC_RELAXED);
+          take_chunks (pool, self->index, call->fn, call->data, call->chunk);
+          __atomic_store_n (&pool->bound[self->index].in_call, FALSE, __ATOMIC_RELAXED);
+        }
       if (__atomic_sub_fetch (&pool->active, 1, __ATOMIC_SEQ_CST) == 0
           && __atomic_load_n (&pool->caller_asleep, __ATOMIC_SEQ_CST))
         {
@@ -388,6 +521,9 @@ pool_new (int n_threads, gboolean allow_fewer, GError **error)
   pool->threads = g_new0 (GThread *, n_threads);
   pool->ranges = g_aligned_alloc0 (n_threads, sizeof (PoolRange), _Alignof (PoolRange));
   pool->workers = g_new0 (PoolWorker, n_threads);
+  pool->bound = g_aligned_alloc0 (n_threads, sizeof (PoolThread), _Alignof (PoolThread));
+  for (int i = 0; i < n_threads; i++)
+    pool->bound[i].cpu = i;
   for (int i = 1; i < n_threads; i++)
     {
       g_autoptr (GError) local = NULL;
@@ -435,6 +571,7 @@ st_pool_free (StPool *pool)
   g_free (pool->threads);
   g_aligned_free (pool->ranges);
   g_free (pool->workers);
+  g_aligned_free (pool->bound);
   g_mutex_clear (&pool->lock);
   g_cond_clear (&pool->work_cond);
   g_cond_clear (&pool->done_cond);
@@ -480,10 +617,16 @@ st_parallel_for (const StRunContext *ctx, gsize n, StRangeFunc fn, gpointer data
       g_mutex_unlock (&pool->lock);
     }
 
+  /* Thread 0 of a bound pool only if the pinned thread calls. */
+  const int self = __atomic_load_n (&pool->pinned_calling, __ATOMIC_RELAXED) ? 0 : -1;
+  if (self == 0)
+    __atomic_store_n (&pool->bound[0].in_call, TRUE, __ATOMIC_RELAXED);
   take_chunks (pool, 0, fn, data, chunk);
+  if (self == 0)
+    __atomic_store_n (&pool->bound[0].in_call, FALSE, __ATOMIC_RELAXED);
 
   __atomic_store_n (&pool->call, NULL, __ATOMIC_SEQ_CST);
-  spin_while (workers_active, pool, 0);
+  spin_or_trade (workers_active, pool, 0, self);
   if (workers_active (pool, 0))
     {
       g_mutex_lock (&pool->lock);

@@ -1057,6 +1057,132 @@ test_pool_cpus (void)
     g_assert_cmpint (cpus[i], ==, all);
 }
 
+/* The one CPU thread tid (0: the calling one) is bound to; -1 if several. */
+static int
+bound_cpu (pid_t tid)
+{
+  cpu_set_t set;
+  g_assert_cmpint (sched_getaffinity (tid, sizeof set, &set), ==, 0);
+  if (CPU_COUNT (&set) != 1)
+    return -1;
+  for (int cpu = 0;; cpu++)
+    if (CPU_ISSET (cpu, &set))
+      return cpu;
+}
+
+/* Whether every pool worker of this process is asleep. */
+static gboolean
+workers_asleep (void)
+{
+  g_autoptr (GDir) dir = g_dir_open ("/proc/self/task", 0, NULL);
+  g_assert_nonnull (dir);
+  const char *tid;
+  while ((tid = g_dir_read_name (dir)))
+    {
+      g_autofree char *comm_path = g_strdup_printf ("/proc/self/task/%s/comm", tid);
+      g_autofree char *stat_path = g_strdup_printf ("/proc/self/task/%s/stat", tid);
+      g_autofree char *comm = NULL, *stat = NULL;
+      if (!g_file_get_contents (comm_path, &comm, NULL, NULL) || !g_str_has_prefix (comm, "strata-worker")
+          || !g_file_get_contents (stat_path, &stat, NULL, NULL))
+        continue;
+      const char *state = strrchr (stat, ')');
+      if (state && state[2] != 'S')
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* Item 0 blocks on a pipe, the thread that took it using no CPU time. */
+typedef struct {
+  int pipe[2];
+  pid_t blocked;               /* the thread that took item 0; 0 until then */
+  int blocked_cpu;             /* its CPU then */
+} Stall;
+
+static void
+stall_item (gsize begin, gsize end, gpointer data)
+{
+  Stall *stall = data;
+  if (begin > 0 || end == 0)
+    return;
+  char c;
+  stall->blocked_cpu = bound_cpu (0);
+  __atomic_store_n (&stall->blocked, gettid (), __ATOMIC_SEQ_CST);
+  g_assert_cmpint (read (stall->pipe[0], &c, 1), ==, 1);
+}
+
+/* Watches the thread that blocks on item 0: TRUE once it is bound to
+ * another CPU, FALSE once every worker has given up and gone to sleep.
+ * Then it lets the item go on. */
+static gpointer
+watch_stall (gpointer data)
+{
+  Stall *stall = data;
+  pid_t blocked;
+  while (!(blocked = __atomic_load_n (&stall->blocked, __ATOMIC_SEQ_CST)))
+    sched_yield ();
+  gboolean moved = FALSE;
+  for (;;)
+    {
+      if ((moved = bound_cpu (blocked) != stall->blocked_cpu) || workers_asleep ())
+        break;
+      sched_yield ();
+    }
+  g_assert_cmpint (write (stall->pipe[1], "x", 1), ==, 1);
+  return GINT_TO_POINTER (moved);
+}
+
+/* A bound pool's thread that another waits for, and that is not running
+ * (here blocked, as a preempted one would be), trades CPUs with the one
+ * waiting: it goes on on the CPU the other leaves.  The threads stay bound
+ * to distinct CPUs. */
+static void
+test_pool_trade (void)
+{
+  const int all = thread_cpus ();
+  if (all < 2)
+    {
+      g_test_skip ("one CPU: a pool of one thread binds nothing");
+      return;
+    }
+  cpu_set_t allowed;
+  g_assert_cmpint (sched_getaffinity (0, sizeof allowed, &allowed), ==, 0);
+  g_autoptr (StRunContext) ctx = st_run_context_new (all, 1);
+  Stall stall = { 0 };
+  g_assert_cmpint (pipe (stall.pipe), ==, 0);
+  /* A worker that is itself preempted while it waits may miss its chance;
+   * the next call gives it another. */
+  gboolean moved = FALSE;
+  for (int attempt = 0; attempt < 20 && !moved; attempt++)
+    {
+      stall.blocked = 0;
+      GThread *watcher = g_thread_new ("watcher", watch_stall, &stall);
+      st_parallel_for (ctx, 64 * all, stall_item, &stall);
+      moved = GPOINTER_TO_INT (g_thread_join (watcher));
+    }
+  g_assert_true (moved);
+  int cpus[64];
+  st_parallel_for (ctx, G_N_ELEMENTS (cpus), record_cpus, cpus);
+  for (gsize i = 0; i < G_N_ELEMENTS (cpus); i++)
+    g_assert_cmpint (cpus[i], ==, 1);
+  /* Still one thread a CPU: every CPU has one of the pool's threads. */
+  int bound_to[CPU_SETSIZE] = { 0 };
+  g_autoptr (GDir) dir = g_dir_open ("/proc/self/task", 0, NULL);
+  const char *tid;
+  while ((tid = g_dir_read_name (dir)))
+    {
+      g_autofree char *comm_path = g_strdup_printf ("/proc/self/task/%s/comm", tid);
+      g_autofree char *comm = NULL;
+      if (g_file_get_contents (comm_path, &comm, NULL, NULL) && g_str_has_prefix (comm, "strata-worker"))
+        bound_to[bound_cpu (atoi (tid))]++;
+    }
+  bound_to[bound_cpu (0)]++;
+  for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+    g_assert_cmpint (bound_to[cpu], ==, (CPU_ISSET (cpu, &allowed) ? 1 : 0));
+  close (stall.pipe[0]);
+  close (stall.pipe[1]);
+}
+
 /* ---- Interruption (case 6) -------------------------------------------------
  * The run reads one input from a FIFO that this test fills: half of a large
  * PNG, so that its output is half written when the signal comes.  No sleep:
@@ -1767,6 +1893,7 @@ main (int argc, char **argv)
   g_test_add_func ("/run/pool-bound", test_pool_bound);
   g_test_add_func ("/run/pool-calls", test_pool_calls);
   g_test_add_func ("/run/pool-cpus", test_pool_cpus);
+  g_test_add_func ("/run/pool-trade", test_pool_trade);
   g_test_add_func ("/run/atomic-file", test_atomic_file);
   g_test_add_func ("/run/heif-folder", test_heif_folder);
   g_test_add_func ("/run/content-recognition", test_content_recognition);
