@@ -193,6 +193,14 @@ struct _StPool {
  * spin_or_trade()) trades CPUs with it: the late thread goes on at once on
  * the waiter's CPU, and the waiter takes its turn on the busy one. */
 
+static gboolean binding_forbidden;
+
+void
+st_pool_forbid_binding (void)
+{
+  __atomic_store_n (&binding_forbidden, TRUE, __ATOMIC_SEQ_CST);
+}
+
 #ifdef __linux__
 static cpu_set_t process_cpus;
 
@@ -513,7 +521,8 @@ pool_new (int n_threads, gboolean allow_fewer, GError **error)
   StPool *pool = g_new0 (StPool, 1);
   pool->n_threads = n_threads;
 #ifdef __linux__
-  pool->pin = n_threads > 1 && n_threads == CPU_COUNT (allowed_cpus ());
+  pool->pin = n_threads > 1 && n_threads == CPU_COUNT (allowed_cpus ())
+              && !__atomic_load_n (&binding_forbidden, __ATOMIC_SEQ_CST);
 #endif
   g_mutex_init (&pool->lock);
   g_cond_init (&pool->work_cond);

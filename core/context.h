@@ -39,6 +39,11 @@ int     st_pool_threads (const StPool *pool);
  * starts call this first. */
 void    st_thread_unpin (void);
 
+/* Pools made from now on leave their threads free: for a process that
+ * shares the machine's CPUs with others of its job (several MPI ranks on
+ * one machine), where every process would bind to the same CPUs. */
+void    st_pool_forbid_binding (void);
+
 /* A context owning a new pool and generator: st_run_context_try_new fails
  * as st_pool_try_new does; st_run_context_new never fails, as
  * st_pool_new. */

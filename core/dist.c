@@ -99,6 +99,17 @@ st_dist_init (int *argc, char ***argv)
   initialised = TRUE;
   MPI_Comm_rank (MPI_COMM_WORLD, &rank);
   MPI_Comm_size (MPI_COMM_WORLD, &size);
+  /* Ranks that share a machine would bind their pools to the same CPUs. */
+  MPI_Comm local;
+  int local_size = 1;
+  if (MPI_Comm_split_type (MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &local)
+      == MPI_SUCCESS)
+    {
+      MPI_Comm_size (local, &local_size);
+      MPI_Comm_free (&local);
+    }
+  if (local_size > 1)
+    st_pool_forbid_binding ();
   if (provided < MPI_THREAD_SERIALIZED)
     {
       if (rank == 0)
