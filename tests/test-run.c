@@ -1070,22 +1070,37 @@ bound_cpu (pid_t tid)
       return cpu;
 }
 
+/* The thread ids of this process's pool workers. */
+static GArray *
+worker_tids (void)
+{
+  GArray *tids = g_array_new (FALSE, FALSE, sizeof (pid_t));
+  g_autoptr (GDir) dir = g_dir_open ("/proc/self/task", 0, NULL);
+  g_assert_nonnull (dir);
+  const char *name;
+  while ((name = g_dir_read_name (dir)))
+    {
+      g_autofree char *path = g_strdup_printf ("/proc/self/task/%s/comm", name);
+      g_autofree char *comm = NULL;
+      if (g_file_get_contents (path, &comm, NULL, NULL) && g_str_has_prefix (comm, "strata-worker"))
+        {
+          pid_t tid = atoi (name);
+          g_array_append_val (tids, tid);
+        }
+    }
+  return tids;
+}
+
 /* Whether every pool worker of this process is asleep. */
 static gboolean
 workers_asleep (void)
 {
-  g_autoptr (GDir) dir = g_dir_open ("/proc/self/task", 0, NULL);
-  g_assert_nonnull (dir);
-  const char *tid;
-  while ((tid = g_dir_read_name (dir)))
+  g_autoptr (GArray) tids = worker_tids ();
+  for (guint i = 0; i < tids->len; i++)
     {
-      g_autofree char *comm_path = g_strdup_printf ("/proc/self/task/%s/comm", tid);
-      g_autofree char *stat_path = g_strdup_printf ("/proc/self/task/%s/stat", tid);
-      g_autofree char *comm = NULL, *stat = NULL;
-      if (!g_file_get_contents (comm_path, &comm, NULL, NULL) || !g_str_has_prefix (comm, "strata-worker")
-          || !g_file_get_contents (stat_path, &stat, NULL, NULL))
-        continue;
-      const char *state = strrchr (stat, ')');
+      g_autofree char *path = g_strdup_printf ("/proc/self/task/%d/stat", g_array_index (tids, pid_t, i));
+      g_autofree char *stat = NULL;
+      const char *state = g_file_get_contents (path, &stat, NULL, NULL) ? strrchr (stat, ')') : NULL;
       if (state && state[2] != 'S')
         return FALSE;
     }
@@ -1167,15 +1182,9 @@ test_pool_trade (void)
     g_assert_cmpint (cpus[i], ==, 1);
   /* Still one thread a CPU: every CPU has one of the pool's threads. */
   int bound_to[CPU_SETSIZE] = { 0 };
-  g_autoptr (GDir) dir = g_dir_open ("/proc/self/task", 0, NULL);
-  const char *tid;
-  while ((tid = g_dir_read_name (dir)))
-    {
-      g_autofree char *comm_path = g_strdup_printf ("/proc/self/task/%s/comm", tid);
-      g_autofree char *comm = NULL;
-      if (g_file_get_contents (comm_path, &comm, NULL, NULL) && g_str_has_prefix (comm, "strata-worker"))
-        bound_to[bound_cpu (atoi (tid))]++;
-    }
+  g_autoptr (GArray) tids = worker_tids ();
+  for (guint i = 0; i < tids->len; i++)
+    bound_to[bound_cpu (g_array_index (tids, pid_t, i))]++;
   bound_to[bound_cpu (0)]++;
   for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
     g_assert_cmpint (bound_to[cpu], ==, (CPU_ISSET (cpu, &allowed) ? 1 : 0));
