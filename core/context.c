@@ -219,8 +219,9 @@ allowed_cpus (void)
   return &process_cpus;
 }
 
-/* Binds thread tid (0: the calling one) to the index-th allowed CPU. */
-static void
+/* Binds thread tid (0: the calling one) to the index-th allowed CPU;
+ * FALSE if the system refused (the CPU taken away since, a thread gone). */
+static gboolean
 bind_to_cpu (pid_t tid, int index)
 {
   const cpu_set_t *allowed = allowed_cpus ();
@@ -230,9 +231,9 @@ bind_to_cpu (pid_t tid, int index)
         cpu_set_t one;
         CPU_ZERO (&one);
         CPU_SET (cpu, &one);
-        sched_setaffinity (tid, sizeof one, &one);
-        return;
+        return sched_setaffinity (tid, sizeof one, &one) == 0;
       }
+  return FALSE;
 }
 #endif
 
@@ -321,13 +322,17 @@ trade_cpus (StPool *pool, int self, int other)
 #ifdef __linux__
   g_mutex_lock (&pool->lock);
   PoolThread *mine = &pool->bound[self], *theirs = &pool->bound[other];
-  if (mine->tid && theirs->tid)
+  /* Both moves or neither, so that no two threads stay on one CPU. */
+  if (mine->tid && theirs->tid && bind_to_cpu (theirs->tid, mine->cpu))
     {
-      int cpu = mine->cpu;
-      mine->cpu = theirs->cpu;
-      theirs->cpu = cpu;
-      bind_to_cpu (theirs->tid, theirs->cpu);
-      bind_to_cpu (0, mine->cpu);
+      if (bind_to_cpu (0, theirs->cpu))
+        {
+          int cpu = mine->cpu;
+          mine->cpu = theirs->cpu;
+          theirs->cpu = cpu;
+        }
+      else
+        bind_to_cpu (theirs->tid, theirs->cpu);
     }
   g_mutex_unlock (&pool->lock);
 #else
