@@ -2,7 +2,9 @@
 #define _GNU_SOURCE  /* sched_setaffinity, pthread_*affinity_np */
 #include "context.h"
 
+#include <errno.h>
 #include <math.h>
+#include <string.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <pthread.h>
@@ -511,7 +513,7 @@ static StPool *
 pool_new (int n_threads, gboolean allow_fewer, GError **error)
 {
   if (n_threads <= 0)
-    n_threads = MIN ((int) g_get_num_processors (), ST_MAX_THREADS);
+    n_threads = st_default_threads ();
   if (n_threads > ST_MAX_THREADS)
     {
       if (!allow_fewer)
@@ -687,6 +689,179 @@ st_run_context_free (StRunContext *ctx)
   st_rng_free (ctx->rng);
   st_pool_free (ctx->pool);
   g_free (ctx);
+}
+
+/* ---- CPUs the process may use ----------------------------------------------
+ * A container's CPU limit is a quota of CPU time, not fewer CPUs: the
+ * process still sees every CPU of the machine, and a thread for each would
+ * share the quota, stopped together whenever it runs out. */
+
+/* Undoes mountinfo's octal escapes (a space is \040). */
+static char *
+mountinfo_unescape (const char *field)
+{
+  GString *out = g_string_new (NULL);
+  for (const char *c = field; *c; c++)
+    if (c[0] == '\\' && c[1] >= '0' && c[1] <= '3' && c[2] >= '0' && c[2] <= '7' && c[3] >= '0'
+        && c[3] <= '7')
+      {
+        g_string_append_c (out, (char) ((c[1] - '0') * 64 + (c[2] - '0') * 8 + (c[3] - '0')));
+        c += 3;
+      }
+    else
+      g_string_append_c (out, *c);
+  return g_string_free (out, FALSE);
+}
+
+/* Whether the comma-separated list has the item. */
+static gboolean
+list_has (const char *list, const char *item)
+{
+  g_auto (GStrv) items = g_strsplit (list, ",", -1);
+  return g_strv_contains ((const char *const *) items, item);
+}
+
+/* Reads a whole decimal integer (a trailing newline allowed) from the
+ * text; FALSE if it is not one. */
+static gboolean
+parse_integer (const char *text, gint64 *value)
+{
+  char *end;
+  errno = 0;
+  gint64 v = g_ascii_strtoll (text, &end, 10);
+  if (end == text || errno || (*end && strcmp (end, "\n") != 0))
+    return FALSE;
+  *value = v;
+  return TRUE;
+}
+
+/* The quota in CPUs that one group's files set, or 0. */
+static double
+group_quota (const char *dir, gboolean v2)
+{
+  g_autofree char *max_path = g_build_filename (dir, "cpu.max", NULL);
+  g_autofree char *quota_path = g_build_filename (dir, "cpu.cfs_quota_us", NULL);
+  g_autofree char *period_path = g_build_filename (dir, "cpu.cfs_period_us", NULL);
+  g_autofree char *max = NULL, *quota_text = NULL, *period_text = NULL;
+  gint64 quota = 0, period = 0;
+  if (v2)
+    {
+      if (!g_file_get_contents (max_path, &max, NULL, NULL))
+        return 0;
+      g_auto (GStrv) fields = g_strsplit (g_strchomp (max), " ", -1);
+      if (g_strv_length (fields) != 2 || !parse_integer (fields[0], &quota)
+          || !parse_integer (fields[1], &period))
+        return 0;  /* "max": no quota */
+    }
+  else if (!g_file_get_contents (quota_path, &quota_text, NULL, NULL)
+           || !g_file_get_contents (period_path, &period_text, NULL, NULL)
+           || !parse_integer (quota_text, &quota) || !parse_integer (period_text, &period))
+    return 0;
+  return quota > 0 && period > 0 ? (double) quota / period : 0;  /* -1: none */
+}
+
+/* The smallest quota from the group at path (in /proc/self/cgroup) up to
+ * the top of the hierarchy mounted with mount_root at mount_point. */
+static double
+hierarchy_quota (const char *path, const char *mount_root, const char *mount_point,
+                 const char *root, gboolean v2)
+{
+  /* The group's place below the mount; a group outside what the mount
+   * shows (a container's own namespace) is the mount's top. */
+  const char *below = "";
+  if (g_str_equal (mount_root, "/"))
+    below = path;
+  else if (g_str_has_prefix (path, mount_root)
+           && (path[strlen (mount_root)] == '/' || path[strlen (mount_root)] == '\0'))
+    below = path + strlen (mount_root);
+  if (strstr (below, "/.."))
+    below = "";
+  g_autofree char *top = g_build_filename (root, mount_point, NULL);
+  g_autofree char *dir = g_build_filename (top, below, NULL);
+  double smallest = 0;
+  for (;;)
+    {
+      double q = group_quota (dir, v2);
+      if (q > 0 && (smallest == 0 || q < smallest))
+        smallest = q;
+      char *parent = g_path_get_dirname (dir);
+      gboolean up = strlen (dir) > strlen (top) && strlen (parent) < strlen (dir);
+      g_free (dir);
+      dir = parent;
+      if (!up)
+        break;
+    }
+  return smallest;
+}
+
+double
+st_cgroup_cpu_quota (const char *cgroups, const char *mountinfo, const char *root)
+{
+  g_autofree char *v1_path = NULL, *v2_path = NULL;
+  g_auto (GStrv) lines = g_strsplit (cgroups, "\n", -1);
+  for (char **line = lines; *line; line++)
+    {
+      /* hierarchy-ID:controller-list:path; the path may hold colons. */
+      g_auto (GStrv) f = g_strsplit (*line, ":", 3);
+      if (g_strv_length (f) != 3 || f[2][0] != '/')
+        continue;
+      if (g_str_equal (f[0], "0") && f[1][0] == '\0')
+        {
+          g_free (v2_path);
+          v2_path = g_strdup (f[2]);
+        }
+      else if (list_has (f[1], "cpu"))
+        {
+          g_free (v1_path);
+          v1_path = g_strdup (f[2]);
+        }
+    }
+  double smallest = 0;
+  g_auto (GStrv) mounts = g_strsplit (mountinfo, "\n", -1);
+  for (char **line = mounts; *line; line++)
+    {
+      /* id parent dev root mount-point options [optional...] - type source super-options */
+      g_auto (GStrv) f = g_strsplit (*line, " ", -1);
+      guint n = g_strv_length (f), dash = 6;
+      while (dash < n && !g_str_equal (f[dash], "-"))
+        dash++;
+      if (dash + 3 >= n)
+        continue;
+      const char *type = f[dash + 1], *options = f[dash + 3];
+      gboolean v2 = g_str_equal (type, "cgroup2");
+      const char *path = v2 ? v2_path : g_str_equal (type, "cgroup") && list_has (options, "cpu")
+                                            ? v1_path : NULL;
+      if (!path)
+        continue;
+      g_autofree char *mount_root = mountinfo_unescape (f[3]);
+      g_autofree char *mount_point = mountinfo_unescape (f[4]);
+      double q = hierarchy_quota (path, mount_root, mount_point, root, v2);
+      if (q > 0 && (smallest == 0 || q < smallest))
+        smallest = q;
+    }
+  return smallest;
+}
+
+int
+st_default_threads (void)
+{
+  static gsize once;
+  static int threads;
+  if (g_once_init_enter (&once))
+    {
+      int cpus = MIN ((int) g_get_num_processors (), ST_MAX_THREADS);
+      g_autofree char *cgroups = NULL, *mountinfo = NULL;
+      if (g_file_get_contents ("/proc/self/cgroup", &cgroups, NULL, NULL)
+          && g_file_get_contents ("/proc/self/mountinfo", &mountinfo, NULL, NULL))
+        {
+          double quota = st_cgroup_cpu_quota (cgroups, mountinfo, "");
+          if (quota > 0)
+            cpus = MAX (1, MIN (cpus, (int) ceil (quota)));
+        }
+      threads = cpus;
+      g_once_init_leave (&once, 1);
+    }
+  return threads;
 }
 
 /* ---- Memory limit --------------------------------------------------------- */

@@ -23,8 +23,20 @@ guint64 st_item_seed (guint64 seed, int epoch, int index);
  * any machine's cores, and few enough that their stacks fit in memory. */
 #define ST_MAX_THREADS 1024
 
+/* The threads to run when the user does not say: the CPUs the process
+ * may run on, capped by its control group's CPU quota (a container's
+ * --cpus, a Kubernetes CPU limit), rounded up; at most ST_MAX_THREADS. */
+int     st_default_threads (void);
+
+/* The CPU quota, in CPUs, that a process's control groups set (cgroup v2
+ * cpu.max, v1 cpu.cfs_quota_us over cpu.cfs_period_us, the smallest of
+ * its group and the groups above), from the texts of /proc/self/cgroup
+ * and /proc/self/mountinfo, reading the limit files under root ("" for
+ * the real ones); 0 when none is set or nothing can be read. */
+double  st_cgroup_cpu_quota (const char *cgroups, const char *mountinfo, const char *root);
+
 /* A pool of n_threads workers (the caller counts as one); n_threads <= 0
- * means one per core.  st_pool_try_new refuses more than ST_MAX_THREADS,
+ * means st_default_threads ().  st_pool_try_new refuses more than ST_MAX_THREADS,
  * and a thread that cannot be started, with a GError (ST_ERROR_USAGE,
  * ST_ERROR_FAILED); st_pool_new never fails: it runs with ST_MAX_THREADS
  * at most, or with the threads it could start. */

@@ -449,7 +449,7 @@ idx_read_images (IdxFile *f, StShape shape, gsize size, gsize keep, const char *
   g_cond_init (&c.cond);
   /* One chunk, or one processor: nothing to overlap. */
   GThread *thread = NULL;
-  c.n_slots = size > c.chunk && g_get_num_processors () > 1 ? IDX_SLOTS : 1;
+  c.n_slots = size > c.chunk && st_default_threads () > 1 ? IDX_SLOTS : 1;
   for (gsize s = 0; s < c.n_slots; s++)
     c.slots[s] = g_malloc (c.chunk);
   if (c.n_slots > 1)

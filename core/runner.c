@@ -465,7 +465,7 @@ st_run_images (StPipeline *pipeline, const char *const *inputs,
       return TRUE;
     }
 
-  int threads = opt->jobs > 0 ? opt->jobs : MIN ((int) g_get_num_processors (), ST_MAX_THREADS);
+  int threads = opt->jobs > 0 ? opt->jobs : st_default_threads ();
   int workers = MAX (1, MIN (threads, (int) jobs->len));
   /* Several MPI ranks: one progress line, rank 0's, counting every rank's. */
   g_autoptr (StProgress) progress = st_progress_new (jobs->len, "img",

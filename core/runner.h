@@ -16,7 +16,7 @@ typedef struct {
   const char *output;
   StImageFormat format;        /* ST_FORMAT_UNKNOWN keeps each input's format */
   int jpeg_quality;            /* 1-100 */
-  int jobs;                    /* threads in all, at most ST_MAX_THREADS; <= 0: one per core */
+  int jobs;                    /* threads in all, at most ST_MAX_THREADS; <= 0: st_default_threads () */
   gboolean overwrite;
   gboolean quiet;              /* no progress line (the summary is the caller's) */
   guint64 max_pixels;

@@ -49,7 +49,7 @@ const StOptionSpec st_train_option_specs[] = {
       FIELD (shuffle) }, 0, NULL, "false", NULL },
   /* Not given, 0 stays: one thread per core. */
   { { "jobs", ST_PARAM_INT, NULL, RANGE, 1, ST_MAX_THREADS, NULL, "Threads", FIELD (threads) },
-    'j', "N", NULL, "one per core" },
+    'j', "N", NULL, "one per CPU" },
 };
 const int st_train_n_option_specs = G_N_ELEMENTS (st_train_option_specs);
 

@@ -58,7 +58,7 @@ typedef struct {
   int epochs;
   gboolean shuffle;
   guint64 seed;                /* parsed as ST_PARAM_INT64, 0 and up */
-  int threads;                 /* <= 0: one per core */
+  int threads;                 /* <= 0: st_default_threads () */
   const char *weights_out;     /* final weights (safetensors) */
   const char *checkpoint;      /* written after every epoch and on interrupt */
   const char *resume;          /* a checkpoint to continue from, or NULL */

@@ -1192,6 +1192,74 @@ test_pool_trade (void)
   close (stall.pipe[1]);
 }
 
+/* Writes text to root/path, making the folders. */
+static void
+put_file (const char *root, const char *path, const char *text)
+{
+  g_autofree char *full = g_build_filename (root, path, NULL);
+  g_autofree char *dir = g_path_get_dirname (full);
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
+  g_assert_true (g_file_set_contents (full, text, -1, NULL));
+}
+
+/* A control group's CPU quota, read as the kernel shows it, caps the
+ * default thread count. */
+static void
+test_cgroup_quota (void)
+{
+  g_autofree char *root = tu_make_tmpdir ("strata-cgroup-XXXXXX");
+  const char *v2_mount = "29 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw\n";
+
+  /* cgroup v2: the group's quota, or its parent's when that is smaller. */
+  put_file (root, "sys/fs/cgroup/user.slice/app/cpu.max", "150000 100000\n");
+  put_file (root, "sys/fs/cgroup/user.slice/cpu.max", "max 100000\n");
+  g_assert_cmpfloat (st_cgroup_cpu_quota ("0::/user.slice/app\n", v2_mount, root), ==, 1.5);
+  put_file (root, "sys/fs/cgroup/user.slice/cpu.max", "50000 100000\n");
+  g_assert_cmpfloat (st_cgroup_cpu_quota ("0::/user.slice/app\n", v2_mount, root), ==, 0.5);
+  /* No quota anywhere: "max". */
+  put_file (root, "sys/fs/cgroup/free/cpu.max", "max 100000\n");
+  g_assert_cmpfloat (st_cgroup_cpu_quota ("0::/free\n", v2_mount, root), ==, 0);
+
+  /* cgroup v1 beside an empty v2 hierarchy, the cpu controller mounted
+   * with cpuacct; -1 is no quota. */
+  const char *v1_cgroups = "4:cpu,cpuacct:/docker/abc\n1:name=systemd:/docker/abc\n0::/\n";
+  const char *v1_mounts = "31 30 0:28 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:9 - cgroup "
+                          "cgroup rw,cpu,cpuacct\n"
+                          "35 30 0:31 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
+  put_file (root, "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us", "200000\n");
+  put_file (root, "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_period_us", "100000\n");
+  put_file (root, "sys/fs/cgroup/cpu,cpuacct/docker/cpu.cfs_quota_us", "-1\n");
+  put_file (root, "sys/fs/cgroup/cpu,cpuacct/docker/cpu.cfs_period_us", "100000\n");
+  g_assert_cmpfloat (st_cgroup_cpu_quota (v1_cgroups, v1_mounts, root), ==, 2.0);
+
+  /* Inside a container the mount shows the container's own group at its
+   * top (mount root /docker/abc), and a mount point may hold escaped
+   * spaces. */
+  put_file (root, "mnt/cg roup/cpu.max", "250000 100000\n");
+  g_assert_cmpfloat (st_cgroup_cpu_quota ("0::/docker/abc\n",
+                                          "40 30 0:26 /docker/abc /mnt/cg\\040roup ro - cgroup2 "
+                                          "cgroup2 rw\n", root), ==, 2.5);
+  g_assert_cmpfloat (st_cgroup_cpu_quota ("0::/../other\n",
+                                          "40 30 0:26 /docker/abc /mnt/cg\\040roup ro - cgroup2 "
+                                          "cgroup2 rw\n", root), ==, 2.5);
+
+  /* What cannot be read or parsed sets no quota. */
+  put_file (root, "sys/fs/cgroup/bad/cpu.max", "150000\n");
+  put_file (root, "sys/fs/cgroup/worse/cpu.max", "1e5 100000x\n");
+  const char *cgroups[] = { "", "0::/bad\n", "0::/worse\n", "0::/missing\n", "::::\n", "0::\n",
+                            "x:cpu:relative\n" };
+  const char *mounts[] = { "", v2_mount, "29 23 0:26 / /sys/fs/cgroup rw - cgroup2\n",
+                           "1 2 3 4 5 6 -\n", "-\n" };
+  for (guint c = 0; c < G_N_ELEMENTS (cgroups); c++)
+    for (guint m = 0; m < G_N_ELEMENTS (mounts); m++)
+      g_assert_cmpfloat (st_cgroup_cpu_quota (cgroups[c], mounts[m], root), ==, 0);
+
+  /* The default: at least one thread, no more than the CPUs. */
+  g_assert_cmpint (st_default_threads (), >=, 1);
+  g_assert_cmpint (st_default_threads (), <=, (int) g_get_num_processors ());
+  tu_remove_tree (root);
+}
+
 /* ---- Interruption (case 6) -------------------------------------------------
  * The run reads one input from a FIFO that this test fills: half of a large
  * PNG, so that its output is half written when the signal comes.  No sleep:
@@ -1903,6 +1971,7 @@ main (int argc, char **argv)
   g_test_add_func ("/run/pool-calls", test_pool_calls);
   g_test_add_func ("/run/pool-cpus", test_pool_cpus);
   g_test_add_func ("/run/pool-trade", test_pool_trade);
+  g_test_add_func ("/run/cgroup-quota", test_cgroup_quota);
   g_test_add_func ("/run/atomic-file", test_atomic_file);
   g_test_add_func ("/run/heif-folder", test_heif_folder);
   g_test_add_func ("/run/content-recognition", test_content_recognition);

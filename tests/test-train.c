@@ -549,7 +549,7 @@ test_option_ranges (Fixture *f, gconstpointer unused)
   g_assert_cmpint (r.status, ==, 0);
   g_assert_nonnull (strstr (r.out, "Learning rate, more than 0"));
   g_assert_nonnull (strstr (r.out, "SGD momentum, 0 to less than 1"));
-  g_assert_nonnull (strstr (r.out, "Threads, 1 to 1024 (default one per core)"));
+  g_assert_nonnull (strstr (r.out, "Threads, 1 to 1024 (default one per CPU)"));
   /* Help, defaults and ranges come from one table. */
   g_assert_nonnull (strstr (r.out, "Batch size, 1 to 65536 (default 64)"));
   g_assert_nonnull (strstr (r.out, "(default 0.001 for adam and adamw, 0.01 for sgd)"));

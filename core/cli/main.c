@@ -463,9 +463,9 @@ static const StOptionSpec eval_options[] = {
     0, "FMT", NULL, NULL },
   { { "batch", ST_PARAM_INT, "256", ST_PARAM_HAS_MIN | ST_PARAM_HAS_MAX, 1, 65536, NULL,
       "Images per batch", EVAL_FIELD (batch) }, 'b', "N", NULL, NULL },
-  /* Not given, 0 stays: one thread per core, every image. */
+  /* Not given, 0 stays: st_default_threads (), every image. */
   { { "jobs", ST_PARAM_INT, NULL, ST_PARAM_HAS_MIN | ST_PARAM_HAS_MAX, 1, ST_MAX_THREADS, NULL,
-      "Threads", EVAL_FIELD (threads) }, 'j', "N", NULL, "one per core" },
+      "Threads", EVAL_FIELD (threads) }, 'j', "N", NULL, "one per CPU" },
   { { "limit", ST_PARAM_INT, NULL, ST_PARAM_HAS_MIN, 1, 0, NULL, "Use only the first N images",
       EVAL_FIELD (limit) }, 0, "N", NULL, "all" },
 };

@@ -106,9 +106,9 @@ static const StOptionSpec run_options[] = {
       "Predictions: labels listed per image", RUN_FIELD (top) }, 0, "K", NULL, NULL },
   { { "quality", ST_PARAM_INT, "90", RANGE, 1, 100, NULL, "JPEG and WebP quality",
       RUN_FIELD (quality) }, 0, "N", NULL, NULL },
-  /* Not given, 0 stays: one thread per core. */
+  /* Not given, 0 stays: st_default_threads (). */
   { { "jobs", ST_PARAM_INT, NULL, RANGE, 1, ST_MAX_THREADS, NULL, "Threads", RUN_FIELD (jobs) },
-    'j', "N", NULL, "one per core" },
+    'j', "N", NULL, "one per CPU" },
   { { "overwrite", ST_PARAM_BOOL, NULL, 0, 0, 0, NULL, "Replace existing outputs (never an input)",
       RUN_FIELD (overwrite) }, 0, NULL, "true", NULL },
   { { "quiet", ST_PARAM_BOOL, NULL, 0, 0, 0, NULL, "No progress bar or summary",

@@ -2,7 +2,7 @@
  *
  *   make-fuzz-seeds CORPUS_DIR     (tests/fuzz/corpus in the source tree)
  *
- * Writes CORPUS_DIR/{image,pipeline,weights,idx}/seed-*: small valid files
+ * Writes CORPUS_DIR/{image,pipeline,weights,idx,cgroup}/seed-*: small valid files
  * of every layout each parser knows, and a few malformed ones.  Files of
  * other names (reproducers of fixed findings) are left alone.  The output
  * is the same on every run, so the committed corpus can be regenerated and
@@ -815,6 +815,34 @@ idx_seeds (void)
   idx_seed ("images-float", IMAGES, "\0\0\x0d\x03\0\0\0\x01\0\0\0\x01\0\0\0\x01\0\0\0\0", 20);
 }
 
+/* A seed for fuzz-cgroup.c: its texts joined by NULs. */
+static void
+cgroup_seed (const char *name, const char *cgroups, const char *mountinfo, const char *limit,
+             const char *period)
+{
+  g_autoptr (GByteArray) a = g_byte_array_new ();
+  const char *parts[] = { cgroups, mountinfo, limit, period };
+  for (guint i = 0; i < G_N_ELEMENTS (parts); i++)
+    g_byte_array_append (a, (const guint8 *) parts[i], (guint) strlen (parts[i]) + (i < 3));
+  write_seed ("cgroup", name, a->data, a->len);
+}
+
+static void
+cgroup_seeds (void)
+{
+  const char *v2 = "29 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw\n";
+  const char *v1 = "31 30 0:28 / /sys/fs/cgroup rw,relatime shared:9 - cgroup cgroup rw,cpu,cpuacct\n"
+                   "35 30 0:31 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
+  cgroup_seed ("v2", "0::/g\n", v2, "150000 100000\n", "");
+  cgroup_seed ("v2-max", "0::/g\n", v2, "max 100000\n", "");
+  cgroup_seed ("v1", "4:cpu,cpuacct:/g\n1:name=systemd:/g\n0::/\n", v1, "200000\n", "100000\n");
+  cgroup_seed ("v1-none", "4:cpu,cpuacct:/g\n0::/\n", v1, "-1\n", "100000\n");
+  cgroup_seed ("namespace", "0::/docker/abc\n",
+               "40 30 0:26 /docker/abc /sys/fs/cgroup ro - cgroup2 cgroup2 rw\n", "50000 100000\n", "");
+  cgroup_seed ("escaped", "0::/g\n", "29 23 0:26 / /sys/fs/cg\\040x rw - cgroup2 cgroup2 rw\n",
+               "100000 100000\n", "");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -828,5 +856,6 @@ main (int argc, char **argv)
   pipeline_seeds (STRATA_SOURCE_ROOT);
   weights_seeds ();
   idx_seeds ();
+  cgroup_seeds ();
   return 0;
 }
