@@ -3,6 +3,7 @@
 #include "context.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <string.h>
 #include <unistd.h>
@@ -144,6 +145,7 @@ typedef struct {
 #ifdef __linux__
   pid_t tid;                   /* 0 until the thread has bound itself */
   clockid_t clock;             /* its CPU time */
+  int stat_fd;                 /* its /proc stat, for its state; -1 if none */
 #endif
 } __attribute__ ((aligned (64))) PoolThread;
 
@@ -174,6 +176,7 @@ struct _StPool {
   int caller_asleep;
   gboolean pin;                /* one thread per CPU: see bind_thread() */
   int pinned_calling;          /* the last call came from thread 0 */
+  int sharing;                 /* st_pool_set_sharing () */
 #ifdef __linux__
   gboolean caller_pinned;
   pthread_t caller;            /* the first caller, pinned as thread 0 */
@@ -249,6 +252,8 @@ bind_thread (StPool *pool, int t)
   g_mutex_lock (&pool->lock);
   if (pthread_getcpuclockid (pthread_self (), &bound->clock) == 0)
     bound->tid = gettid ();
+  g_autofree char *stat = g_strdup_printf ("/proc/self/task/%d/stat", (int) gettid ());
+  bound->stat_fd = open (stat, O_RDONLY | O_CLOEXEC);
   bind_to_cpu (0, bound->cpu);
   g_mutex_unlock (&pool->lock);
 #else
@@ -392,6 +397,26 @@ thread_cpu_ns (const PoolThread *bound)
   return -1;
 }
 
+/* Whether a bound thread is running or waiting for a CPU, rather than
+ * asleep; TRUE when that cannot be told. */
+static gboolean
+thread_runnable (const PoolThread *bound)
+{
+#ifdef __linux__
+  char stat[512];
+  ssize_t n = bound->stat_fd >= 0 ? pread (bound->stat_fd, stat, sizeof stat - 1, 0) : -1;
+  if (n <= 0)
+    return TRUE;
+  stat[n] = '\0';
+  /* pid (name) state ...: the name may hold ") ". */
+  const char *end = strrchr (stat, ')');
+  return !end || end[1] != ' ' || end[2] == 'R';
+#else
+  (void) bound;
+  return TRUE;
+#endif
+}
+
 /* Spins while busy (pool, seen) holds, then returns for the thread to
  * sleep.  A thread of a bound pool, self (-1: the call comes from a thread
  * that is not one of the pool's), spins longer, up to BOUND_SPIN_US, and
@@ -405,16 +430,21 @@ spin_or_trade (PoolBusy busy, StPool *pool, guint seen, int self)
 {
   const gint64 deadline = g_get_monotonic_time () + BOUND_SPIN_US;
   spin_while (busy, pool, seen, SPIN_US);
-  if (!pool->pin || self < 0)
+  if (!pool->pin || self < 0 || __atomic_load_n (&pool->sharing, __ATOMIC_RELAXED))
     return;
   gboolean traded = FALSE;
   while (busy (pool, seen) && g_get_monotonic_time () < deadline)
     {
-      int other = traded ? -1 : awaited_thread (pool, self);
-      gint64 ran_before = other >= 0 ? thread_cpu_ns (&pool->bound[other]) : -1;
+      /* Waiting for none of the pool's threads, or for one that sleeps
+       * (on a file, on a thread of another kind): the wait may be long,
+       * and a thread outside the pool may want this CPU. */
+      int other = awaited_thread (pool, self);
+      if (other < 0 || !thread_runnable (&pool->bound[other]))
+        return;
+      gint64 ran_before = thread_cpu_ns (&pool->bound[other]);
       gint64 look = g_get_monotonic_time ();
       spin_while (busy, pool, seen, LOOK_US);
-      if (ran_before < 0 || !busy (pool, seen))
+      if (traded || ran_before < 0 || !busy (pool, seen))
         continue;
       gint64 ran = thread_cpu_ns (&pool->bound[other]) - ran_before;
       if (ran >= 0 && 4 * ran < (g_get_monotonic_time () - look) * 1000)
@@ -539,7 +569,12 @@ pool_new (int n_threads, gboolean allow_fewer, GError **error)
   pool->workers = g_new0 (PoolWorker, n_threads);
   pool->bound = g_aligned_alloc0 (n_threads, sizeof (PoolThread), _Alignof (PoolThread));
   for (int i = 0; i < n_threads; i++)
-    pool->bound[i].cpu = i;
+    {
+      pool->bound[i].cpu = i;
+#ifdef __linux__
+      pool->bound[i].stat_fd = -1;
+#endif
+    }
   for (int i = 1; i < n_threads; i++)
     {
       g_autoptr (GError) local = NULL;
@@ -587,11 +622,23 @@ st_pool_free (StPool *pool)
   g_free (pool->threads);
   g_aligned_free (pool->ranges);
   g_free (pool->workers);
+#ifdef __linux__
+  for (int i = 0; i < pool->n_threads; i++)
+    if (pool->bound[i].stat_fd >= 0)
+      close (pool->bound[i].stat_fd);
+#endif
   g_aligned_free (pool->bound);
   g_mutex_clear (&pool->lock);
   g_cond_clear (&pool->work_cond);
   g_cond_clear (&pool->done_cond);
   g_free (pool);
+}
+
+void
+st_pool_set_sharing (StPool *pool, gboolean sharing)
+{
+  if (pool)
+    __atomic_store_n (&pool->sharing, sharing, __ATOMIC_RELAXED);
 }
 
 int

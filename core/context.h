@@ -51,6 +51,13 @@ int     st_pool_threads (const StPool *pool);
  * starts call this first. */
 void    st_thread_unpin (void);
 
+/* Says that from now on another thread of the process works beside the
+ * pool's calls (TRUE), such as a decoder running ahead, or no longer
+ * (FALSE).  A pool with a thread for every CPU has its threads spin up to
+ * a millisecond for the next call, which would take that thread's CPU;
+ * while it shares, they sleep soon instead.  pool may be NULL. */
+void    st_pool_set_sharing (StPool *pool, gboolean sharing);
+
 /* Pools made from now on leave their threads free: for a process that
  * shares the machine's CPUs with others of its job (several MPI ranks on
  * one machine), where every process would bind to the same CPUs. */

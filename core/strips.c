@@ -207,6 +207,7 @@ st_run_strips (StPipeline *p, StRunContext *ctx, StStripScratch *scratch, StJob 
    * keep the cores busy already. */
   feed_init (&feed, scratch, reader, width, height, channels, rows, halo,
              st_parallel_threads (ctx) > 1);
+  st_pool_set_sharing (ctx ? ctx->pool : NULL, feed.thread != NULL);
   StImageWriter *writer = NULL;
   gboolean ok = TRUE;
 
@@ -273,6 +274,7 @@ st_run_strips (StPipeline *p, StRunContext *ctx, StStripScratch *scratch, StJob 
     }
 
   feed_clear (&feed);
+  st_pool_set_sharing (ctx ? ctx->pool : NULL, FALSE);
   if (ok)
     ok = st_image_writer_finish (writer, error);
   else

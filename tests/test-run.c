@@ -1091,66 +1091,84 @@ worker_tids (void)
   return tids;
 }
 
-/* Whether every pool worker of this process is asleep. */
-static gboolean
-workers_asleep (void)
+/* A thread's state letter in /proc (R running or waiting for a CPU, S
+ * asleep, ...); '?' if it cannot be read. */
+static char
+thread_state (pid_t tid)
 {
+  g_autofree char *path = g_strdup_printf ("/proc/self/task/%d/stat", (int) tid);
+  g_autofree char *stat = NULL;
+  const char *end = g_file_get_contents (path, &stat, NULL, NULL) ? strrchr (stat, ')') : NULL;
+  return end && end[1] == ' ' ? end[2] : '?';
+}
+
+/* Whether every thread of the pool but the calling one (a worker) is
+ * asleep: the process's first thread, the caller, and the other workers. */
+static gboolean
+others_asleep (void)
+{
+  if (thread_state (getpid ()) != 'S')
+    return FALSE;
   g_autoptr (GArray) tids = worker_tids ();
   for (guint i = 0; i < tids->len; i++)
-    {
-      g_autofree char *path = g_strdup_printf ("/proc/self/task/%d/stat", g_array_index (tids, pid_t, i));
-      g_autofree char *stat = NULL;
-      const char *state = g_file_get_contents (path, &stat, NULL, NULL) ? strrchr (stat, ')') : NULL;
-      if (state && state[2] != 'S')
-        return FALSE;
-    }
+    if (g_array_index (tids, pid_t, i) != gettid () && thread_state (g_array_index (tids, pid_t, i)) != 'S')
+      return FALSE;
   return TRUE;
 }
 
-/* Item 0 blocks on a pipe, the thread that took it using no CPU time. */
+/* The first worker to take an item stalls as a preempted thread does:
+ * runnable, but at nice 19 beside a busy thread bound to its CPU, so that
+ * it gets about 1.5% of it.  It goes on once it is bound to another CPU,
+ * or once every other thread of the pool has given up and gone to sleep. */
 typedef struct {
-  int pipe[2];
-  pid_t blocked;               /* the thread that took item 0; 0 until then */
-  int blocked_cpu;             /* its CPU then */
+  int stalled;                 /* a worker took the stall */
+  int cpu;                     /* the CPU it was bound to */
+  int release;                 /* the busy thread stops */
+  gboolean moved;
 } Stall;
+
+static gpointer
+busy_on_cpu (gpointer data)
+{
+  Stall *stall = data;
+  cpu_set_t one;
+  CPU_ZERO (&one);
+  CPU_SET (stall->cpu, &one);
+  g_assert_cmpint (sched_setaffinity (0, sizeof one, &one), ==, 0);
+  while (!__atomic_load_n (&stall->release, __ATOMIC_SEQ_CST))
+    ;
+  return NULL;
+}
 
 static void
 stall_item (gsize begin, gsize end, gpointer data)
 {
+  (void) begin;
+  (void) end;
   Stall *stall = data;
-  if (begin > 0 || end == 0)
-    return;
-  char c;
-  stall->blocked_cpu = bound_cpu (0);
-  __atomic_store_n (&stall->blocked, gettid (), __ATOMIC_SEQ_CST);
-  g_assert_cmpint (read (stall->pipe[0], &c, 1), ==, 1);
-}
-
-/* Watches the thread that blocks on item 0: TRUE once it is bound to
- * another CPU, FALSE once every worker has given up and gone to sleep.
- * Then it lets the item go on. */
-static gpointer
-watch_stall (gpointer data)
-{
-  Stall *stall = data;
-  pid_t blocked;
-  while (!(blocked = __atomic_load_n (&stall->blocked, __ATOMIC_SEQ_CST)))
-    sched_yield ();
-  gboolean moved = FALSE;
-  for (;;)
+  /* The caller waits for a worker to take the stall, rather than run every
+   * item before a worker wakes. */
+  if (gettid () == getpid ())
     {
-      if ((moved = bound_cpu (blocked) != stall->blocked_cpu) || workers_asleep ())
-        break;
-      sched_yield ();
+      while (!__atomic_load_n (&stall->stalled, __ATOMIC_SEQ_CST))
+        ;
+      return;
     }
-  g_assert_cmpint (write (stall->pipe[1], "x", 1), ==, 1);
-  return GINT_TO_POINTER (moved);
+  if (__atomic_exchange_n (&stall->stalled, TRUE, __ATOMIC_SEQ_CST))
+    return;
+  stall->cpu = bound_cpu (0);
+  GThread *busy = g_thread_new ("busy", busy_on_cpu, stall);
+  g_assert_cmpint (setpriority (PRIO_PROCESS, gettid (), 19), ==, 0);
+  while (bound_cpu (0) == stall->cpu && !others_asleep ())
+    ;
+  stall->moved = bound_cpu (0) != stall->cpu;
+  __atomic_store_n (&stall->release, TRUE, __ATOMIC_SEQ_CST);
+  g_thread_join (busy);
 }
 
-/* A bound pool's thread that another waits for, and that is not running
- * (here blocked, as a preempted one would be), trades CPUs with the one
- * waiting: it goes on on the CPU the other leaves.  The threads stay bound
- * to distinct CPUs. */
+/* A bound pool's thread that another waits for, and that is runnable but
+ * not running (preempted), trades CPUs with the one waiting: it goes on on
+ * the CPU the other leaves.  The threads stay bound to distinct CPUs. */
 static void
 test_pool_trade (void)
 {
@@ -1163,17 +1181,14 @@ test_pool_trade (void)
   cpu_set_t allowed;
   g_assert_cmpint (sched_getaffinity (0, sizeof allowed, &allowed), ==, 0);
   g_autoptr (StRunContext) ctx = st_run_context_new (all, 1);
-  Stall stall = { 0 };
-  g_assert_cmpint (pipe (stall.pipe), ==, 0);
-  /* A worker that is itself preempted while it waits may miss its chance;
-   * the next call gives it another. */
+  /* A waiting thread that is itself preempted may miss its chance; the
+   * next call gives it another. */
   gboolean moved = FALSE;
   for (int attempt = 0; attempt < 20 && !moved; attempt++)
     {
-      stall.blocked = 0;
-      GThread *watcher = g_thread_new ("watcher", watch_stall, &stall);
+      Stall stall = { 0 };
       st_parallel_for (ctx, 64 * all, stall_item, &stall);
-      moved = GPOINTER_TO_INT (g_thread_join (watcher));
+      moved = stall.moved;
     }
   g_assert_true (moved);
   int cpus[64];
@@ -1188,8 +1203,6 @@ test_pool_trade (void)
   bound_to[bound_cpu (0)]++;
   for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
     g_assert_cmpint (bound_to[cpu], ==, (CPU_ISSET (cpu, &allowed) ? 1 : 0));
-  close (stall.pipe[0]);
-  close (stall.pipe[1]);
 }
 
 /* Writes text to root/path, making the folders. */
