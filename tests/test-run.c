@@ -992,6 +992,17 @@ thread_cpus (void)
   return CPU_COUNT (&set);
 }
 
+/* The CPUs the calling thread may run on, or 0 (the test skipped) when a
+ * pool would have one thread and bind nothing. */
+static int
+cpus_to_bind (void)
+{
+  const int all = thread_cpus ();
+  if (all < 2)
+    g_test_skip ("one CPU: a pool of one thread binds nothing");
+  return all < 2 ? 0 : all;
+}
+
 static void
 record_cpus (gsize begin, gsize end, gpointer data)
 {
@@ -1030,12 +1041,9 @@ later_caller (gpointer data)
 static void
 test_pool_cpus (void)
 {
-  const int all = thread_cpus ();
-  if (all < 2)
-    {
-      g_test_skip ("one CPU: a pool of one thread binds nothing");
-      return;
-    }
+  const int all = cpus_to_bind ();
+  if (!all)
+    return;
   int cpus[64];
   const gsize items = G_N_ELEMENTS (cpus);
   {
@@ -1172,12 +1180,9 @@ stall_item (gsize begin, gsize end, gpointer data)
 static void
 test_pool_trade (void)
 {
-  const int all = thread_cpus ();
-  if (all < 2)
-    {
-      g_test_skip ("one CPU: a pool of one thread binds nothing");
-      return;
-    }
+  const int all = cpus_to_bind ();
+  if (!all)
+    return;
   cpu_set_t allowed;
   g_assert_cmpint (sched_getaffinity (0, sizeof allowed, &allowed), ==, 0);
   g_autoptr (StRunContext) ctx = st_run_context_new (all, 1);

@@ -11,6 +11,7 @@
 
 #include <glib/gstdio.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void
@@ -20,15 +21,35 @@ put (const char *dir, const char *name, const char *text)
   g_file_set_contents (path, text, -1, NULL);
 }
 
+static char *root;             /* the harness's folder, made once */
+
+/* Removes the harness's folder and what it wrote there, at exit. */
+static void
+remove_root (void)
+{
+  const char *dirs[] = { "sys/fs/cgroup/g", "sys/fs/cgroup", "sys/fs", "sys", "" };
+  const char *files[] = { "cpu.max", "cpu.cfs_quota_us", "cpu.cfs_period_us" };
+  for (guint d = 0; d < G_N_ELEMENTS (dirs); d++)
+    {
+      g_autofree char *dir = g_build_filename (root, dirs[d], NULL);
+      for (guint f = 0; f < G_N_ELEMENTS (files); f++)
+        {
+          g_autofree char *path = g_build_filename (dir, files[f], NULL);
+          g_unlink (path);
+        }
+      g_rmdir (dir);
+    }
+}
+
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
   fuzz_init ();
-  static char *root;
   if (!root)
     {
       root = g_dir_make_tmp ("strata-fuzz-cgroup-XXXXXX", NULL);
       g_assert (root);
+      atexit (remove_root);
     }
   /* The texts, NUL-terminated: the input's parts past its NULs. */
   g_autofree char *copy = g_malloc (size + 1);
